@@ -1,0 +1,365 @@
+/*
+ * The router's transitions, driven by a plain loop with no network and no
+ * sandbox: each test feeds events and checks the actions that come out.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../worker/router.h"
+#include "../worker/util.h"
+
+static wk_provider prov = {.name = "mock", .api = "openai", .base_url = "http://x/v1",
+                           .max_inflight = 8};
+static wk_model models[3] = {
+    {.name = "cheap", .provider = &prov, .id = "cheap", .input_usd_per_mtok = 1,
+     .output_usd_per_mtok = 2, .context = 100000, .max_tokens = 1000},
+    {.name = "mid", .provider = &prov, .id = "mid", .input_usd_per_mtok = 10,
+     .output_usd_per_mtok = 20, .context = 100000, .max_tokens = 1000},
+    {.name = "top", .provider = &prov, .id = "top", .input_usd_per_mtok = 100,
+     .output_usd_per_mtok = 200, .context = 100000, .max_tokens = 1000},
+};
+static char *vals[] = {"syntax", "tests", NULL};
+static wk_tier tiers[3];
+static wk_cascade casc;
+static wk_config cfg;
+
+static int setup(void **state)
+{
+    (void)state;
+    tiers[0] = (wk_tier){&models[0], 1};
+    tiers[1] = (wk_tier){&models[1], 2};
+    tiers[2] = (wk_tier){&models[2], 1};
+    casc = (wk_cascade){.name = "py", .match_kind = "code", .match_language = "python",
+                        .validators = vals, .nvalidators = 2, .feedback = 1, .tiers = tiers,
+                        .ntiers = 3};
+    for (int i = 0; i < 3; i++)
+        models[i].context = 100000;
+    cfg = (wk_config){.providers = &prov, .nproviders = 1, .models = models, .nmodels = 3,
+                      .cascades = &casc, .ncascades = 1};
+    return 0;
+}
+
+static const char *TASK =
+    "{\"id\":\"t1\",\"kind\":\"code\",\"language\":\"python\",\"prompt\":\"write f\","
+    "\"tests\":{\"files\":{},\"command\":[\"python3\",\"t.py\"]}}";
+
+static wk_task *parse_ok(const char *line)
+{
+    wk_task *t = NULL;
+    cJSON *inv = NULL;
+    assert_int_equal(wk_task_parse(line, strlen(line), 1, &cfg, NULL, &t, &inv), 0);
+    assert_null(inv);
+    return t;
+}
+
+/* Feeds ev and copies out the actions; LOG/FINISH lines stay owned by acts. */
+static int feed(wk_task *t, wk_event ev, wk_action *acts)
+{
+    return wk_task_feed(t, &ev, acts);
+}
+
+static wk_event response(const char *text, long pt, long ct)
+{
+    return (wk_event){.kind = WK_EV_RESPONSE, .now_ms = 1700000000000, .text = text,
+                      .finish_reason = "stop", .prompt_tokens = pt, .completion_tokens = ct,
+                      .latency_ms = 5};
+}
+
+static wk_event verdict(int pass, const char *validator, const char *reason,
+                        const char *evidence)
+{
+    return (wk_event){.kind = WK_EV_VERDICT, .now_ms = 1700000000000, .pass = pass,
+                      .validator = validator, .reason = reason, .message = "msg",
+                      .evidence = evidence};
+}
+
+static const char *jstr(const cJSON *o, const char *k)
+{
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(o, k);
+    return cJSON_IsString(f) ? f->valuestring : NULL;
+}
+
+/* Runs one answer through call -> response -> validate -> verdict. */
+static int attempt(wk_task *t, const char *expect_model, int pass, const char *evidence,
+                   wk_action *acts)
+{
+    wk_action a[WK_ACTIONS_MAX];
+    int n = feed(t, response("```python\nx = 1\n```", 100, 50), a);
+    assert_int_equal(n, 1);
+    assert_int_equal(a[0].kind, WK_ACT_VALIDATE);
+    assert_string_equal(a[0].answer, "```python\nx = 1\n```");
+    (void)expect_model;
+    return feed(t, verdict(pass, "tests", "failed", evidence), acts);
+}
+
+static void test_pass_at_tier0_finishes_accepted_with_cost(void **state)
+{
+    (void)state;
+    wk_task *t = parse_ok(TASK);
+    wk_action a[WK_ACTIONS_MAX];
+    int n = feed(t, (wk_event){.kind = WK_EV_START, .now_ms = 1}, a);
+    assert_int_equal(n, 1);
+    assert_int_equal(a[0].kind, WK_ACT_CALL);
+    assert_string_equal(a[0].model->name, "cheap");
+    assert_int_equal(cJSON_GetArraySize(a[0].messages), 2);
+    n = attempt(t, "cheap", 1, NULL, a);
+    assert_int_equal(n, 1);
+    assert_int_equal(a[0].kind, WK_ACT_FINISH);
+    cJSON *r = a[0].line;
+    assert_string_equal(jstr(r, "status"), "accepted");
+    assert_string_equal(jstr(r, "model"), "cheap");
+    assert_string_equal(jstr(r, "answer"), "x = 1");
+    assert_int_equal(cJSON_GetObjectItem(r, "tier")->valueint, 0);
+    /* 100 tokens at $1/M + 50 at $2/M */
+    assert_float_equal(cJSON_GetObjectItem(r, "cost_usd")->valuedouble, 0.0002, 1e-12);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(r, "attempts")), 1);
+    assert_true(wk_task_done(t));
+    cJSON_Delete(r);
+    wk_task_free(t);
+}
+
+static const cJSON *last_msg(const cJSON *msgs, int from_end)
+{
+    return cJSON_GetArrayItem(msgs, cJSON_GetArraySize(msgs) - 1 - from_end);
+}
+
+static void test_failure_climbs_with_feedback_in_next_request(void **state)
+{
+    (void)state;
+    wk_task *t = parse_ok(TASK);
+    wk_action a[WK_ACTIONS_MAX];
+    feed(t, (wk_event){.kind = WK_EV_START}, a);
+    int n = attempt(t, "cheap", 0, "AssertionError: f(2) != 4", a);
+    assert_int_equal(n, 2);
+    assert_int_equal(a[0].kind, WK_ACT_LOG);
+    cJSON *l = a[0].line;
+    assert_string_equal(jstr(l, "id"), "t1");
+    assert_string_equal(jstr(cJSON_GetObjectItem(l, "from"), "model"), "cheap");
+    assert_string_equal(jstr(cJSON_GetObjectItem(l, "to"), "model"), "mid");
+    assert_int_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(l, "to"), "tier")->valueint, 1);
+    assert_string_equal(jstr(l, "validator"), "tests");
+    assert_string_equal(jstr(l, "reason"), "failed");
+    assert_non_null(strstr(jstr(l, "evidence"), "AssertionError"));
+    assert_string_equal(jstr(l, "ts"), "2023-11-14T22:13:20.000Z");
+    cJSON_Delete(l);
+    assert_int_equal(a[1].kind, WK_ACT_CALL);
+    assert_string_equal(a[1].model->name, "mid");
+    /* The conversation: system, user, the failed answer, the feedback turn. */
+    assert_int_equal(cJSON_GetArraySize(a[1].messages), 4);
+    assert_string_equal(jstr(last_msg(a[1].messages, 1), "role"), "assistant");
+    assert_string_equal(jstr(last_msg(a[1].messages, 1), "content"), "```python\nx = 1\n```");
+    const char *fb = jstr(last_msg(a[1].messages, 0), "content");
+    assert_string_equal(jstr(last_msg(a[1].messages, 0), "role"), "user");
+    assert_non_null(strstr(fb, "tests"));
+    assert_non_null(strstr(fb, "AssertionError: f(2) != 4"));
+    wk_task_free(t);
+}
+
+static void test_feedback_off_resends_the_original_prompt(void **state)
+{
+    (void)state;
+    casc.feedback = 0;
+    wk_task *t = parse_ok(TASK);
+    wk_action a[WK_ACTIONS_MAX];
+    feed(t, (wk_event){.kind = WK_EV_START}, a);
+    int n = attempt(t, "cheap", 0, "boom", a);
+    assert_int_equal(n, 2);
+    cJSON_Delete(a[0].line);
+    assert_int_equal(cJSON_GetArraySize(a[1].messages), 2);
+    wk_task_free(t);
+}
+
+static void test_attempts_retry_same_tier_before_climbing(void **state)
+{
+    (void)state;
+    wk_task *t = parse_ok(TASK);
+    wk_action a[WK_ACTIONS_MAX];
+    feed(t, (wk_event){.kind = WK_EV_START}, a);
+    int n = attempt(t, "cheap", 0, "e1", a);
+    cJSON_Delete(a[0].line);
+    assert_string_equal(a[1].model->name, "mid");
+    /* mid has 2 attempts: the first failure calls mid again, with no log line. */
+    n = attempt(t, "mid", 0, "e2", a);
+    assert_int_equal(n, 1);
+    assert_int_equal(a[0].kind, WK_ACT_CALL);
+    assert_string_equal(a[0].model->name, "mid");
+    n = attempt(t, "mid", 0, "e3", a);
+    assert_int_equal(n, 2);
+    assert_int_equal(a[0].kind, WK_ACT_LOG);
+    cJSON_Delete(a[0].line);
+    assert_string_equal(a[1].model->name, "top");
+    /* Feedback rounds are capped: 3 failures, the cap keeps the newest 3. */
+    assert_int_equal(cJSON_GetArraySize(a[1].messages), 2 + 2 * WK_FEEDBACK_ROUNDS_MAX);
+    n = attempt(t, "top", 1, NULL, a);
+    assert_int_equal(a[0].kind, WK_ACT_FINISH);
+    assert_string_equal(jstr(a[0].line, "model"), "top");
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(a[0].line, "attempts")), 4);
+    cJSON_Delete(a[0].line);
+    wk_task_free(t);
+}
+
+static void test_last_tier_failing_ends_exhausted_with_best_answer(void **state)
+{
+    (void)state;
+    wk_task *t = parse_ok(TASK);
+    wk_action a[WK_ACTIONS_MAX];
+    int logs = 0;
+    int n = feed(t, (wk_event){.kind = WK_EV_START}, a);
+    for (int i = 0; i < 4; i++) {
+        n = attempt(t, NULL, 0, "e", a);
+        for (int k = 0; k < n; k++)
+            if (a[k].kind == WK_ACT_LOG) {
+                logs++;
+                cJSON_Delete(a[k].line);
+            }
+    }
+    assert_int_equal(n, 1);
+    assert_int_equal(a[0].kind, WK_ACT_FINISH);
+    cJSON *r = a[0].line;
+    assert_string_equal(jstr(r, "status"), "exhausted");
+    assert_true(cJSON_IsNull(cJSON_GetObjectItem(r, "tier")));
+    assert_true(cJSON_IsNull(cJSON_GetObjectItem(r, "model")));
+    assert_string_equal(jstr(r, "answer"), "x = 1");
+    assert_non_null(jstr(r, "reason"));
+    assert_int_equal(logs, 2);
+    cJSON_Delete(r);
+    wk_task_free(t);
+}
+
+static void test_truncated_answer_fails_without_validation(void **state)
+{
+    (void)state;
+    wk_task *t = parse_ok(TASK);
+    wk_action a[WK_ACTIONS_MAX];
+    feed(t, (wk_event){.kind = WK_EV_START}, a);
+    wk_event ev = response("def f(", 10, 1000);
+    ev.finish_reason = "length";
+    int n = feed(t, ev, a);
+    assert_int_equal(n, 2);
+    assert_string_equal(jstr(a[0].line, "reason"), "truncated");
+    cJSON_Delete(a[0].line);
+    assert_int_equal(a[1].kind, WK_ACT_CALL);
+    wk_task_free(t);
+}
+
+static void test_call_failures_everywhere_end_in_error(void **state)
+{
+    (void)state;
+    wk_task *t = parse_ok(TASK);
+    wk_action a[WK_ACTIONS_MAX];
+    int n = feed(t, (wk_event){.kind = WK_EV_START}, a);
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(a[n - 1].kind, WK_ACT_CALL);
+        n = feed(t, (wk_event){.kind = WK_EV_CALL_FAILED, .error_reason = "http_404",
+                               .error_message = "HTTP 404: no such model"},
+                 a);
+        for (int k = 0; k < n; k++)
+            if (a[k].kind == WK_ACT_LOG)
+                cJSON_Delete(a[k].line);
+    }
+    assert_int_equal(a[0].kind, WK_ACT_FINISH);
+    assert_string_equal(jstr(a[0].line, "status"), "error");
+    cJSON *att = cJSON_GetArrayItem(cJSON_GetObjectItem(a[0].line, "attempts"), 0);
+    assert_string_equal(jstr(att, "error"), "HTTP 404: no such model");
+    cJSON_Delete(a[0].line);
+    wk_task_free(t);
+}
+
+static void test_budget_too_small_for_next_tier_ends_over_budget(void **state)
+{
+    (void)state;
+    /* Tier 0's worst case is about $0.002; mid's is about $0.02. */
+    const char *line = "{\"id\":\"b\",\"language\":\"python\",\"prompt\":\"p\",\"budget_usd\":0.005,"
+                       "\"tests\":{\"command\":[\"true\"]}}";
+    wk_task *t = parse_ok(line);
+    wk_action a[WK_ACTIONS_MAX];
+    int n = feed(t, (wk_event){.kind = WK_EV_START}, a);
+    assert_int_equal(a[0].kind, WK_ACT_CALL);
+    n = attempt(t, "cheap", 0, "e", a);
+    assert_int_equal(n, 1);
+    assert_int_equal(a[0].kind, WK_ACT_FINISH);
+    assert_string_equal(jstr(a[0].line, "status"), "over_budget");
+    assert_non_null(strstr(jstr(a[0].line, "reason"), "budget"));
+    cJSON_Delete(a[0].line);
+    wk_task_free(t);
+}
+
+static void test_tier_whose_context_is_too_small_is_skipped_and_logged(void **state)
+{
+    (void)state;
+    models[0].context = 500; /* smaller than max_tokens alone */
+    wk_task *t = parse_ok(TASK);
+    wk_action a[WK_ACTIONS_MAX];
+    int n = feed(t, (wk_event){.kind = WK_EV_START}, a);
+    assert_int_equal(n, 2);
+    assert_int_equal(a[0].kind, WK_ACT_LOG);
+    assert_string_equal(jstr(a[0].line, "reason"), "context_too_small");
+    cJSON_Delete(a[0].line);
+    assert_string_equal(a[1].model->name, "mid");
+    wk_task_free(t);
+}
+
+static void expect_invalid(const char *line, const char *why_part)
+{
+    wk_task *t = NULL;
+    cJSON *inv = NULL;
+    assert_int_equal(wk_task_parse(line, strlen(line), 7, &cfg, NULL, &t, &inv), WK_EINVAL);
+    assert_null(t);
+    assert_non_null(inv);
+    assert_string_equal(jstr(inv, "status"), "invalid_task");
+    assert_int_equal(cJSON_GetObjectItem(inv, "line")->valueint, 7);
+    const char *why = jstr(inv, "reason");
+    if (!strstr(why, why_part))
+        fail_msg("reason \"%s\" lacks \"%s\"", why, why_part);
+    cJSON_Delete(inv);
+}
+
+static void test_bad_task_lines_become_invalid_task_results(void **state)
+{
+    (void)state;
+    expect_invalid("{not json", "not valid JSON");
+    expect_invalid("[1,2]", "not a JSON object");
+    expect_invalid("{\"prompt\":\"p\"}", "\"id\"");
+    expect_invalid("{\"id\":\"a\",\"language\":\"python\"}", "\"prompt\"");
+    expect_invalid("{\"id\":\"a\",\"prompt\":\"p\",\"language\":\"cobol\"}", "no cascade matches");
+    expect_invalid("{\"id\":\"a\",\"prompt\":\"p\",\"cascade\":\"nope\"}", "unknown cascade");
+    expect_invalid("{\"id\":\"a\",\"prompt\":\"p\",\"language\":\"python\"}", "tests.command");
+    expect_invalid("{\"id\":\"a\",\"prompt\":\"p\",\"kind\":\"essay\"}", "unknown kind");
+}
+
+static void test_events_after_finish_are_ignored(void **state)
+{
+    (void)state;
+    wk_task *t = parse_ok(TASK);
+    wk_action a[WK_ACTIONS_MAX];
+    feed(t, (wk_event){.kind = WK_EV_START}, a);
+    attempt(t, "cheap", 1, NULL, a);
+    cJSON_Delete(a[0].line);
+    assert_int_equal(feed(t, response("again", 1, 1), a), 0);
+    assert_int_equal(feed(t, verdict(1, "tests", "x", NULL), a), 0);
+    wk_task_free(t);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup(test_pass_at_tier0_finishes_accepted_with_cost, setup),
+        cmocka_unit_test_setup(test_failure_climbs_with_feedback_in_next_request, setup),
+        cmocka_unit_test_setup(test_feedback_off_resends_the_original_prompt, setup),
+        cmocka_unit_test_setup(test_attempts_retry_same_tier_before_climbing, setup),
+        cmocka_unit_test_setup(test_last_tier_failing_ends_exhausted_with_best_answer, setup),
+        cmocka_unit_test_setup(test_truncated_answer_fails_without_validation, setup),
+        cmocka_unit_test_setup(test_call_failures_everywhere_end_in_error, setup),
+        cmocka_unit_test_setup(test_budget_too_small_for_next_tier_ends_over_budget, setup),
+        cmocka_unit_test_setup(test_tier_whose_context_is_too_small_is_skipped_and_logged,
+                               setup),
+        cmocka_unit_test_setup(test_bad_task_lines_become_invalid_task_results, setup),
+        cmocka_unit_test_setup(test_events_after_finish_are_ignored, setup),
+    };
+    return cmocka_run_group_tests_name("router", tests, NULL, NULL);
+}

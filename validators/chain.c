@@ -1,0 +1,126 @@
+/*
+ * The validator chain: the cascade's validators in order on the code taken
+ * from the answer, stopping at the first failure, with one done call at the
+ * end. Validators may finish inside start() (syntax, schema) or later from the
+ * loop (tests); the chain handles both without recursing through start().
+ */
+#include "val_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Chains are short (a cascade lists a handful of validators). */
+#define CHAIN_MAX 16
+
+typedef struct chain {
+    val_env *env;
+    const val_input *in;
+    const val_ops *ops[CHAIN_MAX];
+    int n;
+    int idx;          /* the validator running now */
+    char *code;       /* extracted from in->answer; owned */
+    int in_start;     /* inside ops[idx]->start() */
+    int completed;    /* ops[idx] has called back */
+    val_verdict verdict;
+    val_done_cb done;
+    void *arg;
+} chain;
+
+static void chain_finish(chain *c)
+{
+    if (c->verdict.pass)
+        val_verdict_pass(&c->verdict);
+    c->done(c->arg, &c->verdict);
+    val_verdict_clear(&c->verdict);
+    free(c->code);
+    free(c);
+}
+
+static void chain_step(chain *c);
+
+static void chain_on_done(void *arg, const val_verdict *v)
+{
+    chain *c = arg;
+    /* The verdict is borrowed for this call only, so keep a copy. */
+    val_verdict_clear(&c->verdict);
+    c->verdict.pass = v->pass;
+    memcpy(c->verdict.validator, v->validator, sizeof c->verdict.validator);
+    memcpy(c->verdict.reason, v->reason, sizeof c->verdict.reason);
+    c->verdict.message = v->message ? wk_xstrdup(v->message) : NULL;
+    c->verdict.evidence = v->evidence ? wk_xstrdup(v->evidence) : NULL;
+    c->completed = 1;
+    if (c->in_start)
+        return; /* chain_step sees `completed` once start() returns */
+    if (!c->verdict.pass) {
+        chain_finish(c);
+        return;
+    }
+    c->idx++;
+    chain_step(c);
+}
+
+/*
+ * Runs validators until one goes asynchronous (its callback resumes us) or
+ * the chain ends. A synchronous finish is handled by this loop rather than
+ * from the callback, so the stack does not grow with the chain.
+ */
+static void chain_step(chain *c)
+{
+    while (c->idx < c->n) {
+        c->completed = 0;
+        c->in_start = 1;
+        int rc = c->ops[c->idx]->start(c->env, c->in, c->code, chain_on_done, c);
+        c->in_start = 0;
+        if (rc < 0) {
+            /* Once the chain has begun, every outcome goes through done. */
+            char *msg = wk_xasprintf("validator %s could not start: %s", c->ops[c->idx]->name,
+                                     wk_strerror(rc));
+            val_verdict_fail(&c->verdict, c->ops[c->idx]->name, "sandbox_error", msg, NULL);
+            free(msg);
+            chain_finish(c);
+            return;
+        }
+        if (!c->completed)
+            return;
+        if (!c->verdict.pass) {
+            chain_finish(c);
+            return;
+        }
+        c->idx++;
+    }
+    c->verdict.pass = 1;
+    chain_finish(c);
+}
+
+int val_chain_start(val_env *env, const char *const *names, int n, const val_input *in,
+                    val_done_cb done, void *arg)
+{
+    if (n < 0 || n > CHAIN_MAX || !in || !done)
+        return WK_EINVAL;
+    /* Resolve every name first so an unknown one fails before any work. */
+    const val_ops *ops[CHAIN_MAX];
+    for (int i = 0; i < n; i++) {
+        ops[i] = val_find(names[i]);
+        if (!ops[i])
+            return WK_ENOTFOUND;
+    }
+    chain *c = wk_xcalloc(1, sizeof *c);
+    c->env = env;
+    c->in = in;
+    memcpy(c->ops, ops, sizeof(ops[0]) * (size_t)n);
+    c->n = n;
+    c->done = done;
+    c->arg = arg;
+    c->code = val_extract_code(in->answer);
+    c->verdict.pass = 1;
+
+    /* Nothing to check: say so once instead of letting each validator guess. */
+    if (n > 0 && c->code[0] == '\0') {
+        val_verdict_fail(&c->verdict, ops[0]->name, "no_code", "the answer contains no code",
+                         NULL);
+        chain_finish(c);
+        return 0;
+    }
+    chain_step(c);
+    return 0;
+}

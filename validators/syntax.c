@@ -1,0 +1,204 @@
+/*
+ * The syntax validator: parses the code with tree-sitter and fails on the
+ * first ERROR or MISSING node, naming where it is and quoting the line. The
+ * grammar table below is the one place that knows which languages we parse.
+ */
+#include "val_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <tree_sitter/api.h>
+
+/* Grammar entry points from build/grammars/libgrammars.a. */
+const TSLanguage *tree_sitter_python(void);
+const TSLanguage *tree_sitter_c(void);
+const TSLanguage *tree_sitter_javascript(void);
+
+/* Language name -> grammar. Adding a language is one line here (and one in the lock). */
+static const struct {
+    const char *name;
+    const TSLanguage *(*lang)(void);
+} grammars[] = {
+    {"python", tree_sitter_python},
+    {"c", tree_sitter_c},
+    {"javascript", tree_sitter_javascript},
+};
+
+#define N_GRAMMARS ((int)(sizeof grammars / sizeof grammars[0]))
+_Static_assert(sizeof grammars / sizeof grammars[0] <= VAL__GRAMMAR_SLOTS,
+               "raise VAL__GRAMMAR_SLOTS in val_int.h");
+
+/* A parse that takes this long is pathological input; fail instead of stalling the loop. */
+#define PARSE_TIMEOUT_US (2u * 1000 * 1000)
+
+static int grammar_index(const char *language)
+{
+    if (!language)
+        return -1;
+    for (int i = 0; i < N_GRAMMARS; i++)
+        if (strcasecmp(grammars[i].name, language) == 0)
+            return i;
+    /* Common aliases map onto the same grammar. */
+    if (strcasecmp(language, "js") == 0)
+        return grammar_index("javascript");
+    return -1;
+}
+
+int val_lang_known(const char *language)
+{
+    return grammar_index(language) >= 0;
+}
+
+void val__syntax_env_release(val_env *env)
+{
+    for (int i = 0; i < VAL__GRAMMAR_SLOTS; i++) {
+        if (env->parsers[i])
+            ts_parser_delete(env->parsers[i]);
+        env->parsers[i] = NULL;
+    }
+}
+
+/* A parser set to grammar g; NULL when the grammar's ABI is not ours. */
+static TSParser *parser_new(int g)
+{
+    TSParser *p = ts_parser_new();
+    /* Fails when the grammar was generated for an ABI this library lacks. */
+    if (!ts_parser_set_language(p, grammars[g].lang())) {
+        ts_parser_delete(p);
+        return NULL;
+    }
+    ts_parser_set_timeout_micros(p, PARSE_TIMEOUT_US);
+    return p;
+}
+
+/*
+ * First ERROR or MISSING node in document order: a pre-order walk that skips
+ * subtrees without errors, so the first hit is also the earliest.
+ */
+static int find_error(TSNode root, TSNode *out)
+{
+    if (!ts_node_has_error(root))
+        return 0;
+    TSTreeCursor cur = ts_tree_cursor_new(root);
+    int found = 0;
+    for (;;) {
+        TSNode n = ts_tree_cursor_current_node(&cur);
+        if (ts_node_is_missing(n) || strcmp(ts_node_type(n), "ERROR") == 0) {
+            *out = n;
+            found = 1;
+            break;
+        }
+        if (ts_node_has_error(n) && ts_tree_cursor_goto_first_child(&cur))
+            continue;
+        /* Next sibling, or climb until one exists. */
+        while (!ts_tree_cursor_goto_next_sibling(&cur)) {
+            if (!ts_tree_cursor_goto_parent(&cur))
+                goto done;
+        }
+    }
+done:
+    ts_tree_cursor_delete(&cur);
+    return found;
+}
+
+/* The text of line `row` (0-based) of code. */
+static char *source_line(const char *code, uint32_t row)
+{
+    const char *p = code;
+    for (uint32_t r = 0; r < row && p; r++) {
+        p = strchr(p, '\n');
+        if (p)
+            p++;
+    }
+    if (!p)
+        return wk_xstrdup("");
+    const char *e = strchr(p, '\n');
+    size_t len = e ? (size_t)(e - p) : strlen(p);
+    if (len > 200)
+        len = 200; /* a minified line would swamp the feedback */
+    return wk_xstrndup(p, len);
+}
+
+static int syntax_start(val_env *env, const val_input *in, const char *code, val_done_cb done,
+                        void *arg)
+{
+    val_verdict v = {0};
+    TSParser *own = NULL;
+    TSTree *tree = NULL;
+    char *msg = NULL;
+    char *ev = NULL;
+    char *line = NULL;
+
+    int g = grammar_index(in->language);
+    if (g < 0) {
+        msg = wk_xasprintf("no grammar for language \"%s\"",
+                           in->language ? in->language : "(none)");
+        val_verdict_fail(&v, "syntax", "unsupported", msg, NULL);
+        goto report;
+    }
+
+    /* One parser per grammar per env; without an env, a parser for this call. */
+    TSParser *p = env ? env->parsers[g] : NULL;
+    if (!p) {
+        p = parser_new(g);
+        if (!p) {
+            msg = wk_xasprintf("the %s grammar does not match tree-sitter ABI %d",
+                               grammars[g].name, TREE_SITTER_LANGUAGE_VERSION);
+            val_verdict_fail(&v, "syntax", "unsupported", msg, NULL);
+            goto report;
+        }
+        if (env)
+            env->parsers[g] = p;
+        else
+            own = p;
+    }
+
+    size_t len = strlen(code);
+    if (len > UINT32_MAX) {
+        val_verdict_fail(&v, "syntax", "syntax_error", "the code is too large to parse", NULL);
+        goto report;
+    }
+    tree = ts_parser_parse_string(p, NULL, code, (uint32_t)len);
+    if (!tree) {
+        /* Timed out; reset so the cached parser starts clean next time. */
+        ts_parser_reset(p);
+        val_verdict_fail(&v, "syntax", "syntax_error", "parsing took too long", NULL);
+        goto report;
+    }
+
+    TSNode bad;
+    if (!find_error(ts_tree_root_node(tree), &bad)) {
+        val_verdict_pass(&v);
+        goto report;
+    }
+    TSPoint s = ts_node_start_point(bad);
+    TSPoint e = ts_node_end_point(bad);
+    /* tree-sitter rows and columns are 0-based; editors and models count from 1. */
+    if (ts_node_is_missing(bad))
+        msg = wk_xasprintf("%s syntax error at line %u:%u: missing \"%s\"", grammars[g].name,
+                           s.row + 1, s.column + 1, ts_node_type(bad));
+    else
+        msg = wk_xasprintf("%s syntax error at line %u:%u", grammars[g].name, s.row + 1,
+                           s.column + 1);
+    line = source_line(code, s.row);
+    ev = wk_xasprintf("line %u:%u (span %u:%u-%u:%u)\n%5u | %s\n      | %*s^", s.row + 1,
+                      s.column + 1, s.row + 1, s.column + 1, e.row + 1, e.column + 1, s.row + 1,
+                      line, (int)(s.column < 200 ? s.column : 200), "");
+    val_verdict_fail(&v, "syntax", "syntax_error", msg, ev);
+
+report:
+    done(arg, &v);
+    val_verdict_clear(&v);
+    if (tree)
+        ts_tree_delete(tree);
+    if (own)
+        ts_parser_delete(own);
+    free(msg);
+    free(ev);
+    free(line);
+    return 0;
+}
+
+const val_ops val__syntax_ops = {"syntax", syntax_start};

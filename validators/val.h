@@ -1,0 +1,135 @@
+/*
+ * The validator interface. A validator looks at one model answer for one task
+ * and returns a verdict: pass, or fail with a reason code, a one-line message
+ * and an evidence excerpt that is sent back to the next model as feedback.
+ *
+ * Validators run in a chain (val_chain_start) in the cascade's order and the
+ * chain stops at the first failure. CPU-only validators (syntax, schema) finish
+ * inside start(); process validators (tests) run in the sandbox and finish
+ * from a libuv callback. Either way the done callback fires exactly once, and
+ * it may fire before start() returns.
+ */
+#ifndef VAL_H
+#define VAL_H
+
+#include <cjson/cJSON.h>
+#include <uv.h>
+
+#include "../worker/util.h"
+
+/* Caps on what a verdict carries, so feedback prompts stay small. */
+#define VAL_MESSAGE_MAX 300
+#define VAL_EVIDENCE_MAX 2000
+
+typedef struct val_verdict {
+    int pass;            /* 1 pass, 0 fail */
+    char validator[16];  /* "syntax", "tests", "schema", ... ; "" on pass */
+    char reason[24];     /* "syntax_error", "failed", "timeout", "memory",
+                            "crashed", "output_limit", "sandbox_error",
+                            "invalid_json", "schema_mismatch", "no_code",
+                            "unsupported" */
+    char *message;       /* owned; one line, <= VAL_MESSAGE_MAX bytes; may be NULL */
+    char *evidence;      /* owned; <= VAL_EVIDENCE_MAX bytes; may be NULL */
+} val_verdict;
+
+/* Frees message and evidence; the struct itself belongs to the caller. */
+void val_verdict_clear(val_verdict *v);
+/* Sets a failing verdict (message/evidence copied and capped). */
+void val_verdict_fail(val_verdict *v, const char *validator, const char *reason,
+                      const char *message, const char *evidence);
+/* Sets a passing verdict. */
+void val_verdict_pass(val_verdict *v);
+
+/* Resource limits for one sandboxed command. */
+typedef struct val_limits {
+    unsigned timeout_ms;        /* wall clock; the whole process group is killed */
+    unsigned cpu_s;             /* RLIMIT_CPU */
+    unsigned long mem_bytes;    /* RLIMIT_AS */
+    unsigned nproc;             /* RLIMIT_NPROC */
+    unsigned long fsize_bytes;  /* RLIMIT_FSIZE */
+    unsigned nofile;            /* RLIMIT_NOFILE */
+    unsigned long tmpfs_bytes;  /* size of the workdir and /tmp tmpfs */
+    size_t output_cap;          /* bytes of stdout+stderr kept */
+} val_limits;
+
+/* Sane defaults: 10 s wall, 5 s CPU, 1 GiB address space, 64 processes, ... */
+void val_limits_default(val_limits *l);
+
+/*
+ * What a validator sees. Everything is borrowed from the caller and stays
+ * valid until the done callback has fired.
+ */
+typedef struct val_input {
+    const char *task_id;
+    const char *kind;      /* "code", "classify", "json", "patch" */
+    const char *language;  /* "python", "c", "javascript", ...; may be NULL */
+    const char *answer;    /* the model's raw text */
+    const cJSON *task;     /* the whole task: files, tests, answer_file, schema */
+    const cJSON *schema;   /* the schema to check against (task's or cascade's); may be NULL */
+} val_input;
+
+/* The environment validators share: the loop and sandbox settings. */
+typedef struct val_env val_env;
+
+/*
+ * Creates the shared environment. `max_sandboxes` bounds concurrent sandboxed
+ * processes (0 = number of CPUs); later requests wait in a FIFO.
+ * Returns NULL and writes a message to `err` (size errlen) when the sandbox
+ * tool (bwrap) cannot be found.
+ */
+val_env *val_env_new(uv_loop_t *loop, const val_limits *limits, int max_sandboxes,
+                     char *err, size_t errlen);
+/* Frees the environment; no chain may be running. */
+void val_env_free(val_env *env);
+
+/* Called exactly once per chain; `v` is borrowed for the call only. */
+typedef void (*val_done_cb)(void *arg, const val_verdict *v);
+
+/* One validator, looked up by name in a NULL-terminated table. */
+typedef struct val_ops {
+    const char *name;
+    /*
+     * Starts validating `in`. `code` is the text extracted from the answer
+     * (see val_extract_code). Calls done(arg, verdict) once, possibly before
+     * returning. Returns 0, or a negative wk_err when it could not start (done
+     * is then not called).
+     */
+    int (*start)(val_env *env, const val_input *in, const char *code, val_done_cb done,
+                 void *arg);
+} val_ops;
+
+/* The table of built-in validators; NULL-terminated. */
+extern const val_ops *const val_table[];
+/* Looks up a validator by name; NULL when unknown. */
+const val_ops *val_find(const char *name);
+
+/*
+ * Runs the validators named in `names` (count n) in order, stopping at the
+ * first failure; calls done once with the final verdict (a pass when all
+ * passed). Returns 0, or WK_ENOTFOUND when a name is unknown (done is then
+ * not called).
+ */
+int val_chain_start(val_env *env, const char *const *names, int n, const val_input *in,
+                    val_done_cb done, void *arg);
+
+/*
+ * The code in an answer: the body of the first fenced block (``` with an
+ * optional language tag), else the whole answer trimmed. Caller frees.
+ */
+char *val_extract_code(const char *answer);
+
+/* File extension for a language ("py" for python); "txt" when unknown. */
+const char *val_lang_ext(const char *language);
+/* 1 when the syntax validator has a grammar for `language`. */
+int val_lang_known(const char *language);
+
+/*
+ * Checks at load time that `schema` uses only the JSON Schema keywords the
+ * schema validator implements (with values of the right shape), so none is
+ * ever silently ignored. Returns 0, or WK_EINVAL with a message in `err`
+ * (size errlen) naming the first unsupported keyword and where it is.
+ * `schema` is borrowed.
+ */
+int val_schema_supported(const cJSON *schema, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,445 @@
+/*
+ * Loading the models file and the cascade files. Validation is strict: an
+ * unknown model, a missing field or a price that is not a number stops the
+ * program at startup with the file and field named.
+ */
+#include "config.h"
+
+#include <dirent.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../validators/val.h"
+#include "util.h"
+
+#define CONFIG_FILE_CAP (4u << 20)
+
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return WK_ECONFIG;
+}
+
+int wk_expand_env(const char *in, char **out, char *err, size_t errlen)
+{
+    wk_buf b;
+    int rc = 0;
+    wk_buf_init(&b, 1u << 16);
+    const char *p = in;
+    while (*p) {
+        if (p[0] == '$' && p[1] == '{') {
+            const char *end = strchr(p + 2, '}');
+            if (!end) {
+                rc = fail(err, errlen, "unterminated ${ in \"%s\"", in);
+                goto cleanup;
+            }
+            char *name = wk_xstrndup(p + 2, (size_t)(end - p - 2));
+            const char *val = getenv(name);
+            if (!val) {
+                rc = fail(err, errlen, "environment variable %s is not set", name);
+                free(name);
+                goto cleanup;
+            }
+            free(name);
+            if (wk_buf_append(&b, val, strlen(val))) {
+                rc = fail(err, errlen, "expanded value too long");
+                goto cleanup;
+            }
+            p = end + 1;
+        } else {
+            if (wk_buf_append(&b, p, 1)) {
+                rc = fail(err, errlen, "expanded value too long");
+                goto cleanup;
+            }
+            p++;
+        }
+    }
+    *out = wk_buf_detach(&b, NULL);
+cleanup:
+    wk_buf_release(&b);
+    return rc;
+}
+
+static int load_json(const char *path, cJSON **out, char *err, size_t errlen)
+{
+    char *text = NULL;
+    size_t len = 0;
+    int rc = wk_read_file(path, CONFIG_FILE_CAP, &text, &len);
+    if (rc)
+        return fail(err, errlen, "%s: cannot read (%s)", path, wk_strerror(rc));
+    const char *end = NULL;
+    cJSON *j = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+    if (!j) {
+        /* Report the line of the parse error: the position is all cJSON gives. */
+        int line = 1;
+        for (const char *q = text; end && q < end && *q; q++)
+            line += *q == '\n';
+        rc = fail(err, errlen, "%s:%d: not valid JSON", path, line);
+    } else if (!cJSON_IsObject(j)) {
+        cJSON_Delete(j);
+        rc = fail(err, errlen, "%s: top level must be an object", path);
+    } else {
+        *out = j;
+    }
+    free(text);
+    return rc;
+}
+
+static const char *str_field(const cJSON *o, const char *name)
+{
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(o, name);
+    return cJSON_IsString(f) ? f->valuestring : NULL;
+}
+
+static int num_field(const cJSON *o, const char *name, double *out)
+{
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(o, name);
+    if (!cJSON_IsNumber(f))
+        return -1;
+    *out = f->valuedouble;
+    return 0;
+}
+
+static int load_providers(wk_config *cfg, const cJSON *root, const char *path, char *err,
+                          size_t errlen)
+{
+    const cJSON *provs = cJSON_GetObjectItemCaseSensitive(root, "providers");
+    if (!cJSON_IsObject(provs))
+        return fail(err, errlen, "%s: \"providers\" must be an object", path);
+    cfg->nproviders = cJSON_GetArraySize(provs);
+    cfg->providers = wk_xcalloc((size_t)cfg->nproviders, sizeof(wk_provider));
+    int i = 0;
+    const cJSON *p;
+    cJSON_ArrayForEach(p, provs)
+    {
+        wk_provider *pv = &cfg->providers[i++];
+        pv->name = wk_xstrdup(p->string);
+        const char *api = str_field(p, "api");
+        const char *url = str_field(p, "base_url");
+        if (!api || strcmp(api, "openai") != 0)
+            return fail(err, errlen,
+                        "%s: providers.%s.api must be \"openai\" (the wire format this "
+                        "build speaks)",
+                        path, pv->name);
+        if (!url)
+            return fail(err, errlen, "%s: providers.%s.base_url is missing", path, pv->name);
+        pv->api = wk_xstrdup(api);
+        char sub[256];
+        if (wk_expand_env(url, &pv->base_url, sub, sizeof sub))
+            return fail(err, errlen, "%s: providers.%s.base_url: %s", path, pv->name, sub);
+        /* A trailing slash would double up with "/chat/completions". */
+        size_t ul = strlen(pv->base_url);
+        while (ul > 0 && pv->base_url[ul - 1] == '/')
+            pv->base_url[--ul] = '\0';
+        const cJSON *ke = cJSON_GetObjectItemCaseSensitive(p, "key_env");
+        if (cJSON_IsString(ke))
+            pv->key_env = wk_xstrdup(ke->valuestring);
+        else if (ke && !cJSON_IsNull(ke))
+            return fail(err, errlen, "%s: providers.%s.key_env must be a string or null", path,
+                        pv->name);
+        double mi = 64;
+        if (cJSON_GetObjectItemCaseSensitive(p, "max_inflight") &&
+            (num_field(p, "max_inflight", &mi) || mi < 1 || mi > 100000))
+            return fail(err, errlen, "%s: providers.%s.max_inflight must be a number >= 1",
+                        path, pv->name);
+        pv->max_inflight = (int)mi;
+    }
+    return 0;
+}
+
+static wk_provider *find_provider(wk_config *cfg, const char *name)
+{
+    for (int i = 0; i < cfg->nproviders; i++)
+        if (strcmp(cfg->providers[i].name, name) == 0)
+            return &cfg->providers[i];
+    return NULL;
+}
+
+static int load_models(wk_config *cfg, const cJSON *root, const char *path, char *err,
+                       size_t errlen)
+{
+    const cJSON *models = cJSON_GetObjectItemCaseSensitive(root, "models");
+    if (!cJSON_IsObject(models))
+        return fail(err, errlen, "%s: \"models\" must be an object", path);
+    cfg->nmodels = cJSON_GetArraySize(models);
+    cfg->models = wk_xcalloc((size_t)cfg->nmodels, sizeof(wk_model));
+    int i = 0;
+    const cJSON *m;
+    cJSON_ArrayForEach(m, models)
+    {
+        wk_model *md = &cfg->models[i++];
+        md->name = wk_xstrdup(m->string);
+        const char *prov = str_field(m, "provider");
+        if (!prov)
+            return fail(err, errlen, "%s: models.%s.provider is missing", path, md->name);
+        md->provider = find_provider(cfg, prov);
+        if (!md->provider)
+            return fail(err, errlen, "%s: models.%s.provider: unknown provider \"%s\"", path,
+                        md->name, prov);
+        const char *id = str_field(m, "id");
+        md->id = wk_xstrdup(id ? id : md->name);
+        if (num_field(m, "input_usd_per_mtok", &md->input_usd_per_mtok) ||
+            md->input_usd_per_mtok < 0)
+            return fail(err, errlen, "%s: models.%s.input_usd_per_mtok must be a number >= 0",
+                        path, md->name);
+        if (num_field(m, "output_usd_per_mtok", &md->output_usd_per_mtok) ||
+            md->output_usd_per_mtok < 0)
+            return fail(err, errlen, "%s: models.%s.output_usd_per_mtok must be a number >= 0",
+                        path, md->name);
+        double v = 0;
+        if (!num_field(m, "context", &v))
+            md->context = (long)v;
+        v = 4096;
+        if (cJSON_GetObjectItemCaseSensitive(m, "max_tokens") &&
+            (num_field(m, "max_tokens", &v) || v < 1))
+            return fail(err, errlen, "%s: models.%s.max_tokens must be a number >= 1", path,
+                        md->name);
+        md->max_tokens = (long)v;
+    }
+    return 0;
+}
+
+static int load_cascade(wk_config *cfg, wk_cascade *c, const char *path, char *err,
+                        size_t errlen)
+{
+    cJSON *root = NULL;
+    int rc = load_json(path, &root, err, errlen);
+    if (rc)
+        return rc;
+    const char *name = str_field(root, "name");
+    if (!name) {
+        rc = fail(err, errlen, "%s: \"name\" is missing", path);
+        goto cleanup;
+    }
+    c->name = wk_xstrdup(name);
+    const cJSON *match = cJSON_GetObjectItemCaseSensitive(root, "match");
+    if (match) {
+        const char *k = str_field(match, "kind");
+        const char *l = str_field(match, "language");
+        c->match_kind = k ? wk_xstrdup(k) : NULL;
+        c->match_language = l ? wk_xstrdup(l) : NULL;
+    }
+    const cJSON *vals = cJSON_GetObjectItemCaseSensitive(root, "validators");
+    if (!cJSON_IsArray(vals)) {
+        rc = fail(err, errlen, "%s: \"validators\" must be an array of names", path);
+        goto cleanup;
+    }
+    c->nvalidators = cJSON_GetArraySize(vals);
+    c->validators = wk_xcalloc((size_t)c->nvalidators + 1, sizeof(char *));
+    for (int i = 0; i < c->nvalidators; i++) {
+        const cJSON *v = cJSON_GetArrayItem(vals, i);
+        if (!cJSON_IsString(v) || !val_find(v->valuestring)) {
+            rc = fail(err, errlen, "%s: validators[%d]: unknown validator \"%s\"", path, i,
+                      cJSON_IsString(v) ? v->valuestring : "?");
+            goto cleanup;
+        }
+        c->validators[i] = wk_xstrdup(v->valuestring);
+    }
+    c->feedback = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "feedback"));
+    const cJSON *tiers = cJSON_GetObjectItemCaseSensitive(root, "tiers");
+    if (!cJSON_IsArray(tiers) || cJSON_GetArraySize(tiers) == 0) {
+        rc = fail(err, errlen, "%s: \"tiers\" must be a non-empty array", path);
+        goto cleanup;
+    }
+    c->ntiers = cJSON_GetArraySize(tiers);
+    c->tiers = wk_xcalloc((size_t)c->ntiers, sizeof(wk_tier));
+    for (int i = 0; i < c->ntiers; i++) {
+        const cJSON *t = cJSON_GetArrayItem(tiers, i);
+        const char *mname = str_field(t, "model");
+        if (!mname) {
+            rc = fail(err, errlen, "%s: tiers[%d].model is missing", path, i);
+            goto cleanup;
+        }
+        c->tiers[i].model = wk_config_model(cfg, mname);
+        if (!c->tiers[i].model) {
+            rc = fail(err, errlen, "%s: tiers[%d].model: unknown model \"%s\"", path, i, mname);
+            goto cleanup;
+        }
+        double a = 1;
+        if (cJSON_GetObjectItemCaseSensitive(t, "attempts") &&
+            (num_field(t, "attempts", &a) || a < 1 || a > 100)) {
+            rc = fail(err, errlen, "%s: tiers[%d].attempts must be a number from 1 to 100",
+                      path, i);
+            goto cleanup;
+        }
+        c->tiers[i].attempts = (int)a;
+    }
+    const cJSON *schema = cJSON_GetObjectItemCaseSensitive(root, "schema");
+    if (schema) {
+        char sub[256];
+        if (val_schema_supported(schema, sub, sizeof sub)) {
+            rc = fail(err, errlen, "%s: schema: %s", path, sub);
+            goto cleanup;
+        }
+        c->schema = cJSON_Duplicate(schema, 1);
+    }
+cleanup:
+    cJSON_Delete(root);
+    return rc;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int load_cascades(wk_config *cfg, const char *dir, char *err, size_t errlen)
+{
+    int rc = 0;
+    char **names = NULL;
+    size_t n = 0;
+    DIR *d = opendir(dir);
+    if (!d)
+        return fail(err, errlen, "%s: cannot open cascades directory", dir);
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        size_t l = strlen(e->d_name);
+        if (l < 6 || strcmp(e->d_name + l - 5, ".json") != 0 || e->d_name[0] == '.')
+            continue;
+        if (strcmp(e->d_name, "models.json") == 0)
+            continue;
+        names = wk_xrealloc(names, (n + 1) * sizeof(char *));
+        names[n++] = wk_xstrdup(e->d_name);
+    }
+    closedir(d);
+    if (n == 0) {
+        rc = fail(err, errlen, "%s: no cascade files (*.json)", dir);
+        goto cleanup;
+    }
+    qsort(names, n, sizeof(char *), cmp_str);
+    cfg->cascades = wk_xcalloc(n, sizeof(wk_cascade));
+    for (size_t i = 0; i < n; i++) {
+        char *path = wk_xasprintf("%s/%s", dir, names[i]);
+        rc = load_cascade(cfg, &cfg->cascades[cfg->ncascades++], path, err, errlen);
+        free(path);
+        if (rc)
+            goto cleanup;
+        for (int j = 0; j + 1 < cfg->ncascades; j++)
+            if (strcmp(cfg->cascades[j].name, cfg->cascades[cfg->ncascades - 1].name) == 0) {
+                rc = fail(err, errlen, "%s/%s: cascade name \"%s\" is used twice", dir,
+                          names[i], cfg->cascades[j].name);
+                goto cleanup;
+            }
+    }
+cleanup:
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+    return rc;
+}
+
+/* Only providers some cascade uses need a key: an unused one may stay unset. */
+static int read_keys(wk_config *cfg, const char *path, char *err, size_t errlen)
+{
+    for (int i = 0; i < cfg->ncascades; i++)
+        for (int t = 0; t < cfg->cascades[i].ntiers; t++) {
+            wk_provider *p = cfg->cascades[i].tiers[t].model->provider;
+            if (!p->key_env || p->key)
+                continue;
+            const char *v = getenv(p->key_env);
+            if (!v || !*v)
+                return fail(err, errlen,
+                            "%s: provider \"%s\" needs the API key in $%s, which is not set",
+                            path, p->name, p->key_env);
+            p->key = wk_xstrdup(v);
+        }
+    return 0;
+}
+
+int wk_config_load(wk_config *cfg, const char *models_path, const char *cascades_dir,
+                   int need_keys, char *err, size_t errlen)
+{
+    cJSON *root = NULL;
+    memset(cfg, 0, sizeof *cfg);
+    int rc = load_json(models_path, &root, err, errlen);
+    if (rc)
+        goto cleanup;
+    rc = load_providers(cfg, root, models_path, err, errlen);
+    if (rc)
+        goto cleanup;
+    rc = load_models(cfg, root, models_path, err, errlen);
+    if (rc)
+        goto cleanup;
+    rc = load_cascades(cfg, cascades_dir, err, errlen);
+    if (rc)
+        goto cleanup;
+    if (need_keys)
+        rc = read_keys(cfg, models_path, err, errlen);
+cleanup:
+    cJSON_Delete(root);
+    if (rc)
+        wk_config_free(cfg);
+    return rc;
+}
+
+void wk_config_free(wk_config *cfg)
+{
+    for (int i = 0; i < cfg->nproviders; i++) {
+        wk_provider *p = &cfg->providers[i];
+        free(p->name);
+        free(p->api);
+        free(p->base_url);
+        free(p->key_env);
+        if (p->key) {
+            /* The key leaves memory as soon as it is no longer needed. */
+            memset(p->key, 0, strlen(p->key));
+            free(p->key);
+        }
+    }
+    free(cfg->providers);
+    for (int i = 0; i < cfg->nmodels; i++) {
+        free(cfg->models[i].name);
+        free(cfg->models[i].id);
+    }
+    free(cfg->models);
+    for (int i = 0; i < cfg->ncascades; i++) {
+        wk_cascade *c = &cfg->cascades[i];
+        free(c->name);
+        free(c->match_kind);
+        free(c->match_language);
+        for (int v = 0; v < c->nvalidators && c->validators; v++)
+            free(c->validators[v]);
+        free(c->validators);
+        free(c->tiers);
+        cJSON_Delete(c->schema);
+    }
+    free(cfg->cascades);
+    memset(cfg, 0, sizeof *cfg);
+}
+
+wk_model *wk_config_model(const wk_config *cfg, const char *name)
+{
+    for (int i = 0; i < cfg->nmodels; i++)
+        if (strcmp(cfg->models[i].name, name) == 0)
+            return &cfg->models[i];
+    return NULL;
+}
+
+wk_cascade *wk_config_cascade(const wk_config *cfg, const char *name)
+{
+    for (int i = 0; i < cfg->ncascades; i++)
+        if (strcmp(cfg->cascades[i].name, name) == 0)
+            return &cfg->cascades[i];
+    return NULL;
+}
+
+wk_cascade *wk_config_match(const wk_config *cfg, const char *kind, const char *language)
+{
+    for (int i = 0; i < cfg->ncascades; i++) {
+        wk_cascade *c = &cfg->cascades[i];
+        if (c->match_kind && (!kind || strcmp(c->match_kind, kind) != 0))
+            continue;
+        if (c->match_language && (!language || strcmp(c->match_language, language) != 0))
+            continue;
+        return c;
+    }
+    return NULL;
+}

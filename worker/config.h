@@ -1,0 +1,78 @@
+/*
+ * The models file (providers and priced models) and the cascade files, loaded
+ * and checked once at startup. Every error names the file and the field, so a
+ * typo is found before any money is spent.
+ */
+#ifndef WK_CONFIG_H
+#define WK_CONFIG_H
+
+#include <cjson/cJSON.h>
+#include <stddef.h>
+
+typedef struct wk_provider {
+    char *name;
+    char *api;       /* "openai" (the only wire format so far) */
+    char *base_url;  /* ${VAR} already expanded */
+    char *key_env;   /* NULL: no key is sent */
+    char *key;       /* the key's value, read from key_env at startup; never logged */
+    int max_inflight;
+} wk_provider;
+
+typedef struct wk_model {
+    char *name;      /* our name, used in cascades and results */
+    wk_provider *provider;
+    char *id;        /* the provider's model id, sent on the wire */
+    double input_usd_per_mtok;
+    double output_usd_per_mtok;
+    long context;    /* tokens; 0 = unknown */
+    long max_tokens; /* completion cap sent with each request */
+} wk_model;
+
+typedef struct wk_tier {
+    wk_model *model;
+    int attempts;
+} wk_tier;
+
+typedef struct wk_cascade {
+    char *name;
+    char *match_kind;     /* NULL: any */
+    char *match_language; /* NULL: any */
+    char **validators;
+    int nvalidators;
+    int feedback;
+    wk_tier *tiers;
+    int ntiers;
+    cJSON *schema;        /* optional default schema for classify/json tasks */
+} wk_cascade;
+
+typedef struct wk_config {
+    wk_provider *providers;
+    int nproviders;
+    wk_model *models;
+    int nmodels;
+    wk_cascade *cascades; /* in file-name order, so matching is deterministic */
+    int ncascades;
+} wk_config;
+
+/*
+ * Loads the models file and every *.json in `cascades_dir` (models.json there
+ * is skipped). On error returns WK_ECONFIG with a message in err naming the
+ * file and the field. `need_keys` = 1 reads each used provider's key variable
+ * and fails when one is unset. The config is owned by the caller: wk_config_free.
+ */
+int wk_config_load(wk_config *cfg, const char *models_path, const char *cascades_dir,
+                   int need_keys, char *err, size_t errlen);
+void wk_config_free(wk_config *cfg);
+
+wk_model *wk_config_model(const wk_config *cfg, const char *name);
+wk_cascade *wk_config_cascade(const wk_config *cfg, const char *name);
+/* The first cascade whose match fits (kind, language); NULL when none. */
+wk_cascade *wk_config_match(const wk_config *cfg, const char *kind, const char *language);
+
+/*
+ * Expands ${NAME} from the environment. An unset variable is an error naming
+ * it. Caller frees *out.
+ */
+int wk_expand_env(const char *in, char **out, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,62 @@
+/*
+ * cascade: the command line. Each subcommand lives in its own file, parses
+ * its own options and hands a plain options struct to the code that does the
+ * work; this file only dispatches.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "run.h"
+
+#define CASCADE_VERSION "0.1.0"
+
+static const wk_command commands[] = {
+    {"run", "run a batch of tasks (JSONL) through their cascades", wk_cmd_run},
+    {NULL, NULL, NULL},
+};
+
+static void usage(FILE *f)
+{
+    fputs("usage: cascade <command> [options]\n"
+          "\n"
+          "Sends coding tasks to language models cheapest first, checks each answer\n"
+          "with real validators, and climbs to a pricier model only when it fails.\n"
+          "\n"
+          "commands:\n",
+          f);
+    for (const wk_command *c = commands; c->name; c++)
+        fprintf(f, "  %-10s %s\n", c->name, c->summary);
+    fputs("  help       this text; `cascade COMMAND --help` for a command's options\n"
+          "  version    print the version\n",
+          f);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return WK_EXIT_USAGE;
+    }
+    const char *cmd = argv[1];
+    for (const wk_command *c = commands; c->name; c++)
+        if (strcmp(cmd, c->name) == 0)
+            return c->main(argc - 1, argv + 1);
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+        printf("cascade %s\n", CASCADE_VERSION);
+        return 0;
+    }
+    if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+        if (argc > 2)
+            for (const wk_command *c = commands; c->name; c++)
+                if (strcmp(argv[2], c->name) == 0) {
+                    char *av[] = {argv[2], "--help", NULL};
+                    return c->main(2, av);
+                }
+        usage(stdout);
+        return 0;
+    }
+    fprintf(stderr, "cascade: unknown command \"%s\"\n\n", cmd);
+    usage(stderr);
+    return WK_EXIT_USAGE;
+}

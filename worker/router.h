@@ -1,0 +1,96 @@
+/*
+ * The task state machine. Pure: events in (start, a model response, a call
+ * failure, a validator verdict), actions out (call a model, validate an
+ * answer, log a climb, finish with a result line). It opens no socket and no
+ * file and reads no clock: the time comes in with each event. libuv callbacks
+ * drive it in production and a plain loop drives it in the unit tests.
+ */
+#ifndef WK_ROUTER_H
+#define WK_ROUTER_H
+
+#include <cjson/cJSON.h>
+#include <stdint.h>
+
+#include "config.h"
+
+/* Caps on what one failed attempt adds to the next request. */
+#define WK_FEEDBACK_ANSWER_MAX 8000
+#define WK_FEEDBACK_EVIDENCE_LINES 20
+#define WK_FEEDBACK_ROUNDS_MAX 3
+
+typedef struct wk_task wk_task;
+
+typedef enum wk_event_kind {
+    WK_EV_START,       /* begin: the first call (or an immediate finish) */
+    WK_EV_RESPONSE,    /* the model answered */
+    WK_EV_CALL_FAILED, /* the call failed for good (after the transport's retries) */
+    WK_EV_VERDICT,     /* the validator chain finished */
+} wk_event_kind;
+
+typedef struct wk_event {
+    wk_event_kind kind;
+    int64_t now_ms;     /* wall clock, unix ms: stamps the escalation lines */
+    /* WK_EV_RESPONSE */
+    const char *text;
+    const char *finish_reason; /* "stop", "length", ...; may be NULL */
+    long prompt_tokens;        /* -1 when the provider did not say */
+    long completion_tokens;
+    long latency_ms;
+    /* WK_EV_CALL_FAILED */
+    const char *error_reason;  /* short class: "http_404", "timeout", "bad_response" */
+    const char *error_message; /* one line for the result */
+    /* WK_EV_VERDICT */
+    int pass;
+    const char *validator;
+    const char *reason;
+    const char *message;
+    const char *evidence;
+} wk_event;
+
+typedef enum wk_action_kind {
+    WK_ACT_CALL,     /* call model with messages; then feed RESPONSE or CALL_FAILED */
+    WK_ACT_VALIDATE, /* run the cascade's validators on answer; then feed VERDICT */
+    WK_ACT_LOG,      /* write line to the escalation log */
+    WK_ACT_FINISH,   /* write result as the task's one result line; the task is done */
+} wk_action_kind;
+
+typedef struct wk_action {
+    wk_action_kind kind;
+    const wk_model *model;  /* CALL: borrowed from the config */
+    const cJSON *messages;  /* CALL: borrowed from the task, valid until the next feed */
+    const char *answer;     /* VALIDATE: borrowed from the task, valid until the next feed */
+    cJSON *line;            /* LOG and FINISH: owned by the action; the driver frees it */
+} wk_action;
+
+/* At most this many actions come out of one feed. */
+#define WK_ACTIONS_MAX 4
+
+/*
+ * Parses one task line. On success *out is a new task (free with
+ * wk_task_free) and returns 0. A line that is not a usable task returns
+ * WK_EINVAL with *invalid set to its result line (status invalid_task and the
+ * reason; owned by the caller). `lineno` names the line when it has no id.
+ * `cascade_name` forces a cascade (NULL: the task's field, else the first match).
+ */
+int wk_task_parse(const char *line, size_t len, long lineno, const wk_config *cfg,
+                  const char *cascade_name, wk_task **out, cJSON **invalid);
+void wk_task_free(wk_task *t);
+
+/*
+ * Feeds one event; writes up to WK_ACTIONS_MAX actions to out and returns
+ * how many. The driver performs them in order. After a FINISH the task takes
+ * no more events.
+ */
+int wk_task_feed(wk_task *t, const wk_event *ev, wk_action *out);
+
+/* Read-only views for the driver. */
+const char *wk_task_id(const wk_task *t);
+const cJSON *wk_task_json(const wk_task *t);
+const wk_cascade *wk_task_cascade(const wk_task *t);
+const cJSON *wk_task_schema(const wk_task *t); /* task's schema, else the cascade's; may be NULL */
+int wk_task_done(const wk_task *t);
+
+/* Cost in USD of one call's usage at a model's prices. */
+double wk_price(const wk_model *m, long prompt_tokens, long completion_tokens);
+
+#endif

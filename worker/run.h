@@ -1,0 +1,59 @@
+/*
+ * `cascade run`: one libuv loop that reads tasks, drives each task's state
+ * machine, performs its actions (HTTP calls, validator chains, log lines,
+ * result lines) and prints the summary at the end.
+ */
+#ifndef WK_RUN_H
+#define WK_RUN_H
+
+#include "recordings.h"
+#include "vcache.h"
+
+/* The run's figures, for callers that aggregate several runs (replay --runs). */
+typedef struct wk_run_stats {
+    long tasks, accepted, exhausted, over_budget, invalid, error;
+    double cost_usd;     /* what the run spent */
+    double top_cost_usd; /* the same tasks at each cascade's top tier alone */
+    long top_estimated;  /* tasks whose top-tier cost was estimated */
+} wk_run_stats;
+
+typedef struct wk_run_opts {
+    const char *tasks_path;   /* "-" for stdin */
+    const char *cascades_dir;
+    const char *models_path;
+    const char *out_path;     /* NULL or "-": stdout */
+    const char *esc_path;     /* NULL: no escalation log */
+    const char *cascade_name; /* NULL: per task */
+    int concurrency;          /* tasks in flight */
+    int max_sandboxes;        /* 0: number of CPUs */
+    int max_retries;          /* transport retries per call */
+    long timeout_ms;          /* whole-request timeout */
+    long connect_timeout_ms;
+    unsigned long body_cap;   /* response body cap in bytes */
+    unsigned test_timeout_ms; /* sandbox wall clock per test run */
+    int quiet;                /* no summary */
+    /*
+     * Offline replay: when set, calls are answered from these recordings
+     * (borrowed) instead of over HTTP, and no API key is needed. Attempt i of
+     * a (task, model) takes run (replay_start + i) mod R.
+     */
+    wk_recs *recs;
+    int replay_start;
+    wk_vcache *vcache;        /* replay: verdicts of answers seen before (borrowed) */
+    wk_run_stats *stats;      /* filled at the end when not NULL */
+} wk_run_opts;
+
+void wk_run_opts_default(wk_run_opts *o);
+
+/* Exit codes of `cascade run`. */
+enum {
+    WK_EXIT_OK = 0,          /* every task has its result line */
+    WK_EXIT_FAIL = 1,        /* startup or output error: see stderr */
+    WK_EXIT_USAGE = 2,       /* bad command line */
+    WK_EXIT_INTERRUPTED = 3, /* stopped by a signal before the input was done */
+};
+
+/* Runs the batch; returns one of the exit codes above. */
+int wk_run(const wk_run_opts *o);
+
+#endif
