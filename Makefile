@@ -10,7 +10,8 @@ endif
 PKGS    := libuv libcurl libcjson libgit2 tree-sitter
 DEB_PKGS := build-essential pkg-config libuv1-dev libcurl4-openssl-dev libcjson-dev \
             libgit2-dev libtree-sitter-dev libsqlite3-dev libhttp-parser-dev \
-            libcmocka-dev bubblewrap python3 ca-certificates curl
+            libcmocka-dev bubblewrap python3 ca-certificates curl \
+            chromium zlib1g-dev
 
 ifeq ($(SANITIZE),1)
 B       := build/san
@@ -39,6 +40,8 @@ TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(B)/tests/%)
 
 .PHONY: all deps grammars test demo clean lint
+# Keep intermediate objects (tests/harness.o) so nothing rebuilds needlessly.
+.SECONDARY:
 .DEFAULT_GOAL := all
 
 all: $(B)/cascade $(B)/mock-llm
@@ -65,7 +68,10 @@ deps:
 
 # Each grammar is fetched with `npm pack`, checked against the sha256 in
 # validators/grammars.lock, unpacked and compiled with its own src/ first on
-# the include path (grammars ship their own tree_sitter/parser.h).
+# the include path (grammars ship their own tree_sitter/parser.h). A package
+# may hold several grammars in subfolders (typescript/src and tsx/src), each
+# compiled the same way; the compiles run in parallel, as the big parsers
+# (C++, TypeScript) take most of a minute each.
 grammars: $(GRAMMAR_LIB)
 
 $(GRAMMAR_LIB): validators/grammars.lock
@@ -80,11 +86,17 @@ $(GRAMMAR_LIB): validators/grammars.lock
 	  echo "$$sum  $$tgz" | sha256sum -c --quiet - \
 	    || { echo "grammars: sha256 mismatch for $$tgz" >&2; exit 1; }; \
 	  rm -rf "$$name"; mkdir "$$name"; tar xzf "$$tgz" -C "$$name" --strip-components=1; \
-	  for c in parser scanner; do \
-	    [ -f "$$name/src/$$c.c" ] || continue; \
-	    $(CC) -O2 -g -fPIC -w -I "$$name/src" -c "$$name/src/$$c.c" -o "$$name-$$c.o"; \
+	  for src in "$$name"/src "$$name"/*/src; do \
+	    [ -f "$$src/parser.c" ] || continue; \
+	    sub=$$(dirname "$$src" | sed "s|^$$name||; s|/|-|g"); \
+	    for c in parser scanner; do \
+	      [ -f "$$src/$$c.c" ] || continue; \
+	      echo "$(CC) -O2 -g -fPIC -w -I $$src -c $$src/$$c.c -o $$name$$sub-$$c.o"; \
+	    done; \
 	  done; \
-	done; \
+	done > compile.list; \
+	xargs -P "$$(nproc)" -I{} sh -c '{}' < compile.list; \
+	rm -f compile.list; \
 	rm -f libgrammars.a; ar rcs libgrammars.a *.o
 	@echo "grammars: $$(ls build/grammars/*.tgz | wc -l) grammars in $(GRAMMAR_LIB)"
 
@@ -104,7 +116,8 @@ $(B)/cascade: $(B)/obj/worker/main.o $(B)/libcore.a $(GRAMMAR_LIB)
 $(B)/mock-llm: $(MOCK_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(B)/tests/%: $(B)/obj/tests/%.o $(B)/libcore.a $(GRAMMAR_LIB)
+# tests/harness.c is linked into every test: the end-to-end helpers.
+$(B)/tests/%: $(B)/obj/tests/%.o $(B)/obj/tests/harness.o $(B)/libcore.a $(GRAMMAR_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 

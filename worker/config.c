@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "../validators/val.h"
 #include "util.h"
@@ -124,10 +125,9 @@ static int load_providers(wk_config *cfg, const cJSON *root, const char *path, c
         pv->name = wk_xstrdup(p->string);
         const char *api = str_field(p, "api");
         const char *url = str_field(p, "base_url");
-        if (!api || strcmp(api, "openai") != 0)
+        if (!api || (strcmp(api, "openai") && strcmp(api, "anthropic") && strcmp(api, "gemini")))
             return fail(err, errlen,
-                        "%s: providers.%s.api must be \"openai\" (the wire format this "
-                        "build speaks)",
+                        "%s: providers.%s.api must be \"openai\", \"anthropic\" or \"gemini\"",
                         path, pv->name);
         if (!url)
             return fail(err, errlen, "%s: providers.%s.base_url is missing", path, pv->name);
@@ -151,6 +151,33 @@ static int load_providers(wk_config *cfg, const cJSON *root, const char *path, c
             return fail(err, errlen, "%s: providers.%s.max_inflight must be a number >= 1",
                         path, pv->name);
         pv->max_inflight = (int)mi;
+        struct {
+            const char *name;
+            double dflt, lo, hi;
+            double *out;
+        } nums[] = {
+            {"rpm", 0, 0, 1e9, &pv->rpm},
+            {"tpm", 0, 0, 1e12, &pv->tpm},
+        };
+        for (size_t k = 0; k < sizeof nums / sizeof nums[0]; k++) {
+            *nums[k].out = nums[k].dflt;
+            if (cJSON_GetObjectItemCaseSensitive(p, nums[k].name) &&
+                (num_field(p, nums[k].name, nums[k].out) || *nums[k].out < nums[k].lo ||
+                 *nums[k].out > nums[k].hi))
+                return fail(err, errlen, "%s: providers.%s.%s must be a number >= 0", path,
+                            pv->name, nums[k].name);
+        }
+        double bf = 5, bc = 30;
+        if (cJSON_GetObjectItemCaseSensitive(p, "breaker_failures") &&
+            (num_field(p, "breaker_failures", &bf) || bf < 1))
+            return fail(err, errlen, "%s: providers.%s.breaker_failures must be a number >= 1",
+                        path, pv->name);
+        if (cJSON_GetObjectItemCaseSensitive(p, "breaker_cooldown_s") &&
+            (num_field(p, "breaker_cooldown_s", &bc) || bc < 0))
+            return fail(err, errlen, "%s: providers.%s.breaker_cooldown_s must be a number >= 0",
+                        path, pv->name);
+        pv->breaker_failures = (int)bf;
+        pv->breaker_cooldown_ms = (long)(bc * 1000);
     }
     return 0;
 }
@@ -194,6 +221,13 @@ static int load_models(wk_config *cfg, const cJSON *root, const char *path, char
             md->output_usd_per_mtok < 0)
             return fail(err, errlen, "%s: models.%s.output_usd_per_mtok must be a number >= 0",
                         path, md->name);
+        md->cached_input_usd_per_mtok = md->input_usd_per_mtok;
+        if (cJSON_GetObjectItemCaseSensitive(m, "cached_input_usd_per_mtok") &&
+            (num_field(m, "cached_input_usd_per_mtok", &md->cached_input_usd_per_mtok) ||
+             md->cached_input_usd_per_mtok < 0))
+            return fail(err, errlen,
+                        "%s: models.%s.cached_input_usd_per_mtok must be a number >= 0", path,
+                        md->name);
         double v = 0;
         if (!num_field(m, "context", &v))
             md->context = (long)v;
@@ -203,6 +237,28 @@ static int load_models(wk_config *cfg, const cJSON *root, const char *path, char
             return fail(err, errlen, "%s: models.%s.max_tokens must be a number >= 1", path,
                         md->name);
         md->max_tokens = (long)v;
+    }
+    /* Fallbacks name other models, so they are resolved once all are known. */
+    i = 0;
+    cJSON_ArrayForEach(m, models)
+    {
+        wk_model *md = &cfg->models[i++];
+        const cJSON *fb = cJSON_GetObjectItemCaseSensitive(m, "fallbacks");
+        if (!fb)
+            continue;
+        if (!cJSON_IsArray(fb))
+            return fail(err, errlen, "%s: models.%s.fallbacks must be an array of model names",
+                        path, md->name);
+        md->fallbacks = wk_xcalloc((size_t)cJSON_GetArraySize(fb) + 1, sizeof(wk_model *));
+        const cJSON *f;
+        cJSON_ArrayForEach(f, fb)
+        {
+            wk_model *alt = cJSON_IsString(f) ? wk_config_model(cfg, f->valuestring) : NULL;
+            if (!alt || alt == md)
+                return fail(err, errlen, "%s: models.%s.fallbacks: unknown model \"%s\"", path,
+                            md->name, cJSON_IsString(f) ? f->valuestring : "?");
+            md->fallbacks[md->nfallbacks++] = alt;
+        }
     }
     return 0;
 }
@@ -296,6 +352,13 @@ static int load_cascades(wk_config *cfg, const char *dir, char *err, size_t errl
     int rc = 0;
     char **names = NULL;
     size_t n = 0;
+    /* A single cascade file is accepted too (replay --cascade FILE, tune's output). */
+    struct stat sb;
+    if (stat(dir, &sb) == 0 && S_ISREG(sb.st_mode)) {
+        cfg->cascades = wk_xcalloc(1, sizeof(wk_cascade));
+        cfg->ncascades = 1;
+        return load_cascade(cfg, &cfg->cascades[0], dir, err, errlen);
+    }
     DIR *d = opendir(dir);
     if (!d)
         return fail(err, errlen, "%s: cannot open cascades directory", dir);
@@ -341,15 +404,18 @@ static int read_keys(wk_config *cfg, const char *path, char *err, size_t errlen)
 {
     for (int i = 0; i < cfg->ncascades; i++)
         for (int t = 0; t < cfg->cascades[i].ntiers; t++) {
-            wk_provider *p = cfg->cascades[i].tiers[t].model->provider;
-            if (!p->key_env || p->key)
-                continue;
-            const char *v = getenv(p->key_env);
-            if (!v || !*v)
-                return fail(err, errlen,
-                            "%s: provider \"%s\" needs the API key in $%s, which is not set",
-                            path, p->name, p->key_env);
-            p->key = wk_xstrdup(v);
+            const wk_model *m = cfg->cascades[i].tiers[t].model;
+            for (int f = -1; f < m->nfallbacks; f++) {
+                wk_provider *p = f < 0 ? m->provider : m->fallbacks[f]->provider;
+                if (!p->key_env || p->key)
+                    continue;
+                const char *v = getenv(p->key_env);
+                if (!v || !*v)
+                    return fail(err, errlen,
+                                "%s: provider \"%s\" needs the API key in $%s, which is not set",
+                                path, p->name, p->key_env);
+                p->key = wk_xstrdup(v);
+            }
         }
     return 0;
 }
@@ -398,6 +464,7 @@ void wk_config_free(wk_config *cfg)
     for (int i = 0; i < cfg->nmodels; i++) {
         free(cfg->models[i].name);
         free(cfg->models[i].id);
+        free(cfg->models[i].fallbacks);
     }
     free(cfg->models);
     for (int i = 0; i < cfg->ncascades; i++) {

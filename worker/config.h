@@ -11,11 +11,15 @@
 
 typedef struct wk_provider {
     char *name;
-    char *api;       /* "openai" (the only wire format so far) */
+    char *api;       /* "openai", "anthropic" or "gemini" */
     char *base_url;  /* ${VAR} already expanded */
     char *key_env;   /* NULL: no key is sent */
     char *key;       /* the key's value, read from key_env at startup; never logged */
     int max_inflight;
+    double rpm;      /* requests per minute; 0: no limit */
+    double tpm;      /* tokens per minute (prompt estimate + max_tokens); 0: no limit */
+    int breaker_failures;     /* consecutive failures that open the breaker [5] */
+    long breaker_cooldown_ms; /* open this long, then one probe [30000] */
 } wk_provider;
 
 typedef struct wk_model {
@@ -24,8 +28,11 @@ typedef struct wk_model {
     char *id;        /* the provider's model id, sent on the wire */
     double input_usd_per_mtok;
     double output_usd_per_mtok;
+    double cached_input_usd_per_mtok; /* price of cache-read input tokens; default: input price */
     long context;    /* tokens; 0 = unknown */
     long max_tokens; /* completion cap sent with each request */
+    struct wk_model **fallbacks; /* the same model at other providers, in order; owned array */
+    int nfallbacks;
 } wk_model;
 
 typedef struct wk_tier {

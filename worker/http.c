@@ -42,16 +42,29 @@ typedef struct wk__req {
     uint64_t started_ms;
     wk_http_cb cb;
     void *arg;
+    uv_timer_t first_byte;     /* aborts a transfer whose status line is late */
+    int got_first_byte;
+    int first_byte_expired;
+    int should_retry;
+    long rl_req, rl_tok, rl_reset_ms;
     char errbuf[CURL_ERROR_SIZE];
     struct wk__req *prev, *next;
 } wk__req;
 
-static void req_free(wk__req *r)
+static void req_closed(uv_handle_t *h)
 {
+    wk__req *r = h->data;
     curl_slist_free_all(r->headers);
     free(r->body);
     wk_buf_release(&r->resp);
     free(r);
+}
+
+/* The request is freed once its timer handle is closed. */
+static void req_free(wk__req *r)
+{
+    uv_timer_stop(&r->first_byte);
+    uv_close((uv_handle_t *)&r->first_byte, req_closed);
 }
 
 static void req_unlink(wk__req *r)
@@ -74,11 +87,19 @@ static void finish_transfer(wk_http *h, CURL *easy, CURLcode code)
 
     wk_http_result res = {0};
     res.retry_after_ms = r->retry_after_ms;
+    res.should_retry = r->should_retry;
+    res.rl_remaining_requests = r->rl_req;
+    res.rl_remaining_tokens = r->rl_tok;
+    res.rl_reset_ms = r->rl_reset_ms;
     res.latency_ms = (long)(wk_now_ms() - r->started_ms);
     curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &res.status);
     if (r->too_big) {
         res.rc = WK_ETOOBIG;
         res.error = "response body over the cap";
+    } else if (r->first_byte_expired) {
+        res.rc = WK_EIO;
+        res.timed_out = 2;
+        res.error = "no response within the first-byte timeout";
     } else if (code != CURLE_OK) {
         res.rc = WK_EIO;
         res.timed_out = code == CURLE_OPERATION_TIMEDOUT;
@@ -204,11 +225,67 @@ static long parse_retry_after(const char *v, int is_ms)
     return when > now ? (long)(when - now) * 1000 : 0;
 }
 
+/* Reset durations come as "1s", "6m0s", "20ms" (OpenAI) or an RFC 3339 time (Anthropic). */
+static long parse_duration_ms(const char *v)
+{
+    while (*v == ' ')
+        v++;
+    double total = 0;
+    int any = 0;
+    while (*v) {
+        char *end;
+        double d = strtod(v, &end);
+        if (end == v)
+            break;
+        v = end;
+        if (strncmp(v, "ms", 2) == 0) {
+            total += d;
+            v += 2;
+        } else if (*v == 'h') {
+            total += d * 3600000;
+            v++;
+        } else if (*v == 'm') {
+            total += d * 60000;
+            v++;
+        } else if (*v == 's') {
+            total += d * 1000;
+            v++;
+        } else {
+            total += d * 1000; /* a bare number: seconds */
+        }
+        any = 1;
+    }
+    if (any)
+        return (long)total;
+    time_t when = curl_getdate(v, NULL);
+    time_t now = time(NULL);
+    return when > now ? (long)(when - now) * 1000 : (when >= 0 ? 0 : -1);
+}
+
+static int header_is(const char *line, const char *name, const char **value)
+{
+    size_t n = strlen(name);
+    if (strncasecmp(line, name, n) != 0 || line[n] != ':')
+        return 0;
+    *value = line + n + 1;
+    return 1;
+}
+
+static void note_reset(wk__req *r, long ms)
+{
+    if (ms >= 0 && (r->rl_reset_ms < 0 || ms > r->rl_reset_ms))
+        r->rl_reset_ms = ms;
+}
+
 static size_t on_header(char *data, size_t size, size_t n, void *userp)
 {
     wk__req *r = userp;
     size_t len = size * n;
     char line[256];
+    if (!r->got_first_byte) {
+        r->got_first_byte = 1;
+        uv_timer_stop(&r->first_byte);
+    }
     if (len >= sizeof line)
         return len;
     memcpy(line, data, len);
@@ -222,7 +299,37 @@ static size_t on_header(char *data, size_t size, size_t n, void *userp)
     } else if (strncasecmp(line, "retry-after:", 12) == 0 && r->retry_after_ms < 0) {
         r->retry_after_ms = parse_retry_after(line + 12, 0);
     }
+    const char *v;
+    if (header_is(line, "x-should-retry", &v)) {
+        while (*v == ' ')
+            v++;
+        r->should_retry = strncasecmp(v, "true", 4) == 0 ? 1 : strncasecmp(v, "false", 5) == 0 ? 0 : -1;
+    } else if (header_is(line, "x-ratelimit-remaining-requests", &v) ||
+               header_is(line, "anthropic-ratelimit-requests-remaining", &v)) {
+        r->rl_req = strtol(v, NULL, 10);
+    } else if (header_is(line, "x-ratelimit-remaining-tokens", &v) ||
+               header_is(line, "anthropic-ratelimit-tokens-remaining", &v)) {
+        r->rl_tok = strtol(v, NULL, 10);
+    } else if (header_is(line, "x-ratelimit-reset-requests", &v) ||
+               header_is(line, "x-ratelimit-reset-tokens", &v) ||
+               header_is(line, "anthropic-ratelimit-requests-reset", &v) ||
+               header_is(line, "anthropic-ratelimit-tokens-reset", &v)) {
+        note_reset(r, parse_duration_ms(v));
+    }
     return len;
+}
+
+/*
+ * curl has no first-byte timeout of its own for HTTP, and its low-speed
+ * check works in whole seconds; our own timer is exact.
+ */
+static void on_first_byte_timeout(uv_timer_t *t)
+{
+    wk__req *r = t->data;
+    if (r->got_first_byte || !r->easy)
+        return;
+    r->first_byte_expired = 1;
+    finish_transfer(r->h, r->easy, CURLE_OPERATION_TIMEDOUT);
 }
 
 wk_http *wk_http_new(uv_loop_t *loop)
@@ -287,6 +394,10 @@ int wk_http_post(wk_http *h, const char *url, const char *const *headers, int nh
     r->cb = cb;
     r->arg = arg;
     r->retry_after_ms = -1;
+    r->should_retry = -1;
+    r->rl_req = r->rl_tok = r->rl_reset_ms = -1;
+    uv_timer_init(h->loop, &r->first_byte);
+    r->first_byte.data = r;
     r->body = wk_xstrndup(body, len);
     wk_buf_init(&r->resp, opts->body_cap);
     for (int i = 0; i < nheaders; i++) {
@@ -318,6 +429,9 @@ int wk_http_post(wk_http *h, const char *url, const char *const *headers, int nh
     r->started_ms = wk_now_ms();
     if (curl_multi_add_handle(h->multi, e) != CURLM_OK)
         goto cleanup;
+    if (opts->first_byte_timeout_ms > 0)
+        uv_timer_start(&r->first_byte, on_first_byte_timeout, (uint64_t)opts->first_byte_timeout_ms,
+                       0);
     r->next = h->reqs;
     if (h->reqs)
         h->reqs->prev = r;

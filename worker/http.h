@@ -17,8 +17,13 @@ typedef struct wk_http_result {
     const char *body;    /* borrowed for the callback only; NUL-terminated */
     size_t body_len;
     const char *error;   /* transport error text; NULL when rc == 0 */
-    int timed_out;       /* the transport error was a timeout */
+    int timed_out;       /* the transport error was a timeout (1 total, 2 first byte) */
     long retry_after_ms; /* from retry-after-ms / Retry-After; -1 when absent */
+    int should_retry;    /* x-should-retry: 1 true, 0 false, -1 absent */
+    /* Rate-limit headers (x-ratelimit-*, anthropic-ratelimit-*); -1 when absent. */
+    long rl_remaining_requests;
+    long rl_remaining_tokens;
+    long rl_reset_ms;    /* time until the limit with the least left resets */
     long latency_ms;
 } wk_http_result;
 
@@ -26,6 +31,7 @@ typedef void (*wk_http_cb)(void *arg, const wk_http_result *res);
 
 typedef struct wk_http_opts {
     long connect_timeout_ms;
+    long first_byte_timeout_ms; /* until the status line arrives; 0: none */
     long total_timeout_ms;
     size_t body_cap;
 } wk_http_opts;

@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "../validators/val.h"
+#include "cost.h"
 #include "util.h"
 
 enum { ST_NEW, ST_CALLING, ST_VALIDATING, ST_DONE };
@@ -40,13 +41,6 @@ struct wk_task {
     int best_rank;
     int answers;               /* responses received */
 };
-
-double wk_price(const wk_model *m, long prompt_tokens, long completion_tokens)
-{
-    double pt = prompt_tokens > 0 ? (double)prompt_tokens : 0;
-    double ct = completion_tokens > 0 ? (double)completion_tokens : 0;
-    return (pt * m->input_usd_per_mtok + ct * m->output_usd_per_mtok) / 1e6;
-}
 
 /* Costs are reported to the nano-dollar so sums of lines match the totals. */
 static double round_usd(double v)
@@ -379,7 +373,7 @@ static int over_budget(wk_task *t, int tier, wk_action *out)
     const wk_model *m = t->cascade->tiers[tier].model;
     if (t->budget_usd <= 0)
         return 0;
-    double worst = wk_price(m, estimate_prompt_tokens(t->messages), m->max_tokens);
+    double worst = wk_cost_worst(m, estimate_prompt_tokens(t->messages));
     if (t->cost_usd + worst <= t->budget_usd)
         return 0;
     char *why = wk_xasprintf("task budget $%.6g: spent $%.6g, the next call to %s may "
@@ -400,6 +394,7 @@ static int call_or_stop(wk_task *t, wk_action *out)
     out->kind = WK_ACT_CALL;
     out->model = m;
     out->messages = t->messages;
+    out->est_prompt_tokens = estimate_prompt_tokens(t->messages);
     return 1;
 }
 
@@ -539,14 +534,22 @@ static int on_failure(wk_task *t, int64_t now, const char *validator, const char
     return n + call_or_stop(t, out + n);
 }
 
-static cJSON *new_attempt(wk_task *t, long pt, long ct, long latency_ms)
+static cJSON *new_attempt(wk_task *t, const wk_event *ev, long pt, long ct)
 {
     const wk_model *m = t->cascade->tiers[t->tier].model;
-    double cost = wk_price(m, pt, ct);
+    const wk_model *served = ev->served ? ev->served : m;
+    double cost = wk_cost(served, pt, ct, ev->cached_tokens);
     t->cost_usd += cost;
     cJSON *a = cJSON_CreateObject();
     cJSON_AddNumberToObject(a, "tier", t->tier);
     cJSON_AddStringToObject(a, "model", m->name);
+    /* A fallback deployment is the same model elsewhere; say which one answered. */
+    if (served != m)
+        cJSON_AddStringToObject(a, "deployment", served->name);
+    cJSON_AddNumberToObject(a, "retries", ev->retries);
+    cJSON_AddNumberToObject(a, "fallbacks", ev->fallbacks);
+    if (ev->cached_tokens > 0)
+        cJSON_AddNumberToObject(a, "cached_tokens", (double)ev->cached_tokens);
     if (pt >= 0)
         cJSON_AddNumberToObject(a, "prompt_tokens", (double)pt);
     else
@@ -556,7 +559,7 @@ static cJSON *new_attempt(wk_task *t, long pt, long ct, long latency_ms)
     else
         cJSON_AddNullToObject(a, "completion_tokens");
     cJSON_AddNumberToObject(a, "cost_usd", round_usd(cost));
-    cJSON_AddNumberToObject(a, "latency_ms", (double)latency_ms);
+    cJSON_AddNumberToObject(a, "latency_ms", (double)ev->latency_ms);
     cJSON_AddItemToArray(t->attempts, a);
     t->cur = a;
     return a;
@@ -594,7 +597,7 @@ int wk_task_feed(wk_task *t, const wk_event *ev, wk_action *out)
     case WK_EV_RESPONSE: {
         if (t->state != ST_CALLING)
             return 0;
-        cJSON *a = new_attempt(t, ev->prompt_tokens, ev->completion_tokens, ev->latency_ms);
+        cJSON *a = new_attempt(t, ev, ev->prompt_tokens, ev->completion_tokens);
         if (ev->finish_reason)
             cJSON_AddStringToObject(a, "finish_reason", ev->finish_reason);
         t->answers++;
@@ -613,7 +616,11 @@ int wk_task_feed(wk_task *t, const wk_event *ev, wk_action *out)
     case WK_EV_CALL_FAILED: {
         if (t->state != ST_CALLING)
             return 0;
-        cJSON *a = new_attempt(t, 0, 0, ev->latency_ms);
+        if (ev->budget_denied)
+            /* No call was made: nothing to record but the reason. */
+            return finish(t, "over_budget", ev->error_message ? ev->error_message : "run budget",
+                          out);
+        cJSON *a = new_attempt(t, ev, 0, 0);
         const char *reason = ev->error_reason ? ev->error_reason : "call_failed";
         cJSON_AddStringToObject(a, "error", ev->error_message ? ev->error_message : reason);
         set_verdict(a, 0, "call", reason, ev->error_message);

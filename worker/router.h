@@ -35,10 +35,16 @@ typedef struct wk_event {
     const char *finish_reason; /* "stop", "length", ...; may be NULL */
     long prompt_tokens;        /* -1 when the provider did not say */
     long completion_tokens;
+    long cached_tokens;        /* input tokens read from the provider's cache */
     long latency_ms;
+    /* RESPONSE and CALL_FAILED: how the call went below the router. */
+    const wk_model *served;    /* the deployment that answered; NULL: the tier's model */
+    int retries;               /* transport retries inside this call */
+    int fallbacks;             /* fallback deployments moved to inside this call */
     /* WK_EV_CALL_FAILED */
     const char *error_reason;  /* short class: "http_404", "timeout", "bad_response" */
     const char *error_message; /* one line for the result */
+    int budget_denied;         /* the run budget refused the call: the task ends over_budget */
     /* WK_EV_VERDICT */
     int pass;
     const char *validator;
@@ -58,6 +64,7 @@ typedef struct wk_action {
     wk_action_kind kind;
     const wk_model *model;  /* CALL: borrowed from the config */
     const cJSON *messages;  /* CALL: borrowed from the task, valid until the next feed */
+    long est_prompt_tokens; /* CALL: estimate for reservations and rate limits */
     const char *answer;     /* VALIDATE: borrowed from the task, valid until the next feed */
     cJSON *line;            /* LOG and FINISH: owned by the action; the driver frees it */
 } wk_action;
@@ -90,7 +97,5 @@ const wk_cascade *wk_task_cascade(const wk_task *t);
 const cJSON *wk_task_schema(const wk_task *t); /* task's schema, else the cascade's; may be NULL */
 int wk_task_done(const wk_task *t);
 
-/* Cost in USD of one call's usage at a model's prices. */
-double wk_price(const wk_model *m, long prompt_tokens, long completion_tokens);
 
 #endif

@@ -21,8 +21,8 @@
 
 #include "../validators/val.h"
 #include "config.h"
-#include "http.h"
-#include "providers/prov.h"
+#include "cost.h"
+#include "calls.h"
 #include "router.h"
 #include "util.h"
 
@@ -37,13 +37,8 @@ typedef struct slot {
     wk_task *task;
     /* the call in progress */
     const wk_model *model;
-    const prov_ops *ops;
-    prov_request req;
-    int retries;
-    uint64_t call_started_ms;
-    uv_timer_t retry_timer;   /* retries; in replay, the recorded answer's arrival */
+    uv_timer_t retry_timer;   /* replay: the recorded answer's arrival */
     const wk_rec *rec;        /* replay: the answer to deliver */
-    struct slot *wait_next; /* in its provider's wait queue */
     /* the validation in progress */
     val_input vin;
     int in_validate;
@@ -54,11 +49,6 @@ typedef struct slot {
     struct slot *free_next;
 } slot;
 
-typedef struct prov_state {
-    int inflight;
-    slot *wait_head, *wait_tail;
-} prov_state;
-
 /* Per (cascade, tier) counts for the summary. */
 typedef struct tier_stat {
     long accepted;
@@ -68,9 +58,8 @@ struct run {
     const wk_run_opts *o;
     uv_loop_t loop;
     wk_config cfg;
-    wk_http *http;
+    wk_calls *calls;
     val_env *venv;
-    prov_state *provs;
     slot *slots;
     slot *free_slots;
     int active;
@@ -79,6 +68,7 @@ struct run {
     int stopping;  /* no more intake */
     int interrupted;
     int failed;    /* an output error: stop */
+    int budget_stop; /* the run budget refused a call */
     FILE *in, *out, *esc;
     long lineno;
     int eof;
@@ -177,13 +167,13 @@ static void add_top_cost(run *r, const wk_cascade *c, const cJSON *attempts)
         if (!first)
             first = a;
         if (jlong(a, "tier") == c->ntiers - 1) {
-            r->st.top_cost_usd += wk_price(top, jlong(a, "prompt_tokens"), jlong(a, "completion_tokens"));
+            r->st.top_cost_usd += wk_cost(top, jlong(a, "prompt_tokens"), jlong(a, "completion_tokens"), 0);
             return;
         }
     }
     if (first) {
-        r->st.top_cost_usd += wk_price(top, jlong(first, "prompt_tokens"),
-                                jlong(first, "completion_tokens"));
+        r->st.top_cost_usd += wk_cost(top, jlong(first, "prompt_tokens"),
+                               jlong(first, "completion_tokens"), 0);
         r->st.top_estimated++;
     }
 }
@@ -246,7 +236,6 @@ static void print_summary(run *r)
 /* ---- the task slots -------------------------------------------------------- */
 
 static void perform(slot *s, wk_action *acts, int n);
-static void send_call(slot *s);
 
 static void feed(slot *s, const wk_event *ev)
 {
@@ -262,7 +251,6 @@ static void release_slot(slot *s)
     run *r = s->r;
     wk_task_free(s->task);
     s->task = NULL;
-    prov_request_clear(&s->req);
     s->free_next = r->free_slots;
     r->free_slots = s;
     r->active--;
@@ -275,114 +263,36 @@ static void call_failed(slot *s, const char *reason, const char *msg, long laten
     ev.error_reason = reason;
     ev.error_message = msg;
     ev.latency_ms = latency;
-    prov_request_clear(&s->req);
     feed(s, &ev);
 }
 
-/* Transport faults and overload answers are retried on the same model. */
-static int retryable(const wk_http_result *res)
-{
-    if (res->rc == WK_EIO)
-        return 1;
-    long st = res->status;
-    return st == 408 || st == 409 || st == 429 || (st >= 500 && st <= 599);
-}
-
-static void on_retry_timer(uv_timer_t *t)
-{
-    send_call(t->data);
-}
-
-static void provider_done(run *r, const wk_model *m)
-{
-    prov_state *ps = &r->provs[m->provider - r->cfg.providers];
-    ps->inflight--;
-    if (ps->wait_head && ps->inflight < m->provider->max_inflight) {
-        slot *w = ps->wait_head;
-        ps->wait_head = w->wait_next;
-        if (!ps->wait_head)
-            ps->wait_tail = NULL;
-        w->wait_next = NULL;
-        send_call(w);
-    }
-}
-
-static void on_http(void *arg, const wk_http_result *res)
+static void on_call(void *arg, const wk_call_outcome *o)
 {
     slot *s = arg;
     run *r = s->r;
-    provider_done(r, s->model);
-    long latency = (long)(wk_now_ms() - s->call_started_ms);
-
-    if (res->rc == 0 && res->status >= 200 && res->status <= 299) {
-        prov_response pr;
-        char reason[PROV_REASON_MAX], msg[ERRMSG_MAX];
-        if (s->ops->parse(res->status, res->body, res->body_len, &pr, reason, msg,
-                          sizeof msg) != 0) {
-            call_failed(s, reason, msg, latency);
-            return;
-        }
-        wk_event ev = {.kind = WK_EV_RESPONSE, .now_ms = wall_ms()};
-        ev.text = pr.text;
-        ev.finish_reason = pr.finish_reason;
-        ev.prompt_tokens = pr.prompt_tokens;
-        ev.completion_tokens = pr.completion_tokens;
-        ev.latency_ms = latency;
-        prov_request_clear(&s->req);
-        feed(s, &ev);
-        prov_response_clear(&pr);
-        return;
-    }
-    if (retryable(res) && s->retries < r->o->max_retries && !r->interrupted) {
-        /* Exponential backoff less up to 25% jitter, never sooner than the server asks. */
-        double base = fmin(500.0 * pow(2.0, s->retries), 8000.0);
-        double delay = base * (1.0 - 0.25 * ((double)rand() / RAND_MAX));
-        if (res->retry_after_ms > delay)
-            delay = (double)res->retry_after_ms;
-        s->retries++;
-        uv_timer_start(&s->retry_timer, on_retry_timer, (uint64_t)delay, 0);
-        return;
-    }
-    char reason[PROV_REASON_MAX], msg[ERRMSG_MAX];
-    if (res->rc == WK_ETOOBIG) {
-        call_failed(s, "body_too_big", "the response body is over the cap", latency);
-    } else if (res->rc != 0) {
-        char *e = wk_escape_ctl(res->error, strlen(res->error), 300);
-        snprintf(msg, sizeof msg, "%s: %s", s->model->provider->name, e);
-        free(e);
-        call_failed(s, res->timed_out ? "timeout" : "transport", msg, latency);
+    wk_event ev = {.now_ms = wall_ms(), .latency_ms = o->latency_ms, .served = o->served,
+                   .retries = o->retries, .fallbacks = o->fallbacks};
+    if (o->ok) {
+        ev.kind = WK_EV_RESPONSE;
+        ev.text = o->resp->text;
+        ev.finish_reason = o->resp->finish_reason;
+        ev.prompt_tokens = o->resp->prompt_tokens;
+        ev.completion_tokens = o->resp->completion_tokens;
+        ev.cached_tokens = o->resp->cached_tokens;
     } else {
-        prov_response pr;
-        s->ops->parse(res->status, res->body, res->body_len, &pr, reason, msg, sizeof msg);
-        prov_response_clear(&pr);
-        call_failed(s, reason, msg, latency);
+        ev.kind = WK_EV_CALL_FAILED;
+        ev.error_reason = o->reason;
+        ev.error_message = o->message;
+        ev.budget_denied = o->budget_denied;
+        if (o->budget_denied && !r->budget_stop) {
+            /* The run budget is spent: hold what we have, take nothing new. */
+            r->budget_stop = 1;
+            r->stopping = 1;
+            fprintf(stderr, "cascade: %s; taking no more tasks, finishing the %d in flight\n",
+                    o->message, r->active);
+        }
     }
-}
-
-static void send_call(slot *s)
-{
-    run *r = s->r;
-    prov_state *ps = &r->provs[s->model->provider - r->cfg.providers];
-    if (ps->inflight >= s->model->provider->max_inflight) {
-        if (ps->wait_tail)
-            ps->wait_tail->wait_next = s;
-        else
-            ps->wait_head = s;
-        ps->wait_tail = s;
-        return;
-    }
-    ps->inflight++;
-    s->call_started_ms = wk_now_ms();
-    wk_http_opts ho = {
-        .connect_timeout_ms = r->o->connect_timeout_ms,
-        .total_timeout_ms = r->o->timeout_ms,
-        .body_cap = r->o->body_cap,
-    };
-    if (wk_http_post(r->http, s->req.url, (const char *const *)s->req.headers,
-                     s->req.nheaders, s->req.body, s->req.body_len, &ho, on_http, s) != 0) {
-        ps->inflight--;
-        call_failed(s, "transport", "could not start the HTTP request", 0);
-    }
+    feed(s, &ev);
 }
 
 /* Replay: the recorded answer arrives from the loop, like a real response. */
@@ -406,7 +316,7 @@ static void on_replay(uv_timer_t *t)
     feed(s, &ev);
 }
 
-static void start_call(slot *s, const wk_model *m, const cJSON *messages)
+static void start_call(slot *s, const wk_model *m, const cJSON *messages, long est)
 {
     s->model = m;
     if (s->r->o->recs) {
@@ -415,11 +325,7 @@ static void start_call(slot *s, const wk_model *m, const cJSON *messages)
         uv_timer_start(&s->retry_timer, on_replay, 0, 0);
         return;
     }
-    s->ops = prov_find(m->provider->api);
-    s->retries = 0;
-    prov_request_clear(&s->req);
-    s->ops->build(m, wk_task_id(s->task), messages, &s->req);
-    send_call(s);
+    wk_call_start(s->r->calls, m, wk_task_id(s->task), messages, est, on_call, s);
 }
 
 static void feed_pending_verdict(slot *s)
@@ -499,7 +405,7 @@ static void perform(slot *s, wk_action *acts, int n)
         wk_action *a = &acts[i];
         switch (a->kind) {
         case WK_ACT_CALL:
-            start_call(s, a->model, a->messages);
+            start_call(s, a->model, a->messages, a->est_prompt_tokens);
             break;
         case WK_ACT_VALIDATE:
             start_validate(s, a->answer);
@@ -644,10 +550,10 @@ static void on_signal(uv_signal_t *h, int signum)
 
 static void shutdown_run(run *r)
 {
-    if (!r->http)
+    if (!r->calls)
         return;
-    wk_http_free(r->http);
-    r->http = NULL;
+    wk_calls_free(r->calls);
+    r->calls = NULL;
     for (int i = 0; i < r->o->concurrency; i++)
         uv_close((uv_handle_t *)&r->slots[i].retry_timer, NULL);
     uv_close((uv_handle_t *)&r->intake, NULL);
@@ -666,6 +572,8 @@ void wk_run_opts_default(wk_run_opts *o)
     o->max_retries = 3;
     o->timeout_ms = 300000;
     o->connect_timeout_ms = 10000;
+    o->first_byte_timeout_ms = 120000;
+    o->max_wait_ms = 60000;
     o->body_cap = 8u << 20;
     o->test_timeout_ms = 10000;
 }
@@ -724,12 +632,21 @@ int wk_run(const wk_run_opts *o)
         fprintf(stderr, "cascade: %s\n", err);
         goto cleanup;
     }
-    r->http = wk_http_new(&r->loop);
-    if (!r->http) {
+    wk_calls_opts co = {
+        .connect_timeout_ms = o->connect_timeout_ms,
+        .first_byte_timeout_ms = o->first_byte_timeout_ms,
+        .total_timeout_ms = o->timeout_ms,
+        .body_cap = o->body_cap,
+        .run_budget_usd = o->budget_usd,
+    };
+    wk_retry_policy_default(&co.retry);
+    co.retry.max_retries = o->max_retries;
+    co.retry.max_wait_ms = o->max_wait_ms;
+    r->calls = wk_calls_new(&r->loop, &r->cfg, &co);
+    if (!r->calls) {
         fprintf(stderr, "cascade: cannot set up libcurl\n");
         goto cleanup;
     }
-    r->provs = wk_xcalloc((size_t)r->cfg.nproviders, sizeof(prov_state));
     r->tiers = wk_xcalloc((size_t)r->cfg.ncascades, sizeof(tier_stat *));
     for (int i = 0; i < r->cfg.ncascades; i++)
         r->tiers[i] = wk_xcalloc((size_t)r->cfg.cascades[i].ntiers, sizeof(tier_stat));
@@ -760,14 +677,14 @@ int wk_run(const wk_run_opts *o)
         *o->stats = r->st;
     if (r->failed)
         code = WK_EXIT_FAIL;
-    else if (r->interrupted && !r->eof)
+    else if ((r->interrupted || r->budget_stop) && !r->eof)
         code = WK_EXIT_INTERRUPTED;
     else
         code = WK_EXIT_OK;
 cleanup:
-    if (r->http) {
-        wk_http_free(r->http);
-        r->http = NULL;
+    if (r->calls) {
+        wk_calls_free(r->calls);
+        r->calls = NULL;
     }
     if (r->venv)
         val_env_free(r->venv);
@@ -790,7 +707,6 @@ cleanup:
             free(r->tiers[i]);
     free(r->tiers);
     free(r->slots);
-    free(r->provs);
     wk_buf_release(&r->line);
     wk_config_free(&r->cfg);
     free(r);

@@ -29,6 +29,9 @@ typedef struct wk_run_opts {
     int max_retries;          /* transport retries per call */
     long timeout_ms;          /* whole-request timeout */
     long connect_timeout_ms;
+    long first_byte_timeout_ms; /* until the response starts */
+    long max_wait_ms;         /* longest Retry-After a task waits for; longer: fallback */
+    double budget_usd;        /* run budget; 0: none */
     unsigned long body_cap;   /* response body cap in bytes */
     unsigned test_timeout_ms; /* sandbox wall clock per test run */
     int quiet;                /* no summary */
@@ -50,7 +53,7 @@ enum {
     WK_EXIT_OK = 0,          /* every task has its result line */
     WK_EXIT_FAIL = 1,        /* startup or output error: see stderr */
     WK_EXIT_USAGE = 2,       /* bad command line */
-    WK_EXIT_INTERRUPTED = 3, /* stopped by a signal before the input was done */
+    WK_EXIT_INTERRUPTED = 3, /* stopped (signal or run budget) before the input was done */
 };
 
 /* Runs the batch; returns one of the exit codes above. */

@@ -15,17 +15,10 @@ static int openai_build(const wk_model *m, const char *task_id, const cJSON *mes
 {
     memset(out, 0, sizeof *out);
     out->url = wk_xasprintf("%s/chat/completions", m->provider->base_url);
-    out->headers[out->nheaders++] = wk_xstrdup("Content-Type: application/json");
-    /* Control characters in an id could split the header: escape them. */
-    char *safe_id = wk_escape_ctl(task_id, strlen(task_id), 200);
-    out->headers[out->nheaders++] = wk_xasprintf("X-Cascade-Task: %s", safe_id);
-    free(safe_id);
+    prov__base_headers(out, task_id);
     if (m->provider->key)
         out->headers[out->nheaders++] = wk_xasprintf("Authorization: Bearer %s",
                                                      m->provider->key);
-    /* Without it curl sends "Expect: 100-continue" on large bodies and waits. */
-    out->headers[out->nheaders++] = wk_xstrdup("Expect:");
-
     cJSON *body = cJSON_CreateObject();
     cJSON_AddStringToObject(body, "model", m->id);
     cJSON_AddItemToObject(body, "messages", cJSON_Duplicate(messages, 1));
@@ -34,19 +27,6 @@ static int openai_build(const wk_model *m, const char *task_id, const cJSON *mes
     out->body_len = strlen(out->body);
     cJSON_Delete(body);
     return 0;
-}
-
-static void set_msg(char *msg, size_t msglen, const char *text)
-{
-    char *e = wk_escape_ctl(text, strlen(text), msglen > 8 ? msglen - 8 : 0);
-    snprintf(msg, msglen, "%s", e);
-    free(e);
-}
-
-static long usage_field(const cJSON *usage, const char *name)
-{
-    const cJSON *f = cJSON_GetObjectItemCaseSensitive(usage, name);
-    return cJSON_IsNumber(f) && f->valuedouble >= 0 ? (long)f->valuedouble : -1;
 }
 
 static int openai_parse(long status, const char *body, size_t len, prov_response *out,
@@ -58,37 +38,38 @@ static int openai_parse(long status, const char *body, size_t len, prov_response
     if (status < 200 || status > 299) {
         const cJSON *err = cJSON_GetObjectItemCaseSensitive(j, "error");
         const cJSON *m = cJSON_GetObjectItemCaseSensitive(err, "message");
-        char *text = wk_xasprintf("HTTP %ld: %s", status,
-                                  cJSON_IsString(m) ? m->valuestring : "(no error message)");
-        snprintf(reason, PROV_REASON_MAX, "http_%ld", status);
-        set_msg(msg, msglen, text);
-        free(text);
-        rc = WK_EINVAL;
+        rc = prov__http_error(status, cJSON_IsString(m) ? m->valuestring : NULL, reason, msg,
+                              msglen);
         goto cleanup;
     }
     snprintf(reason, PROV_REASON_MAX, "bad_response");
     if (!j) {
-        set_msg(msg, msglen, "response body is not valid JSON");
+        prov__set_msg(msg, msglen, "response body is not valid JSON");
         goto cleanup;
     }
-    const cJSON *choices = cJSON_GetObjectItemCaseSensitive(j, "choices");
-    const cJSON *c0 = cJSON_GetArrayItem(choices, 0);
+    const cJSON *c0 = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(j, "choices"), 0);
     const cJSON *message = cJSON_GetObjectItemCaseSensitive(c0, "message");
     if (!cJSON_IsObject(message)) {
-        set_msg(msg, msglen, "response has no choices[0].message");
+        prov__set_msg(msg, msglen, "response has no choices[0].message");
         goto cleanup;
     }
     const cJSON *content = cJSON_GetObjectItemCaseSensitive(message, "content");
     if (content && !cJSON_IsString(content) && !cJSON_IsNull(content)) {
-        set_msg(msg, msglen, "choices[0].message.content is not a string");
+        prov__set_msg(msg, msglen, "choices[0].message.content is not a string");
         goto cleanup;
     }
     out->text = wk_xstrdup(cJSON_IsString(content) ? content->valuestring : "");
     const cJSON *fr = cJSON_GetObjectItemCaseSensitive(c0, "finish_reason");
     out->finish_reason = cJSON_IsString(fr) ? wk_xstrdup(fr->valuestring) : NULL;
     const cJSON *usage = cJSON_GetObjectItemCaseSensitive(j, "usage");
-    out->prompt_tokens = usage_field(usage, "prompt_tokens");
-    out->completion_tokens = usage_field(usage, "completion_tokens");
+    out->prompt_tokens = prov__count(usage, "prompt_tokens");
+    out->completion_tokens = prov__count(usage, "completion_tokens");
+    /* OpenAI reports cache hits inside prompt_tokens; DeepSeek as prompt_cache_hit_tokens. */
+    long cached = prov__count(cJSON_GetObjectItemCaseSensitive(usage, "prompt_tokens_details"),
+                              "cached_tokens");
+    if (cached < 0)
+        cached = prov__count(usage, "prompt_cache_hit_tokens");
+    out->cached_tokens = cached > 0 ? cached : 0;
     rc = 0;
 cleanup:
     cJSON_Delete(j);

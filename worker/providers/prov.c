@@ -3,12 +3,17 @@
  */
 #include "prov.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-extern const prov_ops prov_openai;
+#include "../util.h"
 
-const prov_ops *const prov_table[] = {&prov_openai, NULL};
+extern const prov_ops prov_openai;
+extern const prov_ops prov_anthropic;
+extern const prov_ops prov_gemini;
+
+const prov_ops *const prov_table[] = {&prov_openai, &prov_anthropic, &prov_gemini, NULL};
 
 const prov_ops *prov_find(const char *api)
 {
@@ -35,4 +40,62 @@ void prov_response_clear(prov_response *r)
     free(r->text);
     free(r->finish_reason);
     memset(r, 0, sizeof *r);
+}
+
+void prov__set_msg(char *msg, size_t msglen, const char *text)
+{
+    char *e = wk_escape_ctl(text, strlen(text), msglen > 8 ? msglen - 8 : 0);
+    snprintf(msg, msglen, "%s", e);
+    free(e);
+}
+
+long prov__count(const cJSON *o, const char *name)
+{
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(o, name);
+    return cJSON_IsNumber(f) && f->valuedouble >= 0 ? (long)f->valuedouble : -1;
+}
+
+int prov__http_error(long status, const char *provider_msg, char reason[PROV_REASON_MAX],
+                     char *msg, size_t msglen)
+{
+    char *text = wk_xasprintf("HTTP %ld: %s", status,
+                              provider_msg ? provider_msg : "(no error message)");
+    snprintf(reason, PROV_REASON_MAX, "http_%ld", status);
+    prov__set_msg(msg, msglen, text);
+    free(text);
+    return WK_EINVAL;
+}
+
+void prov__base_headers(prov_request *out, const char *task_id)
+{
+    out->headers[out->nheaders++] = wk_xstrdup("Content-Type: application/json");
+    /* Control characters in an id could split the header: escape them. */
+    char *safe_id = wk_escape_ctl(task_id, strlen(task_id), 200);
+    out->headers[out->nheaders++] = wk_xasprintf("X-Cascade-Task: %s", safe_id);
+    free(safe_id);
+    /* Without it curl sends "Expect: 100-continue" on large bodies and waits. */
+    out->headers[out->nheaders++] = wk_xstrdup("Expect:");
+}
+
+char *prov__system_text(const cJSON *messages)
+{
+    wk_buf b;
+    wk_buf_init(&b, SIZE_MAX / 2);
+    const cJSON *m;
+    cJSON_ArrayForEach(m, messages)
+    {
+        const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
+        const cJSON *content = cJSON_GetObjectItemCaseSensitive(m, "content");
+        if (!cJSON_IsString(role) || strcmp(role->valuestring, "system") != 0 ||
+            !cJSON_IsString(content))
+            continue;
+        if (b.len)
+            wk_buf_append(&b, "\n\n", 2);
+        wk_buf_append(&b, content->valuestring, strlen(content->valuestring));
+    }
+    if (!b.len) {
+        wk_buf_release(&b);
+        return NULL;
+    }
+    return wk_buf_detach(&b, NULL);
 }

@@ -1,0 +1,22 @@
+/*
+ * Prices (see cost.h).
+ */
+#include "cost.h"
+
+double wk_cost(const wk_model *m, long prompt_tokens, long completion_tokens,
+               long cached_tokens)
+{
+    double pt = prompt_tokens > 0 ? (double)prompt_tokens : 0;
+    double ct = completion_tokens > 0 ? (double)completion_tokens : 0;
+    double cached = cached_tokens > 0 ? (double)cached_tokens : 0;
+    if (cached > pt)
+        cached = pt;
+    return ((pt - cached) * m->input_usd_per_mtok + cached * m->cached_input_usd_per_mtok +
+            ct * m->output_usd_per_mtok) /
+           1e6;
+}
+
+double wk_cost_worst(const wk_model *m, long est_prompt_tokens)
+{
+    return wk_cost(m, est_prompt_tokens, m->max_tokens, 0);
+}

@@ -1,0 +1,119 @@
+/*
+ * Gemini generateContent: POST {base_url}/models/{id}:generateContent with
+ * the key in x-goog-api-key; turns are "user" and "model", the system
+ * prompt is systemInstruction, the cap is generationConfig.maxOutputTokens.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../util.h"
+#include "prov.h"
+
+static cJSON *text_parts(const char *text)
+{
+    cJSON *parts = cJSON_CreateArray();
+    cJSON *p = cJSON_CreateObject();
+    cJSON_AddStringToObject(p, "text", text);
+    cJSON_AddItemToArray(parts, p);
+    return parts;
+}
+
+static int gemini_build(const wk_model *m, const char *task_id, const cJSON *messages,
+                        prov_request *out)
+{
+    memset(out, 0, sizeof *out);
+    out->url = wk_xasprintf("%s/models/%s:generateContent", m->provider->base_url, m->id);
+    prov__base_headers(out, task_id);
+    if (m->provider->key)
+        out->headers[out->nheaders++] = wk_xasprintf("x-goog-api-key: %s", m->provider->key);
+
+    cJSON *body = cJSON_CreateObject();
+    cJSON *contents = cJSON_AddArrayToObject(body, "contents");
+    const cJSON *msg;
+    cJSON_ArrayForEach(msg, messages)
+    {
+        const cJSON *role = cJSON_GetObjectItemCaseSensitive(msg, "role");
+        const cJSON *content = cJSON_GetObjectItemCaseSensitive(msg, "content");
+        if (!cJSON_IsString(role) || !cJSON_IsString(content) ||
+            strcmp(role->valuestring, "system") == 0)
+            continue;
+        cJSON *c = cJSON_CreateObject();
+        cJSON_AddStringToObject(c, "role",
+                                strcmp(role->valuestring, "assistant") == 0 ? "model" : "user");
+        cJSON_AddItemToObject(c, "parts", text_parts(content->valuestring));
+        cJSON_AddItemToArray(contents, c);
+    }
+    char *sys = prov__system_text(messages);
+    if (sys) {
+        cJSON *si = cJSON_AddObjectToObject(body, "systemInstruction");
+        cJSON_AddItemToObject(si, "parts", text_parts(sys));
+        free(sys);
+    }
+    cJSON *gc = cJSON_AddObjectToObject(body, "generationConfig");
+    cJSON_AddNumberToObject(gc, "maxOutputTokens", (double)m->max_tokens);
+    out->body = cJSON_PrintUnformatted(body);
+    out->body_len = strlen(out->body);
+    cJSON_Delete(body);
+    return 0;
+}
+
+static int gemini_parse(long status, const char *body, size_t len, prov_response *out,
+                        char reason[PROV_REASON_MAX], char *msg, size_t msglen)
+{
+    int rc = WK_EPARSE;
+    wk_buf text;
+    wk_buf_init(&text, len + 1);
+    memset(out, 0, sizeof *out);
+    cJSON *j = cJSON_ParseWithLength(body, len);
+    if (status < 200 || status > 299) {
+        const cJSON *err = cJSON_GetObjectItemCaseSensitive(j, "error");
+        const cJSON *m = cJSON_GetObjectItemCaseSensitive(err, "message");
+        rc = prov__http_error(status, cJSON_IsString(m) ? m->valuestring : NULL, reason, msg,
+                              msglen);
+        goto cleanup;
+    }
+    snprintf(reason, PROV_REASON_MAX, "bad_response");
+    const cJSON *cand = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(j, "candidates"), 0);
+    if (!cJSON_IsObject(cand)) {
+        prov__set_msg(msg, msglen, j ? "response has no candidates[0]"
+                                     : "response body is not valid JSON");
+        goto cleanup;
+    }
+    const cJSON *parts =
+        cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(cand, "content"), "parts");
+    const cJSON *part;
+    cJSON_ArrayForEach(part, parts)
+    {
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(part, "text");
+        const cJSON *thought = cJSON_GetObjectItemCaseSensitive(part, "thought");
+        /* Thought summaries are not the answer. */
+        if (cJSON_IsString(t) && !cJSON_IsTrue(thought))
+            wk_buf_append(&text, t->valuestring, strlen(t->valuestring));
+    }
+    out->text = wk_buf_detach(&text, NULL);
+    const cJSON *fr = cJSON_GetObjectItemCaseSensitive(cand, "finishReason");
+    if (cJSON_IsString(fr))
+        out->finish_reason = wk_xstrdup(strcmp(fr->valuestring, "MAX_TOKENS") == 0 ? "length"
+                                        : strcmp(fr->valuestring, "STOP") == 0     ? "stop"
+                                                                                  : fr->valuestring);
+    const cJSON *u = cJSON_GetObjectItemCaseSensitive(j, "usageMetadata");
+    out->prompt_tokens = prov__count(u, "promptTokenCount");
+    long cand_tok = prov__count(u, "candidatesTokenCount");
+    long thoughts = prov__count(u, "thoughtsTokenCount");
+    /* Thinking tokens are billed as output. */
+    out->completion_tokens = cand_tok < 0 ? -1 : cand_tok + (thoughts > 0 ? thoughts : 0);
+    long cached = prov__count(u, "cachedContentTokenCount");
+    out->cached_tokens = cached > 0 ? cached : 0;
+    rc = 0;
+cleanup:
+    wk_buf_release(&text);
+    cJSON_Delete(j);
+    return rc;
+}
+
+const prov_ops prov_gemini = {
+    .name = "gemini",
+    .build = gemini_build,
+    .parse = gemini_parse,
+};
