@@ -7,11 +7,11 @@
 ifeq ($(origin CC),default)
 CC      := gcc
 endif
-PKGS    := libuv libcurl libcjson libgit2 tree-sitter
+PKGS    := libuv libcurl libcjson libgit2 tree-sitter sqlite3 hiredis
 DEB_PKGS := build-essential pkg-config libuv1-dev libcurl4-openssl-dev libcjson-dev \
             libgit2-dev libtree-sitter-dev libsqlite3-dev libhttp-parser-dev \
             libcmocka-dev bubblewrap python3 ca-certificates curl \
-            chromium zlib1g-dev
+            chromium zlib1g-dev libhiredis-dev redis-server
 
 ifeq ($(SANITIZE),1)
 B       := build/san

@@ -5,13 +5,19 @@
 # any failed case. It also writes build/conformance/official-requests.json,
 # the request each client sends for one fixed prompt.
 #
-# Included from the Makefile; `make conformance` depends on conformance-clients.
+# conformance-compare then sends the same prompt through our own client
+# (`cascade run` against the mock, once per wire format) and compares that
+# request field by field with the official one (tests/conformance/compare.mjs,
+# Node 20 stdlib only); it fails on any difference neither explained nor on the
+# script's allow-list. Its tables are summarised in README.md.
+#
+# Included from the Makefile; `make conformance` depends on both targets.
 
 CONF_SRC := tests/conformance
 CONF_DIR := build/conformance
 
-CONFORMANCE_TARGETS += conformance-clients
-.PHONY: conformance-clients
+CONFORMANCE_TARGETS += conformance-clients conformance-compare
+.PHONY: conformance-clients conformance-compare
 
 conformance-clients: $(B)/mock-llm $(CONF_DIR)/node_modules/.installed
 	@cp $(CONF_SRC)/conformance.test.mjs $(CONF_DIR)/
@@ -30,3 +36,9 @@ $(CONF_DIR)/node_modules/.installed: $(CONF_SRC)/package.json $(CONF_SRC)/packag
 	cp $(CONF_SRC)/package.json $(CONF_SRC)/package-lock.json $(CONF_DIR)/
 	cd $(CONF_DIR) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 	@touch $@
+
+# Needs the official requests, hence conformance-clients first (also under -j).
+conformance-compare: $(B)/cascade $(B)/mock-llm conformance-clients
+	@CASCADE_BIN=$(CURDIR)/$(B)/cascade MOCK_BIN=$(CURDIR)/$(B)/mock-llm \
+	  OFFICIAL=$(CURDIR)/$(CONF_DIR)/official-requests.json OUT_DIR=$(CURDIR)/$(CONF_DIR) \
+	  timeout -k 5 300 node $(CONF_SRC)/compare.mjs

@@ -66,7 +66,7 @@ static void test_anthropic_request_moves_system_out_and_sends_version(void **sta
     assert_int_equal(prov_find("anthropic")->build(&model, "t1", msgs, &r), 0);
     assert_string_equal(r.url, "http://h/v1/messages");
     assert_true(has_header(&r, "x-api-key: sk-test"));
-    assert_true(has_header(&r, "anthropic-version: 2023-06-01"));
+    assert_true(has_header(&r, "anthropic-version: 2026-10-21"));
     cJSON *b = cJSON_Parse(r.body);
     assert_string_equal(cJSON_GetObjectItem(b, "system")->valuestring, "be brief");
     cJSON *m = cJSON_GetObjectItem(b, "messages");

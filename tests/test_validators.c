@@ -1,7 +1,9 @@
 /*
  * Unit tests for the CPU-only parts of validators/: code extraction, verdict
- * capping, the chain, the syntax validator (tree-sitter) and the schema
- * validator. Nothing here spawns a process or opens a socket.
+ * capping and notes, language names, SHA-256, the chain, the syntax validator
+ * (tree-sitter, every language, advisory C/C++ errors), the compile
+ * validator's choices that need no process, and the schema validator.
+ * Nothing here spawns a process or opens a socket.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,7 +14,7 @@
 
 #include <cmocka.h>
 
-#include "../validators/val.h"
+#include "../validators/val_int.h"
 
 /* ---- helpers ------------------------------------------------------------- */
 
@@ -31,22 +33,23 @@ static void on_done(void *arg, const val_verdict *v)
     memcpy(s->v.reason, v->reason, sizeof s->v.reason);
     s->v.message = v->message ? strdup(v->message) : NULL;
     s->v.evidence = v->evidence ? strdup(v->evidence) : NULL;
+    s->v.note = v->note ? strdup(v->note) : NULL;
 }
 
 /* Runs a chain of CPU-only validators (no env needed) and returns its verdict. */
 static void run_chain(const char *const *names, int n, const char *language, const char *answer,
                       const cJSON *schema, seen *s)
 {
-    val_input in = {.task_id = "t", .kind = "code", .language = language, .answer = answer,
-                    .schema = schema};
+    val_input in = {
+        .task_id = "t", .kind = "code", .language = language, .answer = answer, .schema = schema};
     memset(s, 0, sizeof *s);
     assert_int_equal(val_chain_start(NULL, names, n, &in, on_done, s), 0);
     /* These validators finish inside start(), so the verdict is already here. */
     assert_int_equal(s->calls, 1);
 }
 
-static void run_one(const char *name, const char *language, const char *answer,
-                    const cJSON *schema, seen *s)
+static void run_one(const char *name, const char *language, const char *answer, const cJSON *schema,
+                    seen *s)
 {
     const char *names[] = {name};
     run_chain(names, 1, language, answer, schema, s);
@@ -135,6 +138,122 @@ static void lang_ext_maps_known_languages_and_defaults_to_txt(void **state)
     assert_true(val_lang_known("c"));
     assert_true(val_lang_known("javascript"));
     assert_false(val_lang_known("cobol"));
+    assert_string_equal(val_lang_ext("tsx"), "tsx");
+    assert_string_equal(val_lang_ext("golang"), "go");
+    assert_string_equal(val_lang_ext("C++"), "cpp");
+}
+
+static void lang_aliases_map_to_canonical_names(void **state)
+{
+    (void)state;
+    static const char *const pairs[][2] = {
+        {"py", "python"},       {"Python3", "python"}, {"c", "c"},           {"h", "c"},
+        {"c++", "cpp"},         {"CXX", "cpp"},        {"cc", "cpp"},        {"js", "javascript"},
+        {"node", "javascript"}, {"jsx", "javascript"}, {"ts", "typescript"}, {"tsx", "tsx"},
+        {"golang", "go"},       {"rs", "rust"},        {"java", "java"},     {"json", "json"},
+        {"sh", "bash"},         {"shell", "bash"},     {"bash", "bash"},
+    };
+    for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
+        const char *c = val_lang_canonical(pairs[i][0]);
+        if (!c || strcmp(c, pairs[i][1]) != 0)
+            fail_msg("%s -> %s, expected %s", pairs[i][0], c ? c : "NULL", pairs[i][1]);
+        assert_true(val_lang_known(pairs[i][0]));
+    }
+    assert_null(val_lang_canonical("cobol"));
+    assert_null(val_lang_canonical(NULL));
+    assert_null(val_lang_canonical(""));
+}
+
+static void sha256_matches_fips_vectors(void **state)
+{
+    (void)state;
+    char hex[65];
+    val__sha256_hex("", 0, hex);
+    assert_string_equal(hex, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    val__sha256_hex("abc", 3, hex);
+    assert_string_equal(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    /* 56 bytes: the padding spills into a second block. */
+    const char *two = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+    val__sha256_hex(two, strlen(two), hex);
+    assert_string_equal(hex, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+    /* A million 'a's: many full blocks. */
+    char *mil = malloc(1000000);
+    memset(mil, 'a', 1000000);
+    val__sha256_hex(mil, 1000000, hex);
+    assert_string_equal(hex, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+    free(mil);
+}
+
+static void answer_name_follows_task_then_java_public_class(void **state)
+{
+    (void)state;
+    cJSON *task = cJSON_Parse("{}");
+    val_input in = {.language = "java", .task = task};
+    char *n =
+        val__answer_name(&in, "// public class Nope {}\nimport java.util.*;\n"
+                              "/* public class Nor */ final class Helper {}\n"
+                              "public final class Solution { String s = \"public class X\"; }");
+    assert_string_equal(n, "Solution.java");
+    free(n);
+    n = val__answer_name(&in, "class NotPublic {}");
+    assert_string_equal(n, "solution.java");
+    free(n);
+    in.language = "py";
+    n = val__answer_name(&in, "def f(): pass");
+    assert_string_equal(n, "solution.py");
+    free(n);
+    cJSON_AddStringToObject(task, "answer_file", "src/lib.rs");
+    n = val__answer_name(&in, "");
+    assert_string_equal(n, "src/lib.rs");
+    free(n);
+    cJSON_Delete(task);
+}
+
+static void task_files_put_context_then_prelude_answer_then_readonly_tests(void **state)
+{
+    (void)state;
+    cJSON *task =
+        cJSON_Parse("{\"files\": {\"solution.py\": \"import math\", \"util.py\": \"X = 1\\n\","
+                    " \"test_a.py\": \"shadowed\"},"
+                    " \"tests\": {\"files\": {\"test_a.py\": \"assert True\\n\"}}}");
+    val_input in = {.language = "python", .task = task};
+    val__files f;
+    char err[256];
+    assert_int_equal(val__task_files(&in, "y = math.pi", 1, &f, err, sizeof err), 0);
+    assert_int_equal(f.n, 3);
+    assert_string_equal(f.answer_name, "solution.py");
+    assert_string_equal(f.v[0].path, "util.py");
+    assert_false(f.v[0].readonly);
+    assert_string_equal(f.v[1].path, "solution.py");
+    assert_string_equal(f.v[1].data, "import math\ny = math.pi\n");
+    assert_string_equal(f.v[2].path, "test_a.py");
+    assert_string_equal(f.v[2].data, "assert True\n");
+    assert_true(f.v[2].readonly);
+    val__files_release(&f);
+    /* Without tests (the compile step) only context and answer go in. */
+    assert_int_equal(val__task_files(&in, "y = 1", 0, &f, err, sizeof err), 0);
+    assert_int_equal(f.n, 3); /* util.py, test_a.py as context, solution.py */
+    val__files_release(&f);
+    cJSON_Delete(task);
+
+    static const char *const bad[] = {
+        "{\"files\": {\"../x.py\": \"\"}}",
+        "{\"files\": {\"a\\\\b\": \"\"}}",
+        "{\"files\": {\"a\\nb\": \"\"}}",
+        "{\"files\": [1]}",
+        "{\"files\": {\"a\": 1}}",
+        "{\"answer_file\": \"/etc/passwd\"}",
+        "{\"tests\": {\"files\": {\"/abs\": \"x\"}}}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        task = cJSON_Parse(bad[i]);
+        if (!task)
+            fail_msg("bad fixture %s", bad[i]);
+        in.task = task;
+        if (val__task_files(&in, "x", 1, &f, err, sizeof err) == 0)
+            fail_msg("accepted %s", bad[i]);
+        cJSON_Delete(task);
+    }
 }
 
 /* ---- verdicts and limits ----------------------------------------------------- */
@@ -285,8 +404,8 @@ static void syntax_c_passes_valid_code(void **state)
 {
     (void)state;
     seen s;
-    run_one("syntax", "c", "#include <stdio.h>\nint main(void) { puts(\"hi\"); return 0; }\n",
-            NULL, &s);
+    run_one("syntax", "c", "#include <stdio.h>\nint main(void) { puts(\"hi\"); return 0; }\n", NULL,
+            &s);
     assert_true(s.v.pass);
     seen_clear(&s);
 }
@@ -364,6 +483,243 @@ static void syntax_reuses_parser_cached_in_env(void **state)
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/*
+ * One valid and one broken program per language, with where the first error
+ * is (line:col as editors count) and a fragment of the quoted line.
+ */
+static const struct {
+    const char *lang;
+    const char *good;
+    const char *bad;
+    const char *where;
+    const char *quote;
+} syntax_cases[] = {
+    {"cpp",
+     "#include <vector>\ntemplate <typename T> T sum(const std::vector<T>& v) {\n"
+     "    T s{}; for (auto& x : v) s += x; return s;\n}\n",
+     "int f() {\n    return 1 +;\n}\n", "line 2:", "return 1 +;"},
+    {"typescript",
+     "interface P { x: number }\nexport function f(p: P): number { return p.x as number; }\n",
+     "function f(a: number {\n  return a;\n}\n", "line 1:", "function f(a: number {"},
+    {"tsx", "export const A = (p: {n: string}) => <div className=\"a\">{p.n}</div>;\n",
+     "const A = () => <div>;\n", "line 1:", "<div>"},
+    {"go", "package main\n\nimport \"fmt\"\n\nfunc main() {\n\tfmt.Println(\"hi\")\n}\n",
+     "package main\n\nfunc main() {\n\tx := \n}\n", "line 4:", "x :="},
+    {"rust", "pub fn add(a: i32, b: i32) -> i32 {\n    a + b\n}\n",
+     "pub fn add(a: i32, b: i32) -> i32 {\n    let x = ;\n    a + b\n}\n", "line 2:", "let x = ;"},
+    {"java", "public class Solution {\n    static int add(int a, int b) { return a + b; }\n}\n",
+     "public class Solution {\n    int add(int a, int b) { return a + }\n}\n",
+     "line 2:", "return a +"},
+    {"json", "{\"a\": [1, 2.5, true, null], \"b\": {\"c\": \"d\"}}\n", "{\"a\": [1, 2,, 3]}\n",
+     "line 1:", "[1, 2,, 3]"},
+    {"bash", "#!/bin/bash\nfor f in *.txt; do\n  echo \"$f\"\ndone\n",
+     "if [ -f x ]; then\n  echo hi\n", "line 1:1", "if [ -f x ]; then"},
+    {"python", "def f(x):\n    return x\n", "def f(x)\n    return x\n", "line 1:", "def f(x)"},
+    {"c", "int f(void) { return 1; }\n", "int f(void) { return 1 }\n", "line 1:", "int f(void)"},
+    {"javascript", "const f = (a) => a * 2;\n", "const f = (a) => a *;\n", "line 1:", "const f"},
+};
+
+static void syntax_every_language_passes_valid_and_locates_error(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof syntax_cases / sizeof syntax_cases[0]; i++) {
+        seen s;
+        run_one("syntax", syntax_cases[i].lang, syntax_cases[i].good, NULL, &s);
+        if (!s.v.pass)
+            fail_msg("%s: valid code failed: %s\n%s", syntax_cases[i].lang, s.v.message,
+                     s.v.evidence);
+        seen_clear(&s);
+        run_one("syntax", syntax_cases[i].lang, syntax_cases[i].bad, NULL, &s);
+        if (s.v.pass)
+            fail_msg("%s: broken code passed", syntax_cases[i].lang);
+        assert_string_equal(s.v.reason, "syntax_error");
+        assert_contains(s.v.message, syntax_cases[i].where);
+        assert_contains(s.v.evidence, "(span ");
+        assert_contains(s.v.evidence, syntax_cases[i].quote);
+        seen_clear(&s);
+    }
+}
+
+static void syntax_aliases_reach_the_same_grammar(void **state)
+{
+    (void)state;
+    static const char *const ok[][2] = {
+        {"py", "x = 1\n"},       {"js", "let a = 1;\n"},    {"ts", "let a: number = 1;\n"},
+        {"c++", "int x = 1;\n"}, {"golang", "package p\n"}, {"sh", "echo hi\n"},
+        {"rs", "fn f() {}\n"},   {"JSON", "[1]\n"},
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        seen s;
+        run_one("syntax", ok[i][0], ok[i][1], NULL, &s);
+        if (!s.v.pass)
+            fail_msg("%s: %s", ok[i][0], s.v.message);
+        seen_clear(&s);
+    }
+    /* TypeScript syntax is not JavaScript: the alias picks the TypeScript grammar. */
+    seen s;
+    run_one("syntax", "js", "let a: number = 1;\n", NULL, &s);
+    assert_false(s.v.pass);
+    seen_clear(&s);
+}
+
+/* Valid C that tree-sitter cannot parse without the preprocessor. */
+static const char *macro_c = "#define BEGIN {\n#define END }\nint f(void) BEGIN return 1; END\n";
+
+static void syntax_c_error_is_advisory_only_when_compile_follows(void **state)
+{
+    (void)state;
+    seen s;
+    /* Alone, syntax fails it. */
+    run_one("syntax", "c", macro_c, NULL, &s);
+    assert_false(s.v.pass);
+    assert_string_equal(s.v.reason, "syntax_error");
+    seen_clear(&s);
+
+    /* Flagged advisory: the verdict passes and the note says what was found and why. */
+    val_input in = {
+        .task_id = "t", .kind = "code", .language = "cpp", .answer = macro_c, .syntax_advisory = 1};
+    memset(&s, 0, sizeof s);
+    const char *names[] = {"syntax"};
+    assert_int_equal(val_chain_start(NULL, names, 1, &in, on_done, &s), 0);
+    assert_true(s.v.pass);
+    assert_contains(s.v.note, "advisory");
+    assert_contains(s.v.note, "line 3:");
+    assert_contains(s.v.note, "compile step that follows decides");
+    seen_clear(&s);
+
+    /* Advisory never applies to languages without a preprocessor. */
+    in.language = "python";
+    in.answer = "def (:\n";
+    memset(&s, 0, sizeof s);
+    assert_int_equal(val_chain_start(NULL, names, 1, &in, on_done, &s), 0);
+    assert_false(s.v.pass);
+    seen_clear(&s);
+
+    /*
+     * The chain flags it when compile follows. Without an env, compile cannot
+     * start its sandbox, so the chain ends there, carrying syntax's note.
+     */
+    const char *chain[] = {"syntax", "compile"};
+    val_input c = {.task_id = "t", .kind = "code", .language = "c", .answer = macro_c};
+    memset(&s, 0, sizeof s);
+    assert_int_equal(val_chain_start(NULL, chain, 2, &c, on_done, &s), 0);
+    assert_int_equal(s.calls, 1);
+    assert_string_equal(s.v.validator, "compile");
+    assert_contains(s.v.note, "advisory");
+    assert_int_equal(c.syntax_advisory, 0); /* the caller's input is left alone */
+    seen_clear(&s);
+}
+
+static void syntax_parses_a_large_input_without_error(void **state)
+{
+    (void)state;
+    /* About 1 MB of valid Python: the parser and the error walk scale. */
+    size_t n = 20000;
+    char *big = malloc(n * 48 + 1);
+    size_t len = 0;
+    for (size_t i = 0; i < n; i++)
+        len += (size_t)sprintf(big + len, "def f%06zu(x):\n    return x * %zu + 1\n\n", i, i);
+    seen s;
+    run_one("syntax", "python", big, NULL, &s);
+    assert_true(s.v.pass);
+    seen_clear(&s);
+    strcpy(big + len, "def broken(:\n");
+    run_one("syntax", "python", big, NULL, &s);
+    assert_false(s.v.pass);
+    assert_contains(s.v.message, "line 60001:");
+    seen_clear(&s);
+    free(big);
+}
+
+/* ---- compile: the choices that need no process ----------------------------------- */
+
+static void compile_availability_follows_installed_programs_and_overrides(void **state)
+{
+    (void)state;
+    char why[512];
+    /* python3 and gcc are part of the sandbox's system (make deps installs them). */
+    assert_true(val_compile_available("python", NULL, why, sizeof why));
+    assert_true(val_compile_available("c", NULL, why, sizeof why));
+    assert_true(val_compile_available("sh", NULL, why, sizeof why));
+    assert_false(val_compile_available("json", NULL, why, sizeof why));
+    assert_contains(why, "no compile command");
+    assert_false(val_compile_available("cobol", NULL, why, sizeof why));
+
+    cJSON *map = cJSON_Parse("{\"C\": [\"no-such-compiler-xyz\", \"{file}\"],"
+                             " \"cobol\": [\"/usr/bin/true\"], \"c++\": [],"
+                             " \"rust\": [\"/root/.cargo/bin/rustc\"]}");
+    assert_false(val_compile_available("c", map, why, sizeof why));
+    assert_contains(why, "no-such-compiler-xyz");
+    /* A language we have no grammar for can still be compiled by an override. */
+    assert_true(val_compile_available("cobol", map, why, sizeof why));
+    assert_false(val_compile_available("cpp", map, why, sizeof why));
+    assert_contains(why, "array of 1 to");
+    /* Outside /usr and /etc the sandbox cannot see it. */
+    assert_false(val_compile_available("rs", map, why, sizeof why));
+    cJSON_Delete(map);
+}
+
+static void compile_without_compiler_passes_with_note_and_json_has_nothing_to_do(void **state)
+{
+    (void)state;
+    char why[512];
+    cJSON *map = cJSON_Parse("{\"typescript\": [\"no-such-tsc-xyz\", \"{file}\"]}");
+    val_input in = {.task_id = "t",
+                    .kind = "code",
+                    .language = "ts",
+                    .answer = "let a: number = 1;",
+                    .compile_commands = map};
+    assert_false(val_compile_available("ts", map, why, sizeof why));
+    const char *names[] = {"syntax", "compile"};
+    seen s = {0};
+    assert_int_equal(val_chain_start(NULL, names, 2, &in, on_done, &s), 0);
+    assert_int_equal(s.calls, 1);
+    assert_true(s.v.pass);
+    assert_contains(s.v.note, "compile skipped, not checked");
+    assert_contains(s.v.note, "no-such-tsc-xyz");
+    seen_clear(&s);
+    cJSON_Delete(map);
+
+    in.language = "json";
+    in.compile_commands = NULL;
+    in.answer = "{\"a\": 1}";
+    memset(&s, 0, sizeof s);
+    assert_int_equal(val_chain_start(NULL, names, 2, &in, on_done, &s), 0);
+    assert_true(s.v.pass);
+    assert_contains(s.v.note, "nothing to compile for json");
+    seen_clear(&s);
+
+    in.language = "cobol";
+    memset(&s, 0, sizeof s);
+    const char *just[] = {"compile"};
+    assert_int_equal(val_chain_start(NULL, just, 1, &in, on_done, &s), 0);
+    assert_false(s.v.pass);
+    assert_string_equal(s.v.reason, "unsupported");
+    seen_clear(&s);
+}
+
+static void verdict_note_is_one_capped_line_and_cleared_by_pass_and_fail(void **state)
+{
+    (void)state;
+    val_verdict v = {0};
+    char big[1000];
+    memset(big, 'n', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    val_verdict_note(&v, big);
+    assert_true(strlen(v.note) <= VAL_MESSAGE_MAX);
+    val_verdict_note(&v, "a\nb\x1b");
+    assert_null(strchr(v.note, '\n'));
+    assert_null(strchr(v.note, '\x1b'));
+    val_verdict_pass(&v);
+    assert_null(v.note);
+    val_verdict_note(&v, "x");
+    val_verdict_fail(&v, "tests", "failed", "m", NULL);
+    assert_null(v.note);
+    val_verdict_note(&v, NULL);
+    assert_null(v.note);
+    val_verdict_clear(&v);
+}
+
 /* ---- schema ------------------------------------------------------------------- */
 
 static const char *label_schema =
@@ -421,7 +777,8 @@ static void schema_wrong_enum_names_pointer_and_choices(void **state)
     assert_false(s.v.pass);
     assert_string_equal(s.v.validator, "schema");
     assert_string_equal(s.v.reason, "schema_mismatch");
-    assert_string_equal(s.v.message, "/label: \"bugg\" is not one of [\"bug\",\"feature\",\"question\"]");
+    assert_string_equal(s.v.message,
+                        "/label: \"bugg\" is not one of [\"bug\",\"feature\",\"question\"]");
     seen_clear(&s);
 }
 
@@ -552,8 +909,8 @@ static void schema_supported_rejects_unknown_keywords_naming_them(void **state)
         const char *named;
     } cases[] = {
         {"{\"$dynamicRef\": \"#meta\"}", "\"$dynamicRef\""},
-        {"{\"type\": \"string\", \"format\": \"email\"}", "\"format\""},
-        {"{\"properties\": {\"a\": {\"pattern\": \"^x\"}}}", "\"pattern\" at /properties/a"},
+        {"{\"type\": \"object\", \"dependencies\": {}}", "\"dependencies\""},
+        {"{\"properties\": {\"a\": {\"pattern\": \"(?=x)\"}}}", "\"pattern\" at /properties/a"},
         {"{\"items\": {\"anyOf\": []}}", "\"anyOf\" at /items"},
         {"{\"items\": [{\"type\": \"string\"}]}", "\"items\""},
         {"{\"type\": \"text\"}", "\"type\""},
@@ -570,9 +927,9 @@ static void schema_supported_rejects_unknown_keywords_naming_them(void **state)
     }
     /* The validator refuses it too, instead of checking half a schema. */
     seen s;
-    check_schema("{\"type\": \"string\", \"format\": \"email\"}", "\"a@b\"", &s);
+    check_schema("{\"type\": \"object\", \"dependencies\": {}}", "{}", &s);
     assert_string_equal(s.v.reason, "unsupported");
-    assert_contains(s.v.message, "format");
+    assert_contains(s.v.message, "dependencies");
     seen_clear(&s);
 }
 
@@ -586,6 +943,11 @@ int main(void)
         cmocka_unit_test(extract_without_fence_trims_whole_answer),
         cmocka_unit_test(extract_keeps_indent_of_first_line_and_inline_close),
         cmocka_unit_test(lang_ext_maps_known_languages_and_defaults_to_txt),
+        cmocka_unit_test(lang_aliases_map_to_canonical_names),
+        cmocka_unit_test(sha256_matches_fips_vectors),
+        cmocka_unit_test(answer_name_follows_task_then_java_public_class),
+        cmocka_unit_test(task_files_put_context_then_prelude_answer_then_readonly_tests),
+        cmocka_unit_test(verdict_note_is_one_capped_line_and_cleared_by_pass_and_fail),
         cmocka_unit_test(verdict_caps_message_and_evidence_and_escapes_controls),
         cmocka_unit_test(limits_default_match_documented_values),
         cmocka_unit_test(table_finds_each_validator_by_name),
@@ -601,6 +963,12 @@ int main(void)
         cmocka_unit_test(syntax_javascript_error_names_line_col),
         cmocka_unit_test(syntax_unknown_language_fails_unsupported),
         cmocka_unit_test(syntax_reuses_parser_cached_in_env),
+        cmocka_unit_test(syntax_every_language_passes_valid_and_locates_error),
+        cmocka_unit_test(syntax_aliases_reach_the_same_grammar),
+        cmocka_unit_test(syntax_c_error_is_advisory_only_when_compile_follows),
+        cmocka_unit_test(syntax_parses_a_large_input_without_error),
+        cmocka_unit_test(compile_availability_follows_installed_programs_and_overrides),
+        cmocka_unit_test(compile_without_compiler_passes_with_note_and_json_has_nothing_to_do),
         cmocka_unit_test(schema_passes_matching_json),
         cmocka_unit_test(schema_invalid_json_fails_with_position),
         cmocka_unit_test(schema_wrong_enum_names_pointer_and_choices),

@@ -3,6 +3,7 @@
  * from the answer, stopping at the first failure, with one done call at the
  * end. Validators may finish inside start() (syntax, schema) or later from the
  * loop (tests); the chain handles both without recursing through start().
+ * The notes of the validators that ran are joined onto the final verdict.
  */
 #include "val_int.h"
 
@@ -14,14 +15,15 @@
 
 typedef struct chain {
     val_env *env;
-    const val_input *in;
+    val_input in; /* the caller's input, with syntax_advisory worked out */
     const val_ops *ops[CHAIN_MAX];
     int n;
-    int idx;          /* the validator running now */
-    char *code;       /* extracted from in->answer; owned */
-    int in_start;     /* inside ops[idx]->start() */
-    int completed;    /* ops[idx] has called back */
+    int idx;       /* the validator running now */
+    char *code;    /* extracted from in->answer; owned */
+    int in_start;  /* inside ops[idx]->start() */
+    int completed; /* ops[idx] has called back */
     val_verdict verdict;
+    wk_buf notes; /* "; "-joined notes of the validators so far */
     val_done_cb done;
     void *arg;
 } chain;
@@ -30,8 +32,11 @@ static void chain_finish(chain *c)
 {
     if (c->verdict.pass)
         val_verdict_pass(&c->verdict);
+    if (c->notes.len)
+        val_verdict_note(&c->verdict, c->notes.buf);
     c->done(c->arg, &c->verdict);
     val_verdict_clear(&c->verdict);
+    wk_buf_release(&c->notes);
     free(c->code);
     free(c);
 }
@@ -48,6 +53,12 @@ static void chain_on_done(void *arg, const val_verdict *v)
     memcpy(c->verdict.reason, v->reason, sizeof c->verdict.reason);
     c->verdict.message = v->message ? wk_xstrdup(v->message) : NULL;
     c->verdict.evidence = v->evidence ? wk_xstrdup(v->evidence) : NULL;
+    if (v->note && v->note[0]) {
+        /* Capped: past the cap a note is dropped, as the verdict keeps one line anyway. */
+        if (c->notes.len)
+            wk_buf_append(&c->notes, "; ", 2);
+        wk_buf_append(&c->notes, v->note, strlen(v->note));
+    }
     c->completed = 1;
     if (c->in_start)
         return; /* chain_step sees `completed` once start() returns */
@@ -69,7 +80,7 @@ static void chain_step(chain *c)
     while (c->idx < c->n) {
         c->completed = 0;
         c->in_start = 1;
-        int rc = c->ops[c->idx]->start(c->env, c->in, c->code, chain_on_done, c);
+        int rc = c->ops[c->idx]->start(c->env, &c->in, c->code, chain_on_done, c);
         c->in_start = 0;
         if (rc < 0) {
             /* Once the chain has begun, every outcome goes through done. */
@@ -106,7 +117,13 @@ int val_chain_start(val_env *env, const char *const *names, int n, const val_inp
     }
     chain *c = wk_xcalloc(1, sizeof *c);
     c->env = env;
-    c->in = in;
+    c->in = *in;
+    wk_buf_init(&c->notes, VAL_MESSAGE_MAX);
+    /* tree-sitter errs on valid C (macros); a compiler later in the chain has the last word. */
+    for (int i = 0; i < n; i++)
+        for (int k = i + 1; k < n; k++)
+            if (strcmp(ops[i]->name, "syntax") == 0 && strcmp(ops[k]->name, "compile") == 0)
+                c->in.syntax_advisory = 1;
     memcpy(c->ops, ops, sizeof(ops[0]) * (size_t)n);
     c->n = n;
     c->done = done;
@@ -116,8 +133,7 @@ int val_chain_start(val_env *env, const char *const *names, int n, const val_inp
 
     /* Nothing to check: say so once instead of letting each validator guess. */
     if (n > 0 && c->code[0] == '\0') {
-        val_verdict_fail(&c->verdict, ops[0]->name, "no_code", "the answer contains no code",
-                         NULL);
+        val_verdict_fail(&c->verdict, ops[0]->name, "no_code", "the answer contains no code", NULL);
         chain_finish(c);
         return 0;
     }

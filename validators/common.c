@@ -1,7 +1,8 @@
 /*
  * What every validator uses: verdicts with capped, prompt-safe text, default
- * limits, pulling the code out of a model's answer, language extensions, and
- * the table of validators looked up by name.
+ * limits, pulling the code out of a model's answer, language names, aliases
+ * and extensions, SHA-256 for the test-file check, and the table of
+ * validators looked up by name.
  */
 #include "val_int.h"
 
@@ -12,13 +13,16 @@
 #include <strings.h>
 
 extern const val_ops val__syntax_ops;
+extern const val_ops val__compile_ops;
 extern const val_ops val__tests_ops;
 extern const val_ops val__schema_ops;
 
 const val_ops *const val_table[] = {
     &val__syntax_ops,
+    &val__compile_ops,
     &val__tests_ops,
     &val__schema_ops,
+    &val__patch_ops,
     NULL,
 };
 
@@ -125,8 +129,30 @@ void val_verdict_clear(val_verdict *v)
 {
     free(v->message);
     free(v->evidence);
+    free(v->note);
     v->message = NULL;
     v->evidence = NULL;
+    v->note = NULL;
+}
+
+/* A one-line, prompt-safe copy of s capped at VAL_MESSAGE_MAX bytes; "..." marks a cut. */
+static char *one_line(const char *s)
+{
+    char *esc = wk_escape_ctl(s, strlen(s), VAL_MESSAGE_MAX);
+    char *clean = val__sanitize(esc, strlen(esc));
+    free(esc);
+    if (strlen(clean) > VAL_MESSAGE_MAX) {
+        /* Keep room for the "..." that marks the cut. */
+        size_t cut = val__utf8_floor(clean, VAL_MESSAGE_MAX - 3);
+        memcpy(clean + cut, "...", 4);
+    }
+    return clean;
+}
+
+void val_verdict_note(val_verdict *v, const char *note)
+{
+    free(v->note);
+    v->note = note ? one_line(note) : NULL;
 }
 
 void val_verdict_pass(val_verdict *v)
@@ -144,19 +170,9 @@ void val_verdict_fail(val_verdict *v, const char *validator, const char *reason,
     v->pass = 0;
     snprintf(v->validator, sizeof v->validator, "%s", validator ? validator : "");
     snprintf(v->reason, sizeof v->reason, "%s", reason ? reason : "");
-    if (message) {
-        /* One line: newlines and other control characters become escapes. */
-        char *esc = wk_escape_ctl(message, strlen(message), VAL_MESSAGE_MAX);
-        char *clean = val__sanitize(esc, strlen(esc));
-        free(esc);
-        size_t len = strlen(clean);
-        if (len > VAL_MESSAGE_MAX) {
-            /* Keep room for the "..." that marks the cut. */
-            size_t cut = val__utf8_floor(clean, VAL_MESSAGE_MAX - 3);
-            memcpy(clean + cut, "...", 4);
-        }
-        v->message = clean;
-    }
+    /* One line: newlines and other control characters become escapes. */
+    if (message)
+        v->message = one_line(message);
     if (evidence) {
         char *clean = val__sanitize(evidence, strlen(evidence));
         size_t len = strlen(clean);
@@ -269,22 +285,111 @@ char *val_extract_code(const char *answer)
 
 /* ---- languages --------------------------------------------------------- */
 
+/* Canonical languages, their file extension, and the names models and users also use. */
 static const struct {
     const char *name;
     const char *ext;
-} lang_exts[] = {
-    {"python", "py"},     {"c", "c"},         {"javascript", "js"}, {"js", "js"},
-    {"cpp", "cpp"},       {"c++", "cpp"},     {"typescript", "ts"}, {"ts", "ts"},
-    {"go", "go"},         {"rust", "rs"},     {"java", "java"},     {"json", "json"},
-    {"sh", "sh"},         {"bash", "sh"},     {"shell", "sh"},
+    const char *aliases[6];
+} langs[] = {
+    {"python", "py", {"py", "python3", "py3"}},
+    {"c", "c", {"h"}},
+    {"cpp", "cpp", {"c++", "cxx", "cc", "hpp", "hxx"}},
+    {"javascript", "js", {"js", "node", "nodejs", "jsx", "mjs", "cjs"}},
+    {"typescript", "ts", {"ts", "mts", "cts"}},
+    {"tsx", "tsx", {0}},
+    {"go", "go", {"golang"}},
+    {"rust", "rs", {"rs"}},
+    {"java", "java", {0}},
+    {"json", "json", {0}},
+    {"bash", "sh", {"sh", "shell", "shellscript"}},
 };
+
+static int lang_index(const char *language)
+{
+    if (!language)
+        return -1;
+    for (int i = 0; i < (int)(sizeof langs / sizeof langs[0]); i++) {
+        if (strcasecmp(langs[i].name, language) == 0)
+            return i;
+        for (int a = 0; a < 6 && langs[i].aliases[a]; a++)
+            if (strcasecmp(langs[i].aliases[a], language) == 0)
+                return i;
+    }
+    return -1;
+}
+
+const char *val_lang_canonical(const char *language)
+{
+    int i = lang_index(language);
+    return i < 0 ? NULL : langs[i].name;
+}
 
 const char *val_lang_ext(const char *language)
 {
-    if (!language)
-        return "txt";
-    for (size_t i = 0; i < sizeof lang_exts / sizeof lang_exts[0]; i++)
-        if (strcasecmp(lang_exts[i].name, language) == 0)
-            return lang_exts[i].ext;
-    return "txt";
+    int i = lang_index(language);
+    return i < 0 ? "txt" : langs[i].ext;
+}
+
+/* ---- SHA-256 (FIPS 180-4) ------------------------------------------------ */
+
+static const uint32_t sha_k[64] = {
+    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4,
+    0xab1c5ed5, 0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe,
+    0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f,
+    0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7,
+    0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc,
+    0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b,
+    0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116,
+    0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7,
+    0xc67178f2,
+};
+
+static uint32_t ror(uint32_t x, int n)
+{
+    return (x >> n) | (x << (32 - n));
+}
+
+static void sha_block(uint32_t h[8], const unsigned char *p)
+{
+    uint32_t w[64];
+    for (int i = 0; i < 16; i++)
+        w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 |
+               (uint32_t)p[4 * i + 2] << 8 | p[4 * i + 3];
+    for (int i = 16; i < 64; i++) {
+        uint32_t s0 = ror(w[i - 15], 7) ^ ror(w[i - 15], 18) ^ (w[i - 15] >> 3);
+        uint32_t s1 = ror(w[i - 2], 17) ^ ror(w[i - 2], 19) ^ (w[i - 2] >> 10);
+        w[i] = w[i - 16] + s0 + w[i - 7] + s1;
+    }
+    uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4], f = h[5], g = h[6], k = h[7];
+    for (int i = 0; i < 64; i++) {
+        uint32_t t1 = k + (ror(e, 6) ^ ror(e, 11) ^ ror(e, 25)) + ((e & f) ^ (~e & g)) +
+                      sha_k[i] + w[i];
+        uint32_t t2 = (ror(a, 2) ^ ror(a, 13) ^ ror(a, 22)) + ((a & b) ^ (a & c) ^ (b & c));
+        k = g, g = f, f = e, e = d + t1, d = c, c = b, b = a, a = t1 + t2;
+    }
+    h[0] += a, h[1] += b, h[2] += c, h[3] += d, h[4] += e, h[5] += f, h[6] += g, h[7] += k;
+}
+
+void val__sha256_hex(const void *data, size_t len, char hex[65])
+{
+    uint32_t h[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
+                     0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
+    const unsigned char *p = data;
+    size_t left = len;
+    for (; left >= 64; p += 64, left -= 64)
+        sha_block(h, p);
+    /* The tail, a 0x80 byte, zeros, and the length in bits (big-endian) fill one or two blocks. */
+    unsigned char tail[128] = {0};
+    memcpy(tail, p, left);
+    tail[left] = 0x80;
+    size_t tlen = left < 56 ? 64 : 128;
+    uint64_t bits = (uint64_t)len * 8;
+    for (int i = 0; i < 8; i++)
+        tail[tlen - 1 - i] = (unsigned char)(bits >> (8 * i));
+    sha_block(h, tail);
+    if (tlen == 128)
+        sha_block(h, tail + 64);
+    for (int i = 0; i < 8; i++)
+        snprintf(hex + 8 * i, 9, "%08x", h[i]);
 }

@@ -24,21 +24,31 @@
 typedef struct val_verdict {
     int pass;            /* 1 pass, 0 fail */
     char validator[16];  /* "syntax", "tests", "schema", ... ; "" on pass */
-    char reason[24];     /* "syntax_error", "failed", "timeout", "memory",
-                            "crashed", "output_limit", "sandbox_error",
-                            "invalid_json", "schema_mismatch", "no_code",
-                            "unsupported" */
+    char reason[24];     /* "syntax_error", "compile_error", "failed", "timeout",
+                            "memory", "crashed", "output_limit", "tests_modified",
+                            "sandbox_error", "invalid_json", "schema_mismatch",
+                            "no_code", "unsupported" */
     char *message;       /* owned; one line, <= VAL_MESSAGE_MAX bytes; may be NULL */
     char *evidence;      /* owned; <= VAL_EVIDENCE_MAX bytes; may be NULL */
+    /*
+     * owned; one line, <= VAL_MESSAGE_MAX bytes; may be NULL. What the reader
+     * of a verdict (pass or fail) should know that pass/reason hide: an
+     * advisory C/C++ syntax error, a compile step skipped because no compiler
+     * is installed. Kept on a pass, unlike message and evidence; the chain
+     * joins the notes of every validator that ran.
+     */
+    char *note;
 } val_verdict;
 
-/* Frees message and evidence; the struct itself belongs to the caller. */
+/* Frees message, evidence and note; the struct itself belongs to the caller. */
 void val_verdict_clear(val_verdict *v);
-/* Sets a failing verdict (message/evidence copied and capped). */
+/* Sets a failing verdict (message/evidence copied and capped; note cleared). */
 void val_verdict_fail(val_verdict *v, const char *validator, const char *reason,
                       const char *message, const char *evidence);
-/* Sets a passing verdict. */
+/* Sets a passing verdict (note cleared). */
 void val_verdict_pass(val_verdict *v);
+/* Sets v's note to a capped, one-line copy of `note` (NULL clears it). */
+void val_verdict_note(val_verdict *v, const char *note);
 
 /* Resource limits for one sandboxed command. */
 typedef struct val_limits {
@@ -51,6 +61,13 @@ typedef struct val_limits {
     unsigned long tmpfs_bytes;  /* size of the workdir and /tmp tmpfs */
     size_t output_cap;          /* bytes of stdout+stderr kept */
 } val_limits;
+
+/*
+ * The host uids (and gids) of the sandboxes when the worker runs as root:
+ * VAL_UID_BASE + slot, slot < max_sandboxes. Far above the ranges that
+ * /etc/subuid hands out (100000 + 65536 * n), so no container shares them.
+ */
+#define VAL_UID_BASE 1900000000u
 
 /* Sane defaults: 10 s wall, 5 s CPU, 1 GiB address space, 64 processes, ... */
 void val_limits_default(val_limits *l);
@@ -66,6 +83,32 @@ typedef struct val_input {
     const char *answer;    /* the model's raw text */
     const cJSON *task;     /* the whole task: files, tests, answer_file, schema */
     const cJSON *schema;   /* the schema to check against (task's or cascade's); may be NULL */
+    /*
+     * The cascade's "compile" map, may be NULL: an object whose keys are
+     * languages (any alias val_lang_canonical knows) and whose values are argv
+     * arrays of strings run in the sandbox's /box in place of the default
+     * command; the element "{file}" is replaced by the answer's file name.
+     * E.g. {"c": ["gcc", "-std=c99", "-fsyntax-only", "{file}"]}.
+     */
+    const cJSON *compile_commands;
+    /*
+     * 1: a C or C++ syntax error is advisory (the verdict passes with a note),
+     * because a compiler that knows the real preprocessor decides later.
+     * val_chain_start sets it on its own copy of the input when "compile"
+     * follows "syntax" in the chain; callers may leave it 0.
+     */
+    int syntax_advisory;
+    /*
+     * Patch tasks. When workdir_out is not NULL, a passing patch validator
+     * stores there a fresh temporary directory holding the repository's base
+     * tree with the diff applied, owned by the caller from then on (removed
+     * and freed with val_workdir_free); on failure it stores NULL. When it is
+     * NULL, the patch validator removes its directory before calling done.
+     * `workdir`, when set, is that directory for the validators after
+     * "patch" in a chain (e.g. tests run there); may be NULL.
+     */
+    char **workdir_out;
+    const char *workdir;
 } val_input;
 
 /* The environment validators share: the loop and sandbox settings. */
@@ -73,7 +116,11 @@ typedef struct val_env val_env;
 
 /*
  * Creates the shared environment. `max_sandboxes` bounds concurrent sandboxed
- * processes (0 = number of CPUs); later requests wait in a FIFO.
+ * processes (0 = number of CPUs); later requests wait in a FIFO. Running as
+ * root, each running sandbox gets a host uid/gid of its own from a pool
+ * (VAL_UID_BASE + slot), so RLIMIT_NPROC binds per sandbox and the sandbox
+ * owns nothing on the host. Also removes task directories
+ * ($TMPDIR/cascade-box-*) that a killed worker left behind over an hour ago.
  * Returns NULL and writes a message to `err` (size errlen) when the sandbox
  * tool (bwrap) cannot be found.
  */
@@ -112,16 +159,38 @@ const val_ops *val_find(const char *name);
 int val_chain_start(val_env *env, const char *const *names, int n, const val_input *in,
                     val_done_cb done, void *arg);
 
+/* Removes a patched tree from val_input.workdir_out and frees the string; NULL is a no-op. */
+void val_workdir_free(char *dir);
+
 /*
  * The code in an answer: the body of the first fenced block (``` with an
  * optional language tag), else the whole answer trimmed. Caller frees.
  */
 char *val_extract_code(const char *answer);
 
-/* File extension for a language ("py" for python); "txt" when unknown. */
+/* File extension for a language or alias ("py" for python); "txt" when unknown. */
 const char *val_lang_ext(const char *language);
-/* 1 when the syntax validator has a grammar for `language`. */
+/*
+ * The canonical name of a language given by name or alias, case-insensitive
+ * ("py", "python3" -> "python"; "c++", "cxx" -> "cpp"; "js" -> "javascript";
+ * "ts" -> "typescript"; "golang" -> "go"; "rs" -> "rust"; "sh", "shell" ->
+ * "bash"); NULL when unknown. The result is static.
+ */
+const char *val_lang_canonical(const char *language);
+/* 1 when the syntax validator has a grammar for `language` (or an alias of it). */
 int val_lang_known(const char *language);
+
+/*
+ * Whether the compile validator can really compile `language`: 1 when the
+ * language has a compile command (from `compile_commands`, a cascade's
+ * "compile" map as in val_input, or the default) whose program is installed
+ * where the sandbox sees it; 0 otherwise, with the reason in `why` (size
+ * whylen). The compile validator passes with a note, instead of failing,
+ * when it cannot compile, so a worker may call this at startup to warn.
+ * Borrowed arguments.
+ */
+int val_compile_available(const char *language, const cJSON *compile_commands, char *why,
+                          size_t whylen);
 
 /*
  * Checks at load time that `schema` uses only the JSON Schema keywords the

@@ -538,7 +538,7 @@ static cJSON *new_attempt(wk_task *t, const wk_event *ev, long pt, long ct)
 {
     const wk_model *m = t->cascade->tiers[t->tier].model;
     const wk_model *served = ev->served ? ev->served : m;
-    double cost = wk_cost(served, pt, ct, ev->cached_tokens);
+    double cost = ev->from_cache ? 0 : wk_cost(served, pt, ct, ev->cached_tokens);
     t->cost_usd += cost;
     cJSON *a = cJSON_CreateObject();
     cJSON_AddNumberToObject(a, "tier", t->tier);
@@ -546,6 +546,8 @@ static cJSON *new_attempt(wk_task *t, const wk_event *ev, long pt, long ct)
     /* A fallback deployment is the same model elsewhere; say which one answered. */
     if (served != m)
         cJSON_AddStringToObject(a, "deployment", served->name);
+    if (ev->from_cache)
+        cJSON_AddBoolToObject(a, "cached", 1);
     cJSON_AddNumberToObject(a, "retries", ev->retries);
     cJSON_AddNumberToObject(a, "fallbacks", ev->fallbacks);
     if (ev->cached_tokens > 0)

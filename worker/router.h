@@ -41,6 +41,7 @@ typedef struct wk_event {
     const wk_model *served;    /* the deployment that answered; NULL: the tier's model */
     int retries;               /* transport retries inside this call */
     int fallbacks;             /* fallback deployments moved to inside this call */
+    int from_cache;            /* RESPONSE: answered by the response cache, at no cost */
     /* WK_EV_CALL_FAILED */
     const char *error_reason;  /* short class: "http_404", "timeout", "bad_response" */
     const char *error_message; /* one line for the result */

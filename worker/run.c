@@ -1,29 +1,38 @@
 /*
  * The driver of `cascade run` (see run.h). It owns every side effect: it
- * reads the task lines, sends the HTTP calls, starts the validator chains and
- * writes the result and escalation lines. Decisions are the router's; this
- * file only carries the router's actions out and feeds back what happened.
+ * takes task lines from the queue, sends the calls, starts the validator
+ * chains, writes the escalation lines and hands result lines back to the
+ * queue. Decisions are the router's; this file carries its actions out and
+ * feeds back what happened.
  *
- * Concurrency: at most `concurrency` tasks are in flight, each in a slot; a
- * provider's calls beyond its max_inflight wait in a FIFO; validator chains
- * bound their own sandboxes. A verdict that arrives inside val_chain_start
- * is held and fed after it returns, so the router is never re-entered.
+ * Durability: each side effect is journaled first and runs only once its row
+ * is committed (wk_journal_then): SENT before a call leaves, RECEIVED before
+ * the answer is validated, DONE with the result line before the line is
+ * written. On a restart, a task is rebuilt by feeding the router the events
+ * the journal holds, so it takes the same path without paying again.
+ *
+ * Concurrency: at most `concurrency` tasks are in flight, each in a slot.
+ * A verdict that arrives inside val_chain_start is held and fed after it
+ * returns, so the router is never re-entered.
  */
 #include "run.h"
 
 #include <errno.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "../validators/val.h"
-#include "config.h"
-#include "cost.h"
+#include "cache.h"
 #include "calls.h"
+#include "config.h"
+#include "journal.h"
+#include "queues/q.h"
 #include "router.h"
+#include "summary.h"
 #include "util.h"
 
 #define LINE_CAP (16u << 20)
@@ -33,26 +42,38 @@ typedef struct run run;
 
 typedef struct slot {
     run *r;
-    int index;
     wk_task *task;
+    q_item *item;           /* the queue item the task came in; owned */
+    int seq;                /* calls made by this task, counting from 1 */
+    wk_jattempt *jatt;      /* what the journal held for the task at intake */
+    int njatt;
     /* the call in progress */
     const wk_model *model;
-    uv_timer_t retry_timer;   /* replay: the recorded answer's arrival */
-    const wk_rec *rec;        /* replay: the answer to deliver */
+    const cJSON *messages;  /* borrowed from the task until the next feed */
+    long est;
+    char *cache_body;       /* the request body, for the cache key; owned */
+    uv_timer_t timer;       /* replay: the recorded answer's arrival */
+    const wk_rec *rec;
+    /* an answer waiting for its RECEIVED row to commit */
+    wk_event resp;
+    char *resp_text, *resp_finish;
     /* the validation in progress */
+    const char *answer;
     val_input vin;
-    int in_validate;
-    int have_pending;
+    int in_validate, have_pending, replayed_verdict;
     int pending_pass;
     char pending_validator[16], pending_reason[24];
     char *pending_message, *pending_evidence;
     struct slot *free_next;
 } slot;
 
-/* Per (cascade, tier) counts for the summary. */
-typedef struct tier_stat {
-    long accepted;
-} tier_stat;
+/* A result line waiting for its DONE row to commit before it is written. */
+typedef struct pending_ack {
+    run *r;
+    q_item *item;
+    char *key;
+    char *line;
+} pending_ack;
 
 struct run {
     const wk_run_opts *o;
@@ -60,27 +81,26 @@ struct run {
     wk_config cfg;
     wk_calls *calls;
     val_env *venv;
+    wk_journal *journal;
+    wk_cache *cache;
+    const q_ops *qops;
+    q_queue *queue;
     slot *slots;
     slot *free_slots;
-    int active;
+    int nfree;
+    int active;       /* tasks in slots */
+    int acks;         /* result lines not yet written */
+    int asked;        /* items asked of the queue, not yet delivered */
     uv_idle_t intake;
     uv_signal_t sigint, sigterm;
-    int stopping;  /* no more intake */
-    int interrupted;
-    int failed;    /* an output error: stop */
-    int budget_stop; /* the run budget refused a call */
-    FILE *in, *out, *esc;
-    long lineno;
-    int eof;
-    wk_buf line;
-    /* ids seen, for "exactly once" */
-    char **ids;
-    size_t ids_cap, ids_len;
-    wk_run_stats st;
-    tier_stat **tiers; /* [cascade][tier] */
+    uv_timer_t grace;
+    int stopping, interrupted, failed, budget_stop, eof, shut;
+    FILE *esc;
+    wk_strset seen;   /* task ids met in this input */
+    wk_strset written;/* result keys already in the results file (resume) */
+    wk_summary sum;
+    long resumed, skipped;
 };
-
-/* ---- small helpers --------------------------------------------------------- */
 
 static int64_t wall_ms(void)
 {
@@ -89,152 +109,7 @@ static int64_t wall_ms(void)
     return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
 }
 
-static void write_line(run *r, FILE *f, cJSON *line)
-{
-    char *s = cJSON_PrintUnformatted(line);
-    if (!s || fputs(s, f) == EOF || fputc('\n', f) == EOF || fflush(f) == EOF) {
-        if (!r->failed)
-            fprintf(stderr, "cascade: cannot write output: %s\n", strerror(errno));
-        r->failed = 1;
-        r->stopping = 1;
-    }
-    free(s);
-}
-
-static uint64_t hash_str(const char *s)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
-}
-
-/* Returns 1 when id was already seen; else records it. */
-static int id_seen(run *r, const char *id)
-{
-    if (r->ids_len * 2 >= r->ids_cap) {
-        size_t ncap = r->ids_cap ? r->ids_cap * 2 : 1024;
-        char **n = wk_xcalloc(ncap, sizeof(char *));
-        for (size_t i = 0; i < r->ids_cap; i++) {
-            if (!r->ids[i])
-                continue;
-            size_t k = hash_str(r->ids[i]) & (ncap - 1);
-            while (n[k])
-                k = (k + 1) & (ncap - 1);
-            n[k] = r->ids[i];
-        }
-        free(r->ids);
-        r->ids = n;
-        r->ids_cap = ncap;
-    }
-    size_t k = hash_str(id) & (r->ids_cap - 1);
-    while (r->ids[k]) {
-        if (strcmp(r->ids[k], id) == 0)
-            return 1;
-        k = (k + 1) & (r->ids_cap - 1);
-    }
-    r->ids[k] = wk_xstrdup(id);
-    r->ids_len++;
-    return 0;
-}
-
-static int cascade_index(const run *r, const wk_cascade *c)
-{
-    return (int)(c - r->cfg.cascades);
-}
-
-/* ---- summary --------------------------------------------------------------- */
-
-static long jlong(const cJSON *o, const char *name)
-{
-    const cJSON *f = cJSON_GetObjectItemCaseSensitive(o, name);
-    return cJSON_IsNumber(f) ? (long)f->valuedouble : -1;
-}
-
-/*
- * What the task would have cost at the top tier alone: the top tier's own
- * usage when it was called, else the first attempt's token counts priced at
- * the top tier (an estimate, counted as such).
- */
-static void add_top_cost(run *r, const wk_cascade *c, const cJSON *attempts)
-{
-    const wk_model *top = c->tiers[c->ntiers - 1].model;
-    const cJSON *a, *first = NULL;
-    cJSON_ArrayForEach(a, attempts)
-    {
-        if (jlong(a, "prompt_tokens") < 0)
-            continue;
-        if (!first)
-            first = a;
-        if (jlong(a, "tier") == c->ntiers - 1) {
-            r->st.top_cost_usd += wk_cost(top, jlong(a, "prompt_tokens"), jlong(a, "completion_tokens"), 0);
-            return;
-        }
-    }
-    if (first) {
-        r->st.top_cost_usd += wk_cost(top, jlong(first, "prompt_tokens"),
-                               jlong(first, "completion_tokens"), 0);
-        r->st.top_estimated++;
-    }
-}
-
-static void count_result(run *r, const wk_task *t, cJSON *res)
-{
-    const char *status = cJSON_GetObjectItemCaseSensitive(res, "status")->valuestring;
-    r->st.tasks++;
-    if (strcmp(status, "invalid_task") == 0) {
-        r->st.invalid++;
-        return;
-    }
-    const cJSON *cost = cJSON_GetObjectItemCaseSensitive(res, "cost_usd");
-    r->st.cost_usd += cJSON_IsNumber(cost) ? cost->valuedouble : 0;
-    const wk_cascade *c = wk_task_cascade(t);
-    add_top_cost(r, c, cJSON_GetObjectItemCaseSensitive(res, "attempts"));
-    if (strcmp(status, "accepted") == 0) {
-        r->st.accepted++;
-        r->tiers[cascade_index(r, c)][jlong(res, "tier")].accepted++;
-    } else if (strcmp(status, "exhausted") == 0) {
-        r->st.exhausted++;
-    } else if (strcmp(status, "over_budget") == 0) {
-        r->st.over_budget++;
-    } else {
-        r->st.error++;
-    }
-}
-
-static void print_summary(run *r)
-{
-    FILE *f = stderr;
-    long valid = r->st.tasks - r->st.invalid;
-    fprintf(f, "cascade: %ld tasks: %ld accepted, %ld exhausted, %ld over_budget, %ld error, "
-               "%ld invalid_task\n",
-            r->st.tasks, r->st.accepted, r->st.exhausted, r->st.over_budget, r->st.error,
-            r->st.invalid);
-    for (int i = 0; i < r->cfg.ncascades; i++) {
-        const wk_cascade *c = &r->cfg.cascades[i];
-        long sum = 0;
-        for (int k = 0; k < c->ntiers; k++)
-            sum += r->tiers[i][k].accepted;
-        if (!sum)
-            continue;
-        fprintf(f, "  %s\n", c->name);
-        for (int k = 0; k < c->ntiers; k++)
-            fprintf(f, "    tier %d  %-20s %6ld accepted\n", k, c->tiers[k].model->name,
-                    r->tiers[i][k].accepted);
-    }
-    fprintf(f, "  pass rate        %.3f (%ld of %ld valid tasks)\n",
-            valid ? (double)r->st.accepted / (double)valid : 0.0, r->st.accepted, valid);
-    fprintf(f, "  total cost       $%.6f\n", r->st.cost_usd);
-    fprintf(f, "  top tier only    $%.6f", r->st.top_cost_usd);
-    if (r->st.top_estimated)
-        fprintf(f, " (%ld tasks priced from lower tiers' token counts)", r->st.top_estimated);
-    fprintf(f, "\n");
-    if (r->st.top_cost_usd > 0)
-        fprintf(f, "  saving           %.1f%%\n", 100.0 * (1.0 - r->st.cost_usd / r->st.top_cost_usd));
-}
-
-/* ---- the task slots -------------------------------------------------------- */
-
+static void request_intake(run *r);
 static void perform(slot *s, wk_action *acts, int n);
 
 static void feed(slot *s, const wk_event *ev)
@@ -244,26 +119,92 @@ static void feed(slot *s, const wk_event *ev)
     perform(s, acts, n);
 }
 
-static void request_intake(run *r);
+static const wk_jattempt *stored(const slot *s, int seq)
+{
+    for (int i = 0; i < s->njatt; i++)
+        if (s->jatt[i].seq == seq)
+            return &s->jatt[i];
+    return NULL;
+}
+
+/* ---- results ----------------------------------------------------------------- */
+
+static void ack_now(void *arg)
+{
+    pending_ack *p = arg;
+    run *r = p->r;
+    const char *id = strncmp(p->key, "line:", 5) == 0 ? NULL : p->key;
+    if (!r->failed && r->qops->ack(r->queue, p->item, id, p->line, strlen(p->line)) != 0) {
+        fprintf(stderr, "cascade: cannot write a result line: %s\n", strerror(errno));
+        r->failed = 1;
+        r->stopping = 1;
+    }
+    r->acks--;
+    q_item_free(p->item);
+    free(p->key);
+    free(p->line);
+    free(p);
+    request_intake(r);
+}
+
+/* Journals the result, then writes it once the journal has it. Consumes item. */
+static void emit_result(run *r, q_item *item, const char *key, const char *line)
+{
+    pending_ack *p = wk_xcalloc(1, sizeof *p);
+    p->r = r;
+    p->item = item;
+    p->key = wk_xstrdup(key);
+    p->line = wk_xstrdup(line);
+    r->acks++;
+    wk_journal_done(r->journal, key, line);
+    wk_journal_then(r->journal, ack_now, p);
+}
 
 static void release_slot(slot *s)
 {
     run *r = s->r;
     wk_task_free(s->task);
     s->task = NULL;
+    wk_journal_attempts_free(s->jatt, s->njatt);
+    s->jatt = NULL;
+    s->njatt = 0;
+    free(s->cache_body);
+    s->cache_body = NULL;
     s->free_next = r->free_slots;
     r->free_slots = s;
+    r->nfree++;
     r->active--;
     request_intake(r);
 }
 
-static void call_failed(slot *s, const char *reason, const char *msg, long latency)
+/* ---- calls ------------------------------------------------------------------- */
+
+static void feed_response(void *arg)
 {
-    wk_event ev = {.kind = WK_EV_CALL_FAILED, .now_ms = wall_ms()};
-    ev.error_reason = reason;
-    ev.error_message = msg;
-    ev.latency_ms = latency;
+    slot *s = arg;
+    wk_event ev = s->resp;
+    ev.now_ms = wall_ms();
+    ev.text = s->resp_text;
+    ev.finish_reason = s->resp_finish;
+    char *t = s->resp_text, *f = s->resp_finish;
+    s->resp_text = s->resp_finish = NULL;
     feed(s, &ev);
+    free(t);
+    free(f);
+}
+
+/* Holds an answer until its RECEIVED row is committed, then feeds it. */
+static void answer(slot *s, const wk_event *ev, int journal)
+{
+    s->resp = *ev;
+    s->resp_text = wk_xstrdup(ev->text ? ev->text : "");
+    s->resp_finish = ev->finish_reason ? wk_xstrdup(ev->finish_reason) : NULL;
+    if (journal)
+        wk_journal_received(s->r->journal, wk_task_id(s->task), s->seq, ev->text,
+                            ev->finish_reason, ev->prompt_tokens, ev->completion_tokens,
+                            ev->cached_tokens, ev->served ? ev->served->name : NULL, ev->retries,
+                            ev->fallbacks);
+    wk_journal_then(s->r->journal, feed_response, s);
 }
 
 static void on_call(void *arg, const wk_call_outcome *o)
@@ -279,18 +220,23 @@ static void on_call(void *arg, const wk_call_outcome *o)
         ev.prompt_tokens = o->resp->prompt_tokens;
         ev.completion_tokens = o->resp->completion_tokens;
         ev.cached_tokens = o->resp->cached_tokens;
-    } else {
-        ev.kind = WK_EV_CALL_FAILED;
-        ev.error_reason = o->reason;
-        ev.error_message = o->message;
-        ev.budget_denied = o->budget_denied;
-        if (o->budget_denied && !r->budget_stop) {
-            /* The run budget is spent: hold what we have, take nothing new. */
-            r->budget_stop = 1;
-            r->stopping = 1;
-            fprintf(stderr, "cascade: %s; taking no more tasks, finishing the %d in flight\n",
-                    o->message, r->active);
-        }
+        if (r->cache && s->cache_body && o->served == s->model)
+            wk_cache_put(r->cache, s->model->id, s->cache_body, strlen(s->cache_body),
+                         o->resp->text, o->resp->finish_reason, o->resp->prompt_tokens,
+                         o->resp->completion_tokens);
+        answer(s, &ev, 1);
+        return;
+    }
+    ev.kind = WK_EV_CALL_FAILED;
+    ev.error_reason = o->reason;
+    ev.error_message = o->message;
+    ev.budget_denied = o->budget_denied;
+    if (o->budget_denied && !r->budget_stop) {
+        /* The run budget is spent: hold what we have, take nothing new. */
+        r->budget_stop = 1;
+        r->stopping = 1;
+        fprintf(stderr, "cascade: %s; taking no more tasks, finishing the %d in flight\n",
+                o->message, r->active);
     }
     feed(s, &ev);
 }
@@ -304,7 +250,9 @@ static void on_replay(uv_timer_t *t)
     if (!rec) {
         char *msg = wk_xasprintf("no recording for task %s and model %s", wk_task_id(s->task),
                                  s->model->name);
-        call_failed(s, "no_recording", msg, 0);
+        wk_event ev = {.kind = WK_EV_CALL_FAILED, .now_ms = wall_ms(),
+                       .error_reason = "no_recording", .error_message = msg};
+        feed(s, &ev);
         free(msg);
         return;
     }
@@ -316,17 +264,66 @@ static void on_replay(uv_timer_t *t)
     feed(s, &ev);
 }
 
+/* Runs once the SENT row is committed: the request may leave now. */
+static void send_call(void *arg)
+{
+    slot *s = arg;
+    if (s->r->shut)
+        return;
+    wk_call_start(s->r->calls, s->model, wk_task_id(s->task), s->messages, s->est, on_call, s);
+}
+
 static void start_call(slot *s, const wk_model *m, const cJSON *messages, long est)
 {
+    run *r = s->r;
     s->model = m;
-    if (s->r->o->recs) {
-        s->rec = wk_recs_next(s->r->o->recs, wk_task_id(s->task), m->name, s->r->o->replay_start);
-        s->retry_timer.data = s;
-        uv_timer_start(&s->retry_timer, on_replay, 0, 0);
+    s->messages = messages;
+    s->est = est;
+    s->seq++;
+    if (r->o->recs) {
+        s->rec = wk_recs_next(r->o->recs, wk_task_id(s->task), m->name, r->o->replay_start);
+        s->timer.data = s;
+        uv_timer_start(&s->timer, on_replay, 0, 0);
         return;
     }
-    wk_call_start(s->r->calls, m, wk_task_id(s->task), messages, est, on_call, s);
+    /* An answer the journal already holds is not paid for twice. */
+    const wk_jattempt *j = stored(s, s->seq);
+    if (j && j->state >= WK_J_RECEIVED) {
+        wk_event ev = {.kind = WK_EV_RESPONSE, .text = j->text, .finish_reason = j->finish,
+                       .prompt_tokens = j->pt, .completion_tokens = j->ct,
+                       .cached_tokens = j->cached, .retries = j->retries,
+                       .fallbacks = j->fallbacks,
+                       .served = j->served ? wk_config_model(&r->cfg, j->served) : NULL};
+        answer(s, &ev, 0);
+        return;
+    }
+    /*
+     * Sent before a crash and never answered (j in state SENT): the request may
+     * have been billed; it is sent again, and the journal keeps the one row.
+     */
+    if (r->cache) {
+        prov_request req;
+        prov_find(m->provider->api)->build(m, wk_task_id(s->task), messages, &req);
+        free(s->cache_body);
+        s->cache_body = req.body;
+        req.body = NULL;
+        prov_request_clear(&req);
+        wk_cached hit;
+        if (wk_cache_get(r->cache, m->id, s->cache_body, strlen(s->cache_body), &hit)) {
+            wk_event ev = {.kind = WK_EV_RESPONSE, .text = hit.text, .finish_reason = hit.finish,
+                           .prompt_tokens = hit.pt, .completion_tokens = hit.ct,
+                           .from_cache = 1};
+            answer(s, &ev, 1);
+            wk_cached_clear(&hit);
+            return;
+        }
+    }
+    if (!j)
+        wk_journal_sent(r->journal, wk_task_id(s->task), s->seq, m->name);
+    wk_journal_then(r->journal, send_call, s);
 }
+
+/* ---- validation -------------------------------------------------------------- */
 
 static void feed_pending_verdict(slot *s)
 {
@@ -340,22 +337,32 @@ static void feed_pending_verdict(slot *s)
     char *m = s->pending_message, *e = s->pending_evidence;
     s->pending_message = s->pending_evidence = NULL;
     feed(s, &ev);
+    s->replayed_verdict = 0;
     free(m);
     free(e);
+}
+
+static void hold_verdict(slot *s, int pass, const char *validator, const char *reason,
+                         const char *message, const char *evidence)
+{
+    s->have_pending = 1;
+    s->pending_pass = pass;
+    snprintf(s->pending_validator, sizeof s->pending_validator, "%s", validator ? validator : "");
+    snprintf(s->pending_reason, sizeof s->pending_reason, "%s", reason ? reason : "");
+    s->pending_message = message ? wk_xstrdup(message) : NULL;
+    s->pending_evidence = evidence ? wk_xstrdup(evidence) : NULL;
 }
 
 static void on_verdict(void *arg, const val_verdict *v)
 {
     slot *s = arg;
-    if (s->r->o->vcache && s->vin.answer)
-        wk_vcache_put(s->r->o->vcache, wk_task_id(s->task), s->vin.answer, v->pass,
-                      v->validator, v->reason, v->message, v->evidence);
-    s->have_pending = 1;
-    s->pending_pass = v->pass;
-    snprintf(s->pending_validator, sizeof s->pending_validator, "%s", v->validator);
-    snprintf(s->pending_reason, sizeof s->pending_reason, "%s", v->reason);
-    s->pending_message = v->message ? wk_xstrdup(v->message) : NULL;
-    s->pending_evidence = v->evidence ? wk_xstrdup(v->evidence) : NULL;
+    run *r = s->r;
+    if (r->o->vcache && s->vin.answer)
+        wk_vcache_put(r->o->vcache, wk_task_id(s->task), s->vin.answer, v->pass, v->validator,
+                      v->reason, v->message, v->evidence);
+    wk_journal_verdict(r->journal, wk_task_id(s->task), s->seq, v->pass, v->validator,
+                       v->reason, v->message, v->evidence);
+    hold_verdict(s, v->pass, v->validator, v->reason, v->message, v->evidence);
     if (!s->in_validate)
         feed_pending_verdict(s);
 }
@@ -368,14 +375,22 @@ static const char *task_str(const wk_task *t, const char *name)
 
 static void start_validate(slot *s, const char *answer)
 {
+    run *r = s->r;
     const wk_cascade *c = wk_task_cascade(s->task);
-    wk_vcache *vc = s->r->o->vcache;
-    const wk_vc_entry *hit = vc ? wk_vcache_get(vc, wk_task_id(s->task), answer) : NULL;
+    /* A verdict the journal holds, or one the replay cache knows, is not redone. */
+    const wk_jattempt *j = stored(s, s->seq);
+    if (j && j->state >= WK_J_VERDICT) {
+        s->replayed_verdict = 1;
+        hold_verdict(s, j->pass, j->validator, j->reason, j->message, j->evidence);
+        feed_pending_verdict(s);
+        return;
+    }
+    const wk_vc_entry *hit = r->o->vcache ? wk_vcache_get(r->o->vcache, wk_task_id(s->task),
+                                                          answer)
+                                          : NULL;
     if (hit) {
-        val_verdict v = {.pass = hit->pass, .message = hit->message, .evidence = hit->evidence};
-        snprintf(v.validator, sizeof v.validator, "%s", hit->validator ? hit->validator : "");
-        snprintf(v.reason, sizeof v.reason, "%s", hit->reason ? hit->reason : "");
-        on_verdict(s, &v); /* copies; the cache keeps its strings */
+        hold_verdict(s, hit->pass, hit->validator, hit->reason, hit->message, hit->evidence);
+        feed_pending_verdict(s);
         return;
     }
     s->vin.task_id = wk_task_id(s->task);
@@ -385,14 +400,12 @@ static void start_validate(slot *s, const char *answer)
     s->vin.task = wk_task_json(s->task);
     s->vin.schema = wk_task_schema(s->task);
     s->in_validate = 1;
-    int rc = val_chain_start(s->r->venv, (const char *const *)c->validators, c->nvalidators,
+    int rc = val_chain_start(r->venv, (const char *const *)c->validators, c->nvalidators,
                              &s->vin, on_verdict, s);
     s->in_validate = 0;
     if (rc != 0) {
-        val_verdict v = {0};
-        val_verdict_fail(&v, "chain", "sandbox_error", "the validators could not start", NULL);
-        on_verdict(s, &v);
-        val_verdict_clear(&v);
+        hold_verdict(s, 0, "chain", "sandbox_error", "the validators could not start", NULL);
+        feed_pending_verdict(s);
     } else if (s->have_pending) {
         feed_pending_verdict(s);
     }
@@ -411,43 +424,77 @@ static void perform(slot *s, wk_action *acts, int n)
             start_validate(s, a->answer);
             break;
         case WK_ACT_LOG:
-            if (r->esc)
-                write_line(r, r->esc, a->line);
+            /* A climb replayed from the journal was logged by the run that made it. */
+            if (r->esc && !s->replayed_verdict) {
+                char *line = cJSON_PrintUnformatted(a->line);
+                if (fprintf(r->esc, "%s\n", line) < 0 || fflush(r->esc) == EOF) {
+                    fprintf(stderr, "cascade: cannot write the escalation log: %s\n",
+                            strerror(errno));
+                    r->failed = r->stopping = 1;
+                }
+                free(line);
+            }
             cJSON_Delete(a->line);
             break;
-        case WK_ACT_FINISH:
-            write_line(r, r->out, a->line);
-            count_result(r, s->task, a->line);
+        case WK_ACT_FINISH: {
+            char *line = cJSON_PrintUnformatted(a->line);
+            wk_summary_add(&r->sum, wk_task_cascade(s->task), a->line);
+            emit_result(r, s->item, wk_task_id(s->task), line);
+            s->item = NULL;
+            free(line);
             cJSON_Delete(a->line);
             /* FINISH is always the last action: the slot may be reused now. */
             release_slot(s);
             return;
         }
+        }
     }
 }
 
-/* ---- intake ---------------------------------------------------------------- */
+/* ---- intake ------------------------------------------------------------------ */
 
-/*
- * Reads one line into r->line. Returns 1 with a line, 0 at end of input,
- * WK_ETOOBIG for a line over the cap (the rest of it is skipped).
- */
-static int read_line(run *r)
+static char *line_key(const char *id, long lineno)
 {
-    wk_buf_reset(&r->line);
-    int too_big = 0, c, any = 0;
-    while ((c = getc(r->in)) != EOF) {
-        any = 1;
-        if (c == '\n')
-            break;
-        char ch = (char)c;
-        if (!too_big && wk_buf_append(&r->line, &ch, 1) != 0)
-            too_big = 1;
+    return id ? wk_xstrdup(id) : wk_xasprintf("line:%ld", lineno);
+}
+
+/* A line that is not a task: its result is written once, like any other. */
+static void finish_invalid(run *r, q_item *it, cJSON *res)
+{
+    const cJSON *jid = cJSON_GetObjectItemCaseSensitive(res, "id");
+    char *key = line_key(cJSON_IsString(jid) ? jid->valuestring : NULL, it->lineno);
+    char *stored_line = NULL;
+    if (wk_strset_has(&r->written, key) ||
+        wk_journal_done_result(r->journal, key, &stored_line)) {
+        r->skipped++;
+        q_item_free(it);
+        free(stored_line);
+    } else {
+        char *line = cJSON_PrintUnformatted(res);
+        wk_summary_add(&r->sum, NULL, res);
+        emit_result(r, it, key, line);
+        free(line);
     }
-    if (!any)
-        return 0;
-    r->lineno++;
-    return too_big ? WK_ETOOBIG : 1;
+    free(key);
+    cJSON_Delete(res);
+}
+
+static cJSON *invalid_line(const char *id, long lineno, const char *why)
+{
+    cJSON *res = cJSON_CreateObject();
+    if (id)
+        cJSON_AddStringToObject(res, "id", id);
+    else
+        cJSON_AddNullToObject(res, "id");
+    cJSON_AddNumberToObject(res, "line", (double)lineno);
+    cJSON_AddStringToObject(res, "status", "invalid_task");
+    cJSON_AddNullToObject(res, "cascade");
+    cJSON_AddNullToObject(res, "tier");
+    cJSON_AddNullToObject(res, "model");
+    cJSON_AddNumberToObject(res, "cost_usd", 0);
+    cJSON_AddItemToObject(res, "attempts", cJSON_CreateArray());
+    cJSON_AddStringToObject(res, "reason", why);
+    return res;
 }
 
 static int blank(const char *s, size_t n)
@@ -458,62 +505,109 @@ static int blank(const char *s, size_t n)
     return 1;
 }
 
-static void write_invalid(run *r, cJSON *res)
+static void on_item(void *arg, q_item *it)
 {
-    write_line(r, r->out, res);
-    r->st.tasks++;
-    r->st.invalid++;
-    cJSON_Delete(res);
+    run *r = arg;
+    r->asked--;
+    if (r->stopping) {
+        /* Asked for before the stop: give it back untouched. */
+        r->qops->nack(r->queue, it, "stopping");
+        q_item_free(it);
+        return;
+    }
+    request_intake(r);
+    if (it->too_big) {
+        char *why = wk_xasprintf("line %ld is longer than %u bytes", it->lineno, LINE_CAP);
+        finish_invalid(r, it, invalid_line(NULL, it->lineno, why));
+        free(why);
+        return;
+    }
+    if (blank(it->line, it->len)) {
+        q_item_free(it);
+        return;
+    }
+    wk_task *t = NULL;
+    cJSON *invalid = NULL;
+    if (wk_task_parse(it->line, it->len, it->lineno, &r->cfg, r->o->cascade_name, &t,
+                      &invalid) != 0) {
+        finish_invalid(r, it, invalid);
+        return;
+    }
+    const char *id = wk_task_id(t);
+    if (wk_strset_add(&r->seen, id)) {
+        char *why = wk_xasprintf("duplicate id \"%s\": an earlier line has it", id);
+        char *key = wk_xasprintf("dup:%ld", it->lineno);
+        cJSON *res = invalid_line(id, it->lineno, why);
+        if (!wk_strset_has(&r->written, key)) {
+            char *line = cJSON_PrintUnformatted(res);
+            wk_summary_add(&r->sum, NULL, res);
+            emit_result(r, it, key, line);
+            free(line);
+        } else {
+            q_item_free(it);
+        }
+        cJSON_Delete(res);
+        free(key);
+        free(why);
+        wk_task_free(t);
+        return;
+    }
+    /* Finished in an earlier run: skip it, or write the result it never got. */
+    char *done = NULL;
+    if (wk_strset_has(&r->written, id)) {
+        r->skipped++;
+        wk_task_free(t);
+        q_item_free(it);
+        return;
+    }
+    if (wk_journal_done_result(r->journal, id, &done)) {
+        r->skipped++;
+        r->acks++;
+        pending_ack *p = wk_xcalloc(1, sizeof *p);
+        p->r = r;
+        p->item = it;
+        p->key = wk_xstrdup(id);
+        p->line = done;
+        wk_task_free(t);
+        ack_now(p);
+        return;
+    }
+    /*
+     * Fault injection for the tests of poison tasks: a worker that dies on a
+     * given task every time, as a crash in a library would make it.
+     */
+    const char *poison = getenv("CASCADE_FAULT_ABORT_ON_TASK");
+    if (poison && strcmp(poison, id) == 0) {
+        fprintf(stderr, "cascade: CASCADE_FAULT_ABORT_ON_TASK: aborting on %s\n", id);
+        abort();
+    }
+    slot *s = r->free_slots;
+    r->free_slots = s->free_next;
+    r->nfree--;
+    s->task = t;
+    s->item = it;
+    s->seq = 0;
+    wk_journal_attempts(r->journal, id, &s->jatt, &s->njatt);
+    if (s->njatt)
+        r->resumed++;
+    r->active++;
+    wk_event ev = {.kind = WK_EV_START, .now_ms = wall_ms()};
+    feed(s, &ev);
 }
 
-static void intake(run *r)
+static void on_end(void *arg)
 {
-    while (!r->stopping && !r->eof && r->free_slots) {
-        int got = read_line(r);
-        if (got == 0) {
-            r->eof = 1;
-            break;
-        }
-        if (got == WK_ETOOBIG) {
-            char *why = wk_xasprintf("line %ld is longer than %u bytes", r->lineno, LINE_CAP);
-            cJSON *res = cJSON_CreateObject();
-            cJSON_AddNullToObject(res, "id");
-            cJSON_AddNumberToObject(res, "line", (double)r->lineno);
-            cJSON_AddStringToObject(res, "status", "invalid_task");
-            cJSON_AddStringToObject(res, "reason", why);
-            free(why);
-            write_invalid(r, res);
-            continue;
-        }
-        if (blank(r->line.buf ? r->line.buf : "", r->line.len))
-            continue;
-        wk_task *t = NULL;
-        cJSON *invalid = NULL;
-        if (wk_task_parse(r->line.buf, r->line.len, r->lineno, &r->cfg, r->o->cascade_name,
-                          &t, &invalid) != 0) {
-            write_invalid(r, invalid);
-            continue;
-        }
-        if (id_seen(r, wk_task_id(t))) {
-            char *why = wk_xasprintf("duplicate id \"%s\": an earlier line has it",
-                                     wk_task_id(t));
-            cJSON *res = cJSON_CreateObject();
-            cJSON_AddStringToObject(res, "id", wk_task_id(t));
-            cJSON_AddNumberToObject(res, "line", (double)r->lineno);
-            cJSON_AddStringToObject(res, "status", "invalid_task");
-            cJSON_AddStringToObject(res, "reason", why);
-            free(why);
-            wk_task_free(t);
-            write_invalid(r, res);
-            continue;
-        }
-        slot *s = r->free_slots;
-        r->free_slots = s->free_next;
-        s->task = t;
-        r->active++;
-        wk_event ev = {.kind = WK_EV_START, .now_ms = wall_ms()};
-        feed(s, &ev);
-    }
+    run *r = arg;
+    r->eof = 1;
+    request_intake(r);
+}
+
+static void on_note(void *arg, const char *msg)
+{
+    (void)arg;
+    char *e = wk_escape_ctl(msg, strlen(msg), 500);
+    fprintf(stderr, "cascade: %s\n", e);
+    free(e);
 }
 
 static void shutdown_run(run *r);
@@ -522,52 +616,89 @@ static void on_intake(uv_idle_t *h)
 {
     run *r = h->data;
     uv_idle_stop(h);
-    intake(r);
-    if ((r->eof || r->stopping) && r->active == 0)
+    if (r->shut)
+        return;
+    if (!r->stopping && !r->eof) {
+        int want = r->nfree - r->asked;
+        if (want > 0) {
+            r->asked += want;
+            r->qops->pull(r->queue, want);
+        }
+    }
+    if ((r->eof || r->stopping) && r->active == 0 && r->acks == 0)
         shutdown_run(r);
 }
 
 /* Intake runs from the loop, never inside a callback chain of another task. */
 static void request_intake(run *r)
 {
-    uv_idle_start(&r->intake, on_intake);
+    if (!r->shut)
+        uv_idle_start(&r->intake, on_intake);
+}
+
+/* ---- stopping ---------------------------------------------------------------- */
+
+static void on_grace(uv_timer_t *t)
+{
+    run *r = t->data;
+    fprintf(stderr, "cascade: grace period over with %d tasks in flight; they resume from "
+                    "the journal on the next run\n",
+            r->active);
+    /* Commit what the journal has; calls in flight stay SENT and count as spent. */
+    wk_journal_close(r->journal);
+    r->journal = NULL;
+    fflush(NULL);
+    _exit(WK_EXIT_INTERRUPTED);
 }
 
 static void on_signal(uv_signal_t *h, int signum)
 {
     run *r = h->data;
-    if (r->stopping && r->interrupted) {
+    if (r->interrupted) {
+        /* SQLite's WAL keeps the journal consistent: nothing to flush here. */
         fprintf(stderr, "cascade: second signal, exiting now\n");
-        exit(128 + signum);
+        _exit(128 + signum);
     }
-    fprintf(stderr, "cascade: %s: taking no more tasks, finishing the %d in flight "
-                    "(signal again to quit now)\n",
-            signum == SIGINT ? "interrupt" : "terminate", r->active);
+    fprintf(stderr, "cascade: %s: taking no more tasks, finishing the %d in flight within "
+                    "%.0f s (signal again to quit now)\n",
+            signum == SIGINT ? "interrupt" : "terminate", r->active,
+            (double)r->o->grace_ms / 1000);
     r->stopping = 1;
     r->interrupted = 1;
+    uv_timer_start(&r->grace, on_grace, (uint64_t)r->o->grace_ms, 0);
     request_intake(r);
+}
+
+static void queue_closed(void *arg)
+{
+    (void)arg;
 }
 
 static void shutdown_run(run *r)
 {
-    if (!r->calls)
+    if (r->shut)
         return;
+    r->shut = 1;
     wk_calls_free(r->calls);
     r->calls = NULL;
     for (int i = 0; i < r->o->concurrency; i++)
-        uv_close((uv_handle_t *)&r->slots[i].retry_timer, NULL);
+        uv_close((uv_handle_t *)&r->slots[i].timer, NULL);
     uv_close((uv_handle_t *)&r->intake, NULL);
     uv_close((uv_handle_t *)&r->sigint, NULL);
     uv_close((uv_handle_t *)&r->sigterm, NULL);
+    uv_close((uv_handle_t *)&r->grace, NULL);
+    r->qops->close(r->queue, queue_closed, r);
+    r->queue = NULL;
+    wk_journal_close(r->journal);
+    r->journal = NULL;
 }
 
-/* ---- entry ----------------------------------------------------------------- */
+/* ---- entry ------------------------------------------------------------------- */
 
 void wk_run_opts_default(wk_run_opts *o)
 {
     memset(o, 0, sizeof *o);
     o->cascades_dir = "cascades";
-    o->models_path = NULL;
     o->concurrency = 64;
     o->max_retries = 3;
     o->timeout_ms = 300000;
@@ -576,16 +707,55 @@ void wk_run_opts_default(wk_run_opts *o)
     o->max_wait_ms = 60000;
     o->body_cap = 8u << 20;
     o->test_timeout_ms = 10000;
+    o->grace_ms = 30000;
+    o->lease_ms = 60000;
+    o->max_deliveries = 5;
 }
 
-static FILE *open_out(const char *path, const char *what)
+/*
+ * A resumed run appends to its results file: the keys already there are
+ * not written again. A line cut by a crash is removed first.
+ */
+static int load_written(run *r, const char *path, char *err, size_t errlen)
 {
-    if (!path || strcmp(path, "-") == 0)
-        return stdout;
-    FILE *f = fopen(path, "w");
-    if (!f)
-        fprintf(stderr, "cascade: cannot open %s file %s: %s\n", what, path, strerror(errno));
-    return f;
+    char *text = NULL;
+    size_t len = 0;
+    if (wk_read_file(path, (size_t)1 << 34, &text, &len) != 0)
+        return 0; /* no file yet */
+    size_t keep = len;
+    while (keep > 0 && text[keep - 1] != '\n')
+        keep--;
+    if (keep < len && truncate(path, (off_t)keep) != 0) {
+        snprintf(err, errlen, "cannot trim the cut last line of %s: %s", path, strerror(errno));
+        free(text);
+        return WK_EIO;
+    }
+    size_t start = 0;
+    while (start < keep) {
+        char *nl = memchr(text + start, '\n', keep - start);
+        size_t n = (size_t)(nl - (text + start));
+        cJSON *j = cJSON_ParseWithLength(text + start, n);
+        const cJSON *id = cJSON_GetObjectItemCaseSensitive(j, "id");
+        const cJSON *line = cJSON_GetObjectItemCaseSensitive(j, "line");
+        const cJSON *st = cJSON_GetObjectItemCaseSensitive(j, "status");
+        const cJSON *reason = cJSON_GetObjectItemCaseSensitive(j, "reason");
+        char *key = NULL;
+        if (cJSON_IsString(reason) && strncmp(reason->valuestring, "duplicate id", 12) == 0 &&
+            cJSON_IsNumber(line))
+            key = wk_xasprintf("dup:%d", line->valueint);
+        else if (cJSON_IsString(id))
+            key = wk_xstrdup(id->valuestring);
+        else if (cJSON_IsNumber(line) && cJSON_IsString(st))
+            key = wk_xasprintf("line:%d", line->valueint);
+        if (key) {
+            wk_strset_add(&r->written, key);
+            free(key);
+        }
+        cJSON_Delete(j);
+        start += n + 1;
+    }
+    free(text);
+    return 0;
 }
 
 int wk_run(const wk_run_opts *o)
@@ -594,8 +764,8 @@ int wk_run(const wk_run_opts *o)
     int code = WK_EXIT_FAIL;
     int loop_ok = 0;
     char err[ERRMSG_MAX];
+    char *journal_path = NULL;
     r->o = o;
-    wk_buf_init(&r->line, LINE_CAP);
 
     char *models_dflt = NULL;
     const char *models = o->models_path;
@@ -607,23 +777,64 @@ int wk_run(const wk_run_opts *o)
         fprintf(stderr, "cascade: %s\n", err);
         goto cleanup;
     }
-    r->in = strcmp(o->tasks_path, "-") == 0 ? stdin : fopen(o->tasks_path, "r");
-    if (!r->in) {
-        fprintf(stderr, "cascade: cannot open tasks file %s: %s\n", o->tasks_path,
-                strerror(errno));
+    wk_summary_init(&r->sum, &r->cfg);
+    r->qops = q_find(o->queue_url ? o->queue_url : o->tasks_path);
+    if (!r->qops) {
+        fprintf(stderr, "cascade: no queue backend for %s\n", o->queue_url);
         goto cleanup;
     }
-    r->out = open_out(o->out_path, "results");
-    if (!r->out)
+    int file_results = o->out_path && strcmp(o->out_path, "-") != 0 && !o->queue_url;
+    /* The journal sits beside the results file unless told otherwise. */
+    if (o->journal_path && strcmp(o->journal_path, "none") != 0)
+        journal_path = wk_xstrdup(o->journal_path);
+    else if (!o->journal_path && file_results && !o->recs)
+        journal_path = wk_xasprintf("%s.journal", o->out_path);
+    if (file_results && journal_path && load_written(r, o->out_path, err, sizeof err)) {
+        fprintf(stderr, "cascade: %s\n", err);
         goto cleanup;
+    }
+    if (file_results && !journal_path && !o->recs) {
+        /* No journal: a fresh run, a fresh file. */
+        FILE *f = fopen(o->out_path, "w");
+        if (f)
+            fclose(f);
+    } else if (file_results && o->recs) {
+        FILE *f = fopen(o->out_path, "w");
+        if (f)
+            fclose(f);
+    }
     if (o->esc_path) {
-        r->esc = open_out(o->esc_path, "escalations");
-        if (!r->esc)
+        r->esc = fopen(o->esc_path, journal_path ? "a" : "w");
+        if (!r->esc) {
+            fprintf(stderr, "cascade: cannot open escalations file %s: %s\n", o->esc_path,
+                    strerror(errno));
             goto cleanup;
+        }
     }
 
     uv_loop_init(&r->loop);
     loop_ok = 1;
+    if (journal_path && wk_journal_open(&r->loop, journal_path, &r->journal, err, sizeof err)) {
+        fprintf(stderr, "cascade: %s\n", err);
+        goto cleanup;
+    }
+    if (o->cache_path && wk_cache_open(o->cache_path, &r->cache, err, sizeof err)) {
+        fprintf(stderr, "cascade: %s\n", err);
+        goto cleanup;
+    }
+    q_opts qo = {.url = o->queue_url ? o->queue_url : o->tasks_path,
+                 .results_path = o->out_path,
+                 .group = o->group,
+                 .consumer = o->consumer,
+                 .lease_ms = o->lease_ms,
+                 .max_deliveries = o->max_deliveries,
+                 .drain = o->drain,
+                 .line_cap = LINE_CAP};
+    q_callbacks qc = {.on_item = on_item, .on_end = on_end, .on_note = on_note, .arg = r};
+    if (r->qops->open(&r->loop, &qo, &qc, &r->queue, err, sizeof err)) {
+        fprintf(stderr, "cascade: %s\n", err);
+        goto cleanup;
+    }
     val_limits lim;
     val_limits_default(&lim);
     lim.timeout_ms = o->test_timeout_ms;
@@ -647,21 +858,20 @@ int wk_run(const wk_run_opts *o)
         fprintf(stderr, "cascade: cannot set up libcurl\n");
         goto cleanup;
     }
-    r->tiers = wk_xcalloc((size_t)r->cfg.ncascades, sizeof(tier_stat *));
-    for (int i = 0; i < r->cfg.ncascades; i++)
-        r->tiers[i] = wk_xcalloc((size_t)r->cfg.cascades[i].ntiers, sizeof(tier_stat));
     r->slots = wk_xcalloc((size_t)o->concurrency, sizeof(slot));
     for (int i = o->concurrency - 1; i >= 0; i--) {
         slot *s = &r->slots[i];
         s->r = r;
-        s->index = i;
-        uv_timer_init(&r->loop, &s->retry_timer);
-        s->retry_timer.data = s;
+        uv_timer_init(&r->loop, &s->timer);
+        s->timer.data = s;
         s->free_next = r->free_slots;
         r->free_slots = s;
+        r->nfree++;
     }
     uv_idle_init(&r->loop, &r->intake);
     r->intake.data = r;
+    uv_timer_init(&r->loop, &r->grace);
+    r->grace.data = r;
     uv_signal_init(&r->loop, &r->sigint);
     uv_signal_init(&r->loop, &r->sigterm);
     r->sigint.data = r->sigterm.data = r;
@@ -671,10 +881,16 @@ int wk_run(const wk_run_opts *o)
     request_intake(r);
     uv_run(&r->loop, UV_RUN_DEFAULT);
 
-    if (!o->quiet)
-        print_summary(r);
+    if (!o->quiet) {
+        wk_summary_print(&r->sum, stderr);
+        if (r->resumed || r->skipped)
+            fprintf(stderr, "  resumed          %ld tasks from the journal, %ld already done\n",
+                    r->resumed, r->skipped);
+        if (r->cache)
+            fprintf(stderr, "  cache hits       %ld\n", wk_cache_hits(r->cache));
+    }
     if (o->stats)
-        *o->stats = r->st;
+        *o->stats = r->sum.st;
     if (r->failed)
         code = WK_EXIT_FAIL;
     else if ((r->interrupted || r->budget_stop) && !r->eof)
@@ -682,9 +898,11 @@ int wk_run(const wk_run_opts *o)
     else
         code = WK_EXIT_OK;
 cleanup:
-    if (r->calls) {
+    if (!r->shut) {
         wk_calls_free(r->calls);
-        r->calls = NULL;
+        if (r->queue)
+            r->qops->close(r->queue, queue_closed, r);
+        wk_journal_close(r->journal);
     }
     if (r->venv)
         val_env_free(r->venv);
@@ -693,21 +911,14 @@ cleanup:
         if (uv_loop_close(&r->loop) != 0)
             fprintf(stderr, "cascade: warning: handles left open at exit\n");
     }
-    if (r->in && r->in != stdin)
-        fclose(r->in);
-    if (r->out && r->out != stdout)
-        fclose(r->out);
-    if (r->esc && r->esc != stdout)
+    wk_cache_close(r->cache);
+    if (r->esc)
         fclose(r->esc);
-    for (size_t i = 0; i < r->ids_cap; i++)
-        free(r->ids[i]);
-    free(r->ids);
-    if (r->tiers)
-        for (int i = 0; i < r->cfg.ncascades; i++)
-            free(r->tiers[i]);
-    free(r->tiers);
+    wk_strset_release(&r->seen);
+    wk_strset_release(&r->written);
     free(r->slots);
-    wk_buf_release(&r->line);
+    free(journal_path);
+    wk_summary_release(&r->sum);
     wk_config_free(&r->cfg);
     free(r);
     return code;

@@ -43,6 +43,15 @@ typedef struct wk_run_opts {
     wk_recs *recs;
     int replay_start;
     wk_vcache *vcache;        /* replay: verdicts of answers seen before (borrowed) */
+    const char *journal_path; /* NULL: beside the results file; "none": no journal */
+    const char *cache_path;   /* response cache; NULL: none */
+    long grace_ms;            /* after SIGINT/SIGTERM, in-flight tasks get this long */
+    /* Redis Streams (queue_url redis://HOST:PORT/STREAM) */
+    const char *queue_url;
+    const char *group, *consumer;
+    long lease_ms;
+    int max_deliveries;
+    int drain;
     wk_run_stats *stats;      /* filled at the end when not NULL */
 } wk_run_opts;
 

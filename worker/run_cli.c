@@ -10,6 +10,7 @@
 
 static const char usage_run[] =
     "usage: cascade run TASKS.jsonl|- [options]\n"
+    "       cascade run --queue redis://HOST:PORT/STREAM --group G --consumer C [options]\n"
     "\n"
     "Reads one task per line (JSON; see README.md), routes each to its cascade\n"
     "(the task's \"cascade\" field, else the first cascade whose \"match\" fits its\n"
@@ -38,14 +39,30 @@ static const char usage_run[] =
     "  --connect-timeout SEC  connect timeout [10]\n"
     "  --response-cap MIB   largest response body accepted [8]\n"
     "  --test-timeout SEC   wall-clock limit of one sandboxed test run [10]\n"
+    "  --journal FILE|none  SQLite journal of every attempt, for resuming after a\n"
+    "                       crash or a stop [RESULTS.journal when -o names a file]\n"
+    "  --cache FILE         response cache (SQLite): a request sent before is\n"
+    "                       answered from it at no cost [none]\n"
+    "  --grace SEC          after SIGINT/SIGTERM, time for tasks in flight [30]\n"
+    "  --queue URL          read tasks from a Redis Stream (redis://HOST:PORT/STREAM)\n"
+    "                       through a consumer group; results go to STREAM:results\n"
+    "  --group G, --consumer C  the consumer group and this worker's name\n"
+    "  --lease SEC          entries idle this long are claimed from dead workers [60]\n"
+    "  --max-deliveries N   then an entry goes to STREAM:dead [5]\n"
+    "  --drain              stop when the stream has nothing left for us\n"
     "  -q, --quiet          no summary\n"
     "  -h, --help           this text\n"
     "\n"
     "API keys are read from the variables the models file names (key_env);\n"
     "an unset one stops the run before any call. Models files may use ${VAR}.\n"
     "\n"
+    "A rerun with the same results file (and so the same journal) resumes: tasks\n"
+    "with a result line are skipped, answers already received are not paid for\n"
+    "again, and the results file is appended to.\n"
+    "\n"
     "exit status: 0 all tasks have results; 1 startup or output error;\n"
-    "2 usage error; 3 stopped by a signal before the input was done.\n";
+    "2 usage error; 3 stopped (signal, grace period or run budget) before the\n"
+    "input was done; 128+N a second signal N.\n";
 
 /* Seconds, fractions allowed, to milliseconds. */
 static int parse_secs(const char *s, double lo, double hi, long *ms)
@@ -73,7 +90,8 @@ int wk_cmd_run(int argc, char **argv)
     wk_run_opts o;
     wk_run_opts_default(&o);
     enum { O_CASCADES = 256, O_MODELS, O_CASCADE, O_ESC, O_CONC, O_SANDBOXES, O_RETRIES,
-           O_TIMEOUT, O_CTIMEOUT, O_TTIMEOUT, O_FBTIMEOUT, O_BUDGET, O_MAXWAIT, O_RESPCAP };
+           O_TIMEOUT, O_CTIMEOUT, O_TTIMEOUT, O_FBTIMEOUT, O_BUDGET, O_MAXWAIT, O_RESPCAP, O_JOURNAL, O_CACHE, O_GRACE,
+           O_QUEUE, O_GROUP, O_CONSUMER, O_LEASE, O_MAXDEL, O_DRAIN };
     static const struct option opts[] = {
         {"cascades", required_argument, NULL, O_CASCADES},
         {"models", required_argument, NULL, O_MODELS},
@@ -90,6 +108,15 @@ int wk_cmd_run(int argc, char **argv)
         {"budget", required_argument, NULL, O_BUDGET},
         {"max-wait", required_argument, NULL, O_MAXWAIT},
         {"response-cap", required_argument, NULL, O_RESPCAP},
+        {"journal", required_argument, NULL, O_JOURNAL},
+        {"cache", required_argument, NULL, O_CACHE},
+        {"grace", required_argument, NULL, O_GRACE},
+        {"queue", required_argument, NULL, O_QUEUE},
+        {"group", required_argument, NULL, O_GROUP},
+        {"consumer", required_argument, NULL, O_CONSUMER},
+        {"lease", required_argument, NULL, O_LEASE},
+        {"max-deliveries", required_argument, NULL, O_MAXDEL},
+        {"drain", no_argument, NULL, O_DRAIN},
         {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -131,6 +158,25 @@ int wk_cmd_run(int argc, char **argv)
             if (parse_secs(optarg, 0.001, 86400, &o.first_byte_timeout_ms))
                 goto bad;
             break;
+        case O_JOURNAL: o.journal_path = optarg; break;
+        case O_CACHE: o.cache_path = optarg; break;
+        case O_QUEUE: o.queue_url = optarg; break;
+        case O_GROUP: o.group = optarg; break;
+        case O_CONSUMER: o.consumer = optarg; break;
+        case O_DRAIN: o.drain = 1; break;
+        case O_GRACE:
+            if (parse_secs(optarg, 0, 86400, &o.grace_ms))
+                goto bad;
+            break;
+        case O_LEASE:
+            if (parse_secs(optarg, 0.001, 86400, &o.lease_ms))
+                goto bad;
+            break;
+        case O_MAXDEL:
+            if (parse_int(optarg, 1, 1000, &v))
+                goto bad;
+            o.max_deliveries = (int)v;
+            break;
         case O_RESPCAP:
             if (parse_int(optarg, 1, 4096, &v))
                 goto bad;
@@ -157,12 +203,20 @@ int wk_cmd_run(int argc, char **argv)
         default: fputs(usage_run, stderr); return WK_EXIT_USAGE;
         }
     }
-    if (optind != argc - 1) {
+    if (o.queue_url) {
+        if (optind != argc || !o.group || !o.consumer) {
+            fprintf(stderr, "cascade run: with --queue, give --group and --consumer and no "
+                            "tasks file\n");
+            return WK_EXIT_USAGE;
+        }
+        o.tasks_path = o.queue_url;
+    } else if (optind != argc - 1) {
         fprintf(stderr, "cascade run: give exactly one tasks file (or - for stdin)\n\n%s",
                 usage_run);
         return WK_EXIT_USAGE;
+    } else {
+        o.tasks_path = argv[optind];
     }
-    o.tasks_path = argv[optind];
     return wk_run(&o);
 bad:
     for (const struct option *p = opts; p->name; p++)

@@ -220,3 +220,60 @@ uint64_t wk_now_ms(void)
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
+
+static uint64_t strset_hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+int wk_strset_has(const wk_strset *set, const char *s)
+{
+    if (!set->cap)
+        return 0;
+    size_t k = strset_hash(s) & (set->cap - 1);
+    while (set->slots[k]) {
+        if (strcmp(set->slots[k], s) == 0)
+            return 1;
+        k = (k + 1) & (set->cap - 1);
+    }
+    return 0;
+}
+
+int wk_strset_add(wk_strset *set, const char *s)
+{
+    if (wk_strset_has(set, s))
+        return 1;
+    if ((set->len + 1) * 2 > set->cap) {
+        size_t ncap = set->cap ? set->cap * 2 : 1024;
+        char **n = wk_xcalloc(ncap, sizeof(char *));
+        for (size_t i = 0; i < set->cap; i++) {
+            if (!set->slots[i])
+                continue;
+            size_t k = strset_hash(set->slots[i]) & (ncap - 1);
+            while (n[k])
+                k = (k + 1) & (ncap - 1);
+            n[k] = set->slots[i];
+        }
+        free(set->slots);
+        set->slots = n;
+        set->cap = ncap;
+    }
+    size_t k = strset_hash(s) & (set->cap - 1);
+    while (set->slots[k])
+        k = (k + 1) & (set->cap - 1);
+    set->slots[k] = wk_xstrdup(s);
+    set->len++;
+    return 0;
+}
+
+void wk_strset_release(wk_strset *set)
+{
+    for (size_t i = 0; i < set->cap; i++)
+        free(set->slots[i]);
+    free(set->slots);
+    set->slots = NULL;
+    set->cap = set->len = 0;
+}

@@ -67,6 +67,17 @@ char *wk_head_lines(const char *s, int max_lines, size_t max_bytes);
 /* Reads a whole file up to `cap` bytes into *out (caller frees). */
 int wk_read_file(const char *path, size_t cap, char **out, size_t *len);
 
+/* A set of strings (open addressing); used for ids seen and results written. */
+typedef struct wk_strset {
+    char **slots;
+    size_t cap, len;
+} wk_strset;
+
+/* Adds s (copied); returns 1 when it was already there. */
+int wk_strset_add(wk_strset *set, const char *s);
+int wk_strset_has(const wk_strset *set, const char *s);
+void wk_strset_release(wk_strset *set);
+
 /* Monotonic milliseconds. */
 uint64_t wk_now_ms(void);
 

@@ -10,7 +10,8 @@
 #include "../util.h"
 #include "prov.h"
 
-#define ANTHROPIC_VERSION "2023-06-01"
+/* The version the official SDK sends (checked by make conformance). */
+#define ANTHROPIC_VERSION "2026-10-21"
 
 static int anthropic_build(const wk_model *m, const char *task_id, const cJSON *messages,
                            prov_request *out)

@@ -1,0 +1,216 @@
+/*
+ * `cascade replay` on fixtures/eval/replay (its README has the table of
+ * what each recorded run does): the real binary, the real validators, no
+ * HTTP. Asserts each task's status, tier and escalations from start 0, that
+ * --runs 3 gives the mean and sd worked out by hand, that each pass gets its
+ * own file, that a cascade can be named or given as a file, and the usage
+ * errors.
+ *
+ * Needs CASCADE_BIN and SRC_DIR (set by `make test`).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../worker/util.h"
+#include "harness.h"
+
+static int group_setup(void **state)
+{
+    (void)state;
+    return h_setup();
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    h_teardown();
+    return 0;
+}
+
+/* Runs `cascade replay` on the fixture with extra arguments; returns the exit status. */
+static int replay(const char *errf, const char *const *extra)
+{
+    char *tasks = h_srcpath("fixtures/eval/replay/tasks.jsonl");
+    char *recs = h_srcpath("fixtures/eval/replay/recordings.jsonl");
+    char *argv[32] = {(char *)h_cascade_bin(), "replay", "--tasks", tasks, "--recordings", recs};
+    int n = 6;
+    for (int i = 0; extra[i] && n < 31; i++)
+        argv[n++] = (char *)extra[i];
+    argv[n] = NULL;
+    int rc = h_run(argv, NULL, errf, 120);
+    free(tasks);
+    free(recs);
+    return rc;
+}
+
+static void expect_task(const cJSON *results, const char *id, const char *status, int tier,
+                        int attempts, double cost)
+{
+    const cJSON *r = h_find(results, "id", id);
+    if (!r)
+        fail_msg("%s: no result line", id);
+    if (strcmp(h_str(r, "status"), status) != 0)
+        fail_msg("%s: status %s, expected %s", id, h_str(r, "status"), status);
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(r, "tier");
+    if (tier < 0)
+        assert_true(cJSON_IsNull(t));
+    else if (!cJSON_IsNumber(t) || t->valueint != tier)
+        fail_msg("%s: tier %g, expected %d", id, cJSON_IsNumber(t) ? t->valuedouble : -1, tier);
+    int n = cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(r, "attempts"));
+    if (n != attempts)
+        fail_msg("%s: %d attempts, expected %d", id, n, attempts);
+    double c = cJSON_GetObjectItemCaseSensitive(r, "cost_usd")->valuedouble;
+    if (fabs(c - cost) > 1e-9)
+        fail_msg("%s: cost %.9f, expected %.9f", id, c, cost);
+}
+
+/* The validator of attempt i of task id ("" for a pass). */
+static const char *attempt_validator(const cJSON *results, const char *id, int i)
+{
+    const cJSON *r = h_find(results, "id", id);
+    const cJSON *a = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(r, "attempts"), i);
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(a, "verdict");
+    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(v, "pass")))
+        return "";
+    return h_str(v, "validator");
+}
+
+static void test_start0_statuses_tiers_and_escalations(void **state)
+{
+    (void)state;
+    char *out = h_tmp("r0.jsonl"), *esc = h_tmp("e0.jsonl"), *errf = h_tmp("r0.err");
+    char *casc = h_srcpath("fixtures/eval/replay/cascades/fx.json");
+    const char *extra[] = {"--cascade", casc, "-o", out, "--escalations", esc, NULL};
+    int rc = replay(errf, extra);
+    if (rc != 0) {
+        char *err = h_slurp(errf);
+        fail_msg("replay exited %d:\n%s", rc, err);
+    }
+    cJSON *res = h_jsonl(out);
+    cJSON *escs = h_jsonl(esc);
+    assert_int_equal(cJSON_GetArraySize(res), 4);
+    expect_task(res, "fx/add", "accepted", 0, 1, 0.002);
+    expect_task(res, "fx/sub", "accepted", 0, 2, 0.004);
+    expect_task(res, "fx/mul", "exhausted", -1, 3, 0.024);
+    expect_task(res, "fx/neg", "accepted", 1, 3, 0.024);
+    /* The real validators ran: a syntax error, a failed test, a cut-off answer. */
+    assert_string_equal(attempt_validator(res, "fx/mul", 0), "syntax");
+    assert_string_equal(attempt_validator(res, "fx/mul", 1), "tests");
+    assert_string_equal(attempt_validator(res, "fx/neg", 0), "truncation");
+    assert_string_equal(attempt_validator(res, "fx/sub", 1), "");
+    /* One climb each for mul and neg; sub passed at its second try at tier 0. */
+    assert_int_equal(cJSON_GetArraySize(escs), 2);
+    assert_non_null(h_find(escs, "id", "fx/mul"));
+    assert_non_null(h_find(escs, "id", "fx/neg"));
+    /* One pass alone prints run's own summary. */
+    char *err = h_slurp(errf);
+    assert_non_null(strstr(err, "pass rate        0.750"));
+    free(err);
+    cJSON_Delete(res);
+    cJSON_Delete(escs);
+    free(out);
+    free(esc);
+    free(errf);
+    free(casc);
+}
+
+static double num(const cJSON *o, const char *k)
+{
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(o, k);
+    if (!cJSON_IsNumber(f))
+        fail_msg("no number %s", k);
+    return f->valuedouble;
+}
+
+static void test_runs3_mean_sd_and_a_file_per_pass(void **state)
+{
+    (void)state;
+    char *out = h_tmp("r3.jsonl"), *table = h_tmp("t3.json"), *errf = h_tmp("r3.err");
+    char *dir = h_srcpath("fixtures/eval/replay/cascades");
+    const char *extra[] = {"--cascades", dir, "--cascade", "fx",  "--runs", "3",
+                           "-o",         out, "--table",   table, NULL};
+    int rc = replay(errf, extra);
+    if (rc != 0) {
+        char *err = h_slurp(errf);
+        fail_msg("replay exited %d:\n%s", rc, err);
+    }
+    char *text = h_slurp(table);
+    cJSON *t = cJSON_Parse(text);
+    assert_true(cJSON_IsArray(t));
+    assert_int_equal(cJSON_GetArraySize(t), 1);
+    const cJSON *row = cJSON_GetArrayItem(t, 0);
+    assert_string_equal(h_str(row, "plan"), "fx");
+    /* Pass rates 0.75, 0.75, 1.00; costs $0.054, $0.052, $0.074 (fixture README). */
+    assert_true(fabs(num(row, "pass_rate") - 0.833333) < 1e-6);
+    assert_true(fabs(num(row, "pass_rate_sd") - 0.144338) < 1e-6);
+    assert_true(fabs(num(row, "cost_usd") - 0.06) < 1e-9);
+    assert_true(fabs(num(row, "cost_sd") - 0.012166) < 1e-6);
+    assert_int_equal((int)num(row, "runs"), 3);
+
+    /* Pass 1 to -o, passes 2 and 3 beside it; pass 3 (start 2) accepts all four. */
+    char *p2 = h_tmp("r3.pass02.jsonl"), *p3 = h_tmp("r3.pass03.jsonl");
+    assert_int_equal(access(p2, R_OK), 0);
+    cJSON *r1 = h_jsonl(out), *r3 = h_jsonl(p3);
+    expect_task(r1, "fx/mul", "exhausted", -1, 3, 0.024);
+    expect_task(r3, "fx/sub", "accepted", 1, 3, 0.024);
+    expect_task(r3, "fx/neg", "accepted", 1, 3, 0.024);
+    expect_task(r3, "fx/mul", "accepted", 1, 3, 0.024);
+    /* Later passes reuse verdicts of answers seen before. */
+    char *err = h_slurp(errf);
+    assert_non_null(strstr(err, "verdicts from the cache"));
+    assert_non_null(strstr(err, "0.833 ± 0.144"));
+    free(err);
+    cJSON_Delete(r1);
+    cJSON_Delete(r3);
+    cJSON_Delete(t);
+    free(text);
+    free(p2);
+    free(p3);
+    free(out);
+    free(table);
+    free(errf);
+    free(dir);
+}
+
+static void test_usage_and_input_errors(void **state)
+{
+    (void)state;
+    char *errf = h_tmp("u.err");
+    char *casc = h_srcpath("fixtures/eval/replay/cascades/fx.json");
+    char *dir = h_srcpath("fixtures/eval/replay/cascades");
+    const char *no_cascade[] = {NULL};
+    assert_int_equal(replay(errf, no_cascade), 2);
+    const char *oracle[] = {"--cascade", casc, "--oracle", NULL};
+    assert_int_equal(replay(errf, oracle), 2);
+    char *err = h_slurp(errf);
+    assert_non_null(strstr(err, "--out-dir"));
+    free(err);
+    const char *unknown[] = {"--cascades", dir, "--cascade", "nope", NULL};
+    assert_int_equal(replay(errf, unknown), 1);
+    err = h_slurp(errf);
+    assert_non_null(strstr(err, "no cascade named \"nope\""));
+    free(err);
+    const char *runs[] = {"--cascade", casc, "--runs", "0", NULL};
+    assert_int_equal(replay(errf, runs), 2);
+    free(errf);
+    free(casc);
+    free(dir);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_start0_statuses_tiers_and_escalations),
+        cmocka_unit_test(test_runs3_mean_sd_and_a_file_per_pass),
+        cmocka_unit_test(test_usage_and_input_errors),
+    };
+    return cmocka_run_group_tests_name("replay", tests, group_setup, group_teardown);
+}
