@@ -41,8 +41,14 @@ static void compile_passes_good_and_fails_bad_code_per_language(void **state)
     (void)state;
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char why[256];
-        if (!val_compile_available(cases[i].lang, NULL, why, sizeof why))
+        if (!val_compile_available(cases[i].lang, NULL, why, sizeof why)) {
+            /* make deps installs all but the JDK, which is optional. */
+            if (strcmp(cases[i].lang, "java") == 0) {
+                print_message("java skipped: %s\n", why);
+                continue;
+            }
             fail_msg("%s: %s (make deps installs it)", cases[i].lang, why);
+        }
         outcome o;
         run_chain_task(NULL, compile_only, 1, cases[i].lang, CODE_TASK, cases[i].good, NULL, &o);
         if (!o.v.pass)

@@ -166,13 +166,11 @@ static void test_kill9_twenty_times_then_every_task_once_and_no_repaid_answers(v
 
     /* Requests per (task, model) beyond the attempts the results show: lost at a kill. */
     cJSON *reqs = h_jsonl(log);
-    wk_strset pairs = {0};
     int requests = cJSON_GetArraySize(reqs), attempts = 0;
     const cJSON *r;
     cJSON_ArrayForEach(r, results) attempts +=
         cJSON_GetArraySize(cJSON_GetObjectItem(r, "attempts"));
     int extra = requests - attempts;
-    (void)pairs;
     fprintf(stderr, "  %d kills; %d requests for %d attempts: %d re-sent after a kill "
                     "(at most %d in flight per kill)\n",
             kills, requests, attempts, extra, 8);
@@ -240,7 +238,9 @@ static void test_second_run_with_cache_makes_no_requests_and_costs_nothing(void 
     h_mock_start(&m, recs, log, NULL);
     pid_t p = start_cascade(tasks, out1, "--cache", cache, errf);
     assert_int_equal(h_wait(p, 60000), 0);
-    int first = cJSON_GetArraySize(h_jsonl(log));
+    cJSON *log1 = h_jsonl(log);
+    int first = cJSON_GetArraySize(log1);
+    cJSON_Delete(log1);
     assert_true(first >= 50);
     p = start_cascade(tasks, out2, "--cache", cache, errf);
     assert_int_equal(h_wait(p, 60000), 0);

@@ -10,6 +10,7 @@
 #include "sandbox_fixture.h"
 
 #include <dirent.h>
+#include <git2.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <utime.h>
@@ -224,6 +225,9 @@ static void javascript_failed_console_assert_fails_the_test(void **state)
 static void java_task_compiles_and_runs_under_the_memory_limit(void **state)
 {
     (void)state;
+    char why[256];
+    if (!val_compile_available("java", NULL, why, sizeof why))
+        skip(); /* the JDK is optional: make deps does not install it */
     outcome o;
     /*
      * The JVM reserves more address space than RLIMIT_AS allows unless told
@@ -265,6 +269,75 @@ static void bash_task_runs_and_fails_on_its_exit_status(void **state)
     assert_verdict(&o, "failed");
     assert_contains(o.v.evidence, "got: Hi Ada");
     outcome_release(&o);
+}
+
+/* ---- after patch ------------------------------------------------------------------ */
+
+static void check_git(int rc)
+{
+    if (rc < 0)
+        fail_msg("libgit2: %s", git_error_last() ? git_error_last()->message : "?");
+}
+
+/* A repository holding calc.py (add is wrong) in one commit; its id goes into base. */
+static void make_repo(const char *dir, char base[GIT_OID_HEXSZ + 1])
+{
+    git_libgit2_init();
+    git_repository *r = NULL;
+    check_git(git_repository_init(&r, dir, 0));
+    char *path = wk_xasprintf("%s/calc.py", dir);
+    FILE *f = fopen(path, "w");
+    fputs("def add(a, b):\n    return a - b\n", f);
+    fclose(f);
+    free(path);
+    git_index *idx = NULL;
+    check_git(git_repository_index(&idx, r));
+    check_git(git_index_add_bypath(idx, "calc.py"));
+    check_git(git_index_write(idx));
+    git_oid tree_id, commit_id;
+    check_git(git_index_write_tree(&tree_id, idx));
+    git_tree *tree = NULL;
+    check_git(git_tree_lookup(&tree, r, &tree_id));
+    git_signature *sig = NULL;
+    check_git(git_signature_new(&sig, "test", "test@example.com", 1700000000, 0));
+    check_git(git_commit_create_v(&commit_id, r, "HEAD", sig, sig, NULL, "base", tree, 0));
+    git_oid_tostr(base, GIT_OID_HEXSZ + 1, &commit_id);
+    git_signature_free(sig);
+    git_tree_free(tree);
+    git_index_free(idx);
+    git_repository_free(r);
+    git_libgit2_shutdown();
+}
+
+static void tests_after_patch_run_in_the_patched_tree(void **state)
+{
+    (void)state;
+    char root[] = "/tmp/cascade-test-chain-XXXXXX";
+    assert_non_null(mkdtemp(root));
+    char base[GIT_OID_HEXSZ + 1];
+    make_repo(root, base);
+    char *task = wk_xasprintf(
+        "{\"kind\": \"patch\", \"repo\": {\"path\": \"%s\", \"base\": \"%s\"},"
+        " \"tests\": {\"files\": {\"test_calc.py\": \"from calc import add\\n"
+        "assert add(2, 3) == 5, add(2, 3)\\n\"}, \"command\": [\"python3\", \"test_calc.py\"]}}",
+        root, base);
+    static const char *const names[] = {"patch", "tests"};
+    const char *fix = "```diff\n--- a/calc.py\n+++ b/calc.py\n@@ -1,2 +1,2 @@\n def add(a, b):\n"
+                      "-    return a - b\n+    return a + b\n```\n";
+    const char *wrong = "--- a/calc.py\n+++ b/calc.py\n@@ -1,2 +1,2 @@\n def add(a, b):\n"
+                        "-    return a - b\n+    return a * b\n";
+    outcome o;
+    run_chain_task(NULL, names, 2, NULL, task, fix, NULL, &o);
+    assert_verdict(&o, NULL);
+    outcome_release(&o);
+    run_chain_task(NULL, names, 2, NULL, task, wrong, NULL, &o);
+    assert_verdict(&o, "failed");
+    assert_string_equal(o.v.validator, "tests");
+    assert_contains(o.v.message, "AssertionError: 6");
+    outcome_release(&o);
+    /* The chain removed the patched trees it asked for: nothing of ours is left in /tmp. */
+    free(task);
+    val__hostdir_remove(root);
 }
 
 /* ---- sandbox mechanics ------------------------------------------------------------ */
@@ -555,6 +628,7 @@ int main(void)
         cmocka_unit_test(javascript_failed_console_assert_fails_the_test),
         cmocka_unit_test(java_task_compiles_and_runs_under_the_memory_limit),
         cmocka_unit_test(bash_task_runs_and_fails_on_its_exit_status),
+        cmocka_unit_test(tests_after_patch_run_in_the_patched_tree),
         cmocka_unit_test(sandbox_runs_as_a_pool_uid_mapped_to_nobody),
         cmocka_unit_test(bad_file_path_fails_sandbox_error_naming_it),
         cmocka_unit_test(hostdir_write_rejects_unsafe_paths_and_makes_subdirs),

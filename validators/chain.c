@@ -3,7 +3,8 @@
  * from the answer, stopping at the first failure, with one done call at the
  * end. Validators may finish inside start() (syntax, schema) or later from the
  * loop (tests); the chain handles both without recursing through start().
- * The notes of the validators that ran are joined onto the final verdict.
+ * The notes of the validators that ran are joined onto the final verdict,
+ * and the tree a passing "patch" leaves is where the validators after it run.
  */
 #include "val_int.h"
 
@@ -24,6 +25,7 @@ typedef struct chain {
     int completed; /* ops[idx] has called back */
     val_verdict verdict;
     wk_buf notes; /* "; "-joined notes of the validators so far */
+    char *own_workdir; /* patch's tree when the caller did not ask for it; owned */
     val_done_cb done;
     void *arg;
 } chain;
@@ -37,11 +39,20 @@ static void chain_finish(chain *c)
     c->done(c->arg, &c->verdict);
     val_verdict_clear(&c->verdict);
     wk_buf_release(&c->notes);
+    val_workdir_free(c->own_workdir);
     free(c->code);
     free(c);
 }
 
 static void chain_step(chain *c);
+
+/* Moves past a validator that passed; the tree a patch left is the next ones' code. */
+static void chain_advance(chain *c)
+{
+    if (c->in.workdir_out && *c->in.workdir_out && !c->in.workdir)
+        c->in.workdir = *c->in.workdir_out;
+    c->idx++;
+}
 
 static void chain_on_done(void *arg, const val_verdict *v)
 {
@@ -66,7 +77,7 @@ static void chain_on_done(void *arg, const val_verdict *v)
         chain_finish(c);
         return;
     }
-    c->idx++;
+    chain_advance(c);
     chain_step(c);
 }
 
@@ -97,7 +108,7 @@ static void chain_step(chain *c)
             chain_finish(c);
             return;
         }
-        c->idx++;
+        chain_advance(c);
     }
     c->verdict.pass = 1;
     chain_finish(c);
@@ -124,6 +135,13 @@ int val_chain_start(val_env *env, const char *const *names, int n, const val_inp
         for (int k = i + 1; k < n; k++)
             if (strcmp(ops[i]->name, "syntax") == 0 && strcmp(ops[k]->name, "compile") == 0)
                 c->in.syntax_advisory = 1;
+    /*
+     * Validators after "patch" need its tree; when the caller keeps no handle
+     * on it, the chain does, and removes it at the end.
+     */
+    for (int i = 0; i + 1 < n && !c->in.workdir_out; i++)
+        if (strcmp(ops[i]->name, "patch") == 0)
+            c->in.workdir_out = &c->own_workdir;
     memcpy(c->ops, ops, sizeof(ops[0]) * (size_t)n);
     c->n = n;
     c->done = done;

@@ -80,10 +80,12 @@ static int parse_int(const char *s, int lo, int hi, int *out)
 
 static void print_sim(FILE *f, const char *what, const wk_sim *s, const wk_sim *top)
 {
-    fprintf(f, "  %-34s %3d  %.3f ± %.3f  $%9.4f ± %.4f", what, s->tasks, s->pass_rate,
-            s->pass_rate_sd, s->cost_usd, s->cost_sd);
+    char cost[32];
+    snprintf(cost, sizeof cost, "$%.4f", s->cost_usd);
+    fprintf(f, "  %-38s %3d  %.3f ± %.3f  %9s ± %.4f", what, s->tasks, s->pass_rate,
+            s->pass_rate_sd, cost, s->cost_sd);
     if (top && top->cost_usd > 0)
-        fprintf(f, "  %5.1f%%", 100.0 * s->cost_usd / top->cost_usd);
+        fprintf(f, "  %6.1f%%", 100.0 * s->cost_usd / top->cost_usd);
     fprintf(f, "\n");
 }
 
@@ -208,12 +210,12 @@ static int tune_main(const char **from, int nfrom, const tune_paths *pp, const w
     }
     char topname[160];
     snprintf(topname, sizeof topname, "always %s, one attempt", wk_obs_model(o, top));
-    fprintf(rep, "\n  %-34s %3s  %-13s  %-19s  %s\n", "", "n", "pass rate", "cost (USD)", "of top");
+    fprintf(rep, "\n  %-38s %3s  %-13s  %-19s  %s\n", "", "n", "pass rate", "cost (USD)", "of top");
     print_sim(rep, "fit half: chosen plan", &res.fit, &res.top_fit);
     print_sim(rep, "held-out half: chosen plan", &res.held, &res.top_held);
     print_sim(rep, "held-out half: oracle", &res.oracle_held, &res.top_held);
     char what[200];
-    snprintf(what, sizeof what, "held-out half: %.26s", topname);
+    snprintf(what, sizeof what, "held-out half: always %.24s", wk_obs_model(o, top));
     print_sim(rep, what, &res.top_held, &res.top_held);
     int rules = 0;
     for (int k = 0; k < res.plan.ntiers; k++)
