@@ -31,9 +31,9 @@ static wk_config cfg;
 static int setup(void **state)
 {
     (void)state;
-    tiers[0] = (wk_tier){&models[0], 1};
-    tiers[1] = (wk_tier){&models[1], 2};
-    tiers[2] = (wk_tier){&models[2], 1};
+    tiers[0] = (wk_tier){.model = &models[0], .attempts = 1};
+    tiers[1] = (wk_tier){.model = &models[1], .attempts = 2};
+    tiers[2] = (wk_tier){.model = &models[2], .attempts = 1};
     casc = (wk_cascade){.name = "py", .match_kind = "code", .match_language = "python",
                         .validators = vals, .nvalidators = 2, .feedback = 1, .tiers = tiers,
                         .ntiers = 3};
@@ -304,6 +304,33 @@ static void test_tier_whose_context_is_too_small_is_skipped_and_logged(void **st
     wk_task_free(t);
 }
 
+static void test_tier_whose_skip_rule_holds_is_skipped_and_logged(void **state)
+{
+    (void)state;
+    /* tune's rule: skip the cheap tier for prompts over 2 tokens ("write f" is 1). */
+    wk_skip_rule rule = {.prompt_tokens_over = 2, .prompt_tokens_upto = -1, .has_tests = -1};
+    tiers[0].skip = &rule;
+    tiers[0].nskip = 1;
+    wk_task *t = parse_ok(TASK);
+    wk_action a[WK_ACTIONS_MAX];
+    int n = feed(t, (wk_event){.kind = WK_EV_START}, a);
+    assert_int_equal(n, 1); /* a short prompt: the rule does not hold */
+    assert_string_equal(a[0].model->name, "cheap");
+    wk_task_free(t);
+    const char *longer = "{\"id\":\"t2\",\"language\":\"python\",\"prompt\":\"write a "
+                         "function f that adds\",\"tests\":{\"command\":[\"true\"]}}";
+    t = parse_ok(longer);
+    n = feed(t, (wk_event){.kind = WK_EV_START}, a);
+    assert_int_equal(n, 2);
+    assert_string_equal(jstr(a[0].line, "reason"), "skip_rule");
+    assert_non_null(strstr(jstr(a[0].line, "evidence"), "skip rule 0 of tier 0"));
+    cJSON_Delete(a[0].line);
+    assert_string_equal(a[1].model->name, "mid");
+    wk_task_free(t);
+    tiers[0].skip = NULL;
+    tiers[0].nskip = 0;
+}
+
 static void expect_invalid(const char *line, const char *why_part)
 {
     wk_task *t = NULL;
@@ -358,6 +385,7 @@ int main(void)
         cmocka_unit_test_setup(test_budget_too_small_for_next_tier_ends_over_budget, setup),
         cmocka_unit_test_setup(test_tier_whose_context_is_too_small_is_skipped_and_logged,
                                setup),
+        cmocka_unit_test_setup(test_tier_whose_skip_rule_holds_is_skipped_and_logged, setup),
         cmocka_unit_test_setup(test_bad_task_lines_become_invalid_task_results, setup),
         cmocka_unit_test_setup(test_events_after_finish_are_ignored, setup),
     };

@@ -263,6 +263,44 @@ static int load_models(wk_config *cfg, const cJSON *root, const char *path, char
     return 0;
 }
 
+static int load_skip_rules(wk_tier *tier, const cJSON *t, const char *path, int i, char *err,
+                           size_t errlen)
+{
+    const cJSON *rules = cJSON_GetObjectItemCaseSensitive(t, "skip_when");
+    if (!rules)
+        return 0;
+    if (!cJSON_IsArray(rules))
+        return fail(err, errlen, "%s: tiers[%d].skip_when must be an array of rules", path, i);
+    tier->skip = wk_xcalloc((size_t)cJSON_GetArraySize(rules) + 1, sizeof(wk_skip_rule));
+    const cJSON *r;
+    cJSON_ArrayForEach(r, rules)
+    {
+        wk_skip_rule *k = &tier->skip[tier->nskip++];
+        k->prompt_tokens_over = k->prompt_tokens_upto = -1;
+        k->has_tests = -1;
+        const cJSON *f;
+        cJSON_ArrayForEach(f, r)
+        {
+            const char *n = f->string;
+            if (strcmp(n, "prompt_tokens_over") == 0 && cJSON_IsNumber(f))
+                k->prompt_tokens_over = (long)f->valuedouble;
+            else if (strcmp(n, "prompt_tokens_upto") == 0 && cJSON_IsNumber(f))
+                k->prompt_tokens_upto = (long)f->valuedouble;
+            else if (strcmp(n, "kind") == 0 && cJSON_IsString(f))
+                k->kind = wk_xstrdup(f->valuestring);
+            else if (strcmp(n, "language") == 0 && cJSON_IsString(f))
+                k->language = wk_xstrdup(f->valuestring);
+            else if (strcmp(n, "has_tests") == 0 && cJSON_IsBool(f))
+                k->has_tests = cJSON_IsTrue(f);
+            else
+                return fail(err, errlen,
+                            "%s: tiers[%d].skip_when: unknown or mistyped condition \"%s\"",
+                            path, i, n);
+        }
+    }
+    return 0;
+}
+
 static int load_cascade(wk_config *cfg, wk_cascade *c, const char *path, char *err,
                         size_t errlen)
 {
@@ -327,6 +365,9 @@ static int load_cascade(wk_config *cfg, wk_cascade *c, const char *path, char *e
             goto cleanup;
         }
         c->tiers[i].attempts = (int)a;
+        rc = load_skip_rules(&c->tiers[i], t, path, i, err, errlen);
+        if (rc)
+            goto cleanup;
     }
     const cJSON *schema = cJSON_GetObjectItemCaseSensitive(root, "schema");
     if (schema) {
@@ -475,6 +516,13 @@ void wk_config_free(wk_config *cfg)
         for (int v = 0; v < c->nvalidators && c->validators; v++)
             free(c->validators[v]);
         free(c->validators);
+        for (int t = 0; t < c->ntiers && c->tiers; t++) {
+            for (int k = 0; k < c->tiers[t].nskip; k++) {
+                free(c->tiers[t].skip[k].kind);
+                free(c->tiers[t].skip[k].language);
+            }
+            free(c->tiers[t].skip);
+        }
         free(c->tiers);
         cJSON_Delete(c->schema);
     }

@@ -35,9 +35,23 @@ typedef struct wk_model {
     int nfallbacks;
 } wk_model;
 
+/*
+ * A tier is skipped for a task when any of its rules holds; a rule holds
+ * when all of its conditions do (unset conditions hold). Written by tune.
+ */
+typedef struct wk_skip_rule {
+    long prompt_tokens_over; /* -1: unset; prompt tokens estimated as characters / 4 */
+    long prompt_tokens_upto; /* -1: unset */
+    char *kind;              /* NULL: unset */
+    char *language;          /* NULL: unset */
+    int has_tests;           /* -1: unset; else 0 or 1 */
+} wk_skip_rule;
+
 typedef struct wk_tier {
     wk_model *model;
     int attempts;
+    wk_skip_rule *skip;      /* owned */
+    int nskip;
 } wk_tier;
 
 typedef struct wk_cascade {
@@ -63,7 +77,7 @@ typedef struct wk_config {
 
 /*
  * Loads the models file and every *.json in `cascades_dir` (models.json there
- * is skipped). On error returns WK_ECONFIG with a message in err naming the
+ * is skipped), or just the one file when `cascades_dir` names a file. On error returns WK_ECONFIG with a message in err naming the
  * file and the field. `need_keys` = 1 reads each used provider's key variable
  * and fails when one is unset. The config is owned by the caller: wk_config_free.
  */

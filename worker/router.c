@@ -398,11 +398,44 @@ static int call_or_stop(wk_task *t, wk_action *out)
     return 1;
 }
 
-/* The first tier at or after `from` whose context holds the prompt; -1 if none. */
+/* The tier's skip rule that holds for this task, as words; NULL when none does. */
+static char *skip_rule_holds(const wk_task *t, int tier)
+{
+    const wk_tier *tr = &t->cascade->tiers[tier];
+    if (!tr->nskip)
+        return NULL;
+    const char *prompt = jstr(t->json, "prompt");
+    long tokens = (long)(strlen(prompt ? prompt : "") / 4);
+    const char *kind = jstr(t->json, "kind") ? jstr(t->json, "kind") : "code";
+    const char *lang = jstr(t->json, "language");
+    const cJSON *tests = cJSON_GetObjectItemCaseSensitive(t->json, "tests");
+    int has_tests = cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(tests, "command"));
+    for (int i = 0; i < tr->nskip; i++) {
+        const wk_skip_rule *k = &tr->skip[i];
+        if (k->prompt_tokens_over >= 0 && !(tokens > k->prompt_tokens_over))
+            continue;
+        if (k->prompt_tokens_upto >= 0 && !(tokens <= k->prompt_tokens_upto))
+            continue;
+        if (k->kind && strcmp(k->kind, kind) != 0)
+            continue;
+        if (k->language && (!lang || strcmp(k->language, lang) != 0))
+            continue;
+        if (k->has_tests >= 0 && k->has_tests != has_tests)
+            continue;
+        return wk_xasprintf("skip rule %d of tier %d holds (prompt about %ld tokens, kind %s, "
+                            "language %s, %s tests)",
+                            i, tier, tokens, kind, lang ? lang : "none",
+                            has_tests ? "with" : "no");
+    }
+    return NULL;
+}
+
+/* The first tier at or after `from` that may take the task; -1 if none. */
 static int next_fitting(wk_task *t, int from, int64_t now, wk_action *out, int *nout)
 {
     for (int k = from; k < t->cascade->ntiers; k++) {
-        if (tier_fits(t, k))
+        char *rule = skip_rule_holds(t, k);
+        if (!rule && tier_fits(t, k))
             return k;
         /* A skipped tier is logged like a climb: nothing was sent to it. */
         if (k + 1 < t->cascade->ntiers && *nout < WK_ACTIONS_MAX - 2) {
@@ -411,15 +444,18 @@ static int next_fitting(wk_task *t, int from, int64_t now, wk_action *out, int *
             cJSON_AddStringToObject(l, "id", t->id);
             cJSON_AddItemToObject(l, "from", tier_obj(t, k));
             cJSON_AddItemToObject(l, "to", tier_obj(t, k + 1));
-            cJSON_AddStringToObject(l, "validator", "context");
-            cJSON_AddStringToObject(l, "reason", "context_too_small");
-            cJSON_AddStringToObject(l, "evidence", "the prompt plus max_tokens exceeds the "
-                                                   "model's context window");
+            cJSON_AddStringToObject(l, "validator", rule ? "rule" : "context");
+            cJSON_AddStringToObject(l, "reason", rule ? "skip_rule" : "context_too_small");
+            cJSON_AddStringToObject(l, "evidence",
+                                    rule ? rule
+                                         : "the prompt plus max_tokens exceeds the model's "
+                                           "context window");
             cJSON_AddNumberToObject(l, "cost_usd", round_usd(t->cost_usd));
             out[*nout].kind = WK_ACT_LOG;
             out[*nout].line = l;
             (*nout)++;
         }
+        free(rule);
     }
     return -1;
 }
@@ -591,7 +627,7 @@ int wk_task_feed(wk_task *t, const wk_event *ev, wk_action *out)
         if (first < 0) {
             for (int i = 0; i < n; i++)
                 cJSON_Delete(out[i].line);
-            return finish(t, "error", "no tier's context window holds the prompt", out);
+            return finish(t, "error", "no tier may take the task (context windows, skip rules)", out);
         }
         t->tier = first;
         return n + call_or_stop(t, out + n);
