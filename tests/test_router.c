@@ -331,6 +331,37 @@ static void test_tier_whose_skip_rule_holds_is_skipped_and_logged(void **state)
     tiers[0].nskip = 0;
 }
 
+static void test_lost_call_is_charged_and_resent_only_within_budget(void **state)
+{
+    (void)state;
+    const char *line = "{\"id\":\"l\",\"language\":\"python\",\"prompt\":\"p\","
+                       "\"budget_usd\":0.0035,\"tests\":{\"command\":[\"true\"]}}";
+    wk_task *t = parse_ok(line);
+    wk_action a[WK_ACTIONS_MAX];
+    feed(t, (wk_event){.kind = WK_EV_START}, a);
+    /* A first lost call ($0.001) leaves room for another try at cheap (~$0.002). */
+    int n = feed(t, (wk_event){.kind = WK_EV_LOST_CALL, .lost_cost_usd = 0.001}, a);
+    assert_int_equal(n, 1);
+    assert_int_equal(a[0].kind, WK_ACT_CALL);
+    assert_string_equal(a[0].model->name, "cheap");
+    n = attempt(t, "cheap", 1, NULL, a);
+    assert_int_equal(a[0].kind, WK_ACT_FINISH);
+    const cJSON *att = cJSON_GetArrayItem(cJSON_GetObjectItem(a[0].line, "attempts"), 0);
+    assert_float_equal(cJSON_GetObjectItem(att, "lost_cost_usd")->valuedouble, 0.001, 1e-12);
+    assert_float_equal(cJSON_GetObjectItem(a[0].line, "cost_usd")->valuedouble, 0.0012, 1e-12);
+    cJSON_Delete(a[0].line);
+    wk_task_free(t);
+    /* A lost call that used up the budget: no second send. */
+    t = parse_ok(line);
+    feed(t, (wk_event){.kind = WK_EV_START}, a);
+    n = feed(t, (wk_event){.kind = WK_EV_LOST_CALL, .lost_cost_usd = 0.003}, a);
+    assert_int_equal(n, 1);
+    assert_int_equal(a[0].kind, WK_ACT_FINISH);
+    assert_string_equal(jstr(a[0].line, "status"), "over_budget");
+    cJSON_Delete(a[0].line);
+    wk_task_free(t);
+}
+
 static void expect_invalid(const char *line, const char *why_part)
 {
     wk_task *t = NULL;
@@ -386,6 +417,7 @@ int main(void)
         cmocka_unit_test_setup(test_tier_whose_context_is_too_small_is_skipped_and_logged,
                                setup),
         cmocka_unit_test_setup(test_tier_whose_skip_rule_holds_is_skipped_and_logged, setup),
+        cmocka_unit_test_setup(test_lost_call_is_charged_and_resent_only_within_budget, setup),
         cmocka_unit_test_setup(test_bad_task_lines_become_invalid_task_results, setup),
         cmocka_unit_test_setup(test_events_after_finish_are_ignored, setup),
     };

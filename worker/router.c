@@ -40,6 +40,7 @@ struct wk_task {
     char *best;                /* extracted code of the best failed answer; owned */
     int best_rank;
     int answers;               /* responses received */
+    double lost_usd;           /* charged for a lost call, not yet on an attempt */
 };
 
 /* Costs are reported to the nano-dollar so sums of lines match the totals. */
@@ -584,6 +585,11 @@ static cJSON *new_attempt(wk_task *t, const wk_event *ev, long pt, long ct)
         cJSON_AddStringToObject(a, "deployment", served->name);
     if (ev->from_cache)
         cJSON_AddBoolToObject(a, "cached", 1);
+    if (t->lost_usd > 0) {
+        /* Already in the task's cost: the same call, sent before a crash. */
+        cJSON_AddNumberToObject(a, "lost_cost_usd", round_usd(t->lost_usd));
+        t->lost_usd = 0;
+    }
     cJSON_AddNumberToObject(a, "retries", ev->retries);
     cJSON_AddNumberToObject(a, "fallbacks", ev->fallbacks);
     if (ev->cached_tokens > 0)
@@ -663,6 +669,14 @@ int wk_task_feed(wk_task *t, const wk_event *ev, wk_action *out)
         cJSON_AddStringToObject(a, "error", ev->error_message ? ev->error_message : reason);
         set_verdict(a, 0, "call", reason, ev->error_message);
         return on_failure(t, ev->now_ms, "call", reason, ev->error_message, NULL, out);
+    }
+    case WK_EV_LOST_CALL: {
+        if (t->state != ST_CALLING)
+            return 0;
+        t->cost_usd += ev->lost_cost_usd;
+        t->lost_usd += ev->lost_cost_usd;
+        /* The same call again, if the budget still holds it with the loss counted. */
+        return call_or_stop(t, out);
     }
     case WK_EV_VERDICT: {
         if (t->state != ST_VALIDATING)

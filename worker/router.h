@@ -25,6 +25,8 @@ typedef enum wk_event_kind {
     WK_EV_RESPONSE,    /* the model answered */
     WK_EV_CALL_FAILED, /* the call failed for good (after the transport's retries) */
     WK_EV_VERDICT,     /* the validator chain finished */
+    WK_EV_LOST_CALL,   /* the journal shows this call sent before a crash, never answered:
+                          it may have been billed (lost_cost_usd); re-send within budget */
 } wk_event_kind;
 
 typedef struct wk_event {
@@ -42,6 +44,7 @@ typedef struct wk_event {
     int retries;               /* transport retries inside this call */
     int fallbacks;             /* fallback deployments moved to inside this call */
     int from_cache;            /* RESPONSE: answered by the response cache, at no cost */
+    double lost_cost_usd;      /* LOST_CALL: what the lost call may have cost (worst case) */
     /* WK_EV_CALL_FAILED */
     const char *error_reason;  /* short class: "http_404", "timeout", "bad_response" */
     const char *error_message; /* one line for the result */

@@ -29,6 +29,7 @@
 #include "cache.h"
 #include "calls.h"
 #include "config.h"
+#include "cost.h"
 #include "journal.h"
 #include "queues/q.h"
 #include "router.h"
@@ -45,6 +46,7 @@ typedef struct slot {
     wk_task *task;
     q_item *item;           /* the queue item the task came in; owned */
     int seq;                /* calls made by this task, counting from 1 */
+    int charged_seq;        /* the lost call (see start_call) already charged */
     wk_jattempt *jatt;      /* what the journal held for the task at intake */
     int njatt;
     /* the call in progress */
@@ -299,8 +301,17 @@ static void start_call(slot *s, const wk_model *m, const cJSON *messages, long e
     }
     /*
      * Sent before a crash and never answered (j in state SENT): the request may
-     * have been billed; it is sent again, and the journal keeps the one row.
+     * have been billed. The router charges its worst case and says whether the
+     * budget still holds a second send; the CALL that follows is the same call.
      */
+    if (j && s->charged_seq != s->seq) {
+        s->charged_seq = s->seq;
+        s->seq--;
+        wk_event ev = {.kind = WK_EV_LOST_CALL, .now_ms = wall_ms(),
+                       .lost_cost_usd = wk_cost_worst(m, est)};
+        feed(s, &ev);
+        return;
+    }
     if (r->cache) {
         prov_request req;
         prov_find(m->provider->api)->build(m, wk_task_id(s->task), messages, &req);
@@ -587,6 +598,7 @@ static void on_item(void *arg, q_item *it)
     s->task = t;
     s->item = it;
     s->seq = 0;
+    s->charged_seq = 0;
     wk_journal_attempts(r->journal, id, &s->jatt, &s->njatt);
     if (s->njatt)
         r->resumed++;
