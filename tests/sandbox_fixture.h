@@ -235,6 +235,7 @@ static inline void start_task(fixture *fx, outcome *o, const char *language, con
 static inline void run_loop(fixture *fx)
 {
     if (fx->pending > 0) {
+        uv_update_time(&fx->loop); /* the guard counts from now, not from the last loop run */
         uv_timer_start(&fx->guard, fx_on_guard, GUARD_MS, 0);
         uv_prepare_start(&fx->watch, fx_on_watch);
     }

@@ -583,6 +583,27 @@ static void too_many_files_fail_before_any_spawn(void **state)
     fixture_free(fx);
 }
 
+static void wall_clock_counts_from_the_start_not_from_a_stale_loop_time(void **state)
+{
+    (void)state;
+    val_limits l;
+    val_limits_default(&l);
+    l.timeout_ms = 1000;
+    fixture *fx = fixture_new(&l, 0);
+    /* The loop has not run for longer than the limit, so its cached time is stale. */
+    uint64_t t0 = wk_now_ms();
+    while (wk_now_ms() - t0 < 1300)
+        usleep(10 * 1000);
+    outcome o;
+    start_task(fx, &o, "python", PY_TASK("{}", "import time\ntime.sleep(0.3)\n"), "x = 1\n");
+    run_loop(fx);
+    assert_verdict(&o, NULL);
+    assert_true(o.took_ms >= 300);
+    assert_nothing_left(&o);
+    outcome_release(&o);
+    fixture_free(fx);
+}
+
 /* ---- concurrency ------------------------------------------------------------------ */
 
 static void sandboxes_beyond_limit_wait_in_fifo_order(void **state)
@@ -637,6 +658,7 @@ int main(void)
         cmocka_unit_test(missing_command_fails_sandbox_error),
         cmocka_unit_test(spawn_failure_is_reported_sandbox_error),
         cmocka_unit_test(too_many_files_fail_before_any_spawn),
+        cmocka_unit_test(wall_clock_counts_from_the_start_not_from_a_stale_loop_time),
         cmocka_unit_test(sandboxes_beyond_limit_wait_in_fifo_order),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -276,7 +276,7 @@ static void verdict_caps_message_and_evidence_and_escapes_controls(void **state)
     assert_null(strchr(v.message, '\n'));
     assert_null(strchr(v.message, '\x1b'));
     assert_null(strchr(v.evidence, '\x1b'));
-    assert_null(strchr(v.evidence, '\xff'));
+    assert_null(strchr(v.evidence, 0xff));
     assert_contains(v.evidence, "ok\n");
 
     val_verdict_pass(&v);

@@ -24,7 +24,7 @@ typedef struct chain {
     int in_start;  /* inside ops[idx]->start() */
     int completed; /* ops[idx] has called back */
     val_verdict verdict;
-    wk_buf notes; /* "; "-joined notes of the validators so far */
+    wk_buf notes;      /* "; "-joined notes of the validators so far */
     char *own_workdir; /* patch's tree when the caller did not ask for it; owned */
     val_done_cb done;
     void *arg;
@@ -142,7 +142,8 @@ int val_chain_start(val_env *env, const char *const *names, int n, const val_inp
     for (int i = 0; i + 1 < n && !c->in.workdir_out; i++)
         if (strcmp(ops[i]->name, "patch") == 0)
             c->in.workdir_out = &c->own_workdir;
-    memcpy(c->ops, ops, sizeof(ops[0]) * (size_t)n);
+    for (int i = 0; i < n; i++)
+        c->ops[i] = ops[i];
     c->n = n;
     c->done = done;
     c->arg = arg;

@@ -97,7 +97,7 @@ struct val__job {
     int eof;
     int timed_out;
     int output_capped;
-    int kills;         /* kills sent so far */
+    int kills; /* kills sent so far */
     int64_t exit_status;
     int term_signal;
     uint64_t t0;
@@ -396,6 +396,7 @@ static void job_stop(val__job *j)
 {
     job_kill(j, j->kills++ > 0);
     uv_timer_stop(&j->timer);
+    uv_update_time(j->env->loop);
     uv_timer_start(&j->timer, on_timer, KILL_RETRY_MS, 0);
 }
 
@@ -424,6 +425,7 @@ static void on_exit_cb(uv_process_t *p, int64_t status, int sig)
         return;
     }
     uv_timer_stop(&j->timer);
+    uv_update_time(j->env->loop);
     uv_timer_start(&j->timer, on_timer, DRAIN_GRACE_MS, 0);
 }
 
@@ -748,6 +750,13 @@ static void job_start(val__job *j)
     j->open_handles = 3;
     uv_pipe_open(&j->out, fds[0]);
     uv_read_start((uv_stream_t *)&j->out, on_alloc, on_read);
+    /*
+     * Timers count from the loop's cached time, which is as old as the start
+     * of this loop iteration; work done since (parsing, other validators, a
+     * caller that ran no loop for a while) would make the wall clock of this
+     * run short by that much, and kill it early.
+     */
+    uv_update_time(env->loop);
     if (j->limits.timeout_ms)
         uv_timer_start(&j->timer, on_timer, j->limits.timeout_ms, 0);
     goto cleanup;

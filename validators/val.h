@@ -5,9 +5,9 @@
  *
  * Validators run in a chain (val_chain_start) in the cascade's order and the
  * chain stops at the first failure. CPU-only validators (syntax, schema) finish
- * inside start(); process validators (tests) run in the sandbox and finish
- * from a libuv callback. Either way the done callback fires exactly once, and
- * it may fire before start() returns.
+ * inside start(); process validators (compile, tests) run in the sandbox and
+ * finish from a libuv callback. Either way the done callback fires exactly
+ * once, and it may fire before start() returns.
  */
 #ifndef VAL_H
 #define VAL_H

@@ -369,6 +369,24 @@ static int load_cascade(wk_config *cfg, wk_cascade *c, const char *path, char *e
         if (rc)
             goto cleanup;
     }
+    const cJSON *compile = cJSON_GetObjectItemCaseSensitive(root, "compile");
+    if (compile) {
+        int ok = cJSON_IsObject(compile);
+        const cJSON *lang;
+        cJSON_ArrayForEach(lang, compile)
+        {
+            ok = ok && cJSON_IsArray(lang) && cJSON_GetArraySize(lang) > 0;
+            const cJSON *a;
+            cJSON_ArrayForEach(a, lang) ok = ok && cJSON_IsString(a);
+        }
+        if (!ok) {
+            rc = fail(err, errlen,
+                      "%s: \"compile\" must map a language to a command (an array of strings)",
+                      path);
+            goto cleanup;
+        }
+        c->compile = cJSON_Duplicate(compile, 1);
+    }
     const cJSON *schema = cJSON_GetObjectItemCaseSensitive(root, "schema");
     if (schema) {
         char sub[256];
@@ -525,6 +543,7 @@ void wk_config_free(wk_config *cfg)
         }
         free(c->tiers);
         cJSON_Delete(c->schema);
+        cJSON_Delete(c->compile);
     }
     free(cfg->cascades);
     memset(cfg, 0, sizeof *cfg);

@@ -64,6 +64,7 @@ typedef struct wk_cascade {
     wk_tier *tiers;
     int ntiers;
     cJSON *schema;        /* optional default schema for classify/json tasks */
+    cJSON *compile;       /* optional: language -> argv of the compile validator ("{file}") */
 } wk_cascade;
 
 typedef struct wk_config {

@@ -610,10 +610,12 @@ static cJSON *new_attempt(wk_task *t, const wk_event *ev, long pt, long ct)
 }
 
 static void set_verdict(cJSON *a, int pass, const char *validator, const char *reason,
-                        const char *message)
+                        const char *message, const char *note)
 {
     cJSON *v = cJSON_CreateObject();
     cJSON_AddBoolToObject(v, "pass", pass);
+    if (note && *note)
+        cJSON_AddStringToObject(v, "note", note);
     if (!pass) {
         cJSON_AddStringToObject(v, "validator", validator ? validator : "");
         cJSON_AddStringToObject(v, "reason", reason ? reason : "");
@@ -649,7 +651,7 @@ int wk_task_feed(wk_task *t, const wk_event *ev, wk_action *out)
         t->answer = wk_xstrdup(ev->text ? ev->text : "");
         if (ev->finish_reason && strcmp(ev->finish_reason, "length") == 0) {
             const char *msg = "the answer was cut off at max_tokens";
-            set_verdict(a, 0, "truncation", "truncated", msg);
+            set_verdict(a, 0, "truncation", "truncated", msg, NULL);
             return on_failure(t, ev->now_ms, "truncation", "truncated", msg, NULL, out);
         }
         t->state = ST_VALIDATING;
@@ -667,7 +669,7 @@ int wk_task_feed(wk_task *t, const wk_event *ev, wk_action *out)
         cJSON *a = new_attempt(t, ev, 0, 0);
         const char *reason = ev->error_reason ? ev->error_reason : "call_failed";
         cJSON_AddStringToObject(a, "error", ev->error_message ? ev->error_message : reason);
-        set_verdict(a, 0, "call", reason, ev->error_message);
+        set_verdict(a, 0, "call", reason, ev->error_message, NULL);
         return on_failure(t, ev->now_ms, "call", reason, ev->error_message, NULL, out);
     }
     case WK_EV_LOST_CALL: {
@@ -681,7 +683,7 @@ int wk_task_feed(wk_task *t, const wk_event *ev, wk_action *out)
     case WK_EV_VERDICT: {
         if (t->state != ST_VALIDATING)
             return 0;
-        set_verdict(t->cur, ev->pass, ev->validator, ev->reason, ev->message);
+        set_verdict(t->cur, ev->pass, ev->validator, ev->reason, ev->message, ev->note);
         if (ev->pass)
             return finish(t, "accepted", NULL, out);
         return on_failure(t, ev->now_ms, ev->validator ? ev->validator : "?",

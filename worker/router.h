@@ -55,6 +55,7 @@ typedef struct wk_event {
     const char *reason;
     const char *message;
     const char *evidence;
+    const char *note;          /* a remark kept on a pass, e.g. "compile skipped: no rustc" */
 } wk_event;
 
 typedef enum wk_action_kind {

@@ -65,7 +65,7 @@ typedef struct slot {
     int in_validate, have_pending, replayed_verdict;
     int pending_pass;
     char pending_validator[16], pending_reason[24];
-    char *pending_message, *pending_evidence;
+    char *pending_message, *pending_evidence, *pending_note;
     struct slot *free_next;
 } slot;
 
@@ -344,13 +344,15 @@ static void feed_pending_verdict(slot *s)
     ev.reason = s->pending_reason;
     ev.message = s->pending_message;
     ev.evidence = s->pending_evidence;
+    ev.note = s->pending_note;
     s->have_pending = 0;
-    char *m = s->pending_message, *e = s->pending_evidence;
-    s->pending_message = s->pending_evidence = NULL;
+    char *m = s->pending_message, *e = s->pending_evidence, *n = s->pending_note;
+    s->pending_message = s->pending_evidence = s->pending_note = NULL;
     feed(s, &ev);
     s->replayed_verdict = 0;
     free(m);
     free(e);
+    free(n);
 }
 
 static void hold_verdict(slot *s, int pass, const char *validator, const char *reason,
@@ -374,6 +376,7 @@ static void on_verdict(void *arg, const val_verdict *v)
     wk_journal_verdict(r->journal, wk_task_id(s->task), s->seq, v->pass, v->validator,
                        v->reason, v->message, v->evidence);
     hold_verdict(s, v->pass, v->validator, v->reason, v->message, v->evidence);
+    s->pending_note = v->note ? wk_xstrdup(v->note) : NULL;
     if (!s->in_validate)
         feed_pending_verdict(s);
 }
@@ -410,6 +413,7 @@ static void start_validate(slot *s, const char *answer)
     s->vin.answer = answer;
     s->vin.task = wk_task_json(s->task);
     s->vin.schema = wk_task_schema(s->task);
+    s->vin.compile_commands = c->compile;
     s->in_validate = 1;
     int rc = val_chain_start(r->venv, (const char *const *)c->validators, c->nvalidators,
                              &s->vin, on_verdict, s);

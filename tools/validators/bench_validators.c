@@ -75,6 +75,12 @@ static void on_sbx(void *arg, const val__sbx_result *r)
 {
     int *status = arg;
     *status = r->spawned ? (int)r->exit_status : -1;
+    if (*status != 0)
+        fprintf(stderr,
+                "bench-validators: sandboxed true: status %d, signal %d, timed out %d, %llu ms, "
+                "output: %.300s\n",
+                *status, r->term_signal, r->timed_out, (unsigned long long)r->elapsed_ms,
+                r->output);
 }
 
 /* fork/exec of argv, waited for; returns ms, or -1 when it did not exit 0. */

@@ -225,12 +225,14 @@ int main(int argc, char **argv)
 
     /* ---- figures ---- */
     tally t[16];
+    memset(t, 0, sizeof t);
     int nt = 0;
     int total = 0, agree = 0, fa = 0, fr = 0, canon = 0, canon_ok = 0;
     struct {
         char reason[24];
         int n;
     } reasons[32];
+    memset(reasons, 0, sizeof reasons);
     int nr = 0;
     for (int i = 0; i < e.n; i++) {
         ecase *c = &e.cases[i];
