@@ -549,7 +549,12 @@ static void on_item(void *arg, q_item *it)
         return;
     }
     const char *id = wk_task_id(t);
-    if (wk_strset_add(&r->seen, id)) {
+    /*
+     * Two lines of one file with the same id are an input error. A queue that
+     * delivers a task again (Redis lost an ack) is not: the task is run again
+     * and readers drop the second result by id.
+     */
+    if (it->lineno > 0 && wk_strset_add(&r->seen, id)) {
         char *why = wk_xasprintf("duplicate id \"%s\": an earlier line has it", id);
         char *key = wk_xasprintf("dup:%ld", it->lineno);
         cJSON *res = invalid_line(id, it->lineno, why);
