@@ -78,7 +78,7 @@ static const char *jstr(const cJSON *o, const char *name)
 
 /* ---- task intake ----------------------------------------------------------- */
 
-static cJSON *invalid_result(const char *id, long lineno, const char *reason)
+cJSON *wk_invalid_result(const char *id, long lineno, const char *reason)
 {
     cJSON *r = cJSON_CreateObject();
     if (id)
@@ -269,7 +269,7 @@ int wk_task_parse(const char *line, size_t len, long lineno, const wk_config *cf
     rc = 0;
 cleanup:
     if (rc)
-        *invalid = invalid_result(id, lineno, why);
+        *invalid = wk_invalid_result(id, lineno, why);
     free(id);
     cJSON_Delete(j);
     wk_task_free(t);

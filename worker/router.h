@@ -88,6 +88,9 @@ int wk_task_parse(const char *line, size_t len, long lineno, const wk_config *cf
                   const char *cascade_name, wk_task **out, cJSON **invalid);
 void wk_task_free(wk_task *t);
 
+/* The result line of a line that is not a task (id may be NULL). Caller frees. */
+cJSON *wk_invalid_result(const char *id, long lineno, const char *reason);
+
 /*
  * Feeds one event; writes up to WK_ACTIONS_MAX actions to out and returns
  * how many. The driver performs them in order. After a FINISH the task takes

@@ -494,24 +494,6 @@ static void finish_invalid(run *r, q_item *it, cJSON *res)
     cJSON_Delete(res);
 }
 
-static cJSON *invalid_line(const char *id, long lineno, const char *why)
-{
-    cJSON *res = cJSON_CreateObject();
-    if (id)
-        cJSON_AddStringToObject(res, "id", id);
-    else
-        cJSON_AddNullToObject(res, "id");
-    cJSON_AddNumberToObject(res, "line", (double)lineno);
-    cJSON_AddStringToObject(res, "status", "invalid_task");
-    cJSON_AddNullToObject(res, "cascade");
-    cJSON_AddNullToObject(res, "tier");
-    cJSON_AddNullToObject(res, "model");
-    cJSON_AddNumberToObject(res, "cost_usd", 0);
-    cJSON_AddItemToObject(res, "attempts", cJSON_CreateArray());
-    cJSON_AddStringToObject(res, "reason", why);
-    return res;
-}
-
 static int blank(const char *s, size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -533,7 +515,7 @@ static void on_item(void *arg, q_item *it)
     request_intake(r);
     if (it->too_big) {
         char *why = wk_xasprintf("line %ld is longer than %u bytes", it->lineno, LINE_CAP);
-        finish_invalid(r, it, invalid_line(NULL, it->lineno, why));
+        finish_invalid(r, it, wk_invalid_result(NULL, it->lineno, why));
         free(why);
         return;
     }
@@ -557,7 +539,7 @@ static void on_item(void *arg, q_item *it)
     if (it->lineno > 0 && wk_strset_add(&r->seen, id)) {
         char *why = wk_xasprintf("duplicate id \"%s\": an earlier line has it", id);
         char *key = wk_xasprintf("dup:%ld", it->lineno);
-        cJSON *res = invalid_line(id, it->lineno, why);
+        cJSON *res = wk_invalid_result(id, it->lineno, why);
         if (!wk_strset_has(&r->written, key)) {
             char *line = cJSON_PrintUnformatted(res);
             wk_summary_add(&r->sum, NULL, res);
