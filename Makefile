@@ -35,7 +35,7 @@ CORE_SRC := $(filter-out worker/main.c,$(wildcard worker/*.c worker/providers/*.
                 worker/queues/*.c validators/*.c))
 CORE_OBJ := $(CORE_SRC:%.c=$(B)/obj/%.o)
 MOCK_SRC := $(wildcard fixtures/mock-llm/*.c)
-MOCK_OBJ := $(MOCK_SRC:%.c=$(B)/obj/%.o) $(B)/obj/worker/util.o
+MOCK_OBJ := $(MOCK_SRC:%.c=$(B)/obj/%.o) $(B)/obj/worker/util.o $(B)/obj/worker/recordings.o
 TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(B)/tests/%)
 
