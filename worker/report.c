@@ -138,14 +138,6 @@ struct wk_report {
     int ntable;
 };
 
-static uint64_t fnv1a(const char *s)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
-}
-
 /* Interns s: models, cascades, kinds, reasons and task ids are all names. */
 static int name_id(wk_report *r, const char *s)
 {
@@ -154,7 +146,7 @@ static int name_id(wk_report *r, const char *s)
         size_t ncap = t->slot_cap ? t->slot_cap * 2 : 1024;
         int *n = wk_xcalloc(ncap, sizeof(int));
         for (int i = 0; i < t->n; i++) {
-            size_t k = fnv1a(t->s[i]) & (ncap - 1);
+            size_t k = wk_hash(WK_HASH_SEED, t->s[i]) & (ncap - 1);
             while (n[k])
                 k = (k + 1) & (ncap - 1);
             n[k] = i + 1;
@@ -163,7 +155,7 @@ static int name_id(wk_report *r, const char *s)
         t->slot = n;
         t->slot_cap = ncap;
     }
-    size_t k = fnv1a(s) & (t->slot_cap - 1);
+    size_t k = wk_hash(WK_HASH_SEED, s) & (t->slot_cap - 1);
     while (t->slot[k]) {
         if (strcmp(t->s[t->slot[k] - 1], s) == 0)
             return t->slot[k] - 1;

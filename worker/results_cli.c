@@ -37,53 +37,6 @@ static const char usage_results[] =
     "  -q, --quiet     no summary on stderr\n"
     "  -h, --help      this text\n";
 
-/* The set of task keys seen: open addressing, grown at half full. */
-typedef struct res_set {
-    char **slot;
-    size_t n, alloc;
-} res_set;
-
-static uint64_t res_hash(const char *s)
-{
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
-}
-
-/* Adds key (copied); returns 1 if it was new, 0 if already there. */
-static int res_set_add(res_set *set, const char *key)
-{
-    if ((set->n + 1) * 2 > set->alloc) {
-        res_set bigger = {wk_xcalloc(set->alloc ? set->alloc * 2 : 1024, sizeof(char *)), 0,
-                          set->alloc ? set->alloc * 2 : 1024};
-        for (size_t i = 0; i < set->alloc; i++)
-            if (set->slot[i]) {
-                size_t j = res_hash(set->slot[i]) & (bigger.alloc - 1);
-                while (bigger.slot[j])
-                    j = (j + 1) & (bigger.alloc - 1);
-                bigger.slot[j] = set->slot[i];
-                bigger.n++;
-            }
-        free(set->slot);
-        *set = bigger;
-    }
-    size_t j = res_hash(key) & (set->alloc - 1);
-    for (; set->slot[j]; j = (j + 1) & (set->alloc - 1))
-        if (strcmp(set->slot[j], key) == 0)
-            return 0;
-    set->slot[j] = wk_xstrdup(key);
-    set->n++;
-    return 1;
-}
-
-static void res_set_release(res_set *set)
-{
-    for (size_t i = 0; i < set->alloc; i++)
-        free(set->slot[i]);
-    free(set->slot);
-}
-
 static const redisReply *res_field(const redisReply *fields, const char *name)
 {
     if (!fields || fields->type != REDIS_REPLY_ARRAY)
@@ -108,7 +61,7 @@ int wk_cmd_results(int argc, char **argv)
     long written = 0, dropped = 0, malformed = 0;
     char err[512], cursor[64] = "0";
     q_redis_url u = {0};
-    res_set seen = {0};
+    wk_strset seen = {0};
     redisContext *rc = NULL;
     redisReply *r = NULL;
     FILE *out = stdout;
@@ -208,7 +161,7 @@ int wk_cmd_results(int argc, char **argv)
                     snprintf(kbuf, sizeof kbuf, "i:%s", id->str);
                 else
                     snprintf(kbuf, sizeof kbuf, "e:%s", entry ? entry->str : e->element[0]->str);
-                if (!res_set_add(&seen, kbuf)) {
+                if (wk_strset_add(&seen, kbuf)) {
                     dropped++;
                     continue;
                 }
@@ -241,7 +194,7 @@ cleanup:
         code = WK_EXIT_FAIL;
     }
     free(key);
-    res_set_release(&seen);
+    wk_strset_release(&seen);
     q_redis_url_release(&u);
     return code;
 }

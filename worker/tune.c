@@ -54,14 +54,6 @@ struct wk_obs {
     int nmodels;
 };
 
-static uint64_t fnv1a(const char *s)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
-}
-
 int wk_obs_half(const char *task_id)
 {
     /*
@@ -69,7 +61,7 @@ int wk_obs_half(const char *task_id)
      * bit is the parity of the bytes' low bits), so its hash goes through
      * MurmurHash3's 64-bit finaliser first, which mixes every bit into every bit.
      */
-    uint64_t k = fnv1a(task_id);
+    uint64_t k = wk_hash(WK_HASH_SEED, task_id);
     k ^= k >> 33;
     k *= 0xff51afd7ed558ccdull;
     k ^= k >> 33;
@@ -109,7 +101,7 @@ static obs_task *find_task(wk_obs *o, const char *id, int create)
         size_t ncap = o->index_cap ? o->index_cap * 2 : 512;
         size_t *n = wk_xcalloc(ncap, sizeof(size_t));
         for (int i = 0; i < o->ntasks; i++) {
-            size_t k = fnv1a(o->tasks[i].id) & (ncap - 1);
+            size_t k = wk_hash(WK_HASH_SEED, o->tasks[i].id) & (ncap - 1);
             while (n[k])
                 k = (k + 1) & (ncap - 1);
             n[k] = (size_t)i + 1;
@@ -120,7 +112,7 @@ static obs_task *find_task(wk_obs *o, const char *id, int create)
     }
     if (!o->index_cap)
         return NULL;
-    size_t k = fnv1a(id) & (o->index_cap - 1);
+    size_t k = wk_hash(WK_HASH_SEED, id) & (o->index_cap - 1);
     while (o->index[k]) {
         obs_task *t = &o->tasks[o->index[k] - 1];
         if (strcmp(t->id, id) == 0)

@@ -221,12 +221,16 @@ uint64_t wk_now_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-static uint64_t strset_hash(const char *s)
+uint64_t wk_hash(uint64_t h, const char *s)
 {
-    uint64_t h = 1469598103934665603ull;
     for (; *s; s++)
         h = (h ^ (unsigned char)*s) * 1099511628211ull;
     return h;
+}
+
+static uint64_t strset_hash(const char *s)
+{
+    return wk_hash(WK_HASH_SEED, s);
 }
 
 int wk_strset_has(const wk_strset *set, const char *s)

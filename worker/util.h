@@ -67,6 +67,10 @@ char *wk_head_lines(const char *s, int max_lines, size_t max_bytes);
 /* Reads a whole file up to `cap` bytes into *out (caller frees). */
 int wk_read_file(const char *path, size_t cap, char **out, size_t *len);
 
+/* FNV-1a of s, continuing from h: WK_HASH_SEED to start, the result to chain. */
+#define WK_HASH_SEED 1469598103934665603ull
+uint64_t wk_hash(uint64_t h, const char *s);
+
 /* A set of strings (open addressing); used for ids seen and results written. */
 typedef struct wk_strset {
     char **slots;

@@ -23,16 +23,10 @@ struct wk_vcache {
     long hits;
 };
 
-static uint64_t fnv(uint64_t h, const char *s)
-{
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return (h ^ 0xff) * 1099511628211ull;
-}
-
+/* The task id, a 0xff byte that no UTF-8 text holds, then the answer. */
 static uint64_t key_hash(const char *task, const char *answer)
 {
-    return fnv(fnv(1469598103934665603ull, task), answer);
+    return wk_hash(wk_hash(wk_hash(WK_HASH_SEED, task), "\xff"), answer);
 }
 
 wk_vcache *wk_vcache_new(void)
