@@ -5,6 +5,15 @@
 #ifndef WK_CLI_H
 #define WK_CLI_H
 
+/*
+ * Option values (worker/cli.c): 0 and *out set, or -1 for an empty string,
+ * trailing text, overflow or a value outside [lo, hi].
+ */
+int wk_cli_long(const char *s, long lo, long hi, long *out);
+int wk_cli_double(const char *s, double lo, double hi, double *out);
+/* Seconds, fractions allowed, into milliseconds. */
+int wk_cli_secs(const char *s, double lo, double hi, long *ms);
+
 typedef struct wk_command {
     const char *name;
     const char *summary; /* one line for `cascade help` */

@@ -98,17 +98,6 @@ typedef struct replay {
     int nestimated;
 } replay;
 
-static int parse_long(const char *s, long lo, long hi, long *out)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (!*s || *end || errno || v < lo || v > hi)
-        return -1;
-    *out = v;
-    return 0;
-}
-
 static double now_s(void)
 {
     struct timeval tv;
@@ -569,7 +558,7 @@ int wk_cmd_replay(int argc, char **argv)
             R->models = optarg;
             break;
         case O_RUNS:
-            if (parse_long(optarg, 1, RUNS_MAX, &v))
+            if (wk_cli_long(optarg, 1, RUNS_MAX, &v))
                 goto bad;
             R->runs = (int)v;
             break;
@@ -589,17 +578,17 @@ int wk_cmd_replay(int argc, char **argv)
             R->oracle = 1;
             break;
         case O_SANDBOXES:
-            if (parse_long(optarg, 1, 1024, &v))
+            if (wk_cli_long(optarg, 1, 1024, &v))
                 goto bad;
             R->base.max_sandboxes = (int)v;
             break;
         case O_CONC:
-            if (parse_long(optarg, 1, 100000, &v))
+            if (wk_cli_long(optarg, 1, 100000, &v))
                 goto bad;
             R->base.concurrency = (int)v;
             break;
         case O_TTIMEOUT:
-            if (parse_long(optarg, 1, 3600, &v))
+            if (wk_cli_long(optarg, 1, 3600, &v))
                 goto bad;
             R->base.test_timeout_ms = (unsigned)(v * 1000);
             break;

@@ -64,27 +64,6 @@ static const char usage_run[] =
     "2 usage error; 3 stopped (signal, grace period or run budget) before the\n"
     "input was done; 128+N a second signal N.\n";
 
-/* Seconds, fractions allowed, to milliseconds. */
-static int parse_secs(const char *s, double lo, double hi, long *ms)
-{
-    char *end;
-    double v = strtod(s, &end);
-    if (!*s || *end || !(v >= lo && v <= hi))
-        return -1;
-    *ms = (long)(v * 1000 + 0.5);
-    return 0;
-}
-
-static int parse_int(const char *s, long lo, long hi, long *out)
-{
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (!*s || *end || v < lo || v > hi)
-        return -1;
-    *out = v;
-    return 0;
-}
-
 int wk_cmd_run(int argc, char **argv)
 {
     wk_run_opts o;
@@ -132,30 +111,30 @@ int wk_cmd_run(int argc, char **argv)
         case 'o': o.out_path = optarg; break;
         case O_ESC: o.esc_path = optarg; break;
         case O_CONC:
-            if (parse_int(optarg, 1, 100000, &v))
+            if (wk_cli_long(optarg, 1, 100000, &v))
                 goto bad;
             o.concurrency = (int)v;
             break;
         case O_SANDBOXES:
-            if (parse_int(optarg, 1, 1024, &v))
+            if (wk_cli_long(optarg, 1, 1024, &v))
                 goto bad;
             o.max_sandboxes = (int)v;
             break;
         case O_RETRIES:
-            if (parse_int(optarg, 0, 100, &v))
+            if (wk_cli_long(optarg, 0, 100, &v))
                 goto bad;
             o.max_retries = (int)v;
             break;
         case O_TIMEOUT:
-            if (parse_secs(optarg, 0.001, 86400, &o.timeout_ms))
+            if (wk_cli_secs(optarg, 0.001, 86400, &o.timeout_ms))
                 goto bad;
             break;
         case O_CTIMEOUT:
-            if (parse_secs(optarg, 0.001, 3600, &o.connect_timeout_ms))
+            if (wk_cli_secs(optarg, 0.001, 3600, &o.connect_timeout_ms))
                 goto bad;
             break;
         case O_FBTIMEOUT:
-            if (parse_secs(optarg, 0.001, 86400, &o.first_byte_timeout_ms))
+            if (wk_cli_secs(optarg, 0.001, 86400, &o.first_byte_timeout_ms))
                 goto bad;
             break;
         case O_JOURNAL: o.journal_path = optarg; break;
@@ -165,39 +144,36 @@ int wk_cmd_run(int argc, char **argv)
         case O_CONSUMER: o.consumer = optarg; break;
         case O_DRAIN: o.drain = 1; break;
         case O_GRACE:
-            if (parse_secs(optarg, 0, 86400, &o.grace_ms))
+            if (wk_cli_secs(optarg, 0, 86400, &o.grace_ms))
                 goto bad;
             break;
         case O_LEASE:
-            if (parse_secs(optarg, 0.001, 86400, &o.lease_ms))
+            if (wk_cli_secs(optarg, 0.001, 86400, &o.lease_ms))
                 goto bad;
             break;
         case O_MAXDEL:
-            if (parse_int(optarg, 1, 1000, &v))
+            if (wk_cli_long(optarg, 1, 1000, &v))
                 goto bad;
             o.max_deliveries = (int)v;
             break;
         case O_RESPCAP:
-            if (parse_int(optarg, 1, 4096, &v))
+            if (wk_cli_long(optarg, 1, 4096, &v))
                 goto bad;
             o.body_cap = (unsigned long)v << 20;
             break;
         case O_MAXWAIT:
-            if (parse_secs(optarg, 0, 86400, &o.max_wait_ms))
+            if (wk_cli_secs(optarg, 0, 86400, &o.max_wait_ms))
                 goto bad;
             break;
         case O_TTIMEOUT:
-            if (parse_secs(optarg, 0.001, 3600, &v))
+            if (wk_cli_secs(optarg, 0.001, 3600, &v))
                 goto bad;
             o.test_timeout_ms = (unsigned)v;
             break;
-        case O_BUDGET: {
-            char *end;
-            o.budget_usd = strtod(optarg, &end);
-            if (!*optarg || *end || !(o.budget_usd > 0))
+        case O_BUDGET:
+            if (wk_cli_double(optarg, 1e-12, 1e12, &o.budget_usd))
                 goto bad;
             break;
-        }
         case 'q': o.quiet = 1; break;
         case 'h': fputs(usage_run, stdout); return 0;
         default: fputs(usage_run, stderr); return WK_EXIT_USAGE;

@@ -58,21 +58,11 @@ static const char usage_tune[] =
     "exit status: 0 a plan reaches the target on the fit half; 1 none does (the\n"
     "plan with the best pass rate is written) or an input error; 2 usage error.\n";
 
-static int parse_double(const char *s, double lo, double hi, double *out)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (!*s || *end || errno || !(v >= lo && v <= hi))
-        return -1;
-    *out = v;
-    return 0;
-}
-
+/* A whole number given as any number ("3" or "3.0"). */
 static int parse_int(const char *s, int lo, int hi, int *out)
 {
     double v;
-    if (parse_double(s, lo, hi, &v) || v != (int)v)
+    if (wk_cli_double(s, lo, hi, &v) || v != (int)v)
         return -1;
     *out = (int)v;
     return 0;
@@ -320,14 +310,14 @@ int wk_cmd_tune(int argc, char **argv)
             tasks = optarg;
             break;
         case O_TARGET:
-            bad = parse_double(optarg, 0, 1, &t.target);
+            bad = wk_cli_double(optarg, 0, 1, &t.target);
             have_target = 1;
             break;
         case O_MARGIN:
-            bad = parse_double(optarg, 0, 1, &t.margin);
+            bad = wk_cli_double(optarg, 0, 1, &t.margin);
             break;
         case O_BUDGET:
-            bad = parse_double(optarg, 0, 1e6, &t.budget_per_task);
+            bad = wk_cli_double(optarg, 0, 1e6, &t.budget_per_task);
             break;
         case O_MAXATT:
             bad = parse_int(optarg, 1, 100, &t.max_attempts);

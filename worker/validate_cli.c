@@ -254,15 +254,12 @@ int wk_cmd_validate(int argc, char **argv)
         case O_LANG:
             lang = optarg;
             break;
-        case O_TIMEOUT: {
-            char *end;
-            timeout_s = strtol(optarg, &end, 10);
-            if (!*optarg || *end || timeout_s < 1 || timeout_s > 3600) {
+        case O_TIMEOUT:
+            if (wk_cli_long(optarg, 1, 3600, &timeout_s)) {
                 fprintf(stderr, "cascade validate: bad value \"%s\" for --timeout\n", optarg);
                 goto cleanup;
             }
             break;
-        }
         case 'h':
             fputs(usage_validate, stdout);
             code = EXIT_PASS;
