@@ -52,6 +52,19 @@ void h_teardown(void)
     }
 }
 
+int h_group_setup(void **state)
+{
+    (void)state;
+    return h_setup();
+}
+
+int h_group_teardown(void **state)
+{
+    (void)state;
+    h_teardown();
+    return 0;
+}
+
 const char *h_cascade_bin(void)
 {
     return cascade_bin;

@@ -19,6 +19,9 @@ typedef struct h_mock {
 int h_setup(void);
 /* Stops any mock still running and removes the scratch dir. */
 void h_teardown(void);
+/* The two as cmocka group setup and teardown, for tests that need nothing more. */
+int h_group_setup(void **state);
+int h_group_teardown(void **state);
 
 const char *h_cascade_bin(void);
 const char *h_src(void);

@@ -18,19 +18,6 @@
 #include "../worker/util.h"
 #include "harness.h"
 
-static int group_setup(void **state)
-{
-    (void)state;
-    return h_setup();
-}
-
-static int group_teardown(void **state)
-{
-    (void)state;
-    h_teardown();
-    return 0;
-}
-
 static int run_demo(const char *results, const char *escal, const char *errf)
 {
     char *tasks = h_srcpath("fixtures/demo/tasks.jsonl");
@@ -313,5 +300,5 @@ int main(void)
         cmocka_unit_test(test_startup_errors_name_file_field_and_variable),
         cmocka_unit_test(test_usage_errors_exit_2_and_help_exits_0),
     };
-    return cmocka_run_group_tests_name("e2e", tests, group_setup, group_teardown);
+    return cmocka_run_group_tests_name("e2e", tests, h_group_setup, h_group_teardown);
 }

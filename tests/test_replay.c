@@ -22,19 +22,6 @@
 #include "../worker/util.h"
 #include "harness.h"
 
-static int group_setup(void **state)
-{
-    (void)state;
-    return h_setup();
-}
-
-static int group_teardown(void **state)
-{
-    (void)state;
-    h_teardown();
-    return 0;
-}
-
 /* Runs `cascade replay` on the fixture with extra arguments; returns the exit status. */
 static int replay(const char *errf, const char *const *extra)
 {
@@ -212,5 +199,5 @@ int main(void)
         cmocka_unit_test(test_runs3_mean_sd_and_a_file_per_pass),
         cmocka_unit_test(test_usage_and_input_errors),
     };
-    return cmocka_run_group_tests_name("replay", tests, group_setup, group_teardown);
+    return cmocka_run_group_tests_name("replay", tests, h_group_setup, h_group_teardown);
 }

@@ -33,19 +33,6 @@
 #define CHROMIUM "/usr/bin/chromium"
 #define PNG_CAP (64u << 20)
 
-static int group_setup(void **state)
-{
-    (void)state;
-    return h_setup();
-}
-
-static int group_teardown(void **state)
-{
-    (void)state;
-    h_teardown();
-    return 0;
-}
-
 static wk_report *load_fixture(int with_config)
 {
     char err[512];
@@ -434,5 +421,5 @@ int main(void)
         cmocka_unit_test(test_html_renders_with_charts_in_chromium),
         cmocka_unit_test(test_cli_usage_and_missing_file),
     };
-    return cmocka_run_group_tests_name("report", tests, group_setup, group_teardown);
+    return cmocka_run_group_tests_name("report", tests, h_group_setup, h_group_teardown);
 }

@@ -25,19 +25,6 @@
 #include "../worker/util.h"
 #include "harness.h"
 
-static int group_setup(void **state)
-{
-    (void)state;
-    return h_setup();
-}
-
-static int group_teardown(void **state)
-{
-    (void)state;
-    h_teardown();
-    return 0;
-}
-
 static void load(wk_obs *o, const char *path)
 {
     char err[512];
@@ -305,5 +292,5 @@ int main(void)
         cmocka_unit_test(test_unreachable_target_returns_the_best_pass_rate),
         cmocka_unit_test(test_cli_writes_cascade_and_summary),
     };
-    return cmocka_run_group_tests_name("tune", tests, group_setup, group_teardown);
+    return cmocka_run_group_tests_name("tune", tests, h_group_setup, h_group_teardown);
 }

@@ -24,19 +24,6 @@ static const char *py_task =
     "assert abs(area(2) - 12.566) < 1e-2, area(2)\\n\"},"
     " \"command\": [\"python3\", \"test_solution.py\"]}}";
 
-static int setup(void **state)
-{
-    (void)state;
-    return h_setup();
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    h_teardown();
-    return 0;
-}
-
 /* Runs `cascade validate ARGS...` with stdin from `in` (NULL: /dev/null); returns the status. */
 static int validate(const char *in, const char *args, cJSON **verdict, char **err_text)
 {
@@ -244,5 +231,5 @@ int main(void)
         cmocka_unit_test(lang_mode_checks_a_source_file_as_it_is),
         cmocka_unit_test(usage_errors_exit_2_without_a_verdict),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, h_group_setup, h_group_teardown);
 }
