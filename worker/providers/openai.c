@@ -23,26 +23,18 @@ static int openai_build(const wk_model *m, const char *task_id, const cJSON *mes
     cJSON_AddStringToObject(body, "model", m->id);
     cJSON_AddItemToObject(body, "messages", cJSON_Duplicate(messages, 1));
     cJSON_AddNumberToObject(body, "max_tokens", (double)m->max_tokens);
-    out->body = cJSON_PrintUnformatted(body);
-    out->body_len = strlen(out->body);
-    cJSON_Delete(body);
+    prov__set_body(out, body);
     return 0;
 }
 
 static int openai_parse(long status, const char *body, size_t len, prov_response *out,
                         char reason[PROV_REASON_MAX], char *msg, size_t msglen)
 {
-    int rc = WK_EPARSE;
-    memset(out, 0, sizeof *out);
-    cJSON *j = cJSON_ParseWithLength(body, len);
-    if (status < 200 || status > 299) {
-        const cJSON *err = cJSON_GetObjectItemCaseSensitive(j, "error");
-        const cJSON *m = cJSON_GetObjectItemCaseSensitive(err, "message");
-        rc = prov__http_error(status, cJSON_IsString(m) ? m->valuestring : NULL, reason, msg,
-                              msglen);
+    cJSON *j = NULL;
+    int rc = prov__parse_begin(status, body, len, out, &j, reason, msg, msglen);
+    if (rc)
         goto cleanup;
-    }
-    snprintf(reason, PROV_REASON_MAX, "bad_response");
+    rc = WK_EPARSE;
     if (!j) {
         prov__set_msg(msg, msglen, "response body is not valid JSON");
         goto cleanup;

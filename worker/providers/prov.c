@@ -55,15 +55,30 @@ long prov__count(const cJSON *o, const char *name)
     return cJSON_IsNumber(f) && f->valuedouble >= 0 ? (long)f->valuedouble : -1;
 }
 
-int prov__http_error(long status, const char *provider_msg, char reason[PROV_REASON_MAX],
-                     char *msg, size_t msglen)
+int prov__parse_begin(long status, const char *body, size_t len, prov_response *out, cJSON **j,
+                      char reason[PROV_REASON_MAX], char *msg, size_t msglen)
 {
+    memset(out, 0, sizeof *out);
+    *j = cJSON_ParseWithLength(body, len);
+    if (status >= 200 && status <= 299) {
+        snprintf(reason, PROV_REASON_MAX, "bad_response");
+        return 0;
+    }
+    const cJSON *err = cJSON_GetObjectItemCaseSensitive(*j, "error");
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(err, "message");
     char *text = wk_xasprintf("HTTP %ld: %s", status,
-                              provider_msg ? provider_msg : "(no error message)");
+                              cJSON_IsString(m) ? m->valuestring : "(no error message)");
     snprintf(reason, PROV_REASON_MAX, "http_%ld", status);
     prov__set_msg(msg, msglen, text);
     free(text);
     return WK_EINVAL;
+}
+
+void prov__set_body(prov_request *out, cJSON *body)
+{
+    out->body = cJSON_PrintUnformatted(body);
+    out->body_len = strlen(out->body);
+    cJSON_Delete(body);
 }
 
 void prov__base_headers(prov_request *out, const char *task_id)

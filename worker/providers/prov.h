@@ -51,9 +51,17 @@ typedef struct prov_ops {
 void prov__set_msg(char *msg, size_t msglen, const char *text);
 /* A usage count: the number when it is one >= 0, else -1. */
 long prov__count(const cJSON *o, const char *name);
-/* Classifies a non-2xx reply: reason "http_NNN", msg "HTTP NNN: <provider's message>". */
-int prov__http_error(long status, const char *provider_msg, char reason[PROV_REASON_MAX],
-                     char *msg, size_t msglen);
+/*
+ * The start of every parse: clears out and parses the body into *j (NULL when
+ * it is not JSON). A non-2xx reply is classified here, reason "http_NNN" and
+ * msg "HTTP NNN: <error.message>" (where all three APIs put it), returning
+ * WK_EINVAL; otherwise reason is preset to "bad_response" for what the caller
+ * finds wrong next, and it returns 0. The caller deletes *j either way.
+ */
+int prov__parse_begin(long status, const char *body, size_t len, prov_response *out, cJSON **j,
+                      char reason[PROV_REASON_MAX], char *msg, size_t msglen);
+/* Serialises the request body into out and deletes it. */
+void prov__set_body(prov_request *out, cJSON *body);
 /* The common headers: content type, X-Cascade-Task (escaped), no Expect. */
 void prov__base_headers(prov_request *out, const char *task_id);
 /* The text of the system turns, joined; NULL when there are none. Caller frees. */
