@@ -102,6 +102,7 @@ struct run {
     wk_strset written;/* result keys already in the results file (resume) */
     wk_summary sum;
     long resumed, skipped;
+    const char *abort_on_task; /* fault injection for tests; see on_item */
 };
 
 static int64_t wall_ms(void)
@@ -578,8 +579,7 @@ static void on_item(void *arg, q_item *it)
      * Fault injection for the tests of poison tasks: a worker that dies on a
      * given task every time, as a crash in a library would make it.
      */
-    const char *poison = getenv("CASCADE_FAULT_ABORT_ON_TASK");
-    if (poison && strcmp(poison, id) == 0) {
+    if (r->abort_on_task && strcmp(r->abort_on_task, id) == 0) {
         fprintf(stderr, "cascade: CASCADE_FAULT_ABORT_ON_TASK: aborting on %s\n", id);
         abort();
     }
@@ -769,6 +769,7 @@ int wk_run(const wk_run_opts *o)
     char err[ERRMSG_MAX];
     char *journal_path = NULL;
     r->o = o;
+    r->abort_on_task = getenv("CASCADE_FAULT_ABORT_ON_TASK");
 
     char *models_dflt = NULL;
     const char *models = o->models_path;
