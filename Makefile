@@ -11,7 +11,7 @@ PKGS    := libuv libcurl libcjson libgit2 tree-sitter sqlite3 hiredis
 DEB_PKGS := build-essential pkg-config libuv1-dev libcurl4-openssl-dev libcjson-dev \
             libgit2-dev libtree-sitter-dev libsqlite3-dev libhttp-parser-dev \
             libcmocka-dev bubblewrap python3 ca-certificates curl \
-            chromium zlib1g-dev libhiredis-dev redis-server
+            chromium zlib1g-dev libhiredis-dev redis-server clang-format cppcheck
 
 ifeq ($(SANITIZE),1)
 B       := build/san
@@ -23,23 +23,24 @@ endif
 
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror $(SANFLAGS)
-CPPFLAGS += $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+CPPFLAGS += -I. $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS  := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lhttp_parser -lm
 LDFLAGS += $(SANFLAGS)
 
 GRAMMAR_LIB := build/grammars/libgrammars.a
 
-# Everything in worker/ and validators/ except the entry point goes into a
-# library that the tests link as well.
-CORE_SRC := $(filter-out worker/main.c,$(wildcard worker/*.c worker/providers/*.c \
-                worker/queues/*.c validators/*.c))
+# Everything in lib/, vcs/, validators/ and worker/ except the entry point
+# goes into a library that the tests link as well. Includes across folders
+# are written from the repository root ("lib/util.h"), hence -I.
+CORE_SRC := $(filter-out worker/main.c,$(wildcard lib/*.c vcs/*.c validators/*.c \
+                validators/*/*.c worker/*.c worker/*/*.c))
 CORE_OBJ := $(CORE_SRC:%.c=$(B)/obj/%.o)
 MOCK_SRC := $(wildcard fixtures/mock-llm/*.c)
-MOCK_OBJ := $(MOCK_SRC:%.c=$(B)/obj/%.o) $(B)/obj/worker/util.o $(B)/obj/worker/recordings.o
+MOCK_OBJ := $(MOCK_SRC:%.c=$(B)/obj/%.o) $(B)/obj/lib/util.o $(B)/obj/lib/recordings.o
 TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(B)/tests/%)
 
-.PHONY: all deps grammars test demo clean lint
+.PHONY: all deps deps-debs grammars test demo clean lint
 # Keep intermediate objects (tests/harness.o) so nothing rebuilds needlessly.
 .SECONDARY:
 .DEFAULT_GOAL := all
@@ -51,7 +52,10 @@ all: $(B)/cascade $(B)/mock-llm
 # Installs only what is missing, so it is quick when everything is present.
 # npm comes with some Node.js builds (nodesource); Debian's npm package would
 # conflict with those, so it is installed only when no npm is on PATH.
-deps:
+deps: deps-debs
+	@$(MAKE) --no-print-directory grammars
+
+deps-debs:
 	@missing=""; \
 	for p in $(DEB_PKGS); do \
 	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' \
@@ -64,7 +68,6 @@ deps:
 	  if [ "$$(id -u)" != 0 ]; then echo "deps: need root to install:$$missing" >&2; exit 1; fi; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
-	@$(MAKE) --no-print-directory grammars
 
 # Each grammar is fetched with `npm pack`, checked against the sha256 in
 # validators/grammars.lock, unpacked and compiled with its own src/ first on
@@ -141,16 +144,18 @@ eval: $(EVAL_TARGETS)
 test: deps
 	@$(MAKE) --no-print-directory all $(TEST_BIN)
 	@CASCADE_BIN=$(CURDIR)/$(B)/cascade MOCK_BIN=$(CURDIR)/$(B)/mock-llm \
-	  SRC_DIR=$(CURDIR) sh tests/run.sh $(TEST_BIN)
+	  SRC_DIR=$(CURDIR) sh tests/run.sh tests/boundaries.sh $(TEST_BIN)
 
 demo: deps
 	@$(MAKE) --no-print-directory all
 	@sh fixtures/demo.sh build
 
-lint:
+# The format check (the repository's .clang-format) and cppcheck, on every
+# tracked C file; .ci/run runs it first.
+lint: deps-debs
 	clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')
 	cppcheck --quiet --error-exitcode=1 --enable=warning,portability \
-	  --suppress=missingIncludeSystem -I worker -I validators $$(git ls-files '*.c')
+	  --suppress=missingIncludeSystem -I . $$(git ls-files '*.c')
 
 clean:
 	rm -rf build

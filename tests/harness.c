@@ -17,7 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../worker/util.h"
+#include "lib/util.h"
 
 static const char *cascade_bin, *mock_bin, *src;
 static char dir[256];
@@ -131,8 +131,8 @@ void h_mock_start(h_mock *m, const char *recordings, const char *log, const char
 {
     char *portf = h_tmp("mock.port");
     unlink(portf);
-    const char *argv[40] = {mock_bin, "--port", "0", "--port-file", portf, "--recordings",
-                            recordings};
+    const char *argv[40] = {mock_bin, "--port",       "0",       "--port-file",
+                            portf,    "--recordings", recordings};
     int n = 7;
     if (log) {
         argv[n++] = "--log";

@@ -44,9 +44,9 @@ int h_wait(pid_t pid, long timeout_ms);
 void h_mock_start(h_mock *m, const char *recordings, const char *log, const char *const *extra);
 void h_mock_stop(h_mock *m);
 
-char *h_slurp(const char *path);           /* "" when missing; caller frees */
+char *h_slurp(const char *path);                   /* "" when missing; caller frees */
 char *h_write(const char *name, const char *text); /* in the scratch dir; returns the path */
-cJSON *h_jsonl(const char *path);           /* an array of the lines' objects */
+cJSON *h_jsonl(const char *path);                  /* an array of the lines' objects */
 /* The element of arr whose field key is the string val; NULL when none. */
 const cJSON *h_find(const cJSON *arr, const char *key, const char *val);
 const char *h_str(const cJSON *o, const char *key);

@@ -26,7 +26,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "../validators/val_int.h"
+#include "validators/val_int.h"
 
 /* No single test may keep the loop longer than this. */
 #define GUARD_MS 30000

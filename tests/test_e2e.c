@@ -15,16 +15,26 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "../worker/util.h"
 #include "harness.h"
+#include "lib/util.h"
 
 static int run_demo(const char *results, const char *escal, const char *errf)
 {
     char *tasks = h_srcpath("fixtures/demo/tasks.jsonl");
     char *casc = h_srcpath("fixtures/demo/cascades");
     char *models = h_srcpath("fixtures/demo/models.json");
-    char *argv[] = {(char *)h_cascade_bin(), "run", tasks, "--cascades", casc, "--models", models,
-                    "-o", (char *)results, "--escalations", (char *)escal, NULL};
+    char *argv[] = {(char *)h_cascade_bin(),
+                    "run",
+                    tasks,
+                    "--cascades",
+                    casc,
+                    "--models",
+                    models,
+                    "-o",
+                    (char *)results,
+                    "--escalations",
+                    (char *)escal,
+                    NULL};
     int rc = h_run(argv, NULL, errf, 240);
     free(tasks);
     free(casc);
@@ -98,16 +108,15 @@ static void check_outcomes(const cJSON *expected, const cJSON *got, const cJSON 
     cJSON_ArrayForEach(x, expected)
     {
         const char *id = h_str(x, "id");
-        const cJSON *r = id ? h_find(got, "id", id)
-                            : find_line(got, cJSON_GetObjectItem(x, "line")->valueint);
+        const cJSON *r =
+            id ? h_find(got, "id", id) : find_line(got, cJSON_GetObjectItem(x, "line")->valueint);
         if (!r)
             fail_msg("no result line for %s", cJSON_PrintUnformatted(x));
         const char *want = h_str(x, "status");
         const char *have = h_str(r, "status");
         const char *name = id ? id : "(line)";
         if (strcmp(want, have) != 0)
-            fail_msg("%s: status %s, expected %s: %s", name, have, want,
-                     cJSON_PrintUnformatted(r));
+            fail_msg("%s: status %s, expected %s: %s", name, have, want, cJSON_PrintUnformatted(r));
         const cJSON *wt = cJSON_GetObjectItemCaseSensitive(x, "tier");
         const cJSON *ht = cJSON_GetObjectItemCaseSensitive(r, "tier");
         if (wt && !cJSON_Compare(wt, ht, 1))
@@ -215,13 +224,21 @@ static int run_small(const char *models_text, const char *cascade_text, char **e
     fputs(cascade_text, f);
     fclose(f);
     char *models = h_write("models-small.json", models_text);
-    char *tasks = h_write("tasks-small.jsonl",
-                          "{\"id\":\"a\",\"kind\":\"classify\",\"prompt\":\"p\","
-                          "\"schema\":{\"type\":\"object\"}}\n");
+    char *tasks =
+        h_write("tasks-small.jsonl", "{\"id\":\"a\",\"kind\":\"classify\",\"prompt\":\"p\","
+                                     "\"schema\":{\"type\":\"object\"}}\n");
     char *out = h_tmp("small-out.jsonl");
     char *errf = h_tmp("small-err");
-    char *argv[] = {(char *)h_cascade_bin(), "run", tasks, "--cascades", cdir, "--models",
-                    models, "-o", out, NULL};
+    char *argv[] = {(char *)h_cascade_bin(),
+                    "run",
+                    tasks,
+                    "--cascades",
+                    cdir,
+                    "--models",
+                    models,
+                    "-o",
+                    out,
+                    NULL};
     int rc = h_run(argv, NULL, errf, 60);
     *err = h_slurp(errf);
     free(cdir);

@@ -17,8 +17,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../worker/util.h"
 #include "harness.h"
+#include "lib/util.h"
 
 /*
  * Providers: mock (openai, keyed), mock-anth (anthropic), mock2 (openai),
@@ -140,8 +140,8 @@ static void run_batch(const char *tag, const char *tasks, const char *recs,
     unlink(log);
     h_mock m;
     h_mock_start(&m, recs, log, mock_args);
-    const char *argv[40] = {h_cascade_bin(), "run", tasks, "--cascades", cdir, "--models",
-                            models, "-o", out};
+    const char *argv[40] = {h_cascade_bin(), "run",  tasks, "--cascades", cdir,
+                            "--models",      models, "-o",  out};
     int n = 9;
     for (int i = 0; cascade_args && cascade_args[i] && n < 38; i++)
         argv[n++] = cascade_args[i];
@@ -437,9 +437,9 @@ static void test_500_tasks_with_30_percent_faults_end_as_without(void **state)
     run_out clean, faulty;
     run_batch("r500c", tasks, recs, NULL, cargs, &clean);
     /* The first spec that fires applies: these add up to about 33% of requests. */
-    const char *margs[] = {"--fault", "429:0.1:0.05", "--fault", "500:0.1",  "--fault",
-                           "503:0.05",     "--fault", "529:0.04", "--fault", "reset:0.05",
-                           "--fault",      "truncate:0.04", NULL};
+    const char *margs[] = {"--fault",  "429:0.1:0.05",  "--fault",  "500:0.1", "--fault",
+                           "503:0.05", "--fault",       "529:0.04", "--fault", "reset:0.05",
+                           "--fault",  "truncate:0.04", NULL};
     run_batch("r500f", tasks, recs, margs, cargs, &faulty);
     assert_int_equal(clean.rc, 0);
     assert_int_equal(faulty.rc, 0);
@@ -521,13 +521,12 @@ static void test_run_budget_stops_within_one_reservation_with_200_in_flight(void
         worst = w > worst ? w : worst;
     }
     if (spent > 0.005 || spent < 0.005 - worst)
-        fail_msg("spent $%.6f of a $0.005 budget; one reservation is about $%.6f", spent,
-                 worst);
+        fail_msg("spent $%.6f of a $0.005 budget; one reservation is about $%.6f", spent, worst);
     assert_true(over > 0);
     int requests = cJSON_GetArraySize(o.log);
     assert_int_equal(requests, calls);
-    fprintf(stderr, "  run budget $0.005: spent $%.6f in %d calls, %d tasks over_budget\n",
-            spent, calls, over);
+    fprintf(stderr, "  run budget $0.005: spent $%.6f in %d calls, %d tasks over_budget\n", spent,
+            calls, over);
     run_out_free(&o);
     free(tasks);
     free(recs);

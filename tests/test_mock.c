@@ -40,7 +40,7 @@
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
 
-#include "../worker/util.h"
+#include "lib/util.h"
 
 #define RESP_CAP ((size_t)1 << 20)
 #define RAW_CAP ((size_t)8 << 20)
@@ -71,7 +71,8 @@ static const char recordings_text[] =
     "\"finish_reason\": \"length\"}\n"
     "{\"task\": \"t-fault\", \"model\": \"m-stallh\", \"run\": 1, \"answer\": \"stalled\"}\n"
     "{\"task\": \"t-fault\", \"model\": \"m-stallb\", \"run\": 1, \"answer\": \"stalled\"}\n"
-    "{\"task\": \"t-fault\", \"model\": \"m-trunc\", \"run\": 1, \"answer\": \"truncated answer\"}\n"
+    "{\"task\": \"t-fault\", \"model\": \"m-trunc\", \"run\": 1, \"answer\": \"truncated "
+    "answer\"}\n"
     "{\"task\": \"t-fault\", \"model\": \"m-len\", \"run\": 1, \"answer\": \"len one\"}\n"
     "{\"task\": \"t-fault\", \"model\": \"m-len\", \"run\": 2, \"answer\": \"len two\"}\n"
     "{\"task\": \"t-fault\", \"model\": \"m-huge\", \"run\": 1, \"answer\": \"huge\"}\n"
@@ -84,11 +85,20 @@ static const char recordings_text[] =
 
 /* Faults of the main mock, each scoped to a model that only its own test uses. */
 static const char *const main_faults[] = {
-    "429:1:2@m-429",          "401:1@m-401",        "500:1@m-500",
-    "503:1@m-503",            "529:1@m-529",        "spend-limit:1@m-spend",
-    "reset:1@m-reset",        "stall-headers:1:300@m-stallh",
-    "stall-body:1:300@m-stallb", "truncate:1@m-trunc", "length:1@m-len",
-    "body-huge:1:2@m-huge",   "500:every:2@m-every", NULL,
+    "429:1:2@m-429",
+    "401:1@m-401",
+    "500:1@m-500",
+    "503:1@m-503",
+    "529:1@m-529",
+    "spend-limit:1@m-spend",
+    "reset:1@m-reset",
+    "stall-headers:1:300@m-stallh",
+    "stall-body:1:300@m-stallb",
+    "truncate:1@m-trunc",
+    "length:1@m-len",
+    "body-huge:1:2@m-huge",
+    "500:every:2@m-every",
+    NULL,
 };
 
 static struct {
@@ -252,8 +262,8 @@ static struct curl_slist *prepare(CURL *h, const char *path, const char *task, c
 }
 
 /* One request on handle `h` (NULL: a fresh one). Returns the status; body in *json. */
-static long request_on(CURL *h, const char *path, const char *task, const char *body,
-                       cJSON **json, long *new_connects)
+static long request_on(CURL *h, const char *path, const char *task, const char *body, cJSON **json,
+                       long *new_connects)
 {
     CURL *own = h ? NULL : curl_easy_init();
     CURL *e = h ? h : own;
@@ -360,8 +370,8 @@ static int group_setup(void **state)
     fx.extra_log = wk_xasprintf("%s/extra.jsonl", fx.dir);
     fx.extra_port_file = wk_xasprintf("%s/extra-port", fx.dir);
 
-    char *args[64] = {"--port", "0", "--port-file", fx.port_file, "--recordings", fx.recordings,
-                      "--log", fx.log, "--log-headers"};
+    char *args[64] = {"--port",      "0",     "--port-file", fx.port_file,   "--recordings",
+                      fx.recordings, "--log", fx.log,        "--log-headers"};
     int n = 9;
     for (int i = 0; main_faults[i]; i++) {
         args[n++] = "--fault";
@@ -393,8 +403,9 @@ static int group_teardown(void **state)
     if (fx.extra_pid > 0)
         stop_pid(fx.extra_pid);
     fx.extra_pid = 0;
-    const char *names[] = {"recordings.jsonl", "requests.jsonl", "port", "bad.jsonl",
-                           "dup.jsonl", "out.txt", "extra.jsonl", "extra-port", NULL};
+    const char *names[] = {"recordings.jsonl", "requests.jsonl", "port",
+                           "bad.jsonl",        "dup.jsonl",      "out.txt",
+                           "extra.jsonl",      "extra-port",     NULL};
     for (int i = 0; fx.dir[0] && names[i]; i++) {
         char *p = wk_xasprintf("%s/%s", fx.dir, names[i]);
         unlink(p);
@@ -420,8 +431,10 @@ static void runs_are_served_in_order_and_cycle(void **state)
     const char *want[] = {"run one", "run two", "run three", "run one", "run two"};
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
         cJSON *resp = NULL;
-        long st = request("/v1/chat/completions", "t-cycle", "{\"model\": \"m-small\", "
-                          "\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}", &resp);
+        long st = request("/v1/chat/completions", "t-cycle",
+                          "{\"model\": \"m-small\", "
+                          "\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}",
+                          &resp);
         assert_int_equal(st, 200);
         assert_string_equal(answer_of(resp), want[i]);
         cJSON_Delete(resp);
@@ -523,8 +536,8 @@ static void keep_alive_reuses_one_connection(void **state)
     for (int i = 0; i < 3; i++) {
         cJSON *resp = NULL;
         long connects = -1;
-        long st = request_on(h, "/v1/chat/completions", "t-keep", "{\"model\": \"m\"}", &resp,
-                             &connects);
+        long st =
+            request_on(h, "/v1/chat/completions", "t-keep", "{\"model\": \"m\"}", &resp, &connects);
         assert_int_equal(st, 200);
         assert_string_equal(answer_of(resp), "kept");
         /* Only the first request may open a connection. */
@@ -573,7 +586,8 @@ static void pipelined_requests_split_across_reads(void **state)
     const char *body = "{\"model\": \"m\", \"messages\": []}";
     char *one = wk_xasprintf("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
                              "X-Cascade-Task: t-pipe\r\nContent-Type: application/json\r\n"
-                             "Content-Length: %zu\r\n\r\n%s", strlen(body), body);
+                             "Content-Length: %zu\r\n\r\n%s",
+                             strlen(body), body);
     /* Odd header case, and the header name itself cut in two by the split below. */
     char *two = wk_xasprintf("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
                              "x-CASCADE-task: t-pipe\r\nContent-Length: %zu\r\n\r\n%s",
@@ -623,8 +637,8 @@ static void many_concurrent_requests_all_answered(void **state)
     for (int i = 0; i < MANY_TRANSFERS; i++) {
         easy[i] = curl_easy_init();
         wk_buf_init(&resp[i], RESP_CAP);
-        hdrs[i] = prepare(easy[i], "/v1/chat/completions", "t-many", "{\"model\": \"m\"}",
-                          &resp[i], &urls[i]);
+        hdrs[i] = prepare(easy[i], "/v1/chat/completions", "t-many", "{\"model\": \"m\"}", &resp[i],
+                          &urls[i]);
         curl_easy_setopt(easy[i], CURLOPT_PRIVATE, &resp[i]);
         curl_multi_add_handle(m, easy[i]);
         fx.requests++;
@@ -697,8 +711,8 @@ static void listens_only_on_loopback(void **state)
 /* Starts a mock with the group's recordings, a fresh log and `flags` (NULL-ended). */
 static void start_extra(const char *const flags[])
 {
-    char *args[64] = {"--port", "0", "--port-file", fx.extra_port_file, "--recordings",
-                      fx.recordings, "--log", fx.extra_log};
+    char *args[64] = {"--port",       "0",           "--port-file", fx.extra_port_file,
+                      "--recordings", fx.recordings, "--log",       fx.extra_log};
     int n = 8;
     for (int i = 0; flags[i] && n < 62; i++)
         args[n++] = (char *)flags[i];
@@ -735,14 +749,14 @@ static int extra_teardown(void **state)
 /* ---- raw HTTP, for responses curl would hide ---------------------------- */
 
 struct raw {
-    wk_buf in;            /* everything received */
-    int reset;            /* a read failed with ECONNRESET */
-    int status;           /* 0 until a status line came */
-    size_t head_len;      /* bytes up to and including the blank line; 0 until then */
+    wk_buf in;       /* everything received */
+    int reset;       /* a read failed with ECONNRESET */
+    int status;      /* 0 until a status line came */
+    size_t head_len; /* bytes up to and including the blank line; 0 until then */
     size_t content_length;
-    long first_ms;        /* from the write to the first byte; -1 when none */
-    long done_ms;         /* from the write to the complete response or the end */
-    long first_len;       /* bytes in the first read */
+    long first_ms;  /* from the write to the first byte; -1 when none */
+    long done_ms;   /* from the write to the complete response or the end */
+    long first_len; /* bytes in the first read */
 };
 
 static int connect_to(int port)
@@ -763,8 +777,7 @@ static char *post_text(const char *path, const char *task, const char *body)
 }
 
 /* Sends one POST and reads its response, until complete, EOF, a reset or 5 s. */
-static void raw_post(int port, const char *path, const char *task, const char *body,
-                     struct raw *r)
+static void raw_post(int port, const char *path, const char *task, const char *body, struct raw *r)
 {
     memset(r, 0, sizeof *r);
     wk_buf_init(&r->in, RAW_CAP);
@@ -853,13 +866,16 @@ static const char *gemini_error_status(const cJSON *resp, int code)
     return str_at(err, "status");
 }
 
-#define ANTH_BODY(model) "{\"model\": \"" model "\", \"max_tokens\": 64, \"system\": \"be brief\", " \
-                         "\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}"
-#define GEM_BODY "{\"contents\": [{\"role\": \"user\", \"parts\": [{\"text\": \"hi\"}]}], " \
-                 "\"systemInstruction\": {\"parts\": [{\"text\": \"be brief\"}]}, " \
-                 "\"generationConfig\": {\"maxOutputTokens\": 64}}"
-#define OAI_BODY(model) "{\"model\": \"" model "\", \"messages\": [{\"role\": \"user\", " \
-                        "\"content\": \"hi\"}]}"
+#define ANTH_BODY(model)                                                                           \
+    "{\"model\": \"" model "\", \"max_tokens\": 64, \"system\": \"be brief\", "                    \
+    "\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}"
+#define GEM_BODY                                                                                   \
+    "{\"contents\": [{\"role\": \"user\", \"parts\": [{\"text\": \"hi\"}]}], "                     \
+    "\"systemInstruction\": {\"parts\": [{\"text\": \"be brief\"}]}, "                             \
+    "\"generationConfig\": {\"maxOutputTokens\": 64}}"
+#define OAI_BODY(model)                                                                            \
+    "{\"model\": \"" model "\", \"messages\": [{\"role\": \"user\", "                              \
+    "\"content\": \"hi\"}]}"
 
 /* ---- Anthropic and Gemini routes ---------------------------------------- */
 
@@ -892,8 +908,8 @@ static void anthropic_messages_are_answered_in_its_shape(void **state)
     assert_string_equal(anthropic_error_type(resp), "not_found_error");
     cJSON_Delete(resp);
     /* max_tokens is required by the real API, so by the mock too. */
-    assert_int_equal(post("/v1/messages", "t-anth", "{\"model\": \"m-claude\", \"messages\": []}",
-                          &resp), 400);
+    assert_int_equal(
+        post("/v1/messages", "t-anth", "{\"model\": \"m-claude\", \"messages\": []}", &resp), 400);
     assert_string_equal(anthropic_error_type(resp), "invalid_request_error");
     cJSON_Delete(resp);
     assert_int_equal(request("/v1/messages", "t-anth", NULL, &resp), 405);
@@ -909,8 +925,8 @@ static void gemini_generate_content_is_answered_in_its_shape(void **state)
     const cJSON *cand = cJSON_GetArrayItem(cJSON_GetObjectItem(resp, "candidates"), 0);
     const cJSON *content = cJSON_GetObjectItem(cand, "content");
     assert_string_equal(str_at(content, "role"), "model");
-    assert_string_equal(str_at(cJSON_GetArrayItem(cJSON_GetObjectItem(content, "parts"), 0), "text"),
-                        "gem answer");
+    assert_string_equal(
+        str_at(cJSON_GetArrayItem(cJSON_GetObjectItem(content, "parts"), 0), "text"), "gem answer");
     assert_string_equal(str_at(cand, "finishReason"), "STOP");
     assert_int_equal((int)num_at(cand, "index"), 0);
     const cJSON *usage = cJSON_GetObjectItem(resp, "usageMetadata");
@@ -1087,13 +1103,13 @@ static void fault_length_sets_each_apis_finish_reason(void **state)
     cJSON_Delete(resp);
     assert_int_equal(post("/v1/messages", "t-fault", ANTH_BODY("m-len"), &resp), 200);
     assert_string_equal(str_at(resp, "stop_reason"), "max_tokens");
-    assert_string_equal(str_at(cJSON_GetArrayItem(cJSON_GetObjectItem(resp, "content"), 0),
-                               "text"), "len one");
+    assert_string_equal(str_at(cJSON_GetArrayItem(cJSON_GetObjectItem(resp, "content"), 0), "text"),
+                        "len one");
     cJSON_Delete(resp);
-    assert_int_equal(post("/v1beta/models/m-len:generateContent", "t-fault", GEM_BODY, &resp),
-                     200);
-    assert_string_equal(str_at(cJSON_GetArrayItem(cJSON_GetObjectItem(resp, "candidates"), 0),
-                               "finishReason"), "MAX_TOKENS");
+    assert_int_equal(post("/v1beta/models/m-len:generateContent", "t-fault", GEM_BODY, &resp), 200);
+    assert_string_equal(
+        str_at(cJSON_GetArrayItem(cJSON_GetObjectItem(resp, "candidates"), 0), "finishReason"),
+        "MAX_TOKENS");
     cJSON_Delete(resp);
 }
 
@@ -1178,8 +1194,8 @@ static void log_records_faults_and_redacts_keys(void **state)
     wk_buf resp;
     char *url = NULL;
     wk_buf_init(&resp, RESP_CAP);
-    struct curl_slist *hdrs = prepare(h, "/v1/messages", "t-anth", ANTH_BODY("m-claude"), &resp,
-                                      &url);
+    struct curl_slist *hdrs =
+        prepare(h, "/v1/messages", "t-anth", ANTH_BODY("m-claude"), &resp, &url);
     hdrs = curl_slist_append(hdrs, "x-api-key: sk-ant-SECRET1");
     hdrs = curl_slist_append(hdrs, "Authorization: Bearer sk-SECRET2");
     hdrs = curl_slist_append(hdrs, "x-goog-api-key: SECRET3");
@@ -1307,11 +1323,12 @@ static void bad_fault_specs_are_usage_errors(void **state)
 {
     (void)state;
     char *out = wk_xasprintf("%s/out.txt", fx.dir);
-    const char *bad[] = {"bogus:1", "500", "500:1.5", "500:1:5", "429:every:0",
-                         "500:1@", "stall-body:1:-3", "429:nan", "body-huge:1:9999", NULL};
+    const char *bad[] = {"bogus:1",          "500",    "500:1.5",         "500:1:5",
+                         "429:every:0",      "500:1@", "stall-body:1:-3", "429:nan",
+                         "body-huge:1:9999", NULL};
     for (int i = 0; bad[i]; i++) {
-        char *args[] = {"--port", "0", "--recordings", fx.recordings, "--fault", (char *)bad[i],
-                        NULL};
+        char *args[] = {"--port",       "0", "--recordings", fx.recordings, "--fault",
+                        (char *)bad[i], NULL};
         int st = run_mock(args, out);
         assert_true(WIFEXITED(st));
         if (WEXITSTATUS(st) != 2)
@@ -1481,10 +1498,8 @@ int main(void)
         cmocka_unit_test(stalled_answer_holds_back_pipelined_ones),
         cmocka_unit_test(log_records_faults_and_redacts_keys),
         cmocka_unit_test(log_has_one_line_per_request),
-        cmocka_unit_test_teardown(latency_delays_answers_and_keeps_pipelined_order,
-                                  extra_teardown),
-        cmocka_unit_test_teardown(same_seed_gives_same_faults_whatever_the_order,
-                                  extra_teardown),
+        cmocka_unit_test_teardown(latency_delays_answers_and_keeps_pipelined_order, extra_teardown),
+        cmocka_unit_test_teardown(same_seed_gives_same_faults_whatever_the_order, extra_teardown),
         cmocka_unit_test(bad_fault_specs_are_usage_errors),
         cmocka_unit_test(bad_recordings_are_named_by_file_and_line),
         cmocka_unit_test(sigterm_exits_zero),

@@ -22,7 +22,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../validators/val.h"
+#include "validators/val.h"
 
 /* ---- fixture --------------------------------------------------------------- */
 

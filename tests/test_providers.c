@@ -12,16 +12,23 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../worker/cost.h"
-#include "../worker/providers/prov.h"
-#include "../worker/retry.h"
-#include "../worker/util.h"
+#include "lib/util.h"
+#include "worker/cost.h"
+#include "worker/net/retry.h"
+#include "worker/providers/prov.h"
 
-static wk_provider prov = {.name = "p", .base_url = "http://h/v1", .key = "sk-test",
-                           .key_env = "P_KEY", .max_inflight = 1};
-static wk_model model = {.name = "m", .provider = &prov, .id = "m-id",
-                         .input_usd_per_mtok = 2, .output_usd_per_mtok = 8,
-                         .cached_input_usd_per_mtok = 0.5, .max_tokens = 100};
+static wk_provider prov = {.name = "p",
+                           .base_url = "http://h/v1",
+                           .key = "sk-test",
+                           .key_env = "P_KEY",
+                           .max_inflight = 1};
+static wk_model model = {.name = "m",
+                         .provider = &prov,
+                         .id = "m-id",
+                         .input_usd_per_mtok = 2,
+                         .output_usd_per_mtok = 8,
+                         .cached_input_usd_per_mtok = 0.5,
+                         .max_tokens = 100};
 
 static cJSON *conversation(void)
 {
@@ -71,8 +78,7 @@ static void test_anthropic_request_moves_system_out_and_sends_version(void **sta
     assert_string_equal(cJSON_GetObjectItem(b, "system")->valuestring, "be brief");
     cJSON *m = cJSON_GetObjectItem(b, "messages");
     assert_int_equal(cJSON_GetArraySize(m), 3);
-    assert_string_equal(cJSON_GetObjectItem(cJSON_GetArrayItem(m, 0), "role")->valuestring,
-                        "user");
+    assert_string_equal(cJSON_GetObjectItem(cJSON_GetArrayItem(m, 0), "role")->valuestring, "user");
     cJSON_Delete(b);
     cJSON_Delete(msgs);
     prov_request_clear(&r);
@@ -105,11 +111,11 @@ typedef struct reply_case {
     const char *api;
     long status;
     const char *body;
-    int rc;                 /* 0 or non-zero */
-    const char *text;       /* when rc == 0 */
+    int rc;           /* 0 or non-zero */
+    const char *text; /* when rc == 0 */
     const char *finish;
     long pt, ct, cached;
-    const char *reason;     /* when rc != 0 */
+    const char *reason; /* when rc != 0 */
 } reply_case;
 
 static const reply_case replies[] = {
@@ -137,8 +143,8 @@ static const reply_case replies[] = {
      "{\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"x\"}]},\"finishReason\":"
      "\"MAX_TOKENS\"}]}",
      0, "x", "length", -1, -1, 0, NULL},
-    {"gemini", 404, "{\"error\":{\"code\":404,\"message\":\"no model\"}}", 1, NULL, NULL, 0, 0,
-     0, "http_404"},
+    {"gemini", 404, "{\"error\":{\"code\":404,\"message\":\"no model\"}}", 1, NULL, NULL, 0, 0, 0,
+     "http_404"},
 };
 
 static void test_replies_of_each_api_are_parsed_or_classified(void **state)
@@ -176,8 +182,8 @@ static void test_cached_tokens_are_priced_at_the_cached_rate(void **state)
 
 static wk_http_result http(int rc, long status, long retry_after_ms)
 {
-    wk_http_result r = {.rc = rc, .status = status, .retry_after_ms = retry_after_ms,
-                        .should_retry = -1};
+    wk_http_result r = {
+        .rc = rc, .status = status, .retry_after_ms = retry_after_ms, .should_retry = -1};
     return r;
 }
 

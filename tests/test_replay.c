@@ -19,8 +19,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../worker/util.h"
 #include "harness.h"
+#include "lib/util.h"
 
 /* Runs `cascade replay` on the fixture with extra arguments; returns the exit status. */
 static int replay(const char *errf, const char *const *extra)

@@ -26,9 +26,9 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include "../worker/report.h"
-#include "../worker/util.h"
 #include "harness.h"
+#include "lib/util.h"
+#include "worker/eval/report.h"
 
 #define CHROMIUM "/usr/bin/chromium"
 #define PNG_CAP (64u << 20)

@@ -18,8 +18,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "../worker/util.h"
 #include "harness.h"
+#include "lib/util.h"
 
 static const char *MODELS =
     "{\"providers\":{\"mock\":{\"api\":\"openai\",\"base_url\":\"${MOCK_URL}/v1\","
@@ -93,8 +93,8 @@ static void write_batch(const char *tag, int n, char **tasks, char **recs)
 static pid_t start_cascade(const char *tasks, const char *out, const char *extra1,
                            const char *extra2, const char *errf)
 {
-    const char *argv[20] = {h_cascade_bin(), "run", tasks, "--cascades", cdir, "--models",
-                            models, "-o", out, "--concurrency", "8", "-q"};
+    const char *argv[20] = {h_cascade_bin(), "run", tasks, "--cascades",    cdir, "--models",
+                            models,          "-o",  out,   "--concurrency", "8",  "-q"};
     int n = 12;
     if (extra1)
         argv[n++] = extra1;
@@ -171,8 +171,9 @@ static void test_kill9_twenty_times_then_every_task_once_and_no_repaid_answers(v
     cJSON_ArrayForEach(r, results) attempts +=
         cJSON_GetArraySize(cJSON_GetObjectItem(r, "attempts"));
     int extra = requests - attempts;
-    fprintf(stderr, "  %d kills; %d requests for %d attempts: %d re-sent after a kill "
-                    "(at most %d in flight per kill)\n",
+    fprintf(stderr,
+            "  %d kills; %d requests for %d attempts: %d re-sent after a kill "
+            "(at most %d in flight per kill)\n",
             kills, requests, attempts, extra, 8);
     assert_true(kills >= 15);
     assert_true(extra >= 0);

@@ -10,18 +10,33 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../worker/router.h"
-#include "../worker/util.h"
+#include "lib/util.h"
+#include "worker/router.h"
 
-static wk_provider prov = {.name = "mock", .api = "openai", .base_url = "http://x/v1",
-                           .max_inflight = 8};
+static wk_provider prov = {
+    .name = "mock", .api = "openai", .base_url = "http://x/v1", .max_inflight = 8};
 static wk_model models[3] = {
-    {.name = "cheap", .provider = &prov, .id = "cheap", .input_usd_per_mtok = 1,
-     .output_usd_per_mtok = 2, .context = 100000, .max_tokens = 1000},
-    {.name = "mid", .provider = &prov, .id = "mid", .input_usd_per_mtok = 10,
-     .output_usd_per_mtok = 20, .context = 100000, .max_tokens = 1000},
-    {.name = "top", .provider = &prov, .id = "top", .input_usd_per_mtok = 100,
-     .output_usd_per_mtok = 200, .context = 100000, .max_tokens = 1000},
+    {.name = "cheap",
+     .provider = &prov,
+     .id = "cheap",
+     .input_usd_per_mtok = 1,
+     .output_usd_per_mtok = 2,
+     .context = 100000,
+     .max_tokens = 1000},
+    {.name = "mid",
+     .provider = &prov,
+     .id = "mid",
+     .input_usd_per_mtok = 10,
+     .output_usd_per_mtok = 20,
+     .context = 100000,
+     .max_tokens = 1000},
+    {.name = "top",
+     .provider = &prov,
+     .id = "top",
+     .input_usd_per_mtok = 100,
+     .output_usd_per_mtok = 200,
+     .context = 100000,
+     .max_tokens = 1000},
 };
 static char *vals[] = {"syntax", "tests", NULL};
 static wk_tier tiers[3];
@@ -34,13 +49,22 @@ static int setup(void **state)
     tiers[0] = (wk_tier){.model = &models[0], .attempts = 1};
     tiers[1] = (wk_tier){.model = &models[1], .attempts = 2};
     tiers[2] = (wk_tier){.model = &models[2], .attempts = 1};
-    casc = (wk_cascade){.name = "py", .match_kind = "code", .match_language = "python",
-                        .validators = vals, .nvalidators = 2, .feedback = 1, .tiers = tiers,
+    casc = (wk_cascade){.name = "py",
+                        .match_kind = "code",
+                        .match_language = "python",
+                        .validators = vals,
+                        .nvalidators = 2,
+                        .feedback = 1,
+                        .tiers = tiers,
                         .ntiers = 3};
     for (int i = 0; i < 3; i++)
         models[i].context = 100000;
-    cfg = (wk_config){.providers = &prov, .nproviders = 1, .models = models, .nmodels = 3,
-                      .cascades = &casc, .ncascades = 1};
+    cfg = (wk_config){.providers = &prov,
+                      .nproviders = 1,
+                      .models = models,
+                      .nmodels = 3,
+                      .cascades = &casc,
+                      .ncascades = 1};
     return 0;
 }
 
@@ -65,16 +89,23 @@ static int feed(wk_task *t, wk_event ev, wk_action *acts)
 
 static wk_event response(const char *text, long pt, long ct)
 {
-    return (wk_event){.kind = WK_EV_RESPONSE, .now_ms = 1700000000000, .text = text,
-                      .finish_reason = "stop", .prompt_tokens = pt, .completion_tokens = ct,
+    return (wk_event){.kind = WK_EV_RESPONSE,
+                      .now_ms = 1700000000000,
+                      .text = text,
+                      .finish_reason = "stop",
+                      .prompt_tokens = pt,
+                      .completion_tokens = ct,
                       .latency_ms = 5};
 }
 
-static wk_event verdict(int pass, const char *validator, const char *reason,
-                        const char *evidence)
+static wk_event verdict(int pass, const char *validator, const char *reason, const char *evidence)
 {
-    return (wk_event){.kind = WK_EV_VERDICT, .now_ms = 1700000000000, .pass = pass,
-                      .validator = validator, .reason = reason, .message = "msg",
+    return (wk_event){.kind = WK_EV_VERDICT,
+                      .now_ms = 1700000000000,
+                      .pass = pass,
+                      .validator = validator,
+                      .reason = reason,
+                      .message = "msg",
                       .evidence = evidence};
 }
 
@@ -255,8 +286,10 @@ static void test_call_failures_everywhere_end_in_error(void **state)
     int n = feed(t, (wk_event){.kind = WK_EV_START}, a);
     for (int i = 0; i < 4; i++) {
         assert_int_equal(a[n - 1].kind, WK_ACT_CALL);
-        n = feed(t, (wk_event){.kind = WK_EV_CALL_FAILED, .error_reason = "http_404",
-                               .error_message = "HTTP 404: no such model"},
+        n = feed(t,
+                 (wk_event){.kind = WK_EV_CALL_FAILED,
+                            .error_reason = "http_404",
+                            .error_message = "HTTP 404: no such model"},
                  a);
         for (int k = 0; k < n; k++)
             if (a[k].kind == WK_ACT_LOG)
@@ -274,8 +307,9 @@ static void test_budget_too_small_for_next_tier_ends_over_budget(void **state)
 {
     (void)state;
     /* Tier 0's worst case is about $0.002; mid's is about $0.02. */
-    const char *line = "{\"id\":\"b\",\"language\":\"python\",\"prompt\":\"p\",\"budget_usd\":0.005,"
-                       "\"tests\":{\"command\":[\"true\"]}}";
+    const char *line =
+        "{\"id\":\"b\",\"language\":\"python\",\"prompt\":\"p\",\"budget_usd\":0.005,"
+        "\"tests\":{\"command\":[\"true\"]}}";
     wk_task *t = parse_ok(line);
     wk_action a[WK_ACTIONS_MAX];
     int n = feed(t, (wk_event){.kind = WK_EV_START}, a);
@@ -414,8 +448,7 @@ int main(void)
         cmocka_unit_test_setup(test_truncated_answer_fails_without_validation, setup),
         cmocka_unit_test_setup(test_call_failures_everywhere_end_in_error, setup),
         cmocka_unit_test_setup(test_budget_too_small_for_next_tier_ends_over_budget, setup),
-        cmocka_unit_test_setup(test_tier_whose_context_is_too_small_is_skipped_and_logged,
-                               setup),
+        cmocka_unit_test_setup(test_tier_whose_context_is_too_small_is_skipped_and_logged, setup),
         cmocka_unit_test_setup(test_tier_whose_skip_rule_holds_is_skipped_and_logged, setup),
         cmocka_unit_test_setup(test_lost_call_is_charged_and_resent_only_within_budget, setup),
         cmocka_unit_test_setup(test_bad_task_lines_become_invalid_task_results, setup),

@@ -17,8 +17,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "../validators/schema_int.h"
-#include "../validators/val.h"
+#include "validators/schema/schema_int.h"
+#include "validators/val.h"
 
 typedef struct seen {
     int calls;

@@ -20,10 +20,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../worker/config.h"
-#include "../worker/tune.h"
-#include "../worker/util.h"
 #include "harness.h"
+#include "lib/util.h"
+#include "worker/config.h"
+#include "worker/eval/tune.h"
 
 static void load(wk_obs *o, const char *path)
 {

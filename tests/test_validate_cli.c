@@ -14,8 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../validators/val.h"
 #include "harness.h"
+#include "validators/val.h"
 
 static const char *py_task =
     "{\"id\": \"T1\", \"kind\": \"code\", \"language\": \"python\","

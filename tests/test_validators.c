@@ -14,7 +14,7 @@
 
 #include <cmocka.h>
 
-#include "../validators/val_int.h"
+#include "validators/val_int.h"
 
 /* ---- helpers ------------------------------------------------------------- */
 

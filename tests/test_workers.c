@@ -21,8 +21,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "../worker/util.h"
 #include "harness.h"
+#include "lib/util.h"
 
 static char *models, *cdir, *tasks, *recs, *rdir;
 static pid_t redis_pid;
@@ -65,8 +65,18 @@ static void redis_start(int appendonly)
 {
     char port[16];
     snprintf(port, sizeof port, "%d", redis_port);
-    char *argv[] = {"/usr/bin/redis-server", "--port", port, "--bind", "127.0.0.1", "--save",
-                    "", "--appendonly", appendonly ? "yes" : "no", "--dir", rdir, NULL};
+    char *argv[] = {"/usr/bin/redis-server",
+                    "--port",
+                    port,
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    appendonly ? "yes" : "no",
+                    "--dir",
+                    rdir,
+                    NULL};
     redis_pid = h_spawn(argv, NULL, NULL);
     redisFree(rc_connect());
 }
@@ -169,10 +179,27 @@ static void fresh_redis(const char *stream, int appendonly)
 static pid_t worker(const char *name, const char *lease, const char *errname)
 {
     char *err = h_tmp(errname);
-    char *argv[] = {(char *)h_cascade_bin(), "run", "--queue", url, "--group", "g",
-                    "--consumer", (char *)name, "--cascades", cdir, "--models", models,
-                    "--lease", (char *)lease, "--max-deliveries", "3", "--drain",
-                    "--concurrency", "16", "-q", NULL};
+    char *argv[] = {(char *)h_cascade_bin(),
+                    "run",
+                    "--queue",
+                    url,
+                    "--group",
+                    "g",
+                    "--consumer",
+                    (char *)name,
+                    "--cascades",
+                    cdir,
+                    "--models",
+                    models,
+                    "--lease",
+                    (char *)lease,
+                    "--max-deliveries",
+                    "3",
+                    "--drain",
+                    "--concurrency",
+                    "16",
+                    "-q",
+                    NULL};
     pid_t p = h_spawn(argv, NULL, err);
     free(err);
     return p;
@@ -224,8 +251,9 @@ static void test_killed_worker_tasks_are_reclaimed_after_the_lease(void **state)
     uint64_t took = wk_now_ms() - t0;
     assert_int_equal(distinct_results("s2"), 1000);
     assert_true(rcount("XLEN %s", "s2:results") >= 1000);
-    fprintf(stderr, "  worker a killed mid-run; b finished all 1000 (a's included) %llu ms "
-                    "after the kill, lease 1 s\n",
+    fprintf(stderr,
+            "  worker a killed mid-run; b finished all 1000 (a's included) %llu ms "
+            "after the kill, lease 1 s\n",
             (unsigned long long)took);
 }
 

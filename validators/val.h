@@ -15,21 +15,21 @@
 #include <cjson/cJSON.h>
 #include <uv.h>
 
-#include "../worker/util.h"
+#include "lib/util.h"
 
 /* Caps on what a verdict carries, so feedback prompts stay small. */
 #define VAL_MESSAGE_MAX 300
 #define VAL_EVIDENCE_MAX 2000
 
 typedef struct val_verdict {
-    int pass;            /* 1 pass, 0 fail */
-    char validator[16];  /* "syntax", "tests", "schema", ... ; "" on pass */
-    char reason[24];     /* "syntax_error", "compile_error", "failed", "timeout",
-                            "memory", "crashed", "output_limit", "tests_modified",
-                            "sandbox_error", "invalid_json", "schema_mismatch",
-                            "no_code", "unsupported" */
-    char *message;       /* owned; one line, <= VAL_MESSAGE_MAX bytes; may be NULL */
-    char *evidence;      /* owned; <= VAL_EVIDENCE_MAX bytes; may be NULL */
+    int pass;           /* 1 pass, 0 fail */
+    char validator[16]; /* "syntax", "tests", "schema", ... ; "" on pass */
+    char reason[24];    /* "syntax_error", "compile_error", "failed", "timeout",
+                           "memory", "crashed", "output_limit", "tests_modified",
+                           "sandbox_error", "invalid_json", "schema_mismatch",
+                           "no_code", "unsupported" */
+    char *message;      /* owned; one line, <= VAL_MESSAGE_MAX bytes; may be NULL */
+    char *evidence;     /* owned; <= VAL_EVIDENCE_MAX bytes; may be NULL */
     /*
      * owned; one line, <= VAL_MESSAGE_MAX bytes; may be NULL. What the reader
      * of a verdict (pass or fail) should know that pass/reason hide: an
@@ -52,14 +52,14 @@ void val_verdict_note(val_verdict *v, const char *note);
 
 /* Resource limits for one sandboxed command. */
 typedef struct val_limits {
-    unsigned timeout_ms;        /* wall clock; the whole process group is killed */
-    unsigned cpu_s;             /* RLIMIT_CPU */
-    unsigned long mem_bytes;    /* RLIMIT_AS */
-    unsigned nproc;             /* RLIMIT_NPROC */
-    unsigned long fsize_bytes;  /* RLIMIT_FSIZE */
-    unsigned nofile;            /* RLIMIT_NOFILE */
-    unsigned long tmpfs_bytes;  /* size of the workdir and /tmp tmpfs */
-    size_t output_cap;          /* bytes of stdout+stderr kept */
+    unsigned timeout_ms;       /* wall clock; the whole process group is killed */
+    unsigned cpu_s;            /* RLIMIT_CPU */
+    unsigned long mem_bytes;   /* RLIMIT_AS */
+    unsigned nproc;            /* RLIMIT_NPROC */
+    unsigned long fsize_bytes; /* RLIMIT_FSIZE */
+    unsigned nofile;           /* RLIMIT_NOFILE */
+    unsigned long tmpfs_bytes; /* size of the workdir and /tmp tmpfs */
+    size_t output_cap;         /* bytes of stdout+stderr kept */
 } val_limits;
 
 /*
@@ -78,11 +78,11 @@ void val_limits_default(val_limits *l);
  */
 typedef struct val_input {
     const char *task_id;
-    const char *kind;      /* "code", "classify", "json", "patch" */
-    const char *language;  /* "python", "c", "javascript", ...; may be NULL */
-    const char *answer;    /* the model's raw text */
-    const cJSON *task;     /* the whole task: files, tests, answer_file, schema */
-    const cJSON *schema;   /* the schema to check against (task's or cascade's); may be NULL */
+    const char *kind;     /* "code", "classify", "json", "patch" */
+    const char *language; /* "python", "c", "javascript", ...; may be NULL */
+    const char *answer;   /* the model's raw text */
+    const cJSON *task;    /* the whole task: files, tests, answer_file, schema */
+    const cJSON *schema;  /* the schema to check against (task's or cascade's); may be NULL */
     /*
      * The cascade's "compile" map, may be NULL: an object whose keys are
      * languages (any alias val_lang_canonical knows) and whose values are argv
@@ -124,8 +124,8 @@ typedef struct val_env val_env;
  * Returns NULL and writes a message to `err` (size errlen) when the sandbox
  * tool (bwrap) cannot be found.
  */
-val_env *val_env_new(uv_loop_t *loop, const val_limits *limits, int max_sandboxes,
-                     char *err, size_t errlen);
+val_env *val_env_new(uv_loop_t *loop, const val_limits *limits, int max_sandboxes, char *err,
+                     size_t errlen);
 /* Frees the environment; no chain may be running. */
 void val_env_free(val_env *env);
 
@@ -141,8 +141,7 @@ typedef struct val_ops {
      * returning. Returns 0, or a negative wk_err when it could not start (done
      * is then not called).
      */
-    int (*start)(val_env *env, const val_input *in, const char *code, val_done_cb done,
-                 void *arg);
+    int (*start)(val_env *env, const val_input *in, const char *code, val_done_cb done, void *arg);
 } val_ops;
 
 /* The table of built-in validators; NULL-terminated. */

@@ -24,8 +24,8 @@ struct val_env {
     uv_loop_t *loop;
     val_limits limits;
     int max_sandboxes;
-    int running;          /* sandboxes started and not yet finished */
-    val__job *wait_head;  /* FIFO of jobs waiting for a slot */
+    int running;         /* sandboxes started and not yet finished */
+    val__job *wait_head; /* FIFO of jobs waiting for a slot */
     val__job *wait_tail;
     char bwrap[64];
     /*
@@ -33,7 +33,7 @@ struct val_env {
      * slot_busy[slot] marking the slots in use (max_sandboxes entries; owned).
      */
     int uid_pool;
-    unsigned uid_base;    /* VAL_UID_BASE; tests move it to a range of their own */
+    unsigned uid_base; /* VAL_UID_BASE; tests move it to a range of their own */
     unsigned char *slot_busy;
     /*
      * The read-only system the sandbox sees: /usr and /etc bound, and the
@@ -52,11 +52,11 @@ void val__syntax_env_release(val_env *env);
 
 /* What one sandboxed command did. Borrowed by the callback for the call only. */
 typedef struct val__sbx_result {
-    int spawned;          /* 0: the sandbox could not be spawned at all */
-    int64_t exit_status;  /* when exited normally */
-    int term_signal;      /* signal that ended the outer process, 0 if none */
-    int timed_out;        /* we killed it at the wall-clock limit */
-    int output_capped;    /* we killed it because output passed the cap */
+    int spawned;         /* 0: the sandbox could not be spawned at all */
+    int64_t exit_status; /* when exited normally */
+    int term_signal;     /* signal that ended the outer process, 0 if none */
+    int timed_out;       /* we killed it at the wall-clock limit */
+    int output_capped;   /* we killed it because output passed the cap */
     /*
      * The sandbox's own end-of-run report was found: the command finished,
      * whatever it left running was killed, and exit_status is the command's.
@@ -69,9 +69,9 @@ typedef struct val__sbx_result {
      */
     int tests_modified;
     const char *modified;
-    const char *output;   /* stdout and stderr interleaved, NUL-terminated; the report removed */
+    const char *output; /* stdout and stderr interleaved, NUL-terminated; the report removed */
     size_t output_len;
-    const char *error;    /* why it could not be spawned; NULL when spawned */
+    const char *error; /* why it could not be spawned; NULL when spawned */
     uint64_t elapsed_ms;
     const val_limits *limits; /* the limits the run had */
 } val__sbx_result;
@@ -80,7 +80,7 @@ typedef void (*val__sbx_cb)(void *arg, const val__sbx_result *r);
 
 /* One file put into /box before the command runs. */
 typedef struct val__sbx_file {
-    const char *path;  /* relative to /box; checked with val__path_ok */
+    const char *path; /* relative to /box; checked with val__path_ok */
     const char *data;
     size_t len;
     /*
@@ -92,9 +92,9 @@ typedef struct val__sbx_file {
 
 /* One sandboxed run. Borrowed by val__sandbox_start for the call only (all is copied). */
 typedef struct val__sbx_spec {
-    const char *const *argv;     /* the command, run in /box; argc entries */
+    const char *const *argv; /* the command, run in /box; argc entries */
     int argc;
-    const val__sbx_file *files;  /* put into /box in order; nfiles <= VAL__FILES_MAX */
+    const val__sbx_file *files; /* put into /box in order; nfiles <= VAL__FILES_MAX */
     int nfiles;
     /*
      * May be NULL: a host directory (readable by any uid) copied into /box as
@@ -102,7 +102,7 @@ typedef struct val__sbx_spec {
      * files stay the task's.
      */
     const char *hostdir;
-    const val_limits *limits;    /* may be NULL: the env's */
+    const val_limits *limits; /* may be NULL: the env's */
     /*
      * 1: every node process gets a preloaded script that makes a failed
      * console.assert fail the process (node itself exits 0 on them).
@@ -153,7 +153,7 @@ int val__hostdir_sweep(const char *base, unsigned max_age_s);
 
 /* The files of one run, built from a task; see val__task_files. */
 typedef struct val__files {
-    val__sbx_file *v;  /* owned, with every path and data */
+    val__sbx_file *v; /* owned, with every path and data */
     int n;
     char *answer_name; /* owned: where the answer went */
 } val__files;

@@ -12,8 +12,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "../validators/val.h"
-#include "util.h"
+#include "lib/util.h"
+#include "validators/val.h"
 
 #define CONFIG_FILE_CAP (4u << 20)
 
@@ -148,8 +148,8 @@ static int load_providers(wk_config *cfg, const cJSON *root, const char *path, c
         double mi = 64;
         if (cJSON_GetObjectItemCaseSensitive(p, "max_inflight") &&
             (num_field(p, "max_inflight", &mi) || mi < 1 || mi > 100000))
-            return fail(err, errlen, "%s: providers.%s.max_inflight must be a number >= 1",
-                        path, pv->name);
+            return fail(err, errlen, "%s: providers.%s.max_inflight must be a number >= 1", path,
+                        pv->name);
         pv->max_inflight = (int)mi;
         struct {
             const char *name;
@@ -215,8 +215,8 @@ static int load_models(wk_config *cfg, const cJSON *root, const char *path, char
         md->id = wk_xstrdup(id ? id : md->name);
         if (num_field(m, "input_usd_per_mtok", &md->input_usd_per_mtok) ||
             md->input_usd_per_mtok < 0)
-            return fail(err, errlen, "%s: models.%s.input_usd_per_mtok must be a number >= 0",
-                        path, md->name);
+            return fail(err, errlen, "%s: models.%s.input_usd_per_mtok must be a number >= 0", path,
+                        md->name);
         if (num_field(m, "output_usd_per_mtok", &md->output_usd_per_mtok) ||
             md->output_usd_per_mtok < 0)
             return fail(err, errlen, "%s: models.%s.output_usd_per_mtok must be a number >= 0",
@@ -294,15 +294,14 @@ static int load_skip_rules(wk_tier *tier, const cJSON *t, const char *path, int 
                 k->has_tests = cJSON_IsTrue(f);
             else
                 return fail(err, errlen,
-                            "%s: tiers[%d].skip_when: unknown or mistyped condition \"%s\"",
-                            path, i, n);
+                            "%s: tiers[%d].skip_when: unknown or mistyped condition \"%s\"", path,
+                            i, n);
         }
     }
     return 0;
 }
 
-static int load_cascade(wk_config *cfg, wk_cascade *c, const char *path, char *err,
-                        size_t errlen)
+static int load_cascade(wk_config *cfg, wk_cascade *c, const char *path, char *err, size_t errlen)
 {
     cJSON *root = NULL;
     int rc = load_json(path, &root, err, errlen);
@@ -360,8 +359,8 @@ static int load_cascade(wk_config *cfg, wk_cascade *c, const char *path, char *e
         double a = 1;
         if (cJSON_GetObjectItemCaseSensitive(t, "attempts") &&
             (num_field(t, "attempts", &a) || a < 1 || a > 100)) {
-            rc = fail(err, errlen, "%s: tiers[%d].attempts must be a number from 1 to 100",
-                      path, i);
+            rc =
+                fail(err, errlen, "%s: tiers[%d].attempts must be a number from 1 to 100", path, i);
             goto cleanup;
         }
         c->tiers[i].attempts = (int)a;
@@ -446,8 +445,8 @@ static int load_cascades(wk_config *cfg, const char *dir, char *err, size_t errl
             goto cleanup;
         for (int j = 0; j + 1 < cfg->ncascades; j++)
             if (strcmp(cfg->cascades[j].name, cfg->cascades[cfg->ncascades - 1].name) == 0) {
-                rc = fail(err, errlen, "%s/%s: cascade name \"%s\" is used twice", dir,
-                          names[i], cfg->cascades[j].name);
+                rc = fail(err, errlen, "%s/%s: cascade name \"%s\" is used twice", dir, names[i],
+                          cfg->cascades[j].name);
                 goto cleanup;
             }
     }
@@ -479,8 +478,8 @@ static int read_keys(wk_config *cfg, const char *path, char *err, size_t errlen)
     return 0;
 }
 
-int wk_config_load(wk_config *cfg, const char *models_path, const char *cascades_dir,
-                   int need_keys, char *err, size_t errlen)
+int wk_config_load(wk_config *cfg, const char *models_path, const char *cascades_dir, int need_keys,
+                   char *err, size_t errlen)
 {
     cJSON *root = NULL;
     memset(cfg, 0, sizeof *cfg);

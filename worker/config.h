@@ -11,27 +11,27 @@
 
 typedef struct wk_provider {
     char *name;
-    char *api;       /* "openai", "anthropic" or "gemini" */
-    char *base_url;  /* ${VAR} already expanded */
-    char *key_env;   /* NULL: no key is sent */
-    char *key;       /* the key's value, read from key_env at startup; never logged */
+    char *api;      /* "openai", "anthropic" or "gemini" */
+    char *base_url; /* ${VAR} already expanded */
+    char *key_env;  /* NULL: no key is sent */
+    char *key;      /* the key's value, read from key_env at startup; never logged */
     int max_inflight;
-    double rpm;      /* requests per minute; 0: no limit */
-    double tpm;      /* tokens per minute (prompt estimate + max_tokens); 0: no limit */
+    double rpm;               /* requests per minute; 0: no limit */
+    double tpm;               /* tokens per minute (prompt estimate + max_tokens); 0: no limit */
     int breaker_failures;     /* consecutive failures that open the breaker [5] */
     long breaker_cooldown_ms; /* open this long, then one probe [30000] */
 } wk_provider;
 
 typedef struct wk_model {
-    char *name;      /* our name, used in cascades and results */
+    char *name; /* our name, used in cascades and results */
     wk_provider *provider;
-    char *id;        /* the provider's model id, sent on the wire */
+    char *id; /* the provider's model id, sent on the wire */
     double input_usd_per_mtok;
     double output_usd_per_mtok;
     double cached_input_usd_per_mtok; /* price of cache-read input tokens; default: input price */
-    long context;    /* tokens; 0 = unknown */
-    long max_tokens; /* completion cap sent with each request */
-    struct wk_model **fallbacks; /* the same model at other providers, in order; owned array */
+    long context;                     /* tokens; 0 = unknown */
+    long max_tokens;                  /* completion cap sent with each request */
+    struct wk_model **fallbacks;      /* the same model at other providers, in order; owned array */
     int nfallbacks;
 } wk_model;
 
@@ -50,7 +50,7 @@ typedef struct wk_skip_rule {
 typedef struct wk_tier {
     wk_model *model;
     int attempts;
-    wk_skip_rule *skip;      /* owned */
+    wk_skip_rule *skip; /* owned */
     int nskip;
 } wk_tier;
 
@@ -63,8 +63,8 @@ typedef struct wk_cascade {
     int feedback;
     wk_tier *tiers;
     int ntiers;
-    cJSON *schema;        /* optional default schema for classify/json tasks */
-    cJSON *compile;       /* optional: language -> argv of the compile validator ("{file}") */
+    cJSON *schema;  /* optional default schema for classify/json tasks */
+    cJSON *compile; /* optional: language -> argv of the compile validator ("{file}") */
 } wk_cascade;
 
 typedef struct wk_config {
@@ -78,12 +78,12 @@ typedef struct wk_config {
 
 /*
  * Loads the models file and every *.json in `cascades_dir` (models.json there
- * is skipped), or just the one file when `cascades_dir` names a file. On error returns WK_ECONFIG with a message in err naming the
- * file and the field. `need_keys` = 1 reads each used provider's key variable
- * and fails when one is unset. The config is owned by the caller: wk_config_free.
+ * is skipped), or just the one file when `cascades_dir` names a file. On error returns WK_ECONFIG
+ * with a message in err naming the file and the field. `need_keys` = 1 reads each used provider's
+ * key variable and fails when one is unset. The config is owned by the caller: wk_config_free.
  */
-int wk_config_load(wk_config *cfg, const char *models_path, const char *cascades_dir,
-                   int need_keys, char *err, size_t errlen);
+int wk_config_load(wk_config *cfg, const char *models_path, const char *cascades_dir, int need_keys,
+                   char *err, size_t errlen);
 void wk_config_free(wk_config *cfg);
 
 wk_model *wk_config_model(const wk_config *cfg, const char *name);

@@ -3,8 +3,7 @@
  */
 #include "cost.h"
 
-double wk_cost(const wk_model *m, long prompt_tokens, long completion_tokens,
-               long cached_tokens)
+double wk_cost(const wk_model *m, long prompt_tokens, long completion_tokens, long cached_tokens)
 {
     double pt = prompt_tokens > 0 ? (double)prompt_tokens : 0;
     double ct = completion_tokens > 0 ? (double)completion_tokens : 0;

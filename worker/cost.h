@@ -12,8 +12,7 @@
  * Cost in USD of one call: uncached input at the input price, cache reads at
  * the cached-input price, output at the output price. Negative counts are 0.
  */
-double wk_cost(const wk_model *m, long prompt_tokens, long completion_tokens,
-               long cached_tokens);
+double wk_cost(const wk_model *m, long prompt_tokens, long completion_tokens, long cached_tokens);
 
 /* The worst case of a call: the whole prompt uncached plus max_tokens of output. */
 double wk_cost_worst(const wk_model *m, long est_prompt_tokens);

@@ -6,16 +6,19 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "cli.h"
 #include "run.h"
+#include "worker/cli/cli.h"
 
 #define CASCADE_VERSION "0.1.0"
 
 static const wk_command commands[] = {
     {"run", "run a batch of tasks (JSONL) through their cascades", wk_cmd_run},
-    {"validate", "run a task's validators on one answer; print the verdict as JSON", wk_cmd_validate},
-    {"replay", "run cascades offline against recorded answers; --runs K for mean and sd", wk_cmd_replay},
-    {"report", "per cascade, tier and kind: pass rate, cost, saving; --html for charts", wk_cmd_report},
+    {"validate", "run a task's validators on one answer; print the verdict as JSON",
+     wk_cmd_validate},
+    {"replay", "run cascades offline against recorded answers; --runs K for mean and sd",
+     wk_cmd_replay},
+    {"report", "per cascade, tier and kind: pass rate, cost, saving; --html for charts",
+     wk_cmd_report},
     {"tune", "learn the cheapest plan that reaches a target pass rate from results", wk_cmd_tune},
     {"enqueue", "push task lines onto a Redis stream for `run --queue` workers", wk_cmd_enqueue},
     {"results", "read a Redis stream's results as JSONL, one line per task", wk_cmd_results},

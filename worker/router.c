@@ -16,9 +16,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "../validators/val.h"
 #include "cost.h"
-#include "util.h"
+#include "lib/util.h"
+#include "validators/val.h"
 
 enum { ST_NEW, ST_CALLING, ST_VALIDATING, ST_DONE };
 
@@ -29,18 +29,18 @@ struct wk_task {
     const cJSON *schema;       /* borrowed from json or the cascade */
     double budget_usd;         /* 0: none */
     int state;
-    int tier;                  /* current tier */
-    int tries;                 /* attempts made at the current tier */
-    cJSON *messages;           /* the conversation sent with the next call; owned */
-    int rounds;                /* feedback rounds now in messages */
-    cJSON *attempts;           /* the result's attempt list; owned */
-    cJSON *cur;                /* the newest attempt, inside attempts */
+    int tier;        /* current tier */
+    int tries;       /* attempts made at the current tier */
+    cJSON *messages; /* the conversation sent with the next call; owned */
+    int rounds;      /* feedback rounds now in messages */
+    cJSON *attempts; /* the result's attempt list; owned */
+    cJSON *cur;      /* the newest attempt, inside attempts */
     double cost_usd;
-    char *answer;              /* newest answer text; owned */
-    char *best;                /* extracted code of the best failed answer; owned */
+    char *answer; /* newest answer text; owned */
+    char *best;   /* extracted code of the best failed answer; owned */
     int best_rank;
-    int answers;               /* responses received */
-    double lost_usd;           /* charged for a lost call, not yet on an attempt */
+    int answers;     /* responses received */
+    double lost_usd; /* charged for a lost call, not yet on an attempt */
 };
 
 /* Costs are reported to the nano-dollar so sums of lines match the totals. */
@@ -116,8 +116,9 @@ static int check_needs(const wk_cascade *c, const cJSON *task, const cJSON *sche
                 return WK_EINVAL;
             }
         } else if (strcmp(v, "schema") == 0 && !schema) {
-            snprintf(why, whylen, "cascade %s checks a schema but neither the task nor the "
-                                  "cascade has one",
+            snprintf(why, whylen,
+                     "cascade %s checks a schema but neither the task nor the "
+                     "cascade has one",
                      c->name);
             return WK_EINVAL;
         }
@@ -226,7 +227,8 @@ int wk_task_parse(const char *line, size_t len, long lineno, const wk_config *cf
     }
     const char *language = jstr(j, "language");
     const char *want = cascade_name ? cascade_name : jstr(j, "cascade");
-    const wk_cascade *c = want ? wk_config_cascade(cfg, want) : wk_config_match(cfg, kind, language);
+    const wk_cascade *c =
+        want ? wk_config_cascade(cfg, want) : wk_config_match(cfg, kind, language);
     if (!c) {
         if (want)
             snprintf(why, sizeof why, "unknown cascade \"%.80s\"", want);
@@ -425,8 +427,7 @@ static char *skip_rule_holds(const wk_task *t, int tier)
             continue;
         return wk_xasprintf("skip rule %d of tier %d holds (prompt about %ld tokens, kind %s, "
                             "language %s, %s tests)",
-                            i, tier, tokens, kind, lang ? lang : "none",
-                            has_tests ? "with" : "no");
+                            i, tier, tokens, kind, lang ? lang : "none", has_tests ? "with" : "no");
     }
     return NULL;
 }
@@ -461,8 +462,8 @@ static int next_fitting(wk_task *t, int from, int64_t now, wk_action *out, int *
     return -1;
 }
 
-static void add_feedback(wk_task *t, const char *validator, const char *reason,
-                         const char *message, const char *evidence)
+static void add_feedback(wk_task *t, const char *validator, const char *reason, const char *message,
+                         const char *evidence)
 {
     if (!t->cascade->feedback || !t->answer)
         return;
@@ -473,9 +474,9 @@ static void add_feedback(wk_task *t, const char *validator, const char *reason,
         t->rounds--;
     }
     size_t alen = strlen(t->answer);
-    char *ans = alen > WK_FEEDBACK_ANSWER_MAX ? wk_xasprintf("%.*s\n[... cut]",
-                                                             WK_FEEDBACK_ANSWER_MAX, t->answer)
-                                              : wk_xstrdup(t->answer);
+    char *ans = alen > WK_FEEDBACK_ANSWER_MAX
+                    ? wk_xasprintf("%.*s\n[... cut]", WK_FEEDBACK_ANSWER_MAX, t->answer)
+                    : wk_xstrdup(t->answer);
     cJSON *a = cJSON_CreateObject();
     cJSON_AddStringToObject(a, "role", "assistant");
     cJSON_AddStringToObject(a, "content", ans);
@@ -536,9 +537,8 @@ static int on_failure(wk_task *t, int64_t now, const char *validator, const char
         /* Drop the skip lines staged after slot 0: nothing follows them. */
         for (int i = 1; i <= n; i++)
             cJSON_Delete(out[i].line);
-        char *why = t->answers
-                        ? wk_xasprintf("every tier failed; last: %s %s", validator, reason)
-                        : wk_xasprintf("no tier gave an answer; last: %s", reason);
+        char *why = t->answers ? wk_xasprintf("every tier failed; last: %s %s", validator, reason)
+                               : wk_xasprintf("no tier gave an answer; last: %s", reason);
         int k = finish(t, t->answers ? "exhausted" : "error", why, out);
         free(why);
         return k;
@@ -635,7 +635,8 @@ int wk_task_feed(wk_task *t, const wk_event *ev, wk_action *out)
         if (first < 0) {
             for (int i = 0; i < n; i++)
                 cJSON_Delete(out[i].line);
-            return finish(t, "error", "no tier may take the task (context windows, skip rules)", out);
+            return finish(t, "error", "no tier may take the task (context windows, skip rules)",
+                          out);
         }
         t->tier = first;
         return n + call_or_stop(t, out + n);

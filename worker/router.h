@@ -31,20 +31,20 @@ typedef enum wk_event_kind {
 
 typedef struct wk_event {
     wk_event_kind kind;
-    int64_t now_ms;     /* wall clock, unix ms: stamps the escalation lines */
+    int64_t now_ms; /* wall clock, unix ms: stamps the escalation lines */
     /* WK_EV_RESPONSE */
     const char *text;
     const char *finish_reason; /* "stop", "length", ...; may be NULL */
     long prompt_tokens;        /* -1 when the provider did not say */
     long completion_tokens;
-    long cached_tokens;        /* input tokens read from the provider's cache */
+    long cached_tokens; /* input tokens read from the provider's cache */
     long latency_ms;
     /* RESPONSE and CALL_FAILED: how the call went below the router. */
-    const wk_model *served;    /* the deployment that answered; NULL: the tier's model */
-    int retries;               /* transport retries inside this call */
-    int fallbacks;             /* fallback deployments moved to inside this call */
-    int from_cache;            /* RESPONSE: answered by the response cache, at no cost */
-    double lost_cost_usd;      /* LOST_CALL: what the lost call may have cost (worst case) */
+    const wk_model *served; /* the deployment that answered; NULL: the tier's model */
+    int retries;            /* transport retries inside this call */
+    int fallbacks;          /* fallback deployments moved to inside this call */
+    int from_cache;         /* RESPONSE: answered by the response cache, at no cost */
+    double lost_cost_usd;   /* LOST_CALL: what the lost call may have cost (worst case) */
     /* WK_EV_CALL_FAILED */
     const char *error_reason;  /* short class: "http_404", "timeout", "bad_response" */
     const char *error_message; /* one line for the result */
@@ -55,7 +55,7 @@ typedef struct wk_event {
     const char *reason;
     const char *message;
     const char *evidence;
-    const char *note;          /* a remark kept on a pass, e.g. "compile skipped: no rustc" */
+    const char *note; /* a remark kept on a pass, e.g. "compile skipped: no rustc" */
 } wk_event;
 
 typedef enum wk_action_kind {
@@ -104,6 +104,5 @@ const cJSON *wk_task_json(const wk_task *t);
 const wk_cascade *wk_task_cascade(const wk_task *t);
 const cJSON *wk_task_schema(const wk_task *t); /* task's schema, else the cascade's; may be NULL */
 int wk_task_done(const wk_task *t);
-
 
 #endif

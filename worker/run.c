@@ -25,16 +25,17 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "../validators/val.h"
-#include "cache.h"
-#include "calls.h"
 #include "config.h"
 #include "cost.h"
-#include "journal.h"
-#include "queues/q.h"
 #include "router.h"
-#include "summary.h"
-#include "util.h"
+#include "worker/cli/cli.h"
+#include "lib/util.h"
+#include "validators/val.h"
+#include "worker/net/calls.h"
+#include "worker/obs/summary.h"
+#include "worker/queues/q.h"
+#include "worker/store/cache.h"
+#include "worker/store/journal.h"
 
 #define LINE_CAP (16u << 20)
 #define ERRMSG_MAX 512
@@ -44,17 +45,17 @@ typedef struct run run;
 typedef struct slot {
     run *r;
     wk_task *task;
-    q_item *item;           /* the queue item the task came in; owned */
-    int seq;                /* calls made by this task, counting from 1 */
-    int charged_seq;        /* the lost call (see start_call) already charged */
-    wk_jattempt *jatt;      /* what the journal held for the task at intake */
+    q_item *item;      /* the queue item the task came in; owned */
+    int seq;           /* calls made by this task, counting from 1 */
+    int charged_seq;   /* the lost call (see start_call) already charged */
+    wk_jattempt *jatt; /* what the journal held for the task at intake */
     int njatt;
     /* the call in progress */
     const wk_model *model;
-    const cJSON *messages;  /* borrowed from the task until the next feed */
+    const cJSON *messages; /* borrowed from the task until the next feed */
     long est;
-    char *cache_body;       /* the request body, for the cache key; owned */
-    uv_timer_t timer;       /* replay: the recorded answer's arrival */
+    char *cache_body; /* the request body, for the cache key; owned */
+    uv_timer_t timer; /* replay: the recorded answer's arrival */
     const wk_rec *rec;
     /* an answer waiting for its RECEIVED row to commit */
     wk_event resp;
@@ -90,16 +91,16 @@ struct run {
     slot *slots;
     slot *free_slots;
     int nfree;
-    int active;       /* tasks in slots */
-    int acks;         /* result lines not yet written */
-    int asked;        /* items asked of the queue, not yet delivered */
+    int active; /* tasks in slots */
+    int acks;   /* result lines not yet written */
+    int asked;  /* items asked of the queue, not yet delivered */
     uv_idle_t intake;
     uv_signal_t sigint, sigterm;
     uv_timer_t grace;
     int stopping, interrupted, failed, budget_stop, eof, shut;
     FILE *esc;
-    wk_strset seen;   /* task ids met in this input */
-    wk_strset written;/* result keys already in the results file (resume) */
+    wk_strset seen;    /* task ids met in this input */
+    wk_strset written; /* result keys already in the results file (resume) */
     wk_summary sum;
     long resumed, skipped;
     const char *abort_on_task; /* fault injection for tests; see on_item */
@@ -203,10 +204,9 @@ static void answer(slot *s, const wk_event *ev, int journal)
     s->resp_text = wk_xstrdup(ev->text ? ev->text : "");
     s->resp_finish = ev->finish_reason ? wk_xstrdup(ev->finish_reason) : NULL;
     if (journal)
-        wk_journal_received(s->r->journal, wk_task_id(s->task), s->seq, ev->text,
-                            ev->finish_reason, ev->prompt_tokens, ev->completion_tokens,
-                            ev->cached_tokens, ev->served ? ev->served->name : NULL, ev->retries,
-                            ev->fallbacks);
+        wk_journal_received(s->r->journal, wk_task_id(s->task), s->seq, ev->text, ev->finish_reason,
+                            ev->prompt_tokens, ev->completion_tokens, ev->cached_tokens,
+                            ev->served ? ev->served->name : NULL, ev->retries, ev->fallbacks);
     wk_journal_then(s->r->journal, feed_response, s);
 }
 
@@ -214,8 +214,11 @@ static void on_call(void *arg, const wk_call_outcome *o)
 {
     slot *s = arg;
     run *r = s->r;
-    wk_event ev = {.now_ms = wall_ms(), .latency_ms = o->latency_ms, .served = o->served,
-                   .retries = o->retries, .fallbacks = o->fallbacks};
+    wk_event ev = {.now_ms = wall_ms(),
+                   .latency_ms = o->latency_ms,
+                   .served = o->served,
+                   .retries = o->retries,
+                   .fallbacks = o->fallbacks};
     if (o->ok) {
         ev.kind = WK_EV_RESPONSE;
         ev.text = o->resp->text;
@@ -253,8 +256,10 @@ static void on_replay(uv_timer_t *t)
     if (!rec) {
         char *msg = wk_xasprintf("no recording for task %s and model %s", wk_task_id(s->task),
                                  s->model->name);
-        wk_event ev = {.kind = WK_EV_CALL_FAILED, .now_ms = wall_ms(),
-                       .error_reason = "no_recording", .error_message = msg};
+        wk_event ev = {.kind = WK_EV_CALL_FAILED,
+                       .now_ms = wall_ms(),
+                       .error_reason = "no_recording",
+                       .error_message = msg};
         feed(s, &ev);
         free(msg);
         return;
@@ -292,9 +297,13 @@ static void start_call(slot *s, const wk_model *m, const cJSON *messages, long e
     /* An answer the journal already holds is not paid for twice. */
     const wk_jattempt *j = stored(s, s->seq);
     if (j && j->state >= WK_J_RECEIVED) {
-        wk_event ev = {.kind = WK_EV_RESPONSE, .text = j->text, .finish_reason = j->finish,
-                       .prompt_tokens = j->pt, .completion_tokens = j->ct,
-                       .cached_tokens = j->cached, .retries = j->retries,
+        wk_event ev = {.kind = WK_EV_RESPONSE,
+                       .text = j->text,
+                       .finish_reason = j->finish,
+                       .prompt_tokens = j->pt,
+                       .completion_tokens = j->ct,
+                       .cached_tokens = j->cached,
+                       .retries = j->retries,
                        .fallbacks = j->fallbacks,
                        .served = j->served ? wk_config_model(&r->cfg, j->served) : NULL};
         answer(s, &ev, 0);
@@ -308,8 +317,8 @@ static void start_call(slot *s, const wk_model *m, const cJSON *messages, long e
     if (j && s->charged_seq != s->seq) {
         s->charged_seq = s->seq;
         s->seq--;
-        wk_event ev = {.kind = WK_EV_LOST_CALL, .now_ms = wall_ms(),
-                       .lost_cost_usd = wk_cost_worst(m, est)};
+        wk_event ev = {
+            .kind = WK_EV_LOST_CALL, .now_ms = wall_ms(), .lost_cost_usd = wk_cost_worst(m, est)};
         feed(s, &ev);
         return;
     }
@@ -322,8 +331,11 @@ static void start_call(slot *s, const wk_model *m, const cJSON *messages, long e
         prov_request_clear(&req);
         wk_cached hit;
         if (wk_cache_get(r->cache, m->id, s->cache_body, strlen(s->cache_body), &hit)) {
-            wk_event ev = {.kind = WK_EV_RESPONSE, .text = hit.text, .finish_reason = hit.finish,
-                           .prompt_tokens = hit.pt, .completion_tokens = hit.ct,
+            wk_event ev = {.kind = WK_EV_RESPONSE,
+                           .text = hit.text,
+                           .finish_reason = hit.finish,
+                           .prompt_tokens = hit.pt,
+                           .completion_tokens = hit.ct,
                            .from_cache = 1};
             answer(s, &ev, 1);
             wk_cached_clear(&hit);
@@ -374,8 +386,8 @@ static void on_verdict(void *arg, const val_verdict *v)
     if (r->o->vcache && s->vin.answer)
         wk_vcache_put(r->o->vcache, wk_task_id(s->task), s->vin.answer, v->pass, v->validator,
                       v->reason, v->message, v->evidence);
-    wk_journal_verdict(r->journal, wk_task_id(s->task), s->seq, v->pass, v->validator,
-                       v->reason, v->message, v->evidence);
+    wk_journal_verdict(r->journal, wk_task_id(s->task), s->seq, v->pass, v->validator, v->reason,
+                       v->message, v->evidence);
     hold_verdict(s, v->pass, v->validator, v->reason, v->message, v->evidence);
     s->pending_note = v->note ? wk_xstrdup(v->note) : NULL;
     if (!s->in_validate)
@@ -400,9 +412,8 @@ static void start_validate(slot *s, const char *answer)
         feed_pending_verdict(s);
         return;
     }
-    const wk_vc_entry *hit = r->o->vcache ? wk_vcache_get(r->o->vcache, wk_task_id(s->task),
-                                                          answer)
-                                          : NULL;
+    const wk_vc_entry *hit =
+        r->o->vcache ? wk_vcache_get(r->o->vcache, wk_task_id(s->task), answer) : NULL;
     if (hit) {
         hold_verdict(s, hit->pass, hit->validator, hit->reason, hit->message, hit->evidence);
         feed_pending_verdict(s);
@@ -416,8 +427,8 @@ static void start_validate(slot *s, const char *answer)
     s->vin.schema = wk_task_schema(s->task);
     s->vin.compile_commands = c->compile;
     s->in_validate = 1;
-    int rc = val_chain_start(r->venv, (const char *const *)c->validators, c->nvalidators,
-                             &s->vin, on_verdict, s);
+    int rc = val_chain_start(r->venv, (const char *const *)c->validators, c->nvalidators, &s->vin,
+                             on_verdict, s);
     s->in_validate = 0;
     if (rc != 0) {
         hold_verdict(s, 0, "chain", "sandbox_error", "the validators could not start", NULL);
@@ -480,8 +491,7 @@ static void finish_invalid(run *r, q_item *it, cJSON *res)
     const cJSON *jid = cJSON_GetObjectItemCaseSensitive(res, "id");
     char *key = line_key(cJSON_IsString(jid) ? jid->valuestring : NULL, it->lineno);
     char *stored_line = NULL;
-    if (wk_strset_has(&r->written, key) ||
-        wk_journal_done_result(r->journal, key, &stored_line)) {
+    if (wk_strset_has(&r->written, key) || wk_journal_done_result(r->journal, key, &stored_line)) {
         r->skipped++;
         q_item_free(it);
         free(stored_line);
@@ -526,8 +536,8 @@ static void on_item(void *arg, q_item *it)
     }
     wk_task *t = NULL;
     cJSON *invalid = NULL;
-    if (wk_task_parse(it->line, it->len, it->lineno, &r->cfg, r->o->cascade_name, &t,
-                      &invalid) != 0) {
+    if (wk_task_parse(it->line, it->len, it->lineno, &r->cfg, r->o->cascade_name, &t, &invalid) !=
+        0) {
         finish_invalid(r, it, invalid);
         return;
     }
@@ -644,8 +654,9 @@ static void request_intake(run *r)
 static void on_grace(uv_timer_t *t)
 {
     run *r = t->data;
-    fprintf(stderr, "cascade: grace period over with %d tasks in flight; they resume from "
-                    "the journal on the next run\n",
+    fprintf(stderr,
+            "cascade: grace period over with %d tasks in flight; they resume from "
+            "the journal on the next run\n",
             r->active);
     /* Commit what the journal has; calls in flight stay SENT and count as spent. */
     wk_journal_close(r->journal);
@@ -662,10 +673,10 @@ static void on_signal(uv_signal_t *h, int signum)
         fprintf(stderr, "cascade: second signal, exiting now\n");
         _exit(128 + signum);
     }
-    fprintf(stderr, "cascade: %s: taking no more tasks, finishing the %d in flight within "
-                    "%.0f s (signal again to quit now)\n",
-            signum == SIGINT ? "interrupt" : "terminate", r->active,
-            (double)r->o->grace_ms / 1000);
+    fprintf(stderr,
+            "cascade: %s: taking no more tasks, finishing the %d in flight within "
+            "%.0f s (signal again to quit now)\n",
+            signum == SIGINT ? "interrupt" : "terminate", r->active, (double)r->o->grace_ms / 1000);
     r->stopping = 1;
     r->interrupted = 1;
     uv_timer_start(&r->grace, on_grace, (uint64_t)r->o->grace_ms, 0);

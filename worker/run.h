@@ -6,19 +6,12 @@
 #ifndef WK_RUN_H
 #define WK_RUN_H
 
-#include "recordings.h"
-#include "vcache.h"
-
-/* The run's figures, for callers that aggregate several runs (replay --runs). */
-typedef struct wk_run_stats {
-    long tasks, accepted, exhausted, over_budget, invalid, error;
-    double cost_usd;     /* what the run spent */
-    double top_cost_usd; /* the same tasks at each cascade's top tier alone */
-    long top_estimated;  /* tasks whose top-tier cost was estimated */
-} wk_run_stats;
+#include "lib/recordings.h"
+#include "worker/eval/vcache.h"
+#include "worker/obs/summary.h"
 
 typedef struct wk_run_opts {
-    const char *tasks_path;   /* "-" for stdin */
+    const char *tasks_path; /* "-" for stdin */
     const char *cascades_dir;
     const char *models_path;
     const char *out_path;     /* NULL or "-": stdout */
@@ -30,11 +23,11 @@ typedef struct wk_run_opts {
     long timeout_ms;          /* whole-request timeout */
     long connect_timeout_ms;
     long first_byte_timeout_ms; /* until the response starts */
-    long max_wait_ms;         /* longest Retry-After a task waits for; longer: fallback */
-    double budget_usd;        /* run budget; 0: none */
-    unsigned long body_cap;   /* response body cap in bytes */
-    unsigned test_timeout_ms; /* sandbox wall clock per test run */
-    int quiet;                /* no summary */
+    long max_wait_ms;           /* longest Retry-After a task waits for; longer: fallback */
+    double budget_usd;          /* run budget; 0: none */
+    unsigned long body_cap;     /* response body cap in bytes */
+    unsigned test_timeout_ms;   /* sandbox wall clock per test run */
+    int quiet;                  /* no summary */
     /*
      * Offline replay: when set, calls are answered from these recordings
      * (borrowed) instead of over HTTP, and no API key is needed. Attempt i of
@@ -52,20 +45,12 @@ typedef struct wk_run_opts {
     long lease_ms;
     int max_deliveries;
     int drain;
-    wk_run_stats *stats;      /* filled at the end when not NULL */
+    wk_run_stats *stats; /* filled at the end when not NULL */
 } wk_run_opts;
 
 void wk_run_opts_default(wk_run_opts *o);
 
-/* Exit codes of `cascade run`. */
-enum {
-    WK_EXIT_OK = 0,          /* every task has its result line */
-    WK_EXIT_FAIL = 1,        /* startup or output error: see stderr */
-    WK_EXIT_USAGE = 2,       /* bad command line */
-    WK_EXIT_INTERRUPTED = 3, /* stopped (signal or run budget) before the input was done */
-};
-
-/* Runs the batch; returns one of the exit codes above. */
+/* Runs the batch; returns one of the exit codes in worker/cli/cli.h. */
 int wk_run(const wk_run_opts *o);
 
 #endif

@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../validators/val.h"
+#include "validators/val.h"
 
 /* A suite file is tens of kilobytes; anything far bigger is not one. */
 #define FILE_CAP (8u << 20)

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""Writes validators/schema_re_unicode.h: the code point ranges of the Unicode
+"""Writes validators/schema/schema_re_unicode.h: the code point ranges of the Unicode
 general categories L (Letter) and N (Number), for \\p{L} and \\p{N} in schema
 patterns. Generated from Python's unicodedata so the tables are reproducible:
 
-    python3 tools/schema/gen_unicode.py > validators/schema_re_unicode.h
+    python3 tools/schema/gen_unicode.py > validators/schema/schema_re_unicode.h
 """
 import sys
 import unicodedata

@@ -17,7 +17,7 @@
 #include <unistd.h>
 #include <tree_sitter/api.h>
 
-#include "../../validators/val_int.h"
+#include "validators/val_int.h"
 
 const TSLanguage *tree_sitter_python(void);
 

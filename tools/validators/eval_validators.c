@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../validators/val.h"
+#include "validators/val.h"
 
 /* One line of the cases file, and what we made of it. */
 typedef struct ecase {

@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../util.h"
 #include "prov.h"
+#include "lib/util.h"
 
 /* The version the official SDK sends (checked by make conformance). */
 #define ANTHROPIC_VERSION "2026-10-21"
@@ -55,8 +55,8 @@ static int anthropic_parse(long status, const char *body, size_t len, prov_respo
     rc = WK_EPARSE;
     const cJSON *content = cJSON_GetObjectItemCaseSensitive(j, "content");
     if (!cJSON_IsArray(content)) {
-        prov__set_msg(msg, msglen, j ? "response has no content array"
-                                     : "response body is not valid JSON");
+        prov__set_msg(msg, msglen,
+                      j ? "response has no content array" : "response body is not valid JSON");
         goto cleanup;
     }
     const cJSON *block;
@@ -71,15 +71,16 @@ static int anthropic_parse(long status, const char *body, size_t len, prov_respo
     const cJSON *sr = cJSON_GetObjectItemCaseSensitive(j, "stop_reason");
     if (cJSON_IsString(sr))
         /* The router knows one word for a cut-off answer: "length". */
-        out->finish_reason = wk_xstrdup(strcmp(sr->valuestring, "max_tokens") == 0 ? "length"
-                                        : strcmp(sr->valuestring, "end_turn") == 0 ? "stop"
-                                                                                    : sr->valuestring);
+        out->finish_reason =
+            wk_xstrdup(strcmp(sr->valuestring, "max_tokens") == 0 ? "length"
+                       : strcmp(sr->valuestring, "end_turn") == 0 ? "stop"
+                                                                  : sr->valuestring);
     const cJSON *usage = cJSON_GetObjectItemCaseSensitive(j, "usage");
     long in = prov__count(usage, "input_tokens");
     long cache_read = prov__count(usage, "cache_read_input_tokens");
     long cache_write = prov__count(usage, "cache_creation_input_tokens");
-    out->prompt_tokens = in < 0 ? -1 : in + (cache_read > 0 ? cache_read : 0) +
-                                           (cache_write > 0 ? cache_write : 0);
+    out->prompt_tokens =
+        in < 0 ? -1 : in + (cache_read > 0 ? cache_read : 0) + (cache_write > 0 ? cache_write : 0);
     out->completion_tokens = prov__count(usage, "output_tokens");
     out->cached_tokens = cache_read > 0 ? cache_read : 0;
     rc = 0;

@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../util.h"
 #include "prov.h"
+#include "lib/util.h"
 
 static cJSON *text_parts(const char *text)
 {
@@ -68,12 +68,12 @@ static int gemini_parse(long status, const char *body, size_t len, prov_response
     rc = WK_EPARSE;
     const cJSON *cand = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(j, "candidates"), 0);
     if (!cJSON_IsObject(cand)) {
-        prov__set_msg(msg, msglen, j ? "response has no candidates[0]"
-                                     : "response body is not valid JSON");
+        prov__set_msg(msg, msglen,
+                      j ? "response has no candidates[0]" : "response body is not valid JSON");
         goto cleanup;
     }
-    const cJSON *parts =
-        cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(cand, "content"), "parts");
+    const cJSON *parts = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(cand, "content"), "parts");
     const cJSON *part;
     cJSON_ArrayForEach(part, parts)
     {
@@ -88,7 +88,7 @@ static int gemini_parse(long status, const char *body, size_t len, prov_response
     if (cJSON_IsString(fr))
         out->finish_reason = wk_xstrdup(strcmp(fr->valuestring, "MAX_TOKENS") == 0 ? "length"
                                         : strcmp(fr->valuestring, "STOP") == 0     ? "stop"
-                                                                                  : fr->valuestring);
+                                                                               : fr->valuestring);
     const cJSON *u = cJSON_GetObjectItemCaseSensitive(j, "usageMetadata");
     out->prompt_tokens = prov__count(u, "promptTokenCount");
     long cand_tok = prov__count(u, "candidatesTokenCount");

@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../util.h"
 #include "prov.h"
+#include "lib/util.h"
 
 static int openai_build(const wk_model *m, const char *task_id, const cJSON *messages,
                         prov_request *out)
@@ -17,8 +17,7 @@ static int openai_build(const wk_model *m, const char *task_id, const cJSON *mes
     out->url = wk_xasprintf("%s/chat/completions", m->provider->base_url);
     prov__base_headers(out, task_id);
     if (m->provider->key)
-        out->headers[out->nheaders++] = wk_xasprintf("Authorization: Bearer %s",
-                                                     m->provider->key);
+        out->headers[out->nheaders++] = wk_xasprintf("Authorization: Bearer %s", m->provider->key);
     cJSON *body = cJSON_CreateObject();
     cJSON_AddStringToObject(body, "model", m->id);
     cJSON_AddItemToObject(body, "messages", cJSON_Duplicate(messages, 1));

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../util.h"
+#include "lib/util.h"
 
 extern const prov_ops prov_openai;
 extern const prov_ops prov_anthropic;

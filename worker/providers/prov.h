@@ -9,15 +9,15 @@
 #include <cjson/cJSON.h>
 #include <stddef.h>
 
-#include "../config.h"
+#include "worker/config.h"
 
 #define PROV_HEADERS_MAX 8
 
 typedef struct prov_request {
-    char *url;                        /* owned */
-    char *headers[PROV_HEADERS_MAX];  /* owned, "Name: value" */
+    char *url;                       /* owned */
+    char *headers[PROV_HEADERS_MAX]; /* owned, "Name: value" */
     int nheaders;
-    char *body;                       /* owned */
+    char *body; /* owned */
     size_t body_len;
 } prov_request;
 
@@ -26,7 +26,7 @@ typedef struct prov_response {
     char *finish_reason; /* owned; NULL when absent */
     long prompt_tokens;  /* all input tokens, cached included; -1 when absent */
     long completion_tokens;
-    long cached_tokens;  /* input tokens read from the provider's cache; 0 when not said */
+    long cached_tokens; /* input tokens read from the provider's cache; 0 when not said */
 } prov_response;
 
 /* Error classes parse() reports in `reason` when it returns non-zero. */
@@ -35,8 +35,7 @@ typedef struct prov_response {
 typedef struct prov_ops {
     const char *name; /* the "api" value in the models file */
     /* Builds the request. Returns 0; out is owned by the caller (prov_request_clear). */
-    int (*build)(const wk_model *m, const char *task_id, const cJSON *messages,
-                 prov_request *out);
+    int (*build)(const wk_model *m, const char *task_id, const cJSON *messages, prov_request *out);
     /*
      * Parses a completed HTTP exchange. Returns 0 with out filled, or WK_EPARSE
      * / WK_EINVAL with reason (e.g. "http_404", "bad_response") and a one-line

@@ -12,8 +12,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../util.h"
 #include "q.h"
+#include "lib/util.h"
 
 #define READ_CHUNK 65536
 
@@ -33,7 +33,7 @@ struct q_queue {
     uv_fs_t req;
     char chunk[READ_CHUNK];
     int reading, eof, end_sent, closing;
-    wk_buf partial;   /* the line being assembled */
+    wk_buf partial; /* the line being assembled */
     int partial_too_big;
     long lineno;
     line_node *head, *tail;
@@ -136,8 +136,7 @@ static void on_read(uv_fs_t *req)
         }
         q->eof = 1;
         if (q->partial.len || q->partial_too_big)
-            push_line(q, q->partial.buf ? q->partial.buf : "", q->partial.len,
-                      q->partial_too_big);
+            push_line(q, q->partial.buf ? q->partial.buf : "", q->partial.len, q->partial_too_big);
         wk_buf_reset(&q->partial);
     }
     uv_idle_start(&q->deliver, on_deliver);
@@ -205,8 +204,7 @@ static void jsonl_pull(q_queue *q, int n)
     uv_idle_start(&q->deliver, on_deliver);
 }
 
-static int jsonl_ack(q_queue *q, const q_item *it, const char *id, const char *result,
-                     size_t len)
+static int jsonl_ack(q_queue *q, const q_item *it, const char *id, const char *result, size_t len)
 {
     (void)it;
     (void)id;

@@ -19,12 +19,12 @@
 typedef struct q_queue q_queue;
 
 typedef struct q_item {
-    char *line;       /* the task's JSON text; owned by the item */
+    char *line; /* the task's JSON text; owned by the item */
     size_t len;
-    long lineno;      /* file backends: 1-based line; 0 otherwise */
-    char *receipt;    /* backend's handle for ack/nack (Redis entry id); may be NULL */
-    int deliveries;   /* times this item was handed out (1 the first time) */
-    int too_big;      /* the line was over the cap and was cut: an invalid task */
+    long lineno;    /* file backends: 1-based line; 0 otherwise */
+    char *receipt;  /* backend's handle for ack/nack (Redis entry id); may be NULL */
+    int deliveries; /* times this item was handed out (1 the first time) */
+    int too_big;    /* the line was over the cap and was cut: an invalid task */
 } q_item;
 
 void q_item_free(q_item *it);

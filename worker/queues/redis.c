@@ -32,7 +32,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../util.h"
+#include "lib/util.h"
 
 #define Q__READ_MAX 100       /* entries per XREADGROUP or XAUTOCLAIM: bounds one reply */
 #define Q__PIPE_MAX 128       /* result scripts in flight on `wr` at once */
@@ -122,7 +122,7 @@ struct q_queue {
     q_item **bl; /* read or claimed, waiting for `want` (FIFO) */
     size_t bl_len, bl_alloc;
     char *suspect; /* a redelivered entry now with the driver (see q__deliver) */
-    char **held; /* entry ids we own (backlog and driver) */
+    char **held;   /* entry ids we own (backlog and driver) */
     size_t held_len, held_alloc;
     q__ack_op *acks, *acks_tail;
     int acks_inflight;

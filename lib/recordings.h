@@ -1,0 +1,47 @@
+/*
+ * Recorded model answers, keyed by (task id, model name): what mock-llm
+ * serves over HTTP and what `cascade replay` answers from in-process. One
+ * JSONL line per answer:
+ *
+ *   {"task": ID, "model": NAME, "run": K, "answer": TEXT,
+ *    "usage": {"prompt_tokens": N, "completion_tokens": M},
+ *    "finish_reason": "stop"}
+ *
+ * usage and finish_reason are optional, unknown fields are ignored.
+ */
+#ifndef WK_RECORDINGS_H
+#define WK_RECORDINGS_H
+
+#include <stddef.h>
+
+typedef struct wk_recs wk_recs;
+
+typedef struct wk_rec {
+    char *task, *model;
+    long run;
+    char *answer;
+    char *finish_reason; /* "stop" unless the line says otherwise */
+    long prompt_tokens;  /* -1 when the line has no usage */
+    long completion_tokens;
+    int line; /* 1-based line in the file, for messages */
+} wk_rec;
+
+/*
+ * Loads a recordings file. Errors name the file and line (and column for bad
+ * JSON) in err, without a program prefix. Caller frees with wk_recs_free.
+ */
+int wk_recs_load(const char *path, wk_recs **out, char *err, size_t errlen);
+void wk_recs_free(wk_recs *r);
+
+/*
+ * The recording for the next call of (task, model): call i (counted per pair
+ * from 0) takes run (start + i) mod R in run order. NULL when the pair has no
+ * recording. Borrowed from the table.
+ */
+const wk_rec *wk_recs_next(wk_recs *r, const char *task, const char *model, int start);
+/* What wk_recs_next would return, without counting the call. */
+const wk_rec *wk_recs_peek(wk_recs *r, const char *task, const char *model, int start);
+/* Forgets the per-pair counters, for another pass over the batch. */
+void wk_recs_rewind(wk_recs *r);
+
+#endif

@@ -1,0 +1,291 @@
+/*
+ * Shared helpers; see util.h. Nothing here knows about tasks or models.
+ */
+#include "util.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+const char *wk_strerror(int err)
+{
+    switch (err) {
+    case WK_OK:
+        return "ok";
+    case WK_EINVAL:
+        return "invalid input";
+    case WK_EIO:
+        return "i/o error";
+    case WK_ETOOBIG:
+        return "size cap reached";
+    case WK_EPARSE:
+        return "parse error";
+    case WK_ENOTFOUND:
+        return "not found";
+    case WK_ECONFIG:
+        return "configuration error";
+    case WK_EBUSY:
+        return "busy";
+    }
+    return "unknown error";
+}
+
+static void wk__oom(size_t n)
+{
+    fprintf(stderr, "cascade: out of memory allocating %zu bytes\n", n);
+    abort();
+}
+
+void *wk_xmalloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    if (!p)
+        wk__oom(n);
+    return p;
+}
+
+void *wk_xcalloc(size_t n, size_t size)
+{
+    void *p = calloc(n ? n : 1, size ? size : 1);
+    if (!p)
+        wk__oom(n * size);
+    return p;
+}
+
+void *wk_xrealloc(void *p, size_t n)
+{
+    void *q = realloc(p, n ? n : 1);
+    if (!q)
+        wk__oom(n);
+    return q;
+}
+
+char *wk_xstrdup(const char *s)
+{
+    return wk_xstrndup(s, strlen(s));
+}
+
+char *wk_xstrndup(const char *s, size_t n)
+{
+    char *p = wk_xmalloc(n + 1);
+    memcpy(p, s, n);
+    p[n] = '\0';
+    return p;
+}
+
+char *wk_xasprintf(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        abort(); /* only on a bad format string: a programming error */
+    char *p = wk_xmalloc((size_t)n + 1);
+    va_start(ap, fmt);
+    vsnprintf(p, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    return p;
+}
+
+void wk_buf_init(wk_buf *b, size_t cap)
+{
+    b->buf = NULL;
+    b->len = 0;
+    b->alloc = 0;
+    b->cap = cap;
+}
+
+int wk_buf_append(wk_buf *b, const void *data, size_t n)
+{
+    if (n > b->cap || b->len > b->cap - n)
+        return WK_ETOOBIG;
+    if (b->len + n + 1 > b->alloc) {
+        size_t want = b->alloc ? b->alloc : 256;
+        while (want < b->len + n + 1)
+            want *= 2;
+        b->buf = wk_xrealloc(b->buf, want);
+        b->alloc = want;
+    }
+    if (n)
+        memcpy(b->buf + b->len, data, n);
+    b->len += n;
+    b->buf[b->len] = '\0';
+    return 0;
+}
+
+int wk_buf_appendf(wk_buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return WK_EINVAL;
+    char *tmp = wk_xmalloc((size_t)n + 1);
+    va_start(ap, fmt);
+    vsnprintf(tmp, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    int rc = wk_buf_append(b, tmp, (size_t)n);
+    free(tmp);
+    return rc;
+}
+
+char *wk_buf_detach(wk_buf *b, size_t *len)
+{
+    char *p = b->buf ? b->buf : wk_xstrdup("");
+    if (len)
+        *len = b->len;
+    b->buf = NULL;
+    b->len = 0;
+    b->alloc = 0;
+    return p;
+}
+
+void wk_buf_reset(wk_buf *b)
+{
+    b->len = 0;
+    if (b->buf)
+        b->buf[0] = '\0';
+}
+
+void wk_buf_release(wk_buf *b)
+{
+    free(b->buf);
+    b->buf = NULL;
+    b->len = 0;
+    b->alloc = 0;
+}
+
+char *wk_escape_ctl(const char *s, size_t n, size_t max)
+{
+    wk_buf b;
+    /* Worst case 4 output bytes per input byte, plus the ellipsis. */
+    size_t take = n < max ? n : max;
+    wk_buf_init(&b, take * 4 + 8);
+    for (size_t i = 0; i < take; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '\n')
+            wk_buf_append(&b, "\\n", 2);
+        else if (c == '\t')
+            wk_buf_append(&b, "\\t", 2);
+        else if (c == '\r')
+            wk_buf_append(&b, "\\r", 2);
+        else if (c < 0x20 || c == 0x7f)
+            wk_buf_appendf(&b, "\\x%02x", c);
+        else
+            wk_buf_append(&b, &s[i], 1);
+    }
+    if (take < n)
+        wk_buf_append(&b, "...", 3);
+    return wk_buf_detach(&b, NULL);
+}
+
+char *wk_head_lines(const char *s, int max_lines, size_t max_bytes)
+{
+    size_t i = 0;
+    int lines = 0;
+    while (i < max_bytes && s[i]) {
+        if (s[i] == '\n' && ++lines >= max_lines)
+            break;
+        i++;
+    }
+    return wk_xstrndup(s, i);
+}
+
+int wk_read_file(const char *path, size_t cap, char **out, size_t *len)
+{
+    int rc = 0;
+    wk_buf b;
+    wk_buf_init(&b, cap);
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return WK_EIO;
+    char chunk[65536];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
+        rc = wk_buf_append(&b, chunk, n);
+        if (rc)
+            goto cleanup;
+    }
+    if (ferror(f)) {
+        rc = WK_EIO;
+        goto cleanup;
+    }
+    *out = wk_buf_detach(&b, len);
+cleanup:
+    fclose(f);
+    wk_buf_release(&b);
+    return rc;
+}
+
+uint64_t wk_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+uint64_t wk_hash(uint64_t h, const char *s)
+{
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+static uint64_t strset_hash(const char *s)
+{
+    return wk_hash(WK_HASH_SEED, s);
+}
+
+int wk_strset_has(const wk_strset *set, const char *s)
+{
+    if (!set->cap)
+        return 0;
+    size_t k = strset_hash(s) & (set->cap - 1);
+    while (set->slots[k]) {
+        if (strcmp(set->slots[k], s) == 0)
+            return 1;
+        k = (k + 1) & (set->cap - 1);
+    }
+    return 0;
+}
+
+int wk_strset_add(wk_strset *set, const char *s)
+{
+    if (wk_strset_has(set, s))
+        return 1;
+    if ((set->len + 1) * 2 > set->cap) {
+        size_t ncap = set->cap ? set->cap * 2 : 1024;
+        char **n = wk_xcalloc(ncap, sizeof(char *));
+        for (size_t i = 0; i < set->cap; i++) {
+            if (!set->slots[i])
+                continue;
+            size_t k = strset_hash(set->slots[i]) & (ncap - 1);
+            while (n[k])
+                k = (k + 1) & (ncap - 1);
+            n[k] = set->slots[i];
+        }
+        free(set->slots);
+        set->slots = n;
+        set->cap = ncap;
+    }
+    size_t k = strset_hash(s) & (set->cap - 1);
+    while (set->slots[k])
+        k = (k + 1) & (set->cap - 1);
+    set->slots[k] = wk_xstrdup(s);
+    set->len++;
+    return 0;
+}
+
+void wk_strset_release(wk_strset *set)
+{
+    for (size_t i = 0; i < set->cap; i++)
+        free(set->slots[i]);
+    free(set->slots);
+    set->slots = NULL;
+    set->cap = set->len = 0;
+}

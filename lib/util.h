@@ -1,0 +1,88 @@
+/*
+ * Small shared helpers: the one error enum, the xmalloc family (out of memory
+ * aborts, so callers never branch on it), a growable byte buffer with a hard
+ * cap, and escaping for text that may reach a terminal.
+ *
+ * Used by worker/, validators/ and fixtures/mock-llm alike.
+ */
+#ifndef WK_UTIL_H
+#define WK_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Every fallible function returns 0 or one of these. */
+enum wk_err {
+    WK_OK = 0,
+    WK_EINVAL = -1,  /* bad argument or malformed input */
+    WK_EIO = -2,     /* a system call failed; errno-derived message logged */
+    WK_ETOOBIG = -3, /* a capped buffer hit its cap */
+    WK_EPARSE = -4,  /* JSON or protocol parse failure */
+    WK_ENOTFOUND = -5,
+    WK_ECONFIG = -6, /* configuration error (startup) */
+    WK_EBUSY = -7,   /* no free slot right now; try later */
+};
+
+const char *wk_strerror(int err);
+
+/* Allocation that never returns NULL: out of memory aborts with a message. */
+void *wk_xmalloc(size_t n);
+void *wk_xcalloc(size_t n, size_t size);
+void *wk_xrealloc(void *p, size_t n);
+char *wk_xstrdup(const char *s);
+char *wk_xstrndup(const char *s, size_t n);
+/* printf into a fresh string; caller frees. */
+char *wk_xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/*
+ * A byte buffer that refuses to grow past `cap`. Always NUL-terminated after
+ * a successful append, so `buf` can be read as a C string when the data is text.
+ */
+typedef struct wk_buf {
+    char *buf; /* owned; NULL until first append */
+    size_t len;
+    size_t alloc;
+    size_t cap; /* hard limit on len */
+} wk_buf;
+
+void wk_buf_init(wk_buf *b, size_t cap);
+/* Returns 0, or WK_ETOOBIG (the buffer is unchanged) when len + n > cap. */
+int wk_buf_append(wk_buf *b, const void *data, size_t n);
+int wk_buf_appendf(wk_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Hands the data to the caller (who frees it) and resets the buffer. */
+char *wk_buf_detach(wk_buf *b, size_t *len);
+void wk_buf_reset(wk_buf *b);   /* len = 0, keeps memory */
+void wk_buf_release(wk_buf *b); /* frees memory */
+
+/*
+ * Copy of `s` (length n) safe for a terminal or a one-line log: control
+ * characters and DEL become \n, \t, \xNN; at most `max` input bytes are taken
+ * and "..." marks the cut. Caller frees.
+ */
+char *wk_escape_ctl(const char *s, size_t n, size_t max);
+
+/* First `max_lines` lines of s, at most `max_bytes` bytes; caller frees. */
+char *wk_head_lines(const char *s, int max_lines, size_t max_bytes);
+
+/* Reads a whole file up to `cap` bytes into *out (caller frees). */
+int wk_read_file(const char *path, size_t cap, char **out, size_t *len);
+
+/* FNV-1a of s, continuing from h: WK_HASH_SEED to start, the result to chain. */
+#define WK_HASH_SEED 1469598103934665603ull
+uint64_t wk_hash(uint64_t h, const char *s);
+
+/* A set of strings (open addressing); used for ids seen and results written. */
+typedef struct wk_strset {
+    char **slots;
+    size_t cap, len;
+} wk_strset;
+
+/* Adds s (copied); returns 1 when it was already there. */
+int wk_strset_add(wk_strset *set, const char *s);
+int wk_strset_has(const wk_strset *set, const char *s);
+void wk_strset_release(wk_strset *set);
+
+/* Monotonic milliseconds. */
+uint64_t wk_now_ms(void);
+
+#endif

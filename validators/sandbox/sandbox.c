@@ -1,0 +1,1045 @@
+/*
+ * The sandbox: every command that touches model output runs here.
+ * bubblewrap builds a container with every namespace unshared (so no network
+ * but its own loopback), nested user namespaces disabled, an empty
+ * environment, a read-only system (/usr and /etc bound, the root remounted
+ * read-only) and size-capped tmpfs at /box (the working directory), /tmp and
+ * /dev/shm. The task's files go into /box through descriptors bwrap copies
+ * from; test files are bound read-only and their SHA-256 checked after the
+ * run. A small shell, the sandbox's first process, sets the rlimits (CPU soft
+ * below hard, address space, processes, file size, open files, no core),
+ * runs the command, kills whatever the command left running (a daemonised
+ * grandchild), and reports the exit status and the test files' hashes.
+ * libuv watches it from outside: a wall-clock timer and an output cap kill
+ * the whole process group. At most max_sandboxes run at once, the rest wait
+ * in a FIFO; as root each running sandbox has a host uid of its own.
+ *
+ * Also here: host directories for the older hostdir-copy path, and the sweep
+ * of those a killed worker left behind.
+ */
+#include "validators/val_int.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define BWRAP_PATH "/usr/bin/bwrap"
+/* After the command exits, how long we wait for the last output before giving up. */
+#define DRAIN_GRACE_MS 2000
+/* The host path a hostdir is bound at, read-only, before the copy into /box. */
+#define IN_DIR "/in"
+/* Where our own read-only helpers live inside the sandbox, outside /box. */
+#define RUN_DIR "/run/cascade"
+/* The line the sandbox's shell prints after the command, before the hashes. */
+#define END_MARK "\n@@cascade-sandbox-end "
+/* After a kill, how long before the next, harder one if the run has not ended. */
+#define KILL_RETRY_MS 1000
+/* How old a left-behind task directory must be before the sweep removes it. */
+#define SWEEP_AGE_S 3600
+
+/*
+ * Loaded into every node process (NODE_OPTIONS=--require) when asked: node
+ * prints a failed console.assert and carries on to exit 0, which would pass a
+ * test that failed. A failure sets the exit code, and an exit listener keeps
+ * it non-zero even if the test later sets exitCode = 0 or calls process.exit(0).
+ */
+static const char node_asserts_js[] =
+    "'use strict';\n"
+    "// Written by cascade's sandbox: a failed console.assert fails the process.\n"
+    "let failed = 0;\n"
+    "const orig = console.assert;\n"
+    "console.assert = function assert(cond, ...args) {\n"
+    "  if (!cond) { failed++; process.exitCode = 1; }\n"
+    "  return orig.call(console, cond, ...args);\n"
+    "};\n"
+    "process.on('exit', (code) => {\n"
+    "  if (failed && !code) {\n"
+    "    process.stderr.write(`cascade: ${failed} console.assert failure(s)\\n`);\n"
+    "    process.exitCode = 1;\n"
+    "  }\n"
+    "});\n";
+
+struct val__job {
+    val__job *next;
+    val_env *env;
+    /* What to run; all owned. */
+    char *hostdir;
+    char **argv; /* NULL-terminated */
+    int argc;
+    val__sbx_file *files; /* deep copies */
+    int nfiles;
+    char (*hashes)[65]; /* hashes[i] of files[i] when readonly */
+    int nreadonly;
+    val_limits limits;
+    int node_asserts;
+    val__sbx_cb cb;
+    void *arg;
+    int slot; /* uid pool slot while running, else -1 */
+
+    uv_process_t proc;
+    uv_pipe_t out;
+    uv_timer_t timer;
+    int open_handles; /* closed one by one; the job is freed at zero */
+    int finishing;
+
+    int spawned;
+    int exited;
+    int eof;
+    int timed_out;
+    int output_capped;
+    int kills; /* kills sent so far */
+    int64_t exit_status;
+    int term_signal;
+    uint64_t t0;
+    char *error;
+    size_t report_room; /* bytes past output_cap kept for the sandbox's report */
+    wk_buf output;
+    char chunk[65536];
+};
+
+/* ---- environment ----------------------------------------------------------- */
+
+static void root_arg(val_env *env, const char *s)
+{
+    if (env->n_root_args < VAL__ROOT_ARGS_MAX)
+        env->root_args[env->n_root_args++] = wk_xstrdup(s);
+}
+
+/*
+ * The sandbox's / is bwrap's own empty tmpfs (made read-only later) with only
+ * /usr and /etc bound from the host, so /root, /home and the repository,
+ * where keys may sit in files, are not even visible. Debian merges /bin and
+ * /lib into /usr; we copy whichever form the host has.
+ */
+static void build_root_args(val_env *env)
+{
+    static const char *const binds[] = {"/usr", "/etc"};
+    static const char *const tops[] = {"/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"};
+    for (size_t i = 0; i < sizeof binds / sizeof binds[0]; i++) {
+        root_arg(env, "--ro-bind");
+        root_arg(env, binds[i]);
+        root_arg(env, binds[i]);
+    }
+    for (size_t i = 0; i < sizeof tops / sizeof tops[0]; i++) {
+        struct stat st;
+        if (lstat(tops[i], &st) != 0)
+            continue;
+        if (S_ISLNK(st.st_mode)) {
+            char target[PATH_MAX];
+            ssize_t n = readlink(tops[i], target, sizeof target - 1);
+            if (n <= 0)
+                continue;
+            target[n] = '\0';
+            root_arg(env, "--symlink");
+            root_arg(env, target);
+            root_arg(env, tops[i]);
+        } else if (S_ISDIR(st.st_mode)) {
+            root_arg(env, "--ro-bind");
+            root_arg(env, tops[i]);
+            root_arg(env, tops[i]);
+        }
+    }
+}
+
+val_env *val_env_new(uv_loop_t *loop, const val_limits *limits, int max_sandboxes, char *err,
+                     size_t errlen)
+{
+    if (err && errlen)
+        err[0] = '\0';
+    if (access(BWRAP_PATH, X_OK) != 0) {
+        if (err && errlen)
+            snprintf(err, errlen,
+                     "the sandbox needs bubblewrap at %s (Debian: apt-get install bubblewrap)",
+                     BWRAP_PATH);
+        return NULL;
+    }
+    val_env *env = wk_xcalloc(1, sizeof *env);
+    env->loop = loop;
+    if (limits)
+        env->limits = *limits;
+    else
+        val_limits_default(&env->limits);
+    if (max_sandboxes <= 0)
+        max_sandboxes = (int)uv_available_parallelism();
+    env->max_sandboxes = max_sandboxes > 0 ? max_sandboxes : 1;
+    snprintf(env->bwrap, sizeof env->bwrap, "%s", BWRAP_PATH);
+    /*
+     * As root, the sandbox's uid would map to host uid 0, which owns
+     * /etc/shadow and friends, and RLIMIT_NPROC would not bind at all (root
+     * has CAP_SYS_RESOURCE). Each sandbox runs instead as a uid of its own
+     * that owns nothing, so its process limit counts its processes alone.
+     */
+    env->uid_pool = geteuid() == 0;
+    env->uid_base = VAL_UID_BASE;
+    env->slot_busy = wk_xcalloc((size_t)env->max_sandboxes, 1);
+    build_root_args(env);
+    val__hostdir_sweep(NULL, SWEEP_AGE_S);
+    return env;
+}
+
+void val_env_free(val_env *env)
+{
+    if (!env)
+        return;
+    val__syntax_env_release(env);
+    for (int i = 0; i < env->n_root_args; i++)
+        free(env->root_args[i]);
+    free(env->slot_busy);
+    free(env);
+}
+
+/* ---- the report the sandbox's shell leaves at the end of the output -------- */
+
+/* Index of the readonly file named `name` (len bytes), or -1. */
+static int readonly_index(const val__job *j, const char *name, size_t len)
+{
+    for (int i = 0; i < j->nfiles; i++)
+        if (j->files[i].readonly && strlen(j->files[i].path) == len &&
+            memcmp(j->files[i].path, name, len) == 0)
+            return i;
+    return -1;
+}
+
+/*
+ * Finds the report ("@@cascade-sandbox-end RC" then one sha256sum line per
+ * read-only file) after the last marker, checks it against the exit status
+ * and the hashes taken before the run, and cuts it off the output. Only the
+ * last marker counts: after the command, the shell kills every other process
+ * in the sandbox before it prints, so nothing the answer printed comes after.
+ */
+static void read_report(val__job *j, val__sbx_result *r)
+{
+    char *buf = j->output.buf;
+    size_t len = j->output.len;
+    if (!buf)
+        return;
+    char *mark = NULL;
+    for (char *p = buf; (p = memmem(p, len - (size_t)(p - buf), END_MARK, strlen(END_MARK))); p++)
+        mark = p;
+    if (!mark)
+        return;
+    char *p = mark + strlen(END_MARK);
+    char *end;
+    long rc = strtol(p, &end, 10);
+    if (end == p || *end != '\n' || r->term_signal || rc != r->exit_status)
+        return; /* not the shell's report: the shell did not end the run */
+    p = end + 1;
+
+    /* One "HASH  NAME" line per readonly file; sha256sum's errors name none of them. */
+    unsigned char *seen = wk_xcalloc((size_t)j->nfiles + 1, 1);
+    while (*p) {
+        char *nl = strchr(p, '\n');
+        size_t n = nl ? (size_t)(nl - p) : strlen(p);
+        if (n > 66 && strspn(p, "0123456789abcdef") == 64 && p[64] == ' ' &&
+            (p[65] == ' ' || p[65] == '*')) {
+            int i = readonly_index(j, p + 66, n - 66);
+            if (i >= 0 && memcmp(p, j->hashes[i], 64) == 0)
+                seen[i] = 1;
+        }
+        p = nl ? nl + 1 : p + n;
+    }
+    r->reported = 1;
+    for (int i = 0; i < j->nfiles; i++) {
+        if (j->files[i].readonly && !seen[i]) {
+            r->tests_modified = 1;
+            r->modified = j->files[i].path;
+            break;
+        }
+    }
+    free(seen);
+    /* Drop the report and the newline the shell put before its marker. */
+    *mark = '\0';
+    j->output.len = (size_t)(mark - buf);
+}
+
+/* Removes every line that starts with `prefix` (the JVM's notice of JAVA_TOOL_OPTIONS). */
+static void drop_lines(wk_buf *b, const char *prefix)
+{
+    if (!b->buf)
+        return;
+    size_t plen = strlen(prefix);
+    char *w = b->buf;
+    for (char *line = b->buf; line < b->buf + b->len;) {
+        char *nl = memchr(line, '\n', (size_t)(b->buf + b->len - line));
+        char *next = nl ? nl + 1 : b->buf + b->len;
+        size_t n = (size_t)(next - line);
+        if (!(n >= plen && memcmp(line, prefix, plen) == 0)) {
+            memmove(w, line, n);
+            w += n;
+        }
+        line = next;
+    }
+    b->len = (size_t)(w - b->buf);
+    b->buf[b->len] = '\0';
+}
+
+/* ---- one run ----------------------------------------------------------- */
+
+static void pump(val_env *env);
+
+static void job_free(val__job *j)
+{
+    for (int i = 0; i < j->argc; i++)
+        free(j->argv[i]);
+    free(j->argv);
+    for (int i = 0; i < j->nfiles; i++) {
+        free((char *)j->files[i].path);
+        free((char *)j->files[i].data);
+    }
+    free(j->files);
+    free(j->hashes);
+    free(j->hostdir);
+    free(j->error);
+    wk_buf_release(&j->output);
+    free(j);
+}
+
+static void on_close(uv_handle_t *h)
+{
+    val__job *j = h->data;
+    if (--j->open_handles > 0)
+        return;
+    val_env *env = j->env;
+    env->running--;
+    if (j->slot >= 0)
+        env->slot_busy[j->slot] = 0;
+    /* Hand the slot on before the callback, which may free the env. */
+    pump(env);
+    val__sbx_result r = {
+        .spawned = j->spawned,
+        .exit_status = j->exit_status,
+        .term_signal = j->term_signal,
+        .timed_out = j->timed_out,
+        .output_capped = j->output_capped,
+        .error = j->error,
+        .elapsed_ms = wk_now_ms() - j->t0,
+        .limits = &j->limits,
+    };
+    if (j->spawned && !j->output_capped) {
+        read_report(j, &r);
+        /* The command printed more than the cap, if not by enough to be stopped. */
+        if (j->output.len > j->limits.output_cap)
+            r.output_capped = 1;
+    }
+    /* An exit 0 without the report: something ended the shell before it could check. */
+    if (j->spawned && !r.reported && j->nreadonly && !j->timed_out && !r.output_capped &&
+        !j->term_signal && j->exit_status == 0) {
+        r.tests_modified = 1;
+        r.modified = "(the check after the run did not happen)";
+    }
+    drop_lines(&j->output, "Picked up JAVA_TOOL_OPTIONS:");
+    r.output = j->output.buf ? j->output.buf : "";
+    r.output_len = j->output.len;
+    j->cb(j->arg, &r);
+    job_free(j);
+}
+
+static void job_finish(val__job *j)
+{
+    if (j->finishing)
+        return;
+    j->finishing = 1;
+    uv_close((uv_handle_t *)&j->timer, on_close);
+    uv_close((uv_handle_t *)&j->proc, on_close);
+    if (j->open_handles == 3)
+        uv_close((uv_handle_t *)&j->out, on_close);
+}
+
+/*
+ * Kills the sandbox. Its init (our shell, pid 1 inside) is the only child of
+ * bwrap's outer process; killing it makes the kernel kill everything else in
+ * the pid namespace, and bwrap then reaps it and exits. Killing bwrap itself
+ * would also work (--die-with-parent), but would leave the init to be reaped
+ * by the host's init, which may never do it. Before bwrap has forked, there
+ * is only bwrap: its process group (UV_PROCESS_DETACHED) is killed instead,
+ * as it is when `hard` (a first kill did not end the run).
+ */
+static void job_kill(val__job *j, int hard)
+{
+    if (!j->spawned || j->exited)
+        return;
+    char path[64];
+    char buf[256];
+    int killed = 0;
+    snprintf(path, sizeof path, "/proc/%d/task/%d/children", j->proc.pid, j->proc.pid);
+    int fd = hard ? -1 : open(path, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        ssize_t n = read(fd, buf, sizeof buf - 1);
+        close(fd);
+        buf[n > 0 ? n : 0] = '\0';
+        for (char *p = buf, *end; *p; p = end) {
+            long pid = strtol(p, &end, 10);
+            if (end == p)
+                break;
+            if (pid > 1 && kill((pid_t)pid, SIGKILL) == 0)
+                killed++;
+        }
+    }
+    if (!killed)
+        uv_kill(-j->proc.pid, SIGKILL);
+}
+
+static void on_timer(uv_timer_t *t);
+
+/* Kills the run, then every second until bwrap is seen to exit, the last ones hard. */
+static void job_stop(val__job *j)
+{
+    job_kill(j, j->kills++ > 0);
+    uv_timer_stop(&j->timer);
+    uv_update_time(j->env->loop);
+    uv_timer_start(&j->timer, on_timer, KILL_RETRY_MS, 0);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    val__job *j = t->data;
+    if (!j->exited) {
+        /* The wall clock ran out, or an earlier kill has not ended the run yet. */
+        if (!j->output_capped)
+            j->timed_out = 1;
+        job_stop(j);
+        return;
+    }
+    /* The drain grace ran out: something still holds the pipe; stop waiting. */
+    job_finish(j);
+}
+
+static void on_exit_cb(uv_process_t *p, int64_t status, int sig)
+{
+    val__job *j = p->data;
+    j->exited = 1;
+    j->exit_status = status;
+    j->term_signal = sig;
+    if (j->eof) {
+        job_finish(j);
+        return;
+    }
+    uv_timer_stop(&j->timer);
+    uv_update_time(j->env->loop);
+    uv_timer_start(&j->timer, on_timer, DRAIN_GRACE_MS, 0);
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    (void)suggested;
+    val__job *j = h->data;
+    *buf = uv_buf_init(j->chunk, sizeof j->chunk);
+}
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    val__job *j = s->data;
+    if (n > 0) {
+        if (j->output_capped)
+            return; /* already killed; drain and drop */
+        if (wk_buf_append(&j->output, buf->base, (size_t)n) != 0) {
+            /* Keep what fits, then stop the flood at its source. */
+            wk_buf_append(&j->output, buf->base, j->output.cap - j->output.len);
+            j->output_capped = 1;
+            job_stop(j);
+        }
+        return;
+    }
+    if (n < 0) {
+        /* EOF or a read error: either way there is nothing more to read. */
+        uv_read_stop(s);
+        j->eof = 1;
+        if (j->exited)
+            job_finish(j);
+    }
+}
+
+/*
+ * The sandbox's first process. Its arguments: the number N of read-only
+ * files, their paths, then the command. It sets the limits (soft CPU below
+ * hard, so running out of CPU time is a SIGXCPU we can name), copies a
+ * hostdir when there is one (exit 125 marks a sandbox fault, not a test
+ * failure), runs the command in a subshell, kills everything the command left
+ * behind and waits until it is gone, then prints the end marker with the
+ * command's status and the read-only files' hashes.
+ */
+static char *shell_script(const val__job *j)
+{
+    const val_limits *l = &j->limits;
+    wk_buf b;
+    wk_buf_init(&b, 4096);
+    wk_buf_appendf(&b, "{ ");
+    if (l->cpu_s)
+        wk_buf_appendf(&b, "ulimit -S -t %u && ulimit -H -t %u && ", l->cpu_s, l->cpu_s + 1);
+    if (l->mem_bytes)
+        wk_buf_appendf(&b, "ulimit -v %lu && ", l->mem_bytes / 1024);
+    if (l->nproc)
+        wk_buf_appendf(&b, "ulimit -p %u && ", l->nproc);
+    if (l->fsize_bytes) /* dash counts file sizes in 512-byte blocks */
+        wk_buf_appendf(&b, "ulimit -f %lu && ", (l->fsize_bytes + 511) / 512);
+    if (l->nofile)
+        wk_buf_appendf(&b, "ulimit -n %u && ", l->nofile);
+    wk_buf_appendf(&b, "ulimit -c 0; } || { echo 'cascade-sandbox: could not set the limits' >&2; "
+                       "exit 125; }\n");
+    /* -n: the files bwrap put in /box first (read-only tests) are the task's; keep them. */
+    if (j->hostdir)
+        wk_buf_appendf(&b, "cp -R -n " IN_DIR "/. /box/ || { echo 'cascade-sandbox: could not "
+                           "copy the task files' >&2; exit 125; }\n");
+    wk_buf_appendf(&b,
+                   "n=$1; shift\n"
+                   "( shift \"$n\"; exec \"$@\" )\n"
+                   "rc=$?\n"
+                   /* Everything but us and init; new forks fail once SIGKILL is pending. */
+                   "kill -9 -1 2>/dev/null\n"
+                   "i=0; while kill -0 -1 2>/dev/null && [ $i -lt 100000 ]; do i=$((i+1)); done\n"
+                   /* Keep only the first n arguments: the read-only files. */
+                   "t=$#; i=0; for a; do [ $i -lt \"$n\" ] || break; set -- \"$@\" \"$a\"; "
+                   "i=$((i+1)); done; shift \"$t\"\n"
+                   "printf '"
+                   "\\n@@cascade-sandbox-end %%d\\n' \"$rc\"\n"
+                   "[ \"$n\" -eq 0 ] || /usr/bin/sha256sum -- \"$@\" 2>&1\n"
+                   "exit \"$rc\"\n");
+    return wk_buf_detach(&b, NULL);
+}
+
+/* Builds bwrap's argv: NULL-terminated, for the caller to free. fd_base is the first file's fd. */
+static char **build_argv(val__job *j, int fd_base, int *count)
+{
+    val_env *env = j->env;
+    const val_limits *l = &j->limits;
+    int cap = 96 + env->n_root_args + 5 * (j->nfiles + 1) + 2 * j->nfiles + j->argc;
+    char **a = wk_xcalloc((size_t)cap + 1, sizeof *a);
+    int n = 0;
+    int fd = fd_base;
+#define ARG(s) (a[n++] = wk_xstrdup(s))
+#define ARGF(...) (a[n++] = wk_xasprintf(__VA_ARGS__))
+    ARG(env->bwrap);
+    /* Every namespace, network included: the sandbox has only a loopback of its own. */
+    ARG("--unshare-all");
+    /* Explicit, as --disable-userns needs it: no user namespaces inside to regain capabilities. */
+    ARG("--unshare-user");
+    ARG("--disable-userns");
+    ARG("--new-session"); /* no TIOCSTI into a terminal we might have */
+    ARG("--die-with-parent");
+    /*
+     * Our shell is the namespace's init: signals from inside cannot kill it,
+     * it reaps orphans while it waits, and when it exits the kernel kills
+     * what is left. With bwrap's own init instead, bwrap's outer process
+     * exits without reaping it, and it lingers as a zombie of the host's init.
+     */
+    ARG("--as-pid-1");
+    for (int i = 0; i < env->n_root_args; i++)
+        ARG(env->root_args[i]);
+    ARG("--dev");
+    ARG("/dev");
+    /* /dev/shm, /tmp and /box are separate tmpfs mounts, each capped. */
+    const char *tmpfs[] = {"/dev/shm", "/tmp", "/box"};
+    for (int i = 0; i < 3; i++) {
+        if (l->tmpfs_bytes) {
+            ARG("--size");
+            ARGF("%lu", l->tmpfs_bytes);
+        }
+        ARG("--tmpfs");
+        ARG(tmpfs[i]);
+        if (i == 0) {
+            /* bwrap's /dev is a tmpfs of its own with no size cap: read-only, like / below. */
+            ARG("--remount-ro");
+            ARG("/dev");
+        }
+    }
+    ARG("--proc");
+    ARG("/proc");
+    if (j->hostdir) {
+        ARG("--ro-bind");
+        ARG(j->hostdir);
+        ARG(IN_DIR);
+    }
+    /*
+     * The files arrive through descriptors: no host directory to write, clean
+     * up or make readable for the sandbox's uid. Test files are read-only
+     * mounts: writes fail, and so do rename and unlink of a mount point.
+     */
+    for (int i = 0; i < j->nfiles; i++) {
+        const val__sbx_file *f = &j->files[i];
+        ARG("--perms");
+        ARG(f->len >= 2 && memcmp(f->data, "#!", 2) == 0 ? "0755" : "0644");
+        ARG(f->readonly ? "--ro-bind-data" : "--file");
+        ARGF("%d", fd++);
+        ARGF("/box/%s", f->path);
+    }
+    if (j->node_asserts) {
+        ARG("--perms");
+        ARG("0755");
+        ARG("--dir");
+        ARG(RUN_DIR);
+        ARG("--perms");
+        ARG("0644");
+        ARG("--ro-bind-data");
+        ARGF("%d", fd++);
+        ARG(RUN_DIR "/node-asserts.js");
+    }
+    /* bwrap's root tmpfs would otherwise be writable and uncapped. */
+    ARG("--remount-ro");
+    ARG("/");
+    ARG("--chdir");
+    ARG("/box");
+    /* Nothing of ours is inherited: no API keys, no proxies, no tokens. */
+    ARG("--clearenv");
+    ARG("--setenv");
+    ARG("PATH");
+    ARG("/usr/local/bin:/usr/bin:/bin");
+    ARG("--setenv");
+    ARG("HOME");
+    ARG("/box");
+    ARG("--setenv");
+    ARG("TMPDIR");
+    ARG("/tmp");
+    ARG("--setenv");
+    ARG("LANG");
+    ARG("C.UTF-8");
+    if (j->node_asserts) {
+        ARG("--setenv");
+        ARG("NODE_OPTIONS");
+        ARG("--require " RUN_DIR "/node-asserts.js");
+    }
+    if (l->mem_bytes) {
+        /*
+         * The JVM reserves a quarter of the host's memory for its heap and 1 GiB
+         * for classes up front, which RLIMIT_AS refuses; size both to the limit.
+         */
+        unsigned long heap_mb = l->mem_bytes / 4 >> 20;
+        ARG("--setenv");
+        ARG("JAVA_TOOL_OPTIONS");
+        ARGF("-Xmx%lum -XX:CompressedClassSpaceSize=64m -XX:ReservedCodeCacheSize=64m "
+             "-XX:+UseSerialGC -XX:TieredStopAtLevel=1",
+             heap_mb < 64 ? 64 : heap_mb);
+    }
+    ARG("--uid");
+    ARG("65534");
+    ARG("--gid");
+    ARG("65534");
+    ARG("--");
+    ARG("/bin/sh");
+    ARG("-c");
+    a[n++] = shell_script(j);
+    ARG("sh");
+    ARGF("%d", j->nreadonly);
+    for (int i = 0; i < j->nfiles; i++)
+        if (j->files[i].readonly)
+            ARG(j->files[i].path);
+    for (int i = 0; i < j->argc; i++)
+        ARG(j->argv[i]);
+#undef ARG
+#undef ARGF
+    a[n] = NULL;
+    *count = n;
+    return a;
+}
+
+/* A sealed in-memory file holding data, positioned at 0; -1 with errno on failure. */
+static int data_fd(const char *name, const char *data, size_t len)
+{
+    int fd = memfd_create(name, MFD_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    for (size_t off = 0; off < len;) {
+        ssize_t w = write(fd, data + off, len - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            int e = errno;
+            close(fd);
+            errno = e ? e : EIO;
+            return -1;
+        }
+        off += (size_t)w;
+    }
+    if (lseek(fd, 0, SEEK_SET) != 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
+}
+
+static void job_start(val__job *j)
+{
+    val_env *env = j->env;
+    uv_file fds[2] = {-1, -1};
+    int nfd = j->nfiles + (j->node_asserts ? 1 : 0);
+    int *dfd = wk_xcalloc((size_t)nfd + 1, sizeof *dfd);
+    uv_stdio_container_t *stdio = wk_xcalloc((size_t)nfd + 3, sizeof *stdio);
+    int argc = 0;
+    char **argv = NULL;
+    int made = 0;
+    int rc;
+    /* bwrap and its shell get no keys either. */
+    char *envp[] = {"PATH=/usr/bin:/bin", NULL};
+
+    j->t0 = wk_now_ms();
+    uv_timer_init(env->loop, &j->timer);
+    j->timer.data = j;
+    j->open_handles = 2; /* timer and process; the pipe joins once opened */
+
+    for (j->slot = 0; j->slot < env->max_sandboxes && env->slot_busy[j->slot]; j->slot++)
+        ;
+    if (j->slot >= env->max_sandboxes)
+        abort(); /* running < max_sandboxes, so a slot is free: a bookkeeping bug */
+    env->slot_busy[j->slot] = 1;
+
+    for (; made < nfd; made++) {
+        int fd = made < j->nfiles
+                     ? data_fd("cascade-file", j->files[made].data, j->files[made].len)
+                     : data_fd("cascade-node-asserts", node_asserts_js, sizeof node_asserts_js - 1);
+        if (fd < 0) {
+            j->error =
+                wk_xasprintf("could not hand a task file to the sandbox: %s", strerror(errno));
+            goto early_fail;
+        }
+        dfd[made] = fd;
+    }
+    rc = uv_pipe(fds, 0, 0);
+    if (rc != 0) {
+        j->error = wk_xasprintf("could not make the output pipe: %s", uv_strerror(rc));
+        goto early_fail;
+    }
+    stdio[0].flags = UV_IGNORE;
+    /* One pipe for both streams keeps stdout and stderr in their real order. */
+    stdio[1].flags = UV_INHERIT_FD;
+    stdio[1].data.fd = fds[1];
+    stdio[2].flags = UV_INHERIT_FD;
+    stdio[2].data.fd = fds[1];
+    for (int i = 0; i < nfd; i++) {
+        stdio[3 + i].flags = UV_INHERIT_FD;
+        stdio[3 + i].data.fd = dfd[i];
+    }
+    argv = build_argv(j, 3, &argc);
+    uv_process_options_t o = {0};
+    o.exit_cb = on_exit_cb;
+    o.file = argv[0];
+    o.args = argv;
+    o.env = envp;
+    o.stdio = stdio;
+    o.stdio_count = nfd + 3;
+    /* Its own process group, so one kill(-pid) reaches everything. */
+    o.flags = UV_PROCESS_DETACHED;
+    if (env->uid_pool) {
+        o.flags |= UV_PROCESS_SETUID | UV_PROCESS_SETGID;
+        o.uid = (uv_uid_t)(env->uid_base + (unsigned)j->slot);
+        o.gid = (uv_gid_t)(env->uid_base + (unsigned)j->slot);
+    }
+    rc = uv_spawn(env->loop, &j->proc, &o);
+    j->proc.data = j; /* uv_spawn initialised the handle, even if it failed */
+    close(fds[1]);    /* the child has its copy; EOF comes when the last holder exits */
+    if (rc != 0) {
+        j->error = wk_xasprintf("could not start the sandbox (%s): %s", argv[0], uv_strerror(rc));
+        close(fds[0]);
+        j->exited = j->eof = 1;
+        job_finish(j);
+        goto cleanup;
+    }
+    j->spawned = 1;
+    uv_pipe_init(env->loop, &j->out, 0);
+    j->out.data = j;
+    j->open_handles = 3;
+    uv_pipe_open(&j->out, fds[0]);
+    uv_read_start((uv_stream_t *)&j->out, on_alloc, on_read);
+    /*
+     * Timers count from the loop's cached time, which is as old as the start
+     * of this loop iteration; work done since (parsing, other validators, a
+     * caller that ran no loop for a while) would make the wall clock of this
+     * run short by that much, and kill it early.
+     */
+    uv_update_time(env->loop);
+    if (j->limits.timeout_ms)
+        uv_timer_start(&j->timer, on_timer, j->limits.timeout_ms, 0);
+    goto cleanup;
+
+early_fail:
+    /* Only the timer exists yet; closing it completes the job. */
+    j->open_handles = 1;
+    j->finishing = 1;
+    uv_close((uv_handle_t *)&j->timer, on_close);
+cleanup:
+    /* bwrap has its own copies of the file descriptors and reads them as it starts. */
+    for (int i = 0; i < made; i++)
+        close(dfd[i]);
+    for (int i = 0; i < argc; i++)
+        free(argv[i]);
+    free(argv);
+    free(dfd);
+    free(stdio);
+}
+
+static void pump(val_env *env)
+{
+    while (env->running < env->max_sandboxes && env->wait_head) {
+        val__job *j = env->wait_head;
+        env->wait_head = j->next;
+        if (!env->wait_head)
+            env->wait_tail = NULL;
+        j->next = NULL;
+        env->running++;
+        job_start(j);
+    }
+}
+
+/* Fails a job before it was queued: the callback still comes once, from the loop's next turn. */
+static void job_reject(val__job *j, char *error)
+{
+    j->error = error;
+    j->slot = -1;
+    j->t0 = wk_now_ms();
+    uv_timer_init(j->env->loop, &j->timer);
+    j->timer.data = j;
+    j->open_handles = 1;
+    j->finishing = 1;
+    /* on_close gives the slot back, so take one in the count first. */
+    j->env->running++;
+    uv_close((uv_handle_t *)&j->timer, on_close);
+}
+
+void val__sandbox_start(val_env *env, const val__sbx_spec *spec, val__sbx_cb cb, void *arg)
+{
+    val__job *j = wk_xcalloc(1, sizeof *j);
+    j->env = env;
+    j->slot = -1;
+    j->cb = cb;
+    j->arg = arg;
+    j->limits = spec->limits ? *spec->limits : env->limits;
+    j->node_asserts = spec->node_asserts;
+    j->hostdir = spec->hostdir ? wk_xstrdup(spec->hostdir) : NULL;
+    j->argv = wk_xcalloc((size_t)spec->argc + 1, sizeof *j->argv);
+    for (int i = 0; i < spec->argc; i++)
+        j->argv[i] = wk_xstrdup(spec->argv[i]);
+    j->argc = spec->argc;
+    int nfiles = spec->nfiles > 0 ? spec->nfiles : 0;
+    j->files = wk_xcalloc((size_t)nfiles + 1, sizeof *j->files);
+    j->hashes = wk_xcalloc((size_t)nfiles + 1, sizeof *j->hashes);
+    char *bad = NULL;
+    if (spec->argc < 1)
+        bad = wk_xstrdup("no command to run");
+    if (nfiles > VAL__FILES_MAX)
+        bad = wk_xasprintf("%d files, at most %d fit in one sandboxed run", nfiles, VAL__FILES_MAX);
+    for (int i = 0; !bad && i < nfiles; i++) {
+        const val__sbx_file *f = &spec->files[i];
+        if (!val__path_ok(f->path)) {
+            bad = wk_xasprintf("bad file path \"%.255s\": it must be relative, without \"..\", "
+                               "at most 255 bytes",
+                               f->path);
+            break;
+        }
+        j->files[i].path = wk_xstrdup(f->path);
+        j->files[i].data = wk_xstrndup(f->data ? f->data : "", f->len);
+        j->files[i].len = f->len;
+        j->files[i].readonly = f->readonly;
+        j->nfiles = i + 1;
+        if (f->readonly) {
+            val__sha256_hex(f->data ? f->data : "", f->len, j->hashes[i]);
+            j->nreadonly++;
+            /* Room for its line in the report: hash, two spaces, the path, a newline. */
+            j->report_room += 68 + strlen(f->path);
+        }
+    }
+    j->report_room += 64;
+    wk_buf_init(&j->output, j->limits.output_cap + j->report_room);
+    if (bad) {
+        job_reject(j, bad);
+        return;
+    }
+    if (env->wait_tail)
+        env->wait_tail->next = j;
+    else
+        env->wait_head = j;
+    env->wait_tail = j;
+    pump(env);
+}
+
+void val__sandbox_run(val_env *env, const char *hostdir, const char *const *argv, int argc,
+                      val__sbx_cb cb, void *arg)
+{
+    val__sbx_spec spec = {.argv = argv, .argc = argc, .hostdir = hostdir};
+    val__sandbox_start(env, &spec, cb, arg);
+}
+
+/* ---- host directory ------------------------------------------------------ */
+
+int val__hostdir_make(char **out, char *err, size_t errlen)
+{
+    int rc = 0;
+    const char *base = getenv("TMPDIR");
+    if (!base || !*base)
+        base = "/tmp";
+    char *dir = wk_xasprintf("%s/cascade-box-XXXXXX", base);
+    if (!mkdtemp(dir)) {
+        snprintf(err, errlen, "could not make a directory under %s: %s", base, strerror(errno));
+        rc = WK_EIO;
+        goto cleanup;
+    }
+    /* mkdtemp makes it 0700; the sandbox may run as another uid and must read it. */
+    if (chmod(dir, 0755) != 0) {
+        snprintf(err, errlen, "chmod %s: %s", dir, strerror(errno));
+        rmdir(dir);
+        rc = WK_EIO;
+        goto cleanup;
+    }
+    *out = dir;
+    dir = NULL; /* the caller owns it now */
+cleanup:
+    free(dir);
+    return rc;
+}
+
+int val__path_ok(const char *path)
+{
+    if (!path)
+        return 0;
+    size_t len = strlen(path);
+    if (len == 0 || len > 255 || path[0] == '/')
+        return 0;
+    /*
+     * Control characters and backslashes would be escaped in sha256sum's
+     * report and in evidence; no real file name needs them.
+     */
+    for (const char *p = path; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f || *p == '\\')
+            return 0;
+    for (const char *p = path;;) {
+        const char *e = strchrnul(p, '/');
+        size_t n = (size_t)(e - p);
+        if (n == 2 && p[0] == '.' && p[1] == '.')
+            return 0;
+        if (*e == '\0')
+            return n > 0 && !(n == 1 && p[0] == '.'); /* "dir/" and "." name no file */
+        p = e + 1;
+    }
+}
+
+int val__hostdir_write(const char *dir, const char *path, const char *content, size_t len,
+                       char *err, size_t errlen)
+{
+    int rc = 0;
+    int dfd = -1;
+    int fd = -1;
+    char *copy = NULL;
+    if (!val__path_ok(path)) {
+        snprintf(err, errlen,
+                 "bad file path \"%.255s\": it must be relative, without \"..\", "
+                 "at most 255 bytes",
+                 path);
+        rc = WK_EINVAL;
+        goto cleanup;
+    }
+    dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0) {
+        snprintf(err, errlen, "open %s: %s", dir, strerror(errno));
+        rc = WK_EIO;
+        goto cleanup;
+    }
+    copy = wk_xstrdup(path);
+    /* Walk down with openat and O_NOFOLLOW so nothing escapes the directory. */
+    char *comp = copy;
+    char *slash;
+    while ((slash = strchr(comp, '/')) != NULL) {
+        *slash = '\0';
+        if (*comp && strcmp(comp, ".") != 0) {
+            if (mkdirat(dfd, comp, 0755) != 0 && errno != EEXIST) {
+                snprintf(err, errlen, "cannot make directory for \"%s\": %s", path,
+                         strerror(errno));
+                rc = WK_EIO;
+                goto cleanup;
+            }
+            int sub = openat(dfd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (sub < 0) {
+                snprintf(err, errlen, "cannot use directory for \"%s\": %s", path, strerror(errno));
+                rc = WK_EIO;
+                goto cleanup;
+            }
+            fchmod(sub, 0755); /* umask may have narrowed it */
+            close(dfd);
+            dfd = sub;
+        }
+        comp = slash + 1;
+    }
+    fd = openat(dfd, comp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot write \"%s\": %s", path, strerror(errno));
+        rc = WK_EIO;
+        goto cleanup;
+    }
+    fchmod(fd, 0644);
+    for (size_t off = 0; off < len;) {
+        ssize_t n = write(fd, content + off, len - off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            snprintf(err, errlen, "cannot write \"%s\": %s", path, strerror(errno));
+            rc = WK_EIO;
+            goto cleanup;
+        }
+        off += (size_t)n;
+    }
+cleanup:
+    if (fd >= 0)
+        close(fd);
+    if (dfd >= 0)
+        close(dfd);
+    free(copy);
+    return rc;
+}
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    remove(path);
+    return 0;
+}
+
+void val__hostdir_remove(const char *dir)
+{
+    if (!dir)
+        return;
+    /* Depth first, never following links: only what we wrote is removed. */
+    nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+int val__hostdir_sweep(const char *base, unsigned max_age_s)
+{
+    if (!base) {
+        base = getenv("TMPDIR");
+        if (!base || !*base)
+            base = "/tmp";
+    }
+    DIR *d = opendir(base);
+    if (!d)
+        return 0;
+    int removed = 0;
+    time_t now = time(NULL);
+    uid_t me = geteuid();
+    struct dirent *e;
+    /* A directory holds finitely many entries; each is looked at once. */
+    while ((e = readdir(d)) != NULL) {
+        if (strncmp(e->d_name, "cascade-box-", 12) != 0 || strlen(e->d_name) != 18)
+            continue;
+        struct stat st;
+        if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(st.st_mode))
+            continue;
+        /* Only ours, and only old enough that no live run can still use it. */
+        if (st.st_uid != me || now - st.st_mtime < (time_t)max_age_s)
+            continue;
+        char *path = wk_xasprintf("%s/%s", base, e->d_name);
+        val__hostdir_remove(path);
+        free(path);
+        removed++;
+    }
+    closedir(d);
+    return removed;
+}

@@ -1,0 +1,39 @@
+/*
+ * The subcommands. Each parses its own options from argv (argv[0] is the
+ * command's name) and returns the process exit status.
+ */
+#ifndef WK_CLI_H
+#define WK_CLI_H
+
+/*
+ * Option values (worker/cli.c): 0 and *out set, or -1 for an empty string,
+ * trailing text, overflow or a value outside [lo, hi].
+ */
+int wk_cli_long(const char *s, long lo, long hi, long *out);
+int wk_cli_double(const char *s, double lo, double hi, double *out);
+/* Seconds, fractions allowed, into milliseconds. */
+int wk_cli_secs(const char *s, double lo, double hi, long *ms);
+
+/* Exit codes of every subcommand (`cascade run` uses them all). */
+enum {
+    WK_EXIT_OK = 0,          /* every task has its result line */
+    WK_EXIT_FAIL = 1,        /* startup or output error: see stderr */
+    WK_EXIT_USAGE = 2,       /* bad command line */
+    WK_EXIT_INTERRUPTED = 3, /* stopped (signal or run budget) before the input was done */
+};
+
+typedef struct wk_command {
+    const char *name;
+    const char *summary; /* one line for `cascade help` */
+    int (*main)(int argc, char **argv);
+} wk_command;
+
+int wk_cmd_run(int argc, char **argv);      /* worker/run_cli.c */
+int wk_cmd_validate(int argc, char **argv); /* worker/validate_cli.c */
+
+int wk_cmd_replay(int argc, char **argv);  /* worker/replay_cli.c */
+int wk_cmd_report(int argc, char **argv);  /* worker/report_cli.c */
+int wk_cmd_tune(int argc, char **argv);    /* worker/tune_cli.c */
+int wk_cmd_enqueue(int argc, char **argv); /* worker/enqueue_cli.c */
+int wk_cmd_results(int argc, char **argv); /* worker/results_cli.c */
+#endif

@@ -1,0 +1,252 @@
+/*
+ * `cascade run`: its options and help text. The work is in run.c.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "cli.h"
+#include "worker/run.h"
+
+static const char usage_run[] =
+    "usage: cascade run TASKS.jsonl|- [options]\n"
+    "       cascade run --queue redis://HOST:PORT/STREAM --group G --consumer C [options]\n"
+    "\n"
+    "Reads one task per line (JSON; see README.md), routes each to its cascade\n"
+    "(the task's \"cascade\" field, else the first cascade whose \"match\" fits its\n"
+    "kind and language), calls the tiers in order and validates every answer.\n"
+    "Writes exactly one result line per task line and one escalation line per\n"
+    "climb; prints a summary on stderr at the end.\n"
+    "\n"
+    "options:\n"
+    "  --cascades DIR       cascade files (*.json) [cascades]\n"
+    "  --models FILE        providers and models [DIR/models.json]\n"
+    "  --cascade NAME       use this cascade for every task\n"
+    "  -o, --output FILE    results JSONL, - for stdout [-]\n"
+    "  --escalations FILE   escalation log JSONL [none]\n"
+    "  --concurrency N      tasks in flight at once [64]\n"
+    "  --sandboxes N        sandboxed test runs at once [number of CPUs]\n"
+    "  --budget USD         run budget: each call reserves its worst case first;\n"
+    "                       when one cannot, the run takes no more tasks [none]\n"
+    "  --retries N          retries of a call on one deployment after a connect\n"
+    "                       error, timeout, 408, 409, 429, 5xx or 529: backoff\n"
+    "                       0.5 s doubling to 8 s less up to 25% jitter, never\n"
+    "                       sooner than Retry-After; then the model's fallbacks [3]\n"
+    "  --max-wait SEC       a longer Retry-After takes the deployment out of\n"
+    "                       service for that long instead of holding tasks [60]\n"
+    "  --timeout SEC        whole-request timeout of one call [300]\n"
+    "  --first-byte-timeout SEC  until the response starts [120]\n"
+    "  --connect-timeout SEC  connect timeout [10]\n"
+    "  --response-cap MIB   largest response body accepted [8]\n"
+    "  --test-timeout SEC   wall-clock limit of one sandboxed test run [10]\n"
+    "  --journal FILE|none  SQLite journal of every attempt, for resuming after a\n"
+    "                       crash or a stop [RESULTS.journal when -o names a file]\n"
+    "  --cache FILE         response cache (SQLite): a request sent before is\n"
+    "                       answered from it at no cost [none]\n"
+    "  --grace SEC          after SIGINT/SIGTERM, time for tasks in flight [30]\n"
+    "  --queue URL          read tasks from a Redis Stream (redis://HOST:PORT/STREAM)\n"
+    "                       through a consumer group; results go to STREAM:results\n"
+    "  --group G, --consumer C  the consumer group and this worker's name\n"
+    "  --lease SEC          entries idle this long are claimed from dead workers [60]\n"
+    "  --max-deliveries N   then an entry goes to STREAM:dead [5]\n"
+    "  --drain              stop when the stream has nothing left for us\n"
+    "  -q, --quiet          no summary\n"
+    "  -h, --help           this text\n"
+    "\n"
+    "API keys are read from the variables the models file names (key_env);\n"
+    "an unset one stops the run before any call. Models files may use ${VAR}.\n"
+    "\n"
+    "A rerun with the same results file (and so the same journal) resumes: tasks\n"
+    "with a result line are skipped, answers already received are not paid for\n"
+    "again, and the results file is appended to.\n"
+    "\n"
+    "exit status: 0 all tasks have results; 1 startup or output error;\n"
+    "2 usage error; 3 stopped (signal, grace period or run budget) before the\n"
+    "input was done; 128+N a second signal N.\n";
+
+int wk_cmd_run(int argc, char **argv)
+{
+    wk_run_opts o;
+    wk_run_opts_default(&o);
+    enum {
+        O_CASCADES = 256,
+        O_MODELS,
+        O_CASCADE,
+        O_ESC,
+        O_CONC,
+        O_SANDBOXES,
+        O_RETRIES,
+        O_TIMEOUT,
+        O_CTIMEOUT,
+        O_TTIMEOUT,
+        O_FBTIMEOUT,
+        O_BUDGET,
+        O_MAXWAIT,
+        O_RESPCAP,
+        O_JOURNAL,
+        O_CACHE,
+        O_GRACE,
+        O_QUEUE,
+        O_GROUP,
+        O_CONSUMER,
+        O_LEASE,
+        O_MAXDEL,
+        O_DRAIN
+    };
+    static const struct option opts[] = {
+        {"cascades", required_argument, NULL, O_CASCADES},
+        {"models", required_argument, NULL, O_MODELS},
+        {"cascade", required_argument, NULL, O_CASCADE},
+        {"output", required_argument, NULL, 'o'},
+        {"escalations", required_argument, NULL, O_ESC},
+        {"concurrency", required_argument, NULL, O_CONC},
+        {"sandboxes", required_argument, NULL, O_SANDBOXES},
+        {"retries", required_argument, NULL, O_RETRIES},
+        {"timeout", required_argument, NULL, O_TIMEOUT},
+        {"connect-timeout", required_argument, NULL, O_CTIMEOUT},
+        {"test-timeout", required_argument, NULL, O_TTIMEOUT},
+        {"first-byte-timeout", required_argument, NULL, O_FBTIMEOUT},
+        {"budget", required_argument, NULL, O_BUDGET},
+        {"max-wait", required_argument, NULL, O_MAXWAIT},
+        {"response-cap", required_argument, NULL, O_RESPCAP},
+        {"journal", required_argument, NULL, O_JOURNAL},
+        {"cache", required_argument, NULL, O_CACHE},
+        {"grace", required_argument, NULL, O_GRACE},
+        {"queue", required_argument, NULL, O_QUEUE},
+        {"group", required_argument, NULL, O_GROUP},
+        {"consumer", required_argument, NULL, O_CONSUMER},
+        {"lease", required_argument, NULL, O_LEASE},
+        {"max-deliveries", required_argument, NULL, O_MAXDEL},
+        {"drain", no_argument, NULL, O_DRAIN},
+        {"quiet", no_argument, NULL, 'q'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    int c;
+    long v;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "o:qh", opts, NULL)) != -1) {
+        switch (c) {
+        case O_CASCADES:
+            o.cascades_dir = optarg;
+            break;
+        case O_MODELS:
+            o.models_path = optarg;
+            break;
+        case O_CASCADE:
+            o.cascade_name = optarg;
+            break;
+        case 'o':
+            o.out_path = optarg;
+            break;
+        case O_ESC:
+            o.esc_path = optarg;
+            break;
+        case O_CONC:
+            if (wk_cli_long(optarg, 1, 100000, &v))
+                goto bad;
+            o.concurrency = (int)v;
+            break;
+        case O_SANDBOXES:
+            if (wk_cli_long(optarg, 1, 1024, &v))
+                goto bad;
+            o.max_sandboxes = (int)v;
+            break;
+        case O_RETRIES:
+            if (wk_cli_long(optarg, 0, 100, &v))
+                goto bad;
+            o.max_retries = (int)v;
+            break;
+        case O_TIMEOUT:
+            if (wk_cli_secs(optarg, 0.001, 86400, &o.timeout_ms))
+                goto bad;
+            break;
+        case O_CTIMEOUT:
+            if (wk_cli_secs(optarg, 0.001, 3600, &o.connect_timeout_ms))
+                goto bad;
+            break;
+        case O_FBTIMEOUT:
+            if (wk_cli_secs(optarg, 0.001, 86400, &o.first_byte_timeout_ms))
+                goto bad;
+            break;
+        case O_JOURNAL:
+            o.journal_path = optarg;
+            break;
+        case O_CACHE:
+            o.cache_path = optarg;
+            break;
+        case O_QUEUE:
+            o.queue_url = optarg;
+            break;
+        case O_GROUP:
+            o.group = optarg;
+            break;
+        case O_CONSUMER:
+            o.consumer = optarg;
+            break;
+        case O_DRAIN:
+            o.drain = 1;
+            break;
+        case O_GRACE:
+            if (wk_cli_secs(optarg, 0, 86400, &o.grace_ms))
+                goto bad;
+            break;
+        case O_LEASE:
+            if (wk_cli_secs(optarg, 0.001, 86400, &o.lease_ms))
+                goto bad;
+            break;
+        case O_MAXDEL:
+            if (wk_cli_long(optarg, 1, 1000, &v))
+                goto bad;
+            o.max_deliveries = (int)v;
+            break;
+        case O_RESPCAP:
+            if (wk_cli_long(optarg, 1, 4096, &v))
+                goto bad;
+            o.body_cap = (unsigned long)v << 20;
+            break;
+        case O_MAXWAIT:
+            if (wk_cli_secs(optarg, 0, 86400, &o.max_wait_ms))
+                goto bad;
+            break;
+        case O_TTIMEOUT:
+            if (wk_cli_secs(optarg, 0.001, 3600, &v))
+                goto bad;
+            o.test_timeout_ms = (unsigned)v;
+            break;
+        case O_BUDGET:
+            if (wk_cli_double(optarg, 1e-12, 1e12, &o.budget_usd))
+                goto bad;
+            break;
+        case 'q':
+            o.quiet = 1;
+            break;
+        case 'h':
+            fputs(usage_run, stdout);
+            return 0;
+        default:
+            fputs(usage_run, stderr);
+            return WK_EXIT_USAGE;
+        }
+    }
+    if (o.queue_url) {
+        if (optind != argc || !o.group || !o.consumer) {
+            fprintf(stderr, "cascade run: with --queue, give --group and --consumer and no "
+                            "tasks file\n");
+            return WK_EXIT_USAGE;
+        }
+        o.tasks_path = o.queue_url;
+    } else if (optind != argc - 1) {
+        fprintf(stderr, "cascade run: give exactly one tasks file (or - for stdin)\n\n%s",
+                usage_run);
+        return WK_EXIT_USAGE;
+    } else {
+        o.tasks_path = argv[optind];
+    }
+    return wk_run(&o);
+bad:
+    for (const struct option *p = opts; p->name; p++)
+        if (p->val == c)
+            fprintf(stderr, "cascade run: bad value \"%s\" for --%s\n", optarg, p->name);
+    return WK_EXIT_USAGE;
+}

@@ -1,0 +1,856 @@
+/*
+ * The plan simulator and the search of `cascade tune` (see tune.h).
+ *
+ * The search is exhaustive over tier orders (ordered subsets of the models,
+ * up to max_tiers) and attempts per tier, on the fit half only; the held-out
+ * half is touched once, to report the chosen plan. Skip rules are then added
+ * greedily to the cheapest plans that reach the target: one rule at a time,
+ * the one that saves the most while the target still holds, and only when
+ * it saves a real share of the cost (a rule that saves a cent on 80 tasks
+ * is noise, and every rule is something a person has to read).
+ */
+#include "tune.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "report.h"
+#include "lib/util.h"
+
+/* A tasks or results file is read whole; beyond this it is not ours to judge. */
+#define TASKS_CAP 200000
+/* Plans kept for the rule search. */
+#define RULE_CANDIDATES 200
+
+typedef struct obs_att {
+    unsigned char pass;
+    double cost;
+} obs_att;
+
+typedef struct obs_list {
+    obs_att *a;
+    int n, cap;
+} obs_list;
+
+typedef struct obs_task {
+    char *id;
+    int half;
+    char *kind, *language; /* NULL: unknown */
+    long prompt_tokens;    /* -1: unknown */
+    int prompt_from_task;  /* 1: characters / 4 of the task's prompt */
+    int has_tests;         /* -1: unknown */
+    obs_list *by_model;    /* [WK_OBS_MODELS_MAX] */
+} obs_task;
+
+struct wk_obs {
+    obs_task *tasks;
+    int ntasks, cap;
+    size_t *index; /* open addressing: task position + 1, 0 empty */
+    size_t index_cap;
+    char *models[WK_OBS_MODELS_MAX];
+    int nmodels;
+};
+
+int wk_obs_half(const char *task_id)
+{
+    /*
+     * FNV-1a alone splits ids that differ in their last digits badly (its low
+     * bit is the parity of the bytes' low bits), so its hash goes through
+     * MurmurHash3's 64-bit finaliser first, which mixes every bit into every bit.
+     */
+    uint64_t k = wk_hash(WK_HASH_SEED, task_id);
+    k ^= k >> 33;
+    k *= 0xff51afd7ed558ccdull;
+    k ^= k >> 33;
+    k *= 0xc4ceb9fe1a85ec53ull;
+    k ^= k >> 33;
+    return (int)(k & 1);
+}
+
+wk_obs *wk_obs_new(void)
+{
+    return wk_xcalloc(1, sizeof(wk_obs));
+}
+
+void wk_obs_free(wk_obs *o)
+{
+    if (!o)
+        return;
+    for (int i = 0; i < o->ntasks; i++) {
+        obs_task *t = &o->tasks[i];
+        free(t->id);
+        free(t->kind);
+        free(t->language);
+        for (int m = 0; m < WK_OBS_MODELS_MAX; m++)
+            free(t->by_model[m].a);
+        free(t->by_model);
+    }
+    free(o->tasks);
+    free(o->index);
+    for (int m = 0; m < o->nmodels; m++)
+        free(o->models[m]);
+    free(o);
+}
+
+static obs_task *find_task(wk_obs *o, const char *id, int create)
+{
+    if (create && (size_t)(o->ntasks + 1) * 2 > o->index_cap) {
+        size_t ncap = o->index_cap ? o->index_cap * 2 : 512;
+        size_t *n = wk_xcalloc(ncap, sizeof(size_t));
+        for (int i = 0; i < o->ntasks; i++) {
+            size_t k = wk_hash(WK_HASH_SEED, o->tasks[i].id) & (ncap - 1);
+            while (n[k])
+                k = (k + 1) & (ncap - 1);
+            n[k] = (size_t)i + 1;
+        }
+        free(o->index);
+        o->index = n;
+        o->index_cap = ncap;
+    }
+    if (!o->index_cap)
+        return NULL;
+    size_t k = wk_hash(WK_HASH_SEED, id) & (o->index_cap - 1);
+    while (o->index[k]) {
+        obs_task *t = &o->tasks[o->index[k] - 1];
+        if (strcmp(t->id, id) == 0)
+            return t;
+        k = (k + 1) & (o->index_cap - 1);
+    }
+    if (!create)
+        return NULL;
+    if (o->ntasks == o->cap) {
+        o->cap = o->cap ? o->cap * 2 : 256;
+        o->tasks = wk_xrealloc(o->tasks, (size_t)o->cap * sizeof(obs_task));
+    }
+    obs_task *t = &o->tasks[o->ntasks];
+    memset(t, 0, sizeof *t);
+    t->id = wk_xstrdup(id);
+    t->half = wk_obs_half(id);
+    t->prompt_tokens = -1;
+    t->has_tests = -1;
+    t->by_model = wk_xcalloc(WK_OBS_MODELS_MAX, sizeof(obs_list));
+    o->index[k] = (size_t)o->ntasks + 1;
+    o->ntasks++;
+    return t;
+}
+
+static int model_index(wk_obs *o, const char *name, int create)
+{
+    for (int i = 0; i < o->nmodels; i++)
+        if (strcmp(o->models[i], name) == 0)
+            return i;
+    if (!create || o->nmodels == WK_OBS_MODELS_MAX)
+        return -1;
+    o->models[o->nmodels] = wk_xstrdup(name);
+    return o->nmodels++;
+}
+
+static const char *jstr(const cJSON *o, const char *name)
+{
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(o, name);
+    return cJSON_IsString(f) ? f->valuestring : NULL;
+}
+
+typedef struct load_ctx {
+    wk_obs *o;
+    const char *path;
+    char *err;
+    size_t errlen;
+} load_ctx;
+
+static int add_result_line(void *arg, const cJSON *res, long lineno)
+{
+    load_ctx *c = arg;
+    const char *id = jstr(res, "id");
+    const char *status = jstr(res, "status");
+    if (status && strcmp(status, "invalid_task") == 0)
+        return 0;
+    const cJSON *attempts = cJSON_GetObjectItemCaseSensitive(res, "attempts");
+    if (!id || !cJSON_IsArray(attempts)) {
+        snprintf(c->err, c->errlen, "%s:%ld: not a result line (needs id and attempts)", c->path,
+                 lineno);
+        return WK_EPARSE;
+    }
+    obs_task *t = find_task(c->o, id, 1);
+    const cJSON *a;
+    cJSON_ArrayForEach(a, attempts)
+    {
+        const char *model = jstr(a, "model");
+        const cJSON *cost = cJSON_GetObjectItemCaseSensitive(a, "cost_usd");
+        const cJSON *verdict = cJSON_GetObjectItemCaseSensitive(a, "verdict");
+        if (!model || !cJSON_IsNumber(cost)) {
+            snprintf(c->err, c->errlen, "%s:%ld: an attempt has no model or cost_usd", c->path,
+                     lineno);
+            return WK_EPARSE;
+        }
+        int m = model_index(c->o, model, 1);
+        if (m < 0) {
+            snprintf(c->err, c->errlen, "%s:%ld: more than %d models", c->path, lineno,
+                     WK_OBS_MODELS_MAX);
+            return WK_ETOOBIG;
+        }
+        if (t->prompt_tokens < 0 && !t->prompt_from_task) {
+            const cJSON *pt = cJSON_GetObjectItemCaseSensitive(a, "prompt_tokens");
+            if (cJSON_IsNumber(pt) && pt->valuedouble >= 0)
+                t->prompt_tokens = (long)pt->valuedouble;
+        }
+        obs_list *l = &t->by_model[m];
+        if (l->n == l->cap) {
+            l->cap = l->cap ? l->cap * 2 : 4;
+            l->a = wk_xrealloc(l->a, (size_t)l->cap * sizeof(obs_att));
+        }
+        l->a[l->n].pass = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(verdict, "pass"));
+        l->a[l->n].cost = cost->valuedouble;
+        l->n++;
+    }
+    return 0;
+}
+
+int wk_obs_add_results(wk_obs *o, const char *path, char *err, size_t errlen)
+{
+    load_ctx c = {o, path, err, errlen};
+    return wk_jsonl_each(path, add_result_line, &c, 0, err, errlen);
+}
+
+static int add_task_line(void *arg, const cJSON *task, long lineno)
+{
+    load_ctx *c = arg;
+    const char *id = jstr(task, "id");
+    const char *prompt = jstr(task, "prompt");
+    (void)lineno;
+    if (!id || !prompt)
+        return 0; /* the run reported it as invalid_task; it has no observations */
+    if (c->o->ntasks >= TASKS_CAP && !find_task(c->o, id, 0)) {
+        snprintf(c->err, c->errlen, "%s: more than %d tasks", c->path, TASKS_CAP);
+        return WK_ETOOBIG;
+    }
+    obs_task *t = find_task(c->o, id, 1);
+    const char *kind = jstr(task, "kind");
+    const char *lang = jstr(task, "language");
+    free(t->kind);
+    free(t->language);
+    t->kind = wk_xstrdup(kind ? kind : "code");
+    t->language = lang ? wk_xstrdup(lang) : NULL;
+    t->prompt_tokens = (long)(strlen(prompt) / 4);
+    t->prompt_from_task = 1;
+    const cJSON *tests = cJSON_GetObjectItemCaseSensitive(task, "tests");
+    t->has_tests = cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(tests, "command")) > 0;
+    return 0;
+}
+
+int wk_obs_add_tasks(wk_obs *o, const char *path, char *err, size_t errlen)
+{
+    load_ctx c = {o, path, err, errlen};
+    return wk_jsonl_each(path, add_task_line, &c, 1, err, errlen);
+}
+
+/* Only tasks with at least one observation count: a task line alone says nothing. */
+static int observed(const obs_task *t, int nmodels)
+{
+    for (int m = 0; m < nmodels; m++)
+        if (t->by_model[m].n)
+            return 1;
+    return 0;
+}
+
+static int in_set(const obs_task *t, int set)
+{
+    return set == WK_SET_ALL || t->half == set;
+}
+
+int wk_obs_ntasks(const wk_obs *o, int set)
+{
+    int n = 0;
+    for (int i = 0; i < o->ntasks; i++)
+        n += in_set(&o->tasks[i], set) && observed(&o->tasks[i], o->nmodels);
+    return n;
+}
+
+int wk_obs_nmodels(const wk_obs *o)
+{
+    return o->nmodels;
+}
+
+const char *wk_obs_model(const wk_obs *o, int i)
+{
+    return i >= 0 && i < o->nmodels ? o->models[i] : NULL;
+}
+
+int wk_obs_model_index(const wk_obs *o, const char *name)
+{
+    return model_index((wk_obs *)o, name, 0);
+}
+
+int wk_obs_max_runs(const wk_obs *o)
+{
+    int r = 0;
+    for (int i = 0; i < o->ntasks; i++)
+        for (int m = 0; m < o->nmodels; m++)
+            if (o->tasks[i].by_model[m].n > r)
+                r = o->tasks[i].by_model[m].n;
+    return r;
+}
+
+int wk_obs_top_model(const wk_obs *o)
+{
+    int best = -1;
+    double best_mean = -1;
+    for (int m = 0; m < o->nmodels; m++) {
+        double sum = 0;
+        long n = 0;
+        for (int i = 0; i < o->ntasks; i++) {
+            const obs_list *l = &o->tasks[i].by_model[m];
+            for (int k = 0; k < l->n; k++)
+                sum += l->a[k].cost;
+            n += l->n;
+        }
+        if (n && sum / (double)n > best_mean) {
+            best_mean = sum / (double)n;
+            best = m;
+        }
+    }
+    return best;
+}
+
+/* ---- simulation -------------------------------------------------------------- */
+
+static int skip_matches(const wk_skip *s, const obs_task *t)
+{
+    switch (s->kind) {
+    case WK_SKIP_KIND:
+        return t->kind && strcmp(t->kind, s->value) == 0;
+    case WK_SKIP_LANGUAGE:
+        return t->language && strcmp(t->language, s->value) == 0;
+    case WK_SKIP_NO_TESTS:
+        return t->has_tests == 0;
+    case WK_SKIP_PROMPT_OVER:
+        return t->prompt_tokens >= 0 && t->prompt_tokens > s->threshold;
+    case WK_SKIP_PROMPT_UPTO:
+        return t->prompt_tokens >= 0 && t->prompt_tokens <= s->threshold;
+    }
+    return 0;
+}
+
+static int tier_skipped(const wk_plan_tier *tier, const obs_task *t)
+{
+    for (int k = 0; k < tier->nskips; k++)
+        if (skip_matches(&tier->skips[k], t))
+            return 1;
+    return 0;
+}
+
+/*
+ * One task, one start: replay's rule, attempt i of (task, model) takes
+ * observation (start + i) mod R, the count running across tiers of the same
+ * model. A pair with no observation fails at no cost, as a replay call with
+ * no recording does.
+ */
+static int simulate_task(const obs_task *t, const wk_plan *p, int start, double *cost)
+{
+    int used[WK_OBS_MODELS_MAX] = {0};
+    for (int k = 0; k < p->ntiers; k++) {
+        const wk_plan_tier *tier = &p->tiers[k];
+        if (tier_skipped(tier, t))
+            continue;
+        const obs_list *l = &t->by_model[tier->model];
+        for (int i = 0; i < tier->attempts; i++) {
+            int n = used[tier->model]++;
+            if (!l->n)
+                continue;
+            const obs_att *a = &l->a[(start + n) % l->n];
+            *cost += a->cost;
+            if (a->pass)
+                return 1;
+        }
+    }
+    return 0;
+}
+
+static void finish_sim(wk_sim *out, const double *rate, const double *cost, int starts)
+{
+    double sr = 0, sc = 0;
+    for (int s = 0; s < starts; s++) {
+        sr += rate[s];
+        sc += cost[s];
+    }
+    out->starts = starts;
+    out->pass_rate = starts ? sr / starts : 0;
+    out->cost_usd = starts ? sc / starts : 0;
+    double vr = 0, vc = 0;
+    for (int s = 0; s < starts; s++) {
+        vr += (rate[s] - out->pass_rate) * (rate[s] - out->pass_rate);
+        vc += (cost[s] - out->cost_usd) * (cost[s] - out->cost_usd);
+    }
+    /* The sample sd, as the reference figures give it. */
+    out->pass_rate_sd = starts > 1 ? sqrt(vr / (starts - 1)) : 0;
+    out->cost_sd = starts > 1 ? sqrt(vc / (starts - 1)) : 0;
+}
+
+void wk_obs_simulate(const wk_obs *o, const wk_plan *p, int set, int starts, wk_sim *out)
+{
+    double *rate = wk_xcalloc((size_t)starts + 1, sizeof(double));
+    double *cost = wk_xcalloc((size_t)starts + 1, sizeof(double));
+    memset(out, 0, sizeof *out);
+    out->tasks = wk_obs_ntasks(o, set);
+    for (int s = 0; s < starts; s++) {
+        long passed = 0;
+        for (int i = 0; i < o->ntasks; i++) {
+            const obs_task *t = &o->tasks[i];
+            if (!in_set(t, set) || !observed(t, o->nmodels))
+                continue;
+            passed += simulate_task(t, p, s, &cost[s]);
+        }
+        rate[s] = out->tasks ? (double)passed / out->tasks : 0;
+    }
+    finish_sim(out, rate, cost, starts);
+    free(rate);
+    free(cost);
+}
+
+void wk_obs_oracle(const wk_obs *o, int set, int starts, wk_sim *out)
+{
+    double *rate = wk_xcalloc((size_t)starts + 1, sizeof(double));
+    double *cost = wk_xcalloc((size_t)starts + 1, sizeof(double));
+    memset(out, 0, sizeof *out);
+    out->tasks = wk_obs_ntasks(o, set);
+    for (int s = 0; s < starts; s++) {
+        long passed = 0;
+        for (int i = 0; i < o->ntasks; i++) {
+            const obs_task *t = &o->tasks[i];
+            if (!in_set(t, set) || !observed(t, o->nmodels))
+                continue;
+            double best = -1;
+            for (int m = 0; m < o->nmodels; m++) {
+                const obs_list *l = &t->by_model[m];
+                if (!l->n)
+                    continue;
+                const obs_att *a = &l->a[s % l->n];
+                if (a->pass && (best < 0 || a->cost < best))
+                    best = a->cost;
+            }
+            if (best >= 0) {
+                passed++;
+                cost[s] += best;
+            }
+        }
+        rate[s] = out->tasks ? (double)passed / out->tasks : 0;
+    }
+    finish_sim(out, rate, cost, starts);
+    free(rate);
+    free(cost);
+}
+
+/* ---- search ------------------------------------------------------------------ */
+
+void wk_tune_opts_default(wk_tune_opts *t)
+{
+    memset(t, 0, sizeof *t);
+    t->target = 0.85;
+    t->max_tiers = 3;
+    t->max_skips = 2;
+    t->min_rule_saving = 0.02;
+    t->max_rule_loss = 0.005;
+    t->margin = 0.01;
+}
+
+typedef struct cand {
+    wk_plan plan;
+    wk_sim sim;
+} cand;
+
+typedef struct search {
+    const wk_obs *o;
+    const wk_tune_opts *opts;
+    int starts, max_attempts, nfit;
+    cand best; /* cheapest that meets the target */
+    int have_best;
+    cand fallback; /* best pass rate within the budget */
+    int have_fallback;
+    cand *keep; /* the cheapest plans that meet the target, for the rule search */
+    int nkeep;
+    long tried;
+} search;
+
+static int meets(const search *S, const wk_sim *s)
+{
+    /* A hair of slack: 0.85 of 80 tasks must not fail on rounding. */
+    if (s->pass_rate + 1e-9 < S->opts->target + S->opts->margin)
+        return 0;
+    return S->opts->budget_per_task <= 0 ||
+           s->cost_usd <= S->opts->budget_per_task * S->nfit + 1e-12;
+}
+
+/* Cheaper first; on a tie, the higher pass rate, then the shorter plan. */
+static int better(const cand *a, const cand *b)
+{
+    if (fabs(a->sim.cost_usd - b->sim.cost_usd) > 1e-12)
+        return a->sim.cost_usd < b->sim.cost_usd;
+    if (fabs(a->sim.pass_rate - b->sim.pass_rate) > 1e-12)
+        return a->sim.pass_rate > b->sim.pass_rate;
+    return a->plan.ntiers < b->plan.ntiers;
+}
+
+static void keep_candidate(search *S, const cand *c)
+{
+    if (S->nkeep < RULE_CANDIDATES) {
+        S->keep[S->nkeep++] = *c;
+        return;
+    }
+    int worst = 0;
+    for (int i = 1; i < S->nkeep; i++)
+        if (better(&S->keep[worst], &S->keep[i]))
+            worst = i;
+    if (better(c, &S->keep[worst]))
+        S->keep[worst] = *c;
+}
+
+static void consider(search *S, const wk_plan *p, int keep)
+{
+    cand c = {.plan = *p};
+    wk_obs_simulate(S->o, p, WK_SET_FIT, S->starts, &c.sim);
+    S->tried++;
+    if (meets(S, &c.sim)) {
+        if (!S->have_best || better(&c, &S->best)) {
+            S->best = c;
+            S->have_best = 1;
+        }
+        if (keep)
+            keep_candidate(S, &c);
+    } else if (S->opts->budget_per_task <= 0 ||
+               c.sim.cost_usd <= S->opts->budget_per_task * S->nfit) {
+        if (!S->have_fallback || c.sim.pass_rate > S->fallback.sim.pass_rate + 1e-12 ||
+            (fabs(c.sim.pass_rate - S->fallback.sim.pass_rate) <= 1e-12 &&
+             c.sim.cost_usd < S->fallback.sim.cost_usd)) {
+            S->fallback = c;
+            S->have_fallback = 1;
+        }
+    }
+}
+
+/* Every attempts vector for a fixed tier order. */
+static void attempts_rec(search *S, wk_plan *p, int k)
+{
+    if (k == p->ntiers) {
+        consider(S, p, 1);
+        return;
+    }
+    for (int a = 1; a <= S->max_attempts; a++) {
+        p->tiers[k].attempts = a;
+        attempts_rec(S, p, k + 1);
+    }
+}
+
+/* Every ordered subset of the models with up to max_tiers tiers. */
+static void orders_rec(search *S, wk_plan *p, unsigned used, int max_tiers)
+{
+    if (p->ntiers > 0)
+        attempts_rec(S, p, 0);
+    if (p->ntiers == max_tiers)
+        return;
+    for (int m = 0; m < S->o->nmodels; m++) {
+        if (used & (1u << m))
+            continue;
+        wk_plan_tier *t = &p->tiers[p->ntiers++];
+        memset(t, 0, sizeof *t);
+        t->model = m;
+        orders_rec(S, p, used | (1u << m), max_tiers);
+        p->ntiers--;
+    }
+}
+
+/* The skip conditions worth trying: features that vary among the fit tasks. */
+static int skip_candidates(const wk_obs *o, wk_skip *out, int cap)
+{
+    int n = 0;
+    long *len = wk_xcalloc((size_t)o->ntasks + 1, sizeof(long));
+    int nlen = 0;
+    const char *kinds[8], *langs[8];
+    int nk = 0, nl = 0, tests_yes = 0, tests_no = 0;
+    for (int i = 0; i < o->ntasks; i++) {
+        const obs_task *t = &o->tasks[i];
+        if (t->half != WK_SET_FIT || !observed(t, o->nmodels))
+            continue;
+        if (t->prompt_tokens >= 0)
+            len[nlen++] = t->prompt_tokens;
+        if (t->kind) {
+            int seen = 0;
+            for (int k = 0; k < nk; k++)
+                seen |= strcmp(kinds[k], t->kind) == 0;
+            if (!seen && nk < 8)
+                kinds[nk++] = t->kind;
+        }
+        if (t->language) {
+            int seen = 0;
+            for (int k = 0; k < nl; k++)
+                seen |= strcmp(langs[k], t->language) == 0;
+            if (!seen && nl < 8)
+                langs[nl++] = t->language;
+        }
+        tests_yes += t->has_tests == 1;
+        tests_no += t->has_tests == 0;
+    }
+    for (int k = 0; nk > 1 && k < nk && n < cap; k++) {
+        out[n] = (wk_skip){.kind = WK_SKIP_KIND};
+        snprintf(out[n++].value, sizeof out->value, "%s", kinds[k]);
+    }
+    for (int k = 0; nl > 1 && k < nl && n < cap; k++) {
+        out[n] = (wk_skip){.kind = WK_SKIP_LANGUAGE};
+        snprintf(out[n++].value, sizeof out->value, "%s", langs[k]);
+    }
+    if (tests_yes && tests_no && n < cap)
+        out[n++] = (wk_skip){.kind = WK_SKIP_NO_TESTS};
+    /* Prompt length: the octiles of the fit tasks, rounded to tens so they read well. */
+    if (nlen >= 8) {
+        for (int i = 1; i < nlen; i++)
+            for (int j = i; j > 0 && len[j - 1] > len[j]; j--) {
+                long x = len[j];
+                len[j] = len[j - 1];
+                len[j - 1] = x;
+            }
+        long last = -1;
+        for (int q = 1; q < 8 && n + 2 <= cap; q++) {
+            long th = (len[nlen * q / 8] + 5) / 10 * 10;
+            if (th == last)
+                continue;
+            last = th;
+            out[n++] = (wk_skip){.kind = WK_SKIP_PROMPT_OVER, .threshold = th};
+            out[n++] = (wk_skip){.kind = WK_SKIP_PROMPT_UPTO, .threshold = th};
+        }
+    }
+    free(len);
+    return n;
+}
+
+/* One rule per feature and tier: two length cuts on a tier make a band, not a rule. */
+static int same_feature(const wk_plan_tier *t, const wk_skip *s)
+{
+    for (int k = 0; k < t->nskips; k++) {
+        wk_skip_kind a = t->skips[k].kind, b = s->kind;
+        int la = a == WK_SKIP_PROMPT_OVER || a == WK_SKIP_PROMPT_UPTO;
+        int lb = b == WK_SKIP_PROMPT_OVER || b == WK_SKIP_PROMPT_UPTO;
+        if (a == b || (la && lb))
+            return 1;
+    }
+    return 0;
+}
+
+/* Adds skip rules to c greedily while each saves at least min_rule_saving. */
+static void add_rules(search *S, cand *c, const wk_skip *conds, int nconds)
+{
+    for (int round = 0; round < S->opts->max_skips; round++) {
+        cand best = *c;
+        int found = 0;
+        for (int k = 0; k < c->plan.ntiers; k++) {
+            if (c->plan.tiers[k].nskips == WK_PLAN_SKIPS_MAX)
+                continue;
+            for (int j = 0; j < nconds; j++) {
+                if (same_feature(&c->plan.tiers[k], &conds[j]))
+                    continue;
+                cand x = *c;
+                wk_plan_tier *t = &x.plan.tiers[k];
+                t->skips[t->nskips++] = conds[j];
+                wk_obs_simulate(S->o, &x.plan, WK_SET_FIT, S->starts, &x.sim);
+                S->tried++;
+                /*
+                 * A rule may only drop calls that rarely help: it must not cost
+                 * more than max_rule_loss of pass rate. Without this, the search
+                 * spends all the slack above the target on a band of prompt
+                 * lengths that happens to suit the fit half.
+                 */
+                if (x.sim.pass_rate + 1e-9 < c->sim.pass_rate - S->opts->max_rule_loss)
+                    continue;
+                if (meets(S, &x.sim) && better(&x, &best)) {
+                    best = x;
+                    found = 1;
+                }
+            }
+        }
+        if (!found || best.sim.cost_usd > c->sim.cost_usd * (1 - S->opts->min_rule_saving))
+            return;
+        *c = best;
+    }
+}
+
+static wk_plan strip_rules(const wk_plan *p)
+{
+    wk_plan b = *p;
+    for (int k = 0; k < b.ntiers; k++)
+        b.tiers[k].nskips = 0;
+    return b;
+}
+
+int wk_tune(const wk_obs *o, const wk_tune_opts *opts, wk_tune_result *res, char *err,
+            size_t errlen)
+{
+    memset(res, 0, sizeof *res);
+    search S = {.o = o, .opts = opts};
+    S.nfit = wk_obs_ntasks(o, WK_SET_FIT);
+    if (o->nmodels == 0 || S.nfit == 0 || wk_obs_ntasks(o, WK_SET_HELD) == 0) {
+        snprintf(err, errlen, "nothing to fit: %d models, %d tasks in the fit half, %d held out",
+                 o->nmodels, S.nfit, wk_obs_ntasks(o, WK_SET_HELD));
+        return WK_EINVAL;
+    }
+    int runs = wk_obs_max_runs(o);
+    S.starts = opts->starts > 0 ? opts->starts : runs;
+    S.max_attempts = opts->max_attempts > 0 ? opts->max_attempts : runs;
+    int max_tiers = opts->max_tiers > 0 ? opts->max_tiers : 3;
+    if (max_tiers > WK_PLAN_TIERS_MAX)
+        max_tiers = WK_PLAN_TIERS_MAX;
+    if (max_tiers > o->nmodels)
+        max_tiers = o->nmodels;
+    S.keep = wk_xcalloc(RULE_CANDIDATES, sizeof(cand));
+
+    wk_plan p = {0};
+    orders_rec(&S, &p, 0, max_tiers);
+
+    if (S.have_best && opts->max_skips > 0) {
+        wk_skip conds[64];
+        int nconds = skip_candidates(o, conds, 64);
+        for (int i = 0; i < S.nkeep && nconds; i++) {
+            cand c = S.keep[i];
+            add_rules(&S, &c, conds, nconds);
+            if (better(&c, &S.best))
+                S.best = c;
+        }
+    }
+    res->met = S.have_best;
+    const cand *chosen = S.have_best ? &S.best : &S.fallback;
+    if (!S.have_best && !S.have_fallback) {
+        snprintf(err, errlen, "no plan fits the budget of $%g per task", opts->budget_per_task);
+        free(S.keep);
+        return WK_EINVAL;
+    }
+    res->plan = chosen->plan;
+    res->base = strip_rules(&chosen->plan);
+    res->plans_tried = S.tried;
+    res->fit = chosen->sim;
+    wk_obs_simulate(o, &res->plan, WK_SET_HELD, S.starts, &res->held);
+    wk_obs_simulate(o, &res->base, WK_SET_FIT, S.starts, &res->base_fit);
+    wk_obs_simulate(o, &res->base, WK_SET_HELD, S.starts, &res->base_held);
+    wk_plan top = {.ntiers = 1};
+    top.tiers[0].model = wk_obs_top_model(o);
+    top.tiers[0].attempts = 1;
+    wk_obs_simulate(o, &top, WK_SET_FIT, S.starts, &res->top_fit);
+    wk_obs_simulate(o, &top, WK_SET_HELD, S.starts, &res->top_held);
+    wk_obs_oracle(o, WK_SET_HELD, S.starts, &res->oracle_held);
+    free(S.keep);
+    return 0;
+}
+
+/* ---- describing a plan ------------------------------------------------------- */
+
+char *wk_plan_name(const wk_obs *o, const wk_plan *p)
+{
+    wk_buf b;
+    wk_buf_init(&b, 1u << 16);
+    for (int k = 0; k < p->ntiers; k++) {
+        wk_buf_appendf(&b, "%s%s*%d", k ? ">" : "", wk_obs_model(o, p->tiers[k].model),
+                       p->tiers[k].attempts);
+        if (p->tiers[k].nskips)
+            wk_buf_appendf(&b, "(%d skip rule%s)", p->tiers[k].nskips,
+                           p->tiers[k].nskips > 1 ? "s" : "");
+    }
+    return wk_buf_detach(&b, NULL);
+}
+
+static void describe_skip(wk_buf *b, const wk_skip *s)
+{
+    switch (s->kind) {
+    case WK_SKIP_KIND:
+        wk_buf_appendf(b, "tasks of kind %s", s->value);
+        break;
+    case WK_SKIP_LANGUAGE:
+        wk_buf_appendf(b, "tasks in %s", s->value);
+        break;
+    case WK_SKIP_NO_TESTS:
+        wk_buf_appendf(b, "tasks without tests");
+        break;
+    case WK_SKIP_PROMPT_OVER:
+        wk_buf_appendf(b, "prompts longer than %ld tokens (characters / 4)", s->threshold);
+        break;
+    case WK_SKIP_PROMPT_UPTO:
+        wk_buf_appendf(b, "prompts of %ld tokens or fewer (characters / 4)", s->threshold);
+        break;
+    }
+}
+
+char *wk_plan_describe(const wk_obs *o, const wk_plan *p)
+{
+    wk_buf b;
+    wk_buf_init(&b, 1u << 16);
+    for (int k = 0; k < p->ntiers; k++) {
+        const wk_plan_tier *t = &p->tiers[k];
+        wk_buf_appendf(&b, "%s ask %s, up to %d time%s%s", k ? "Then" : "First",
+                       wk_obs_model(o, t->model), t->attempts, t->attempts > 1 ? "s" : "",
+                       k + 1 < p->ntiers ? ", until an answer passes" : "");
+        for (int j = 0; j < t->nskips; j++) {
+            wk_buf_appendf(&b, j ? ", or for " : "; skip this step for ");
+            describe_skip(&b, &t->skips[j]);
+        }
+        wk_buf_appendf(&b, ".\n");
+    }
+    wk_buf_appendf(&b, "A task whose answers all fail ends exhausted.\n");
+    return wk_buf_detach(&b, NULL);
+}
+
+static cJSON *skip_json(const wk_skip *s)
+{
+    cJSON *j = cJSON_CreateObject();
+    switch (s->kind) {
+    case WK_SKIP_KIND:
+        cJSON_AddStringToObject(j, "kind", s->value);
+        break;
+    case WK_SKIP_LANGUAGE:
+        cJSON_AddStringToObject(j, "language", s->value);
+        break;
+    case WK_SKIP_NO_TESTS:
+        cJSON_AddBoolToObject(j, "has_tests", 0);
+        break;
+    case WK_SKIP_PROMPT_OVER:
+        cJSON_AddNumberToObject(j, "prompt_tokens_over", (double)s->threshold);
+        break;
+    case WK_SKIP_PROMPT_UPTO:
+        cJSON_AddNumberToObject(j, "prompt_tokens_upto", (double)s->threshold);
+        break;
+    }
+    return j;
+}
+
+cJSON *wk_plan_cascade(const wk_obs *o, const wk_plan *p, const char *name, const cJSON *base)
+{
+    cJSON *c = cJSON_CreateObject();
+    cJSON_AddStringToObject(c, "name", name);
+    const cJSON *match = cJSON_GetObjectItemCaseSensitive(base, "match");
+    const cJSON *vals = cJSON_GetObjectItemCaseSensitive(base, "validators");
+    const cJSON *fb = cJSON_GetObjectItemCaseSensitive(base, "feedback");
+    if (match) {
+        cJSON_AddItemToObject(c, "match", cJSON_Duplicate(match, 1));
+    } else {
+        cJSON *m = cJSON_AddObjectToObject(c, "match");
+        cJSON_AddStringToObject(m, "kind", "code");
+    }
+    if (cJSON_IsArray(vals)) {
+        cJSON_AddItemToObject(c, "validators", cJSON_Duplicate(vals, 1));
+    } else {
+        cJSON *v = cJSON_AddArrayToObject(c, "validators");
+        cJSON_AddItemToArray(v, cJSON_CreateString("syntax"));
+        cJSON_AddItemToArray(v, cJSON_CreateString("tests"));
+    }
+    cJSON_AddBoolToObject(c, "feedback", cJSON_IsBool(fb) ? cJSON_IsTrue(fb) : 0);
+    cJSON *tiers = cJSON_AddArrayToObject(c, "tiers");
+    for (int k = 0; k < p->ntiers; k++) {
+        cJSON *t = cJSON_CreateObject();
+        cJSON_AddStringToObject(t, "model", wk_obs_model(o, p->tiers[k].model));
+        cJSON_AddNumberToObject(t, "attempts", p->tiers[k].attempts);
+        if (p->tiers[k].nskips) {
+            cJSON *s = cJSON_AddArrayToObject(t, "skip_when");
+            for (int j = 0; j < p->tiers[k].nskips; j++)
+                cJSON_AddItemToArray(s, skip_json(&p->tiers[k].skips[j]));
+        }
+        cJSON_AddItemToArray(tiers, t);
+    }
+    return c;
+}

@@ -1,0 +1,629 @@
+/*
+ * The call dispatcher (see calls.h).
+ *
+ * A call walks its deployments in order: the tier's model, then each
+ * fallback. On one deployment it is retried under the retry policy; when the
+ * retries run out, the server asks for a wait longer than we hold a task
+ * for, the provider's spend limit is hit, or its breaker is open, the call
+ * moves to the next deployment. Before each send the provider's gate must
+ * be open: in-flight below max_inflight, a request and the tokens in the
+ * per-minute buckets, and no pause asked for by its rate-limit headers.
+ * Calls that find the gate shut wait in the provider's FIFO.
+ */
+#include "calls.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "http.h"
+#include "lib/util.h"
+#include "worker/cost.h"
+
+#define MSG_MAX 512
+
+typedef struct wk__call wk__call;
+
+typedef struct pstate {
+    wk_calls *c;
+    const wk_provider *p;
+    int inflight;
+    double rpm_tokens, tpm_tokens;
+    uint64_t refilled_ms;
+    uint64_t paused_until; /* from the provider's rate-limit headers */
+    int failures;          /* consecutive transient failures */
+    uint64_t open_until;   /* breaker open until then; after it, calls probe */
+    int disabled;          /* spend limit reached */
+    wk__call *wait_head, *wait_tail;
+    uv_timer_t wake;
+} pstate;
+
+struct wk__call {
+    wk_calls *c;
+    const wk_model *primary;
+    const wk_model *dep; /* the deployment in use */
+    int dep_idx;         /* -1: primary; else index into primary->fallbacks */
+    char *task_id;
+    cJSON *messages;
+    long est;
+    prov_request req;
+    int retries_here, retries, fallbacks;
+    double reserved;
+    uint64_t started_ms;
+    uv_timer_t timer; /* backoff between retries */
+    wk_call_cb cb;
+    void *arg;
+    int waiting; /* in a provider's FIFO */
+    wk__call *wait_next;
+    wk__call *prev, *next; /* every live call, for shutdown */
+    char reason[PROV_REASON_MAX];
+    char msg[MSG_MAX];
+};
+
+struct wk_calls {
+    uv_loop_t *loop;
+    const wk_config *cfg;
+    wk_calls_opts o;
+    wk_http *http;
+    pstate *ps;
+    uint64_t *unavailable_until; /* per model */
+    wk__call *live;
+    wk__call *budget_head, *budget_tail; /* calls waiting for reservations to settle */
+    double spent, reserved;
+    int budget_hit;
+    int closing; /* provider timers still closing at shutdown */
+    uint64_t rng;
+};
+
+static void try_deployment(wk__call *k);
+static void gate(wk__call *k);
+static void pump(pstate *ps);
+
+double wk_usage_cost(const wk_model *m, long pt, long ct, long cached)
+{
+    return wk_cost(m, pt, ct, cached);
+}
+
+double wk_calls_spent(const wk_calls *c)
+{
+    return c->spent;
+}
+double wk_calls_reserved(const wk_calls *c)
+{
+    return c->reserved;
+}
+int wk_calls_budget_hit(const wk_calls *c)
+{
+    return c->budget_hit;
+}
+
+static double jitter(wk_calls *c)
+{
+    /* xorshift64: the jitter needs spread, not secrecy. */
+    c->rng ^= c->rng << 13;
+    c->rng ^= c->rng >> 7;
+    c->rng ^= c->rng << 17;
+    return (double)(c->rng >> 11) / 9007199254740992.0;
+}
+
+static pstate *pstate_of(wk_calls *c, const wk_model *m)
+{
+    return &c->ps[m->provider - c->cfg->providers];
+}
+
+static uint64_t *unavail_of(wk_calls *c, const wk_model *m)
+{
+    return &c->unavailable_until[m - c->cfg->models];
+}
+
+/* ---- finishing ------------------------------------------------------------- */
+
+static void call_closed(uv_handle_t *h)
+{
+    wk__call *k = h->data;
+    free(k->task_id);
+    cJSON_Delete(k->messages);
+    prov_request_clear(&k->req);
+    free(k);
+}
+
+static void unlink_call(wk__call *k)
+{
+    if (k->prev)
+        k->prev->next = k->next;
+    else
+        k->c->live = k->next;
+    if (k->next)
+        k->next->prev = k->prev;
+}
+
+static void release(wk__call *k)
+{
+    k->c->reserved -= k->reserved;
+    if (k->c->reserved < 0)
+        k->c->reserved = 0;
+    k->reserved = 0;
+}
+
+/* Money came free: calls waiting on the run budget try again, in order. */
+static void budget_pump(wk_calls *c)
+{
+    wk__call *k = c->budget_head;
+    c->budget_head = c->budget_tail = NULL;
+    while (k) {
+        wk__call *next = k->wait_next;
+        k->waiting = 0;
+        try_deployment(k); /* may queue it again at the tail */
+        k = next;
+    }
+}
+
+static void finish(wk__call *k, prov_response *resp, int budget_denied)
+{
+    wk_call_outcome out = {0};
+    out.ok = resp != NULL;
+    out.resp = resp;
+    out.served = k->dep ? k->dep : k->primary;
+    out.retries = k->retries;
+    out.fallbacks = k->fallbacks;
+    out.reason = k->reason;
+    out.message = k->msg;
+    out.budget_denied = budget_denied;
+    out.latency_ms = (long)(wk_now_ms() - k->started_ms);
+    release(k);
+    if (resp)
+        k->c->spent +=
+            wk_cost(out.served, resp->prompt_tokens < 0 ? k->est : resp->prompt_tokens,
+                    resp->completion_tokens < 0 ? out.served->max_tokens : resp->completion_tokens,
+                    resp->cached_tokens);
+    unlink_call(k);
+    k->cb(k->arg, &out);
+    uv_timer_stop(&k->timer);
+    uv_close((uv_handle_t *)&k->timer, call_closed);
+    if (k->c->budget_head)
+        budget_pump(k->c);
+}
+
+static void fail(wk__call *k, const char *reason, const char *msg)
+{
+    snprintf(k->reason, sizeof k->reason, "%s", reason);
+    snprintf(k->msg, sizeof k->msg, "%s", msg);
+}
+
+/* ---- deployments ----------------------------------------------------------- */
+
+/* Why m cannot take a call now, or NULL when it can. */
+static const char *unavailable(wk__call *k, const wk_model *m)
+{
+    wk_calls *c = k->c;
+    pstate *ps = pstate_of(c, m);
+    uint64_t now = wk_now_ms();
+    if (ps->disabled)
+        return "the provider's spend limit is reached";
+    if (*unavail_of(c, m) > now)
+        return "the server asked for a longer wait than a task is held for";
+    if (ps->open_until > now)
+        return "the provider's circuit breaker is open";
+    return NULL;
+}
+
+/* Moves to the next deployment that can take the call, or finishes the call. */
+static void next_deployment(wk__call *k)
+{
+    release(k);
+    for (;;) {
+        k->dep_idx++;
+        if (k->dep_idx >= k->primary->nfallbacks) {
+            if (!k->reason[0])
+                fail(k, "unavailable", "no deployment of the model can take the call");
+            finish(k, NULL, 0);
+            return;
+        }
+        const wk_model *m = k->primary->fallbacks[k->dep_idx];
+        const char *why = unavailable(k, m);
+        if (why) {
+            char *msg = wk_xasprintf("%s: %s", m->name, why);
+            fail(k, "unavailable", msg);
+            free(msg);
+            continue;
+        }
+        k->dep = m;
+        k->fallbacks++;
+        k->retries_here = 0;
+        try_deployment(k);
+        return;
+    }
+}
+
+/* Builds the request for the current deployment, reserves the budget, and sends. */
+static void try_deployment(wk__call *k)
+{
+    wk_calls *c = k->c;
+    const wk_model *m = k->dep;
+    const prov_ops *ops = prov_find(m->provider->api);
+    prov_request_clear(&k->req);
+    ops->build(m, k->task_id, k->messages, &k->req);
+    double worst = wk_cost_worst(m, k->est);
+    if (c->o.run_budget_usd > 0 && c->spent + worst <= c->o.run_budget_usd &&
+        c->spent + c->reserved + worst > c->o.run_budget_usd) {
+        /*
+         * Calls in flight hold reservations that will mostly be released:
+         * wait for them rather than stop far below the limit.
+         */
+        k->waiting = 2;
+        k->wait_next = NULL;
+        if (c->budget_tail)
+            c->budget_tail->wait_next = k;
+        else
+            c->budget_head = k;
+        c->budget_tail = k;
+        return;
+    }
+    if (c->o.run_budget_usd > 0 && c->spent + c->reserved + worst > c->o.run_budget_usd) {
+        c->budget_hit = 1;
+        char *msg = wk_xasprintf("run budget $%.6g: spent $%.6g, $%.6g reserved by calls in "
+                                 "flight, the next call to %s may cost up to $%.6g",
+                                 c->o.run_budget_usd, c->spent, c->reserved, m->name, worst);
+        fail(k, "run_budget", msg);
+        free(msg);
+        finish(k, NULL, 1);
+        return;
+    }
+    c->reserved += worst;
+    k->reserved = worst;
+    gate(k);
+}
+
+/* ---- the provider gate ----------------------------------------------------- */
+
+static void refill(pstate *ps)
+{
+    uint64_t now = wk_now_ms();
+    double dt = (double)(now - ps->refilled_ms);
+    ps->refilled_ms = now;
+    if (ps->p->rpm > 0) {
+        ps->rpm_tokens += dt * ps->p->rpm / 60000.0;
+        if (ps->rpm_tokens > ps->p->rpm)
+            ps->rpm_tokens = ps->p->rpm;
+    }
+    if (ps->p->tpm > 0) {
+        ps->tpm_tokens += dt * ps->p->tpm / 60000.0;
+        if (ps->tpm_tokens > ps->p->tpm)
+            ps->tpm_tokens = ps->p->tpm;
+    }
+}
+
+static double tokens_needed(const pstate *ps, const wk__call *k)
+{
+    double need = (double)(k->est + k->dep->max_tokens);
+    /* A request bigger than a whole minute's tokens still goes, on a full bucket. */
+    return need > ps->p->tpm ? ps->p->tpm : need;
+}
+
+/* 0 when k may be sent now; else ms until it might (-1: when a call in flight ends). */
+static long gate_wait(pstate *ps, const wk__call *k)
+{
+    uint64_t now = wk_now_ms();
+    long wait = 0;
+    if (ps->paused_until > now)
+        wait = (long)(ps->paused_until - now);
+    refill(ps);
+    if (ps->p->rpm > 0 && ps->rpm_tokens < 1) {
+        long w = (long)((1 - ps->rpm_tokens) * 60000.0 / ps->p->rpm) + 1;
+        wait = w > wait ? w : wait;
+    }
+    if (ps->p->tpm > 0) {
+        double need = tokens_needed(ps, k);
+        if (ps->tpm_tokens < need) {
+            long w = (long)((need - ps->tpm_tokens) * 60000.0 / ps->p->tpm) + 1;
+            wait = w > wait ? w : wait;
+        }
+    }
+    if (wait == 0 && ps->inflight >= ps->p->max_inflight)
+        return -1;
+    return wait;
+}
+
+static void on_http(void *arg, const wk_http_result *res);
+
+static void send_now(pstate *ps, wk__call *k)
+{
+    wk_calls *c = k->c;
+    if (ps->p->rpm > 0)
+        ps->rpm_tokens -= 1;
+    if (ps->p->tpm > 0)
+        ps->tpm_tokens -= tokens_needed(ps, k);
+    ps->inflight++;
+    wk_http_opts ho = {
+        .connect_timeout_ms = c->o.connect_timeout_ms,
+        .first_byte_timeout_ms = c->o.first_byte_timeout_ms,
+        .total_timeout_ms = c->o.total_timeout_ms,
+        .body_cap = c->o.body_cap,
+    };
+    if (wk_http_post(c->http, k->req.url, (const char *const *)k->req.headers, k->req.nheaders,
+                     k->req.body, k->req.body_len, &ho, on_http, k) != 0) {
+        ps->inflight--;
+        fail(k, "transport", "could not start the HTTP request");
+        next_deployment(k);
+    }
+}
+
+static void enqueue(pstate *ps, wk__call *k)
+{
+    k->waiting = 1;
+    k->wait_next = NULL;
+    if (ps->wait_tail)
+        ps->wait_tail->wait_next = k;
+    else
+        ps->wait_head = k;
+    ps->wait_tail = k;
+}
+
+static void gate(wk__call *k)
+{
+    pstate *ps = pstate_of(k->c, k->dep);
+    /* FIFO: a call never overtakes one that waits already. */
+    if (!ps->wait_head && gate_wait(ps, k) == 0) {
+        send_now(ps, k);
+        return;
+    }
+    enqueue(ps, k);
+    pump(ps);
+}
+
+static void on_wake(uv_timer_t *t)
+{
+    pump(t->data);
+}
+
+static void pump(pstate *ps)
+{
+    while (ps->wait_head) {
+        wk__call *k = ps->wait_head;
+        if (unavailable(k, k->dep)) {
+            /* The deployment went away while the call waited: move on. */
+            ps->wait_head = k->wait_next;
+            if (!ps->wait_head)
+                ps->wait_tail = NULL;
+            k->waiting = 0;
+            fail(k, "unavailable", unavailable(k, k->dep));
+            next_deployment(k);
+            continue;
+        }
+        long w = gate_wait(ps, k);
+        if (w != 0) {
+            if (w > 0)
+                uv_timer_start(&ps->wake, on_wake, (uint64_t)w, 0);
+            return;
+        }
+        ps->wait_head = k->wait_next;
+        if (!ps->wait_head)
+            ps->wait_tail = NULL;
+        k->waiting = 0;
+        send_now(ps, k);
+    }
+}
+
+/* ---- outcomes -------------------------------------------------------------- */
+
+static void on_backoff(uv_timer_t *t)
+{
+    wk__call *k = t->data;
+    if (unavailable(k, k->dep)) {
+        fail(k, "unavailable", unavailable(k, k->dep));
+        next_deployment(k);
+        return;
+    }
+    gate(k);
+}
+
+/*
+ * The provider's own rate-limit headers: when a limit is about to run out,
+ * pause the provider until it resets instead of waiting for the 429.
+ */
+static void note_rate_limits(pstate *ps, const wk_http_result *res)
+{
+    int low = (res->rl_remaining_requests >= 0 && res->rl_remaining_requests <= 1) ||
+              res->rl_remaining_tokens == 0;
+    if (!low)
+        return;
+    long ms = res->rl_reset_ms > 0 ? res->rl_reset_ms : 1000;
+    uint64_t until = wk_now_ms() + (uint64_t)ms;
+    if (until > ps->paused_until)
+        ps->paused_until = until;
+}
+
+static void breaker_failure(pstate *ps)
+{
+    if (++ps->failures >= ps->p->breaker_failures)
+        ps->open_until = wk_now_ms() + (uint64_t)ps->p->breaker_cooldown_ms;
+}
+
+static void on_http(void *arg, const wk_http_result *res)
+{
+    wk__call *k = arg;
+    wk_calls *c = k->c;
+    pstate *ps = pstate_of(c, k->dep);
+    ps->inflight--;
+    note_rate_limits(ps, res);
+    const prov_ops *ops = prov_find(k->dep->provider->api);
+    char reason[PROV_REASON_MAX], msg[MSG_MAX];
+    wk_http_result r = *res;
+
+    if (res->rc == 0 && res->status >= 200 && res->status <= 299) {
+        prov_response pr;
+        if (ops->parse(res->status, res->body, res->body_len, &pr, reason, msg, sizeof msg) == 0) {
+            ps->failures = 0;
+            ps->open_until = 0;
+            finish(k, &pr, 0);
+            prov_response_clear(&pr);
+            pump(ps);
+            return;
+        }
+        /* A cut or garbled body is a transport fault: the same request may come back whole. */
+        fail(k, reason, msg);
+        r.rc = WK_EIO;
+    } else if (res->rc == WK_ETOOBIG) {
+        char *m = wk_xasprintf("%s: the response body is over the %zu-byte cap",
+                               k->dep->provider->name, c->o.body_cap);
+        fail(k, "body_too_big", m);
+        free(m);
+    } else if (res->rc != 0) {
+        char *e = wk_escape_ctl(res->error, strlen(res->error), 300);
+        char *m = wk_xasprintf("%s: %s", k->dep->provider->name, e);
+        fail(k, res->timed_out ? "timeout" : "transport", m);
+        free(m);
+        free(e);
+    } else {
+        prov_response pr;
+        ops->parse(res->status, res->body, res->body_len, &pr, reason, msg, sizeof msg);
+        prov_response_clear(&pr);
+        if ((res->status == 401 || res->status == 403) && k->dep->provider->key_env) {
+            char *m = wk_xasprintf("%s (provider %s, key from $%s)", msg, k->dep->provider->name,
+                                   k->dep->provider->key_env);
+            fail(k, reason, m);
+            free(m);
+        } else {
+            char *m = wk_xasprintf("%s (provider %s)", msg, k->dep->provider->name);
+            fail(k, reason, m);
+            free(m);
+        }
+    }
+
+    long delay = 0;
+    wk_retry_kind d =
+        wk_retry_decide(&c->o.retry, &r, res->body, k->retries_here, jitter(c), &delay);
+    if (r.rc == WK_EIO || (r.status >= 500 && r.status <= 599))
+        breaker_failure(ps);
+    switch (d) {
+    case WK_RETRY_AFTER:
+        k->retries_here++;
+        k->retries++;
+        k->timer.data = k;
+        uv_timer_start(&k->timer, on_backoff, (uint64_t)delay, 0);
+        break;
+    case WK_RETRY_UNAVAILABLE:
+        *unavail_of(c, k->dep) = wk_now_ms() + (uint64_t)delay;
+        next_deployment(k);
+        break;
+    case WK_RETRY_SPEND_LIMIT:
+        if (!ps->disabled)
+            fprintf(stderr,
+                    "cascade: provider %s: spend limit reached; no more calls to it "
+                    "in this run\n",
+                    ps->p->name);
+        ps->disabled = 1;
+        fail(k, "spend_limit", "the provider's spend limit is reached");
+        next_deployment(k);
+        break;
+    case WK_RETRY_NO:
+        next_deployment(k);
+        break;
+    }
+    pump(ps);
+}
+
+/* ---- lifecycle ------------------------------------------------------------- */
+
+wk_calls *wk_calls_new(uv_loop_t *loop, const wk_config *cfg, const wk_calls_opts *opts)
+{
+    wk_calls *c = wk_xcalloc(1, sizeof *c);
+    c->loop = loop;
+    c->cfg = cfg;
+    c->o = *opts;
+    c->http = wk_http_new(loop);
+    if (!c->http) {
+        free(c);
+        return NULL;
+    }
+    c->rng = (wk_now_ms() << 16) ^ (uint64_t)getpid() ^ 0x9e3779b97f4a7c15ull;
+    c->ps = wk_xcalloc((size_t)cfg->nproviders, sizeof(pstate));
+    for (int i = 0; i < cfg->nproviders; i++) {
+        pstate *ps = &c->ps[i];
+        ps->c = c;
+        ps->p = &cfg->providers[i];
+        ps->rpm_tokens = ps->p->rpm;
+        ps->tpm_tokens = ps->p->tpm;
+        ps->refilled_ms = wk_now_ms();
+        uv_timer_init(loop, &ps->wake);
+        ps->wake.data = ps;
+    }
+    c->unavailable_until = wk_xcalloc((size_t)cfg->nmodels + 1, sizeof(uint64_t));
+    return c;
+}
+
+static void calls_closed(uv_handle_t *h)
+{
+    wk_calls *c = h->data;
+    /* libuv runs close callbacks in no promised order: count them down. */
+    if (--c->closing > 0)
+        return;
+    free(c->ps);
+    free(c->unavailable_until);
+    free(c);
+}
+
+void wk_calls_free(wk_calls *c)
+{
+    if (!c)
+        return;
+    wk_http_free(c->http);
+    while (c->live) {
+        wk__call *k = c->live;
+        unlink_call(k);
+        uv_timer_stop(&k->timer);
+        uv_close((uv_handle_t *)&k->timer, call_closed);
+    }
+    if (c->cfg->nproviders == 0) {
+        free(c->ps);
+        free(c->unavailable_until);
+        free(c);
+        return;
+    }
+    c->closing = c->cfg->nproviders;
+    for (int i = 0; i < c->cfg->nproviders; i++) {
+        c->ps[i].wake.data = c;
+        uv_timer_stop(&c->ps[i].wake);
+        uv_close((uv_handle_t *)&c->ps[i].wake, calls_closed);
+    }
+}
+
+static void on_start(uv_timer_t *t)
+{
+    wk__call *k = t->data;
+    const char *why = unavailable(k, k->primary);
+    if (why) {
+        char *msg = wk_xasprintf("%s: %s", k->primary->name, why);
+        fail(k, "unavailable", msg);
+        free(msg);
+        next_deployment(k);
+    } else {
+        k->dep = k->primary;
+        try_deployment(k);
+    }
+}
+
+int wk_call_start(wk_calls *c, const wk_model *m, const char *task_id, const cJSON *messages,
+                  long est_prompt_tokens, wk_call_cb cb, void *arg)
+{
+    wk__call *k = wk_xcalloc(1, sizeof *k);
+    k->c = c;
+    k->primary = m;
+    k->dep_idx = -1;
+    k->task_id = wk_xstrdup(task_id);
+    k->messages = cJSON_Duplicate(messages, 1);
+    k->est = est_prompt_tokens;
+    k->cb = cb;
+    k->arg = arg;
+    k->started_ms = wk_now_ms();
+    uv_timer_init(c->loop, &k->timer);
+    k->timer.data = k;
+    k->next = c->live;
+    if (c->live)
+        c->live->prev = k;
+    c->live = k;
+    /* The first step runs from the loop, so cb never fires inside this call. */
+    uv_timer_start(&k->timer, on_start, 0, 0);
+    return 0;
+}

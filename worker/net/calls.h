@@ -1,0 +1,70 @@
+/*
+ * One model call, from the router's CALL action to an answer or a final
+ * failure: deployments (the model, then its fallbacks at other providers),
+ * retries under the retry policy, per-provider limits (in flight, requests
+ * and tokens per minute, the provider's own rate-limit headers, a circuit
+ * breaker, a spend limit that disables it), and the run budget, reserved
+ * at the worst case before a call and settled on the real usage.
+ *
+ * Retries (same deployment), fallbacks (next deployment) and escalations
+ * (next tier, the router's business) are three separate counters.
+ */
+#ifndef WK_CALLS_H
+#define WK_CALLS_H
+
+#include <cjson/cJSON.h>
+#include <uv.h>
+
+#include "retry.h"
+#include "worker/config.h"
+#include "worker/providers/prov.h"
+
+typedef struct wk_calls wk_calls;
+
+typedef struct wk_calls_opts {
+    wk_retry_policy retry;
+    long connect_timeout_ms;
+    long first_byte_timeout_ms;
+    long total_timeout_ms;
+    size_t body_cap;
+    double run_budget_usd; /* 0: none */
+} wk_calls_opts;
+
+typedef struct wk_call_outcome {
+    int ok;
+    prov_response *resp;    /* ok: borrowed for the callback */
+    const wk_model *served; /* the deployment that answered, or the last one tried */
+    int retries;            /* retries of this call, all deployments together */
+    int fallbacks;          /* deployments moved to after the first */
+    const char *reason;     /* !ok: "http_401", "timeout", "unavailable", "run_budget", ... */
+    const char *message;    /* !ok: one line */
+    int budget_denied;      /* !ok: the run budget cannot hold the call */
+    long latency_ms;        /* from the first send to the outcome */
+} wk_call_outcome;
+
+typedef void (*wk_call_cb)(void *arg, const wk_call_outcome *o);
+
+/* cfg is borrowed and must outlive the dispatcher. */
+wk_calls *wk_calls_new(uv_loop_t *loop, const wk_config *cfg, const wk_calls_opts *opts);
+/* Aborts calls in flight (no callbacks) and closes handles; run the loop afterwards. */
+void wk_calls_free(wk_calls *c);
+
+/*
+ * Starts a call of model m for the task. `messages` is copied into the
+ * request at once. `est_prompt_tokens` sizes the budget reservation and the
+ * token bucket. cb fires exactly once, from the loop.
+ */
+int wk_call_start(wk_calls *c, const wk_model *m, const char *task_id, const cJSON *messages,
+                  long est_prompt_tokens, wk_call_cb cb, void *arg);
+
+/* Cost of one call's usage at a model's prices, cache reads at the cached price. */
+double wk_usage_cost(const wk_model *m, long prompt_tokens, long completion_tokens,
+                     long cached_tokens);
+
+/* Money spent and reserved so far against the run budget. */
+double wk_calls_spent(const wk_calls *c);
+double wk_calls_reserved(const wk_calls *c);
+/* 1 once a call was refused for the run budget. */
+int wk_calls_budget_hit(const wk_calls *c);
+
+#endif

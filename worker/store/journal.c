@@ -1,0 +1,372 @@
+/*
+ * The journal (see journal.h). Prepared statements, one open transaction
+ * per loop iteration, synchronous=NORMAL in WAL mode: a commit survives a
+ * crash of the process (kill -9); a power cut may lose the newest commits
+ * but never leaves the database inconsistent.
+ */
+#include "journal.h"
+
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/util.h"
+
+typedef struct then_node {
+    void (*fn)(void *);
+    void *arg;
+    struct then_node *next;
+} then_node;
+
+enum { S_SENT, S_RECEIVED, S_VERDICT, S_DONE, S_GET_DONE, S_GET_ATT, S_COUNT };
+
+static const char *const SQL[S_COUNT] = {
+    "INSERT INTO attempts(task, seq, model, state) VALUES(?1, ?2, ?3, 1) "
+    "ON CONFLICT(task, seq) DO UPDATE SET state = max(state, 1)",
+    "UPDATE attempts SET state = 2, text = ?3, finish = ?4, pt = ?5, ct = ?6, cached = ?7, "
+    "served = ?8, retries = ?9, fallbacks = ?10 WHERE task = ?1 AND seq = ?2",
+    "UPDATE attempts SET state = 3, pass = ?3, validator = ?4, reason = ?5, message = ?6, "
+    "evidence = ?7 WHERE task = ?1 AND seq = ?2",
+    "INSERT INTO tasks(id, done, result) VALUES(?1, 1, ?2) "
+    "ON CONFLICT(id) DO UPDATE SET done = 1, result = ?2",
+    "SELECT result FROM tasks WHERE id = ?1 AND done = 1",
+    "SELECT seq, state, model, text, finish, served, pt, ct, cached, retries, fallbacks, pass, "
+    "validator, reason, message, evidence FROM attempts WHERE task = ?1 ORDER BY seq",
+};
+
+struct wk_journal {
+    sqlite3 *db;
+    sqlite3_stmt *st[S_COUNT];
+    uv_check_t check;
+    /*
+     * A check handle does not keep poll from blocking; work queued after this
+     * iteration's check phase (from a close callback, say) would wait for
+     * unrelated I/O. An idle handle makes the next poll return at once.
+     */
+    uv_idle_t wake;
+    int in_txn;
+    then_node *head, *tail;
+    long commits;
+    char *error;
+};
+
+static void set_error(wk_journal *j, const char *what)
+{
+    if (j->error)
+        return;
+    j->error = wk_xasprintf("journal: %s: %s", what, sqlite3_errmsg(j->db));
+    fprintf(stderr, "cascade: %s\n", j->error);
+}
+
+static int exec(wk_journal *j, const char *sql)
+{
+    char *msg = NULL;
+    int rc = sqlite3_exec(j->db, sql, NULL, NULL, &msg);
+    if (rc != SQLITE_OK) {
+        set_error(j, msg ? msg : sql);
+        sqlite3_free(msg);
+        return WK_EIO;
+    }
+    return 0;
+}
+
+static void on_check(uv_check_t *h);
+
+/* Idle callbacks run before poll: this one stays active until on_check is done. */
+static void on_wake(uv_idle_t *h)
+{
+    (void)h;
+}
+
+static void arm(wk_journal *j)
+{
+    uv_check_start(&j->check, on_check);
+    uv_idle_start(&j->wake, on_wake);
+}
+
+static void need_txn(wk_journal *j)
+{
+    if (!j->in_txn) {
+        exec(j, "BEGIN");
+        j->in_txn = 1;
+        arm(j);
+    }
+}
+
+static void commit(wk_journal *j)
+{
+    if (j->in_txn) {
+        exec(j, "COMMIT");
+        j->in_txn = 0;
+        j->commits++;
+    }
+}
+
+/* Commit, then the side effects that waited for it; they may queue more. */
+static void on_check(uv_check_t *h)
+{
+    wk_journal *j = h->data;
+    for (int rounds = 0; rounds < 1000 && (j->in_txn || j->head); rounds++) {
+        commit(j);
+        then_node *n = j->head;
+        j->head = j->tail = NULL;
+        while (n) {
+            then_node *next = n->next;
+            n->fn(n->arg);
+            free(n);
+            n = next;
+        }
+    }
+    if (!j->in_txn && !j->head) {
+        uv_check_stop(h);
+        uv_idle_stop(&j->wake);
+    }
+}
+
+void wk_journal_then(wk_journal *j, void (*fn)(void *), void *arg)
+{
+    if (!j) {
+        fn(arg);
+        return;
+    }
+    then_node *n = wk_xcalloc(1, sizeof *n);
+    n->fn = fn;
+    n->arg = arg;
+    if (j->tail)
+        j->tail->next = n;
+    else
+        j->head = n;
+    j->tail = n;
+    arm(j);
+}
+
+int wk_journal_open(uv_loop_t *loop, const char *path, wk_journal **out, char *err, size_t errlen)
+{
+    wk_journal *j = wk_xcalloc(1, sizeof *j);
+    int rc = WK_EIO;
+    if (sqlite3_open_v2(path, &j->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
+        SQLITE_OK) {
+        snprintf(err, errlen, "cannot open journal %s: %s", path, sqlite3_errmsg(j->db));
+        goto cleanup;
+    }
+    sqlite3_busy_timeout(j->db, 5000);
+    if (exec(j, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+                "CREATE TABLE IF NOT EXISTS tasks(id TEXT PRIMARY KEY, done INTEGER, "
+                "result TEXT);"
+                "CREATE TABLE IF NOT EXISTS attempts(task TEXT, seq INTEGER, "
+                "model TEXT, state INTEGER, text TEXT, finish TEXT, pt INTEGER, ct INTEGER, "
+                "cached INTEGER, served TEXT, retries INTEGER, fallbacks INTEGER, "
+                "pass INTEGER, validator TEXT, reason TEXT, message TEXT, evidence TEXT, "
+                "PRIMARY KEY(task, seq));")) {
+        snprintf(err, errlen, "journal %s: %s", path, j->error);
+        goto cleanup;
+    }
+    for (int i = 0; i < S_COUNT; i++)
+        if (sqlite3_prepare_v2(j->db, SQL[i], -1, &j->st[i], NULL) != SQLITE_OK) {
+            snprintf(err, errlen, "journal %s: %s", path, sqlite3_errmsg(j->db));
+            goto cleanup;
+        }
+    uv_check_init(loop, &j->check);
+    j->check.data = j;
+    uv_idle_init(loop, &j->wake);
+    j->wake.data = j;
+    *out = j;
+    j = NULL;
+    rc = 0;
+cleanup:
+    if (j) {
+        for (int i = 0; i < S_COUNT; i++)
+            sqlite3_finalize(j->st[i]);
+        sqlite3_close(j->db);
+        free(j->error);
+        free(j);
+    }
+    return rc;
+}
+
+static void check_closed(uv_handle_t *h)
+{
+    wk_journal *j = h->data;
+    /* The idle handle was closed first; this is the last of the two. */
+    for (int i = 0; i < S_COUNT; i++)
+        sqlite3_finalize(j->st[i]);
+    sqlite3_close(j->db);
+    free(j->error);
+    free(j);
+}
+
+void wk_journal_close(wk_journal *j)
+{
+    if (!j)
+        return;
+    commit(j);
+    /* Side effects never run now: their rows say where a restart resumes. */
+    while (j->head) {
+        then_node *n = j->head;
+        j->head = n->next;
+        free(n);
+    }
+    uv_check_stop(&j->check);
+    uv_idle_stop(&j->wake);
+    uv_close((uv_handle_t *)&j->wake, NULL);
+    uv_close((uv_handle_t *)&j->check, check_closed);
+}
+
+static void bind_text(sqlite3_stmt *s, int i, const char *v)
+{
+    if (v)
+        sqlite3_bind_text(s, i, v, -1, SQLITE_TRANSIENT);
+    else
+        sqlite3_bind_null(s, i);
+}
+
+static void step(wk_journal *j, sqlite3_stmt *s, const char *what)
+{
+    if (sqlite3_step(s) != SQLITE_DONE)
+        set_error(j, what);
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+}
+
+void wk_journal_sent(wk_journal *j, const char *id, int seq, const char *model)
+{
+    if (!j)
+        return;
+    need_txn(j);
+    sqlite3_stmt *s = j->st[S_SENT];
+    bind_text(s, 1, id);
+    sqlite3_bind_int(s, 2, seq);
+    bind_text(s, 3, model);
+    step(j, s, "writing SENT");
+}
+
+void wk_journal_received(wk_journal *j, const char *id, int seq, const char *text,
+                         const char *finish, long pt, long ct, long cached, const char *served,
+                         int retries, int fallbacks)
+{
+    if (!j)
+        return;
+    need_txn(j);
+    sqlite3_stmt *s = j->st[S_RECEIVED];
+    bind_text(s, 1, id);
+    sqlite3_bind_int(s, 2, seq);
+    bind_text(s, 3, text);
+    bind_text(s, 4, finish);
+    sqlite3_bind_int64(s, 5, pt);
+    sqlite3_bind_int64(s, 6, ct);
+    sqlite3_bind_int64(s, 7, cached);
+    bind_text(s, 8, served);
+    sqlite3_bind_int(s, 9, retries);
+    sqlite3_bind_int(s, 10, fallbacks);
+    step(j, s, "writing RECEIVED");
+}
+
+void wk_journal_verdict(wk_journal *j, const char *id, int seq, int pass, const char *validator,
+                        const char *reason, const char *message, const char *evidence)
+{
+    if (!j)
+        return;
+    need_txn(j);
+    sqlite3_stmt *s = j->st[S_VERDICT];
+    bind_text(s, 1, id);
+    sqlite3_bind_int(s, 2, seq);
+    sqlite3_bind_int(s, 3, pass);
+    bind_text(s, 4, validator);
+    bind_text(s, 5, reason);
+    bind_text(s, 6, message);
+    bind_text(s, 7, evidence);
+    step(j, s, "writing VERDICT");
+}
+
+void wk_journal_done(wk_journal *j, const char *id, const char *result)
+{
+    if (!j)
+        return;
+    need_txn(j);
+    sqlite3_stmt *s = j->st[S_DONE];
+    bind_text(s, 1, id);
+    bind_text(s, 2, result);
+    step(j, s, "writing DONE");
+}
+
+int wk_journal_done_result(wk_journal *j, const char *id, char **result)
+{
+    if (!j)
+        return 0;
+    sqlite3_stmt *s = j->st[S_GET_DONE];
+    bind_text(s, 1, id);
+    int found = 0;
+    if (sqlite3_step(s) == SQLITE_ROW) {
+        const unsigned char *r = sqlite3_column_text(s, 0);
+        *result = wk_xstrdup(r ? (const char *)r : "");
+        found = 1;
+    }
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    return found;
+}
+
+static char *col_str(sqlite3_stmt *s, int i)
+{
+    const unsigned char *v = sqlite3_column_text(s, i);
+    return v ? wk_xstrdup((const char *)v) : NULL;
+}
+
+int wk_journal_attempts(wk_journal *j, const char *id, wk_jattempt **out, int *n)
+{
+    *out = NULL;
+    *n = 0;
+    if (!j)
+        return 0;
+    sqlite3_stmt *s = j->st[S_GET_ATT];
+    bind_text(s, 1, id);
+    while (sqlite3_step(s) == SQLITE_ROW) {
+        *out = wk_xrealloc(*out, (size_t)(*n + 1) * sizeof(wk_jattempt));
+        wk_jattempt *a = &(*out)[(*n)++];
+        a->seq = sqlite3_column_int(s, 0);
+        a->state = sqlite3_column_int(s, 1);
+        a->model = col_str(s, 2);
+        a->text = col_str(s, 3);
+        a->finish = col_str(s, 4);
+        a->served = col_str(s, 5);
+        a->pt = sqlite3_column_type(s, 6) == SQLITE_NULL ? -1 : (long)sqlite3_column_int64(s, 6);
+        a->ct = sqlite3_column_type(s, 7) == SQLITE_NULL ? -1 : (long)sqlite3_column_int64(s, 7);
+        a->cached = (long)sqlite3_column_int64(s, 8);
+        a->retries = sqlite3_column_int(s, 9);
+        a->fallbacks = sqlite3_column_int(s, 10);
+        a->pass = sqlite3_column_int(s, 11);
+        a->validator = col_str(s, 12);
+        a->reason = col_str(s, 13);
+        a->message = col_str(s, 14);
+        a->evidence = col_str(s, 15);
+    }
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    return 0;
+}
+
+void wk_journal_attempts_free(wk_jattempt *a, int n)
+{
+    for (int i = 0; i < n; i++) {
+        free(a[i].model);
+        free(a[i].text);
+        free(a[i].finish);
+        free(a[i].served);
+        free(a[i].validator);
+        free(a[i].reason);
+        free(a[i].message);
+        free(a[i].evidence);
+    }
+    free(a);
+}
+
+long wk_journal_commits(const wk_journal *j)
+{
+    return j ? j->commits : 0;
+}
+
+const char *wk_journal_error(const wk_journal *j)
+{
+    return j ? j->error : NULL;
+}
