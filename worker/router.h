@@ -74,8 +74,17 @@ typedef struct wk_action {
     cJSON *line;            /* LOG and FINISH: owned by the action; the driver frees it */
 } wk_action;
 
-/* At most this many actions come out of one feed. */
-#define WK_ACTIONS_MAX 4
+/*
+ * The actions of one feed, in order. A list that grows: a climb may pass over
+ * any number of tiers, each skip logged. Zero-initialise; release when done.
+ */
+typedef struct wk_actions {
+    wk_action *v;
+    int n, cap;
+} wk_actions;
+
+/* Frees the lines the driver did not take (left non-NULL) and the list. */
+void wk_actions_release(wk_actions *a);
 
 /*
  * Parses one task line. On success *out is a new task (free with
@@ -92,11 +101,12 @@ void wk_task_free(wk_task *t);
 cJSON *wk_invalid_result(const char *id, long lineno, const char *reason);
 
 /*
- * Feeds one event; writes up to WK_ACTIONS_MAX actions to out and returns
- * how many. The driver performs them in order. After a FINISH the task takes
- * no more events.
+ * Feeds one event; replaces out's actions with this event's and returns how
+ * many. The driver performs them in order and takes each LOG and FINISH line
+ * (setting it NULL); lines left in out are freed by the next feed or by
+ * wk_actions_release. After a FINISH the task takes no more events.
  */
-int wk_task_feed(wk_task *t, const wk_event *ev, wk_action *out);
+int wk_task_feed(wk_task *t, const wk_event *ev, wk_actions *out);
 
 /* Read-only views for the driver. */
 const char *wk_task_id(const wk_task *t);

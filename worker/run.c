@@ -114,13 +114,15 @@ static int64_t wall_ms(void)
 }
 
 static void request_intake(run *r);
-static void perform(slot *s, wk_action *acts, int n);
+static void perform(slot *s, wk_actions *acts);
 
+/* A list per feed, not per slot: performing an action may feed the task again. */
 static void feed(slot *s, const wk_event *ev)
 {
-    wk_action acts[WK_ACTIONS_MAX];
-    int n = wk_task_feed(s->task, ev, acts);
-    perform(s, acts, n);
+    wk_actions acts = {0};
+    wk_task_feed(s->task, ev, &acts);
+    perform(s, &acts);
+    wk_actions_release(&acts);
 }
 
 static const wk_jattempt *stored(const slot *s, int seq)
@@ -438,11 +440,11 @@ static void start_validate(slot *s, const char *answer)
     }
 }
 
-static void perform(slot *s, wk_action *acts, int n)
+static void perform(slot *s, wk_actions *acts)
 {
     run *r = s->r;
-    for (int i = 0; i < n; i++) {
-        wk_action *a = &acts[i];
+    for (int i = 0; i < acts->n; i++) {
+        wk_action *a = &acts->v[i];
         switch (a->kind) {
         case WK_ACT_CALL:
             start_call(s, a->model, a->messages, a->est_prompt_tokens);
@@ -462,6 +464,7 @@ static void perform(slot *s, wk_action *acts, int n)
                 free(line);
             }
             cJSON_Delete(a->line);
+            a->line = NULL;
             break;
         case WK_ACT_FINISH: {
             char *line = cJSON_PrintUnformatted(a->line);
@@ -470,6 +473,7 @@ static void perform(slot *s, wk_action *acts, int n)
             s->item = NULL;
             free(line);
             cJSON_Delete(a->line);
+            a->line = NULL;
             /* FINISH is always the last action: the slot may be reused now. */
             release_slot(s);
             return;
