@@ -109,15 +109,17 @@ static wk_event response(const char *text, long pt, long ct)
                       .latency_ms = 5};
 }
 
+/* The verdict an event points to; one at a time is enough for these tests. */
+static val_verdict the_verdict;
+
 static wk_event verdict(int pass, const char *validator, const char *reason, const char *evidence)
 {
-    return (wk_event){.kind = WK_EV_VERDICT,
-                      .now_ms = 1700000000000,
-                      .pass = pass,
-                      .validator = validator,
-                      .reason = reason,
-                      .message = "msg",
-                      .evidence = evidence};
+    val_verdict_clear(&the_verdict);
+    if (pass)
+        val_verdict_pass(&the_verdict);
+    else
+        val_verdict_fail(&the_verdict, validator, reason, "msg", evidence);
+    return (wk_event){.kind = WK_EV_VERDICT, .now_ms = 1700000000000, .verdict = &the_verdict};
 }
 
 static const char *jstr(const cJSON *o, const char *k)

@@ -370,19 +370,17 @@ static cJSON *new_attempt(wk_task *t, const wk_event *ev, long pt, long ct)
     return a;
 }
 
-static void set_verdict(cJSON *a, int pass, const char *validator, const char *reason,
-                        const char *message, const char *note)
+/*
+ * The verdict on an answer that never reached the validators (a truncated
+ * answer, a failed call). The message is borrowed, not capped like a
+ * validator's: it is the call's own one-line error.
+ */
+static void set_failed(cJSON *a, const char *validator, const char *reason, const char *message)
 {
-    cJSON *v = cJSON_CreateObject();
-    cJSON_AddBoolToObject(v, "pass", pass);
-    if (note && *note)
-        cJSON_AddStringToObject(v, "note", note);
-    if (!pass) {
-        cJSON_AddStringToObject(v, "validator", validator ? validator : "");
-        cJSON_AddStringToObject(v, "reason", reason ? reason : "");
-        cJSON_AddStringToObject(v, "message", message ? message : "");
-    }
-    cJSON_AddItemToObject(a, "verdict", v);
+    val_verdict v = {.pass = 0, .message = (char *)message};
+    snprintf(v.validator, sizeof v.validator, "%s", validator);
+    snprintf(v.reason, sizeof v.reason, "%s", reason);
+    cJSON_AddItemToObject(a, "verdict", val_verdict_json(&v));
 }
 
 /* One transition; its actions are appended to out. */
@@ -413,7 +411,7 @@ static void step(wk_task *t, const wk_event *ev, wk_actions *out)
         t->answer = wk_xstrdup(ev->text ? ev->text : "");
         if (ev->finish_reason && strcmp(ev->finish_reason, "length") == 0) {
             const char *msg = "the answer was cut off at max_tokens";
-            set_verdict(a, 0, "truncation", "truncated", msg, NULL);
+            set_failed(a, "truncation", "truncated", msg);
             on_failure(t, ev->now_ms, "truncation", "truncated", msg, NULL, out);
             return;
         }
@@ -432,7 +430,7 @@ static void step(wk_task *t, const wk_event *ev, wk_actions *out)
         cJSON *a = new_attempt(t, ev, 0, 0);
         const char *reason = ev->error_reason ? ev->error_reason : "call_failed";
         cJSON_AddStringToObject(a, "error", ev->error_message ? ev->error_message : reason);
-        set_verdict(a, 0, "call", reason, ev->error_message, NULL);
+        set_failed(a, "call", reason, ev->error_message);
         on_failure(t, ev->now_ms, "call", reason, ev->error_message, NULL, out);
         return;
     }
@@ -448,12 +446,12 @@ static void step(wk_task *t, const wk_event *ev, wk_actions *out)
     case WK_EV_VERDICT: {
         if (t->state != WK__ST_VALIDATING)
             return;
-        set_verdict(t->cur, ev->pass, ev->validator, ev->reason, ev->message, ev->note);
-        if (ev->pass)
+        const val_verdict *v = ev->verdict;
+        cJSON_AddItemToObject(t->cur, "verdict", val_verdict_json(v));
+        if (v->pass)
             finish(t, "accepted", NULL, out);
         else
-            on_failure(t, ev->now_ms, ev->validator ? ev->validator : "?",
-                       ev->reason ? ev->reason : "failed", ev->message, ev->evidence, out);
+            on_failure(t, ev->now_ms, v->validator, v->reason, v->message, v->evidence, out);
         return;
     }
     }

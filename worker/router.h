@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "validators/val.h"
 
 /* Caps on what one failed attempt adds to the next request. */
 #define WK_FEEDBACK_ANSWER_MAX 8000
@@ -49,13 +50,8 @@ typedef struct wk_event {
     const char *error_reason;  /* short class: "http_404", "timeout", "bad_response" */
     const char *error_message; /* one line for the result */
     int budget_denied;         /* the run budget refused the call: the task ends over_budget */
-    /* WK_EV_VERDICT */
-    int pass;
-    const char *validator;
-    const char *reason;
-    const char *message;
-    const char *evidence;
-    const char *note; /* a remark kept on a pass, e.g. "compile skipped: no rustc" */
+    /* WK_EV_VERDICT: the validator chain's verdict, borrowed for the feed */
+    const val_verdict *verdict;
 } wk_event;
 
 typedef enum wk_action_kind {
