@@ -442,6 +442,60 @@ static void test_four_skipped_tiers_are_each_logged(void **state)
     wk_task_free(t);
 }
 
+/*
+ * has_tests means what the tests validator would run: tests.command as a
+ * non-empty array of strings. The router's skip rules and tune's simulation
+ * read it through the same wk_task_features_of (they once disagreed on an
+ * empty command: "an array" against "a non-empty one").
+ */
+static void test_has_tests_is_a_non_empty_command_for_router_and_tune(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *task;
+        int has_tests;
+    } cases[] = {
+        {"{\"prompt\":\"p\"}", 0},
+        {"{\"prompt\":\"p\",\"tests\":{}}", 0},
+        {"{\"prompt\":\"p\",\"tests\":{\"command\":[]}}", 0},
+        {"{\"prompt\":\"p\",\"tests\":{\"command\":\"true\"}}", 0},
+        {"{\"prompt\":\"p\",\"tests\":{\"command\":[1]}}", 0},
+        {"{\"prompt\":\"p\",\"tests\":{\"command\":[\"true\"]}}", 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        cJSON *j = cJSON_Parse(cases[i].task);
+        wk_task_features f;
+        wk_task_features_of(j, &f);
+        assert_int_equal(f.has_tests, cases[i].has_tests);
+        assert_string_equal(f.kind, "code");
+        cJSON_Delete(j);
+    }
+
+    /* The router skips a tier whose rule says "no tests" for an empty command only. */
+    wk_skip_rule rule = {.prompt_tokens_over = -1, .prompt_tokens_upto = -1, .has_tests = 0};
+    tiers[0].skip = &rule;
+    tiers[0].nskip = 1;
+    casc.nvalidators = 1; /* syntax only: a task without tests is valid */
+    const char *lines[] = {
+        "{\"id\":\"e\",\"language\":\"python\",\"prompt\":\"p\",\"tests\":{\"command\":[]}}",
+        "{\"id\":\"f\",\"language\":\"python\",\"prompt\":\"p\",\"tests\":{\"command\":[\"true\"]}"
+        "}",
+    };
+    const char *first_model[] = {"mid", "cheap"};
+    for (int i = 0; i < 2; i++) {
+        wk_task *t = parse_ok(lines[i]);
+        wk_action a[ACTS_MAX];
+        int n = feed(t, (wk_event){.kind = WK_EV_START}, a);
+        assert_int_equal(a[n - 1].kind, WK_ACT_CALL);
+        assert_string_equal(a[n - 1].model->name, first_model[i]);
+        for (int k = 0; k < n - 1; k++)
+            cJSON_Delete(a[k].line);
+        wk_task_free(t);
+    }
+    tiers[0].skip = NULL;
+    tiers[0].nskip = 0;
+}
+
 static void test_lost_call_is_charged_and_resent_only_within_budget(void **state)
 {
     (void)state;
@@ -528,6 +582,7 @@ int main(void)
         cmocka_unit_test_setup(test_tier_whose_context_is_too_small_is_skipped_and_logged, setup),
         cmocka_unit_test_setup(test_tier_whose_skip_rule_holds_is_skipped_and_logged, setup),
         cmocka_unit_test_setup(test_four_skipped_tiers_are_each_logged, setup),
+        cmocka_unit_test_setup(test_has_tests_is_a_non_empty_command_for_router_and_tune, setup),
         cmocka_unit_test_setup(test_lost_call_is_charged_and_resent_only_within_budget, setup),
         cmocka_unit_test_setup(test_bad_task_lines_become_invalid_task_results, setup),
         cmocka_unit_test_setup(test_events_after_finish_are_ignored, setup),

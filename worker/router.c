@@ -167,27 +167,15 @@ static char *skip_rule_holds(const wk_task *t, int tier)
     const wk_tier *tr = &t->cascade->tiers[tier];
     if (!tr->nskip)
         return NULL;
-    const char *prompt = wk_jstr(t->json, "prompt");
-    long tokens = (long)(strlen(prompt ? prompt : "") / 4);
-    const char *kind = wk_jstr(t->json, "kind") ? wk_jstr(t->json, "kind") : "code";
-    const char *lang = wk_jstr(t->json, "language");
-    const cJSON *tests = cJSON_GetObjectItemCaseSensitive(t->json, "tests");
-    int has_tests = cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(tests, "command"));
+    wk_task_features f;
+    wk_task_features_of(t->json, &f);
     for (int i = 0; i < tr->nskip; i++) {
-        const wk_skip_rule *k = &tr->skip[i];
-        if (k->prompt_tokens_over >= 0 && !(tokens > k->prompt_tokens_over))
-            continue;
-        if (k->prompt_tokens_upto >= 0 && !(tokens <= k->prompt_tokens_upto))
-            continue;
-        if (k->kind && strcmp(k->kind, kind) != 0)
-            continue;
-        if (k->language && (!lang || strcmp(k->language, lang) != 0))
-            continue;
-        if (k->has_tests >= 0 && k->has_tests != has_tests)
+        if (!wk_skip_rule_holds(&tr->skip[i], &f))
             continue;
         return wk_xasprintf("skip rule %d of tier %d holds (prompt about %ld tokens, kind %s, "
                             "language %s, %s tests)",
-                            i, tier, tokens, kind, lang ? lang : "none", has_tests ? "with" : "no");
+                            i, tier, f.prompt_tokens, f.kind, f.language ? f.language : "none",
+                            f.has_tests ? "with" : "no");
     }
     return NULL;
 }

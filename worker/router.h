@@ -12,14 +12,13 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "task.h"
 #include "validators/val.h"
 
 /* Caps on what one failed attempt adds to the next request. */
 #define WK_FEEDBACK_ANSWER_MAX 8000
 #define WK_FEEDBACK_EVIDENCE_LINES 20
 #define WK_FEEDBACK_ROUNDS_MAX 3
-
-typedef struct wk_task wk_task;
 
 typedef enum wk_event_kind {
     WK_EV_START,       /* begin: the first call (or an immediate finish) */
@@ -83,32 +82,11 @@ typedef struct wk_actions {
 void wk_actions_release(wk_actions *a);
 
 /*
- * Parses one task line. On success *out is a new task (free with
- * wk_task_free) and returns 0. A line that is not a usable task returns
- * WK_EINVAL with *invalid set to its result line (status invalid_task and the
- * reason; owned by the caller). `lineno` names the line when it has no id.
- * `cascade_name` forces a cascade (NULL: the task's field, else the first match).
- */
-int wk_task_parse(const char *line, size_t len, long lineno, const wk_config *cfg,
-                  const char *cascade_name, wk_task **out, cJSON **invalid);
-void wk_task_free(wk_task *t);
-
-/* The result line of a line that is not a task (id may be NULL). Caller frees. */
-cJSON *wk_invalid_result(const char *id, long lineno, const char *reason);
-
-/*
  * Feeds one event; replaces out's actions with this event's and returns how
  * many. The driver performs them in order and takes each LOG and FINISH line
  * (setting it NULL); lines left in out are freed by the next feed or by
  * wk_actions_release. After a FINISH the task takes no more events.
  */
 int wk_task_feed(wk_task *t, const wk_event *ev, wk_actions *out);
-
-/* Read-only views for the driver. */
-const char *wk_task_id(const wk_task *t);
-const cJSON *wk_task_json(const wk_task *t);
-const wk_cascade *wk_task_cascade(const wk_task *t);
-const cJSON *wk_task_schema(const wk_task *t); /* task's schema, else the cascade's; may be NULL */
-int wk_task_done(const wk_task *t);
 
 #endif

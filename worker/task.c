@@ -1,5 +1,5 @@
 /*
- * Task intake (see router.h): a task line parsed and checked before anything
+ * Task intake (see task.h): a task line parsed and checked before anything
  * is paid for (its id, prompt, kind, cascade, schema and what the cascade's
  * validators need from it), and the first conversation sent to tier 0. A
  * line that is not a usable task gets its invalid_task result line here.
@@ -247,4 +247,35 @@ void wk_task_free(wk_task *t)
     free(t->answer);
     free(t->best);
     free(t);
+}
+
+void wk_task_features_of(const cJSON *task, wk_task_features *out)
+{
+    const char *prompt = wk_jstr(task, "prompt");
+    out->kind = wk_jstr(task, "kind") ? wk_jstr(task, "kind") : "code";
+    out->language = wk_jstr(task, "language");
+    out->prompt_tokens = (long)(strlen(prompt ? prompt : "") / 4);
+    /* What the tests validator would run: an empty command is no tests. */
+    const cJSON *cmd = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(task, "tests"), "command");
+    int has = cJSON_IsArray(cmd) && cJSON_GetArraySize(cmd) > 0;
+    const cJSON *a;
+    cJSON_ArrayForEach(a, cmd) has = has && cJSON_IsString(a);
+    out->has_tests = has;
+}
+
+int wk_skip_rule_holds(const wk_skip_rule *k, const wk_task_features *f)
+{
+    long tokens = f->prompt_tokens;
+    if (k->prompt_tokens_over >= 0 && !(tokens >= 0 && tokens > k->prompt_tokens_over))
+        return 0;
+    if (k->prompt_tokens_upto >= 0 && !(tokens >= 0 && tokens <= k->prompt_tokens_upto))
+        return 0;
+    if (k->kind && (!f->kind || strcmp(k->kind, f->kind) != 0))
+        return 0;
+    if (k->language && (!f->language || strcmp(k->language, f->language) != 0))
+        return 0;
+    if (k->has_tests >= 0 && k->has_tests != f->has_tests)
+        return 0;
+    return 1;
 }

@@ -8,7 +8,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "router.h"
+#include "task.h"
 
 enum { WK__ST_NEW, WK__ST_CALLING, WK__ST_VALIDATING, WK__ST_DONE };
 
