@@ -11,6 +11,12 @@
  * written. On a restart, a task is rebuilt by feeding the router the events
  * the journal holds, so it takes the same path without paying again.
  *
+ * When the journal fails (a full disk), nothing more is done that it cannot
+ * record: intake stops, side effects still waiting for a commit are dropped
+ * (the journal tells each one), tasks in flight are abandoned as their calls
+ * and chains come back, and the run exits WK_EXIT_FAIL. A rerun on the same
+ * journal resumes from what it holds.
+ *
  * Concurrency: at most `concurrency` tasks are in flight, each in a slot.
  * A verdict that arrives inside val_chain_start is held and fed after it
  * returns, so the router is never re-entered.
@@ -96,6 +102,7 @@ struct run {
     uv_signal_t sigint, sigterm;
     uv_timer_t grace;
     int stopping, interrupted, failed, budget_stop, eof, shut;
+    int journal_failed; /* the journal failed: see journal_failed() */
     FILE *esc;
     wk_strset seen;    /* task ids met in this input */
     wk_strset written; /* result keys already in the results file (resume) */
@@ -112,6 +119,7 @@ static int64_t wall_ms(void)
 }
 
 static void request_intake(run *r);
+static void release_slot(slot *s);
 static void perform(slot *s, wk_actions *acts);
 
 /* A list per feed, not per slot: performing an action may feed the task again. */
@@ -131,14 +139,54 @@ static const wk_jattempt *stored(const slot *s, int seq)
     return NULL;
 }
 
+/*
+ * The journal failed: say so once, take nothing new, and let what is in
+ * flight wind down without a side effect (see the top of this file).
+ */
+static void journal_failed(run *r)
+{
+    if (r->journal_failed)
+        return;
+    r->journal_failed = r->failed = r->stopping = 1;
+    const char *why = wk_journal_error(r->journal);
+    fprintf(stderr,
+            "cascade: %s; stopping with %d tasks in flight: they and any result not in the "
+            "journal resume on the next run\n",
+            why ? why : "journal: a write failed", r->active);
+    request_intake(r);
+}
+
+/* status < 0 from the journal: WK_ECANCELED is a close, anything else its failure. */
+static int journal_ok(run *r, int status)
+{
+    if (status != 0 && status != WK_ECANCELED)
+        journal_failed(r);
+    return status == 0;
+}
+
+/* A task given up in flight: the journal says where a rerun takes it up. */
+static void abandon_slot(slot *s)
+{
+    run *r = s->r;
+    if (r->queue)
+        r->qops->nack(r->queue, s->item, "the journal failed");
+    q_item_free(s->item);
+    s->item = NULL;
+    release_slot(s);
+}
+
 /* ---- results ----------------------------------------------------------------- */
 
-static void ack_now(void *arg)
+static void ack_now(void *arg, int status)
 {
     pending_ack *p = arg;
     run *r = p->r;
     const char *id = strncmp(p->key, "line:", 5) == 0 ? NULL : p->key;
-    if (!r->failed && r->qops->ack(r->queue, p->item, id, p->line, strlen(p->line)) != 0) {
+    if (!journal_ok(r, status)) {
+        /* The DONE row did not commit: the result is not written (nor acked). */
+        if (r->queue)
+            r->qops->nack(r->queue, p->item, "the journal failed");
+    } else if (!r->failed && r->qops->ack(r->queue, p->item, id, p->line, strlen(p->line)) != 0) {
         fprintf(stderr, "cascade: cannot write a result line: %s\n", strerror(errno));
         r->failed = 1;
         r->stopping = 1;
@@ -160,7 +208,8 @@ static void emit_result(run *r, q_item *item, const char *key, const char *line)
     p->key = wk_xstrdup(key);
     p->line = wk_xstrdup(line);
     r->acks++;
-    wk_journal_done(r->journal, key, line);
+    if (wk_journal_done(r->journal, key, line))
+        journal_failed(r);
     wk_journal_then(r->journal, ack_now, p);
 }
 
@@ -183,9 +232,16 @@ static void release_slot(slot *s)
 
 /* ---- calls ------------------------------------------------------------------- */
 
-static void feed_response(void *arg)
+static void feed_response(void *arg, int status)
 {
     slot *s = arg;
+    if (!journal_ok(s->r, status)) {
+        free(s->resp_text);
+        free(s->resp_finish);
+        s->resp_text = s->resp_finish = NULL;
+        abandon_slot(s);
+        return;
+    }
     wk_event ev = s->resp;
     ev.now_ms = wall_ms();
     ev.text = s->resp_text;
@@ -203,10 +259,11 @@ static void answer(slot *s, const wk_event *ev, int journal)
     s->resp = *ev;
     s->resp_text = wk_xstrdup(ev->text ? ev->text : "");
     s->resp_finish = ev->finish_reason ? wk_xstrdup(ev->finish_reason) : NULL;
-    if (journal)
+    if (journal &&
         wk_journal_received(s->r->journal, wk_task_id(s->task), s->seq, ev->text, ev->finish_reason,
                             ev->prompt_tokens, ev->completion_tokens, ev->cached_tokens,
-                            ev->served ? ev->served->name : NULL, ev->retries, ev->fallbacks);
+                            ev->served ? ev->served->name : NULL, ev->retries, ev->fallbacks))
+        journal_failed(s->r);
     wk_journal_then(s->r->journal, feed_response, s);
 }
 
@@ -214,6 +271,10 @@ static void on_call(void *arg, const wk_call_outcome *o)
 {
     slot *s = arg;
     run *r = s->r;
+    if (r->journal_failed) {
+        abandon_slot(s); /* its answer could not be journaled */
+        return;
+    }
     wk_event ev = {.now_ms = wall_ms(),
                    .latency_ms = o->latency_ms,
                    .served = o->served,
@@ -273,9 +334,13 @@ static void on_replay(uv_timer_t *t)
 }
 
 /* Runs once the SENT row is committed: the request may leave now. */
-static void send_call(void *arg)
+static void send_call(void *arg, int status)
 {
     slot *s = arg;
+    if (!journal_ok(s->r, status)) {
+        abandon_slot(s);
+        return;
+    }
     if (s->r->shut)
         return;
     wk_call_start(s->r->calls, s->model, wk_task_id(s->task), s->messages, s->est, on_call, s);
@@ -342,8 +407,8 @@ static void start_call(slot *s, const wk_model *m, const cJSON *messages, long e
             return;
         }
     }
-    if (!j)
-        wk_journal_sent(r->journal, wk_task_id(s->task), s->seq, m->name);
+    if (!j && wk_journal_sent(r->journal, wk_task_id(s->task), s->seq, m->name))
+        journal_failed(r);
     wk_journal_then(r->journal, send_call, s);
 }
 
@@ -372,9 +437,14 @@ static void on_verdict(void *arg, const val_verdict *v)
 {
     slot *s = arg;
     run *r = s->r;
+    if (r->journal_failed && !s->in_validate) {
+        abandon_slot(s); /* a verdict that could not be journaled leads nowhere */
+        return;
+    }
     if (r->o->vcache && s->vin.answer)
         wk_vcache_put(r->o->vcache, wk_task_id(s->task), s->vin.answer, v);
-    wk_journal_verdict(r->journal, wk_task_id(s->task), s->seq, v);
+    if (wk_journal_verdict(r->journal, wk_task_id(s->task), s->seq, v))
+        journal_failed(r);
     hold_verdict(s, v);
     if (!s->in_validate)
         feed_pending_verdict(s);
@@ -441,7 +511,7 @@ static void perform(slot *s, wk_actions *acts)
             break;
         case WK_ACT_LOG:
             /* A climb replayed from the journal was logged by the run that made it. */
-            if (r->esc && !s->replayed_verdict) {
+            if (r->esc && !s->replayed_verdict && !r->journal_failed) {
                 char *line = cJSON_PrintUnformatted(a->line);
                 if (fprintf(r->esc, "%s\n", line) < 0 || fflush(r->esc) == EOF) {
                     fprintf(stderr, "cascade: cannot write the escalation log: %s\n",
@@ -573,7 +643,7 @@ static void on_item(void *arg, q_item *it)
         p->key = wk_xstrdup(id);
         p->line = done;
         wk_task_free(t);
-        ack_now(p);
+        ack_now(p, 0);
         return;
     }
     /*
@@ -622,6 +692,8 @@ static void on_intake(uv_idle_t *h)
     uv_idle_stop(h);
     if (r->shut)
         return;
+    if (wk_journal_error(r->journal))
+        journal_failed(r); /* a failed commit that no side effect waited for */
     if (!r->stopping && !r->eof) {
         int want = r->nfree - r->asked;
         if (want > 0) {
@@ -650,7 +722,8 @@ static void on_grace(uv_timer_t *t)
             "the journal on the next run\n",
             r->active);
     /* Commit what the journal has; calls in flight stay SENT and count as spent. */
-    wk_journal_close(r->journal);
+    if (wk_journal_close(r->journal))
+        fprintf(stderr, "cascade: %s\n", wk_journal_error(r->journal));
     r->journal = NULL;
     fflush(NULL);
     _exit(WK_EXIT_INTERRUPTED);
@@ -694,7 +767,11 @@ static void shutdown_run(run *r)
     uv_close((uv_handle_t *)&r->grace, NULL);
     r->qops->close(r->queue, queue_closed, r);
     r->queue = NULL;
-    wk_journal_close(r->journal);
+    /* The last commit: its failure is the journal's first when nothing came after. */
+    if (wk_journal_close(r->journal) && !r->journal_failed) {
+        fprintf(stderr, "cascade: %s\n", wk_journal_error(r->journal));
+        r->failed = 1;
+    }
     r->journal = NULL;
 }
 
@@ -772,6 +849,12 @@ int wk_run(const wk_run_opts *o)
     char *journal_path = NULL;
     r->o = o;
     r->abort_on_task = getenv("CASCADE_FAULT_ABORT_ON_TASK");
+    /* Fault injection for the tests of the write-ahead promise: a disk that fills up. */
+    const char *full_after = getenv("CASCADE_FAULT_JOURNAL_FULL_AFTER");
+    if (full_after && wk_journal_fault_full_after(atol(full_after)) != 0) {
+        fprintf(stderr, "cascade: CASCADE_FAULT_JOURNAL_FULL_AFTER: cannot set up the VFS\n");
+        goto cleanup;
+    }
 
     char *models_dflt = NULL;
     const char *models = o->models_path;
@@ -908,6 +991,7 @@ cleanup:
         wk_calls_free(r->calls);
         if (r->queue)
             r->qops->close(r->queue, queue_closed, r);
+        r->queue = NULL;
         wk_journal_close(r->journal);
     }
     if (r->venv)
