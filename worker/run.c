@@ -1,9 +1,9 @@
 /*
  * The driver of `cascade run` (see run.h). It owns every side effect: it
  * takes task lines from the queue, sends the calls, starts the validator
- * chains, writes the escalation lines and hands result lines back to the
- * queue. Decisions are the router's; this file carries its actions out and
- * feeds back what happened.
+ * chains, writes the escalation lines, and makes each result durable
+ * through its sink (the results file) before it acknowledges the queue item. Decisions are the
+ * router's; this file carries its actions out and feeds back what happened.
  *
  * Durability: each side effect is journaled first and runs only once its row
  * is committed (wk_journal_then): SENT before a call leaves, RECEIVED before
@@ -33,6 +33,7 @@
 
 #include "config.h"
 #include "cost.h"
+#include "intake.h"
 #include "router.h"
 #include "worker/cli/cli.h"
 #include "lib/util.h"
@@ -40,6 +41,7 @@
 #include "worker/net/calls.h"
 #include "worker/obs/summary.h"
 #include "worker/queues/q.h"
+#include "worker/sinks/results_file.h"
 #include "worker/store/cache.h"
 #include "worker/store/journal.h"
 
@@ -104,8 +106,8 @@ struct run {
     int stopping, interrupted, failed, budget_stop, eof, shut;
     int journal_failed; /* the journal failed: see journal_failed() */
     FILE *esc;
-    wk_strset seen;    /* task ids met in this input */
-    wk_strset written; /* result keys already in the results file (resume) */
+    wk_strset seen;           /* task ids met in this input */
+    wk_results_file *results; /* the sink; NULL for Redis, whose ack writes the result */
     wk_summary sum;
     long resumed, skipped;
     const char *abort_on_task; /* fault injection for tests; see on_item */
@@ -186,7 +188,9 @@ static void ack_now(void *arg, int status)
         /* The DONE row did not commit: the result is not written (nor acked). */
         if (r->queue)
             r->qops->nack(r->queue, p->item, "the journal failed");
-    } else if (!r->failed && r->qops->ack(r->queue, p->item, id, p->line, strlen(p->line)) != 0) {
+    } else if (!r->failed &&
+               ((r->results && wk_results_file_write(r->results, p->line, strlen(p->line))) ||
+                r->qops->ack(r->queue, p->item, id, p->line, strlen(p->line)) != 0)) {
         fprintf(stderr, "cascade: cannot write a result line: %s\n", strerror(errno));
         r->failed = 1;
         r->stopping = 1;
@@ -541,39 +545,22 @@ static void perform(slot *s, wk_actions *acts)
 
 /* ---- intake ------------------------------------------------------------------ */
 
-static char *line_key(const char *id, long lineno)
+static int fact_written(void *arg, const char *key)
 {
-    return id ? wk_xstrdup(id) : wk_xasprintf("line:%ld", lineno);
+    return wk_results_file_has(((run *)arg)->results, key);
 }
 
-/* A line that is not a task: its result is written once, like any other. */
-static void finish_invalid(run *r, q_item *it, cJSON *res)
+static int fact_done(void *arg, const char *key, char **result)
 {
-    const cJSON *jid = cJSON_GetObjectItemCaseSensitive(res, "id");
-    char *key = line_key(cJSON_IsString(jid) ? jid->valuestring : NULL, it->lineno);
-    char *stored_line = NULL;
-    if (wk_strset_has(&r->written, key) || wk_journal_done_result(r->journal, key, &stored_line)) {
-        r->skipped++;
-        q_item_free(it);
-        free(stored_line);
-    } else {
-        char *line = cJSON_PrintUnformatted(res);
-        wk_summary_add(&r->sum, NULL, res);
-        emit_result(r, it, key, line);
-        free(line);
-    }
-    free(key);
-    cJSON_Delete(res);
+    return wk_journal_done_result(((run *)arg)->journal, key, result);
 }
 
-static int blank(const char *s, size_t n)
+static int fact_seen(void *arg, const char *id)
 {
-    for (size_t i = 0; i < n; i++)
-        if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r')
-            return 0;
-    return 1;
+    return wk_strset_has(&((run *)arg)->seen, id);
 }
 
+/* Carries out intake's decision (see intake.h) for one item. */
 static void on_item(void *arg, q_item *it)
 {
     run *r = arg;
@@ -585,88 +572,70 @@ static void on_item(void *arg, q_item *it)
         return;
     }
     request_intake(r);
-    if (it->too_big) {
-        char *why = wk_xasprintf("line %ld is longer than %u bytes", it->lineno, LINE_CAP);
-        finish_invalid(r, it, wk_invalid_result(NULL, it->lineno, why));
-        free(why);
-        return;
-    }
-    if (blank(it->line, it->len)) {
+    wk_intake_facts f = {.cfg = &r->cfg,
+                         .cascade_name = r->o->cascade_name,
+                         .line_cap = LINE_CAP,
+                         .written = fact_written,
+                         .done = fact_done,
+                         .seen = fact_seen,
+                         .arg = r};
+    wk_intake d;
+    wk_intake_decide(it, &f, &d);
+    if (d.task && it->lineno > 0)
+        wk_strset_add(&r->seen, wk_task_id(d.task));
+    switch (d.kind) {
+    case WK_INTAKE_SKIP:
         q_item_free(it);
-        return;
-    }
-    wk_task *t = NULL;
-    cJSON *invalid = NULL;
-    if (wk_task_parse(it->line, it->len, it->lineno, &r->cfg, r->o->cascade_name, &t, &invalid) !=
-        0) {
-        finish_invalid(r, it, invalid);
-        return;
-    }
-    const char *id = wk_task_id(t);
-    /*
-     * Two lines of one file with the same id are an input error. A queue that
-     * delivers a task again (Redis lost an ack) is not: the task is run again
-     * and readers drop the second result by id.
-     */
-    if (it->lineno > 0 && wk_strset_add(&r->seen, id)) {
-        char *why = wk_xasprintf("duplicate id \"%s\": an earlier line has it", id);
-        char *key = wk_xasprintf("dup:%ld", it->lineno);
-        cJSON *res = wk_invalid_result(id, it->lineno, why);
-        if (!wk_strset_has(&r->written, key)) {
-            char *line = cJSON_PrintUnformatted(res);
-            wk_summary_add(&r->sum, NULL, res);
-            emit_result(r, it, key, line);
-            free(line);
-        } else {
-            q_item_free(it);
-        }
-        cJSON_Delete(res);
-        free(key);
-        free(why);
-        wk_task_free(t);
-        return;
-    }
-    /* Finished in an earlier run: skip it, or write the result it never got. */
-    char *done = NULL;
-    if (wk_strset_has(&r->written, id)) {
+        break;
+    case WK_INTAKE_ALREADY:
         r->skipped++;
-        wk_task_free(t);
         q_item_free(it);
-        return;
-    }
-    if (wk_journal_done_result(r->journal, id, &done)) {
+        break;
+    case WK_INTAKE_INVALID:
+        wk_summary_add(&r->sum, NULL, d.result);
+        emit_result(r, it, d.key, d.line);
+        break;
+    case WK_INTAKE_RESUME: {
+        /* The journal has its DONE row: the line is written without another. */
         r->skipped++;
         r->acks++;
         pending_ack *p = wk_xcalloc(1, sizeof *p);
         p->r = r;
         p->item = it;
-        p->key = wk_xstrdup(id);
-        p->line = done;
-        wk_task_free(t);
+        p->key = d.key;
+        p->line = d.line;
+        d.key = d.line = NULL;
         ack_now(p, 0);
-        return;
+        break;
     }
-    /*
-     * Fault injection for the tests of poison tasks: a worker that dies on a
-     * given task every time, as a crash in a library would make it.
-     */
-    if (r->abort_on_task && strcmp(r->abort_on_task, id) == 0) {
-        fprintf(stderr, "cascade: CASCADE_FAULT_ABORT_ON_TASK: aborting on %s\n", id);
-        abort();
+    case WK_INTAKE_RUN: {
+        const char *id = wk_task_id(d.task);
+        /*
+         * Fault injection for the tests of poison tasks: a worker that dies on a
+         * given task every time, as a crash in a library would make it.
+         */
+        if (r->abort_on_task && strcmp(r->abort_on_task, id) == 0) {
+            fprintf(stderr, "cascade: CASCADE_FAULT_ABORT_ON_TASK: aborting on %s\n", id);
+            abort();
+        }
+        slot *s = r->free_slots;
+        r->free_slots = s->free_next;
+        r->nfree--;
+        s->task = d.task;
+        d.task = NULL;
+        s->item = it;
+        s->seq = 0;
+        s->charged_seq = 0;
+        wk_journal_attempts(r->journal, id, &s->jatt, &s->njatt);
+        if (s->njatt)
+            r->resumed++;
+        r->active++;
+        wk_event ev = {.kind = WK_EV_START, .now_ms = wall_ms()};
+        feed(s, &ev);
+        break;
     }
-    slot *s = r->free_slots;
-    r->free_slots = s->free_next;
-    r->nfree--;
-    s->task = t;
-    s->item = it;
-    s->seq = 0;
-    s->charged_seq = 0;
-    wk_journal_attempts(r->journal, id, &s->jatt, &s->njatt);
-    if (s->njatt)
-        r->resumed++;
-    r->active++;
-    wk_event ev = {.kind = WK_EV_START, .now_ms = wall_ms()};
-    feed(s, &ev);
+    }
+    wk_intake_release(&d);
 }
 
 static void on_end(void *arg)
@@ -794,52 +763,6 @@ void wk_run_opts_default(wk_run_opts *o)
     o->max_deliveries = 5;
 }
 
-/*
- * A resumed run appends to its results file: the keys already there are
- * not written again. A line cut by a crash is removed first.
- */
-static int load_written(run *r, const char *path, char *err, size_t errlen)
-{
-    char *text = NULL;
-    size_t len = 0;
-    if (wk_read_file(path, (size_t)1 << 34, &text, &len) != 0)
-        return 0; /* no file yet */
-    size_t keep = len;
-    while (keep > 0 && text[keep - 1] != '\n')
-        keep--;
-    if (keep < len && truncate(path, (off_t)keep) != 0) {
-        snprintf(err, errlen, "cannot trim the cut last line of %s: %s", path, strerror(errno));
-        free(text);
-        return WK_EIO;
-    }
-    size_t start = 0;
-    while (start < keep) {
-        char *nl = memchr(text + start, '\n', keep - start);
-        size_t n = (size_t)(nl - (text + start));
-        cJSON *j = cJSON_ParseWithLength(text + start, n);
-        const cJSON *id = cJSON_GetObjectItemCaseSensitive(j, "id");
-        const cJSON *line = cJSON_GetObjectItemCaseSensitive(j, "line");
-        const cJSON *st = cJSON_GetObjectItemCaseSensitive(j, "status");
-        const cJSON *reason = cJSON_GetObjectItemCaseSensitive(j, "reason");
-        char *key = NULL;
-        if (cJSON_IsString(reason) && strncmp(reason->valuestring, "duplicate id", 12) == 0 &&
-            cJSON_IsNumber(line))
-            key = wk_xasprintf("dup:%d", line->valueint);
-        else if (cJSON_IsString(id))
-            key = wk_xstrdup(id->valuestring);
-        else if (cJSON_IsNumber(line) && cJSON_IsString(st))
-            key = wk_xasprintf("line:%d", line->valueint);
-        if (key) {
-            wk_strset_add(&r->written, key);
-            free(key);
-        }
-        cJSON_Delete(j);
-        start += n + 1;
-    }
-    free(text);
-    return 0;
-}
-
 int wk_run(const wk_run_opts *o)
 {
     run *r = wk_xcalloc(1, sizeof *r);
@@ -878,19 +801,11 @@ int wk_run(const wk_run_opts *o)
         journal_path = wk_xstrdup(o->journal_path);
     else if (!o->journal_path && file_results && !o->recs)
         journal_path = wk_xasprintf("%s.journal", o->out_path);
-    if (file_results && journal_path && load_written(r, o->out_path, err, sizeof err)) {
+    /* With a journal a run resumes, and so does its file; without one, or in replay, not. */
+    if (!o->queue_url && wk_results_file_open(o->out_path, file_results && journal_path && !o->recs,
+                                              &r->results, err, sizeof err)) {
         fprintf(stderr, "cascade: %s\n", err);
         goto cleanup;
-    }
-    if (file_results && !journal_path && !o->recs) {
-        /* No journal: a fresh run, a fresh file. */
-        FILE *f = fopen(o->out_path, "w");
-        if (f)
-            fclose(f);
-    } else if (file_results && o->recs) {
-        FILE *f = fopen(o->out_path, "w");
-        if (f)
-            fclose(f);
     }
     if (o->esc_path) {
         r->esc = fopen(o->esc_path, journal_path ? "a" : "w");
@@ -912,7 +827,6 @@ int wk_run(const wk_run_opts *o)
         goto cleanup;
     }
     q_opts qo = {.url = o->queue_url ? o->queue_url : o->tasks_path,
-                 .results_path = o->out_path,
                  .group = o->group,
                  .consumer = o->consumer,
                  .lease_ms = o->lease_ms,
@@ -1005,7 +919,7 @@ cleanup:
     if (r->esc)
         fclose(r->esc);
     wk_strset_release(&r->seen);
-    wk_strset_release(&r->written);
+    wk_results_file_close(r->results);
     free(r->slots);
     free(journal_path);
     wk_summary_release(&r->sum);
