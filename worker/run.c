@@ -1,9 +1,11 @@
 /*
- * The driver of `cascade run` (see run.h). It owns every side effect: it
- * takes task lines from the queue, sends the calls, starts the validator
- * chains, writes the escalation lines, and makes each result durable
- * through its sink (the results file) before it acknowledges the queue item. Decisions are the
- * router's; this file carries its actions out and feeds back what happened.
+ * The driver of `cascade run` (see run.h). It owns the loop and every side
+ * effect: it takes items from the queue and carries out intake's decision
+ * on each (intake.h), performs the router's actions (calls and validations
+ * through answers.h, escalation lines here), and makes each result durable
+ * through its sink (the results file) before it acknowledges the queue item.
+ * Decisions are the router's; this file carries them out and feeds back
+ * what happened.
  *
  * Durability: each side effect is journaled first and runs only once its row
  * is committed (wk_journal_then): SENT before a call leaves, RECEIVED before
@@ -19,7 +21,7 @@
  *
  * Concurrency: at most `concurrency` tasks are in flight, each in a slot.
  * A verdict that arrives inside val_chain_start is held and fed after it
- * returns, so the router is never re-entered.
+ * returns (answers.c), so the router is never re-entered.
  */
 #include "run.h"
 
@@ -160,7 +162,7 @@ static void ack_now(void *arg, int status)
         /* The DONE row did not commit: the result is not written (nor acked). */
         if (r->queue)
             r->qops->nack(r->queue, p->item, "the journal failed");
-    } else if (!r->failed &&
+    } else if (!r->failed && /* the sink makes it durable, then the queue hears */
                ((r->results && wk_results_file_write(r->results, p->line, strlen(p->line))) ||
                 r->qops->ack(r->queue, p->item, id, p->line, strlen(p->line)) != 0)) {
         fprintf(stderr, "cascade: cannot write a result line: %s\n", strerror(errno));
