@@ -29,6 +29,8 @@ const char *wk_strerror(int err)
         return "configuration error";
     case WK_EBUSY:
         return "busy";
+    case WK_ECANCELED:
+        return "canceled";
     }
     return "unknown error";
 }

@@ -20,8 +20,9 @@ enum wk_err {
     WK_ETOOBIG = -3, /* a capped buffer hit its cap */
     WK_EPARSE = -4,  /* JSON or protocol parse failure */
     WK_ENOTFOUND = -5,
-    WK_ECONFIG = -6, /* configuration error (startup) */
-    WK_EBUSY = -7,   /* no free slot right now; try later */
+    WK_ECONFIG = -6,   /* configuration error (startup) */
+    WK_EBUSY = -7,     /* no free slot right now; try later */
+    WK_ECANCELED = -8, /* closed before it could happen */
 };
 
 const char *wk_strerror(int err);

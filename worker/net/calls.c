@@ -23,7 +23,7 @@
 
 #define MSG_MAX 512
 
-typedef struct wk__call wk__call;
+typedef struct wk_call wk__call;
 
 typedef struct pstate {
     wk_calls *c;
@@ -39,7 +39,7 @@ typedef struct pstate {
     uv_timer_t wake;
 } pstate;
 
-struct wk__call {
+struct wk_call {
     wk_calls *c;
     const wk_model *primary;
     const wk_model *dep; /* the deployment in use */
@@ -48,6 +48,7 @@ struct wk__call {
     cJSON *messages;
     long est;
     prov_request req;
+    const wk_model *built_for; /* the deployment req was built for */
     int retries_here, retries, fallbacks;
     double reserved;
     uint64_t started_ms;
@@ -172,6 +173,10 @@ static void finish(wk__call *k, prov_response *resp, int budget_denied)
     out.budget_denied = budget_denied;
     out.latency_ms = (long)(wk_now_ms() - k->started_ms);
     release(k);
+    /* The cache keeps the primary's answers only: its key is the primary's request. */
+    if (resp && k->c->o.cache && out.served == k->primary && k->built_for == k->primary)
+        wk_cache_put(k->c->o.cache, k->primary->id, k->req.body, strlen(k->req.body), resp->text,
+                     resp->finish_reason, resp->prompt_tokens, resp->completion_tokens);
     if (resp)
         k->c->spent +=
             wk_cost(out.served, resp->prompt_tokens < 0 ? k->est : resp->prompt_tokens,
@@ -241,9 +246,11 @@ static void try_deployment(wk__call *k)
 {
     wk_calls *c = k->c;
     const wk_model *m = k->dep;
-    const prov_ops *ops = prov_find(m->provider->api);
-    prov_request_clear(&k->req);
-    ops->build(m, k->task_id, k->messages, &k->req);
+    if (k->built_for != m) {
+        prov_request_clear(&k->req);
+        prov_find(m->provider->api)->build(m, k->task_id, k->messages, &k->req);
+        k->built_for = m;
+    }
     double worst = wk_cost_worst(m, k->est);
     if (c->o.run_budget_usd > 0 && c->spent + worst <= c->o.run_budget_usd &&
         c->spent + c->reserved + worst > c->o.run_budget_usd) {
@@ -604,8 +611,8 @@ static void on_start(uv_timer_t *t)
     }
 }
 
-int wk_call_start(wk_calls *c, const wk_model *m, const char *task_id, const cJSON *messages,
-                  long est_prompt_tokens, wk_call_cb cb, void *arg)
+wk_call *wk_call_prepare(wk_calls *c, const wk_model *m, const char *task_id, const cJSON *messages,
+                         long est_prompt_tokens)
 {
     wk__call *k = wk_xcalloc(1, sizeof *k);
     k->c = c;
@@ -614,6 +621,31 @@ int wk_call_start(wk_calls *c, const wk_model *m, const char *task_id, const cJS
     k->task_id = wk_xstrdup(task_id);
     k->messages = cJSON_Duplicate(messages, 1);
     k->est = est_prompt_tokens;
+    /* Built now, once: the cache is keyed by this body, and it is what is sent. */
+    prov_find(m->provider->api)->build(m, k->task_id, k->messages, &k->req);
+    k->built_for = m;
+    return k;
+}
+
+int wk_call_cached(const wk_call *k, wk_cached *hit)
+{
+    return k->c->o.cache &&
+           wk_cache_get(k->c->o.cache, k->primary->id, k->req.body, strlen(k->req.body), hit);
+}
+
+void wk_call_drop(wk_call *k)
+{
+    if (!k)
+        return;
+    free(k->task_id);
+    cJSON_Delete(k->messages);
+    prov_request_clear(&k->req);
+    free(k);
+}
+
+void wk_call_send(wk_call *k, wk_call_cb cb, void *arg)
+{
+    wk_calls *c = k->c;
     k->cb = cb;
     k->arg = arg;
     k->started_ms = wk_now_ms();
@@ -625,5 +657,11 @@ int wk_call_start(wk_calls *c, const wk_model *m, const char *task_id, const cJS
     c->live = k;
     /* The first step runs from the loop, so cb never fires inside this call. */
     uv_timer_start(&k->timer, on_start, 0, 0);
+}
+
+int wk_call_start(wk_calls *c, const wk_model *m, const char *task_id, const cJSON *messages,
+                  long est_prompt_tokens, wk_call_cb cb, void *arg)
+{
+    wk_call_send(wk_call_prepare(c, m, task_id, messages, est_prompt_tokens), cb, arg);
     return 0;
 }

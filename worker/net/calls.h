@@ -18,8 +18,10 @@
 #include "retry.h"
 #include "worker/config.h"
 #include "worker/providers/prov.h"
+#include "worker/store/cache.h"
 
 typedef struct wk_calls wk_calls;
+typedef struct wk_call wk_call;
 
 typedef struct wk_calls_opts {
     wk_retry_policy retry;
@@ -28,6 +30,7 @@ typedef struct wk_calls_opts {
     long total_timeout_ms;
     size_t body_cap;
     double run_budget_usd; /* 0: none */
+    wk_cache *cache;       /* the response cache (borrowed); NULL: none */
 } wk_calls_opts;
 
 typedef struct wk_call_outcome {
@@ -50,7 +53,22 @@ wk_calls *wk_calls_new(uv_loop_t *loop, const wk_config *cfg, const wk_calls_opt
 void wk_calls_free(wk_calls *c);
 
 /*
- * Starts a call of model m for the task. `messages` is copied into the
+ * A call in two steps, so its request body is built once: prepared (the
+ * primary's request built; `messages` copied), looked up in the response
+ * cache, then sent or dropped. A prepared call must be sent or dropped.
+ * An answer from the primary deployment is put in the cache when it comes.
+ */
+wk_call *wk_call_prepare(wk_calls *c, const wk_model *m, const char *task_id, const cJSON *messages,
+                         long est_prompt_tokens);
+/* 1 with *hit filled (free with wk_cached_clear) when the cache has the answer. */
+int wk_call_cached(const wk_call *k, wk_cached *hit);
+/* Sends a prepared call (consumed); cb fires exactly once, from the loop. */
+void wk_call_send(wk_call *k, wk_call_cb cb, void *arg);
+/* Frees a prepared call that is not sent; NULL is a no-op. */
+void wk_call_drop(wk_call *k);
+
+/*
+ * Prepares and sends a call of model m for the task. `messages` is copied into the
  * request at once. `est_prompt_tokens` sizes the budget reservation and the
  * token bucket. cb fires exactly once, from the loop.
  */

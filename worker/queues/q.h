@@ -1,14 +1,15 @@
 /*
- * Queue backends: where tasks come from and where their results go. A JSONL
- * file or stdin (results to a file), or a Redis Stream read through a
- * consumer group (results to STREAM:results). One table of operations each,
- * looked up by the scheme of the queue URL.
+ * Queue backends: where tasks come from. A JSONL file or stdin, or a Redis
+ * Stream read through a consumer group. One table of operations each,
+ * looked up by the scheme of the queue URL. A queue pulls, acks and nacks;
+ * results are made durable by a sink (worker/sinks/) before the ack.
  *
  * The driver asks for items with pull(); they arrive through on_item, from
- * the loop. When a task is finished the driver calls ack() with its result
- * line: the backend makes the result durable (a file line, an XADD) and
- * only then acknowledges the item, so a crash between the two at worst
- * writes a result twice, which readers drop by task id.
+ * the loop. When a task is finished the driver writes its result to the sink
+ * and then calls ack(), so a crash between the two at worst writes a result
+ * twice, which readers drop by task id. Redis is the one exception: its ack
+ * adds the result to STREAM:results and acknowledges the entry in one
+ * script (see worker/sinks/results_file.h for why), so it takes the line.
  */
 #ifndef Q_H
 #define Q_H
@@ -40,14 +41,13 @@ typedef struct q_callbacks {
 } q_callbacks;
 
 typedef struct q_opts {
-    const char *url;          /* "path.jsonl", "-", or "redis://HOST:PORT/STREAM" */
-    const char *results_path; /* file backends: where result lines go (NULL or "-": stdout) */
-    const char *group;        /* Redis consumer group */
-    const char *consumer;     /* Redis consumer name */
-    long lease_ms;            /* Redis: idle time after which others may claim an entry */
-    int max_deliveries;       /* Redis: then the entry goes to STREAM:dead */
-    int drain;                /* Redis: end when the stream has nothing for us */
-    size_t line_cap;          /* the largest task line accepted */
+    const char *url;      /* "path.jsonl", "-", or "redis://HOST:PORT/STREAM" */
+    const char *group;    /* Redis consumer group */
+    const char *consumer; /* Redis consumer name */
+    long lease_ms;        /* Redis: idle time after which others may claim an entry */
+    int max_deliveries;   /* Redis: then the entry goes to STREAM:dead */
+    int drain;            /* Redis: end when the stream has nothing for us */
+    size_t line_cap;      /* the largest task line accepted */
 } q_opts;
 
 typedef struct q_ops {
@@ -60,9 +60,10 @@ typedef struct q_ops {
     /* Asks for up to n more items (on top of any already asked for). */
     void (*pull)(q_queue *q, int n);
     /*
-     * Makes the result line durable, then acknowledges the item. `id` is the
-     * task id (NULL for a line that had none). Returns 0 or a negative
-     * wk_err (the result could not be written: the run must stop).
+     * Acknowledges the item once its result is durable. `id` is the task id
+     * (NULL for a line that had none). Files have nothing to acknowledge;
+     * Redis writes the result line to STREAM:results in the same script.
+     * Returns 0 or a negative wk_err (the run must stop).
      */
     int (*ack)(q_queue *q, const q_item *it, const char *id, const char *result, size_t len);
     /* Gives the item back (Redis: leaves it pending for a later claim). */

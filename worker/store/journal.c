@@ -12,9 +12,10 @@
 #include <string.h>
 
 #include "lib/util.h"
+#include "store_int.h"
 
 typedef struct then_node {
-    void (*fn)(void *);
+    wk_journal_cb fn;
     void *arg;
     struct then_node *next;
 } then_node;
@@ -48,27 +49,31 @@ struct wk_journal {
     int in_txn;
     then_node *head, *tail;
     long commits;
+    char *path;
+    /* Set by the first failed write or commit; the journal writes nothing after it. */
     char *error;
 };
 
+/* Only the first failure is kept: what follows it is its consequence. */
 static void set_error(wk_journal *j, const char *what)
 {
-    if (j->error)
-        return;
-    j->error = wk_xasprintf("journal: %s: %s", what, sqlite3_errmsg(j->db));
-    fprintf(stderr, "cascade: %s\n", j->error);
+    if (!j->error)
+        j->error = wk_xasprintf("journal %s: %s: %s", j->path, what, sqlite3_errmsg(j->db));
 }
 
-static int exec(wk_journal *j, const char *sql)
+/*
+ * A write or a commit failed: the open transaction is rolled back whole, so
+ * no row is kept whose side effect will not run, and the journal is broken
+ * (see wk_journal_then). SQLite may have rolled back already; then ROLLBACK
+ * is not needed.
+ */
+static int fail(wk_journal *j, const char *what)
 {
-    char *msg = NULL;
-    int rc = sqlite3_exec(j->db, sql, NULL, NULL, &msg);
-    if (rc != SQLITE_OK) {
-        set_error(j, msg ? msg : sql);
-        sqlite3_free(msg);
-        return WK_EIO;
-    }
-    return 0;
+    set_error(j, what);
+    if (!sqlite3_get_autocommit(j->db))
+        sqlite3_exec(j->db, "ROLLBACK", NULL, NULL, NULL);
+    j->in_txn = 0;
+    return WK_EIO;
 }
 
 static void on_check(uv_check_t *h);
@@ -85,49 +90,62 @@ static void arm(wk_journal *j)
     uv_idle_start(&j->wake, on_wake);
 }
 
-static void need_txn(wk_journal *j)
+static int need_txn(wk_journal *j)
 {
+    if (j->error)
+        return WK_EIO;
     if (!j->in_txn) {
-        exec(j, "BEGIN");
+        if (sqlite3_exec(j->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
+            return fail(j, "BEGIN");
         j->in_txn = 1;
         arm(j);
     }
+    return 0;
 }
 
-static void commit(wk_journal *j)
+/* 0 when everything written so far is committed; WK_EIO once the journal failed. */
+static int commit(wk_journal *j)
 {
+    if (j->error)
+        return WK_EIO;
     if (j->in_txn) {
-        exec(j, "COMMIT");
+        if (sqlite3_exec(j->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+            return fail(j, "COMMIT");
         j->in_txn = 0;
         j->commits++;
     }
+    return 0;
 }
 
-/* Commit, then the side effects that waited for it; they may queue more. */
+/* Hands each waiting side effect the status; they may queue more. */
+static void run_waiting(wk_journal *j, int status)
+{
+    then_node *n = j->head;
+    j->head = j->tail = NULL;
+    while (n) {
+        then_node *next = n->next;
+        n->fn(n->arg, status);
+        free(n);
+        n = next;
+    }
+}
+
+/* Commit, then the side effects that waited for it (or their failure). */
 static void on_check(uv_check_t *h)
 {
     wk_journal *j = h->data;
-    for (int rounds = 0; rounds < 1000 && (j->in_txn || j->head); rounds++) {
-        commit(j);
-        then_node *n = j->head;
-        j->head = j->tail = NULL;
-        while (n) {
-            then_node *next = n->next;
-            n->fn(n->arg);
-            free(n);
-            n = next;
-        }
-    }
+    for (int rounds = 0; rounds < 1000 && (j->in_txn || j->head); rounds++)
+        run_waiting(j, commit(j));
     if (!j->in_txn && !j->head) {
         uv_check_stop(h);
         uv_idle_stop(&j->wake);
     }
 }
 
-void wk_journal_then(wk_journal *j, void (*fn)(void *), void *arg)
+void wk_journal_then(wk_journal *j, wk_journal_cb fn, void *arg)
 {
     if (!j) {
-        fn(arg);
+        fn(arg, 0);
         return;
     }
     then_node *n = wk_xcalloc(1, sizeof *n);
@@ -141,25 +159,35 @@ void wk_journal_then(wk_journal *j, void (*fn)(void *), void *arg)
     arm(j);
 }
 
+static const char *vfs_name; /* the full-disk VFS, when a test armed it */
+
+int wk_journal_fault_full_after(long writes)
+{
+    return wk__fault_vfs(writes, &vfs_name);
+}
+
 int wk_journal_open(uv_loop_t *loop, const char *path, wk_journal **out, char *err, size_t errlen)
 {
     wk_journal *j = wk_xcalloc(1, sizeof *j);
     int rc = WK_EIO;
-    if (sqlite3_open_v2(path, &j->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
+    j->path = wk_xstrdup(path);
+    if (sqlite3_open_v2(path, &j->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, vfs_name) !=
         SQLITE_OK) {
         snprintf(err, errlen, "cannot open journal %s: %s", path, sqlite3_errmsg(j->db));
         goto cleanup;
     }
     sqlite3_busy_timeout(j->db, 5000);
-    if (exec(j, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
-                "CREATE TABLE IF NOT EXISTS tasks(id TEXT PRIMARY KEY, done INTEGER, "
-                "result TEXT);"
-                "CREATE TABLE IF NOT EXISTS attempts(task TEXT, seq INTEGER, "
-                "model TEXT, state INTEGER, text TEXT, finish TEXT, pt INTEGER, ct INTEGER, "
-                "cached INTEGER, served TEXT, retries INTEGER, fallbacks INTEGER, "
-                "pass INTEGER, validator TEXT, reason TEXT, message TEXT, evidence TEXT, "
-                "note TEXT, PRIMARY KEY(task, seq));")) {
-        snprintf(err, errlen, "journal %s: %s", path, j->error);
+    if (sqlite3_exec(j->db,
+                     "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+                     "CREATE TABLE IF NOT EXISTS tasks(id TEXT PRIMARY KEY, done INTEGER, "
+                     "result TEXT);"
+                     "CREATE TABLE IF NOT EXISTS attempts(task TEXT, seq INTEGER, "
+                     "model TEXT, state INTEGER, text TEXT, finish TEXT, pt INTEGER, ct INTEGER, "
+                     "cached INTEGER, served TEXT, retries INTEGER, fallbacks INTEGER, "
+                     "pass INTEGER, validator TEXT, reason TEXT, message TEXT, evidence TEXT, "
+                     "note TEXT, PRIMARY KEY(task, seq));",
+                     NULL, NULL, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "journal %s: %s", path, sqlite3_errmsg(j->db));
         goto cleanup;
     }
     /*
@@ -186,6 +214,7 @@ cleanup:
             sqlite3_finalize(j->st[i]);
         sqlite3_close(j->db);
         free(j->error);
+        free(j->path);
         free(j);
     }
     return rc;
@@ -199,24 +228,23 @@ static void check_closed(uv_handle_t *h)
         sqlite3_finalize(j->st[i]);
     sqlite3_close(j->db);
     free(j->error);
+    free(j->path);
     free(j);
 }
 
-void wk_journal_close(wk_journal *j)
+int wk_journal_close(wk_journal *j)
 {
     if (!j)
-        return;
-    commit(j);
+        return 0;
+    int rc = commit(j);
     /* Side effects never run now: their rows say where a restart resumes. */
-    while (j->head) {
-        then_node *n = j->head;
-        j->head = n->next;
-        free(n);
-    }
+    for (int rounds = 0; rounds < 1000 && j->head; rounds++)
+        run_waiting(j, WK_ECANCELED);
     uv_check_stop(&j->check);
     uv_idle_stop(&j->wake);
     uv_close((uv_handle_t *)&j->wake, NULL);
     uv_close((uv_handle_t *)&j->check, check_closed);
+    return rc;
 }
 
 static void bind_text(sqlite3_stmt *s, int i, const char *v)
@@ -227,33 +255,37 @@ static void bind_text(sqlite3_stmt *s, int i, const char *v)
         sqlite3_bind_null(s, i);
 }
 
-static void step(wk_journal *j, sqlite3_stmt *s, const char *what)
+static int step(wk_journal *j, sqlite3_stmt *s, const char *what)
 {
-    if (sqlite3_step(s) != SQLITE_DONE)
-        set_error(j, what);
+    int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : WK_EIO;
+    if (rc)
+        set_error(j, what); /* before the reset, which may change the message */
     sqlite3_reset(s);
     sqlite3_clear_bindings(s);
+    return rc ? fail(j, what) : 0;
 }
 
-void wk_journal_sent(wk_journal *j, const char *id, int seq, const char *model)
+int wk_journal_sent(wk_journal *j, const char *id, int seq, const char *model)
 {
     if (!j)
-        return;
-    need_txn(j);
+        return 0;
+    if (need_txn(j))
+        return WK_EIO;
     sqlite3_stmt *s = j->st[S_SENT];
     bind_text(s, 1, id);
     sqlite3_bind_int(s, 2, seq);
     bind_text(s, 3, model);
-    step(j, s, "writing SENT");
+    return step(j, s, "writing SENT");
 }
 
-void wk_journal_received(wk_journal *j, const char *id, int seq, const char *text,
-                         const char *finish, long pt, long ct, long cached, const char *served,
-                         int retries, int fallbacks)
+int wk_journal_received(wk_journal *j, const char *id, int seq, const char *text,
+                        const char *finish, long pt, long ct, long cached, const char *served,
+                        int retries, int fallbacks)
 {
     if (!j)
-        return;
-    need_txn(j);
+        return 0;
+    if (need_txn(j))
+        return WK_EIO;
     sqlite3_stmt *s = j->st[S_RECEIVED];
     bind_text(s, 1, id);
     sqlite3_bind_int(s, 2, seq);
@@ -265,14 +297,15 @@ void wk_journal_received(wk_journal *j, const char *id, int seq, const char *tex
     bind_text(s, 8, served);
     sqlite3_bind_int(s, 9, retries);
     sqlite3_bind_int(s, 10, fallbacks);
-    step(j, s, "writing RECEIVED");
+    return step(j, s, "writing RECEIVED");
 }
 
-void wk_journal_verdict(wk_journal *j, const char *id, int seq, const val_verdict *v)
+int wk_journal_verdict(wk_journal *j, const char *id, int seq, const val_verdict *v)
 {
     if (!j)
-        return;
-    need_txn(j);
+        return 0;
+    if (need_txn(j))
+        return WK_EIO;
     sqlite3_stmt *s = j->st[S_VERDICT];
     bind_text(s, 1, id);
     sqlite3_bind_int(s, 2, seq);
@@ -282,18 +315,19 @@ void wk_journal_verdict(wk_journal *j, const char *id, int seq, const val_verdic
     bind_text(s, 6, v->message);
     bind_text(s, 7, v->evidence);
     bind_text(s, 8, v->note);
-    step(j, s, "writing VERDICT");
+    return step(j, s, "writing VERDICT");
 }
 
-void wk_journal_done(wk_journal *j, const char *id, const char *result)
+int wk_journal_done(wk_journal *j, const char *id, const char *result)
 {
     if (!j)
-        return;
-    need_txn(j);
+        return 0;
+    if (need_txn(j))
+        return WK_EIO;
     sqlite3_stmt *s = j->st[S_DONE];
     bind_text(s, 1, id);
     bind_text(s, 2, result);
-    step(j, s, "writing DONE");
+    return step(j, s, "writing DONE");
 }
 
 int wk_journal_done_result(wk_journal *j, const char *id, char **result)

@@ -9,6 +9,11 @@
  * Writes are batched: one transaction per loop iteration, committed from a
  * uv_check handle, so the journal does not cap throughput. Side effects wait
  * for the commit through wk_journal_then().
+ *
+ * The promise is kept when a write fails too (a full disk): a failed write
+ * or COMMIT rolls the open transaction back and breaks the journal for good.
+ * Every side effect still waiting is then told so (status < 0) instead of
+ * being run, and every later write returns WK_EIO at once.
  */
 #ifndef WK_JOURNAL_H
 #define WK_JOURNAL_H
@@ -34,14 +39,27 @@ typedef struct wk_jattempt {
 } wk_jattempt;
 
 int wk_journal_open(uv_loop_t *loop, const char *path, wk_journal **out, char *err, size_t errlen);
-/* Commits what is pending and closes the database (and its handle). */
-void wk_journal_close(wk_journal *j);
+/*
+ * Commits what is pending and closes the database (and its handle). Side
+ * effects still waiting get WK_ECANCELED. Returns 0, or WK_EIO when the
+ * journal failed at any time (the message: wk_journal_error, until the loop
+ * runs the close callback).
+ */
+int wk_journal_close(wk_journal *j);
 
 /*
- * Runs fn(arg) once what was written so far is committed (in this loop
- * iteration's check phase). With no journal (j NULL), runs it now.
+ * A side effect waiting for a commit. status 0: its rows are committed, run
+ * it. status < 0: they are not (WK_EIO: the journal failed; WK_ECANCELED: it
+ * was closed first); do not run it, only release what arg holds.
  */
-void wk_journal_then(wk_journal *j, void (*fn)(void *), void *arg);
+typedef void (*wk_journal_cb)(void *arg, int status);
+
+/*
+ * Calls fn(arg, status) once what was written so far is committed (in this
+ * loop iteration's check phase), or has failed. With no journal (j NULL),
+ * calls fn(arg, 0) now.
+ */
+void wk_journal_then(wk_journal *j, wk_journal_cb fn, void *arg);
 
 /* 1 and the stored result line (caller frees) when the task is done. */
 int wk_journal_done_result(wk_journal *j, const char *id, char **result);
@@ -49,16 +67,31 @@ int wk_journal_done_result(wk_journal *j, const char *id, char **result);
 int wk_journal_attempts(wk_journal *j, const char *id, wk_jattempt **out, int *n);
 void wk_journal_attempts_free(wk_jattempt *a, int n);
 
-void wk_journal_sent(wk_journal *j, const char *id, int seq, const char *model);
-void wk_journal_received(wk_journal *j, const char *id, int seq, const char *text,
-                         const char *finish, long pt, long ct, long cached, const char *served,
-                         int retries, int fallbacks);
-void wk_journal_verdict(wk_journal *j, const char *id, int seq, const val_verdict *v);
-void wk_journal_done(wk_journal *j, const char *id, const char *result);
+/*
+ * The writers add a row to the open transaction. Each returns 0 (or 0 with
+ * no journal), or WK_EIO once the journal has failed: the row is not there,
+ * and neither is anything else of the transaction it would have joined.
+ */
+int wk_journal_sent(wk_journal *j, const char *id, int seq, const char *model);
+int wk_journal_received(wk_journal *j, const char *id, int seq, const char *text,
+                        const char *finish, long pt, long ct, long cached, const char *served,
+                        int retries, int fallbacks);
+int wk_journal_verdict(wk_journal *j, const char *id, int seq, const val_verdict *v);
+int wk_journal_done(wk_journal *j, const char *id, const char *result);
 
 /* Rows written and transactions committed, for the summary. */
 long wk_journal_commits(const wk_journal *j);
-/* A write failed (disk full...): the message, or NULL. */
+/*
+ * The journal failed (disk full...): "journal PATH: what: SQLite's message"
+ * (borrowed), or NULL while it has not.
+ */
 const char *wk_journal_error(const wk_journal *j);
+
+/*
+ * Test hook: journals opened from now on write through a VFS that lets the
+ * next `writes` writes through and fails every one after with SQLITE_FULL.
+ * The driver calls it at startup when CASCADE_FAULT_JOURNAL_FULL_AFTER is set.
+ */
+int wk_journal_fault_full_after(long writes);
 
 #endif

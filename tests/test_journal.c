@@ -1,0 +1,247 @@
+/*
+ * The write-ahead promise when the disk fills up: the real binary runs with
+ * its journal behind a VFS that fails every write after the first N
+ * (CASCADE_FAULT_JOURNAL_FULL_AFTER). No side effect may run whose row did
+ * not commit: every request in the mock's log has a SENT row, every result
+ * line a DONE row. The run stops with one clear error and exit 1, and a
+ * rerun on the same journal, disk no longer full, finishes every task once.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "harness.h"
+#include "lib/util.h"
+
+enum { NTASKS = 60 };
+
+static const char *MODELS =
+    "{\"providers\":{\"mock\":{\"api\":\"openai\",\"base_url\":\"${MOCK_URL}/v1\","
+    "\"key_env\":null}},\"models\":{"
+    "\"cheap\":{\"provider\":\"mock\",\"input_usd_per_mtok\":0.5,\"output_usd_per_mtok\":1,"
+    "\"max_tokens\":200},"
+    "\"mid\":{\"provider\":\"mock\",\"input_usd_per_mtok\":5,\"output_usd_per_mtok\":10,"
+    "\"max_tokens\":200}}}";
+
+static char *cdir, *models, *tasks, *recs;
+
+/* NTASKS classify tasks; every fifth one's cheap answer is wrong and climbs. */
+static int group_setup(void **state)
+{
+    (void)state;
+    if (h_setup())
+        return -1;
+    cdir = h_tmp("cascades");
+    mkdir(cdir, 0755);
+    models = h_write("models.json", MODELS);
+    free(h_write("cascades/main.json",
+                 "{\"name\":\"main\",\"validators\":[\"schema\"],\"feedback\":true,"
+                 "\"tiers\":[{\"model\":\"cheap\"},{\"model\":\"mid\"}]}"));
+    wk_buf t, r;
+    wk_buf_init(&t, 1u << 20);
+    wk_buf_init(&r, 1u << 20);
+    for (int i = 0; i < NTASKS; i++) {
+        wk_buf_appendf(&t,
+                       "{\"id\":\"j-%d\",\"kind\":\"classify\",\"cascade\":\"main\","
+                       "\"prompt\":\"ticket %d\",\"schema\":{\"type\":\"object\","
+                       "\"properties\":{\"label\":{\"enum\":[\"bug\",\"feature\"]}},"
+                       "\"required\":[\"label\"]}}\n",
+                       i, i);
+        wk_buf_appendf(&r,
+                       "{\"task\":\"j-%d\",\"model\":\"cheap\",\"run\":1,\"answer\":"
+                       "\"{\\\"label\\\": \\\"%s\\\"}\",\"usage\":{\"prompt_tokens\":30,"
+                       "\"completion_tokens\":6}}\n",
+                       i, i % 5 == 4 ? "nope" : "bug");
+        wk_buf_appendf(&r,
+                       "{\"task\":\"j-%d\",\"model\":\"mid\",\"run\":1,\"answer\":"
+                       "\"{\\\"label\\\": \\\"feature\\\"}\",\"usage\":{\"prompt_tokens\":60,"
+                       "\"completion_tokens\":6}}\n",
+                       i);
+    }
+    tasks = h_write("tasks.jsonl", t.buf);
+    recs = h_write("recs.jsonl", r.buf);
+    wk_buf_release(&t);
+    wk_buf_release(&r);
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    h_teardown();
+    free(cdir);
+    free(models);
+    free(tasks);
+    free(recs);
+    return 0;
+}
+
+static int run_cascade(const char *input, const char *out, const char *errf)
+{
+    char *const argv[] = {(char *)h_cascade_bin(),
+                          "run",
+                          (char *)input,
+                          "--cascades",
+                          cdir,
+                          "--models",
+                          models,
+                          "-o",
+                          (char *)out,
+                          "--concurrency",
+                          "4",
+                          "-q",
+                          NULL};
+    return h_run(argv, NULL, errf, 60);
+}
+
+static sqlite3_int64 count(sqlite3 *db, const char *sql, const char *a, const char *b)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+        fail_msg("%s: %s", sql, sqlite3_errmsg(db));
+    sqlite3_bind_text(st, 1, a, -1, SQLITE_TRANSIENT);
+    if (b)
+        sqlite3_bind_text(st, 2, b, -1, SQLITE_TRANSIENT);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    sqlite3_int64 n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return n;
+}
+
+static int occurrences(const char *hay, const char *needle)
+{
+    int n = 0;
+    for (const char *p = strstr(hay, needle); p; p = strstr(p + 1, needle))
+        n++;
+    return n;
+}
+
+/*
+ * One run with the disk filling after `writes` journal writes. Asserts the
+ * promise and returns how many requests and result lines it made.
+ */
+static void full_disk_run(const char *tag, long writes, int *requests, int *lines)
+{
+    char *empty = h_write("empty.jsonl", "");
+    char *name = wk_xasprintf("%s-out.jsonl", tag), *logn = wk_xasprintf("%s-mock.log", tag);
+    char *out = h_tmp(name), *log = h_tmp(logn), *errf = h_tmp("err");
+    char *journal = wk_xasprintf("%s.journal", out);
+    h_mock m;
+    h_mock_start(&m, recs, log, NULL);
+    /*
+     * A run with no tasks makes the journal first, so opening it again writes
+     * nothing and the writes counted are the run's own.
+     */
+    assert_int_equal(run_cascade(empty, out, errf), 0);
+    char *n = wk_xasprintf("%ld", writes);
+    setenv("CASCADE_FAULT_JOURNAL_FULL_AFTER", n, 1);
+    int rc = run_cascade(tasks, out, errf);
+    unsetenv("CASCADE_FAULT_JOURNAL_FULL_AFTER");
+    h_sleep_ms(100); /* the mock logs a request as it answers it */
+    char *err = h_slurp(errf);
+    if (rc != 1)
+        fail_msg("the run with a full disk exited %d: %s", rc, err);
+    /* One clear error, naming the journal and SQLite's own words. */
+    char *journal_named = wk_xasprintf("journal %s: ", journal);
+    assert_int_equal(occurrences(err, journal_named), 1);
+    assert_int_equal(occurrences(err, "database or disk is full"), 1);
+
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(journal, &db), SQLITE_OK);
+    /* Every request that left had its SENT row committed first. */
+    cJSON *reqs = h_jsonl(log);
+    const cJSON *q;
+    cJSON_ArrayForEach(q, reqs)
+    {
+        const char *task = h_str(q, "task"), *model = h_str(q, "model");
+        sqlite3_int64 sent = count(db,
+                                   "SELECT count(*) FROM attempts WHERE task = ?1 AND model = ?2 "
+                                   "AND state >= 1",
+                                   task, model);
+        if (sent < 1)
+            fail_msg("a request for %s to %s left without a committed SENT row", task, model);
+    }
+    /* Every result line was written after its DONE row committed. */
+    cJSON *results = h_jsonl(out);
+    const cJSON *r;
+    cJSON_ArrayForEach(r, results)
+    {
+        const char *id = h_str(r, "id");
+        if (count(db, "SELECT count(*) FROM tasks WHERE id = ?1 AND done = 1", id, NULL) != 1)
+            fail_msg("a result line for %s without a committed DONE row", id);
+    }
+    sqlite3_close(db);
+    h_mock_stop(&m);
+    *requests = cJSON_GetArraySize(reqs);
+    *lines = cJSON_GetArraySize(results);
+    fprintf(stderr, "  full after %ld writes: %d requests, %d result lines, then: %s", writes,
+            *requests, *lines, strstr(err, "cascade: journal"));
+
+    /* The disk has room again: the rerun on the same journal finishes every task once. */
+    h_mock_start(&m, recs, NULL, NULL);
+    rc = run_cascade(tasks, out, errf);
+    h_mock_stop(&m);
+    if (rc != 0)
+        fail_msg("the rerun exited %d: %s", rc, h_slurp(errf));
+    cJSON *all = h_jsonl(out);
+    wk_strset seen = {0};
+    cJSON_ArrayForEach(r, all)
+    {
+        const char *id = h_str(r, "id");
+        assert_non_null(id);
+        if (wk_strset_add(&seen, id))
+            fail_msg("two result lines for %s", id);
+    }
+    assert_int_equal(cJSON_GetArraySize(all), NTASKS);
+    wk_strset_release(&seen);
+    cJSON_Delete(all);
+    cJSON_Delete(results);
+    cJSON_Delete(reqs);
+    free(journal_named);
+    free(err);
+    free(n);
+    free(journal);
+    free(errf);
+    free(log);
+    free(out);
+    free(logn);
+    free(name);
+    free(empty);
+}
+
+/* The disk fills in the middle of the run: some work is done, some is not. */
+static void test_full_disk_mid_run_runs_no_unjournaled_side_effect_and_rerun_finishes(void **state)
+{
+    (void)state;
+    int requests, lines;
+    full_disk_run("mid", 100, &requests, &lines);
+    assert_true(requests > 0);
+    assert_true(lines > 0);
+    assert_true(lines < NTASKS);
+}
+
+/* The disk is full from the first commit on: nothing at all may happen. */
+static void test_full_disk_at_the_first_commit_sends_nothing_and_writes_nothing(void **state)
+{
+    (void)state;
+    int requests, lines;
+    full_disk_run("first", 0, &requests, &lines);
+    assert_int_equal(requests, 0);
+    assert_int_equal(lines, 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_full_disk_mid_run_runs_no_unjournaled_side_effect_and_rerun_finishes),
+        cmocka_unit_test(test_full_disk_at_the_first_commit_sends_nothing_and_writes_nothing),
+    };
+    return cmocka_run_group_tests_name("journal", tests, group_setup, group_teardown);
+}

@@ -1,0 +1,324 @@
+/*
+ * The answer and verdict sources (see answers.h). Moved out of the driver so
+ * the choice between them is made here, once each; the driver keeps the
+ * loop, the slots and the side effects of the router's other actions.
+ */
+#include "answers.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include "cost.h"
+#include "lib/util.h"
+
+static int64_t wall_ms(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+void wk_ask_init(wk_ask *q, uv_loop_t *loop, const wk_answers *a,
+                 void (*on_event)(void *arg, const wk_event *ev),
+                 void (*on_abandon)(void *arg, int status), void *arg)
+{
+    memset(q, 0, sizeof *q);
+    q->a = a;
+    q->on_event = on_event;
+    q->on_abandon = on_abandon;
+    q->arg = arg;
+    uv_timer_init(loop, &q->timer);
+    q->timer.data = q;
+}
+
+void wk_ask_close(wk_ask *q)
+{
+    uv_close((uv_handle_t *)&q->timer, NULL);
+}
+
+int wk_ask_begin(wk_ask *q, const wk_task *task)
+{
+    q->task = task;
+    q->seq = 0;
+    q->charged_seq = 0;
+    wk_journal_attempts(q->a->journal, wk_task_id(task), &q->jatt, &q->njatt);
+    return q->njatt > 0;
+}
+
+void wk_ask_end(wk_ask *q)
+{
+    wk_journal_attempts_free(q->jatt, q->njatt);
+    q->jatt = NULL;
+    q->njatt = 0;
+    wk_call_drop(q->call);
+    q->call = NULL;
+    q->task = NULL;
+}
+
+int wk_ask_replayed(const wk_ask *q)
+{
+    return q->replayed_verdict;
+}
+
+static const wk_jattempt *stored(const wk_ask *q, int seq)
+{
+    for (int i = 0; i < q->njatt; i++)
+        if (q->jatt[i].seq == seq)
+            return &q->jatt[i];
+    return NULL;
+}
+
+/* ---- answers ------------------------------------------------------------------ */
+
+static void feed_response(void *arg, int status)
+{
+    wk_ask *q = arg;
+    char *t = q->resp_text, *f = q->resp_finish;
+    q->resp_text = q->resp_finish = NULL;
+    if (status != 0) {
+        free(t);
+        free(f);
+        q->on_abandon(q->arg, status);
+        return;
+    }
+    wk_event ev = q->resp;
+    ev.now_ms = wall_ms();
+    ev.text = t;
+    ev.finish_reason = f;
+    q->on_event(q->arg, &ev);
+    free(t);
+    free(f);
+}
+
+/* Holds an answer until its RECEIVED row is committed, then feeds it. */
+static void answer(wk_ask *q, const wk_event *ev, int journal)
+{
+    q->resp = *ev;
+    q->resp_text = wk_xstrdup(ev->text ? ev->text : "");
+    q->resp_finish = ev->finish_reason ? wk_xstrdup(ev->finish_reason) : NULL;
+    /* A failed write is the journal's failure: the commit below reports it. */
+    if (journal)
+        (void)wk_journal_received(q->a->journal, wk_task_id(q->task), q->seq, ev->text,
+                                  ev->finish_reason, ev->prompt_tokens, ev->completion_tokens,
+                                  ev->cached_tokens, ev->served ? ev->served->name : NULL,
+                                  ev->retries, ev->fallbacks);
+    wk_journal_then(q->a->journal, feed_response, q);
+}
+
+static void on_call(void *arg, const wk_call_outcome *o)
+{
+    wk_ask *q = arg;
+    if (wk_journal_error(q->a->journal)) {
+        q->on_abandon(q->arg, WK_EIO); /* its answer could not be journaled */
+        return;
+    }
+    wk_event ev = {.now_ms = wall_ms(),
+                   .latency_ms = o->latency_ms,
+                   .served = o->served,
+                   .retries = o->retries,
+                   .fallbacks = o->fallbacks};
+    if (o->ok) {
+        ev.kind = WK_EV_RESPONSE;
+        ev.text = o->resp->text;
+        ev.finish_reason = o->resp->finish_reason;
+        ev.prompt_tokens = o->resp->prompt_tokens;
+        ev.completion_tokens = o->resp->completion_tokens;
+        ev.cached_tokens = o->resp->cached_tokens;
+        answer(q, &ev, 1);
+        return;
+    }
+    ev.kind = WK_EV_CALL_FAILED;
+    ev.error_reason = o->reason;
+    ev.error_message = o->message;
+    ev.budget_denied = o->budget_denied;
+    q->on_event(q->arg, &ev);
+}
+
+/* Replay: the recorded answer arrives from the loop, like a real response. */
+static void on_replay(uv_timer_t *t)
+{
+    wk_ask *q = t->data;
+    const wk_rec *rec = q->rec;
+    q->rec = NULL;
+    if (!rec) {
+        char *msg = wk_xasprintf("no recording for task %s and model %s", wk_task_id(q->task),
+                                 q->model->name);
+        wk_event ev = {.kind = WK_EV_CALL_FAILED,
+                       .now_ms = wall_ms(),
+                       .error_reason = "no_recording",
+                       .error_message = msg};
+        q->on_event(q->arg, &ev);
+        free(msg);
+        return;
+    }
+    wk_event ev = {.kind = WK_EV_RESPONSE, .now_ms = wall_ms()};
+    ev.text = rec->answer;
+    ev.finish_reason = rec->finish_reason ? rec->finish_reason : "stop";
+    ev.prompt_tokens = rec->prompt_tokens;
+    ev.completion_tokens = rec->completion_tokens;
+    q->on_event(q->arg, &ev);
+}
+
+/* Runs once the SENT row is committed: the request may leave now. */
+static void send_call(void *arg, int status)
+{
+    wk_ask *q = arg;
+    wk_call *k = q->call;
+    q->call = NULL;
+    if (status != 0) {
+        wk_call_drop(k);
+        q->on_abandon(q->arg, status);
+        return;
+    }
+    if (!q->a->calls) { /* the driver shut down */
+        wk_call_drop(k);
+        return;
+    }
+    wk_call_send(k, on_call, q);
+}
+
+void wk_ask_call(wk_ask *q, const wk_model *m, const cJSON *messages, long est)
+{
+    const wk_answers *a = q->a;
+    q->model = m;
+    q->seq++;
+    if (a->recs) {
+        q->rec = wk_recs_next(a->recs, wk_task_id(q->task), m->name, a->replay_start);
+        uv_timer_start(&q->timer, on_replay, 0, 0);
+        return;
+    }
+    /* An answer the journal already holds is not paid for twice. */
+    const wk_jattempt *j = stored(q, q->seq);
+    if (j && j->state >= WK_J_RECEIVED) {
+        wk_event ev = {.kind = WK_EV_RESPONSE,
+                       .text = j->text,
+                       .finish_reason = j->finish,
+                       .prompt_tokens = j->pt,
+                       .completion_tokens = j->ct,
+                       .cached_tokens = j->cached,
+                       .retries = j->retries,
+                       .fallbacks = j->fallbacks,
+                       .served = j->served ? wk_config_model(a->cfg, j->served) : NULL};
+        answer(q, &ev, 0);
+        return;
+    }
+    /*
+     * Sent before a crash and never answered (j in state SENT): the request may
+     * have been billed. The router charges its worst case and says whether the
+     * budget still holds a second send; the CALL that follows is the same call.
+     */
+    if (j && q->charged_seq != q->seq) {
+        q->charged_seq = q->seq;
+        q->seq--;
+        wk_event ev = {
+            .kind = WK_EV_LOST_CALL, .now_ms = wall_ms(), .lost_cost_usd = wk_cost_worst(m, est)};
+        q->on_event(q->arg, &ev);
+        return;
+    }
+    wk_call_drop(q->call);
+    q->call = wk_call_prepare(a->calls, m, wk_task_id(q->task), messages, est);
+    wk_cached hit;
+    if (wk_call_cached(q->call, &hit)) {
+        wk_call_drop(q->call);
+        q->call = NULL;
+        wk_event ev = {.kind = WK_EV_RESPONSE,
+                       .text = hit.text,
+                       .finish_reason = hit.finish,
+                       .prompt_tokens = hit.pt,
+                       .completion_tokens = hit.ct,
+                       .from_cache = 1};
+        answer(q, &ev, 1);
+        wk_cached_clear(&hit);
+        return;
+    }
+    /* A failed write is the journal's failure: send_call hears of it. */
+    if (!j)
+        (void)wk_journal_sent(a->journal, wk_task_id(q->task), q->seq, m->name);
+    wk_journal_then(a->journal, send_call, q);
+}
+
+/* ---- verdicts ----------------------------------------------------------------- */
+
+/* Feeds the held verdict; it is the task's no more once the feed starts. */
+static void feed_pending_verdict(wk_ask *q)
+{
+    val_verdict v = q->pending;
+    memset(&q->pending, 0, sizeof q->pending);
+    q->have_pending = 0;
+    wk_event ev = {.kind = WK_EV_VERDICT, .now_ms = wall_ms(), .verdict = &v};
+    q->on_event(q->arg, &ev);
+    q->replayed_verdict = 0;
+    val_verdict_clear(&v);
+}
+
+/* Keeps a copy of v until it can be fed (the router is never re-entered). */
+static void hold_verdict(wk_ask *q, const val_verdict *v)
+{
+    q->have_pending = 1;
+    val_verdict_copy(&q->pending, v);
+}
+
+static void on_verdict(void *arg, const val_verdict *v)
+{
+    wk_ask *q = arg;
+    const wk_answers *a = q->a;
+    if (wk_journal_error(a->journal) && !q->in_validate) {
+        q->on_abandon(q->arg, WK_EIO); /* a verdict that cannot be journaled leads nowhere */
+        return;
+    }
+    if (a->vcache && q->vin.answer)
+        wk_vcache_put(a->vcache, wk_task_id(q->task), q->vin.answer, v);
+    /* A failed write is the journal's failure: what follows waits on a commit. */
+    (void)wk_journal_verdict(a->journal, wk_task_id(q->task), q->seq, v);
+    hold_verdict(q, v);
+    if (!q->in_validate)
+        feed_pending_verdict(q);
+}
+
+static const char *task_str(const wk_task *t, const char *name)
+{
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(wk_task_json(t), name);
+    return cJSON_IsString(f) ? f->valuestring : NULL;
+}
+
+void wk_ask_validate(wk_ask *q, const char *answer)
+{
+    const wk_answers *a = q->a;
+    const wk_cascade *c = wk_task_cascade(q->task);
+    /* A verdict the journal holds, or one the replay cache knows, is not redone. */
+    const wk_jattempt *j = stored(q, q->seq);
+    if (j && j->state >= WK_J_VERDICT) {
+        q->replayed_verdict = 1;
+        hold_verdict(q, &j->verdict);
+        feed_pending_verdict(q);
+        return;
+    }
+    const val_verdict *hit =
+        a->vcache ? wk_vcache_get(a->vcache, wk_task_id(q->task), answer) : NULL;
+    if (hit) {
+        hold_verdict(q, hit);
+        feed_pending_verdict(q);
+        return;
+    }
+    q->vin.task_id = wk_task_id(q->task);
+    q->vin.kind = task_str(q->task, "kind") ? task_str(q->task, "kind") : "code";
+    q->vin.language = task_str(q->task, "language");
+    q->vin.answer = answer;
+    q->vin.task = wk_task_json(q->task);
+    q->vin.schema = wk_task_schema(q->task);
+    q->vin.compile_commands = c->compile;
+    q->in_validate = 1;
+    int rc = val_chain_start(a->venv, (const char *const *)c->validators, c->nvalidators, &q->vin,
+                             on_verdict, q);
+    q->in_validate = 0;
+    if (rc != 0) {
+        val_verdict v = {0};
+        val_verdict_fail(&v, "chain", "sandbox_error", "the validators could not start", NULL);
+        hold_verdict(q, &v);
+        val_verdict_clear(&v);
+        feed_pending_verdict(q);
+    } else if (q->have_pending) {
+        feed_pending_verdict(q);
+    }
+}

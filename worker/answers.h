@@ -1,0 +1,82 @@
+/*
+ * Where a task's answers and verdicts come from, each chosen in one place.
+ *
+ * An answer (wk_ask_call), first that applies:
+ *   the journal     an answer received before a restart is not paid twice;
+ *                   a call sent and never answered is a lost call, charged
+ *   a recording     replay: the recorded answer arrives from the loop
+ *   the cache       the response cache holds the same request's answer
+ *   the network     the SENT row commits, then the request leaves
+ * A verdict (wk_ask_validate): the journal, the verdict cache (replay), or
+ * the validator chain.
+ *
+ * What comes back is an event for the router, handed to on_event: an
+ * answer from the loop, once its RECEIVED row is committed; a verdict from
+ * the chain's callback, or before wk_ask_validate returns when it is known
+ * at once (the journal, the verdict cache, a chain that finished inside its
+ * start). When the journal fails, the task goes to on_abandon instead, with
+ * the journal's status.
+ */
+#ifndef WK_ANSWERS_H
+#define WK_ANSWERS_H
+
+#include <uv.h>
+
+#include "lib/recordings.h"
+#include "router.h"
+#include "validators/val.h"
+#include "worker/eval/vcache.h"
+#include "worker/net/calls.h"
+#include "worker/store/journal.h"
+
+/* The sources, all borrowed. The driver clears calls and journal at shutdown. */
+typedef struct wk_answers {
+    const wk_config *cfg;
+    wk_calls *calls;
+    wk_journal *journal; /* NULL: none */
+    wk_recs *recs;       /* replay; NULL: none */
+    int replay_start;
+    wk_vcache *vcache; /* replay; NULL: none */
+    val_env *venv;
+} wk_answers;
+
+/* One task's questions: the call or validation in progress, and what the journal held. */
+typedef struct wk_ask {
+    const wk_answers *a;
+    const wk_task *task; /* borrowed from the driver's slot */
+    void (*on_event)(void *arg, const wk_event *ev);
+    void (*on_abandon)(void *arg, int status);
+    void *arg;
+    int seq;           /* calls made by this task, counting from 1 */
+    int charged_seq;   /* the lost call (see wk_ask_call) already charged */
+    wk_jattempt *jatt; /* what the journal held for the task at intake */
+    int njatt;
+    const wk_model *model; /* the call in progress */
+    wk_call *call;         /* prepared, waiting for its SENT row */
+    uv_timer_t timer;      /* replay: the recorded answer's arrival */
+    const wk_rec *rec;
+    wk_event resp; /* an answer waiting for its RECEIVED row */
+    char *resp_text, *resp_finish;
+    val_input vin; /* the validation in progress */
+    int in_validate, have_pending, replayed_verdict;
+    val_verdict pending; /* a verdict waiting to be fed */
+} wk_ask;
+
+/* Sets up q (its timer on the loop); close with wk_ask_close, then run the loop. */
+void wk_ask_init(wk_ask *q, uv_loop_t *loop, const wk_answers *a,
+                 void (*on_event)(void *arg, const wk_event *ev),
+                 void (*on_abandon)(void *arg, int status), void *arg);
+void wk_ask_close(wk_ask *q);
+
+/* A task starts (borrowed until wk_ask_end): 1 when the journal holds attempts of it. */
+int wk_ask_begin(wk_ask *q, const wk_task *task);
+void wk_ask_end(wk_ask *q);
+
+/* The router's CALL: messages are copied at once. */
+void wk_ask_call(wk_ask *q, const wk_model *m, const cJSON *messages, long est_prompt_tokens);
+/* The router's VALIDATE: answer is borrowed until the verdict is fed. */
+void wk_ask_validate(wk_ask *q, const char *answer);
+/* 1 while a verdict taken from the journal is being fed (its climb was logged before). */
+int wk_ask_replayed(const wk_ask *q);
+
+#endif

@@ -1,0 +1,104 @@
+/*
+ * Intake (see intake.h): the rules the driver used to apply inline in its
+ * item callback, in the same order, as one function over the facts.
+ */
+#include "intake.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/util.h"
+
+static int blank(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r')
+            return 0;
+    return 1;
+}
+
+/*
+ * A line that is not a task: its result is written once, like any other.
+ * One that an earlier run wrote, or journaled as done, is not written again.
+ * Consumes res.
+ */
+static void invalid(const q_item *it, const wk_intake_facts *f, cJSON *res, wk_intake *d)
+{
+    const cJSON *jid = cJSON_GetObjectItemCaseSensitive(res, "id");
+    char *key =
+        cJSON_IsString(jid) ? wk_xstrdup(jid->valuestring) : wk_xasprintf("line:%ld", it->lineno);
+    char *stored = NULL;
+    if (f->written(f->arg, key) || f->done(f->arg, key, &stored)) {
+        d->kind = WK_INTAKE_ALREADY;
+        free(stored);
+        free(key);
+        cJSON_Delete(res);
+        return;
+    }
+    d->kind = WK_INTAKE_INVALID;
+    d->key = key;
+    d->line = cJSON_PrintUnformatted(res);
+    d->result = res;
+}
+
+void wk_intake_decide(const q_item *it, const wk_intake_facts *f, wk_intake *d)
+{
+    memset(d, 0, sizeof *d);
+    if (it->too_big) {
+        char *why = wk_xasprintf("line %ld is longer than %zu bytes", it->lineno, f->line_cap);
+        invalid(it, f, wk_invalid_result(NULL, it->lineno, why), d);
+        free(why);
+        return;
+    }
+    if (blank(it->line, it->len)) {
+        d->kind = WK_INTAKE_SKIP;
+        return;
+    }
+    wk_task *t = NULL;
+    cJSON *res = NULL;
+    if (wk_task_parse(it->line, it->len, it->lineno, f->cfg, f->cascade_name, &t, &res) != 0) {
+        invalid(it, f, res, d);
+        return;
+    }
+    const char *id = wk_task_id(t);
+    /*
+     * Two lines of one file with the same id are an input error. A queue that
+     * delivers a task again (Redis lost an ack) is not: the task is run again
+     * and readers drop the second result by id.
+     */
+    if (it->lineno > 0 && f->seen(f->arg, id)) {
+        char *key = wk_xasprintf("dup:%ld", it->lineno);
+        if (f->written(f->arg, key)) {
+            d->kind = WK_INTAKE_SKIP;
+            free(key);
+        } else {
+            char *why = wk_xasprintf("duplicate id \"%s\": an earlier line has it", id);
+            d->kind = WK_INTAKE_INVALID;
+            d->key = key;
+            d->result = wk_invalid_result(id, it->lineno, why);
+            d->line = cJSON_PrintUnformatted(d->result);
+            free(why);
+        }
+        wk_task_free(t);
+        return;
+    }
+    /* Finished in an earlier run: skip it, or write the result it never got. */
+    d->task = t;
+    if (f->written(f->arg, id)) {
+        d->kind = WK_INTAKE_ALREADY;
+    } else if (f->done(f->arg, id, &d->line)) {
+        d->kind = WK_INTAKE_RESUME;
+        d->key = wk_xstrdup(id);
+    } else {
+        d->kind = WK_INTAKE_RUN;
+    }
+}
+
+void wk_intake_release(wk_intake *d)
+{
+    free(d->key);
+    free(d->line);
+    cJSON_Delete(d->result);
+    wk_task_free(d->task);
+    memset(d, 0, sizeof *d);
+}
