@@ -911,4 +911,18 @@ report:
     return 0;
 }
 
-const val_ops val__schema_ops = {"schema", schema_start};
+/* What a task checked against a schema must have: a schema, its own or its cascade's. */
+static int schema_check_task(const cJSON *task, const cJSON *schema, char *why, size_t whylen)
+{
+    (void)task;
+    if (schema)
+        return 0;
+    snprintf(why, whylen, "checks a schema but neither the task nor the cascade has one");
+    return WK_EINVAL;
+}
+
+const val_ops val__schema_ops = {
+    .name = "schema",
+    .start = schema_start,
+    .check_task = schema_check_task,
+};
