@@ -51,11 +51,6 @@ extern const val_ops val__patch_ops; /* patch.c: the patch validator, listed in 
 
 /* ---- text helpers (common.c) ------------------------------------------- */
 
-/*
- * Copy of s made safe for a feedback prompt: invalid UTF-8 becomes '?',
- * control characters other than newline and tab become \xNN. Caller frees.
- */
-char *val__sanitize(const char *s, size_t n);
 /* Largest length <= n that does not cut a UTF-8 sequence of s. */
 size_t val__utf8_floor(const char *s, size_t n);
 /* Last `max_lines` lines of s, then at most the last max_bytes of those. Caller frees. */

@@ -860,10 +860,3 @@ void val__sandbox_start(val_env *env, const val__sbx_spec *spec, val__sbx_cb cb,
     env->wait_tail = j;
     pump(env);
 }
-
-void val__sandbox_run(val_env *env, const char *hostdir, const char *const *argv, int argc,
-                      val__sbx_cb cb, void *arg)
-{
-    val__sbx_spec spec = {.argv = argv, .argc = argc, .hostdir = hostdir};
-    val__sandbox_start(env, &spec, cb, arg);
-}

@@ -87,15 +87,6 @@ typedef struct val__sbx_spec {
  */
 void val__sandbox_start(val_env *env, const val__sbx_spec *spec, val__sbx_cb cb, void *arg);
 
-/*
- * Runs argv (argc entries) inside the sandbox with `hostdir` copied to the
- * working directory /box, once a slot is free (FIFO). Calls cb exactly once,
- * possibly before returning (when spawning fails at once). `hostdir` and argv
- * are copied. The same as val__sandbox_start with only hostdir and argv.
- */
-void val__sandbox_run(val_env *env, const char *hostdir, const char *const *argv, int argc,
-                      val__sbx_cb cb, void *arg);
-
 /* ---- host directories (hostdir.c) ---------------------------------------------- */
 
 /* 1 for a path a task may name: relative, no "..", not empty, <= 255 bytes, naming a file. */
