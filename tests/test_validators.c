@@ -941,18 +941,22 @@ static void check_task_asks_each_validator_in_order(void **state)
     (void)state;
     char why[512];
     const char *const tests[] = {"syntax", "compile", "tests"};
-    const char *const bad_commands[] = {
-        "{}",
-        "{\"tests\": {}}",
-        "{\"tests\": {\"command\": \"pytest\"}}",
-        "{\"tests\": {\"command\": []}}",
-        "{\"tests\": {\"command\": [\"pytest\", 1]}}",
+    /* Not given at all (WK_ENOTFOUND), or given but unusable (WK_EINVAL). */
+    const struct {
+        const char *task;
+        int rc;
+    } bad_commands[] = {
+        {"{}", WK_ENOTFOUND},
+        {"{\"tests\": {}}", WK_ENOTFOUND},
+        {"{\"tests\": {\"command\": \"pytest\"}}", WK_ENOTFOUND},
+        {"{\"tests\": {\"command\": []}}", WK_EINVAL},
+        {"{\"tests\": {\"command\": [\"pytest\", 1]}}", WK_EINVAL},
     };
     for (size_t i = 0; i < sizeof bad_commands / sizeof bad_commands[0]; i++) {
-        cJSON *t = cJSON_Parse(bad_commands[i]);
+        cJSON *t = cJSON_Parse(bad_commands[i].task);
         why[0] = '\0';
         assert_int_equal(val_check_task(tests, 3, t, NULL, "cascade fast", why, sizeof why),
-                         WK_EINVAL);
+                         bad_commands[i].rc);
         assert_string_equal(why, "cascade fast runs tests but tests.command is missing or not an "
                                  "array of strings");
         cJSON_Delete(t);
@@ -963,7 +967,7 @@ static void check_task_asks_each_validator_in_order(void **state)
     /* schema: the task's or the cascade's, whichever the caller passes. */
     const char *const schema[] = {"schema"};
     assert_int_equal(val_check_task(schema, 1, ok, NULL, "cascade json", why, sizeof why),
-                     WK_EINVAL);
+                     WK_ENOTFOUND);
     assert_string_equal(why, "cascade json checks a schema but neither the task nor the cascade "
                              "has one");
     cJSON *s = cJSON_Parse("{\"type\": \"object\"}");
@@ -971,16 +975,20 @@ static void check_task_asks_each_validator_in_order(void **state)
 
     /* patch: a repo.path, and a string base when one is given. */
     const char *const patch[] = {"patch", "tests"};
-    const char *const bad_repos[] = {
-        "{\"tests\": {\"command\": [\"t\"]}}",
-        "{\"repo\": \"/r\", \"tests\": {\"command\": [\"t\"]}}",
-        "{\"repo\": {\"base\": \"HEAD\"}, \"tests\": {\"command\": [\"t\"]}}",
-        "{\"repo\": {\"path\": \"/r\", \"base\": 1}, \"tests\": {\"command\": [\"t\"]}}",
+    const struct {
+        const char *task;
+        int rc;
+    } bad_repos[] = {
+        {"{\"tests\": {\"command\": [\"t\"]}}", WK_ENOTFOUND},
+        {"{\"repo\": \"/r\", \"tests\": {\"command\": [\"t\"]}}", WK_EINVAL},
+        {"{\"repo\": {\"base\": \"HEAD\"}, \"tests\": {\"command\": [\"t\"]}}", WK_EINVAL},
+        {"{\"repo\": {\"path\": \"/r\", \"base\": 1}, \"tests\": {\"command\": [\"t\"]}}",
+         WK_EINVAL},
     };
     for (size_t i = 0; i < sizeof bad_repos / sizeof bad_repos[0]; i++) {
-        cJSON *t = cJSON_Parse(bad_repos[i]);
+        cJSON *t = cJSON_Parse(bad_repos[i].task);
         assert_int_equal(val_check_task(patch, 2, t, NULL, "cascade p", why, sizeof why),
-                         WK_EINVAL);
+                         bad_repos[i].rc);
         assert_non_null(strstr(why, "cascade p applies patches but the task has no \"repo\""));
         cJSON_Delete(t);
     }
@@ -988,7 +996,8 @@ static void check_task_asks_each_validator_in_order(void **state)
     assert_int_equal(val_check_task(patch, 2, r, NULL, "cascade p", why, sizeof why), 0);
     /* The first unmet need is the one named: patch's before tests' here. */
     cJSON *none = cJSON_Parse("{}");
-    assert_int_equal(val_check_task(patch, 2, none, NULL, "cascade p", why, sizeof why), WK_EINVAL);
+    assert_int_equal(val_check_task(patch, 2, none, NULL, "cascade p", why, sizeof why),
+                     WK_ENOTFOUND);
     assert_non_null(strstr(why, "applies patches"));
     /* Validators that need nothing, and unknown names, pass the check. */
     const char *const plain[] = {"syntax", "compile", "no-such-validator"};

@@ -169,10 +169,11 @@ int val_check_task(const char *const *names, int n, const cJSON *task, const cJS
     for (int i = 0; i < n; i++) {
         const val_ops *ops = val_find(names[i]);
         char clause[400];
-        if (!ops || !ops->check_task || ops->check_task(task, schema, clause, sizeof clause) == 0)
+        int rc = ops && ops->check_task ? ops->check_task(task, schema, clause, sizeof clause) : 0;
+        if (rc == 0)
             continue;
         snprintf(why, whylen, "%s %s", who, clause);
-        return WK_EINVAL;
+        return rc;
     }
     return 0;
 }

@@ -357,7 +357,7 @@ static int patch_check_task(const cJSON *task, const cJSON *schema, char *why, s
     snprintf(why, whylen,
              "applies patches but the task has no \"repo\": {\"path\": ..., \"base\": ...} "
              "(base, when given, a string)");
-    return WK_EINVAL;
+    return cJSON_GetObjectItemCaseSensitive(task, "repo") ? WK_EINVAL : WK_ENOTFOUND;
 }
 
 const val_ops val__patch_ops = {

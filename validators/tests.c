@@ -102,7 +102,8 @@ static int tests_check_task(const cJSON *task, const cJSON *schema, char *why, s
     if (ok)
         return 0;
     snprintf(why, whylen, "runs tests but tests.command is missing or not an array of strings");
-    return WK_EINVAL;
+    /* An array that is empty or holds a non-string is given, but unusable. */
+    return cJSON_IsArray(cmd) ? WK_EINVAL : WK_ENOTFOUND;
 }
 
 const val_ops val__tests_ops = {

@@ -146,9 +146,12 @@ typedef struct val_ops {
      * May be NULL (the validator needs nothing of a task). Checks, before any
      * model is called, that `task` has what this validator needs; `schema` is
      * the schema it would be given (the task's or the cascade's), may be
-     * NULL. Returns 0, or WK_EINVAL with a clause in `why` (size whylen) that
-     * reads after the name of whoever runs the validator: "runs tests but
-     * tests.command is missing or not an array of strings".
+     * NULL. Returns 0; WK_ENOTFOUND when the task does not give it at all
+     * (no tests.command array, no schema, no "repo"), WK_EINVAL when it gives
+     * it unusable (an empty command, a repo without a string path); either
+     * way with a clause in `why` (size whylen) that reads after the name of
+     * whoever runs the validator: "runs tests but tests.command is missing or
+     * not an array of strings".
      */
     int (*check_task)(const cJSON *task, const cJSON *schema, char *why, size_t whylen);
     /* 1: runs a process in the sandbox, so it needs a val_env (see val_env_new). */
@@ -175,9 +178,10 @@ int val_chain_start(val_env *env, const char *const *names, int n, const val_inp
  * tests needs tests.command (a non-empty array of strings), schema a schema
  * (`schema`: the task's or the cascade's, may be NULL), patch a "repo" with
  * a string "path" (and a string "base" when given). Unknown names are left
- * to val_chain_start. Returns 0, or WK_EINVAL with "<who> <clause>" in `why`
- * (size whylen) for the first validator whose need is not met, e.g. "cascade
- * fast runs tests but tests.command is missing or not an array of strings".
+ * to val_chain_start. Returns 0, or the check_task code (WK_ENOTFOUND: not
+ * given; WK_EINVAL: given but unusable) with "<who> <clause>" in `why` (size
+ * whylen) for the first validator whose need is not met, e.g. "cascade fast
+ * runs tests but tests.command is missing or not an array of strings".
  * Borrowed arguments.
  */
 int val_check_task(const char *const *names, int n, const cJSON *task, const cJSON *schema,

@@ -6,20 +6,19 @@
  *
  * Nothing here words a verdict: the functions say what they found (a code,
  * a path, libgit2's message) and the caller (validators/patch.c) decides what
- * to tell a model. Everything that can fail returns 0 or a negative wk_err.
+ * to tell a model. Everything that can fail returns 0 or a negative wk_err,
+ * except vcs_confine, whose 1 is a refusal it describes.
  *
  * The steps, in the order a caller takes them:
- *   vcs_diff_read    text -> a parsed diff (headers added, hunks recounted)
- *   vcs_base_open    repository + revision -> the base tree
- *   vcs_confine      every path of the diff checked against rules and tree
- *   vcs_diff_place   hunks moved to where their context really is
- *   vcs_apply        the diff applied to the base tree, in memory
- *   vcs_tree_checkout the patched tree written into a directory
+ *   vcs_diff_read      text -> a parsed diff (headers added, hunks recounted)
+ *   vcs_base_open      repository + revision -> the base tree
+ *   vcs_confine        every path of the diff checked against rules and tree
+ *   vcs_diff_place     hunks moved to where their context really is
+ *   vcs_apply          the diff applied to the base tree, in memory
+ *   vcs_tree_checkout  the patched tree written into a directory
  *
- * Later, for the CI bot: "commit a tree on a branch" (a vcs_tree, or a
- * directory, committed on top of the base under a branch name, with the
- * repository's refs the only thing written) belongs in this folder, beside
- * vcs_apply, in a file of its own (vcs/commit.c), declared below.
+ * Later, for the CI bot: "commit a tree on a branch" belongs in this folder,
+ * in a file of its own (vcs/commit.c), declared at the end of this header.
  */
 #ifndef VCS_H
 #define VCS_H
@@ -130,12 +129,16 @@ typedef struct vcs_tree vcs_tree;
 
 /* Where an apply stopped. */
 typedef struct vcs_apply_failure {
-    const char *file; /* the old path of the file being applied, borrowed from the diff; "?" */
+    const char *file; /* the file's old path, borrowed from the diff; "?" when unknown */
     size_t file_index;
     int hunk;         /* the 0-based hunk being applied; -1 when none had started */
     char header[128]; /* that hunk's header, without its newline */
     int old_start;    /* its first line in the base file */
-    char why[512];    /* libgit2's message */
+    /*
+     * libgit2's message, copied at once: the calls that gather evidence
+     * afterwards clear libgit2's last error.
+     */
+    char why[512];
 } vcs_apply_failure;
 
 /*
@@ -154,7 +157,10 @@ size_t vcs_tree_entries(const vcs_tree *t);
 int vcs_tree_checkout(const vcs_tree *t, const char *dir, char *err, size_t errlen);
 void vcs_tree_free(vcs_tree *t);
 
-/* Called with one line (its newline dropped) and its origin: ' ' context, '-' removed. */
+/*
+ * Called with one line of a file or hunk (n bytes, which may end with its
+ * newline) and its origin: ' ' context, '-' removed.
+ */
 typedef void (*vcs_line_cb)(void *arg, char origin, const char *s, size_t n);
 
 /*
@@ -172,6 +178,11 @@ int vcs_base_lines(const vcs_base *b, const char *path, int from, int max, vcs_l
 
 /* ---- committing (commit.c, later) --------------------------------------------------- */
 
-/* The CI bot's "commit a tree on a branch" goes here. */
+/*
+ * The CI bot's "commit a tree on a branch" goes here: a vcs_tree (or a
+ * directory) written as a commit on top of the base, under a branch name,
+ * so that only objects and that ref are written to the repository. Not
+ * built yet; worker/sinks/ will call it.
+ */
 
 #endif

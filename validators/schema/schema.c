@@ -100,7 +100,7 @@ static int schema_check_task(const cJSON *task, const cJSON *schema, char *why, 
     if (schema)
         return 0;
     snprintf(why, whylen, "checks a schema but neither the task nor the cascade has one");
-    return WK_EINVAL;
+    return WK_ENOTFOUND;
 }
 
 const val_ops val__schema_ops = {

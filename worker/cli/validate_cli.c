@@ -173,9 +173,12 @@ static void names_by_kind(const val_input *in, const char **names, int *n, cJSON
         names[(*n)++] = "compile";
     else
         add_skip(skipped, "compile", why);
-    /* The tests validator says what it needs of a task (tests.command). */
+    /*
+     * Tests run when the task gives what the tests validator needs; one that
+     * gives it unusable still runs them, so the verdict says what is wrong.
+     */
     static const char *const tests[] = {"tests"};
-    if (val_check_task(tests, 1, in->task, in->schema, "the task", why, sizeof why) == 0)
+    if (val_check_task(tests, 1, in->task, in->schema, "the task", why, sizeof why) != WK_ENOTFOUND)
         names[(*n)++] = "tests";
     else
         add_skip(skipped, "tests", "the task has no tests.command");
