@@ -11,8 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "validators/val_int.h"
-
 void val__files_release(val__files *f)
 {
     for (int i = 0; i < f->n; i++) {
