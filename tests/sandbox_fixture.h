@@ -26,6 +26,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "validators/sandbox/sandbox.h"
 #include "validators/val_int.h"
 
 /* No single test may keep the loop longer than this. */

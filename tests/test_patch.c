@@ -498,6 +498,26 @@ static void hunk_that_does_not_apply_is_named_with_both_sides(void **state)
     val_verdict_clear(&s.v);
 }
 
+/*
+ * The message ends with libgit2's own reason. It is read before the evidence
+ * is gathered: the evidence calls libgit2 again, which clears its last error,
+ * and a pointer kept into it read as an empty reason ("does not apply: ").
+ */
+static void hunk_that_does_not_apply_keeps_libgit2s_reason(void **state)
+{
+    fx *f = *state;
+    seen s;
+    run_patch(f, "--- a/a.txt\n+++ b/a.txt\n@@ -2,3 +2,3 @@\n line2\n-line three\n+X\n line4\n",
+              NULL, &s);
+    assert_false(s.v.pass);
+    assert_string_equal(s.v.reason, "does_not_apply");
+    const char *tail = strstr(s.v.message, "does not apply: ");
+    assert_non_null(tail);
+    assert_true(strlen(tail + strlen("does not apply: ")) > 0);
+    assert_untouched(f);
+    val_verdict_clear(&s.v);
+}
+
 static void missing_and_already_existing_files_do_not_apply(void **state)
 {
     fx *f = *state;
@@ -642,6 +662,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(miscounted_and_misplaced_hunks_apply_as_git_apply_would,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(hunk_that_does_not_apply_is_named_with_both_sides, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(hunk_that_does_not_apply_keeps_libgit2s_reason, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(missing_and_already_existing_files_do_not_apply, setup,
                                         teardown),

@@ -2,7 +2,8 @@
  * Unit tests for the CPU-only parts of validators/: code extraction, verdict
  * capping and notes, language names, SHA-256, the chain, the syntax validator
  * (tree-sitter, every language, advisory C/C++ errors), the compile
- * validator's choices that need no process, and the schema validator.
+ * validator's choices that need no process, the schema validator, and what
+ * each validator needs of a task (val_check_task) and of the machine.
  * Nothing here spawns a process or opens a socket.
  */
 #include <setjmp.h>
@@ -14,6 +15,7 @@
 
 #include <cmocka.h>
 
+#include "validators/sandbox/sandbox.h"
 #include "validators/val_int.h"
 
 /* ---- helpers ------------------------------------------------------------- */
@@ -933,6 +935,91 @@ static void schema_supported_rejects_unknown_keywords_naming_them(void **state)
     seen_clear(&s);
 }
 
+/* Each validator's table entry says what it needs; the message names who runs it. */
+static void check_task_asks_each_validator_in_order(void **state)
+{
+    (void)state;
+    char why[512];
+    const char *const tests[] = {"syntax", "compile", "tests"};
+    /* Not given at all (WK_ENOTFOUND), or given but unusable (WK_EINVAL). */
+    const struct {
+        const char *task;
+        int rc;
+    } bad_commands[] = {
+        {"{}", WK_ENOTFOUND},
+        {"{\"tests\": {}}", WK_ENOTFOUND},
+        {"{\"tests\": {\"command\": \"pytest\"}}", WK_ENOTFOUND},
+        {"{\"tests\": {\"command\": []}}", WK_EINVAL},
+        {"{\"tests\": {\"command\": [\"pytest\", 1]}}", WK_EINVAL},
+    };
+    for (size_t i = 0; i < sizeof bad_commands / sizeof bad_commands[0]; i++) {
+        cJSON *t = cJSON_Parse(bad_commands[i].task);
+        why[0] = '\0';
+        assert_int_equal(val_check_task(tests, 3, t, NULL, "cascade fast", why, sizeof why),
+                         bad_commands[i].rc);
+        assert_string_equal(why, "cascade fast runs tests but tests.command is missing or not an "
+                                 "array of strings");
+        cJSON_Delete(t);
+    }
+    cJSON *ok = cJSON_Parse("{\"tests\": {\"command\": [\"pytest\", \"-q\"]}}");
+    assert_int_equal(val_check_task(tests, 3, ok, NULL, "cascade fast", why, sizeof why), 0);
+
+    /* schema: the task's or the cascade's, whichever the caller passes. */
+    const char *const schema[] = {"schema"};
+    assert_int_equal(val_check_task(schema, 1, ok, NULL, "cascade json", why, sizeof why),
+                     WK_ENOTFOUND);
+    assert_string_equal(why, "cascade json checks a schema but neither the task nor the cascade "
+                             "has one");
+    cJSON *s = cJSON_Parse("{\"type\": \"object\"}");
+    assert_int_equal(val_check_task(schema, 1, ok, s, "cascade json", why, sizeof why), 0);
+
+    /* patch: a repo.path, and a string base when one is given. */
+    const char *const patch[] = {"patch", "tests"};
+    const struct {
+        const char *task;
+        int rc;
+    } bad_repos[] = {
+        {"{\"tests\": {\"command\": [\"t\"]}}", WK_ENOTFOUND},
+        {"{\"repo\": \"/r\", \"tests\": {\"command\": [\"t\"]}}", WK_EINVAL},
+        {"{\"repo\": {\"base\": \"HEAD\"}, \"tests\": {\"command\": [\"t\"]}}", WK_EINVAL},
+        {"{\"repo\": {\"path\": \"/r\", \"base\": 1}, \"tests\": {\"command\": [\"t\"]}}",
+         WK_EINVAL},
+    };
+    for (size_t i = 0; i < sizeof bad_repos / sizeof bad_repos[0]; i++) {
+        cJSON *t = cJSON_Parse(bad_repos[i].task);
+        assert_int_equal(val_check_task(patch, 2, t, NULL, "cascade p", why, sizeof why),
+                         bad_repos[i].rc);
+        assert_non_null(strstr(why, "cascade p applies patches but the task has no \"repo\""));
+        cJSON_Delete(t);
+    }
+    cJSON *r = cJSON_Parse("{\"repo\": {\"path\": \"/r\"}, \"tests\": {\"command\": [\"t\"]}}");
+    assert_int_equal(val_check_task(patch, 2, r, NULL, "cascade p", why, sizeof why), 0);
+    /* The first unmet need is the one named: patch's before tests' here. */
+    cJSON *none = cJSON_Parse("{}");
+    assert_int_equal(val_check_task(patch, 2, none, NULL, "cascade p", why, sizeof why),
+                     WK_ENOTFOUND);
+    assert_non_null(strstr(why, "applies patches"));
+    /* Validators that need nothing, and unknown names, pass the check. */
+    const char *const plain[] = {"syntax", "compile", "no-such-validator"};
+    assert_int_equal(val_check_task(plain, 3, none, NULL, "cascade x", why, sizeof why), 0);
+    cJSON_Delete(none);
+    cJSON_Delete(r);
+    cJSON_Delete(s);
+    cJSON_Delete(ok);
+}
+
+static void needs_sandbox_only_for_validators_that_run_processes(void **state)
+{
+    (void)state;
+    const char *const cpu[] = {"syntax", "schema", "patch", "unknown"};
+    assert_int_equal(val_needs_sandbox(cpu, 4), 0);
+    const char *const compile[] = {"syntax", "compile"};
+    assert_int_equal(val_needs_sandbox(compile, 2), 1);
+    const char *const tests[] = {"patch", "tests"};
+    assert_int_equal(val_needs_sandbox(tests, 2), 1);
+    assert_int_equal(val_needs_sandbox(tests, 1), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -981,6 +1068,8 @@ int main(void)
         cmocka_unit_test(schema_absent_fails_no_schema),
         cmocka_unit_test(schema_supported_accepts_our_keywords_and_annotations),
         cmocka_unit_test(schema_supported_rejects_unknown_keywords_naming_them),
+        cmocka_unit_test(check_task_asks_each_validator_in_order),
+        cmocka_unit_test(needs_sandbox_only_for_validators_that_run_processes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -5,9 +5,12 @@
  * loop (tests); the chain handles both without recursing through start().
  * The notes of the validators that ran are joined onto the final verdict,
  * and the tree a passing "patch" leaves is where the validators after it run.
+ * Also what a chain needs before it runs: of the task (each validator's
+ * check_task entry) and of the machine (a sandbox).
  */
 #include "val_int.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -157,5 +160,30 @@ int val_chain_start(val_env *env, const char *const *names, int n, const val_inp
         return 0;
     }
     chain_step(c);
+    return 0;
+}
+
+int val_check_task(const char *const *names, int n, const cJSON *task, const cJSON *schema,
+                   const char *who, char *why, size_t whylen)
+{
+    for (int i = 0; i < n; i++) {
+        const val_ops *ops = val_find(names[i]);
+        char clause[400];
+        int rc = ops && ops->check_task ? ops->check_task(task, schema, clause, sizeof clause) : 0;
+        if (rc == 0)
+            continue;
+        snprintf(why, whylen, "%s %s", who, clause);
+        return rc;
+    }
+    return 0;
+}
+
+int val_needs_sandbox(const char *const *names, int n)
+{
+    for (int i = 0; i < n; i++) {
+        const val_ops *ops = val_find(names[i]);
+        if (ops && ops->sandboxed)
+            return 1;
+    }
     return 0;
 }

@@ -64,7 +64,13 @@ static size_t utf8_seq_len(const unsigned char *s, size_t n)
     return len;
 }
 
-char *val__sanitize(const char *s, size_t n)
+/*
+ * Copy of s made safe for a feedback prompt: invalid UTF-8 becomes '?',
+ * control characters other than newline and tab become \xNN. Caller frees.
+ * Static (nothing outside this file calls it); the name is kept so the
+ * lines that call it stay as they were.
+ */
+static char *val__sanitize(const char *s, size_t n)
 {
     wk_buf b;
     /* Worst case: every byte becomes a 4-byte \xNN escape. */

@@ -21,6 +21,8 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "validators/sandbox/sandbox.h"
+
 /* Arguments a compile command may have. */
 #define ARGV_MAX 64
 /* The sandbox's PATH (sandbox.c sets the same). */
@@ -296,4 +298,8 @@ cleanup:
     return 0;
 }
 
-const val_ops val__compile_ops = {"compile", compile_start};
+const val_ops val__compile_ops = {
+    .name = "compile",
+    .start = compile_start,
+    .sandboxed = 1,
+};

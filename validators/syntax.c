@@ -237,4 +237,7 @@ report:
     return 0;
 }
 
-const val_ops val__syntax_ops = {"syntax", syntax_start};
+const val_ops val__syntax_ops = {
+    .name = "syntax",
+    .start = syntax_start,
+};

@@ -150,6 +150,20 @@ typedef struct val_ops {
      * is then not called).
      */
     int (*start)(val_env *env, const val_input *in, const char *code, val_done_cb done, void *arg);
+    /*
+     * May be NULL (the validator needs nothing of a task). Checks, before any
+     * model is called, that `task` has what this validator needs; `schema` is
+     * the schema it would be given (the task's or the cascade's), may be
+     * NULL. Returns 0; WK_ENOTFOUND when the task does not give it at all
+     * (no tests.command array, no schema, no "repo"), WK_EINVAL when it gives
+     * it unusable (an empty command, a repo without a string path); either
+     * way with a clause in `why` (size whylen) that reads after the name of
+     * whoever runs the validator: "runs tests but tests.command is missing or
+     * not an array of strings".
+     */
+    int (*check_task)(const cJSON *task, const cJSON *schema, char *why, size_t whylen);
+    /* 1: runs a process in the sandbox, so it needs a val_env (see val_env_new). */
+    int sandboxed;
 } val_ops;
 
 /* The table of built-in validators; NULL-terminated. */
@@ -165,6 +179,23 @@ const val_ops *val_find(const char *name);
  */
 int val_chain_start(val_env *env, const char *const *names, int n, const val_input *in,
                     val_done_cb done, void *arg);
+
+/*
+ * Checks that `task` has what each validator named in `names` (count n)
+ * needs from it, in order, as the validators' own check_task entries say:
+ * tests needs tests.command (a non-empty array of strings), schema a schema
+ * (`schema`: the task's or the cascade's, may be NULL), patch a "repo" with
+ * a string "path" (and a string "base" when given). Unknown names are left
+ * to val_chain_start. Returns 0, or the check_task code (WK_ENOTFOUND: not
+ * given; WK_EINVAL: given but unusable) with "<who> <clause>" in `why` (size
+ * whylen) for the first validator whose need is not met, e.g. "cascade fast
+ * runs tests but tests.command is missing or not an array of strings".
+ * Borrowed arguments.
+ */
+int val_check_task(const char *const *names, int n, const cJSON *task, const cJSON *schema,
+                   const char *who, char *why, size_t whylen);
+/* 1 when one of the validators named in `names` (count n) runs in the sandbox. */
+int val_needs_sandbox(const char *const *names, int n);
 
 /* Removes a patched tree from val_input.workdir_out and frees the string; NULL is a no-op. */
 void val_workdir_free(char *dir);

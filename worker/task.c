@@ -54,33 +54,19 @@ cJSON *wk_invalid_result(const char *id, long lineno, const char *reason)
     return r;
 }
 
-/* Checks what the cascade's validators will need from the task. */
+/*
+ * Checks what the cascade's validators will need from the task (each
+ * validator says, through its table entry) and the task's files.
+ */
 static int check_needs(const wk_cascade *c, const cJSON *task, const cJSON *schema, char *why,
                        size_t whylen)
 {
-    for (int i = 0; i < c->nvalidators; i++) {
-        const char *v = c->validators[i];
-        if (strcmp(v, "tests") == 0) {
-            const cJSON *tests = cJSON_GetObjectItemCaseSensitive(task, "tests");
-            const cJSON *cmd = cJSON_GetObjectItemCaseSensitive(tests, "command");
-            int ok = cJSON_IsArray(cmd) && cJSON_GetArraySize(cmd) > 0;
-            const cJSON *a;
-            cJSON_ArrayForEach(a, cmd) ok = ok && cJSON_IsString(a);
-            if (!ok) {
-                snprintf(why, whylen,
-                         "cascade %s runs tests but tests.command is missing or not an "
-                         "array of strings",
-                         c->name);
-                return WK_EINVAL;
-            }
-        } else if (strcmp(v, "schema") == 0 && !schema) {
-            snprintf(why, whylen,
-                     "cascade %s checks a schema but neither the task nor the "
-                     "cascade has one",
-                     c->name);
-            return WK_EINVAL;
-        }
-    }
+    char *who = wk_xasprintf("cascade %s", c->name);
+    int rc = val_check_task((const char *const *)c->validators, c->nvalidators, task, schema, who,
+                            why, whylen);
+    free(who);
+    if (rc < 0)
+        return rc;
     const cJSON *files = cJSON_GetObjectItemCaseSensitive(task, "files");
     if (files && !cJSON_IsObject(files)) {
         snprintf(why, whylen, "files must be an object of path -> content");

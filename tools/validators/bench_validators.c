@@ -17,6 +17,7 @@
 #include <unistd.h>
 #include <tree_sitter/api.h>
 
+#include "validators/sandbox/sandbox.h"
 #include "validators/val_int.h"
 
 const TSLanguage *tree_sitter_python(void);

@@ -111,4 +111,25 @@ void val__schema_pointer_push(wk_buf *b, const char *token);
 /* Cuts a JSON pointer back to `mark` bytes. */
 void val__schema_pointer_pop(wk_buf *b, size_t mark);
 
+/* ---- the walk (schema_eval.c) ----------------------------------------------- */
+
+/* Why a walk stopped early. */
+enum { VAL__SCH_ABORT_NONE, VAL__SCH_ABORT_BUDGET, VAL__SCH_ABORT_DEPTH };
+
+/* What checking an instance against a schema found. */
+typedef struct val__sch_eval {
+    int ok;      /* 1: the instance matches */
+    int aborted; /* VAL__SCH_ABORT_*: a cap on work or nesting stopped the walk; ok is 0 */
+    char *first; /* owned: the first failure, "<pointer>: <what>"; may be NULL */
+    char *errs;  /* owned: the first failures, one a line, then "... and N more"; may be NULL */
+} val__sch_eval;
+
+/*
+ * Checks `doc` against `schema`, whose index is ix (built from that schema).
+ * Fills *out; release it with val__schema_eval_release. Borrowed arguments.
+ */
+void val__schema_eval(const val__sch_index *ix, const cJSON *schema, const cJSON *doc,
+                      val__sch_eval *out);
+void val__schema_eval_release(val__sch_eval *e);
+
 #endif

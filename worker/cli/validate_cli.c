@@ -173,8 +173,12 @@ static void names_by_kind(const val_input *in, const char **names, int *n, cJSON
         names[(*n)++] = "compile";
     else
         add_skip(skipped, "compile", why);
-    const cJSON *tests = cJSON_GetObjectItemCaseSensitive(in->task, "tests");
-    if (cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(tests, "command")))
+    /*
+     * Tests run when the task gives what the tests validator needs; one that
+     * gives it unusable still runs them, so the verdict says what is wrong.
+     */
+    static const char *const tests[] = {"tests"};
+    if (val_check_task(tests, 1, in->task, in->schema, "the task", why, sizeof why) != WK_ENOTFOUND)
         names[(*n)++] = "tests";
     else
         add_skip(skipped, "tests", "the task has no tests.command");
@@ -365,10 +369,7 @@ int wk_cmd_validate(int argc, char **argv)
         limits.timeout_ms = (unsigned)(timeout_s * 1000);
     char err[512];
     env = val_env_new(&loop, &limits, 1, err, sizeof err);
-    int needs_sandbox = 0;
-    for (int i = 0; i < n; i++)
-        needs_sandbox |= strcmp(names[i], "tests") == 0 || strcmp(names[i], "compile") == 0;
-    if (!env && needs_sandbox) {
+    if (!env && val_needs_sandbox(names, n)) {
         /* Say so as a verdict too, so a CI log shows why nothing ran. */
         val_verdict_fail(&st.v, "tests", "sandbox_error", err, NULL);
         print_verdict(&st.v, names, n, skipped, 0);

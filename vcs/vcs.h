@@ -1,0 +1,188 @@
+/*
+ * vcs/: libgit2 in one place. A diff is read the way `git apply` reads it,
+ * its paths are confined to the repository, and it is applied to a base tree
+ * in memory, so the user's repository is only ever read; the patched tree can
+ * then be written out into a directory of the caller's.
+ *
+ * Nothing here words a verdict: the functions say what they found (a code,
+ * a path, libgit2's message) and the caller (validators/patch.c) decides what
+ * to tell a model. Everything that can fail returns 0 or a negative wk_err,
+ * except vcs_confine, whose 1 is a refusal it describes.
+ *
+ * The steps, in the order a caller takes them:
+ *   vcs_diff_read      text -> a parsed diff (headers added, hunks recounted)
+ *   vcs_base_open      repository + revision -> the base tree
+ *   vcs_confine        every path of the diff checked against rules and tree
+ *   vcs_diff_place     hunks moved to where their context really is
+ *   vcs_apply          the diff applied to the base tree, in memory
+ *   vcs_tree_checkout  the patched tree written into a directory
+ *
+ * Later, for the CI bot: "commit a tree on a branch" belongs in this folder,
+ * in a file of its own (vcs/commit.c), declared at the end of this header.
+ */
+#ifndef VCS_H
+#define VCS_H
+
+#include <stddef.h>
+
+#include "lib/util.h"
+
+/* Bytes of diff text vcs_diff_read accepts; the caller refuses longer ones first. */
+#define VCS_DIFF_MAX (1u << 20)
+
+/* ---- a diff (diff.c, apply.c) --------------------------------------------------- */
+
+/* A diff parsed by libgit2, with the text it was parsed from. */
+typedef struct vcs_diff vcs_diff;
+
+/*
+ * Reads `text` (at most VCS_DIFF_MAX bytes) as git apply does: plain unified
+ * diffs get git headers, empty context lines count as context, hunks whose
+ * counts do not fit their bodies are recounted (*recounted set to 1), and
+ * every path on a header line is checked before libgit2 sees it (libgit2
+ * turns "a//etc/passwd" into "etc/passwd"). Returns 0 with *out (free with
+ * vcs_diff_free); WK_EINVAL when a header names an unsafe path, with
+ * "<why>: \"<path>\"" in err; WK_ETOOBIG when the text is too large once
+ * normalized; WK_EPARSE when libgit2 cannot parse it, with its message in
+ * err. err has errlen bytes.
+ */
+int vcs_diff_read(vcs_diff **out, const char *text, int *recounted, char *err, size_t errlen);
+void vcs_diff_free(vcs_diff *d);
+
+/* Files the diff touches. */
+size_t vcs_diff_nfiles(const vcs_diff *d);
+
+/*
+ * The first file the diff names as changed without any hunk, mode change or
+ * binary patch ("--- a/x" and "+++ b/x" and nothing after): borrowed from d;
+ * NULL when there is none.
+ */
+const char *vcs_diff_empty_file(const vcs_diff *d);
+
+/*
+ * 1 when `text` has a binary patch ("GIT binary patch" or "Binary files"
+ * lines), with *name the file of the first one (escaped, caller frees) or
+ * NULL when no "diff --git" line names it; 0 otherwise (*name NULL).
+ */
+int vcs_diff_binary(const char *text, char **name);
+
+/* ---- the repository at its base (apply.c) ------------------------------------------ */
+
+/* A repository opened at a base revision, with an in-memory object store for writes. */
+typedef struct vcs_base vcs_base;
+
+/*
+ * Opens the repository at `path` (never an enclosing one) and the tree of
+ * `rev`. Objects that applying creates go to memory, never to the
+ * repository's .git. Returns 0 with *out (free with vcs_base_free);
+ * WK_ENOTFOUND when the repository or revision cannot be read, WK_EIO when
+ * the in-memory store cannot be set up; libgit2's message in err either way.
+ */
+int vcs_base_open(vcs_base **out, const char *path, const char *rev, char *err, size_t errlen);
+void vcs_base_free(vcs_base *b);
+
+/* What vcs_confine refuses. */
+typedef enum vcs_refusal_kind {
+    VCS_OK = 0,
+    VCS_UNSAFE_PATH,  /* `path` breaks a path rule or reaches through `at` */
+    VCS_MAKES_LINK,   /* the diff makes `path` a symlink */
+    VCS_MAKES_MODULE, /* the diff makes `path` a submodule */
+    VCS_BINARY,       /* `path` has a binary patch */
+    VCS_EXISTS,       /* `path` is created but the base tree has it */
+    VCS_MISSING,      /* `path` is changed but the base tree lacks it */
+} vcs_refusal_kind;
+
+typedef struct vcs_refusal {
+    vcs_refusal_kind kind;
+    /*
+     * VCS_UNSAFE_PATH: why, a static phrase: "an absolute path", "a path
+     * inside .git", ... when `at` is empty; "writes through a symlink",
+     * "modifies a symlink", "writes into a submodule" when it is not.
+     */
+    const char *why;
+    const char *path; /* borrowed from the diff; may be NULL */
+    char at[512];     /* the symlink or submodule of the base tree on the way; "" if none */
+} vcs_refusal;
+
+/*
+ * Checks every path of `d` before anything is applied: no absolute path, "."
+ * or ".." component, .git, control character, path through or onto a
+ * symlink or submodule of the base tree, new symlink or submodule, binary
+ * patch; then that added files are new and changed ones exist. Returns 0
+ * when all is well, 1 with *r filled at the first refusal.
+ */
+int vcs_confine(const vcs_diff *d, const vcs_base *b, vcs_refusal *r);
+
+/*
+ * Moves each hunk to where its context is in the base file, nearest to its
+ * stated line first, as git apply does (libgit2 looks only at the stated
+ * line), and parses the result again; *moved counts the hunks placed away
+ * from their stated lines. Returns 0; WK_ETOOBIG when the placed text passes
+ * its cap; WK_EPARSE when it no longer parses (libgit2's message in err).
+ */
+int vcs_diff_place(vcs_diff *d, const vcs_base *b, int *moved, char *err, size_t errlen);
+
+/* ---- applying (apply.c) ----------------------------------------------------------- */
+
+/* A patched tree, in memory. */
+typedef struct vcs_tree vcs_tree;
+
+/* Where an apply stopped. */
+typedef struct vcs_apply_failure {
+    const char *file; /* the file's old path, borrowed from the diff; "?" when unknown */
+    size_t file_index;
+    int hunk;         /* the 0-based hunk being applied; -1 when none had started */
+    char header[128]; /* that hunk's header, without its newline */
+    int old_start;    /* its first line in the base file */
+    /*
+     * libgit2's message, copied at once: the calls that gather evidence
+     * afterwards clear libgit2's last error.
+     */
+    char why[512];
+} vcs_apply_failure;
+
+/*
+ * Applies d to the base tree in memory. Returns 0 with *out (free with
+ * vcs_tree_free; b must outlive it), or WK_EINVAL with *f saying which file
+ * and hunk did not apply.
+ */
+int vcs_apply(vcs_tree **out, const vcs_diff *d, const vcs_base *b, vcs_apply_failure *f);
+/* Entries (files) of the patched tree. */
+size_t vcs_tree_entries(const vcs_tree *t);
+/*
+ * Writes the patched tree into `dir` (an existing, empty, absolute path): the
+ * blobs as committed, no filters, the repository's index untouched. Returns
+ * 0, or WK_EIO with libgit2's message in err.
+ */
+int vcs_tree_checkout(const vcs_tree *t, const char *dir, char *err, size_t errlen);
+void vcs_tree_free(vcs_tree *t);
+
+/*
+ * Called with one line of a file or hunk (n bytes, which may end with its
+ * newline) and its origin: ' ' context, '-' removed.
+ */
+typedef void (*vcs_line_cb)(void *arg, char origin, const char *s, size_t n);
+
+/*
+ * The lines hunk `hunk` of file `file` expects in the base file (context and
+ * removed), at most max, in order. Returns 0, or WK_ENOTFOUND.
+ */
+int vcs_hunk_lines(const vcs_diff *d, size_t file, int hunk, int max, vcs_line_cb cb, void *arg);
+/*
+ * The base file `path` from its line `from` (1-based) on, at most max lines.
+ * Returns how many were given (0 when the file has no line `from`), or
+ * WK_ENOTFOUND when the file cannot be read.
+ */
+int vcs_base_lines(const vcs_base *b, const char *path, int from, int max, vcs_line_cb cb,
+                   void *arg);
+
+/* ---- committing (commit.c, later) --------------------------------------------------- */
+
+/*
+ * The CI bot's "commit a tree on a branch" goes here: a vcs_tree (or a
+ * directory) written as a commit on top of the base, under a branch name,
+ * so that only objects and that ref are written to the repository. Not
+ * built yet; worker/sinks/ will call it.
+ */
+
+#endif
