@@ -17,7 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "report.h"
+#include "figures.h"
+#include "lib/jsonl.h"
 #include "lib/util.h"
 
 /* A tasks or results file is read whole; beyond this it is not ours to judge. */
@@ -369,24 +370,12 @@ static int simulate_task(const obs_task *t, const wk_plan *p, int start, double 
     return 0;
 }
 
+/* Mean and sample sd over the starts, as replay gives them over its passes. */
 static void finish_sim(wk_sim *out, const double *rate, const double *cost, int starts)
 {
-    double sr = 0, sc = 0;
-    for (int s = 0; s < starts; s++) {
-        sr += rate[s];
-        sc += cost[s];
-    }
     out->starts = starts;
-    out->pass_rate = starts ? sr / starts : 0;
-    out->cost_usd = starts ? sc / starts : 0;
-    double vr = 0, vc = 0;
-    for (int s = 0; s < starts; s++) {
-        vr += (rate[s] - out->pass_rate) * (rate[s] - out->pass_rate);
-        vc += (cost[s] - out->cost_usd) * (cost[s] - out->cost_usd);
-    }
-    /* The sample sd, as the reference figures give it. */
-    out->pass_rate_sd = starts > 1 ? sqrt(vr / (starts - 1)) : 0;
-    out->cost_sd = starts > 1 ? sqrt(vc / (starts - 1)) : 0;
+    wk_fig_mean_sd(rate, starts, &out->pass_rate, &out->pass_rate_sd);
+    wk_fig_mean_sd(cost, starts, &out->cost_usd, &out->cost_sd);
 }
 
 void wk_obs_simulate(const wk_obs *o, const wk_plan *p, int set, int starts, wk_sim *out)
@@ -403,7 +392,7 @@ void wk_obs_simulate(const wk_obs *o, const wk_plan *p, int set, int starts, wk_
                 continue;
             passed += simulate_task(t, p, s, &cost[s]);
         }
-        rate[s] = out->tasks ? (double)passed / out->tasks : 0;
+        rate[s] = wk_fig_ratio((double)passed, out->tasks);
     }
     finish_sim(out, rate, cost, starts);
     free(rate);
@@ -436,7 +425,7 @@ void wk_obs_oracle(const wk_obs *o, int set, int starts, wk_sim *out)
                 cost[s] += best;
             }
         }
-        rate[s] = out->tasks ? (double)passed / out->tasks : 0;
+        rate[s] = wk_fig_ratio((double)passed, out->tasks);
     }
     finish_sim(out, rate, cost, starts);
     free(rate);
