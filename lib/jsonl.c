@@ -77,16 +77,9 @@ int wk_jsonl_blank(const char *s, size_t n)
     return 1;
 }
 
-int wk_jsonl_lines(const char *path, size_t cap, wk_line_fn each, void *arg, char *err,
-                   size_t errlen)
+int wk_jsonl_read(FILE *f, size_t cap, wk_line_fn each, void *arg)
 {
     int rc = 0;
-    int std = strcmp(path, "-") == 0;
-    FILE *f = std ? stdin : fopen(path, "r");
-    if (!f) {
-        snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
-        return WK_EIO;
-    }
     wk_lines l;
     wk_lines_init(&l, cap);
     char *chunk = wk_xmalloc(READ_CHUNK);
@@ -96,15 +89,26 @@ int wk_jsonl_lines(const char *path, size_t cap, wk_line_fn each, void *arg, cha
         if (rc)
             goto cleanup;
     }
-    if (ferror(f)) {
-        snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
-        rc = WK_EIO;
-        goto cleanup;
-    }
-    rc = wk_lines_finish(&l, each, arg);
+    rc = ferror(f) ? WK_EIO : wk_lines_finish(&l, each, arg);
 cleanup:
     free(chunk);
     wk_lines_release(&l);
+    return rc;
+}
+
+int wk_jsonl_lines(const char *path, size_t cap, wk_line_fn each, void *arg, char *err,
+                   size_t errlen)
+{
+    int std = strcmp(path, "-") == 0;
+    FILE *f = std ? stdin : fopen(path, "r");
+    if (!f) {
+        snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
+        return WK_EIO;
+    }
+    int rc = wk_jsonl_read(f, cap, each, arg);
+    /* A read error, not one of each's own: each's WK_EIO comes with its message. */
+    if (rc == WK_EIO && ferror(f))
+        snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
     if (!std)
         fclose(f);
     return rc;

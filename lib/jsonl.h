@@ -7,14 +7,16 @@
  * bound.
  *
  * Three levels: wk_lines splits bytes fed to it (a reader that gets its
- * bytes elsewhere, such as from an event loop, can use it); wk_jsonl_lines
- * reads a file through it; wk_jsonl_each parses each line as a JSON object.
+ * bytes elsewhere, such as from an event loop, can use it); wk_jsonl_read
+ * and wk_jsonl_lines read a stream or a file through it; wk_jsonl_each
+ * parses each line as a JSON object.
  */
 #ifndef WK_JSONL_H
 #define WK_JSONL_H
 
 #include <cjson/cJSON.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #include "util.h"
 
@@ -46,10 +48,17 @@ void wk_lines_release(wk_lines *l);
 int wk_jsonl_blank(const char *s, size_t n);
 
 /*
- * Reads the file at path ("-": standard input) line by line, lines capped at
- * cap bytes (0: WK_JSONL_LINE_CAP), and calls each for every line, blank ones
- * included. Returns 0, each's first non-zero return, or WK_EIO when the file
- * cannot be opened or read (the message, naming the file, in err).
+ * Reads f to its end line by line, lines capped at cap bytes (0:
+ * WK_JSONL_LINE_CAP), and calls each for every line, blank ones included.
+ * Returns 0, each's first non-zero return, or WK_EIO on a read error (errno
+ * set). The caller opens and closes f.
+ */
+int wk_jsonl_read(FILE *f, size_t cap, wk_line_fn each, void *arg);
+
+/*
+ * The same for the file at path ("-": standard input), which it opens and
+ * closes; WK_EIO also when it cannot be opened. A failure to open or read
+ * puts a message naming the file in err.
  */
 int wk_jsonl_lines(const char *path, size_t cap, wk_line_fn each, void *arg, char *err,
                    size_t errlen);
