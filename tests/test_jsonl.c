@@ -35,7 +35,8 @@ static char *split(const char *text, size_t cap, size_t step)
     wk_lines_init(&l, cap);
     size_t n = strlen(text);
     for (size_t i = 0; i < n; i += step)
-        assert_int_equal(wk_lines_feed(&l, text + i, n - i < step ? n - i : step, collect, &out), 0);
+        assert_int_equal(wk_lines_feed(&l, text + i, n - i < step ? n - i : step, collect, &out),
+                         0);
     assert_int_equal(wk_lines_finish(&l, collect, &out), 0);
     wk_lines_release(&l);
     return wk_buf_detach(&out, NULL);

@@ -222,8 +222,8 @@ static void test_offline_commands_need_no_url_or_key(void **state)
     expect_task(res, "fx/add", "accepted", 0, 1, 0.002);
 
     char *rep = h_tmp("offline-report.txt");
-    char *rargv[] = {(char *)h_cascade_bin(), "report", out, "--models", models, "--cascades",
-                     casc, NULL};
+    char *rargv[] = {
+        (char *)h_cascade_bin(), "report", out, "--models", models, "--cascades", casc, NULL};
     assert_int_equal(h_run(rargv, rep, errf, 30), 0);
     char *text = h_slurp(rep);
     assert_non_null(strstr(text, "top tier alone (dear)"));
@@ -231,8 +231,16 @@ static void test_offline_commands_need_no_url_or_key(void **state)
     /* `run` calls the models, so an unset ${VAR} stops it at startup, named. */
     char *tasks = h_srcpath("fixtures/eval/replay/tasks.jsonl");
     char *run_out = h_tmp("offline-run.jsonl");
-    char *vargv[] = {(char *)h_cascade_bin(), "run", tasks, "--cascades", casc, "--models",
-                     models, "-o", run_out, NULL};
+    char *vargv[] = {(char *)h_cascade_bin(),
+                     "run",
+                     tasks,
+                     "--cascades",
+                     casc,
+                     "--models",
+                     models,
+                     "-o",
+                     run_out,
+                     NULL};
     assert_int_equal(h_run(vargv, NULL, errf, 30), 1);
     char *err = h_slurp(errf);
     if (!strstr(err, "MOCK_URL"))

@@ -29,7 +29,9 @@ static int fail(char *err, size_t errlen, const char *fmt, ...)
     return WK_ECONFIG;
 }
 
-int wk_expand_env(const char *in, char **out, char *err, size_t errlen)
+/* Expands ${NAME} from the environment; an unset variable is an error naming it. Caller frees *out.
+ */
+static int expand_env(const char *in, char **out, char *err, size_t errlen)
 {
     wk_buf b;
     int rc = 0;
@@ -109,8 +111,8 @@ static int num_field(const cJSON *o, const char *name, double *out)
     return 0;
 }
 
-static int load_providers(wk_config *cfg, const cJSON *root, const char *path, int mode,
-                          char *err, size_t errlen)
+static int load_providers(wk_config *cfg, const cJSON *root, const char *path, int mode, char *err,
+                          size_t errlen)
 {
     const cJSON *provs = cJSON_GetObjectItemCaseSensitive(root, "providers");
     if (!cJSON_IsObject(provs))
@@ -135,7 +137,7 @@ static int load_providers(wk_config *cfg, const cJSON *root, const char *path, i
         char sub[256];
         if (mode == WK_CONFIG_OFFLINE)
             pv->base_url = wk_xstrdup(url);
-        else if (wk_expand_env(url, &pv->base_url, sub, sizeof sub))
+        else if (expand_env(url, &pv->base_url, sub, sizeof sub))
             return fail(err, errlen, "%s: providers.%s.base_url: %s", path, pv->name, sub);
         /* A trailing slash would double up with "/chat/completions". */
         size_t ul = strlen(pv->base_url);

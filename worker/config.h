@@ -103,10 +103,4 @@ wk_cascade *wk_config_cascade(const wk_config *cfg, const char *name);
 /* The first cascade whose match fits (kind, language); NULL when none. */
 wk_cascade *wk_config_match(const wk_config *cfg, const char *kind, const char *language);
 
-/*
- * Expands ${NAME} from the environment. An unset variable is an error naming
- * it. Caller frees *out.
- */
-int wk_expand_env(const char *in, char **out, char *err, size_t errlen);
-
 #endif

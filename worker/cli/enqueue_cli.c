@@ -23,8 +23,8 @@
  * cap there: reported as too big, not as bad JSON.
  */
 #define ENQ_LINE_CAP (WK_JSONL_LINE_CAP + 1)
-#define ENQ_BATCH 256            /* XADDs in flight before their replies are read */
-#define ENQ_SHOW_INVALID 5       /* invalid lines named on stderr */
+#define ENQ_BATCH 256      /* XADDs in flight before their replies are read */
+#define ENQ_SHOW_INVALID 5 /* invalid lines named on stderr */
 
 static const char usage_enqueue[] =
     "usage: cascade enqueue TASKS.jsonl|- --queue redis://HOST[:PORT][/STREAM]\n"
@@ -190,8 +190,8 @@ int wk_cmd_enqueue(int argc, char **argv)
     if (e.inflight && enq_replies(rc, e.inflight, err, sizeof err) != 0)
         goto fail;
     if (!quiet)
-        fprintf(stderr, "cascade enqueue: added %ld tasks to %s on %s:%d (%ld invalid)\n",
-                e.added, u.stream, u.host, u.port, e.invalid);
+        fprintf(stderr, "cascade enqueue: added %ld tasks to %s on %s:%d (%ld invalid)\n", e.added,
+                u.stream, u.host, u.port, e.invalid);
     code = 0;
     goto cleanup;
 fail:

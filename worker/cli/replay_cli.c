@@ -86,7 +86,7 @@ typedef struct spec {
     int single;          /* one tier of one attempt: a single model, for the oracle */
     int estimated;       /* a tier's model has estimated token counts */
     char *results, *esc; /* pass-1 paths; NULL: not written */
-    wk_figures *st; /* [pass] */
+    wk_figures *st;      /* [pass] */
 } spec;
 
 typedef struct replay {
@@ -418,9 +418,8 @@ static int run_all(replay *R)
                 fprintf(stderr,
                         "replay: [%d/%d] %s pass %d/%d: pass rate %.3f, $%.4f; %ld verdicts "
                         "from the cache; %.1f s\n",
-                        done, total, s->name, p + 1, R->runs,
-                        wk_figures_pass_rate(&s->st[p]), s->st[p].cost_usd,
-                        wk_vcache_hits(vc) - hits0, now_s() - t1);
+                        done, total, s->name, p + 1, R->runs, wk_figures_pass_rate(&s->st[p]),
+                        s->st[p].cost_usd, wk_vcache_hits(vc) - hits0, now_s() - t1);
             }
         }
     }

@@ -221,9 +221,7 @@ static int tune_main(const char **from, int nfrom, const tune_paths *pp, const w
     }
     fprintf(rep, "\nheld-out: pass rate %.3f %s the target %.3f, at %.1f%% of the cost of %s\n",
             res.held.pass_rate, res.held.pass_rate + 1e-9 >= t->target ? "meets" : "is BELOW",
-            t->target,
-            wk_fig_percent_of(res.held.cost_usd, res.top_held.cost_usd),
-            topname);
+            t->target, wk_fig_percent_of(res.held.cost_usd, res.top_held.cost_usd), topname);
 
     cascade = wk_plan_cascade(o, &res.plan, name, base);
     json = cJSON_Print(cascade);

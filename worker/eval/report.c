@@ -214,7 +214,6 @@ int wk_report_add_tasks(wk_report *r, const char *path, char *err, size_t errlen
     return wk_jsonl_each(path, add_task, &c, 1, err, errlen);
 }
 
-
 /*
  * The models file and the cascades loaded offline (no ${VAR} expanded, no
  * key read): a report needs prices and tiers only, and must not fail on a
@@ -243,7 +242,6 @@ int wk_report_set_config(wk_report *r, const char *models_path, const char *casc
     wk_config_free(&cfg);
     return 0;
 }
-
 
 int wk_report_add_table(wk_report *r, const char *path, char *err, size_t errlen)
 {

@@ -171,9 +171,8 @@ casc_fig *wk__report_compute(wk_report *r, int *nout)
         if (!estimated)
             wk_figures_add_top(&c->f, x->cost, 0);
         else if (c->prices_known)
-            wk_figures_add_top(&c->f,
-                               (double)x->pt * c->top_in + (double)(x->ct > 0 ? x->ct : 0) * c->top_out,
-                               1);
+            wk_figures_add_top(
+                &c->f, (double)x->pt * c->top_in + (double)(x->ct > 0 ? x->ct : 0) * c->top_out, 1);
     }
     *nout = n;
     return cf;

@@ -394,4 +394,3 @@ cleanup:
     wk_buf_release(&b);
     return rc;
 }
-

@@ -46,8 +46,9 @@ void wk_report_text(const wk_report *r, FILE *f)
         for (int t = 0; t < c->ntiers; t++) {
             const tier_fig *x = &c->tiers[t];
             fprintf(f, "  %-4d %-28s %8ld %6ld %6ld %8ld %9.3f %12.6f\n", t,
-                    x->model >= 0 ? wk__report_name(r, x->model) : "-", x->reached, x->calls, x->passed,
-                    c->f.accepted_at[t], wk_fig_ratio((double)x->passed, (double)x->calls), x->cost);
+                    x->model >= 0 ? wk__report_name(r, x->model) : "-", x->reached, x->calls,
+                    x->passed, c->f.accepted_at[t],
+                    wk_fig_ratio((double)x->passed, (double)x->calls), x->cost);
         }
         fprintf(f, "  %-12s %6s %8s %9s %12s\n", "kind", "tasks", "accepted", "pass rate", "cost");
         for (int j = 0; j < c->nkinds; j++)

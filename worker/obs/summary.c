@@ -47,7 +47,8 @@ static void add_top_cost(wk_summary *s, const wk_cascade *c, const cJSON *attemp
     if (i < 0)
         return;
     a = cJSON_GetArrayItem(attempts, i);
-    wk_figures_add_top(&s->st, wk_cost(top, jlong(a, "prompt_tokens"), jlong(a, "completion_tokens"), 0),
+    wk_figures_add_top(&s->st,
+                       wk_cost(top, jlong(a, "prompt_tokens"), jlong(a, "completion_tokens"), 0),
                        estimated);
 }
 
