@@ -289,3 +289,9 @@ void wk_strset_release(wk_strset *set)
     set->slots = NULL;
     set->cap = set->len = 0;
 }
+
+const char *wk_jstr(const cJSON *o, const char *name)
+{
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(o, name);
+    return cJSON_IsString(f) ? f->valuestring : NULL;
+}

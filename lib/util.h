@@ -8,6 +8,7 @@
 #ifndef WK_UTIL_H
 #define WK_UTIL_H
 
+#include <cjson/cJSON.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -81,6 +82,9 @@ typedef struct wk_strset {
 int wk_strset_add(wk_strset *set, const char *s);
 int wk_strset_has(const wk_strset *set, const char *s);
 void wk_strset_release(wk_strset *set);
+
+/* The string member `name` of the JSON object o, or NULL (absent, not a string). */
+const char *wk_jstr(const cJSON *o, const char *name);
 
 /* Monotonic milliseconds. */
 uint64_t wk_now_ms(void);

@@ -81,10 +81,21 @@ static wk_task *parse_ok(const char *line)
     return t;
 }
 
-/* Feeds ev and copies out the actions; LOG/FINISH lines stay owned by acts. */
+/* More than any one feed in these tests yields. */
+#define ACTS_MAX 16
+
+/* Feeds ev and copies out the actions; LOG/FINISH lines become owned by acts. */
 static int feed(wk_task *t, wk_event ev, wk_action *acts)
 {
-    return wk_task_feed(t, &ev, acts);
+    wk_actions list = {0};
+    int n = wk_task_feed(t, &ev, &list);
+    assert_in_range(n, 0, ACTS_MAX);
+    for (int i = 0; i < n; i++) {
+        acts[i] = list.v[i];
+        list.v[i].line = NULL;
+    }
+    wk_actions_release(&list);
+    return n;
 }
 
 static wk_event response(const char *text, long pt, long ct)
@@ -98,15 +109,17 @@ static wk_event response(const char *text, long pt, long ct)
                       .latency_ms = 5};
 }
 
+/* The verdict an event points to; one at a time is enough for these tests. */
+static val_verdict the_verdict;
+
 static wk_event verdict(int pass, const char *validator, const char *reason, const char *evidence)
 {
-    return (wk_event){.kind = WK_EV_VERDICT,
-                      .now_ms = 1700000000000,
-                      .pass = pass,
-                      .validator = validator,
-                      .reason = reason,
-                      .message = "msg",
-                      .evidence = evidence};
+    val_verdict_clear(&the_verdict);
+    if (pass)
+        val_verdict_pass(&the_verdict);
+    else
+        val_verdict_fail(&the_verdict, validator, reason, "msg", evidence);
+    return (wk_event){.kind = WK_EV_VERDICT, .now_ms = 1700000000000, .verdict = &the_verdict};
 }
 
 static const char *jstr(const cJSON *o, const char *k)
@@ -119,7 +132,7 @@ static const char *jstr(const cJSON *o, const char *k)
 static int attempt(wk_task *t, const char *expect_model, int pass, const char *evidence,
                    wk_action *acts)
 {
-    wk_action a[WK_ACTIONS_MAX];
+    wk_action a[ACTS_MAX];
     int n = feed(t, response("```python\nx = 1\n```", 100, 50), a);
     assert_int_equal(n, 1);
     assert_int_equal(a[0].kind, WK_ACT_VALIDATE);
@@ -132,7 +145,7 @@ static void test_pass_at_tier0_finishes_accepted_with_cost(void **state)
 {
     (void)state;
     wk_task *t = parse_ok(TASK);
-    wk_action a[WK_ACTIONS_MAX];
+    wk_action a[ACTS_MAX];
     int n = feed(t, (wk_event){.kind = WK_EV_START, .now_ms = 1}, a);
     assert_int_equal(n, 1);
     assert_int_equal(a[0].kind, WK_ACT_CALL);
@@ -163,7 +176,7 @@ static void test_failure_climbs_with_feedback_in_next_request(void **state)
 {
     (void)state;
     wk_task *t = parse_ok(TASK);
-    wk_action a[WK_ACTIONS_MAX];
+    wk_action a[ACTS_MAX];
     feed(t, (wk_event){.kind = WK_EV_START}, a);
     int n = attempt(t, "cheap", 0, "AssertionError: f(2) != 4", a);
     assert_int_equal(n, 2);
@@ -196,7 +209,7 @@ static void test_feedback_off_resends_the_original_prompt(void **state)
     (void)state;
     casc.feedback = 0;
     wk_task *t = parse_ok(TASK);
-    wk_action a[WK_ACTIONS_MAX];
+    wk_action a[ACTS_MAX];
     feed(t, (wk_event){.kind = WK_EV_START}, a);
     int n = attempt(t, "cheap", 0, "boom", a);
     assert_int_equal(n, 2);
@@ -209,7 +222,7 @@ static void test_attempts_retry_same_tier_before_climbing(void **state)
 {
     (void)state;
     wk_task *t = parse_ok(TASK);
-    wk_action a[WK_ACTIONS_MAX];
+    wk_action a[ACTS_MAX];
     feed(t, (wk_event){.kind = WK_EV_START}, a);
     int n = attempt(t, "cheap", 0, "e1", a);
     cJSON_Delete(a[0].line);
@@ -238,7 +251,7 @@ static void test_last_tier_failing_ends_exhausted_with_best_answer(void **state)
 {
     (void)state;
     wk_task *t = parse_ok(TASK);
-    wk_action a[WK_ACTIONS_MAX];
+    wk_action a[ACTS_MAX];
     int logs = 0;
     int n = feed(t, (wk_event){.kind = WK_EV_START}, a);
     for (int i = 0; i < 4; i++) {
@@ -266,7 +279,7 @@ static void test_truncated_answer_fails_without_validation(void **state)
 {
     (void)state;
     wk_task *t = parse_ok(TASK);
-    wk_action a[WK_ACTIONS_MAX];
+    wk_action a[ACTS_MAX];
     feed(t, (wk_event){.kind = WK_EV_START}, a);
     wk_event ev = response("def f(", 10, 1000);
     ev.finish_reason = "length";
@@ -282,7 +295,7 @@ static void test_call_failures_everywhere_end_in_error(void **state)
 {
     (void)state;
     wk_task *t = parse_ok(TASK);
-    wk_action a[WK_ACTIONS_MAX];
+    wk_action a[ACTS_MAX];
     int n = feed(t, (wk_event){.kind = WK_EV_START}, a);
     for (int i = 0; i < 4; i++) {
         assert_int_equal(a[n - 1].kind, WK_ACT_CALL);
@@ -311,7 +324,7 @@ static void test_budget_too_small_for_next_tier_ends_over_budget(void **state)
         "{\"id\":\"b\",\"language\":\"python\",\"prompt\":\"p\",\"budget_usd\":0.005,"
         "\"tests\":{\"command\":[\"true\"]}}";
     wk_task *t = parse_ok(line);
-    wk_action a[WK_ACTIONS_MAX];
+    wk_action a[ACTS_MAX];
     int n = feed(t, (wk_event){.kind = WK_EV_START}, a);
     assert_int_equal(a[0].kind, WK_ACT_CALL);
     n = attempt(t, "cheap", 0, "e", a);
@@ -328,7 +341,7 @@ static void test_tier_whose_context_is_too_small_is_skipped_and_logged(void **st
     (void)state;
     models[0].context = 500; /* smaller than max_tokens alone */
     wk_task *t = parse_ok(TASK);
-    wk_action a[WK_ACTIONS_MAX];
+    wk_action a[ACTS_MAX];
     int n = feed(t, (wk_event){.kind = WK_EV_START}, a);
     assert_int_equal(n, 2);
     assert_int_equal(a[0].kind, WK_ACT_LOG);
@@ -346,7 +359,7 @@ static void test_tier_whose_skip_rule_holds_is_skipped_and_logged(void **state)
     tiers[0].skip = &rule;
     tiers[0].nskip = 1;
     wk_task *t = parse_ok(TASK);
-    wk_action a[WK_ACTIONS_MAX];
+    wk_action a[ACTS_MAX];
     int n = feed(t, (wk_event){.kind = WK_EV_START}, a);
     assert_int_equal(n, 1); /* a short prompt: the rule does not hold */
     assert_string_equal(a[0].model->name, "cheap");
@@ -365,13 +378,131 @@ static void test_tier_whose_skip_rule_holds_is_skipped_and_logged(void **state)
     tiers[0].nskip = 0;
 }
 
+/*
+ * Four tiers in a row that cannot take the task are each logged, at the start
+ * and on a climb (the action list grows; a fixed array once dropped skip
+ * lines past the second).
+ */
+static void test_four_skipped_tiers_are_each_logged(void **state)
+{
+    (void)state;
+    wk_model small = models[0];
+    small.name = "small";
+    small.context = 500; /* smaller than max_tokens alone */
+    wk_tier six[6];
+    for (int i = 0; i < 6; i++)
+        six[i] = (wk_tier){.model = i < 4 ? &small : &models[1], .attempts = 1};
+    wk_cascade c6 = casc;
+    c6.tiers = six;
+    c6.ntiers = 6;
+    wk_config cfg6 = cfg;
+    cfg6.cascades = &c6;
+
+    wk_action a[ACTS_MAX];
+    wk_task *t = NULL;
+    cJSON *inv = NULL;
+    assert_int_equal(wk_task_parse(TASK, strlen(TASK), 1, &cfg6, NULL, &t, &inv), 0);
+    int n = feed(t, (wk_event){.kind = WK_EV_START}, a);
+    assert_int_equal(n, 5);
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(a[i].kind, WK_ACT_LOG);
+        assert_string_equal(jstr(a[i].line, "reason"), "context_too_small");
+        assert_int_equal(
+            cJSON_GetObjectItem(cJSON_GetObjectItem(a[i].line, "from"), "tier")->valueint, i);
+        assert_int_equal(
+            cJSON_GetObjectItem(cJSON_GetObjectItem(a[i].line, "to"), "tier")->valueint, i + 1);
+        cJSON_Delete(a[i].line);
+    }
+    assert_int_equal(a[4].kind, WK_ACT_CALL);
+    assert_string_equal(a[4].model->name, "mid");
+    wk_task_free(t);
+
+    /* Tier 0 takes the task and fails; tiers 1 to 4 cannot take it; tier 5 can. */
+    six[0].model = &models[0];
+    six[4].model = &small;
+    assert_int_equal(wk_task_parse(TASK, strlen(TASK), 1, &cfg6, NULL, &t, &inv), 0);
+    n = feed(t, (wk_event){.kind = WK_EV_START}, a);
+    assert_int_equal(n, 1);
+    assert_string_equal(a[0].model->name, "cheap");
+    n = attempt(t, "cheap", 0, "boom", a);
+    assert_int_equal(n, 6);
+    assert_int_equal(a[0].kind, WK_ACT_LOG);
+    assert_string_equal(jstr(a[0].line, "reason"), "failed");
+    for (int i = 0; i < 5; i++) {
+        if (i > 0) {
+            assert_int_equal(a[i].kind, WK_ACT_LOG);
+            assert_string_equal(jstr(a[i].line, "reason"), "context_too_small");
+            assert_int_equal(
+                cJSON_GetObjectItem(cJSON_GetObjectItem(a[i].line, "from"), "tier")->valueint, i);
+        }
+        cJSON_Delete(a[i].line);
+    }
+    assert_int_equal(a[5].kind, WK_ACT_CALL);
+    assert_string_equal(a[5].model->name, "mid");
+    wk_task_free(t);
+}
+
+/*
+ * has_tests means what the tests validator would run: tests.command as a
+ * non-empty array of strings. The router's skip rules and tune's simulation
+ * read it through the same wk_task_features_of (they once disagreed on an
+ * empty command: "an array" against "a non-empty one").
+ */
+static void test_has_tests_is_a_non_empty_command_for_router_and_tune(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *task;
+        int has_tests;
+    } cases[] = {
+        {"{\"prompt\":\"p\"}", 0},
+        {"{\"prompt\":\"p\",\"tests\":{}}", 0},
+        {"{\"prompt\":\"p\",\"tests\":{\"command\":[]}}", 0},
+        {"{\"prompt\":\"p\",\"tests\":{\"command\":\"true\"}}", 0},
+        {"{\"prompt\":\"p\",\"tests\":{\"command\":[1]}}", 0},
+        {"{\"prompt\":\"p\",\"tests\":{\"command\":[\"true\"]}}", 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        cJSON *j = cJSON_Parse(cases[i].task);
+        wk_task_features f;
+        wk_task_features_of(j, &f);
+        assert_int_equal(f.has_tests, cases[i].has_tests);
+        assert_string_equal(f.kind, "code");
+        cJSON_Delete(j);
+    }
+
+    /* The router skips a tier whose rule says "no tests" for an empty command only. */
+    wk_skip_rule rule = {.prompt_tokens_over = -1, .prompt_tokens_upto = -1, .has_tests = 0};
+    tiers[0].skip = &rule;
+    tiers[0].nskip = 1;
+    casc.nvalidators = 1; /* syntax only: a task without tests is valid */
+    const char *lines[] = {
+        "{\"id\":\"e\",\"language\":\"python\",\"prompt\":\"p\",\"tests\":{\"command\":[]}}",
+        "{\"id\":\"f\",\"language\":\"python\",\"prompt\":\"p\",\"tests\":{\"command\":[\"true\"]}"
+        "}",
+    };
+    const char *first_model[] = {"mid", "cheap"};
+    for (int i = 0; i < 2; i++) {
+        wk_task *t = parse_ok(lines[i]);
+        wk_action a[ACTS_MAX];
+        int n = feed(t, (wk_event){.kind = WK_EV_START}, a);
+        assert_int_equal(a[n - 1].kind, WK_ACT_CALL);
+        assert_string_equal(a[n - 1].model->name, first_model[i]);
+        for (int k = 0; k < n - 1; k++)
+            cJSON_Delete(a[k].line);
+        wk_task_free(t);
+    }
+    tiers[0].skip = NULL;
+    tiers[0].nskip = 0;
+}
+
 static void test_lost_call_is_charged_and_resent_only_within_budget(void **state)
 {
     (void)state;
     const char *line = "{\"id\":\"l\",\"language\":\"python\",\"prompt\":\"p\","
                        "\"budget_usd\":0.0035,\"tests\":{\"command\":[\"true\"]}}";
     wk_task *t = parse_ok(line);
-    wk_action a[WK_ACTIONS_MAX];
+    wk_action a[ACTS_MAX];
     feed(t, (wk_event){.kind = WK_EV_START}, a);
     /* A first lost call ($0.001) leaves room for another try at cheap (~$0.002). */
     int n = feed(t, (wk_event){.kind = WK_EV_LOST_CALL, .lost_cost_usd = 0.001}, a);
@@ -428,7 +559,7 @@ static void test_events_after_finish_are_ignored(void **state)
 {
     (void)state;
     wk_task *t = parse_ok(TASK);
-    wk_action a[WK_ACTIONS_MAX];
+    wk_action a[ACTS_MAX];
     feed(t, (wk_event){.kind = WK_EV_START}, a);
     attempt(t, "cheap", 1, NULL, a);
     cJSON_Delete(a[0].line);
@@ -450,6 +581,8 @@ int main(void)
         cmocka_unit_test_setup(test_budget_too_small_for_next_tier_ends_over_budget, setup),
         cmocka_unit_test_setup(test_tier_whose_context_is_too_small_is_skipped_and_logged, setup),
         cmocka_unit_test_setup(test_tier_whose_skip_rule_holds_is_skipped_and_logged, setup),
+        cmocka_unit_test_setup(test_four_skipped_tiers_are_each_logged, setup),
+        cmocka_unit_test_setup(test_has_tests_is_a_non_empty_command_for_router_and_tune, setup),
         cmocka_unit_test_setup(test_lost_call_is_charged_and_resent_only_within_budget, setup),
         cmocka_unit_test_setup(test_bad_task_lines_become_invalid_task_results, setup),
         cmocka_unit_test_setup(test_events_after_finish_are_ignored, setup),

@@ -150,6 +150,36 @@ void val_verdict_note(val_verdict *v, const char *note)
     v->note = note ? one_line(note) : NULL;
 }
 
+static char *dup_or_null(const char *s)
+{
+    return s ? wk_xstrdup(s) : NULL;
+}
+
+void val_verdict_copy(val_verdict *dst, const val_verdict *src)
+{
+    val_verdict_clear(dst);
+    dst->pass = src->pass;
+    memcpy(dst->validator, src->validator, sizeof dst->validator);
+    memcpy(dst->reason, src->reason, sizeof dst->reason);
+    dst->message = dup_or_null(src->message);
+    dst->evidence = dup_or_null(src->evidence);
+    dst->note = dup_or_null(src->note);
+}
+
+cJSON *val_verdict_json(const val_verdict *v)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddBoolToObject(o, "pass", v->pass);
+    if (v->note && *v->note)
+        cJSON_AddStringToObject(o, "note", v->note);
+    if (!v->pass) {
+        cJSON_AddStringToObject(o, "validator", v->validator);
+        cJSON_AddStringToObject(o, "reason", v->reason);
+        cJSON_AddStringToObject(o, "message", v->message ? v->message : "");
+    }
+    return o;
+}
+
 void val_verdict_pass(val_verdict *v)
 {
     val_verdict_clear(v);

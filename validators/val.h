@@ -24,7 +24,8 @@
 typedef struct val_verdict {
     int pass;           /* 1 pass, 0 fail */
     char validator[16]; /* "syntax", "tests", "schema", ... ; "" on pass */
-    char reason[24];    /* "syntax_error", "compile_error", "failed", "timeout",
+    char reason[32];    /* as long as a call failure's class (PROV_REASON_MAX);
+                            "syntax_error", "compile_error", "failed", "timeout",
                            "memory", "crashed", "output_limit", "tests_modified",
                            "sandbox_error", "invalid_json", "schema_mismatch",
                            "no_code", "unsupported" */
@@ -49,6 +50,13 @@ void val_verdict_fail(val_verdict *v, const char *validator, const char *reason,
 void val_verdict_pass(val_verdict *v);
 /* Sets v's note to a capped, one-line copy of `note` (NULL clears it). */
 void val_verdict_note(val_verdict *v, const char *note);
+/* Makes dst a copy of src (dst is cleared first; its strings are duplicated). */
+void val_verdict_copy(val_verdict *dst, const val_verdict *src);
+/*
+ * The verdict as a result line's attempt shows it: {"pass", "note" when there
+ * is one, and on a fail "validator", "reason", "message"}. Caller frees.
+ */
+cJSON *val_verdict_json(const val_verdict *v);
 
 /* Resource limits for one sandboxed command. */
 typedef struct val_limits {

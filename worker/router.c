@@ -9,6 +9,7 @@
  * failures like a validator's and climb the same way.
  */
 #include "router.h"
+#include "task_int.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -20,275 +21,10 @@
 #include "lib/util.h"
 #include "validators/val.h"
 
-enum { ST_NEW, ST_CALLING, ST_VALIDATING, ST_DONE };
-
-struct wk_task {
-    char *id;
-    cJSON *json;               /* the task as read; owned */
-    const wk_cascade *cascade; /* borrowed from the config */
-    const cJSON *schema;       /* borrowed from json or the cascade */
-    double budget_usd;         /* 0: none */
-    int state;
-    int tier;        /* current tier */
-    int tries;       /* attempts made at the current tier */
-    cJSON *messages; /* the conversation sent with the next call; owned */
-    int rounds;      /* feedback rounds now in messages */
-    cJSON *attempts; /* the result's attempt list; owned */
-    cJSON *cur;      /* the newest attempt, inside attempts */
-    double cost_usd;
-    char *answer; /* newest answer text; owned */
-    char *best;   /* extracted code of the best failed answer; owned */
-    int best_rank;
-    int answers;     /* responses received */
-    double lost_usd; /* charged for a lost call, not yet on an attempt */
-};
-
 /* Costs are reported to the nano-dollar so sums of lines match the totals. */
 static double round_usd(double v)
 {
     return round(v * 1e9) / 1e9;
-}
-
-const char *wk_task_id(const wk_task *t)
-{
-    return t->id;
-}
-const cJSON *wk_task_json(const wk_task *t)
-{
-    return t->json;
-}
-const wk_cascade *wk_task_cascade(const wk_task *t)
-{
-    return t->cascade;
-}
-const cJSON *wk_task_schema(const wk_task *t)
-{
-    return t->schema;
-}
-int wk_task_done(const wk_task *t)
-{
-    return t->state == ST_DONE;
-}
-
-static const char *jstr(const cJSON *o, const char *name)
-{
-    const cJSON *f = cJSON_GetObjectItemCaseSensitive(o, name);
-    return cJSON_IsString(f) ? f->valuestring : NULL;
-}
-
-/* ---- task intake ----------------------------------------------------------- */
-
-cJSON *wk_invalid_result(const char *id, long lineno, const char *reason)
-{
-    cJSON *r = cJSON_CreateObject();
-    if (id)
-        cJSON_AddStringToObject(r, "id", id);
-    else
-        cJSON_AddNullToObject(r, "id");
-    cJSON_AddNumberToObject(r, "line", (double)lineno);
-    cJSON_AddStringToObject(r, "status", "invalid_task");
-    cJSON_AddNullToObject(r, "cascade");
-    cJSON_AddNullToObject(r, "tier");
-    cJSON_AddNullToObject(r, "model");
-    cJSON_AddNumberToObject(r, "cost_usd", 0);
-    cJSON_AddItemToObject(r, "attempts", cJSON_CreateArray());
-    cJSON_AddStringToObject(r, "reason", reason);
-    return r;
-}
-
-/* Checks what the cascade's validators will need from the task. */
-static int check_needs(const wk_cascade *c, const cJSON *task, const cJSON *schema, char *why,
-                       size_t whylen)
-{
-    for (int i = 0; i < c->nvalidators; i++) {
-        const char *v = c->validators[i];
-        if (strcmp(v, "tests") == 0) {
-            const cJSON *tests = cJSON_GetObjectItemCaseSensitive(task, "tests");
-            const cJSON *cmd = cJSON_GetObjectItemCaseSensitive(tests, "command");
-            int ok = cJSON_IsArray(cmd) && cJSON_GetArraySize(cmd) > 0;
-            const cJSON *a;
-            cJSON_ArrayForEach(a, cmd) ok = ok && cJSON_IsString(a);
-            if (!ok) {
-                snprintf(why, whylen,
-                         "cascade %s runs tests but tests.command is missing or not an "
-                         "array of strings",
-                         c->name);
-                return WK_EINVAL;
-            }
-        } else if (strcmp(v, "schema") == 0 && !schema) {
-            snprintf(why, whylen,
-                     "cascade %s checks a schema but neither the task nor the "
-                     "cascade has one",
-                     c->name);
-            return WK_EINVAL;
-        }
-    }
-    const cJSON *files = cJSON_GetObjectItemCaseSensitive(task, "files");
-    if (files && !cJSON_IsObject(files)) {
-        snprintf(why, whylen, "files must be an object of path -> content");
-        return WK_EINVAL;
-    }
-    return 0;
-}
-
-static cJSON *first_messages(const cJSON *task, const char *kind, const char *language)
-{
-    cJSON *msgs = cJSON_CreateArray();
-    char *sys;
-    if (strcmp(kind, "code") == 0) {
-        const char *file = jstr(task, "answer_file");
-        char *dflt = NULL;
-        if (!file)
-            file = dflt = wk_xasprintf("solution.%s", val_lang_ext(language));
-        sys = wk_xasprintf("You are an expert %s programmer. Reply with the complete contents "
-                           "of %s in one fenced code block.",
-                           language ? language : "", file);
-        free(dflt);
-    } else if (strcmp(kind, "classify") == 0 || strcmp(kind, "json") == 0) {
-        sys = wk_xstrdup("Reply with one JSON object only, in a ```json fenced block, that "
-                         "matches the schema given.");
-    } else {
-        sys = wk_xstrdup("Reply with the answer only.");
-    }
-    cJSON *m = cJSON_CreateObject();
-    cJSON_AddStringToObject(m, "role", "system");
-    cJSON_AddStringToObject(m, "content", sys);
-    cJSON_AddItemToArray(msgs, m);
-    free(sys);
-
-    /* The user turn: the prompt, then the context files and the schema. */
-    wk_buf b;
-    wk_buf_init(&b, SIZE_MAX / 2);
-    const char *prompt = jstr(task, "prompt");
-    wk_buf_appendf(&b, "%s", prompt);
-    const cJSON *files = cJSON_GetObjectItemCaseSensitive(task, "files");
-    const cJSON *f;
-    cJSON_ArrayForEach(f, files)
-    {
-        if (cJSON_IsString(f))
-            wk_buf_appendf(&b, "\n\nFile %s:\n```\n%s\n```", f->string, f->valuestring);
-    }
-    const cJSON *schema = cJSON_GetObjectItemCaseSensitive(task, "schema");
-    if (schema) {
-        char *s = cJSON_PrintUnformatted(schema);
-        wk_buf_appendf(&b, "\n\nJSON Schema of the answer:\n%s", s);
-        free(s);
-    }
-    m = cJSON_CreateObject();
-    cJSON_AddStringToObject(m, "role", "user");
-    cJSON_AddStringToObject(m, "content", b.buf);
-    cJSON_AddItemToArray(msgs, m);
-    wk_buf_release(&b);
-    return msgs;
-}
-
-int wk_task_parse(const char *line, size_t len, long lineno, const wk_config *cfg,
-                  const char *cascade_name, wk_task **out, cJSON **invalid)
-{
-    char why[512];
-    char *id = NULL;
-    wk_task *t = NULL;
-    int rc = WK_EINVAL;
-    cJSON *j = cJSON_ParseWithLength(line, len);
-    if (!j) {
-        snprintf(why, sizeof why, "line %ld is not valid JSON", lineno);
-        goto cleanup;
-    }
-    if (!cJSON_IsObject(j)) {
-        snprintf(why, sizeof why, "line %ld is not a JSON object", lineno);
-        goto cleanup;
-    }
-    const cJSON *jid = cJSON_GetObjectItemCaseSensitive(j, "id");
-    if (cJSON_IsString(jid) && jid->valuestring[0])
-        id = wk_xstrdup(jid->valuestring);
-    else if (cJSON_IsNumber(jid))
-        id = wk_xasprintf("%.17g", jid->valuedouble);
-    if (!id) {
-        snprintf(why, sizeof why, "task has no \"id\" (a non-empty string)");
-        goto cleanup;
-    }
-    const char *prompt = jstr(j, "prompt");
-    if (!prompt || !*prompt) {
-        snprintf(why, sizeof why, "task has no \"prompt\" (a non-empty string)");
-        goto cleanup;
-    }
-    const cJSON *jkind = cJSON_GetObjectItemCaseSensitive(j, "kind");
-    const char *kind = jstr(j, "kind");
-    if (jkind && !kind) {
-        snprintf(why, sizeof why, "\"kind\" must be a string");
-        goto cleanup;
-    }
-    if (!kind)
-        kind = "code";
-    if (strcmp(kind, "code") && strcmp(kind, "classify") && strcmp(kind, "json") &&
-        strcmp(kind, "patch")) {
-        snprintf(why, sizeof why, "unknown kind \"%.40s\" (code, patch, classify or json)", kind);
-        goto cleanup;
-    }
-    const char *language = jstr(j, "language");
-    const char *want = cascade_name ? cascade_name : jstr(j, "cascade");
-    const wk_cascade *c =
-        want ? wk_config_cascade(cfg, want) : wk_config_match(cfg, kind, language);
-    if (!c) {
-        if (want)
-            snprintf(why, sizeof why, "unknown cascade \"%.80s\"", want);
-        else
-            snprintf(why, sizeof why, "no cascade matches kind %.40s, language %.40s", kind,
-                     language ? language : "(none)");
-        goto cleanup;
-    }
-    const cJSON *schema = cJSON_GetObjectItemCaseSensitive(j, "schema");
-    if (schema) {
-        char sub[256];
-        if (val_schema_supported(schema, sub, sizeof sub)) {
-            snprintf(why, sizeof why, "schema: %s", sub);
-            goto cleanup;
-        }
-    } else {
-        schema = c->schema;
-    }
-    if (check_needs(c, j, schema, why, sizeof why))
-        goto cleanup;
-    const cJSON *jb = cJSON_GetObjectItemCaseSensitive(j, "budget_usd");
-    if (jb && (!cJSON_IsNumber(jb) || jb->valuedouble < 0)) {
-        snprintf(why, sizeof why, "budget_usd must be a number >= 0");
-        goto cleanup;
-    }
-
-    t = wk_xcalloc(1, sizeof *t);
-    t->id = id;
-    id = NULL;
-    t->json = j;
-    j = NULL;
-    t->cascade = c;
-    t->schema = schema;
-    t->budget_usd = jb ? jb->valuedouble : 0;
-    t->messages = first_messages(t->json, kind, language);
-    t->attempts = cJSON_CreateArray();
-    t->best_rank = -1;
-    *out = t;
-    t = NULL;
-    rc = 0;
-cleanup:
-    if (rc)
-        *invalid = wk_invalid_result(id, lineno, why);
-    free(id);
-    cJSON_Delete(j);
-    wk_task_free(t);
-    return rc;
-}
-
-void wk_task_free(wk_task *t)
-{
-    if (!t)
-        return;
-    free(t->id);
-    cJSON_Delete(t->json);
-    cJSON_Delete(t->messages);
-    cJSON_Delete(t->attempts);
-    free(t->answer);
-    free(t->best);
-    free(t);
 }
 
 /* ---- transitions ----------------------------------------------------------- */
@@ -301,7 +37,7 @@ static long estimate_prompt_tokens(const cJSON *messages)
     const cJSON *m;
     cJSON_ArrayForEach(m, messages)
     {
-        const char *c = jstr(m, "content");
+        const char *c = wk_jstr(m, "content");
         chars += c ? strlen(c) : 0;
         n++;
     }
@@ -325,6 +61,34 @@ static void add_iso_ts(cJSON *o, int64_t ms)
     cJSON_AddStringToObject(o, "ts", buf);
 }
 
+/* A new zeroed action at the end of the list, which grows as needed. */
+static wk_action *push(wk_actions *a, wk_action_kind kind)
+{
+    if (a->n == a->cap) {
+        a->cap = a->cap ? 2 * a->cap : 8;
+        a->v = wk_xrealloc(a->v, (size_t)a->cap * sizeof *a->v);
+    }
+    wk_action *x = &a->v[a->n++];
+    memset(x, 0, sizeof *x);
+    x->kind = kind;
+    return x;
+}
+
+/* Drops the actions staged after `mark` (their lines too): nothing follows them. */
+static void drop_after(wk_actions *a, int mark)
+{
+    while (a->n > mark)
+        cJSON_Delete(a->v[--a->n].line);
+}
+
+void wk_actions_release(wk_actions *a)
+{
+    drop_after(a, 0);
+    free(a->v);
+    a->v = NULL;
+    a->cap = 0;
+}
+
 static cJSON *tier_obj(const wk_task *t, int tier)
 {
     cJSON *o = cJSON_CreateObject();
@@ -333,7 +97,7 @@ static cJSON *tier_obj(const wk_task *t, int tier)
     return o;
 }
 
-static int finish(wk_task *t, const char *status, const char *reason, wk_action *out)
+static void finish(wk_task *t, const char *status, const char *reason, wk_actions *out)
 {
     cJSON *r = cJSON_CreateObject();
     int accepted = strcmp(status, "accepted") == 0;
@@ -361,17 +125,15 @@ static int finish(wk_task *t, const char *status, const char *reason, wk_action 
     }
     if (reason)
         cJSON_AddStringToObject(r, "reason", reason);
-    t->state = ST_DONE;
-    out->kind = WK_ACT_FINISH;
-    out->line = r;
-    return 1;
+    t->state = WK__ST_DONE;
+    push(out, WK_ACT_FINISH)->line = r;
 }
 
 /*
  * Emits the next call, unless the task's budget cannot hold its worst case
  * (the whole prompt plus max_tokens of output), in which case the task ends.
  */
-static int over_budget(wk_task *t, int tier, wk_action *out)
+static int over_budget(wk_task *t, int tier, wk_actions *out)
 {
     const wk_model *m = t->cascade->tiers[tier].model;
     if (t->budget_usd <= 0)
@@ -382,23 +144,21 @@ static int over_budget(wk_task *t, int tier, wk_action *out)
     char *why = wk_xasprintf("task budget $%.6g: spent $%.6g, the next call to %s may "
                              "cost up to $%.6g",
                              t->budget_usd, t->cost_usd, m->name, worst);
-    int n = finish(t, "over_budget", why, out);
+    finish(t, "over_budget", why, out);
     free(why);
-    return n;
+    return 1;
 }
 
-static int call_or_stop(wk_task *t, wk_action *out)
+static void call_or_stop(wk_task *t, wk_actions *out)
 {
     const wk_model *m = t->cascade->tiers[t->tier].model;
-    int n = over_budget(t, t->tier, out);
-    if (n)
-        return n;
-    t->state = ST_CALLING;
-    out->kind = WK_ACT_CALL;
-    out->model = m;
-    out->messages = t->messages;
-    out->est_prompt_tokens = estimate_prompt_tokens(t->messages);
-    return 1;
+    if (over_budget(t, t->tier, out))
+        return;
+    t->state = WK__ST_CALLING;
+    wk_action *a = push(out, WK_ACT_CALL);
+    a->model = m;
+    a->messages = t->messages;
+    a->est_prompt_tokens = estimate_prompt_tokens(t->messages);
 }
 
 /* The tier's skip rule that holds for this task, as words; NULL when none does. */
@@ -407,40 +167,31 @@ static char *skip_rule_holds(const wk_task *t, int tier)
     const wk_tier *tr = &t->cascade->tiers[tier];
     if (!tr->nskip)
         return NULL;
-    const char *prompt = jstr(t->json, "prompt");
-    long tokens = (long)(strlen(prompt ? prompt : "") / 4);
-    const char *kind = jstr(t->json, "kind") ? jstr(t->json, "kind") : "code";
-    const char *lang = jstr(t->json, "language");
-    const cJSON *tests = cJSON_GetObjectItemCaseSensitive(t->json, "tests");
-    int has_tests = cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(tests, "command"));
+    wk_task_features f;
+    wk_task_features_of(t->json, &f);
     for (int i = 0; i < tr->nskip; i++) {
-        const wk_skip_rule *k = &tr->skip[i];
-        if (k->prompt_tokens_over >= 0 && !(tokens > k->prompt_tokens_over))
-            continue;
-        if (k->prompt_tokens_upto >= 0 && !(tokens <= k->prompt_tokens_upto))
-            continue;
-        if (k->kind && strcmp(k->kind, kind) != 0)
-            continue;
-        if (k->language && (!lang || strcmp(k->language, lang) != 0))
-            continue;
-        if (k->has_tests >= 0 && k->has_tests != has_tests)
+        if (!wk_skip_rule_holds(&tr->skip[i], &f))
             continue;
         return wk_xasprintf("skip rule %d of tier %d holds (prompt about %ld tokens, kind %s, "
                             "language %s, %s tests)",
-                            i, tier, tokens, kind, lang ? lang : "none", has_tests ? "with" : "no");
+                            i, tier, f.prompt_tokens, f.kind, f.language ? f.language : "none",
+                            f.has_tests ? "with" : "no");
     }
     return NULL;
 }
 
-/* The first tier at or after `from` that may take the task; -1 if none. */
-static int next_fitting(wk_task *t, int from, int64_t now, wk_action *out, int *nout)
+/*
+ * The first tier at or after `from` that may take the task; -1 if none. Each
+ * tier skipped on the way is staged as a LOG action (any number of them).
+ */
+static int next_fitting(wk_task *t, int from, int64_t now, wk_actions *out)
 {
     for (int k = from; k < t->cascade->ntiers; k++) {
         char *rule = skip_rule_holds(t, k);
         if (!rule && tier_fits(t, k))
             return k;
         /* A skipped tier is logged like a climb: nothing was sent to it. */
-        if (k + 1 < t->cascade->ntiers && *nout < WK_ACTIONS_MAX - 2) {
+        if (k + 1 < t->cascade->ntiers) {
             cJSON *l = cJSON_CreateObject();
             add_iso_ts(l, now);
             cJSON_AddStringToObject(l, "id", t->id);
@@ -453,9 +204,7 @@ static int next_fitting(wk_task *t, int from, int64_t now, wk_action *out, int *
                                          : "the prompt plus max_tokens exceeds the model's "
                                            "context window");
             cJSON_AddNumberToObject(l, "cost_usd", round_usd(t->cost_usd));
-            out[*nout].kind = WK_ACT_LOG;
-            out[*nout].line = l;
-            (*nout)++;
+            push(out, WK_ACT_LOG)->line = l;
         }
         free(rule);
     }
@@ -510,10 +259,9 @@ static int rank_of(const wk_task *t, const char *validator)
     return 0;
 }
 
-static int on_failure(wk_task *t, int64_t now, const char *validator, const char *reason,
-                      const char *message, const char *evidence, wk_action *out)
+static void on_failure(wk_task *t, int64_t now, const char *validator, const char *reason,
+                       const char *message, const char *evidence, wk_actions *out)
 {
-    int n = 0;
     if (t->answer) {
         /* The best failed answer is the one that got furthest down the chain. */
         int rank = rank_of(t, validator);
@@ -528,29 +276,32 @@ static int on_failure(wk_task *t, int64_t now, const char *validator, const char
     t->answer = NULL;
 
     t->tries++;
-    if (t->tries < t->cascade->tiers[t->tier].attempts)
-        return call_or_stop(t, out);
+    if (t->tries < t->cascade->tiers[t->tier].attempts) {
+        call_or_stop(t, out);
+        return;
+    }
 
-    int from = t->tier;
-    int next = from + 1 < t->cascade->ntiers ? next_fitting(t, from + 1, now, out + 1, &n) : -1;
+    /* The climb's line comes first, then any skips, then the call. */
+    int from = t->tier, mark = out->n;
+    push(out, WK_ACT_LOG);
+    int next = from + 1 < t->cascade->ntiers ? next_fitting(t, from + 1, now, out) : -1;
     if (next < 0) {
-        /* Drop the skip lines staged after slot 0: nothing follows them. */
-        for (int i = 1; i <= n; i++)
-            cJSON_Delete(out[i].line);
+        drop_after(out, mark);
         char *why = t->answers ? wk_xasprintf("every tier failed; last: %s %s", validator, reason)
                                : wk_xasprintf("no tier gave an answer; last: %s", reason);
-        int k = finish(t, t->answers ? "exhausted" : "error", why, out);
+        finish(t, t->answers ? "exhausted" : "error", why, out);
         free(why);
-        return k;
+        return;
     }
     /* A climb the budget cannot pay for is not logged: the task ends here. */
-    int stop = over_budget(t, next, out);
-    if (stop) {
-        for (int i = 1; i <= n; i++)
-            cJSON_Delete(out[i].line);
-        return stop;
+    int n = out->n;
+    if (over_budget(t, next, out)) {
+        wk_action fin = out->v[n];
+        out->v[n].line = NULL;
+        drop_after(out, mark);
+        *push(out, WK_ACT_FINISH) = fin;
+        return;
     }
-    /* Slot 0: the climb; then any skips; then the call. */
     cJSON *l = cJSON_CreateObject();
     add_iso_ts(l, now);
     cJSON_AddStringToObject(l, "id", t->id);
@@ -563,12 +314,10 @@ static int on_failure(wk_task *t, int64_t now, const char *validator, const char
     cJSON_AddStringToObject(l, "evidence", ev);
     free(ev);
     cJSON_AddNumberToObject(l, "cost_usd", round_usd(t->cost_usd));
-    out[0].kind = WK_ACT_LOG;
-    out[0].line = l;
-    n++;
+    out->v[mark].line = l;
     t->tier = next;
     t->tries = 0;
-    return n + call_or_stop(t, out + n);
+    call_or_stop(t, out);
 }
 
 static cJSON *new_attempt(wk_task *t, const wk_event *ev, long pt, long ct)
@@ -609,41 +358,39 @@ static cJSON *new_attempt(wk_task *t, const wk_event *ev, long pt, long ct)
     return a;
 }
 
-static void set_verdict(cJSON *a, int pass, const char *validator, const char *reason,
-                        const char *message, const char *note)
+/*
+ * The verdict on an answer that never reached the validators (a truncated
+ * answer, a failed call). The message is borrowed, not capped like a
+ * validator's: it is the call's own one-line error.
+ */
+static void set_failed(cJSON *a, const char *validator, const char *reason, const char *message)
 {
-    cJSON *v = cJSON_CreateObject();
-    cJSON_AddBoolToObject(v, "pass", pass);
-    if (note && *note)
-        cJSON_AddStringToObject(v, "note", note);
-    if (!pass) {
-        cJSON_AddStringToObject(v, "validator", validator ? validator : "");
-        cJSON_AddStringToObject(v, "reason", reason ? reason : "");
-        cJSON_AddStringToObject(v, "message", message ? message : "");
-    }
-    cJSON_AddItemToObject(a, "verdict", v);
+    val_verdict v = {.pass = 0, .message = (char *)message};
+    snprintf(v.validator, sizeof v.validator, "%s", validator);
+    snprintf(v.reason, sizeof v.reason, "%s", reason);
+    cJSON_AddItemToObject(a, "verdict", val_verdict_json(&v));
 }
 
-int wk_task_feed(wk_task *t, const wk_event *ev, wk_action *out)
+/* One transition; its actions are appended to out. */
+static void step(wk_task *t, const wk_event *ev, wk_actions *out)
 {
     switch (ev->kind) {
     case WK_EV_START: {
-        if (t->state != ST_NEW)
-            return 0;
-        int n = 0;
-        int first = next_fitting(t, 0, ev->now_ms, out, &n);
+        if (t->state != WK__ST_NEW)
+            return;
+        int first = next_fitting(t, 0, ev->now_ms, out);
         if (first < 0) {
-            for (int i = 0; i < n; i++)
-                cJSON_Delete(out[i].line);
-            return finish(t, "error", "no tier may take the task (context windows, skip rules)",
-                          out);
+            drop_after(out, 0);
+            finish(t, "error", "no tier may take the task (context windows, skip rules)", out);
+            return;
         }
         t->tier = first;
-        return n + call_or_stop(t, out + n);
+        call_or_stop(t, out);
+        return;
     }
     case WK_EV_RESPONSE: {
-        if (t->state != ST_CALLING)
-            return 0;
+        if (t->state != WK__ST_CALLING)
+            return;
         cJSON *a = new_attempt(t, ev, ev->prompt_tokens, ev->completion_tokens);
         if (ev->finish_reason)
             cJSON_AddStringToObject(a, "finish_reason", ev->finish_reason);
@@ -652,44 +399,55 @@ int wk_task_feed(wk_task *t, const wk_event *ev, wk_action *out)
         t->answer = wk_xstrdup(ev->text ? ev->text : "");
         if (ev->finish_reason && strcmp(ev->finish_reason, "length") == 0) {
             const char *msg = "the answer was cut off at max_tokens";
-            set_verdict(a, 0, "truncation", "truncated", msg, NULL);
-            return on_failure(t, ev->now_ms, "truncation", "truncated", msg, NULL, out);
+            set_failed(a, "truncation", "truncated", msg);
+            on_failure(t, ev->now_ms, "truncation", "truncated", msg, NULL, out);
+            return;
         }
-        t->state = ST_VALIDATING;
-        out->kind = WK_ACT_VALIDATE;
-        out->answer = t->answer;
-        return 1;
+        t->state = WK__ST_VALIDATING;
+        push(out, WK_ACT_VALIDATE)->answer = t->answer;
+        return;
     }
     case WK_EV_CALL_FAILED: {
-        if (t->state != ST_CALLING)
-            return 0;
-        if (ev->budget_denied)
+        if (t->state != WK__ST_CALLING)
+            return;
+        if (ev->budget_denied) {
             /* No call was made: nothing to record but the reason. */
-            return finish(t, "over_budget", ev->error_message ? ev->error_message : "run budget",
-                          out);
+            finish(t, "over_budget", ev->error_message ? ev->error_message : "run budget", out);
+            return;
+        }
         cJSON *a = new_attempt(t, ev, 0, 0);
         const char *reason = ev->error_reason ? ev->error_reason : "call_failed";
         cJSON_AddStringToObject(a, "error", ev->error_message ? ev->error_message : reason);
-        set_verdict(a, 0, "call", reason, ev->error_message, NULL);
-        return on_failure(t, ev->now_ms, "call", reason, ev->error_message, NULL, out);
+        set_failed(a, "call", reason, ev->error_message);
+        on_failure(t, ev->now_ms, "call", reason, ev->error_message, NULL, out);
+        return;
     }
     case WK_EV_LOST_CALL: {
-        if (t->state != ST_CALLING)
-            return 0;
+        if (t->state != WK__ST_CALLING)
+            return;
         t->cost_usd += ev->lost_cost_usd;
         t->lost_usd += ev->lost_cost_usd;
         /* The same call again, if the budget still holds it with the loss counted. */
-        return call_or_stop(t, out);
+        call_or_stop(t, out);
+        return;
     }
     case WK_EV_VERDICT: {
-        if (t->state != ST_VALIDATING)
-            return 0;
-        set_verdict(t->cur, ev->pass, ev->validator, ev->reason, ev->message, ev->note);
-        if (ev->pass)
-            return finish(t, "accepted", NULL, out);
-        return on_failure(t, ev->now_ms, ev->validator ? ev->validator : "?",
-                          ev->reason ? ev->reason : "failed", ev->message, ev->evidence, out);
+        if (t->state != WK__ST_VALIDATING)
+            return;
+        const val_verdict *v = ev->verdict;
+        cJSON_AddItemToObject(t->cur, "verdict", val_verdict_json(v));
+        if (v->pass)
+            finish(t, "accepted", NULL, out);
+        else
+            on_failure(t, ev->now_ms, v->validator, v->reason, v->message, v->evidence, out);
+        return;
     }
     }
-    return 0;
+}
+
+int wk_task_feed(wk_task *t, const wk_event *ev, wk_actions *out)
+{
+    drop_after(out, 0);
+    step(t, ev, out);
+    return out->n;
 }

@@ -12,13 +12,13 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "task.h"
+#include "validators/val.h"
 
 /* Caps on what one failed attempt adds to the next request. */
 #define WK_FEEDBACK_ANSWER_MAX 8000
 #define WK_FEEDBACK_EVIDENCE_LINES 20
 #define WK_FEEDBACK_ROUNDS_MAX 3
-
-typedef struct wk_task wk_task;
 
 typedef enum wk_event_kind {
     WK_EV_START,       /* begin: the first call (or an immediate finish) */
@@ -49,13 +49,8 @@ typedef struct wk_event {
     const char *error_reason;  /* short class: "http_404", "timeout", "bad_response" */
     const char *error_message; /* one line for the result */
     int budget_denied;         /* the run budget refused the call: the task ends over_budget */
-    /* WK_EV_VERDICT */
-    int pass;
-    const char *validator;
-    const char *reason;
-    const char *message;
-    const char *evidence;
-    const char *note; /* a remark kept on a pass, e.g. "compile skipped: no rustc" */
+    /* WK_EV_VERDICT: the validator chain's verdict, borrowed for the feed */
+    const val_verdict *verdict;
 } wk_event;
 
 typedef enum wk_action_kind {
@@ -74,35 +69,24 @@ typedef struct wk_action {
     cJSON *line;            /* LOG and FINISH: owned by the action; the driver frees it */
 } wk_action;
 
-/* At most this many actions come out of one feed. */
-#define WK_ACTIONS_MAX 4
+/*
+ * The actions of one feed, in order. A list that grows: a climb may pass over
+ * any number of tiers, each skip logged. Zero-initialise; release when done.
+ */
+typedef struct wk_actions {
+    wk_action *v;
+    int n, cap;
+} wk_actions;
+
+/* Frees the lines the driver did not take (left non-NULL) and the list. */
+void wk_actions_release(wk_actions *a);
 
 /*
- * Parses one task line. On success *out is a new task (free with
- * wk_task_free) and returns 0. A line that is not a usable task returns
- * WK_EINVAL with *invalid set to its result line (status invalid_task and the
- * reason; owned by the caller). `lineno` names the line when it has no id.
- * `cascade_name` forces a cascade (NULL: the task's field, else the first match).
+ * Feeds one event; replaces out's actions with this event's and returns how
+ * many. The driver performs them in order and takes each LOG and FINISH line
+ * (setting it NULL); lines left in out are freed by the next feed or by
+ * wk_actions_release. After a FINISH the task takes no more events.
  */
-int wk_task_parse(const char *line, size_t len, long lineno, const wk_config *cfg,
-                  const char *cascade_name, wk_task **out, cJSON **invalid);
-void wk_task_free(wk_task *t);
-
-/* The result line of a line that is not a task (id may be NULL). Caller frees. */
-cJSON *wk_invalid_result(const char *id, long lineno, const char *reason);
-
-/*
- * Feeds one event; writes up to WK_ACTIONS_MAX actions to out and returns
- * how many. The driver performs them in order. After a FINISH the task takes
- * no more events.
- */
-int wk_task_feed(wk_task *t, const wk_event *ev, wk_action *out);
-
-/* Read-only views for the driver. */
-const char *wk_task_id(const wk_task *t);
-const cJSON *wk_task_json(const wk_task *t);
-const wk_cascade *wk_task_cascade(const wk_task *t);
-const cJSON *wk_task_schema(const wk_task *t); /* task's schema, else the cascade's; may be NULL */
-int wk_task_done(const wk_task *t);
+int wk_task_feed(wk_task *t, const wk_event *ev, wk_actions *out);
 
 #endif

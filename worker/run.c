@@ -64,9 +64,7 @@ typedef struct slot {
     const char *answer;
     val_input vin;
     int in_validate, have_pending, replayed_verdict;
-    int pending_pass;
-    char pending_validator[16], pending_reason[24];
-    char *pending_message, *pending_evidence, *pending_note;
+    val_verdict pending; /* a verdict waiting to be fed (see hold_verdict) */
     struct slot *free_next;
 } slot;
 
@@ -114,13 +112,15 @@ static int64_t wall_ms(void)
 }
 
 static void request_intake(run *r);
-static void perform(slot *s, wk_action *acts, int n);
+static void perform(slot *s, wk_actions *acts);
 
+/* A list per feed, not per slot: performing an action may feed the task again. */
 static void feed(slot *s, const wk_event *ev)
 {
-    wk_action acts[WK_ACTIONS_MAX];
-    int n = wk_task_feed(s->task, ev, acts);
-    perform(s, acts, n);
+    wk_actions acts = {0};
+    wk_task_feed(s->task, ev, &acts);
+    perform(s, &acts);
+    wk_actions_release(&acts);
 }
 
 static const wk_jattempt *stored(const slot *s, int seq)
@@ -349,34 +349,23 @@ static void start_call(slot *s, const wk_model *m, const cJSON *messages, long e
 
 /* ---- validation -------------------------------------------------------------- */
 
+/* Feeds the held verdict; it is the slot's no more once the feed starts. */
 static void feed_pending_verdict(slot *s)
 {
-    wk_event ev = {.kind = WK_EV_VERDICT, .now_ms = wall_ms()};
-    ev.pass = s->pending_pass;
-    ev.validator = s->pending_validator;
-    ev.reason = s->pending_reason;
-    ev.message = s->pending_message;
-    ev.evidence = s->pending_evidence;
-    ev.note = s->pending_note;
+    val_verdict v = s->pending;
+    memset(&s->pending, 0, sizeof s->pending);
     s->have_pending = 0;
-    char *m = s->pending_message, *e = s->pending_evidence, *n = s->pending_note;
-    s->pending_message = s->pending_evidence = s->pending_note = NULL;
+    wk_event ev = {.kind = WK_EV_VERDICT, .now_ms = wall_ms(), .verdict = &v};
     feed(s, &ev);
     s->replayed_verdict = 0;
-    free(m);
-    free(e);
-    free(n);
+    val_verdict_clear(&v);
 }
 
-static void hold_verdict(slot *s, int pass, const char *validator, const char *reason,
-                         const char *message, const char *evidence)
+/* Keeps a copy of v until it can be fed (the router is never re-entered). */
+static void hold_verdict(slot *s, const val_verdict *v)
 {
     s->have_pending = 1;
-    s->pending_pass = pass;
-    snprintf(s->pending_validator, sizeof s->pending_validator, "%s", validator ? validator : "");
-    snprintf(s->pending_reason, sizeof s->pending_reason, "%s", reason ? reason : "");
-    s->pending_message = message ? wk_xstrdup(message) : NULL;
-    s->pending_evidence = evidence ? wk_xstrdup(evidence) : NULL;
+    val_verdict_copy(&s->pending, v);
 }
 
 static void on_verdict(void *arg, const val_verdict *v)
@@ -384,12 +373,9 @@ static void on_verdict(void *arg, const val_verdict *v)
     slot *s = arg;
     run *r = s->r;
     if (r->o->vcache && s->vin.answer)
-        wk_vcache_put(r->o->vcache, wk_task_id(s->task), s->vin.answer, v->pass, v->validator,
-                      v->reason, v->message, v->evidence);
-    wk_journal_verdict(r->journal, wk_task_id(s->task), s->seq, v->pass, v->validator, v->reason,
-                       v->message, v->evidence);
-    hold_verdict(s, v->pass, v->validator, v->reason, v->message, v->evidence);
-    s->pending_note = v->note ? wk_xstrdup(v->note) : NULL;
+        wk_vcache_put(r->o->vcache, wk_task_id(s->task), s->vin.answer, v);
+    wk_journal_verdict(r->journal, wk_task_id(s->task), s->seq, v);
+    hold_verdict(s, v);
     if (!s->in_validate)
         feed_pending_verdict(s);
 }
@@ -408,14 +394,14 @@ static void start_validate(slot *s, const char *answer)
     const wk_jattempt *j = stored(s, s->seq);
     if (j && j->state >= WK_J_VERDICT) {
         s->replayed_verdict = 1;
-        hold_verdict(s, j->pass, j->validator, j->reason, j->message, j->evidence);
+        hold_verdict(s, &j->verdict);
         feed_pending_verdict(s);
         return;
     }
-    const wk_vc_entry *hit =
+    const val_verdict *hit =
         r->o->vcache ? wk_vcache_get(r->o->vcache, wk_task_id(s->task), answer) : NULL;
     if (hit) {
-        hold_verdict(s, hit->pass, hit->validator, hit->reason, hit->message, hit->evidence);
+        hold_verdict(s, hit);
         feed_pending_verdict(s);
         return;
     }
@@ -431,18 +417,21 @@ static void start_validate(slot *s, const char *answer)
                              on_verdict, s);
     s->in_validate = 0;
     if (rc != 0) {
-        hold_verdict(s, 0, "chain", "sandbox_error", "the validators could not start", NULL);
+        val_verdict v = {0};
+        val_verdict_fail(&v, "chain", "sandbox_error", "the validators could not start", NULL);
+        hold_verdict(s, &v);
+        val_verdict_clear(&v);
         feed_pending_verdict(s);
     } else if (s->have_pending) {
         feed_pending_verdict(s);
     }
 }
 
-static void perform(slot *s, wk_action *acts, int n)
+static void perform(slot *s, wk_actions *acts)
 {
     run *r = s->r;
-    for (int i = 0; i < n; i++) {
-        wk_action *a = &acts[i];
+    for (int i = 0; i < acts->n; i++) {
+        wk_action *a = &acts->v[i];
         switch (a->kind) {
         case WK_ACT_CALL:
             start_call(s, a->model, a->messages, a->est_prompt_tokens);
@@ -462,6 +451,7 @@ static void perform(slot *s, wk_action *acts, int n)
                 free(line);
             }
             cJSON_Delete(a->line);
+            a->line = NULL;
             break;
         case WK_ACT_FINISH: {
             char *line = cJSON_PrintUnformatted(a->line);
@@ -470,6 +460,7 @@ static void perform(slot *s, wk_action *acts, int n)
             s->item = NULL;
             free(line);
             cJSON_Delete(a->line);
+            a->line = NULL;
             /* FINISH is always the last action: the slot may be reused now. */
             release_slot(s);
             return;

@@ -10,7 +10,7 @@
 //   node tests/conformance/compare.mjs
 // Node 20 standard library only: the official clients are not loaded here.
 //
-// The router writes the system turn (worker/router.c first_messages), so the
+// Task intake writes the system turn (worker/task.c first_messages), so the
 // system TEXT cannot match; everything else is compared: method, path, every
 // header (name and value, credentials redacted by the mock), and the body's
 // keys, value types and values, recursively. Each row gets a verdict:
@@ -87,7 +87,7 @@ const SYSTEM_TEXT = { openai: 'messages[0].content', anthropic: 'system', gemini
 const BODY_RULES = [
   // (api, path, ours, official) -> reason | null
   (api, p, o, s) => (p === SYSTEM_TEXT[api] && o?.type === 'string' && s?.type === 'string'
-    ? 'system text is written by the router (worker/router.c first_messages), not by the task; both are strings in the same place'
+    ? 'system text is written by task intake (worker/task.c first_messages), not by the task; both are strings in the same place'
     : null),
   (api, p, o, s) => (api === 'gemini' && p === 'systemInstruction.role' && o === undefined && s?.value === 'user'
     ? "optional on systemInstruction (Content.role may be left unset outside multi-turn contents); @google/genai fills in 'user' when it wraps a string"

@@ -20,6 +20,7 @@
 #include "figures.h"
 #include "lib/jsonl.h"
 #include "lib/util.h"
+#include "worker/task.h"
 
 /* A tasks or results file is read whole; beyond this it is not ours to judge. */
 #define TASKS_CAP 200000
@@ -229,16 +230,16 @@ static int add_task_line(void *arg, const cJSON *task, long lineno)
         return WK_ETOOBIG;
     }
     obs_task *t = find_task(c->o, id, 1);
-    const char *kind = jstr(task, "kind");
-    const char *lang = jstr(task, "language");
+    /* The router's own view of the task, so a rule means here what it means there. */
+    wk_task_features f;
+    wk_task_features_of(task, &f);
     free(t->kind);
     free(t->language);
-    t->kind = wk_xstrdup(kind ? kind : "code");
-    t->language = lang ? wk_xstrdup(lang) : NULL;
-    t->prompt_tokens = (long)(strlen(prompt) / 4);
+    t->kind = wk_xstrdup(f.kind);
+    t->language = f.language ? wk_xstrdup(f.language) : NULL;
+    t->prompt_tokens = f.prompt_tokens;
     t->prompt_from_task = 1;
-    const cJSON *tests = cJSON_GetObjectItemCaseSensitive(task, "tests");
-    t->has_tests = cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(tests, "command")) > 0;
+    t->has_tests = f.has_tests;
     return 0;
 }
 
@@ -318,21 +319,41 @@ int wk_obs_top_model(const wk_obs *o)
 
 /* ---- simulation -------------------------------------------------------------- */
 
-static int skip_matches(const wk_skip *s, const obs_task *t)
+/*
+ * A candidate condition as the skip rule the router will apply (its strings
+ * borrowed from s), so the simulation and the router decide alike.
+ */
+static wk_skip_rule rule_of(const wk_skip *s)
 {
+    wk_skip_rule r = {.prompt_tokens_over = -1, .prompt_tokens_upto = -1, .has_tests = -1};
     switch (s->kind) {
     case WK_SKIP_KIND:
-        return t->kind && strcmp(t->kind, s->value) == 0;
+        r.kind = (char *)s->value;
+        break;
     case WK_SKIP_LANGUAGE:
-        return t->language && strcmp(t->language, s->value) == 0;
+        r.language = (char *)s->value;
+        break;
     case WK_SKIP_NO_TESTS:
-        return t->has_tests == 0;
+        r.has_tests = 0;
+        break;
     case WK_SKIP_PROMPT_OVER:
-        return t->prompt_tokens >= 0 && t->prompt_tokens > s->threshold;
+        r.prompt_tokens_over = s->threshold;
+        break;
     case WK_SKIP_PROMPT_UPTO:
-        return t->prompt_tokens >= 0 && t->prompt_tokens <= s->threshold;
+        r.prompt_tokens_upto = s->threshold;
+        break;
     }
-    return 0;
+    return r;
+}
+
+static int skip_matches(const wk_skip *s, const obs_task *t)
+{
+    wk_skip_rule r = rule_of(s);
+    wk_task_features f = {.kind = t->kind,
+                          .language = t->language,
+                          .prompt_tokens = t->prompt_tokens,
+                          .has_tests = t->has_tests};
+    return wk_skip_rule_holds(&r, &f);
 }
 
 static int tier_skipped(const wk_plan_tier *tier, const obs_task *t)

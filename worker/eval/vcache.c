@@ -14,7 +14,7 @@
 typedef struct ent {
     uint64_t h;
     char *task, *answer;
-    wk_vc_entry v;
+    val_verdict v;
 } ent;
 
 struct wk_vcache {
@@ -34,11 +34,6 @@ wk_vcache *wk_vcache_new(void)
     return wk_xcalloc(1, sizeof(wk_vcache));
 }
 
-static char *dup_or_null(const char *s)
-{
-    return s ? wk_xstrdup(s) : NULL;
-}
-
 void wk_vcache_free(wk_vcache *c)
 {
     if (!c)
@@ -49,10 +44,7 @@ void wk_vcache_free(wk_vcache *c)
             continue;
         free(e->task);
         free(e->answer);
-        free(e->v.validator);
-        free(e->v.reason);
-        free(e->v.message);
-        free(e->v.evidence);
+        val_verdict_clear(&e->v);
     }
     free(c->slots);
     free(c);
@@ -70,7 +62,7 @@ static ent *find(wk_vcache *c, uint64_t h, const char *task, const char *answer)
     return &c->slots[k];
 }
 
-const wk_vc_entry *wk_vcache_get(wk_vcache *c, const char *task_id, const char *answer)
+const val_verdict *wk_vcache_get(wk_vcache *c, const char *task_id, const char *answer)
 {
     if (!c->cap)
         return NULL;
@@ -81,9 +73,7 @@ const wk_vc_entry *wk_vcache_get(wk_vcache *c, const char *task_id, const char *
     return &e->v;
 }
 
-void wk_vcache_put(wk_vcache *c, const char *task_id, const char *answer, int pass,
-                   const char *validator, const char *reason, const char *message,
-                   const char *evidence)
+void wk_vcache_put(wk_vcache *c, const char *task_id, const char *answer, const val_verdict *v)
 {
     if ((c->len + 1) * 2 > c->cap) {
         size_t ncap = c->cap ? c->cap * 2 : 1024;
@@ -103,11 +93,7 @@ void wk_vcache_put(wk_vcache *c, const char *task_id, const char *answer, int pa
     e->h = h;
     e->task = wk_xstrdup(task_id);
     e->answer = wk_xstrdup(answer);
-    e->v.pass = pass;
-    e->v.validator = dup_or_null(validator);
-    e->v.reason = dup_or_null(reason);
-    e->v.message = dup_or_null(message);
-    e->v.evidence = dup_or_null(evidence);
+    val_verdict_copy(&e->v, v);
     c->len++;
 }
 

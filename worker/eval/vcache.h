@@ -7,21 +7,16 @@
 #ifndef WK_VCACHE_H
 #define WK_VCACHE_H
 
-typedef struct wk_vcache wk_vcache;
+#include "validators/val.h"
 
-typedef struct wk_vc_entry {
-    int pass;
-    char *validator, *reason, *message, *evidence; /* owned by the cache; may be NULL */
-} wk_vc_entry;
+typedef struct wk_vcache wk_vcache;
 
 wk_vcache *wk_vcache_new(void);
 void wk_vcache_free(wk_vcache *c);
 /* The cached verdict for (task id, answer); NULL when absent. Borrowed. */
-const wk_vc_entry *wk_vcache_get(wk_vcache *c, const char *task_id, const char *answer);
-/* Stores a copy of the verdict. */
-void wk_vcache_put(wk_vcache *c, const char *task_id, const char *answer, int pass,
-                   const char *validator, const char *reason, const char *message,
-                   const char *evidence);
+const val_verdict *wk_vcache_get(wk_vcache *c, const char *task_id, const char *answer);
+/* Stores a copy of the verdict (a verdict already there for the key is kept). */
+void wk_vcache_put(wk_vcache *c, const char *task_id, const char *answer, const val_verdict *v);
 long wk_vcache_hits(const wk_vcache *c);
 
 #endif

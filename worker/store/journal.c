@@ -27,12 +27,12 @@ static const char *const SQL[S_COUNT] = {
     "UPDATE attempts SET state = 2, text = ?3, finish = ?4, pt = ?5, ct = ?6, cached = ?7, "
     "served = ?8, retries = ?9, fallbacks = ?10 WHERE task = ?1 AND seq = ?2",
     "UPDATE attempts SET state = 3, pass = ?3, validator = ?4, reason = ?5, message = ?6, "
-    "evidence = ?7 WHERE task = ?1 AND seq = ?2",
+    "evidence = ?7, note = ?8 WHERE task = ?1 AND seq = ?2",
     "INSERT INTO tasks(id, done, result) VALUES(?1, 1, ?2) "
     "ON CONFLICT(id) DO UPDATE SET done = 1, result = ?2",
     "SELECT result FROM tasks WHERE id = ?1 AND done = 1",
     "SELECT seq, state, model, text, finish, served, pt, ct, cached, retries, fallbacks, pass, "
-    "validator, reason, message, evidence FROM attempts WHERE task = ?1 ORDER BY seq",
+    "validator, reason, message, evidence, note FROM attempts WHERE task = ?1 ORDER BY seq",
 };
 
 struct wk_journal {
@@ -158,10 +158,16 @@ int wk_journal_open(uv_loop_t *loop, const char *path, wk_journal **out, char *e
                 "model TEXT, state INTEGER, text TEXT, finish TEXT, pt INTEGER, ct INTEGER, "
                 "cached INTEGER, served TEXT, retries INTEGER, fallbacks INTEGER, "
                 "pass INTEGER, validator TEXT, reason TEXT, message TEXT, evidence TEXT, "
-                "PRIMARY KEY(task, seq));")) {
+                "note TEXT, PRIMARY KEY(task, seq));")) {
         snprintf(err, errlen, "journal %s: %s", path, j->error);
         goto cleanup;
     }
+    /*
+     * A journal from before verdict notes were kept lacks the column. Adding
+     * it fails harmlessly when it is there; any other failure shows up as a
+     * statement that does not prepare, just below.
+     */
+    sqlite3_exec(j->db, "ALTER TABLE attempts ADD COLUMN note TEXT", NULL, NULL, NULL);
     for (int i = 0; i < S_COUNT; i++)
         if (sqlite3_prepare_v2(j->db, SQL[i], -1, &j->st[i], NULL) != SQLITE_OK) {
             snprintf(err, errlen, "journal %s: %s", path, sqlite3_errmsg(j->db));
@@ -262,8 +268,7 @@ void wk_journal_received(wk_journal *j, const char *id, int seq, const char *tex
     step(j, s, "writing RECEIVED");
 }
 
-void wk_journal_verdict(wk_journal *j, const char *id, int seq, int pass, const char *validator,
-                        const char *reason, const char *message, const char *evidence)
+void wk_journal_verdict(wk_journal *j, const char *id, int seq, const val_verdict *v)
 {
     if (!j)
         return;
@@ -271,11 +276,12 @@ void wk_journal_verdict(wk_journal *j, const char *id, int seq, int pass, const 
     sqlite3_stmt *s = j->st[S_VERDICT];
     bind_text(s, 1, id);
     sqlite3_bind_int(s, 2, seq);
-    sqlite3_bind_int(s, 3, pass);
-    bind_text(s, 4, validator);
-    bind_text(s, 5, reason);
-    bind_text(s, 6, message);
-    bind_text(s, 7, evidence);
+    sqlite3_bind_int(s, 3, v->pass);
+    bind_text(s, 4, v->validator);
+    bind_text(s, 5, v->reason);
+    bind_text(s, 6, v->message);
+    bind_text(s, 7, v->evidence);
+    bind_text(s, 8, v->note);
     step(j, s, "writing VERDICT");
 }
 
@@ -313,6 +319,12 @@ static char *col_str(sqlite3_stmt *s, int i)
     return v ? wk_xstrdup((const char *)v) : NULL;
 }
 
+static void col_copy(sqlite3_stmt *s, int i, char *buf, size_t size)
+{
+    const unsigned char *v = sqlite3_column_text(s, i);
+    snprintf(buf, size, "%s", v ? (const char *)v : "");
+}
+
 int wk_journal_attempts(wk_journal *j, const char *id, wk_jattempt **out, int *n)
 {
     *out = NULL;
@@ -335,11 +347,14 @@ int wk_journal_attempts(wk_journal *j, const char *id, wk_jattempt **out, int *n
         a->cached = (long)sqlite3_column_int64(s, 8);
         a->retries = sqlite3_column_int(s, 9);
         a->fallbacks = sqlite3_column_int(s, 10);
-        a->pass = sqlite3_column_int(s, 11);
-        a->validator = col_str(s, 12);
-        a->reason = col_str(s, 13);
-        a->message = col_str(s, 14);
-        a->evidence = col_str(s, 15);
+        val_verdict *v = &a->verdict;
+        memset(v, 0, sizeof *v);
+        v->pass = sqlite3_column_int(s, 11);
+        col_copy(s, 12, v->validator, sizeof v->validator);
+        col_copy(s, 13, v->reason, sizeof v->reason);
+        v->message = col_str(s, 14);
+        v->evidence = col_str(s, 15);
+        v->note = col_str(s, 16);
     }
     sqlite3_reset(s);
     sqlite3_clear_bindings(s);
@@ -353,10 +368,7 @@ void wk_journal_attempts_free(wk_jattempt *a, int n)
         free(a[i].text);
         free(a[i].finish);
         free(a[i].served);
-        free(a[i].validator);
-        free(a[i].reason);
-        free(a[i].message);
-        free(a[i].evidence);
+        val_verdict_clear(&a[i].verdict);
     }
     free(a);
 }

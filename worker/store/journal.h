@@ -16,6 +16,8 @@
 #include <stddef.h>
 #include <uv.h>
 
+#include "validators/val.h"
+
 typedef struct wk_journal wk_journal;
 
 enum { WK_J_SENT = 1, WK_J_RECEIVED = 2, WK_J_VERDICT = 3 };
@@ -28,8 +30,7 @@ typedef struct wk_jattempt {
     char *text, *finish, *served;
     long pt, ct, cached;
     int retries, fallbacks;
-    int pass;
-    char *validator, *reason, *message, *evidence;
+    val_verdict verdict; /* state WK_J_VERDICT */
 } wk_jattempt;
 
 int wk_journal_open(uv_loop_t *loop, const char *path, wk_journal **out, char *err, size_t errlen);
@@ -52,8 +53,7 @@ void wk_journal_sent(wk_journal *j, const char *id, int seq, const char *model);
 void wk_journal_received(wk_journal *j, const char *id, int seq, const char *text,
                          const char *finish, long pt, long ct, long cached, const char *served,
                          int retries, int fallbacks);
-void wk_journal_verdict(wk_journal *j, const char *id, int seq, int pass, const char *validator,
-                        const char *reason, const char *message, const char *evidence);
+void wk_journal_verdict(wk_journal *j, const char *id, int seq, const val_verdict *v);
 void wk_journal_done(wk_journal *j, const char *id, const char *result);
 
 /* Rows written and transactions committed, for the summary. */

@@ -1,0 +1,281 @@
+/*
+ * Task intake (see task.h): a task line parsed and checked before anything
+ * is paid for (its id, prompt, kind, cascade, schema and what the cascade's
+ * validators need from it), and the first conversation sent to tier 0. A
+ * line that is not a usable task gets its invalid_task result line here.
+ */
+#include "task_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/util.h"
+#include "validators/val.h"
+
+const char *wk_task_id(const wk_task *t)
+{
+    return t->id;
+}
+const cJSON *wk_task_json(const wk_task *t)
+{
+    return t->json;
+}
+const wk_cascade *wk_task_cascade(const wk_task *t)
+{
+    return t->cascade;
+}
+const cJSON *wk_task_schema(const wk_task *t)
+{
+    return t->schema;
+}
+int wk_task_done(const wk_task *t)
+{
+    return t->state == WK__ST_DONE;
+}
+
+/* ---- task intake ----------------------------------------------------------- */
+
+cJSON *wk_invalid_result(const char *id, long lineno, const char *reason)
+{
+    cJSON *r = cJSON_CreateObject();
+    if (id)
+        cJSON_AddStringToObject(r, "id", id);
+    else
+        cJSON_AddNullToObject(r, "id");
+    cJSON_AddNumberToObject(r, "line", (double)lineno);
+    cJSON_AddStringToObject(r, "status", "invalid_task");
+    cJSON_AddNullToObject(r, "cascade");
+    cJSON_AddNullToObject(r, "tier");
+    cJSON_AddNullToObject(r, "model");
+    cJSON_AddNumberToObject(r, "cost_usd", 0);
+    cJSON_AddItemToObject(r, "attempts", cJSON_CreateArray());
+    cJSON_AddStringToObject(r, "reason", reason);
+    return r;
+}
+
+/* Checks what the cascade's validators will need from the task. */
+static int check_needs(const wk_cascade *c, const cJSON *task, const cJSON *schema, char *why,
+                       size_t whylen)
+{
+    for (int i = 0; i < c->nvalidators; i++) {
+        const char *v = c->validators[i];
+        if (strcmp(v, "tests") == 0) {
+            const cJSON *tests = cJSON_GetObjectItemCaseSensitive(task, "tests");
+            const cJSON *cmd = cJSON_GetObjectItemCaseSensitive(tests, "command");
+            int ok = cJSON_IsArray(cmd) && cJSON_GetArraySize(cmd) > 0;
+            const cJSON *a;
+            cJSON_ArrayForEach(a, cmd) ok = ok && cJSON_IsString(a);
+            if (!ok) {
+                snprintf(why, whylen,
+                         "cascade %s runs tests but tests.command is missing or not an "
+                         "array of strings",
+                         c->name);
+                return WK_EINVAL;
+            }
+        } else if (strcmp(v, "schema") == 0 && !schema) {
+            snprintf(why, whylen,
+                     "cascade %s checks a schema but neither the task nor the "
+                     "cascade has one",
+                     c->name);
+            return WK_EINVAL;
+        }
+    }
+    const cJSON *files = cJSON_GetObjectItemCaseSensitive(task, "files");
+    if (files && !cJSON_IsObject(files)) {
+        snprintf(why, whylen, "files must be an object of path -> content");
+        return WK_EINVAL;
+    }
+    return 0;
+}
+
+static cJSON *first_messages(const cJSON *task, const char *kind, const char *language)
+{
+    cJSON *msgs = cJSON_CreateArray();
+    char *sys;
+    if (strcmp(kind, "code") == 0) {
+        const char *file = wk_jstr(task, "answer_file");
+        char *dflt = NULL;
+        if (!file)
+            file = dflt = wk_xasprintf("solution.%s", val_lang_ext(language));
+        sys = wk_xasprintf("You are an expert %s programmer. Reply with the complete contents "
+                           "of %s in one fenced code block.",
+                           language ? language : "", file);
+        free(dflt);
+    } else if (strcmp(kind, "classify") == 0 || strcmp(kind, "json") == 0) {
+        sys = wk_xstrdup("Reply with one JSON object only, in a ```json fenced block, that "
+                         "matches the schema given.");
+    } else {
+        sys = wk_xstrdup("Reply with the answer only.");
+    }
+    cJSON *m = cJSON_CreateObject();
+    cJSON_AddStringToObject(m, "role", "system");
+    cJSON_AddStringToObject(m, "content", sys);
+    cJSON_AddItemToArray(msgs, m);
+    free(sys);
+
+    /* The user turn: the prompt, then the context files and the schema. */
+    wk_buf b;
+    wk_buf_init(&b, SIZE_MAX / 2);
+    const char *prompt = wk_jstr(task, "prompt");
+    wk_buf_appendf(&b, "%s", prompt);
+    const cJSON *files = cJSON_GetObjectItemCaseSensitive(task, "files");
+    const cJSON *f;
+    cJSON_ArrayForEach(f, files)
+    {
+        if (cJSON_IsString(f))
+            wk_buf_appendf(&b, "\n\nFile %s:\n```\n%s\n```", f->string, f->valuestring);
+    }
+    const cJSON *schema = cJSON_GetObjectItemCaseSensitive(task, "schema");
+    if (schema) {
+        char *s = cJSON_PrintUnformatted(schema);
+        wk_buf_appendf(&b, "\n\nJSON Schema of the answer:\n%s", s);
+        free(s);
+    }
+    m = cJSON_CreateObject();
+    cJSON_AddStringToObject(m, "role", "user");
+    cJSON_AddStringToObject(m, "content", b.buf);
+    cJSON_AddItemToArray(msgs, m);
+    wk_buf_release(&b);
+    return msgs;
+}
+
+int wk_task_parse(const char *line, size_t len, long lineno, const wk_config *cfg,
+                  const char *cascade_name, wk_task **out, cJSON **invalid)
+{
+    char why[512];
+    char *id = NULL;
+    wk_task *t = NULL;
+    int rc = WK_EINVAL;
+    cJSON *j = cJSON_ParseWithLength(line, len);
+    if (!j) {
+        snprintf(why, sizeof why, "line %ld is not valid JSON", lineno);
+        goto cleanup;
+    }
+    if (!cJSON_IsObject(j)) {
+        snprintf(why, sizeof why, "line %ld is not a JSON object", lineno);
+        goto cleanup;
+    }
+    const cJSON *jid = cJSON_GetObjectItemCaseSensitive(j, "id");
+    if (cJSON_IsString(jid) && jid->valuestring[0])
+        id = wk_xstrdup(jid->valuestring);
+    else if (cJSON_IsNumber(jid))
+        id = wk_xasprintf("%.17g", jid->valuedouble);
+    if (!id) {
+        snprintf(why, sizeof why, "task has no \"id\" (a non-empty string)");
+        goto cleanup;
+    }
+    const char *prompt = wk_jstr(j, "prompt");
+    if (!prompt || !*prompt) {
+        snprintf(why, sizeof why, "task has no \"prompt\" (a non-empty string)");
+        goto cleanup;
+    }
+    const cJSON *jkind = cJSON_GetObjectItemCaseSensitive(j, "kind");
+    const char *kind = wk_jstr(j, "kind");
+    if (jkind && !kind) {
+        snprintf(why, sizeof why, "\"kind\" must be a string");
+        goto cleanup;
+    }
+    if (!kind)
+        kind = "code";
+    if (strcmp(kind, "code") && strcmp(kind, "classify") && strcmp(kind, "json") &&
+        strcmp(kind, "patch")) {
+        snprintf(why, sizeof why, "unknown kind \"%.40s\" (code, patch, classify or json)", kind);
+        goto cleanup;
+    }
+    const char *language = wk_jstr(j, "language");
+    const char *want = cascade_name ? cascade_name : wk_jstr(j, "cascade");
+    const wk_cascade *c =
+        want ? wk_config_cascade(cfg, want) : wk_config_match(cfg, kind, language);
+    if (!c) {
+        if (want)
+            snprintf(why, sizeof why, "unknown cascade \"%.80s\"", want);
+        else
+            snprintf(why, sizeof why, "no cascade matches kind %.40s, language %.40s", kind,
+                     language ? language : "(none)");
+        goto cleanup;
+    }
+    const cJSON *schema = cJSON_GetObjectItemCaseSensitive(j, "schema");
+    if (schema) {
+        char sub[256];
+        if (val_schema_supported(schema, sub, sizeof sub)) {
+            snprintf(why, sizeof why, "schema: %s", sub);
+            goto cleanup;
+        }
+    } else {
+        schema = c->schema;
+    }
+    if (check_needs(c, j, schema, why, sizeof why))
+        goto cleanup;
+    const cJSON *jb = cJSON_GetObjectItemCaseSensitive(j, "budget_usd");
+    if (jb && (!cJSON_IsNumber(jb) || jb->valuedouble < 0)) {
+        snprintf(why, sizeof why, "budget_usd must be a number >= 0");
+        goto cleanup;
+    }
+
+    t = wk_xcalloc(1, sizeof *t);
+    t->id = id;
+    id = NULL;
+    t->json = j;
+    j = NULL;
+    t->cascade = c;
+    t->schema = schema;
+    t->budget_usd = jb ? jb->valuedouble : 0;
+    t->messages = first_messages(t->json, kind, language);
+    t->attempts = cJSON_CreateArray();
+    t->best_rank = -1;
+    *out = t;
+    t = NULL;
+    rc = 0;
+cleanup:
+    if (rc)
+        *invalid = wk_invalid_result(id, lineno, why);
+    free(id);
+    cJSON_Delete(j);
+    wk_task_free(t);
+    return rc;
+}
+
+void wk_task_free(wk_task *t)
+{
+    if (!t)
+        return;
+    free(t->id);
+    cJSON_Delete(t->json);
+    cJSON_Delete(t->messages);
+    cJSON_Delete(t->attempts);
+    free(t->answer);
+    free(t->best);
+    free(t);
+}
+
+void wk_task_features_of(const cJSON *task, wk_task_features *out)
+{
+    const char *prompt = wk_jstr(task, "prompt");
+    out->kind = wk_jstr(task, "kind") ? wk_jstr(task, "kind") : "code";
+    out->language = wk_jstr(task, "language");
+    out->prompt_tokens = (long)(strlen(prompt ? prompt : "") / 4);
+    /* What the tests validator would run: an empty command is no tests. */
+    const cJSON *cmd = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(task, "tests"), "command");
+    int has = cJSON_IsArray(cmd) && cJSON_GetArraySize(cmd) > 0;
+    const cJSON *a;
+    cJSON_ArrayForEach(a, cmd) has = has && cJSON_IsString(a);
+    out->has_tests = has;
+}
+
+int wk_skip_rule_holds(const wk_skip_rule *k, const wk_task_features *f)
+{
+    long tokens = f->prompt_tokens;
+    if (k->prompt_tokens_over >= 0 && !(tokens >= 0 && tokens > k->prompt_tokens_over))
+        return 0;
+    if (k->prompt_tokens_upto >= 0 && !(tokens >= 0 && tokens <= k->prompt_tokens_upto))
+        return 0;
+    if (k->kind && (!f->kind || strcmp(k->kind, f->kind) != 0))
+        return 0;
+    if (k->language && (!f->language || strcmp(k->language, f->language) != 0))
+        return 0;
+    if (k->has_tests >= 0 && k->has_tests != f->has_tests)
+        return 0;
+    return 1;
+}

@@ -1,0 +1,36 @@
+/*
+ * The task as the task parser (task.c) builds it and the router (router.c)
+ * moves it along. Only those two files see the fields; everything else goes
+ * through router.h.
+ */
+#ifndef WK_TASK_INT_H
+#define WK_TASK_INT_H
+
+#include <cjson/cJSON.h>
+
+#include "task.h"
+
+enum { WK__ST_NEW, WK__ST_CALLING, WK__ST_VALIDATING, WK__ST_DONE };
+
+struct wk_task {
+    char *id;
+    cJSON *json;               /* the task as read; owned */
+    const wk_cascade *cascade; /* borrowed from the config */
+    const cJSON *schema;       /* borrowed from json or the cascade */
+    double budget_usd;         /* 0: none */
+    int state;
+    int tier;        /* current tier */
+    int tries;       /* attempts made at the current tier */
+    cJSON *messages; /* the conversation sent with the next call; owned */
+    int rounds;      /* feedback rounds now in messages */
+    cJSON *attempts; /* the result's attempt list; owned */
+    cJSON *cur;      /* the newest attempt, inside attempts */
+    double cost_usd;
+    char *answer; /* newest answer text; owned */
+    char *best;   /* extracted code of the best failed answer; owned */
+    int best_rank;
+    int answers;     /* responses received */
+    double lost_usd; /* charged for a lost call, not yet on an attempt */
+};
+
+#endif
