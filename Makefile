@@ -36,7 +36,7 @@ CORE_SRC := $(filter-out worker/main.c,$(wildcard lib/*.c vcs/*.c validators/*.c
                 validators/*/*.c worker/*.c worker/*/*.c))
 CORE_OBJ := $(CORE_SRC:%.c=$(B)/obj/%.o)
 MOCK_SRC := $(wildcard fixtures/mock-llm/*.c)
-MOCK_OBJ := $(MOCK_SRC:%.c=$(B)/obj/%.o) $(B)/obj/lib/util.o $(B)/obj/lib/recordings.o
+MOCK_OBJ := $(MOCK_SRC:%.c=$(B)/obj/%.o) $(patsubst %.c,$(B)/obj/%.o,$(wildcard lib/*.c))
 TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(B)/tests/%)
 

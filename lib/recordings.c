@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "jsonl.h"
 #include "util.h"
 
 /* 4,920 real answers take about 5 MiB; anything near this is a mistake. */
@@ -163,42 +164,53 @@ cleanup:
     return rc;
 }
 
+typedef struct load_ctx {
+    wk_recs *recs;
+    size_t alloc;
+    size_t bytes; /* read so far, against RECS_FILE_CAP */
+    const char *path;
+    char *err;
+    size_t errlen;
+} load_ctx;
+
+static int load_line(void *arg, const char *line, size_t n, int cut, long lineno)
+{
+    load_ctx *c = arg;
+    wk_recs *recs = c->recs;
+    c->bytes += n + 1;
+    if (c->bytes > RECS_FILE_CAP) {
+        fail(c->err, c->errlen, "%s: larger than %zu MiB", c->path, RECS_FILE_CAP >> 20);
+        return WK_ETOOBIG;
+    }
+    if (cut)
+        return fail(c->err, c->errlen, "%s:%ld: line longer than %u bytes", c->path, lineno,
+                    WK_JSONL_LINE_CAP);
+    if (wk_jsonl_blank(line, n))
+        return 0; /* blank lines separate groups of runs for readability */
+    if (recs->n == c->alloc) {
+        c->alloc = c->alloc ? c->alloc * 2 : 64;
+        recs->all = wk_xrealloc(recs->all, c->alloc * sizeof *recs->all);
+    }
+    memset(&recs->all[recs->n], 0, sizeof recs->all[0]);
+    int rc = parse_line(c->path, (int)lineno, line, n, &recs->all[recs->n], c->err, c->errlen);
+    if (rc)
+        return rc;
+    recs->n++;
+    return 0;
+}
+
 int wk_recs_load(const char *path, wk_recs **out, char *err, size_t errlen)
 {
-    char *text = NULL;
-    size_t len = 0, alloc = 0;
     wk_recs *recs = wk_xcalloc(1, sizeof *recs);
-    int rc = wk_read_file(path, RECS_FILE_CAP, &text, &len);
-    if (rc == WK_ETOOBIG) {
-        fail(err, errlen, "%s: larger than %zu MiB", path, RECS_FILE_CAP >> 20);
-        goto cleanup;
-    }
-    if (rc) {
+    load_ctx c = {recs, 0, 0, path, err, errlen};
+    char sub[256];
+    int rc = wk_jsonl_lines(path, WK_JSONL_LINE_CAP, load_line, &c, sub, sizeof sub);
+    if (rc == WK_EIO) {
         fail(err, errlen, "%s: cannot read it", path);
         goto cleanup;
     }
-    int lineno = 0;
-    for (size_t pos = 0; pos < len;) {
-        const char *line = text + pos;
-        const char *nl = memchr(line, '\n', len - pos);
-        size_t n = nl ? (size_t)(nl - line) : len - pos;
-        pos += n + (nl ? 1 : 0);
-        lineno++;
-        size_t i = 0;
-        while (i < n && (line[i] == ' ' || line[i] == '\t' || line[i] == '\r'))
-            i++;
-        if (i == n)
-            continue; /* blank lines separate groups of runs for readability */
-        if (recs->n == alloc) {
-            alloc = alloc ? alloc * 2 : 64;
-            recs->all = wk_xrealloc(recs->all, alloc * sizeof *recs->all);
-        }
-        memset(&recs->all[recs->n], 0, sizeof recs->all[0]);
-        rc = parse_line(path, lineno, line, n, &recs->all[recs->n], err, errlen);
-        if (rc)
-            goto cleanup;
-        recs->n++;
-    }
+    if (rc)
+        goto cleanup;
     if (recs->n == 0) {
         rc = fail(err, errlen, "%s: no recordings in the file", path);
         goto cleanup;
@@ -227,7 +239,6 @@ int wk_recs_load(const char *path, wk_recs **out, char *err, size_t errlen)
     *out = recs;
     recs = NULL;
 cleanup:
-    free(text);
     wk_recs_free(recs);
     return rc;
 }

@@ -4,7 +4,7 @@
  * HTTP. Asserts each task's status, tier and escalations from start 0, that
  * --runs 3 gives the mean and sd worked out by hand, that each pass gets its
  * own file, that a cascade can be named or given as a file, and the usage
- * errors.
+ * errors, and that replay and report load the models file offline.
  *
  * Needs CASCADE_BIN and SRC_DIR (set by `make test`).
  */
@@ -192,12 +192,78 @@ static void test_usage_and_input_errors(void **state)
     free(dir);
 }
 
+/*
+ * Replay and report call nothing, so they load the models file offline: a
+ * provider's ${MOCK_URL} is not expanded and its key variable not read, and
+ * both run with neither set. `run` with the same files still refuses.
+ */
+static void test_offline_commands_need_no_url_or_key(void **state)
+{
+    (void)state;
+    unsetenv("MOCK_URL");
+    unsetenv("CASCADE_TEST_UNSET_KEY");
+    char *models = h_write("offline-models.json",
+                           "{\"providers\":{\"p\":{\"api\":\"openai\",\"base_url\":"
+                           "\"${MOCK_URL}/v1\",\"key_env\":\"CASCADE_TEST_UNSET_KEY\"}},"
+                           "\"models\":{\"cheap\":{\"provider\":\"p\","
+                           "\"input_usd_per_mtok\":1,\"output_usd_per_mtok\":1},"
+                           "\"dear\":{\"provider\":\"p\",\"input_usd_per_mtok\":10,"
+                           "\"output_usd_per_mtok\":10}}}");
+    char *casc = h_srcpath("fixtures/eval/replay/cascades/fx.json");
+    char *out = h_tmp("offline.jsonl"), *errf = h_tmp("offline.err");
+    const char *extra[] = {"--cascade", casc, "--models", models, "-o", out, NULL};
+    int rc = replay(errf, extra);
+    if (rc != 0) {
+        char *err = h_slurp(errf);
+        fail_msg("replay without MOCK_URL or a key exited %d:\n%s", rc, err);
+    }
+    cJSON *res = h_jsonl(out);
+    assert_int_equal(cJSON_GetArraySize(res), 4);
+    expect_task(res, "fx/add", "accepted", 0, 1, 0.002);
+
+    char *rep = h_tmp("offline-report.txt");
+    char *rargv[] = {
+        (char *)h_cascade_bin(), "report", out, "--models", models, "--cascades", casc, NULL};
+    assert_int_equal(h_run(rargv, rep, errf, 30), 0);
+    char *text = h_slurp(rep);
+    assert_non_null(strstr(text, "top tier alone (dear)"));
+
+    /* `run` calls the models, so an unset ${VAR} stops it at startup, named. */
+    char *tasks = h_srcpath("fixtures/eval/replay/tasks.jsonl");
+    char *run_out = h_tmp("offline-run.jsonl");
+    char *vargv[] = {(char *)h_cascade_bin(),
+                     "run",
+                     tasks,
+                     "--cascades",
+                     casc,
+                     "--models",
+                     models,
+                     "-o",
+                     run_out,
+                     NULL};
+    assert_int_equal(h_run(vargv, NULL, errf, 30), 1);
+    char *err = h_slurp(errf);
+    if (!strstr(err, "MOCK_URL"))
+        fail_msg("run's startup error does not name MOCK_URL: %s", err);
+    free(err);
+    free(run_out);
+    free(tasks);
+    free(text);
+    free(rep);
+    cJSON_Delete(res);
+    free(out);
+    free(errf);
+    free(casc);
+    free(models);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_start0_statuses_tiers_and_escalations),
         cmocka_unit_test(test_runs3_mean_sd_and_a_file_per_pass),
         cmocka_unit_test(test_usage_and_input_errors),
+        cmocka_unit_test(test_offline_commands_need_no_url_or_key),
     };
     return cmocka_run_group_tests_name("replay", tests, h_group_setup, h_group_teardown);
 }

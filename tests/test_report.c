@@ -74,7 +74,7 @@ static void test_aggregates_per_cascade_tier_and_kind(void **state)
 {
     (void)state;
     wk_report *r = load_fixture(1);
-    wk_report_figures g;
+    wk_figures g;
     assert_int_equal(wk_report_figures_of(r, "two", &g), 0);
     assert_int_equal(g.tasks, 5);
     assert_int_equal(g.accepted, 3);
@@ -109,7 +109,7 @@ static void test_without_models_prices_are_inferred_and_said_so(void **state)
 {
     (void)state;
     wk_report *r = load_fixture(0);
-    wk_report_figures g;
+    wk_figures g;
     assert_int_equal(wk_report_figures_of(r, "two", &g), 0);
     assert_false(g.top_from_config);
     /* big's attempts pin its prices down: the same figure as with the models file. */

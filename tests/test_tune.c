@@ -193,7 +193,7 @@ static void test_tune_finds_the_known_best_plan(void **state)
                           "\"top\":{\"provider\":\"p\",\"input_usd_per_mtok\":3,"
                           "\"output_usd_per_mtok\":3}}}");
     wk_config cfg;
-    if (wk_config_load(&cfg, mpath, cpath, 0, err, sizeof err) != 0)
+    if (wk_config_load(&cfg, mpath, cpath, WK_CONFIG_OFFLINE, err, sizeof err) != 0)
         fail_msg("the tuned cascade does not load: %s", err);
     assert_int_equal(cfg.ncascades, 1);
     assert_int_equal(cfg.cascades[0].ntiers, 3);

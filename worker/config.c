@@ -29,7 +29,9 @@ static int fail(char *err, size_t errlen, const char *fmt, ...)
     return WK_ECONFIG;
 }
 
-int wk_expand_env(const char *in, char **out, char *err, size_t errlen)
+/* Expands ${NAME} from the environment; an unset variable is an error naming it. Caller frees *out.
+ */
+static int expand_env(const char *in, char **out, char *err, size_t errlen)
 {
     wk_buf b;
     int rc = 0;
@@ -109,7 +111,7 @@ static int num_field(const cJSON *o, const char *name, double *out)
     return 0;
 }
 
-static int load_providers(wk_config *cfg, const cJSON *root, const char *path, char *err,
+static int load_providers(wk_config *cfg, const cJSON *root, const char *path, int mode, char *err,
                           size_t errlen)
 {
     const cJSON *provs = cJSON_GetObjectItemCaseSensitive(root, "providers");
@@ -133,7 +135,9 @@ static int load_providers(wk_config *cfg, const cJSON *root, const char *path, c
             return fail(err, errlen, "%s: providers.%s.base_url is missing", path, pv->name);
         pv->api = wk_xstrdup(api);
         char sub[256];
-        if (wk_expand_env(url, &pv->base_url, sub, sizeof sub))
+        if (mode == WK_CONFIG_OFFLINE)
+            pv->base_url = wk_xstrdup(url);
+        else if (expand_env(url, &pv->base_url, sub, sizeof sub))
             return fail(err, errlen, "%s: providers.%s.base_url: %s", path, pv->name, sub);
         /* A trailing slash would double up with "/chat/completions". */
         size_t ul = strlen(pv->base_url);
@@ -478,7 +482,7 @@ static int read_keys(wk_config *cfg, const char *path, char *err, size_t errlen)
     return 0;
 }
 
-int wk_config_load(wk_config *cfg, const char *models_path, const char *cascades_dir, int need_keys,
+int wk_config_load(wk_config *cfg, const char *models_path, const char *cascades_dir, int mode,
                    char *err, size_t errlen)
 {
     cJSON *root = NULL;
@@ -486,7 +490,7 @@ int wk_config_load(wk_config *cfg, const char *models_path, const char *cascades
     int rc = load_json(models_path, &root, err, errlen);
     if (rc)
         goto cleanup;
-    rc = load_providers(cfg, root, models_path, err, errlen);
+    rc = load_providers(cfg, root, models_path, mode, err, errlen);
     if (rc)
         goto cleanup;
     rc = load_models(cfg, root, models_path, err, errlen);
@@ -495,7 +499,7 @@ int wk_config_load(wk_config *cfg, const char *models_path, const char *cascades
     rc = load_cascades(cfg, cascades_dir, err, errlen);
     if (rc)
         goto cleanup;
-    if (need_keys)
+    if (mode == WK_CONFIG_ONLINE)
         rc = read_keys(cfg, models_path, err, errlen);
 cleanup:
     cJSON_Delete(root);

@@ -12,9 +12,9 @@
 typedef struct wk_provider {
     char *name;
     char *api;      /* "openai", "anthropic" or "gemini" */
-    char *base_url; /* ${VAR} already expanded */
+    char *base_url; /* ${VAR} already expanded (offline: as written) */
     char *key_env;  /* NULL: no key is sent */
-    char *key;      /* the key's value, read from key_env at startup; never logged */
+    char *key;      /* the key's value, read from key_env at startup (online only); never logged */
     int max_inflight;
     double rpm;               /* requests per minute; 0: no limit */
     double tpm;               /* tokens per minute (prompt estimate + max_tokens); 0: no limit */
@@ -76,13 +76,25 @@ typedef struct wk_config {
     int ncascades;
 } wk_config;
 
+/* How wk_config_load treats what only a call needs. */
+enum {
+    /*
+     * For the commands that call nothing (replay, report): no ${VAR} is
+     * expanded (a provider's base_url is kept as written) and no key is read,
+     * so a models file loads where the batch's variables and keys are not set.
+     */
+    WK_CONFIG_OFFLINE = 0,
+    /* For `run`: base_url's ${VAR} expanded, each used provider's key read; unset ones fail. */
+    WK_CONFIG_ONLINE = 1,
+};
+
 /*
  * Loads the models file and every *.json in `cascades_dir` (models.json there
  * is skipped), or just the one file when `cascades_dir` names a file. On error returns WK_ECONFIG
- * with a message in err naming the file and the field. `need_keys` = 1 reads each used provider's
- * key variable and fails when one is unset. The config is owned by the caller: wk_config_free.
+ * with a message in err naming the file and the field. `mode` is WK_CONFIG_ONLINE or
+ * WK_CONFIG_OFFLINE. The config is owned by the caller: wk_config_free.
  */
-int wk_config_load(wk_config *cfg, const char *models_path, const char *cascades_dir, int need_keys,
+int wk_config_load(wk_config *cfg, const char *models_path, const char *cascades_dir, int mode,
                    char *err, size_t errlen);
 void wk_config_free(wk_config *cfg);
 
@@ -90,11 +102,5 @@ wk_model *wk_config_model(const wk_config *cfg, const char *name);
 wk_cascade *wk_config_cascade(const wk_config *cfg, const char *name);
 /* The first cascade whose match fits (kind, language); NULL when none. */
 wk_cascade *wk_config_match(const wk_config *cfg, const char *kind, const char *language);
-
-/*
- * Expands ${NAME} from the environment. An unset variable is an error naming
- * it. Caller frees *out.
- */
-int wk_expand_env(const char *in, char **out, char *err, size_t errlen);
 
 #endif

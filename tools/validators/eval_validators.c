@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/jsonl.h"
 #include "validators/val.h"
 
 /* One line of the cases file, and what we made of it. */
@@ -91,51 +92,59 @@ static void start_next(eval *e)
     }
 }
 
-static int load(eval *e, const char *path)
+typedef struct load_ctx {
+    eval *e;
+    int cap;
+    const char *path;
+} load_ctx;
+
+static int load_case(void *arg, const char *line, size_t len, int cut, long lineno)
 {
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        fprintf(stderr, "eval-validators: cannot open %s\n", path);
+    load_ctx *l = arg;
+    eval *e = l->e;
+    if (cut) {
+        fprintf(stderr, "eval-validators: %s:%ld: line longer than %u bytes\n", l->path, lineno,
+                WK_JSONL_LINE_CAP);
         return -1;
     }
-    int cap = 0;
-    char *line = NULL;
-    size_t lcap = 0;
-    ssize_t len;
-    long lineno = 0;
-    while ((len = getline(&line, &lcap, f)) > 0) {
-        lineno++;
-        if (e->n == cap) {
-            cap = cap ? cap * 2 : 1024;
-            e->cases = wk_xrealloc(e->cases, (size_t)cap * sizeof *e->cases);
-        }
-        ecase *c = &e->cases[e->n];
-        memset(c, 0, sizeof *c);
-        c->json = cJSON_Parse(line);
-        const cJSON *task = cJSON_GetObjectItemCaseSensitive(c->json, "task");
-        c->id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(c->json, "id"));
-        c->model = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(c->json, "model"));
-        c->answer = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(c->json, "answer"));
-        const cJSON *run = cJSON_GetObjectItemCaseSensitive(c->json, "run");
-        if (!c->id || !c->model || !c->answer || !cJSON_IsObject(task)) {
-            fprintf(stderr, "eval-validators: %s:%ld: not a case\n", path, lineno);
-            cJSON_Delete(c->json);
-            free(line);
-            fclose(f);
-            return -1;
-        }
-        c->run = cJSON_IsNumber(run) ? run->valueint : 0;
-        c->recorded = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(c->json, "passed"));
-        c->in.task_id = c->id;
-        c->in.kind = "code";
-        c->in.language = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(task, "language"));
-        c->in.answer = c->answer;
-        c->in.task = task;
-        e->n++;
+    if (wk_jsonl_blank(line, len))
+        return 0;
+    if (e->n == l->cap) {
+        l->cap = l->cap ? l->cap * 2 : 1024;
+        e->cases = wk_xrealloc(e->cases, (size_t)l->cap * sizeof *e->cases);
     }
-    free(line);
-    fclose(f);
+    ecase *c = &e->cases[e->n];
+    memset(c, 0, sizeof *c);
+    c->json = cJSON_ParseWithLength(line, len);
+    const cJSON *task = cJSON_GetObjectItemCaseSensitive(c->json, "task");
+    c->id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(c->json, "id"));
+    c->model = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(c->json, "model"));
+    c->answer = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(c->json, "answer"));
+    const cJSON *run = cJSON_GetObjectItemCaseSensitive(c->json, "run");
+    if (!c->id || !c->model || !c->answer || !cJSON_IsObject(task)) {
+        fprintf(stderr, "eval-validators: %s:%ld: not a case\n", l->path, lineno);
+        cJSON_Delete(c->json);
+        return -1;
+    }
+    c->run = cJSON_IsNumber(run) ? run->valueint : 0;
+    c->recorded = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(c->json, "passed"));
+    c->in.task_id = c->id;
+    c->in.kind = "code";
+    c->in.language = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(task, "language"));
+    c->in.answer = c->answer;
+    c->in.task = task;
+    e->n++;
     return 0;
+}
+
+static int load(eval *e, const char *path)
+{
+    char err[512];
+    load_ctx l = {e, 0, path};
+    int rc = wk_jsonl_lines(path, WK_JSONL_LINE_CAP, load_case, &l, err, sizeof err);
+    if (rc == WK_EIO)
+        fprintf(stderr, "eval-validators: %s\n", err);
+    return rc ? -1 : 0;
 }
 
 typedef struct tally {

@@ -14,12 +14,17 @@
 #include <string.h>
 
 #include "cli.h"
+#include "lib/jsonl.h"
 #include "lib/util.h"
 #include "worker/queues/redis.h"
 
-#define ENQ_LINE_CAP (16u << 20) /* as `run`: a longer line is cut and becomes invalid_task */
-#define ENQ_BATCH 256            /* XADDs in flight before their replies are read */
-#define ENQ_SHOW_INVALID 5       /* invalid lines named on stderr */
+/*
+ * One byte over `run`'s cap, so a line cut here is still over the worker's
+ * cap there: reported as too big, not as bad JSON.
+ */
+#define ENQ_LINE_CAP (WK_JSONL_LINE_CAP + 1)
+#define ENQ_BATCH 256      /* XADDs in flight before their replies are read */
+#define ENQ_SHOW_INVALID 5 /* invalid lines named on stderr */
 
 static const char usage_enqueue[] =
     "usage: cascade enqueue TASKS.jsonl|- --queue redis://HOST[:PORT][/STREAM]\n"
@@ -55,42 +60,6 @@ static const char *enq_invalid(const char *line, size_t len, int cut)
     return why;
 }
 
-/*
- * Reads one line (without its newline) into b, keeping at most cap bytes and
- * skipping the rest of a longer one. Returns 1 for a line, 0 at end of input.
- */
-static int enq_read_line(FILE *f, wk_buf *b, int *cut)
-{
-    char chunk[65536];
-    int any = 0;
-    wk_buf_reset(b);
-    *cut = 0;
-    while (fgets(chunk, sizeof chunk, f)) {
-        size_t n = strlen(chunk);
-        int eol = n && chunk[n - 1] == '\n';
-        any = 1;
-        if (eol)
-            n--;
-        if (!*cut && wk_buf_append(b, chunk, n) != 0) {
-            /* Keep what fits up to the cap, so the worker still sees an over-long line. */
-            size_t room = b->cap - b->len;
-            wk_buf_append(b, chunk, room);
-            *cut = 1;
-        }
-        if (eol)
-            break;
-    }
-    return any;
-}
-
-static int enq_blank(const char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r')
-            return 0;
-    return 1;
-}
-
 /* Reads the replies of `n` pipelined XADDs. Returns 0, or WK_EIO with err set. */
 static int enq_replies(redisContext *c, int n, char *err, size_t errlen)
 {
@@ -110,6 +79,44 @@ static int enq_replies(redisContext *c, int n, char *err, size_t errlen)
     return rc;
 }
 
+/* What the per-line callback needs: the connection and the counts. */
+typedef struct enq_ctx {
+    redisContext *rc;
+    const char *stream, *path;
+    int quiet, inflight;
+    long added, invalid;
+    int reply_failed; /* err holds Redis's message */
+    char *err;
+    size_t errlen;
+} enq_ctx;
+
+/* Pushes one line (a cut one too: a worker reports it as too big). */
+static int enq_line(void *arg, const char *text, size_t len, int cut, long lineno)
+{
+    enq_ctx *e = arg;
+    if (wk_jsonl_blank(text, len))
+        return 0;
+    const char *why = enq_invalid(text, len, cut);
+    if (why) {
+        if (e->invalid < ENQ_SHOW_INVALID && !e->quiet)
+            fprintf(stderr, "cascade enqueue: %s line %ld: %s (added; a worker reports it)\n",
+                    e->path, lineno, why);
+        e->invalid++;
+    }
+    const char *xargv[] = {"XADD", e->stream, "*", "task", text};
+    size_t xlens[] = {4, strlen(e->stream), 1, 4, len};
+    redisAppendCommandArgv(e->rc, 5, xargv, xlens);
+    e->added++;
+    if (++e->inflight == ENQ_BATCH) {
+        if (enq_replies(e->rc, e->inflight, e->err, e->errlen) != 0) {
+            e->reply_failed = 1;
+            return WK_EIO;
+        }
+        e->inflight = 0;
+    }
+    return 0;
+}
+
 int wk_cmd_enqueue(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -119,16 +126,12 @@ int wk_cmd_enqueue(int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     const char *url = NULL, *path;
-    int quiet = 0, c, code = WK_EXIT_FAIL, inflight = 0, cut;
-    long lineno = 0, added = 0, invalid = 0;
+    int quiet = 0, c, code = WK_EXIT_FAIL;
     char err[512] = "";
     q_redis_url u = {0};
     redisContext *rc = NULL;
     FILE *in = NULL;
-    wk_buf line;
-    /* One byte over the cap, so a cut line is still over the worker's cap: too big, not bad JSON.
-     */
-    wk_buf_init(&line, ENQ_LINE_CAP + 1);
+    enq_ctx e = {.err = err, .errlen = sizeof err};
     optind = 1;
     while ((c = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
         switch (c) {
@@ -156,6 +159,8 @@ int wk_cmd_enqueue(int argc, char **argv)
         goto cleanup;
     }
     path = argv[optind];
+    e.path = path;
+    e.quiet = quiet;
     if (q_redis_url_parse(url, &u, err, sizeof err) != 0) {
         fprintf(stderr, "cascade enqueue: %s\n", err);
         code = WK_EXIT_USAGE;
@@ -174,48 +179,29 @@ int wk_cmd_enqueue(int argc, char **argv)
     }
     tv.tv_sec = 30; /* a reply this late means Redis is stuck: fail rather than hang */
     redisSetTimeout(rc, tv);
-    while (enq_read_line(in, &line, &cut)) {
-        lineno++;
-        const char *text = line.buf ? line.buf : "";
-        if (enq_blank(text, line.len))
-            continue;
-        const char *why = enq_invalid(text, line.len, cut);
-        if (why) {
-            if (invalid < ENQ_SHOW_INVALID && !quiet)
-                fprintf(stderr, "cascade enqueue: %s line %ld: %s (added; a worker reports it)\n",
-                        path, lineno, why);
-            invalid++;
-        }
-        const char *xargv[] = {"XADD", u.stream, "*", "task", text};
-        size_t xlens[] = {4, strlen(u.stream), 1, 4, line.len};
-        redisAppendCommandArgv(rc, 5, xargv, xlens);
-        added++;
-        if (++inflight == ENQ_BATCH) {
-            if (enq_replies(rc, inflight, err, sizeof err) != 0)
-                goto fail;
-            inflight = 0;
-        }
-    }
-    if (ferror(in)) {
+    e.rc = rc;
+    e.stream = u.stream;
+    if (wk_jsonl_read(in, ENQ_LINE_CAP, enq_line, &e) != 0) {
+        if (e.reply_failed)
+            goto fail;
         fprintf(stderr, "cascade enqueue: %s: read error\n", path);
         goto cleanup;
     }
-    if (inflight && enq_replies(rc, inflight, err, sizeof err) != 0)
+    if (e.inflight && enq_replies(rc, e.inflight, err, sizeof err) != 0)
         goto fail;
     if (!quiet)
-        fprintf(stderr, "cascade enqueue: added %ld tasks to %s on %s:%d (%ld invalid)\n", added,
-                u.stream, u.host, u.port, invalid);
+        fprintf(stderr, "cascade enqueue: added %ld tasks to %s on %s:%d (%ld invalid)\n", e.added,
+                u.stream, u.host, u.port, e.invalid);
     code = 0;
     goto cleanup;
 fail:
     fprintf(stderr, "cascade enqueue: %s: %s (about %ld lines were added)\n", url, err,
-            added - inflight);
+            e.added - e.inflight);
 cleanup:
     if (in && in != stdin)
         fclose(in);
     if (rc)
         redisFree(rc);
     q_redis_url_release(&u);
-    wk_buf_release(&line);
     return code;
 }

@@ -27,9 +27,10 @@
 #include <sys/time.h>
 
 #include "cli.h"
+#include "lib/jsonl.h"
 #include "lib/util.h"
 #include "worker/config.h"
-#include "worker/eval/report.h"
+#include "worker/eval/figures.h"
 #include "worker/eval/tune.h"
 #include "worker/run.h"
 
@@ -85,7 +86,7 @@ typedef struct spec {
     int single;          /* one tier of one attempt: a single model, for the oracle */
     int estimated;       /* a tier's model has estimated token counts */
     char *results, *esc; /* pass-1 paths; NULL: not written */
-    wk_run_stats *st;
+    wk_figures *st;      /* [pass] */
 } spec;
 
 typedef struct replay {
@@ -182,7 +183,7 @@ static int resolve(replay *R, spec *s)
         s->models =
             R->models ? wk_xstrdup(R->models) : wk_xasprintf("%s/models.json", R->cascades_dir);
     }
-    rc = wk_config_load(&cfg, s->models, s->cascades, 0, err, sizeof err);
+    rc = wk_config_load(&cfg, s->models, s->cascades, WK_CONFIG_OFFLINE, err, sizeof err);
     if (rc) {
         fprintf(stderr, "cascade replay: %s\n", err);
         return rc;
@@ -204,17 +205,6 @@ static int resolve(replay *R, spec *s)
     return 0;
 }
 
-static void mean_sd(const double *v, int n, double *mean, double *sd)
-{
-    double s = 0, q = 0;
-    for (int i = 0; i < n; i++)
-        s += v[i];
-    *mean = n ? s / n : 0;
-    for (int i = 0; i < n; i++)
-        q += (v[i] - *mean) * (v[i] - *mean);
-    *sd = n > 1 ? sqrt(q / (n - 1)) : 0;
-}
-
 typedef struct figs {
     double rate, rate_sd, cost, cost_sd, top, vs_top;
     long tasks;
@@ -224,16 +214,15 @@ static void spec_figs(const replay *R, const spec *s, figs *f)
 {
     double rate[RUNS_MAX], cost[RUNS_MAX], top[RUNS_MAX], sd;
     for (int p = 0; p < R->runs; p++) {
-        long valid = s->st[p].tasks - s->st[p].invalid;
-        rate[p] = valid ? (double)s->st[p].accepted / (double)valid : 0;
+        rate[p] = wk_figures_pass_rate(&s->st[p]);
         cost[p] = s->st[p].cost_usd;
         top[p] = s->st[p].top_cost_usd;
     }
-    mean_sd(rate, R->runs, &f->rate, &f->rate_sd);
-    mean_sd(cost, R->runs, &f->cost, &f->cost_sd);
-    mean_sd(top, R->runs, &f->top, &sd);
-    f->vs_top = f->top > 0 ? f->cost / f->top : 0;
-    f->tasks = s->st[0].tasks - s->st[0].invalid;
+    wk_fig_mean_sd(rate, R->runs, &f->rate, &f->rate_sd);
+    wk_fig_mean_sd(cost, R->runs, &f->cost, &f->cost_sd);
+    wk_fig_mean_sd(top, R->runs, &f->top, &sd);
+    f->vs_top = wk_fig_ratio(f->cost, f->top);
+    f->tasks = wk_figures_valid(&s->st[0]);
 }
 
 /*
@@ -262,7 +251,7 @@ static void rebase(const replay *R, figs *f)
 {
     double base;
     if (baseline(R, &base) && base > 0)
-        f->vs_top = f->cost / base;
+        f->vs_top = wk_fig_ratio(f->cost, base);
 }
 
 static cJSON *table_row(const char *plan, const figs *f, int runs, int estimated)
@@ -327,7 +316,7 @@ static int oracle_figs(const replay *R, figs *f, int *estimated)
     f->cost = sim.cost_usd;
     f->cost_sd = sim.cost_sd;
     f->top = top;
-    f->vs_top = top > 0 ? sim.cost_usd / top : 0; /* the priciest single model, as rebase() */
+    f->vs_top = wk_fig_ratio(sim.cost_usd, top); /* the priciest single model, as rebase() */
     f->tasks = sim.tasks;
 cleanup:
     wk_obs_free(o);
@@ -379,7 +368,7 @@ static int run_all(replay *R)
             code = WK_EXIT_FAIL;
             goto cleanup;
         }
-        s->st = wk_xcalloc((size_t)R->runs, sizeof(wk_run_stats));
+        s->st = wk_xcalloc((size_t)R->runs, sizeof(wk_figures));
         if (R->out_dir) {
             s->results = wk_xasprintf("%s/%s.jsonl", R->out_dir, s->stem);
             s->esc = wk_xasprintf("%s/%s.esc.jsonl", R->out_dir, s->stem);
@@ -426,13 +415,11 @@ static int run_all(replay *R)
             }
             done++;
             if (!R->quiet && total > 1) {
-                long valid = s->st[p].tasks - s->st[p].invalid;
                 fprintf(stderr,
                         "replay: [%d/%d] %s pass %d/%d: pass rate %.3f, $%.4f; %ld verdicts "
                         "from the cache; %.1f s\n",
-                        done, total, s->name, p + 1, R->runs,
-                        valid ? (double)s->st[p].accepted / (double)valid : 0.0, s->st[p].cost_usd,
-                        wk_vcache_hits(vc) - hits0, now_s() - t1);
+                        done, total, s->name, p + 1, R->runs, wk_figures_pass_rate(&s->st[p]),
+                        s->st[p].cost_usd, wk_vcache_hits(vc) - hits0, now_s() - t1);
             }
         }
     }

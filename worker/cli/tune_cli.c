@@ -10,6 +10,7 @@
 
 #include "cli.h"
 #include "lib/util.h"
+#include "worker/eval/figures.h"
 #include "worker/eval/tune.h"
 
 #define FROM_MAX 4096
@@ -74,7 +75,7 @@ static void print_sim(FILE *f, const char *what, const wk_sim *s, const wk_sim *
     fprintf(f, "  %-38s %3d  %.3f ± %.3f  %9s ± %.4f", what, s->tasks, s->pass_rate,
             s->pass_rate_sd, cost, s->cost_sd);
     if (top && top->cost_usd > 0)
-        fprintf(f, "  %6.1f%%", 100.0 * s->cost_usd / top->cost_usd);
+        fprintf(f, "  %6.1f%%", wk_fig_percent_of(s->cost_usd, top->cost_usd));
     fprintf(f, "\n");
 }
 
@@ -220,9 +221,7 @@ static int tune_main(const char **from, int nfrom, const tune_paths *pp, const w
     }
     fprintf(rep, "\nheld-out: pass rate %.3f %s the target %.3f, at %.1f%% of the cost of %s\n",
             res.held.pass_rate, res.held.pass_rate + 1e-9 >= t->target ? "meets" : "is BELOW",
-            t->target,
-            res.top_held.cost_usd > 0 ? 100.0 * res.held.cost_usd / res.top_held.cost_usd : 0,
-            topname);
+            t->target, wk_fig_percent_of(res.held.cost_usd, res.top_held.cost_usd), topname);
 
     cascade = wk_plan_cascade(o, &res.plan, name, base);
     json = cJSON_Print(cascade);

@@ -17,9 +17,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "report.h"
-#include "worker/task.h"
+#include "figures.h"
+#include "lib/jsonl.h"
 #include "lib/util.h"
+#include "worker/task.h"
 
 /* A tasks or results file is read whole; beyond this it is not ours to judge. */
 #define TASKS_CAP 200000
@@ -390,24 +391,12 @@ static int simulate_task(const obs_task *t, const wk_plan *p, int start, double 
     return 0;
 }
 
+/* Mean and sample sd over the starts, as replay gives them over its passes. */
 static void finish_sim(wk_sim *out, const double *rate, const double *cost, int starts)
 {
-    double sr = 0, sc = 0;
-    for (int s = 0; s < starts; s++) {
-        sr += rate[s];
-        sc += cost[s];
-    }
     out->starts = starts;
-    out->pass_rate = starts ? sr / starts : 0;
-    out->cost_usd = starts ? sc / starts : 0;
-    double vr = 0, vc = 0;
-    for (int s = 0; s < starts; s++) {
-        vr += (rate[s] - out->pass_rate) * (rate[s] - out->pass_rate);
-        vc += (cost[s] - out->cost_usd) * (cost[s] - out->cost_usd);
-    }
-    /* The sample sd, as the reference figures give it. */
-    out->pass_rate_sd = starts > 1 ? sqrt(vr / (starts - 1)) : 0;
-    out->cost_sd = starts > 1 ? sqrt(vc / (starts - 1)) : 0;
+    wk_fig_mean_sd(rate, starts, &out->pass_rate, &out->pass_rate_sd);
+    wk_fig_mean_sd(cost, starts, &out->cost_usd, &out->cost_sd);
 }
 
 void wk_obs_simulate(const wk_obs *o, const wk_plan *p, int set, int starts, wk_sim *out)
@@ -424,7 +413,7 @@ void wk_obs_simulate(const wk_obs *o, const wk_plan *p, int set, int starts, wk_
                 continue;
             passed += simulate_task(t, p, s, &cost[s]);
         }
-        rate[s] = out->tasks ? (double)passed / out->tasks : 0;
+        rate[s] = wk_fig_ratio((double)passed, out->tasks);
     }
     finish_sim(out, rate, cost, starts);
     free(rate);
@@ -457,7 +446,7 @@ void wk_obs_oracle(const wk_obs *o, int set, int starts, wk_sim *out)
                 cost[s] += best;
             }
         }
-        rate[s] = out->tasks ? (double)passed / out->tasks : 0;
+        rate[s] = wk_fig_ratio((double)passed, out->tasks);
     }
     finish_sim(out, rate, cost, starts);
     free(rate);
@@ -759,119 +748,4 @@ int wk_tune(const wk_obs *o, const wk_tune_opts *opts, wk_tune_result *res, char
     wk_obs_oracle(o, WK_SET_HELD, S.starts, &res->oracle_held);
     free(S.keep);
     return 0;
-}
-
-/* ---- describing a plan ------------------------------------------------------- */
-
-char *wk_plan_name(const wk_obs *o, const wk_plan *p)
-{
-    wk_buf b;
-    wk_buf_init(&b, 1u << 16);
-    for (int k = 0; k < p->ntiers; k++) {
-        wk_buf_appendf(&b, "%s%s*%d", k ? ">" : "", wk_obs_model(o, p->tiers[k].model),
-                       p->tiers[k].attempts);
-        if (p->tiers[k].nskips)
-            wk_buf_appendf(&b, "(%d skip rule%s)", p->tiers[k].nskips,
-                           p->tiers[k].nskips > 1 ? "s" : "");
-    }
-    return wk_buf_detach(&b, NULL);
-}
-
-static void describe_skip(wk_buf *b, const wk_skip *s)
-{
-    switch (s->kind) {
-    case WK_SKIP_KIND:
-        wk_buf_appendf(b, "tasks of kind %s", s->value);
-        break;
-    case WK_SKIP_LANGUAGE:
-        wk_buf_appendf(b, "tasks in %s", s->value);
-        break;
-    case WK_SKIP_NO_TESTS:
-        wk_buf_appendf(b, "tasks without tests");
-        break;
-    case WK_SKIP_PROMPT_OVER:
-        wk_buf_appendf(b, "prompts longer than %ld tokens (characters / 4)", s->threshold);
-        break;
-    case WK_SKIP_PROMPT_UPTO:
-        wk_buf_appendf(b, "prompts of %ld tokens or fewer (characters / 4)", s->threshold);
-        break;
-    }
-}
-
-char *wk_plan_describe(const wk_obs *o, const wk_plan *p)
-{
-    wk_buf b;
-    wk_buf_init(&b, 1u << 16);
-    for (int k = 0; k < p->ntiers; k++) {
-        const wk_plan_tier *t = &p->tiers[k];
-        wk_buf_appendf(&b, "%s ask %s, up to %d time%s%s", k ? "Then" : "First",
-                       wk_obs_model(o, t->model), t->attempts, t->attempts > 1 ? "s" : "",
-                       k + 1 < p->ntiers ? ", until an answer passes" : "");
-        for (int j = 0; j < t->nskips; j++) {
-            wk_buf_appendf(&b, j ? ", or for " : "; skip this step for ");
-            describe_skip(&b, &t->skips[j]);
-        }
-        wk_buf_appendf(&b, ".\n");
-    }
-    wk_buf_appendf(&b, "A task whose answers all fail ends exhausted.\n");
-    return wk_buf_detach(&b, NULL);
-}
-
-static cJSON *skip_json(const wk_skip *s)
-{
-    cJSON *j = cJSON_CreateObject();
-    switch (s->kind) {
-    case WK_SKIP_KIND:
-        cJSON_AddStringToObject(j, "kind", s->value);
-        break;
-    case WK_SKIP_LANGUAGE:
-        cJSON_AddStringToObject(j, "language", s->value);
-        break;
-    case WK_SKIP_NO_TESTS:
-        cJSON_AddBoolToObject(j, "has_tests", 0);
-        break;
-    case WK_SKIP_PROMPT_OVER:
-        cJSON_AddNumberToObject(j, "prompt_tokens_over", (double)s->threshold);
-        break;
-    case WK_SKIP_PROMPT_UPTO:
-        cJSON_AddNumberToObject(j, "prompt_tokens_upto", (double)s->threshold);
-        break;
-    }
-    return j;
-}
-
-cJSON *wk_plan_cascade(const wk_obs *o, const wk_plan *p, const char *name, const cJSON *base)
-{
-    cJSON *c = cJSON_CreateObject();
-    cJSON_AddStringToObject(c, "name", name);
-    const cJSON *match = cJSON_GetObjectItemCaseSensitive(base, "match");
-    const cJSON *vals = cJSON_GetObjectItemCaseSensitive(base, "validators");
-    const cJSON *fb = cJSON_GetObjectItemCaseSensitive(base, "feedback");
-    if (match) {
-        cJSON_AddItemToObject(c, "match", cJSON_Duplicate(match, 1));
-    } else {
-        cJSON *m = cJSON_AddObjectToObject(c, "match");
-        cJSON_AddStringToObject(m, "kind", "code");
-    }
-    if (cJSON_IsArray(vals)) {
-        cJSON_AddItemToObject(c, "validators", cJSON_Duplicate(vals, 1));
-    } else {
-        cJSON *v = cJSON_AddArrayToObject(c, "validators");
-        cJSON_AddItemToArray(v, cJSON_CreateString("syntax"));
-        cJSON_AddItemToArray(v, cJSON_CreateString("tests"));
-    }
-    cJSON_AddBoolToObject(c, "feedback", cJSON_IsBool(fb) ? cJSON_IsTrue(fb) : 0);
-    cJSON *tiers = cJSON_AddArrayToObject(c, "tiers");
-    for (int k = 0; k < p->ntiers; k++) {
-        cJSON *t = cJSON_CreateObject();
-        cJSON_AddStringToObject(t, "model", wk_obs_model(o, p->tiers[k].model));
-        cJSON_AddNumberToObject(t, "attempts", p->tiers[k].attempts);
-        if (p->tiers[k].nskips) {
-            cJSON *s = cJSON_AddArrayToObject(t, "skip_when");
-            for (int j = 0; j < p->tiers[k].nskips; j++)
-                cJSON_AddItemToArray(s, skip_json(&p->tiers[k].skips[j]));
-        }
-        cJSON_AddItemToArray(tiers, t);
-    }
-    return c;
 }

@@ -11,6 +11,9 @@
  * (s + i) mod R, exactly as replay takes recorded runs. Fed the passes of a
  * single-model replay in pass order (replay --runs K --out-dir writes them
  * so), a simulated plan gives the same figures as replaying it.
+ *
+ * tune.c observes, simulates and searches; plan.c names and describes a
+ * plan and writes it as a cascade file.
  */
 #ifndef WK_TUNE_H
 #define WK_TUNE_H

@@ -13,19 +13,13 @@ void wk_summary_init(wk_summary *s, const wk_config *cfg)
 {
     memset(s, 0, sizeof *s);
     s->cfg = cfg;
-    s->accepted = wk_xcalloc((size_t)cfg->ncascades + 1, sizeof(long *));
-    for (int i = 0; i < cfg->ncascades; i++)
-        s->accepted[i] = wk_xcalloc((size_t)cfg->cascades[i].ntiers, sizeof(long));
+    s->per = wk_xcalloc((size_t)cfg->ncascades + 1, sizeof(wk_figures));
 }
 
 void wk_summary_release(wk_summary *s)
 {
-    if (!s->accepted)
-        return;
-    for (int i = 0; i < s->cfg->ncascades; i++)
-        free(s->accepted[i]);
-    free(s->accepted);
-    s->accepted = NULL;
+    free(s->per);
+    s->per = NULL;
 }
 
 static long jlong(const cJSON *o, const char *name)
@@ -35,63 +29,50 @@ static long jlong(const cJSON *o, const char *name)
 }
 
 /*
- * What the task would have cost at the top tier alone: the top tier's own
- * usage when it was called, else the first attempt's token counts priced at
- * the top tier (an estimate, counted as such).
+ * What the task would have cost at the top tier alone (figures.h picks the
+ * attempt), priced with the top tier's model as `run` prices a call.
  */
 static void add_top_cost(wk_summary *s, const wk_cascade *c, const cJSON *attempts)
 {
     const wk_model *top = c->tiers[c->ntiers - 1].model;
-    const cJSON *a, *first = NULL;
+    wk_fig_top_pick pick;
+    wk_fig_top_pick_init(&pick, c->ntiers - 1);
+    const cJSON *a;
     cJSON_ArrayForEach(a, attempts)
     {
-        if (jlong(a, "prompt_tokens") < 0)
-            continue;
-        if (!first)
-            first = a;
-        if (jlong(a, "tier") == c->ntiers - 1) {
-            s->st.top_cost_usd +=
-                wk_cost(top, jlong(a, "prompt_tokens"), jlong(a, "completion_tokens"), 0);
-            return;
-        }
+        wk_fig_top_pick_feed(&pick, jlong(a, "tier"), jlong(a, "prompt_tokens"));
     }
-    if (first) {
-        s->st.top_cost_usd +=
-            wk_cost(top, jlong(first, "prompt_tokens"), jlong(first, "completion_tokens"), 0);
-        s->st.top_estimated++;
-    }
+    int estimated;
+    int i = wk_fig_top_pick_result(&pick, &estimated);
+    if (i < 0)
+        return;
+    a = cJSON_GetArrayItem(attempts, i);
+    wk_figures_add_top(&s->st,
+                       wk_cost(top, jlong(a, "prompt_tokens"), jlong(a, "completion_tokens"), 0),
+                       estimated);
 }
 
 void wk_summary_add(wk_summary *s, const wk_cascade *c, const cJSON *res)
 {
     const cJSON *st = cJSON_GetObjectItemCaseSensitive(res, "status");
-    const char *status = cJSON_IsString(st) ? st->valuestring : "error";
-    s->st.tasks++;
-    if (strcmp(status, "invalid_task") == 0 || !c) {
-        s->st.invalid++;
+    wk_fig_status status = wk_fig_status_of(cJSON_IsString(st) ? st->valuestring : NULL);
+    if (!c) {
+        wk_figures_count(&s->st, WK_FIG_INVALID, -1, 0);
         return;
     }
     const cJSON *cost = cJSON_GetObjectItemCaseSensitive(res, "cost_usd");
-    s->st.cost_usd += cJSON_IsNumber(cost) ? cost->valuedouble : 0;
-    add_top_cost(s, c, cJSON_GetObjectItemCaseSensitive(res, "attempts"));
+    double usd = cJSON_IsNumber(cost) ? cost->valuedouble : 0;
     long tier = jlong(res, "tier");
-    if (strcmp(status, "accepted") == 0) {
-        s->st.accepted++;
-        if (tier >= 0 && tier < c->ntiers)
-            s->accepted[c - s->cfg->cascades][tier]++;
-    } else if (strcmp(status, "exhausted") == 0) {
-        s->st.exhausted++;
-    } else if (strcmp(status, "over_budget") == 0) {
-        s->st.over_budget++;
-    } else {
-        s->st.error++;
-    }
+    wk_figures_count(&s->st, status, tier, usd);
+    if (status == WK_FIG_INVALID)
+        return;
+    wk_figures_count(&s->per[c - s->cfg->cascades], status, tier < c->ntiers ? tier : -1, usd);
+    add_top_cost(s, c, cJSON_GetObjectItemCaseSensitive(res, "attempts"));
 }
 
 void wk_summary_print(const wk_summary *s, FILE *f)
 {
-    const wk_run_stats *st = &s->st;
-    long valid = st->tasks - st->invalid;
+    const wk_figures *st = &s->st;
     fprintf(f,
             "cascade: %ld tasks: %ld accepted, %ld exhausted, %ld over_budget, %ld error, "
             "%ld invalid_task\n",
@@ -99,22 +80,22 @@ void wk_summary_print(const wk_summary *s, FILE *f)
     for (int i = 0; i < s->cfg->ncascades; i++) {
         const wk_cascade *c = &s->cfg->cascades[i];
         long sum = 0;
-        for (int k = 0; k < c->ntiers; k++)
-            sum += s->accepted[i][k];
+        for (int k = 0; k < c->ntiers && k < WK_FIG_TIERS_MAX; k++)
+            sum += s->per[i].accepted_at[k];
         if (!sum)
             continue;
         fprintf(f, "  %s\n", c->name);
         for (int k = 0; k < c->ntiers; k++)
             fprintf(f, "    tier %d  %-20s %6ld accepted\n", k, c->tiers[k].model->name,
-                    s->accepted[i][k]);
+                    k < WK_FIG_TIERS_MAX ? s->per[i].accepted_at[k] : 0);
     }
-    fprintf(f, "  pass rate        %.3f (%ld of %ld valid tasks)\n",
-            valid ? (double)st->accepted / (double)valid : 0.0, st->accepted, valid);
+    fprintf(f, "  pass rate        %.3f (%ld of %ld valid tasks)\n", wk_figures_pass_rate(st),
+            st->accepted, wk_figures_valid(st));
     fprintf(f, "  total cost       $%.6f\n", st->cost_usd);
     fprintf(f, "  top tier only    $%.6f", st->top_cost_usd);
     if (st->top_estimated)
         fprintf(f, " (%ld tasks priced from lower tiers' token counts)", st->top_estimated);
     fprintf(f, "\n");
     if (st->top_cost_usd > 0)
-        fprintf(f, "  saving           %.1f%%\n", 100.0 * (1.0 - st->cost_usd / st->top_cost_usd));
+        fprintf(f, "  saving           %.1f%%\n", wk_figures_saving(st));
 }

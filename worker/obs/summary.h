@@ -1,7 +1,8 @@
 /*
  * The end-of-run summary: tasks per status, accepted per cascade and tier,
  * pass rate, cost, and what the same tasks would have cost at each
- * cascade's top tier alone.
+ * cascade's top tier alone. The counting is eval/figures.h's, fed with the
+ * result lines as they are written.
  */
 #ifndef WK_SUMMARY_H
 #define WK_SUMMARY_H
@@ -10,19 +11,15 @@
 #include <stdio.h>
 
 #include "worker/config.h"
+#include "worker/eval/figures.h"
 
 /* The run's figures, for callers that aggregate several runs (replay --runs). */
-typedef struct wk_run_stats {
-    long tasks, accepted, exhausted, over_budget, invalid, error;
-    double cost_usd;     /* what the run spent */
-    double top_cost_usd; /* the same tasks at each cascade's top tier alone */
-    long top_estimated;  /* tasks whose top-tier cost was estimated */
-} wk_run_stats;
+typedef wk_figures wk_run_stats;
 
 typedef struct wk_summary {
     const wk_config *cfg; /* borrowed */
-    wk_run_stats st;
-    long **accepted; /* [cascade][tier] */
+    wk_figures st;        /* the whole run */
+    wk_figures *per;      /* [cascade]: for the accepted per tier */
 } wk_summary;
 
 void wk_summary_init(wk_summary *s, const wk_config *cfg);
