@@ -70,7 +70,7 @@ static size_t utf8_seq_len(const unsigned char *s, size_t n)
  * Static (nothing outside this file calls it); the name is kept so the
  * lines that call it stay as they were.
  */
-static char *val__sanitize(const char *s, size_t n)
+static char *sanitize(const char *s, size_t n)
 {
     wk_buf b;
     /* Worst case: every byte becomes a 4-byte \xNN escape. */
@@ -140,7 +140,7 @@ void val_verdict_clear(val_verdict *v)
 static char *one_line(const char *s)
 {
     char *esc = wk_escape_ctl(s, strlen(s), VAL_MESSAGE_MAX);
-    char *clean = val__sanitize(esc, strlen(esc));
+    char *clean = sanitize(esc, strlen(esc));
     free(esc);
     if (strlen(clean) > VAL_MESSAGE_MAX) {
         /* Keep room for the "..." that marks the cut. */
@@ -205,7 +205,7 @@ void val_verdict_fail(val_verdict *v, const char *validator, const char *reason,
     if (message)
         v->message = one_line(message);
     if (evidence) {
-        char *clean = val__sanitize(evidence, strlen(evidence));
+        char *clean = sanitize(evidence, strlen(evidence));
         size_t len = strlen(clean);
         if (len > VAL_EVIDENCE_MAX)
             clean[val__utf8_floor(clean, VAL_EVIDENCE_MAX)] = '\0';

@@ -81,24 +81,6 @@ static void try_deployment(wk__call *k);
 static void gate(wk__call *k);
 static void pump(pstate *ps);
 
-double wk_usage_cost(const wk_model *m, long pt, long ct, long cached)
-{
-    return wk_cost(m, pt, ct, cached);
-}
-
-double wk_calls_spent(const wk_calls *c)
-{
-    return c->spent;
-}
-double wk_calls_reserved(const wk_calls *c)
-{
-    return c->reserved;
-}
-int wk_calls_budget_hit(const wk_calls *c)
-{
-    return c->budget_hit;
-}
-
 static double jitter(wk_calls *c)
 {
     /* xorshift64: the jitter needs spread, not secrecy. */
@@ -657,11 +639,4 @@ void wk_call_send(wk_call *k, wk_call_cb cb, void *arg)
     c->live = k;
     /* The first step runs from the loop, so cb never fires inside this call. */
     uv_timer_start(&k->timer, on_start, 0, 0);
-}
-
-int wk_call_start(wk_calls *c, const wk_model *m, const char *task_id, const cJSON *messages,
-                  long est_prompt_tokens, wk_call_cb cb, void *arg)
-{
-    wk_call_send(wk_call_prepare(c, m, task_id, messages, est_prompt_tokens), cb, arg);
-    return 0;
 }

@@ -67,22 +67,4 @@ void wk_call_send(wk_call *k, wk_call_cb cb, void *arg);
 /* Frees a prepared call that is not sent; NULL is a no-op. */
 void wk_call_drop(wk_call *k);
 
-/*
- * Prepares and sends a call of model m for the task. `messages` is copied into the
- * request at once. `est_prompt_tokens` sizes the budget reservation and the
- * token bucket. cb fires exactly once, from the loop.
- */
-int wk_call_start(wk_calls *c, const wk_model *m, const char *task_id, const cJSON *messages,
-                  long est_prompt_tokens, wk_call_cb cb, void *arg);
-
-/* Cost of one call's usage at a model's prices, cache reads at the cached price. */
-double wk_usage_cost(const wk_model *m, long prompt_tokens, long completion_tokens,
-                     long cached_tokens);
-
-/* Money spent and reserved so far against the run budget. */
-double wk_calls_spent(const wk_calls *c);
-double wk_calls_reserved(const wk_calls *c);
-/* 1 once a call was refused for the run budget. */
-int wk_calls_budget_hit(const wk_calls *c);
-
 #endif

@@ -381,11 +381,6 @@ void wk_http_free(wk_http *h)
     uv_close((uv_handle_t *)&h->timer, timer_closed);
 }
 
-int wk_http_inflight(const wk_http *h)
-{
-    return h->inflight;
-}
-
 int wk_http_post(wk_http *h, const char *url, const char *const *headers, int nheaders,
                  const char *body, size_t len, const wk_http_opts *opts, wk_http_cb cb, void *arg)
 {

@@ -53,7 +53,4 @@ void wk_http_free(wk_http *h);
 int wk_http_post(wk_http *h, const char *url, const char *const *headers, int nheaders,
                  const char *body, size_t len, const wk_http_opts *opts, wk_http_cb cb, void *arg);
 
-/* Requests in flight. */
-int wk_http_inflight(const wk_http *h);
-
 #endif

@@ -29,7 +29,7 @@ static int contains_ci(const char *hay, const char *needle)
     return 0;
 }
 
-int wk_is_spend_limit(long status, const char *body)
+static int wk_is_spend_limit(long status, const char *body)
 {
     if (status != 429 && status != 402 && status != 403)
         return 0;

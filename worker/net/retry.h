@@ -36,7 +36,4 @@ void wk_retry_policy_default(wk_retry_policy *p);
 wk_retry_kind wk_retry_decide(const wk_retry_policy *p, const wk_http_result *res, const char *body,
                               int retries, double jitter, long *delay_ms);
 
-/* 1 when an error body says a spend, budget or quota limit is reached. */
-int wk_is_spend_limit(long status, const char *body);
-
 #endif

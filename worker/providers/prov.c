@@ -13,7 +13,7 @@ extern const prov_ops prov_openai;
 extern const prov_ops prov_anthropic;
 extern const prov_ops prov_gemini;
 
-const prov_ops *const prov_table[] = {&prov_openai, &prov_anthropic, &prov_gemini, NULL};
+static const prov_ops *const prov_table[] = {&prov_openai, &prov_anthropic, &prov_gemini, NULL};
 
 const prov_ops *prov_find(const char *api)
 {

@@ -66,7 +66,6 @@ void prov__base_headers(prov_request *out, const char *task_id);
 /* The text of the system turns, joined; NULL when there are none. Caller frees. */
 char *prov__system_text(const cJSON *messages);
 
-extern const prov_ops *const prov_table[];
 const prov_ops *prov_find(const char *api);
 
 void prov_request_clear(prov_request *r);

@@ -10,7 +10,7 @@
 extern const q_ops q_jsonl;
 
 /* Redis first: the JSONL backend takes any other string as a path. */
-const q_ops *const q_table[] = {&q_redis, &q_jsonl, NULL};
+static const q_ops *const q_table[] = {&q_redis, &q_jsonl, NULL};
 
 const q_ops *q_find(const char *url)
 {

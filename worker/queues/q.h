@@ -72,7 +72,6 @@ typedef struct q_ops {
     void (*close)(q_queue *q, void (*closed)(void *arg), void *arg);
 } q_ops;
 
-extern const q_ops *const q_table[];
 /* The backend for a URL: the first whose accepts() says yes. */
 const q_ops *q_find(const char *url);
 

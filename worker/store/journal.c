@@ -407,11 +407,6 @@ void wk_journal_attempts_free(wk_jattempt *a, int n)
     free(a);
 }
 
-long wk_journal_commits(const wk_journal *j)
-{
-    return j ? j->commits : 0;
-}
-
 const char *wk_journal_error(const wk_journal *j)
 {
     return j ? j->error : NULL;

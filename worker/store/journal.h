@@ -79,8 +79,6 @@ int wk_journal_received(wk_journal *j, const char *id, int seq, const char *text
 int wk_journal_verdict(wk_journal *j, const char *id, int seq, const val_verdict *v);
 int wk_journal_done(wk_journal *j, const char *id, const char *result);
 
-/* Rows written and transactions committed, for the summary. */
-long wk_journal_commits(const wk_journal *j);
 /*
  * The journal failed (disk full...): "journal PATH: what: SQLite's message"
  * (borrowed), or NULL while it has not.
