@@ -132,6 +132,10 @@ $(B)/tests/%: $(B)/obj/tests/%.o $(B)/obj/tests/harness.o $(B)/libcore.a $(GRAMM
 DATA ?= ../shared/data
 include $(sort $(wildcard mk/*.mk))
 
+# The C tools of the fragments are built by `make test` too, so a change to
+# what they link cannot break them unseen.
+TOOL_BIN := $(SCHEMA_CONFORMANCE_BIN) $(VAL_EVAL_BIN) $(VAL_BENCH_BIN)
+
 .PHONY: conformance bench eval
 conformance: $(CONFORMANCE_TARGETS)
 bench: $(BENCH_TARGETS)
@@ -142,7 +146,7 @@ eval: $(EVAL_TARGETS)
 # Every test binary is its own process with a timeout; the last line is the
 # plain "N passed, N failed" count of test binaries.
 test: deps
-	@$(MAKE) --no-print-directory all $(TEST_BIN)
+	@$(MAKE) --no-print-directory all $(TEST_BIN) $(TOOL_BIN)
 	@CASCADE_BIN=$(CURDIR)/$(B)/cascade MOCK_BIN=$(CURDIR)/$(B)/mock-llm \
 	  SRC_DIR=$(CURDIR) sh tests/run.sh tests/boundaries.sh $(TEST_BIN)
 

@@ -20,17 +20,19 @@
 /* Caps on what a verdict carries, so feedback prompts stay small. */
 #define VAL_MESSAGE_MAX 300
 #define VAL_EVIDENCE_MAX 2000
+/* A reason, as long as a call failure's class (PROV_REASON_MAX) with its NUL. */
+#define VAL_REASON_MAX 32
 
 typedef struct val_verdict {
-    int pass;           /* 1 pass, 0 fail */
-    char validator[16]; /* "syntax", "tests", "schema", ... ; "" on pass */
-    char reason[32];    /* as long as a call failure's class (PROV_REASON_MAX);
-                            "syntax_error", "compile_error", "failed", "timeout",
-                           "memory", "crashed", "output_limit", "tests_modified",
-                           "sandbox_error", "invalid_json", "schema_mismatch",
-                           "no_code", "unsupported" */
-    char *message;      /* owned; one line, <= VAL_MESSAGE_MAX bytes; may be NULL */
-    char *evidence;     /* owned; <= VAL_EVIDENCE_MAX bytes; may be NULL */
+    int pass;                    /* 1 pass, 0 fail */
+    char validator[16];          /* "syntax", "tests", "schema", ... ; "" on pass */
+    char reason[VAL_REASON_MAX]; /* as long as a call failure's class (PROV_REASON_MAX);
+                         "syntax_error", "compile_error", "failed", "timeout",
+                        "memory", "crashed", "output_limit", "tests_modified",
+                        "sandbox_error", "invalid_json", "schema_mismatch",
+                        "no_code", "unsupported" */
+    char *message;               /* owned; one line, <= VAL_MESSAGE_MAX bytes; may be NULL */
+    char *evidence;              /* owned; <= VAL_EVIDENCE_MAX bytes; may be NULL */
     /*
      * owned; one line, <= VAL_MESSAGE_MAX bytes; may be NULL. What the reader
      * of a verdict (pass or fail) should know that pass/reason hide: an

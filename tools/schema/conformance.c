@@ -89,7 +89,7 @@ static int is_claimed(const char *name)
 typedef struct outcome {
     int calls;
     int pass;
-    char reason[24];
+    char reason[VAL_REASON_MAX];
     char message[VAL_MESSAGE_MAX + 1];
 } outcome;
 

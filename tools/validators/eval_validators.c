@@ -29,7 +29,7 @@ typedef struct ecase {
     int recorded; /* the official outcome */
     val_input in;
     int done, pass;
-    char reason[24];
+    char reason[VAL_REASON_MAX];
     char *message; /* owned; failures only */
     uint64_t t0, ms;
 } ecase;
@@ -238,7 +238,7 @@ int main(int argc, char **argv)
     int nt = 0;
     int total = 0, agree = 0, fa = 0, fr = 0, canon = 0, canon_ok = 0;
     struct {
-        char reason[24];
+        char reason[VAL_REASON_MAX];
         int n;
     } reasons[32];
     memset(reasons, 0, sizeof reasons);
