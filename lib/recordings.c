@@ -33,18 +33,6 @@ struct wk_recs {
     size_t ngroups;
 };
 
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return WK_EPARSE;
-}
-
 static int cmp_pair(const char *task_a, const char *model_a, const char *task_b,
                     const char *model_b)
 {
@@ -95,13 +83,13 @@ static int parse_line(const char *path, int lineno, const char *line, size_t len
         /* cJSON reports where it stopped; a column helps find the typo. */
         const char *at = cJSON_GetErrorPtr();
         long col = (at && at >= line && at <= line + len) ? (long)(at - line) + 1 : 1;
-        fail(err, errlen, "%s:%d:%ld: not valid JSON", path, lineno, col);
+        wk_errf(WK_EPARSE, err, errlen, "%s:%d:%ld: not valid JSON", path, lineno, col);
         goto cleanup;
     }
     for (const char *p = end; p < line + len; p++)
         if (*p != ' ' && *p != '\t' && *p != '\r') {
-            fail(err, errlen, "%s:%d:%ld: text after the JSON object", path, lineno,
-                 (long)(p - line) + 1);
+            wk_errf(WK_EPARSE, err, errlen, "%s:%d:%ld: text after the JSON object", path, lineno,
+                    (long)(p - line) + 1);
             goto cleanup;
         }
     if (!cJSON_IsObject(obj)) {
@@ -157,7 +145,7 @@ static int parse_line(const char *path, int lineno, const char *line, size_t len
     rc = 0;
 cleanup:
     if (why)
-        fail(err, errlen, "%s:%d: %s", path, lineno, why);
+        wk_errf(WK_EPARSE, err, errlen, "%s:%d: %s", path, lineno, why);
     if (rc)
         rec_clear(rec);
     cJSON_Delete(obj);
@@ -179,12 +167,13 @@ static int load_line(void *arg, const char *line, size_t n, int cut, long lineno
     wk_recs *recs = c->recs;
     c->bytes += n + 1;
     if (c->bytes > RECS_FILE_CAP) {
-        fail(c->err, c->errlen, "%s: larger than %zu MiB", c->path, RECS_FILE_CAP >> 20);
+        wk_errf(WK_EPARSE, c->err, c->errlen, "%s: larger than %zu MiB", c->path,
+                RECS_FILE_CAP >> 20);
         return WK_ETOOBIG;
     }
     if (cut)
-        return fail(c->err, c->errlen, "%s:%ld: line longer than %u bytes", c->path, lineno,
-                    WK_JSONL_LINE_CAP);
+        return wk_errf(WK_EPARSE, c->err, c->errlen, "%s:%ld: line longer than %u bytes", c->path,
+                       lineno, WK_JSONL_LINE_CAP);
     if (wk_jsonl_blank(line, n))
         return 0; /* blank lines separate groups of runs for readability */
     if (recs->n == c->alloc) {
@@ -206,13 +195,13 @@ int wk_recs_load(const char *path, wk_recs **out, char *err, size_t errlen)
     char sub[256];
     int rc = wk_jsonl_lines(path, WK_JSONL_LINE_CAP, load_line, &c, sub, sizeof sub);
     if (rc == WK_EIO) {
-        fail(err, errlen, "%s: cannot read it", path);
+        wk_errf(WK_EPARSE, err, errlen, "%s: cannot read it", path);
         goto cleanup;
     }
     if (rc)
         goto cleanup;
     if (recs->n == 0) {
-        rc = fail(err, errlen, "%s: no recordings in the file", path);
+        rc = wk_errf(WK_EPARSE, err, errlen, "%s: no recordings in the file", path);
         goto cleanup;
     }
     qsort(recs->all, recs->n, sizeof *recs->all, cmp_rec);
@@ -224,9 +213,9 @@ int wk_recs_load(const char *path, wk_recs **out, char *err, size_t errlen)
         if (g && cmp_pair(first->task, first->model, r->task, r->model) == 0) {
             /* Two lines with the same run would make the order ambiguous. */
             if (recs->all[i - 1].run == r->run) {
-                rc = fail(err, errlen,
-                          "%s:%d: run %ld of task \"%s\", model \"%s\" is also on line %d", path,
-                          r->line, r->run, r->task, r->model, recs->all[i - 1].line);
+                rc = wk_errf(WK_EPARSE, err, errlen,
+                             "%s:%d: run %ld of task \"%s\", model \"%s\" is also on line %d", path,
+                             r->line, r->run, r->task, r->model, recs->all[i - 1].line);
                 goto cleanup;
             }
             g->count++;

@@ -297,3 +297,12 @@ const char *wk_jstr(const cJSON *o, const char *name)
     const cJSON *f = cJSON_GetObjectItemCaseSensitive(o, name);
     return cJSON_IsString(f) ? f->valuestring : NULL;
 }
+
+int wk_errf(int code, char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return code;
+}

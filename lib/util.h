@@ -87,6 +87,10 @@ void wk_strset_release(wk_strset *set);
 /* The string member `name` of the JSON object o, or NULL (absent, not a string). */
 const char *wk_jstr(const cJSON *o, const char *name);
 
+/* Writes the printf-style message into err (errlen bytes) and returns code. */
+int wk_errf(int code, char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
 /* Monotonic milliseconds. */
 uint64_t wk_now_ms(void);
 

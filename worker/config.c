@@ -17,18 +17,6 @@
 
 #define CONFIG_FILE_CAP (4u << 20)
 
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return WK_ECONFIG;
-}
-
 /* Expands ${NAME} from the environment; an unset variable is an error naming it. Caller frees *out.
  */
 static int expand_env(const char *in, char **out, char *err, size_t errlen)
@@ -41,25 +29,25 @@ static int expand_env(const char *in, char **out, char *err, size_t errlen)
         if (p[0] == '$' && p[1] == '{') {
             const char *end = strchr(p + 2, '}');
             if (!end) {
-                rc = fail(err, errlen, "unterminated ${ in \"%s\"", in);
+                rc = wk_errf(WK_ECONFIG, err, errlen, "unterminated ${ in \"%s\"", in);
                 goto cleanup;
             }
             char *name = wk_xstrndup(p + 2, (size_t)(end - p - 2));
             const char *val = getenv(name);
             if (!val) {
-                rc = fail(err, errlen, "environment variable %s is not set", name);
+                rc = wk_errf(WK_ECONFIG, err, errlen, "environment variable %s is not set", name);
                 free(name);
                 goto cleanup;
             }
             free(name);
             if (wk_buf_append(&b, val, strlen(val))) {
-                rc = fail(err, errlen, "expanded value too long");
+                rc = wk_errf(WK_ECONFIG, err, errlen, "expanded value too long");
                 goto cleanup;
             }
             p = end + 1;
         } else {
             if (wk_buf_append(&b, p, 1)) {
-                rc = fail(err, errlen, "expanded value too long");
+                rc = wk_errf(WK_ECONFIG, err, errlen, "expanded value too long");
                 goto cleanup;
             }
             p++;
@@ -77,7 +65,7 @@ static int load_json(const char *path, cJSON **out, char *err, size_t errlen)
     size_t len = 0;
     int rc = wk_read_file(path, CONFIG_FILE_CAP, &text, &len);
     if (rc)
-        return fail(err, errlen, "%s: cannot read (%s)", path, wk_strerror(rc));
+        return wk_errf(WK_ECONFIG, err, errlen, "%s: cannot read (%s)", path, wk_strerror(rc));
     const char *end = NULL;
     cJSON *j = cJSON_ParseWithLengthOpts(text, len, &end, 0);
     if (!j) {
@@ -85,10 +73,10 @@ static int load_json(const char *path, cJSON **out, char *err, size_t errlen)
         int line = 1;
         for (const char *q = text; end && q < end && *q; q++)
             line += *q == '\n';
-        rc = fail(err, errlen, "%s:%d: not valid JSON", path, line);
+        rc = wk_errf(WK_ECONFIG, err, errlen, "%s:%d: not valid JSON", path, line);
     } else if (!cJSON_IsObject(j)) {
         cJSON_Delete(j);
-        rc = fail(err, errlen, "%s: top level must be an object", path);
+        rc = wk_errf(WK_ECONFIG, err, errlen, "%s: top level must be an object", path);
     } else {
         *out = j;
     }
@@ -116,7 +104,7 @@ static int load_providers(wk_config *cfg, const cJSON *root, const char *path, i
 {
     const cJSON *provs = cJSON_GetObjectItemCaseSensitive(root, "providers");
     if (!cJSON_IsObject(provs))
-        return fail(err, errlen, "%s: \"providers\" must be an object", path);
+        return wk_errf(WK_ECONFIG, err, errlen, "%s: \"providers\" must be an object", path);
     cfg->nproviders = cJSON_GetArraySize(provs);
     cfg->providers = wk_xcalloc((size_t)cfg->nproviders, sizeof(wk_provider));
     int i = 0;
@@ -128,17 +116,19 @@ static int load_providers(wk_config *cfg, const cJSON *root, const char *path, i
         const char *api = str_field(p, "api");
         const char *url = str_field(p, "base_url");
         if (!api || (strcmp(api, "openai") && strcmp(api, "anthropic") && strcmp(api, "gemini")))
-            return fail(err, errlen,
-                        "%s: providers.%s.api must be \"openai\", \"anthropic\" or \"gemini\"",
-                        path, pv->name);
+            return wk_errf(WK_ECONFIG, err, errlen,
+                           "%s: providers.%s.api must be \"openai\", \"anthropic\" or \"gemini\"",
+                           path, pv->name);
         if (!url)
-            return fail(err, errlen, "%s: providers.%s.base_url is missing", path, pv->name);
+            return wk_errf(WK_ECONFIG, err, errlen, "%s: providers.%s.base_url is missing", path,
+                           pv->name);
         pv->api = wk_xstrdup(api);
         char sub[256];
         if (mode == WK_CONFIG_OFFLINE)
             pv->base_url = wk_xstrdup(url);
         else if (expand_env(url, &pv->base_url, sub, sizeof sub))
-            return fail(err, errlen, "%s: providers.%s.base_url: %s", path, pv->name, sub);
+            return wk_errf(WK_ECONFIG, err, errlen, "%s: providers.%s.base_url: %s", path, pv->name,
+                           sub);
         /* A trailing slash would double up with "/chat/completions". */
         size_t ul = strlen(pv->base_url);
         while (ul > 0 && pv->base_url[ul - 1] == '/')
@@ -147,13 +137,13 @@ static int load_providers(wk_config *cfg, const cJSON *root, const char *path, i
         if (cJSON_IsString(ke))
             pv->key_env = wk_xstrdup(ke->valuestring);
         else if (ke && !cJSON_IsNull(ke))
-            return fail(err, errlen, "%s: providers.%s.key_env must be a string or null", path,
-                        pv->name);
+            return wk_errf(WK_ECONFIG, err, errlen,
+                           "%s: providers.%s.key_env must be a string or null", path, pv->name);
         double mi = 64;
         if (cJSON_GetObjectItemCaseSensitive(p, "max_inflight") &&
             (num_field(p, "max_inflight", &mi) || mi < 1 || mi > 100000))
-            return fail(err, errlen, "%s: providers.%s.max_inflight must be a number >= 1", path,
-                        pv->name);
+            return wk_errf(WK_ECONFIG, err, errlen,
+                           "%s: providers.%s.max_inflight must be a number >= 1", path, pv->name);
         pv->max_inflight = (int)mi;
         struct {
             const char *name;
@@ -168,18 +158,20 @@ static int load_providers(wk_config *cfg, const cJSON *root, const char *path, i
             if (cJSON_GetObjectItemCaseSensitive(p, nums[k].name) &&
                 (num_field(p, nums[k].name, nums[k].out) || *nums[k].out < nums[k].lo ||
                  *nums[k].out > nums[k].hi))
-                return fail(err, errlen, "%s: providers.%s.%s must be a number >= 0", path,
-                            pv->name, nums[k].name);
+                return wk_errf(WK_ECONFIG, err, errlen, "%s: providers.%s.%s must be a number >= 0",
+                               path, pv->name, nums[k].name);
         }
         double bf = 5, bc = 30;
         if (cJSON_GetObjectItemCaseSensitive(p, "breaker_failures") &&
             (num_field(p, "breaker_failures", &bf) || bf < 1))
-            return fail(err, errlen, "%s: providers.%s.breaker_failures must be a number >= 1",
-                        path, pv->name);
+            return wk_errf(WK_ECONFIG, err, errlen,
+                           "%s: providers.%s.breaker_failures must be a number >= 1", path,
+                           pv->name);
         if (cJSON_GetObjectItemCaseSensitive(p, "breaker_cooldown_s") &&
             (num_field(p, "breaker_cooldown_s", &bc) || bc < 0))
-            return fail(err, errlen, "%s: providers.%s.breaker_cooldown_s must be a number >= 0",
-                        path, pv->name);
+            return wk_errf(WK_ECONFIG, err, errlen,
+                           "%s: providers.%s.breaker_cooldown_s must be a number >= 0", path,
+                           pv->name);
         pv->breaker_failures = (int)bf;
         pv->breaker_cooldown_ms = (long)(bc * 1000);
     }
@@ -199,7 +191,7 @@ static int load_models(wk_config *cfg, const cJSON *root, const char *path, char
 {
     const cJSON *models = cJSON_GetObjectItemCaseSensitive(root, "models");
     if (!cJSON_IsObject(models))
-        return fail(err, errlen, "%s: \"models\" must be an object", path);
+        return wk_errf(WK_ECONFIG, err, errlen, "%s: \"models\" must be an object", path);
     cfg->nmodels = cJSON_GetArraySize(models);
     cfg->models = wk_xcalloc((size_t)cfg->nmodels, sizeof(wk_model));
     int i = 0;
@@ -210,36 +202,39 @@ static int load_models(wk_config *cfg, const cJSON *root, const char *path, char
         md->name = wk_xstrdup(m->string);
         const char *prov = str_field(m, "provider");
         if (!prov)
-            return fail(err, errlen, "%s: models.%s.provider is missing", path, md->name);
+            return wk_errf(WK_ECONFIG, err, errlen, "%s: models.%s.provider is missing", path,
+                           md->name);
         md->provider = find_provider(cfg, prov);
         if (!md->provider)
-            return fail(err, errlen, "%s: models.%s.provider: unknown provider \"%s\"", path,
-                        md->name, prov);
+            return wk_errf(WK_ECONFIG, err, errlen,
+                           "%s: models.%s.provider: unknown provider \"%s\"", path, md->name, prov);
         const char *id = str_field(m, "id");
         md->id = wk_xstrdup(id ? id : md->name);
         if (num_field(m, "input_usd_per_mtok", &md->input_usd_per_mtok) ||
             md->input_usd_per_mtok < 0)
-            return fail(err, errlen, "%s: models.%s.input_usd_per_mtok must be a number >= 0", path,
-                        md->name);
+            return wk_errf(WK_ECONFIG, err, errlen,
+                           "%s: models.%s.input_usd_per_mtok must be a number >= 0", path,
+                           md->name);
         if (num_field(m, "output_usd_per_mtok", &md->output_usd_per_mtok) ||
             md->output_usd_per_mtok < 0)
-            return fail(err, errlen, "%s: models.%s.output_usd_per_mtok must be a number >= 0",
-                        path, md->name);
+            return wk_errf(WK_ECONFIG, err, errlen,
+                           "%s: models.%s.output_usd_per_mtok must be a number >= 0", path,
+                           md->name);
         md->cached_input_usd_per_mtok = md->input_usd_per_mtok;
         if (cJSON_GetObjectItemCaseSensitive(m, "cached_input_usd_per_mtok") &&
             (num_field(m, "cached_input_usd_per_mtok", &md->cached_input_usd_per_mtok) ||
              md->cached_input_usd_per_mtok < 0))
-            return fail(err, errlen,
-                        "%s: models.%s.cached_input_usd_per_mtok must be a number >= 0", path,
-                        md->name);
+            return wk_errf(WK_ECONFIG, err, errlen,
+                           "%s: models.%s.cached_input_usd_per_mtok must be a number >= 0", path,
+                           md->name);
         double v = 0;
         if (!num_field(m, "context", &v))
             md->context = (long)v;
         v = 4096;
         if (cJSON_GetObjectItemCaseSensitive(m, "max_tokens") &&
             (num_field(m, "max_tokens", &v) || v < 1))
-            return fail(err, errlen, "%s: models.%s.max_tokens must be a number >= 1", path,
-                        md->name);
+            return wk_errf(WK_ECONFIG, err, errlen,
+                           "%s: models.%s.max_tokens must be a number >= 1", path, md->name);
         md->max_tokens = (long)v;
     }
     /* Fallbacks name other models, so they are resolved once all are known. */
@@ -251,16 +246,18 @@ static int load_models(wk_config *cfg, const cJSON *root, const char *path, char
         if (!fb)
             continue;
         if (!cJSON_IsArray(fb))
-            return fail(err, errlen, "%s: models.%s.fallbacks must be an array of model names",
-                        path, md->name);
+            return wk_errf(WK_ECONFIG, err, errlen,
+                           "%s: models.%s.fallbacks must be an array of model names", path,
+                           md->name);
         md->fallbacks = wk_xcalloc((size_t)cJSON_GetArraySize(fb) + 1, sizeof(wk_model *));
         const cJSON *f;
         cJSON_ArrayForEach(f, fb)
         {
             wk_model *alt = cJSON_IsString(f) ? wk_config_model(cfg, f->valuestring) : NULL;
             if (!alt || alt == md)
-                return fail(err, errlen, "%s: models.%s.fallbacks: unknown model \"%s\"", path,
-                            md->name, cJSON_IsString(f) ? f->valuestring : "?");
+                return wk_errf(WK_ECONFIG, err, errlen,
+                               "%s: models.%s.fallbacks: unknown model \"%s\"", path, md->name,
+                               cJSON_IsString(f) ? f->valuestring : "?");
             md->fallbacks[md->nfallbacks++] = alt;
         }
     }
@@ -274,7 +271,8 @@ static int load_skip_rules(wk_tier *tier, const cJSON *t, const char *path, int 
     if (!rules)
         return 0;
     if (!cJSON_IsArray(rules))
-        return fail(err, errlen, "%s: tiers[%d].skip_when must be an array of rules", path, i);
+        return wk_errf(WK_ECONFIG, err, errlen, "%s: tiers[%d].skip_when must be an array of rules",
+                       path, i);
     tier->skip = wk_xcalloc((size_t)cJSON_GetArraySize(rules) + 1, sizeof(wk_skip_rule));
     const cJSON *r;
     cJSON_ArrayForEach(r, rules)
@@ -297,9 +295,9 @@ static int load_skip_rules(wk_tier *tier, const cJSON *t, const char *path, int 
             else if (strcmp(n, "has_tests") == 0 && cJSON_IsBool(f))
                 k->has_tests = cJSON_IsTrue(f);
             else
-                return fail(err, errlen,
-                            "%s: tiers[%d].skip_when: unknown or mistyped condition \"%s\"", path,
-                            i, n);
+                return wk_errf(WK_ECONFIG, err, errlen,
+                               "%s: tiers[%d].skip_when: unknown or mistyped condition \"%s\"",
+                               path, i, n);
         }
     }
     return 0;
@@ -313,7 +311,7 @@ static int load_cascade(wk_config *cfg, wk_cascade *c, const char *path, char *e
         return rc;
     const char *name = str_field(root, "name");
     if (!name) {
-        rc = fail(err, errlen, "%s: \"name\" is missing", path);
+        rc = wk_errf(WK_ECONFIG, err, errlen, "%s: \"name\" is missing", path);
         goto cleanup;
     }
     c->name = wk_xstrdup(name);
@@ -326,7 +324,7 @@ static int load_cascade(wk_config *cfg, wk_cascade *c, const char *path, char *e
     }
     const cJSON *vals = cJSON_GetObjectItemCaseSensitive(root, "validators");
     if (!cJSON_IsArray(vals)) {
-        rc = fail(err, errlen, "%s: \"validators\" must be an array of names", path);
+        rc = wk_errf(WK_ECONFIG, err, errlen, "%s: \"validators\" must be an array of names", path);
         goto cleanup;
     }
     c->nvalidators = cJSON_GetArraySize(vals);
@@ -334,8 +332,8 @@ static int load_cascade(wk_config *cfg, wk_cascade *c, const char *path, char *e
     for (int i = 0; i < c->nvalidators; i++) {
         const cJSON *v = cJSON_GetArrayItem(vals, i);
         if (!cJSON_IsString(v) || !val_find(v->valuestring)) {
-            rc = fail(err, errlen, "%s: validators[%d]: unknown validator \"%s\"", path, i,
-                      cJSON_IsString(v) ? v->valuestring : "?");
+            rc = wk_errf(WK_ECONFIG, err, errlen, "%s: validators[%d]: unknown validator \"%s\"",
+                         path, i, cJSON_IsString(v) ? v->valuestring : "?");
             goto cleanup;
         }
         c->validators[i] = wk_xstrdup(v->valuestring);
@@ -343,7 +341,7 @@ static int load_cascade(wk_config *cfg, wk_cascade *c, const char *path, char *e
     c->feedback = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "feedback"));
     const cJSON *tiers = cJSON_GetObjectItemCaseSensitive(root, "tiers");
     if (!cJSON_IsArray(tiers) || cJSON_GetArraySize(tiers) == 0) {
-        rc = fail(err, errlen, "%s: \"tiers\" must be a non-empty array", path);
+        rc = wk_errf(WK_ECONFIG, err, errlen, "%s: \"tiers\" must be a non-empty array", path);
         goto cleanup;
     }
     c->ntiers = cJSON_GetArraySize(tiers);
@@ -352,19 +350,20 @@ static int load_cascade(wk_config *cfg, wk_cascade *c, const char *path, char *e
         const cJSON *t = cJSON_GetArrayItem(tiers, i);
         const char *mname = str_field(t, "model");
         if (!mname) {
-            rc = fail(err, errlen, "%s: tiers[%d].model is missing", path, i);
+            rc = wk_errf(WK_ECONFIG, err, errlen, "%s: tiers[%d].model is missing", path, i);
             goto cleanup;
         }
         c->tiers[i].model = wk_config_model(cfg, mname);
         if (!c->tiers[i].model) {
-            rc = fail(err, errlen, "%s: tiers[%d].model: unknown model \"%s\"", path, i, mname);
+            rc = wk_errf(WK_ECONFIG, err, errlen, "%s: tiers[%d].model: unknown model \"%s\"", path,
+                         i, mname);
             goto cleanup;
         }
         double a = 1;
         if (cJSON_GetObjectItemCaseSensitive(t, "attempts") &&
             (num_field(t, "attempts", &a) || a < 1 || a > 100)) {
-            rc =
-                fail(err, errlen, "%s: tiers[%d].attempts must be a number from 1 to 100", path, i);
+            rc = wk_errf(WK_ECONFIG, err, errlen,
+                         "%s: tiers[%d].attempts must be a number from 1 to 100", path, i);
             goto cleanup;
         }
         c->tiers[i].attempts = (int)a;
@@ -383,9 +382,9 @@ static int load_cascade(wk_config *cfg, wk_cascade *c, const char *path, char *e
             cJSON_ArrayForEach(a, lang) ok = ok && cJSON_IsString(a);
         }
         if (!ok) {
-            rc = fail(err, errlen,
-                      "%s: \"compile\" must map a language to a command (an array of strings)",
-                      path);
+            rc = wk_errf(WK_ECONFIG, err, errlen,
+                         "%s: \"compile\" must map a language to a command (an array of strings)",
+                         path);
             goto cleanup;
         }
         c->compile = cJSON_Duplicate(compile, 1);
@@ -394,7 +393,7 @@ static int load_cascade(wk_config *cfg, wk_cascade *c, const char *path, char *e
     if (schema) {
         char sub[256];
         if (val_schema_supported(schema, sub, sizeof sub)) {
-            rc = fail(err, errlen, "%s: schema: %s", path, sub);
+            rc = wk_errf(WK_ECONFIG, err, errlen, "%s: schema: %s", path, sub);
             goto cleanup;
         }
         c->schema = cJSON_Duplicate(schema, 1);
@@ -423,7 +422,7 @@ static int load_cascades(wk_config *cfg, const char *dir, char *err, size_t errl
     }
     DIR *d = opendir(dir);
     if (!d)
-        return fail(err, errlen, "%s: cannot open cascades directory", dir);
+        return wk_errf(WK_ECONFIG, err, errlen, "%s: cannot open cascades directory", dir);
     struct dirent *e;
     while ((e = readdir(d))) {
         size_t l = strlen(e->d_name);
@@ -436,7 +435,7 @@ static int load_cascades(wk_config *cfg, const char *dir, char *err, size_t errl
     }
     closedir(d);
     if (n == 0) {
-        rc = fail(err, errlen, "%s: no cascade files (*.json)", dir);
+        rc = wk_errf(WK_ECONFIG, err, errlen, "%s: no cascade files (*.json)", dir);
         goto cleanup;
     }
     qsort(names, n, sizeof(char *), cmp_str);
@@ -449,8 +448,8 @@ static int load_cascades(wk_config *cfg, const char *dir, char *err, size_t errl
             goto cleanup;
         for (int j = 0; j + 1 < cfg->ncascades; j++)
             if (strcmp(cfg->cascades[j].name, cfg->cascades[cfg->ncascades - 1].name) == 0) {
-                rc = fail(err, errlen, "%s/%s: cascade name \"%s\" is used twice", dir, names[i],
-                          cfg->cascades[j].name);
+                rc = wk_errf(WK_ECONFIG, err, errlen, "%s/%s: cascade name \"%s\" is used twice",
+                             dir, names[i], cfg->cascades[j].name);
                 goto cleanup;
             }
     }
@@ -473,9 +472,9 @@ static int read_keys(wk_config *cfg, const char *path, char *err, size_t errlen)
                     continue;
                 const char *v = getenv(p->key_env);
                 if (!v || !*v)
-                    return fail(err, errlen,
-                                "%s: provider \"%s\" needs the API key in $%s, which is not set",
-                                path, p->name, p->key_env);
+                    return wk_errf(WK_ECONFIG, err, errlen,
+                                   "%s: provider \"%s\" needs the API key in $%s, which is not set",
+                                   path, p->name, p->key_env);
                 p->key = wk_xstrdup(v);
             }
         }

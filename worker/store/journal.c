@@ -265,15 +265,28 @@ static int step(wk_journal *j, sqlite3_stmt *s, const char *what)
     return rc ? fail(j, what) : 0;
 }
 
+/*
+ * The statement of one row write, inside the open transaction, with the task
+ * id bound as ?1 and seq as ?2 (seq < 0: none); NULL when no transaction opens.
+ */
+static sqlite3_stmt *row(wk_journal *j, int which, const char *id, int seq)
+{
+    if (need_txn(j))
+        return NULL;
+    sqlite3_stmt *s = j->st[which];
+    bind_text(s, 1, id);
+    if (seq >= 0)
+        sqlite3_bind_int(s, 2, seq);
+    return s;
+}
+
 int wk_journal_sent(wk_journal *j, const char *id, int seq, const char *model)
 {
     if (!j)
         return 0;
-    if (need_txn(j))
+    sqlite3_stmt *s = row(j, S_SENT, id, seq);
+    if (!s)
         return WK_EIO;
-    sqlite3_stmt *s = j->st[S_SENT];
-    bind_text(s, 1, id);
-    sqlite3_bind_int(s, 2, seq);
     bind_text(s, 3, model);
     return step(j, s, "writing SENT");
 }
@@ -284,11 +297,9 @@ int wk_journal_received(wk_journal *j, const char *id, int seq, const char *text
 {
     if (!j)
         return 0;
-    if (need_txn(j))
+    sqlite3_stmt *s = row(j, S_RECEIVED, id, seq);
+    if (!s)
         return WK_EIO;
-    sqlite3_stmt *s = j->st[S_RECEIVED];
-    bind_text(s, 1, id);
-    sqlite3_bind_int(s, 2, seq);
     bind_text(s, 3, text);
     bind_text(s, 4, finish);
     sqlite3_bind_int64(s, 5, pt);
@@ -304,11 +315,9 @@ int wk_journal_verdict(wk_journal *j, const char *id, int seq, const val_verdict
 {
     if (!j)
         return 0;
-    if (need_txn(j))
+    sqlite3_stmt *s = row(j, S_VERDICT, id, seq);
+    if (!s)
         return WK_EIO;
-    sqlite3_stmt *s = j->st[S_VERDICT];
-    bind_text(s, 1, id);
-    sqlite3_bind_int(s, 2, seq);
     sqlite3_bind_int(s, 3, v->pass);
     bind_text(s, 4, v->validator);
     bind_text(s, 5, v->reason);
@@ -322,10 +331,9 @@ int wk_journal_done(wk_journal *j, const char *id, const char *result)
 {
     if (!j)
         return 0;
-    if (need_txn(j))
+    sqlite3_stmt *s = row(j, S_DONE, id, -1);
+    if (!s)
         return WK_EIO;
-    sqlite3_stmt *s = j->st[S_DONE];
-    bind_text(s, 1, id);
     bind_text(s, 2, result);
     return step(j, s, "writing DONE");
 }
