@@ -134,6 +134,9 @@ void val_verdict_clear(val_verdict *v)
     v->message = NULL;
     v->evidence = NULL;
     v->note = NULL;
+    v->tests = (val_test_counts){0};
+    v->label[0] = '\0';
+    v->score = -1;
 }
 
 /* A one-line, prompt-safe copy of s capped at VAL_MESSAGE_MAX bytes; "..." marks a cut. */
@@ -170,6 +173,9 @@ void val_verdict_copy(val_verdict *dst, const val_verdict *src)
     dst->message = dup_or_null(src->message);
     dst->evidence = dup_or_null(src->evidence);
     dst->note = dup_or_null(src->note);
+    dst->tests = src->tests;
+    memcpy(dst->label, src->label, sizeof dst->label);
+    dst->score = src->score;
 }
 
 cJSON *val_verdict_json(const val_verdict *v)

@@ -22,6 +22,20 @@
 #define VAL_EVIDENCE_MAX 2000
 /* A reason, as long as a call failure's class (PROV_REASON_MAX) with its NUL. */
 #define VAL_REASON_MAX 32
+/* Bytes of a classification label, with its NUL. */
+#define VAL_LABEL_MAX 128
+
+/*
+ * What a run of a repository's tests found, test by test where the runner's
+ * output says (pytest -rA, node --test); all 0 when it gives no per-test
+ * detail. The CI bot's commit trailer reads it ("passed N, flaky N,
+ * pre-existing N").
+ */
+typedef struct val_test_counts {
+    int passed;      /* tests that passed on the patched tree */
+    int flaky;       /* tests whose outcome flipped between the two baseline runs */
+    int preexisting; /* tests failing at base and still failing, not the ones to fix */
+} val_test_counts;
 
 typedef struct val_verdict {
     int pass;                    /* 1 pass, 0 fail */
@@ -41,9 +55,19 @@ typedef struct val_verdict {
      * joins the notes of every validator that ran.
      */
     char *note;
+    /*
+     * Filled by the validator that knows them, after val_verdict_pass/fail
+     * (which reset them): the tests validator's counts; a classify
+     * validator's label ("" when none was parsed) and its score in [0, 1]
+     * (-1 when unknown: no logprobs, no agreement asked for).
+     */
+    val_test_counts tests;
+    char label[VAL_LABEL_MAX];
+    double score;
 } val_verdict;
 
-/* Frees message, evidence and note; the struct itself belongs to the caller. */
+/* Frees message, evidence and note and resets tests, label and score; the struct itself belongs to
+ * the caller. */
 void val_verdict_clear(val_verdict *v);
 /* Sets a failing verdict (message/evidence copied and capped; note cleared). */
 void val_verdict_fail(val_verdict *v, const char *validator, const char *reason,
