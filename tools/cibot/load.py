@@ -40,8 +40,8 @@ DEFAULTS = {
     "file": "{name}.py",
     "test_command": ["python3", "-m", "pytest", "-q", "-rA", "-p", "no:cacheprovider",
                      "test_{name}.py"],
-    "prompt": "The test {test} fails. Fix the bug in {file} so that it passes; "
-              "do not change the test.",
+    # Names no test, so every test failing at base is a target.
+    "prompt": "Fix the bug in {file} so that its tests pass; do not change the tests.",
     "test_file": "test_{name}.py",
 }
 
@@ -262,6 +262,37 @@ def build(data, out):
     with open(os.path.join(out, "bases.jsonl"), "w", encoding="utf-8") as f:
         for b in bases:
             f.write(json.dumps({k: b[k] for k in ("index", "program", "branch", "commit")}) + "\n")
+    # The flaky check: each recorded fix that fails its tests becomes the base
+    # of a task, so the baseline runs the failing tests twice and must find the
+    # same outcome both times (the data says every run was stable). The only
+    # model, "noop", answers with no diff, so no patch is ever tried.
+    os.makedirs(os.path.join(out, "flaky"))
+    with open(os.path.join(out, "flaky", "models.json"), "w", encoding="utf-8") as f:
+        json.dump({"providers": {"none": {"api": "openai", "base_url": "http://127.0.0.1:9/v1",
+                                          "key_env": None}},
+                   "models": {"noop": {"provider": "none", "id": "noop",
+                                       "input_usd_per_mtok": 0, "output_usd_per_mtok": 0,
+                                       "context": 1000000, "max_tokens": 16}}}, f)
+    with open(os.path.join(out, "flaky", "flaky-check.json"), "w", encoding="utf-8") as f:
+        json.dump({"name": "flaky-check", "match": {"kind": "patch"},
+                   "validators": ["patch", "syntax", "tests"],
+                   "tiers": [{"model": "noop", "attempts": 1}]}, f)
+    with open(os.path.join(out, "flaky", "tasks.jsonl"), "w", encoding="utf-8") as ft, \
+            open(os.path.join(out, "flaky", "recordings.jsonl"), "w", encoding="utf-8") as fr:
+        done = set()
+        for x in fixes:
+            if x["passes"] or not x["base_branch"] or x["base_branch"] in done:
+                continue
+            done.add(x["base_branch"])
+            b = next(b for b in bases if b["branch"] == x["base_branch"])
+            task = dict(tasks[x["program"]])
+            task["id"] = "%s@%s" % (task["id"], b["branch"])
+            task["repo"] = {"path": task["repo"]["path"], "base": b["commit"]}
+            task["fix"] = {"index": x["index"], "model": x["model"], "sample": x["sample"]}
+            ft.write(json.dumps(task) + "\n")
+            fr.write(json.dumps({"task": task["id"], "model": "noop", "run": 1,
+                                 "answer": "No change.",
+                                 "usage": {"prompt_tokens": 1, "completion_tokens": 1}}) + "\n")
     with open(os.path.join(out, "fixes.jsonl"), "w", encoding="utf-8") as f:
         for x in fixes:
             f.write(json.dumps(x) + "\n")
