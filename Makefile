@@ -149,7 +149,7 @@ eval: $(EVAL_TARGETS)
 test: deps
 	@$(MAKE) --no-print-directory all $(TEST_BIN) $(TOOL_BIN)
 	@CASCADE_BIN=$(CURDIR)/$(B)/cascade MOCK_BIN=$(CURDIR)/$(B)/mock-llm \
-	  SRC_DIR=$(CURDIR) sh tests/run.sh tests/boundaries.sh $(TEST_BIN)
+	  SRC_DIR=$(CURDIR) sh tests/run.sh tests/boundaries.sh tests/eval_cibot.sh $(TEST_BIN)
 
 demo: deps
 	@$(MAKE) --no-print-directory all

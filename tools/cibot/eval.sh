@@ -51,7 +51,8 @@ step "flaky check: $(wc -l < "$out/flaky/tasks.jsonl") failing fixes as bases"
     -o "$out/flaky/results.jsonl" > /dev/null || exit 1
 
 step "report"
-python3 "$root/tools/cibot/report.py" "$out" --models "$conf/models.json"
+python3 "$root/tools/cibot/report.py" "$out" --models "$conf/models.json" \
+    --cascades "$conf/cascades"
 status=$?
 step "done"
 exit $status

@@ -87,6 +87,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("out")
     ap.add_argument("--models", required=True)
+    ap.add_argument("--cascades", required=True, help="the directory of the plans' cascade files")
     a = ap.parse_args()
     out = a.out
     status = 0
@@ -98,6 +99,14 @@ def main():
     fixes = read_jsonl(os.path.join(out, "fixes.jsonl"))
     tasks = read_jsonl(os.path.join(out, "tasks.jsonl"))
     plans = plan_figures(out, table, models)
+    tiers = {}
+    for fn in sorted(os.listdir(a.cascades)):
+        if fn.endswith(".json"):
+            with open(os.path.join(a.cascades, fn), encoding="utf-8") as f:
+                c = json.load(f)
+            tiers[c["name"]] = [(t["model"], t.get("attempts", 1)) for t in c["tiers"]]
+    for p in plans:
+        p["tiers"] = ["%s x%d" % t for t in tiers.get(p["plan"], [])]
 
     # Agreement of our verdicts with the recorded outcome.
     meta = {x["index"]: x for x in fixes}
@@ -157,9 +166,8 @@ def main():
     if flagged or not_failing or len(fres) != len(ftasks) or flaky["buggy_bases_flaky"]:
         status = 1
 
-    used = sorted({m for p in plans for m in p["plan"].split("--")
-                   for m in [m.rsplit("_x", 1)[0]] if m in models},
-                  key=lambda m: models[m]["output_usd_per_mtok"])
+    used = sorted({m for p in plans for m, _ in tiers.get(p["plan"], []) if m in models},
+                  key=lambda m: (models[m]["output_usd_per_mtok"], m))
     result = {
         "programs": len(tasks), "fixes": len(fixes),
         "prices_usd_per_mtok": {m: [models[m]["input_usd_per_mtok"],
@@ -174,11 +182,13 @@ def main():
     est = any(p["tokens_estimated"] for p in plans)
     print("\n%d programs, %d recorded fixes; cascades replayed on the recorded fixes" %
           (len(tasks), len(fixes)))
+    print("prices (USD per million input/output tokens): " + ", ".join(
+        "%s %g/%g" % (m, *result["prices_usd_per_mtok"][m]) for m in used))
     print("%-58s %9s %12s %7s %7s  %s" % ("plan", "pass rate", "cost (USD)", "vs top", "climbs",
                                           "accepted per tier"))
     for p in plans:
         print("%-58s %9.3f %11.4f%s %7s %7d  %s" % (
-            p["plan"][:58], p["pass_rate"], p["cost_usd"], "*" if p["tokens_estimated"] else " ",
+            (p["plan"] + ": " + " > ".join(p["tiers"]))[:58], p["pass_rate"], p["cost_usd"], "*" if p["tokens_estimated"] else " ",
             "%.3f" % p["vs_top"] if p["vs_top"] is not None else "-", p["climbs"],
             ", ".join("%s: %d" % kv for kv in sorted(p["accepted_per_tier"].items()))))
     if est:
