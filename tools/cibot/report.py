@@ -36,11 +36,8 @@ EXPLANATIONS = [
      lambda r: r["passes"] and r["verdict"].get("reason") in ("bad_diff", "empty_patch")
      and r.get("raw_output"),
      "a raw chat answer whose patch our extraction did not find (its prose and fenced "
-     "Python come first)"),
-    ("recorded_flake_timeout",
-     lambda r: r["passes"] != r["ours"] and r["verdict"].get("reason") == "timeout",
-     "the test run hit the sandbox's wall clock: the program is slow, and the recorded run "
-     "had no such limit"),
+     "Python come first): measured on 53 QuixBugs fixes when extraction took the first "
+     "fenced block; the diff-tagged fence is now taken first"),
 ]
 
 
