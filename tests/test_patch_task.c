@@ -581,7 +581,7 @@ static void passing_tests_at_base_end_nothing_to_fix_without_a_call(void **state
     cJSON_Delete(res);
 }
 
-static void empty_noop_and_oversized_patches_fail_at_once(void **state)
+static void empty_noop_oversized_and_unparsable_patches_fail_before_the_tests(void **state)
 {
     (void)state;
     write_config();
@@ -597,11 +597,18 @@ static void empty_noop_and_oversized_patches_fail_at_once(void **state)
     wk_buf_appendf(&big, "```");
     char *r1 = rec("empty", "cheap", "```diff\n```"), *r2 = rec("empty", "dear", noop);
     char *r3 = rec("big", "cheap", big.buf), *r4 = rec("big", "dear", good_diff);
-    char *recs = wk_xasprintf("%s%s%s%s", r1, r2, r3, r4);
+    /* Applies, but leaves calc.py unparsable: syntax names the file, no test runs. */
+    char *r5 = rec("syn", "cheap",
+                   "```diff\n--- a/calc.py\n+++ b/calc.py\n@@ -1,2 +1,2 @@\n"
+                   " def add(a, b):\n-    return a - b\n+    return (a + b\n```");
+    char *r6 = rec("syn", "dear", good_diff);
+    char *recs = wk_xasprintf("%s%s%s%s%s%s", r1, r2, r3, r4, r5, r6);
     cJSON *res = run_tasks("empty",
                            "{\"id\":\"empty\",\"kind\":\"patch\",\"repo\":{\"path\":\"r_empty\"},"
                            "\"tests\":{\"command\":[\"sh\",\"run_tests.sh\"]}}\n"
                            "{\"id\":\"big\",\"kind\":\"patch\",\"repo\":{\"path\":\"r_empty\"},"
+                           "\"tests\":{\"command\":[\"sh\",\"run_tests.sh\"]}}\n"
+                           "{\"id\":\"syn\",\"kind\":\"patch\",\"repo\":{\"path\":\"r_empty\"},"
                            "\"tests\":{\"command\":[\"sh\",\"run_tests.sh\"]}}\n",
                            recs, "--max-patch-kb", "1");
     const cJSON *r = h_find(res, "id", "empty");
@@ -614,7 +621,12 @@ static void empty_noop_and_oversized_patches_fail_at_once(void **state)
     assert_string_equal(h_str(verdict(r, 0), "reason"), "too_big");
     assert_string_equal(h_str(r, "status"), "accepted");
     assert_string_equal(h_str(r, "model"), "dear");
-    free(r1), free(r2), free(r3), free(r4), free(recs);
+    r = h_find(res, "id", "syn");
+    assert_string_equal(h_str(verdict(r, 0), "validator"), "syntax");
+    assert_string_equal(h_str(verdict(r, 0), "reason"), "syntax_error");
+    assert_non_null(strstr(h_str(verdict(r, 0), "message"), "calc.py: python syntax error"));
+    assert_string_equal(h_str(r, "status"), "accepted");
+    free(r1), free(r2), free(r3), free(r4), free(r5), free(r6), free(recs);
     wk_buf_release(&big);
     cJSON_Delete(res);
 }
@@ -749,7 +761,7 @@ int main(void)
         cmocka_unit_test(router_prepares_a_patch_task_before_any_call),
         cmocka_unit_test(intake_refuses_bad_repos_and_fields_before_any_call),
         cmocka_unit_test(passing_tests_at_base_end_nothing_to_fix_without_a_call),
-        cmocka_unit_test(empty_noop_and_oversized_patches_fail_at_once),
+        cmocka_unit_test(empty_noop_oversized_and_unparsable_patches_fail_before_the_tests),
         cmocka_unit_test(apply_failure_goes_back_with_its_hunk_and_the_prompt_shows_the_repo),
         cmocka_unit_test(flaky_and_preexisting_failures_do_not_reject_a_good_patch),
         cmocka_unit_test(a_pytest_repository_is_read_test_by_test_in_the_sandbox),
