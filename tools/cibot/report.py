@@ -181,11 +181,11 @@ def main():
           (len(tasks), len(fixes)))
     print("prices (USD per million input/output tokens): " + ", ".join(
         "%s %g/%g" % (m, *result["prices_usd_per_mtok"][m]) for m in used))
-    print("%-58s %9s %12s %7s %7s  %s" % ("plan", "pass rate", "cost (USD)", "vs top", "climbs",
+    print("%-76s %9s %12s %7s %7s  %s" % ("plan", "pass rate", "cost (USD)", "vs top", "climbs",
                                           "accepted per tier"))
     for p in plans:
-        print("%-58s %9.3f %11.4f%s %7s %7d  %s" % (
-            (p["plan"] + ": " + " > ".join(p["tiers"]))[:58], p["pass_rate"], p["cost_usd"], "*" if p["tokens_estimated"] else " ",
+        print("%-76s %9.3f %11.4f%s %7s %7d  %s" % (
+            (p["plan"] + ": " + " > ".join(p["tiers"]))[:76], p["pass_rate"], p["cost_usd"], "*" if p["tokens_estimated"] else " ",
             "%.3f" % p["vs_top"] if p["vs_top"] is not None else "-", p["climbs"],
             ", ".join("%s: %d" % kv for kv in sorted(p["accepted_per_tier"].items()))))
     if est:
