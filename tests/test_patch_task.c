@@ -521,12 +521,14 @@ static void intake_refuses_bad_repos_and_fields_before_any_call(void **state)
     write_config();
     make_repo("r_intake", buggy_calc, "");
     /* A 2 MiB file makes a repository over --max-repo-mb 1. */
+    char *dir = h_tmp("r_intake");
     char *sh = wk_xasprintf("set -e; cd '%s'; head -c 2200000 /dev/zero | tr '\\0' 'a' > big.txt; "
-                            "git add big.txt; git commit -qm big; mkdir -p ../sub",
-                            h_tmp("r_intake"));
+                            "git add big.txt; git commit -qm big",
+                            dir);
     char *argv[] = {"/bin/sh", "-c", sh, NULL};
     assert_int_equal(h_run(argv, NULL, NULL, 30), 0);
     free(sh);
+    free(dir);
     const char *tasks =
         "{\"id\":\"norepo\",\"kind\":\"patch\",\"repo\":{\"path\":\"nowhere\"},"
         "\"tests\":{\"command\":[\"sh\",\"run_tests.sh\"]}}\n"
