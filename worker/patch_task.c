@@ -143,22 +143,11 @@ static void want_file(prep *p, wk_patch_file *files, int *n, char **texts, const
         if (strcmp(files[i].path, path) == 0)
             return;
     char *text = NULL;
-    size_t len = 0;
-    int cut = 0;
+    size_t len = 0, full = 0;
     size_t cap = (size_t)p->o->max_file_kb * 1024;
-    if (vcs_base_read(p->base, path, cap, &text, &len, &cut) < 0 || memchr(text, '\0', len)) {
+    if (vcs_base_read(p->base, path, cap, &text, &len, &full) < 0 || memchr(text, '\0', len)) {
         free(text);
         return;
-    }
-    size_t full = len;
-    if (cut) {
-        /* The size beyond the cap, for the mark: read once more without one. */
-        char *all = NULL;
-        size_t alen = 0;
-        int c2 = 0;
-        if (vcs_base_read(p->base, path, (size_t)1 << 30, &all, &alen, &c2) == 0)
-            full = alen;
-        free(all);
     }
     texts[*n] = text;
     /* The path is copied: the caller's may not outlive the loop that found it. */
