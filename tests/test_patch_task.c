@@ -749,6 +749,45 @@ static void a_pytest_repository_is_read_test_by_test_in_the_sandbox(void **state
     cJSON_Delete(res);
 }
 
+static void a_node_test_repository_is_read_from_its_tap_output(void **state)
+{
+    (void)state;
+    write_config();
+    char *dir = h_tmp("r_node");
+    char *sh = wk_xasprintf(
+        "set -e; rm -rf '%s'; mkdir -p '%s/test'; cd '%s'; git init -q; "
+        "git config user.email t@t; git config user.name t; "
+        "printf 'exports.add = (a, b) => a - b;\\nexports.sub = (a, b) => a - b;\\n' > calc.js; "
+        "printf \"const test = require('node:test');\\nconst assert = require('node:assert');\\n"
+        "const { add, sub } = require('../calc.js');\\n"
+        "test('adds', () => assert.strictEqual(add(2, 3), 5));\\n"
+        "test('subs', () => assert.strictEqual(sub(5, 3), 2));\\n\" > test/calc.test.js; "
+        "git add -A; git commit -qm init",
+        dir, dir, dir);
+    char *argv[] = {"/bin/sh", "-c", sh, NULL};
+    assert_int_equal(h_run(argv, NULL, NULL, 30), 0);
+    free(sh);
+    free(dir);
+    char *r1 = rec("js", "cheap",
+                   "```diff\n--- a/calc.js\n+++ b/calc.js\n@@ -1,2 +1,2 @@\n"
+                   "-exports.add = (a, b) => a - b;\n+exports.add = (a, b) => a + b;\n"
+                   " exports.sub = (a, b) => a - b;\n```");
+    cJSON *res = run_tasks("js",
+                           "{\"id\":\"js\",\"kind\":\"patch\",\"language\":\"javascript\","
+                           "\"repo\":{\"path\":\"r_node\"},\"prompt\":\"Make the adds test pass\","
+                           "\"tests\":{\"command\":[\"node\",\"--test\"]}}\n",
+                           r1, NULL, NULL);
+    const cJSON *r = h_find(res, "id", "js");
+    assert_string_equal(h_str(r, "status"), "accepted");
+    assert_int_equal(tests_count(r, "passed"), 2);
+    const cJSON *fa = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(r, "tests"),
+                                                       "failing_at_base");
+    assert_int_equal(cJSON_GetArraySize(fa), 1);
+    assert_string_equal(cJSON_GetArrayItem(fa, 0)->valuestring, "adds");
+    free(r1);
+    cJSON_Delete(res);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -767,6 +806,7 @@ int main(void)
         cmocka_unit_test(apply_failure_goes_back_with_its_hunk_and_the_prompt_shows_the_repo),
         cmocka_unit_test(flaky_and_preexisting_failures_do_not_reject_a_good_patch),
         cmocka_unit_test(a_pytest_repository_is_read_test_by_test_in_the_sandbox),
+        cmocka_unit_test(a_node_test_repository_is_read_from_its_tap_output),
     };
     return cmocka_run_group_tests_name("patch_task", tests, h_group_setup, h_group_teardown);
 }
