@@ -497,6 +497,7 @@ static cJSON *run_tasks(const char *tag, const char *tasks, const char *recs, co
     return r;
 }
 
+/* Prints the baseline's timing, a figure the README quotes. */
 static int nattempts(const cJSON *r)
 {
     return cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(r, "attempts"));
@@ -513,6 +514,12 @@ static int tests_count(const cJSON *r, const char *key)
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(r, "tests");
     const cJSON *n = cJSON_GetObjectItemCaseSensitive(t, key);
     return cJSON_IsNumber(n) ? n->valueint : -1;
+}
+
+static void say_baseline(const char *what, const cJSON *r)
+{
+    printf("  %s: baseline %d runs in %d ms\n", what, tests_count(r, "baseline_runs"),
+           tests_count(r, "baseline_ms"));
 }
 
 static void intake_refuses_bad_repos_and_fields_before_any_call(void **state)
@@ -710,6 +717,7 @@ static void flaky_and_preexisting_failures_do_not_reject_a_good_patch(void **sta
     assert_string_equal(cJSON_GetArrayItem(fl, 0)->valuestring, "test_flaky");
     assert_int_equal(cJSON_GetArraySize(pre), 1);
     assert_string_equal(cJSON_GetArrayItem(pre, 0)->valuestring, "test_legacy");
+    say_baseline("sh + TAP", r);
     free(r1), free(r2), free(recs);
     cJSON_Delete(res);
 }
@@ -745,6 +753,7 @@ static void a_pytest_repository_is_read_test_by_test_in_the_sandbox(void **state
                                                        "failing_at_base");
     assert_int_equal(cJSON_GetArraySize(fa), 1);
     assert_string_equal(cJSON_GetArrayItem(fa, 0)->valuestring, "tests/test_calc.py::test_add");
+    say_baseline("pytest", r);
     free(r1);
     cJSON_Delete(res);
 }
@@ -784,6 +793,7 @@ static void a_node_test_repository_is_read_from_its_tap_output(void **state)
                                                        "failing_at_base");
     assert_int_equal(cJSON_GetArraySize(fa), 1);
     assert_string_equal(cJSON_GetArrayItem(fa, 0)->valuestring, "adds");
+    say_baseline("node --test", r);
     free(r1);
     cJSON_Delete(res);
 }
