@@ -175,6 +175,15 @@ static void without_named_tests_every_stable_failure_is_a_target(void **state)
     val_baseline_release(&b);
     val_testlog_release(&r1);
     val_testlog_release(&r2);
+    /* A short TAP name inside another word is not named: "t" is not in "the tests". */
+    parse("not ok 1 - t\nnot ok 2 - u\n", &r1);
+    parse("not ok 1 - t\nnot ok 2 - u\n", &r2);
+    val_baseline_make(&b, &r1, 0, &r2, 0, "Make the tests pass, then u");
+    assert_int_equal(b.ntargets, 1);
+    assert_string_equal(b.targets[0], "u");
+    val_baseline_release(&b);
+    val_testlog_release(&r1);
+    val_testlog_release(&r2);
 }
 
 static void without_detail_the_exit_status_decides(void **state)
