@@ -658,12 +658,12 @@ static void apply_failure_goes_back_with_its_hunk_and_the_prompt_shows_the_repo(
                         " def add(a, b):\n-    return a * b\n+    return a + b\n```";
     char *r1 = rec("apply", "cheap", wrong), *r2 = rec("apply", "dear", good_diff);
     char *recs = wk_xasprintf("%s%s", r1, r2);
-    cJSON *res =
-        run_tasks("apply",
-                  "{\"id\":\"apply\",\"kind\":\"patch\",\"repo\":{\"path\":\"r_apply\"},"
-                  "\"prompt\":\"Fix add so test_add passes\",\"context_files\":[\"calc.py\"],"
-                  "\"tests\":{\"command\":[\"sh\",\"run_tests.sh\"]}}\n",
-                  recs, NULL, NULL);
+    cJSON *res = run_tasks("apply",
+                           "{\"id\":\"apply\",\"kind\":\"patch\",\"repo\":{\"path\":\"r_apply\"},"
+                           "\"prompt\":\"Fix add so test_add passes\","
+                           "\"context_files\":[\"calc.py\",\"gone.py\"],"
+                           "\"tests\":{\"command\":[\"sh\",\"run_tests.sh\"]}}\n",
+                           recs, NULL, NULL);
     const cJSON *r = h_find(res, "id", "apply");
     assert_string_equal(h_str(r, "status"), "accepted");
     assert_string_equal(h_str(verdict(r, 0), "reason"), "does_not_apply");
@@ -680,6 +680,7 @@ static void apply_failure_goes_back_with_its_hunk_and_the_prompt_shows_the_repo(
     assert_non_null(strstr(first, "    2 |     return a - b")); /* at base, not the dirty tree */
     assert_null(strstr(first, "dirty"));
     assert_non_null(strstr(first, "```diff"));
+    assert_non_null(strstr(first, "[context file gone.py is not a file of the repository"));
     assert_non_null(strstr(second, "does not apply"));
     assert_non_null(strstr(second, "-    return a * b"));      /* the hunk's line */
     assert_non_null(strstr(second, "the file has at line 1")); /* and the file's */
