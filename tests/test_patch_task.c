@@ -175,6 +175,15 @@ static void without_named_tests_every_stable_failure_is_a_target(void **state)
     val_baseline_release(&b);
     val_testlog_release(&r1);
     val_testlog_release(&r2);
+    /* A short TAP name inside another word is not named: "t" is not in "the tests". */
+    parse("not ok 1 - t\nnot ok 2 - u\n", &r1);
+    parse("not ok 1 - t\nnot ok 2 - u\n", &r2);
+    val_baseline_make(&b, &r1, 0, &r2, 0, "Make the tests pass, then u");
+    assert_int_equal(b.ntargets, 1);
+    assert_string_equal(b.targets[0], "u");
+    val_baseline_release(&b);
+    val_testlog_release(&r1);
+    val_testlog_release(&r2);
 }
 
 static void without_detail_the_exit_status_decides(void **state)
@@ -497,6 +506,7 @@ static cJSON *run_tasks(const char *tag, const char *tasks, const char *recs, co
     return r;
 }
 
+/* Prints the baseline's timing, a figure the README quotes. */
 static int nattempts(const cJSON *r)
 {
     return cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(r, "attempts"));
@@ -515,18 +525,26 @@ static int tests_count(const cJSON *r, const char *key)
     return cJSON_IsNumber(n) ? n->valueint : -1;
 }
 
+static void say_baseline(const char *what, const cJSON *r)
+{
+    printf("  %s: baseline %d runs in %d ms\n", what, tests_count(r, "baseline_runs"),
+           tests_count(r, "baseline_ms"));
+}
+
 static void intake_refuses_bad_repos_and_fields_before_any_call(void **state)
 {
     (void)state;
     write_config();
     make_repo("r_intake", buggy_calc, "");
     /* A 2 MiB file makes a repository over --max-repo-mb 1. */
+    char *dir = h_tmp("r_intake");
     char *sh = wk_xasprintf("set -e; cd '%s'; head -c 2200000 /dev/zero | tr '\\0' 'a' > big.txt; "
-                            "git add big.txt; git commit -qm big; mkdir -p ../sub",
-                            h_tmp("r_intake"));
+                            "git add big.txt; git commit -qm big",
+                            dir);
     char *argv[] = {"/bin/sh", "-c", sh, NULL};
     assert_int_equal(h_run(argv, NULL, NULL, 30), 0);
     free(sh);
+    free(dir);
     const char *tasks =
         "{\"id\":\"norepo\",\"kind\":\"patch\",\"repo\":{\"path\":\"nowhere\"},"
         "\"tests\":{\"command\":[\"sh\",\"run_tests.sh\"]}}\n"
@@ -640,12 +658,12 @@ static void apply_failure_goes_back_with_its_hunk_and_the_prompt_shows_the_repo(
                         " def add(a, b):\n-    return a * b\n+    return a + b\n```";
     char *r1 = rec("apply", "cheap", wrong), *r2 = rec("apply", "dear", good_diff);
     char *recs = wk_xasprintf("%s%s", r1, r2);
-    cJSON *res =
-        run_tasks("apply",
-                  "{\"id\":\"apply\",\"kind\":\"patch\",\"repo\":{\"path\":\"r_apply\"},"
-                  "\"prompt\":\"Fix add so test_add passes\",\"context_files\":[\"calc.py\"],"
-                  "\"tests\":{\"command\":[\"sh\",\"run_tests.sh\"]}}\n",
-                  recs, NULL, NULL);
+    cJSON *res = run_tasks("apply",
+                           "{\"id\":\"apply\",\"kind\":\"patch\",\"repo\":{\"path\":\"r_apply\"},"
+                           "\"prompt\":\"Fix add so test_add passes\","
+                           "\"context_files\":[\"calc.py\",\"gone.py\"],"
+                           "\"tests\":{\"command\":[\"sh\",\"run_tests.sh\"]}}\n",
+                           recs, NULL, NULL);
     const cJSON *r = h_find(res, "id", "apply");
     assert_string_equal(h_str(r, "status"), "accepted");
     assert_string_equal(h_str(verdict(r, 0), "reason"), "does_not_apply");
@@ -662,6 +680,7 @@ static void apply_failure_goes_back_with_its_hunk_and_the_prompt_shows_the_repo(
     assert_non_null(strstr(first, "    2 |     return a - b")); /* at base, not the dirty tree */
     assert_null(strstr(first, "dirty"));
     assert_non_null(strstr(first, "```diff"));
+    assert_non_null(strstr(first, "[context file gone.py is not a file of the repository"));
     assert_non_null(strstr(second, "does not apply"));
     assert_non_null(strstr(second, "-    return a * b"));      /* the hunk's line */
     assert_non_null(strstr(second, "the file has at line 1")); /* and the file's */
@@ -708,6 +727,7 @@ static void flaky_and_preexisting_failures_do_not_reject_a_good_patch(void **sta
     assert_string_equal(cJSON_GetArrayItem(fl, 0)->valuestring, "test_flaky");
     assert_int_equal(cJSON_GetArraySize(pre), 1);
     assert_string_equal(cJSON_GetArrayItem(pre, 0)->valuestring, "test_legacy");
+    say_baseline("sh + TAP", r);
     free(r1), free(r2), free(recs);
     cJSON_Delete(res);
 }
@@ -743,6 +763,47 @@ static void a_pytest_repository_is_read_test_by_test_in_the_sandbox(void **state
                                                        "failing_at_base");
     assert_int_equal(cJSON_GetArraySize(fa), 1);
     assert_string_equal(cJSON_GetArrayItem(fa, 0)->valuestring, "tests/test_calc.py::test_add");
+    say_baseline("pytest", r);
+    free(r1);
+    cJSON_Delete(res);
+}
+
+static void a_node_test_repository_is_read_from_its_tap_output(void **state)
+{
+    (void)state;
+    write_config();
+    char *dir = h_tmp("r_node");
+    char *sh = wk_xasprintf(
+        "set -e; rm -rf '%s'; mkdir -p '%s/test'; cd '%s'; git init -q; "
+        "git config user.email t@t; git config user.name t; "
+        "printf 'exports.add = (a, b) => a - b;\\nexports.sub = (a, b) => a - b;\\n' > calc.js; "
+        "printf \"const test = require('node:test');\\nconst assert = require('node:assert');\\n"
+        "const { add, sub } = require('../calc.js');\\n"
+        "test('adds', () => assert.strictEqual(add(2, 3), 5));\\n"
+        "test('subs', () => assert.strictEqual(sub(5, 3), 2));\\n\" > test/calc.test.js; "
+        "git add -A; git commit -qm init",
+        dir, dir, dir);
+    char *argv[] = {"/bin/sh", "-c", sh, NULL};
+    assert_int_equal(h_run(argv, NULL, NULL, 30), 0);
+    free(sh);
+    free(dir);
+    char *r1 = rec("js", "cheap",
+                   "```diff\n--- a/calc.js\n+++ b/calc.js\n@@ -1,2 +1,2 @@\n"
+                   "-exports.add = (a, b) => a - b;\n+exports.add = (a, b) => a + b;\n"
+                   " exports.sub = (a, b) => a - b;\n```");
+    cJSON *res = run_tasks("js",
+                           "{\"id\":\"js\",\"kind\":\"patch\",\"language\":\"javascript\","
+                           "\"repo\":{\"path\":\"r_node\"},\"prompt\":\"Make the adds test pass\","
+                           "\"tests\":{\"command\":[\"node\",\"--test\"]}}\n",
+                           r1, NULL, NULL);
+    const cJSON *r = h_find(res, "id", "js");
+    assert_string_equal(h_str(r, "status"), "accepted");
+    assert_int_equal(tests_count(r, "passed"), 2);
+    const cJSON *fa = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(r, "tests"),
+                                                       "failing_at_base");
+    assert_int_equal(cJSON_GetArraySize(fa), 1);
+    assert_string_equal(cJSON_GetArrayItem(fa, 0)->valuestring, "adds");
+    say_baseline("node --test", r);
     free(r1);
     cJSON_Delete(res);
 }
@@ -765,6 +826,7 @@ int main(void)
         cmocka_unit_test(apply_failure_goes_back_with_its_hunk_and_the_prompt_shows_the_repo),
         cmocka_unit_test(flaky_and_preexisting_failures_do_not_reject_a_good_patch),
         cmocka_unit_test(a_pytest_repository_is_read_test_by_test_in_the_sandbox),
+        cmocka_unit_test(a_node_test_repository_is_read_from_its_tap_output),
     };
     return cmocka_run_group_tests_name("patch_task", tests, h_group_setup, h_group_teardown);
 }
