@@ -30,6 +30,7 @@
 #include "harness.h"
 #include "lib/util.h"
 #include "vcs/vcs.h"
+#include "worker/sinks/commit.h"
 
 /* ---- helpers ------------------------------------------------------------------ */
 
@@ -330,13 +331,104 @@ static void test_branch_names(void **state)
     assert_true(strncmp(out, "bot/", 4) == 0);
 }
 
+/*
+ * The sink: an accepted patch task's result gains "patch", the .patch file
+ * exists, the message has the instruction and every trailer; other results
+ * are left alone; a commit that cannot be made turns the result into an error.
+ */
+static void test_commit_sink(void **state)
+{
+    (void)state;
+    char *repo = make_repo("python", "sink");
+    char *pdir = h_tmp("patches");
+    mkdir(pdir, 0755);
+    wk_commit_opts o = {.enabled = 1, .patch_dir = pdir, .name = "Bot", .email = "bot@ci"};
+    cJSON *task = cJSON_CreateObject();
+    cJSON_AddStringToObject(task, "id", "py/mean fix");
+    cJSON_AddStringToObject(task, "kind", "patch");
+    cJSON_AddStringToObject(task, "prompt", "Fix mean()\n\n\nIt divides by len + 1.\n");
+    cJSON *r = cJSON_AddObjectToObject(task, "repo");
+    cJSON_AddStringToObject(r, "path", repo);
+    cJSON_AddStringToObject(r, "base", "HEAD");
+    cJSON *res = cJSON_Parse("{\"id\": \"py/mean fix\", \"status\": \"accepted\", \"tier\": 1, "
+                             "\"model\": \"forge-medium\", \"cost_usd\": 0.00123, "
+                             "\"tests\": {\"passed\": 5, \"flaky\": 1, \"preexisting\": 2}}");
+    cJSON_AddStringToObject(res, "answer", good_diff);
+    char err[512] = "";
+    assert_int_equal(wk_commit_sink(&o, task, res, err, sizeof err), 0);
+    const cJSON *p = cJSON_GetObjectItemCaseSensitive(res, "patch");
+    assert_non_null(p);
+    assert_string_equal(h_str(p, "branch"), "cascade/py/mean-fix");
+    char *file = wk_xasprintf("%s/py_mean_fix.patch", pdir);
+    assert_string_equal(h_str(p, "file"), file);
+    assert_int_equal(cJSON_GetObjectItemCaseSensitive(p, "files_changed")->valueint, 1);
+    assert_int_equal(cJSON_GetObjectItemCaseSensitive(p, "insertions")->valueint, 1);
+    assert_int_equal(cJSON_GetObjectItemCaseSensitive(p, "deletions")->valueint, 1);
+    char *text = h_slurp(file);
+    assert_non_null(strstr(text, "Subject: [PATCH] Fix mean()\n"));
+    assert_non_null(strstr(text, "From: Bot <bot@ci>\n"));
+    char *msg = git(repo, "log -1 --format=%B cascade/py/mean-fix");
+    assert_string_equal(msg, "Fix mean()\n\nIt divides by len + 1.\n\n"
+                             "Cascade-Task: py/mean fix\n"
+                             "Cascade-Model: forge-medium\n"
+                             "Cascade-Tier: 1\n"
+                             "Cascade-Cost-USD: 0.001230\n"
+                             "Cascade-Tests: passed 5, flaky 1, pre-existing 2");
+    char *commit = git(repo, "rev-parse cascade/py/mean-fix");
+    assert_string_equal(h_str(p, "commit"), commit);
+
+    /* Not accepted, or not a patch task, or disabled: untouched. */
+    cJSON *ex = cJSON_Parse("{\"id\": \"x\", \"status\": \"exhausted\", \"answer\": \"junk\"}");
+    assert_int_equal(wk_commit_sink(&o, task, ex, err, sizeof err), 0);
+    assert_null(cJSON_GetObjectItemCaseSensitive(ex, "patch"));
+    o.enabled = 0;
+    cJSON_ReplaceItemInObjectCaseSensitive(ex, "status", cJSON_CreateString("accepted"));
+    assert_int_equal(wk_commit_sink(&o, task, ex, err, sizeof err), 0);
+    assert_null(cJSON_GetObjectItemCaseSensitive(ex, "patch"));
+    assert_string_equal(h_str(ex, "status"), "accepted");
+
+    /* An answer that cannot be committed: the result says so. */
+    o.enabled = 1;
+    assert_true(wk_commit_sink(&o, task, ex, err, sizeof err) < 0);
+    assert_string_equal(h_str(ex, "status"), "error");
+    assert_true(strncmp(h_str(ex, "reason"), "commit_failed: ", 15) == 0);
+    assert_null(cJSON_GetObjectItemCaseSensitive(ex, "patch"));
+
+    /* The default instruction and absent counts. */
+    cJSON_DeleteItemFromObjectCaseSensitive(task, "prompt");
+    cJSON_DeleteItemFromObjectCaseSensitive(res, "tests");
+    char *m2 = wk_commit_message(task, res);
+    assert_true(strncmp(m2, WK_COMMIT_DEFAULT_INSTRUCTION "\n\nCascade-Task: ", 40) == 0);
+    assert_non_null(strstr(m2, "Cascade-Tests: passed 0, flaky 0, pre-existing 0\n"));
+
+    char *name, *email;
+    assert_int_equal(wk_commit_parse_author("CI Bot <ci@example.com>", &name, &email), 0);
+    assert_string_equal(name, "CI Bot");
+    assert_string_equal(email, "ci@example.com");
+    free(name);
+    free(email);
+    assert_int_equal(wk_commit_parse_author("no mail", &name, &email), WK_EINVAL);
+    assert_int_equal(wk_commit_parse_author("<only@mail>", &name, &email), WK_EINVAL);
+    assert_int_equal(wk_commit_parse_author("X <a@b> trailing", &name, &email), WK_EINVAL);
+
+    free(m2);
+    cJSON_Delete(ex);
+    free(commit);
+    free(msg);
+    free(text);
+    free(file);
+    cJSON_Delete(res);
+    cJSON_Delete(task);
+    free(pdir);
+    free(repo);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_branch_names),
-        cmocka_unit_test(test_vcs_commit_series),
-        cmocka_unit_test(test_vcs_commit_refuses),
-        cmocka_unit_test(test_format_patch),
+        cmocka_unit_test(test_branch_names),       cmocka_unit_test(test_vcs_commit_series),
+        cmocka_unit_test(test_vcs_commit_refuses), cmocka_unit_test(test_format_patch),
+        cmocka_unit_test(test_commit_sink),
     };
     return cmocka_run_group_tests(tests, h_group_setup, h_group_teardown);
 }
