@@ -381,3 +381,22 @@ int vcs_commit_trailer(const char *repo_path, const char *rev, const char *key, 
     git_libgit2_shutdown();
     return rc;
 }
+
+int vcs_resolve(const char *path, const char *rev, char sha[41], char *gitdir, size_t n, char *err,
+                size_t errlen)
+{
+    git_repository *repo = NULL;
+    git_commit *c = NULL;
+    git_libgit2_init();
+    int rc = open_commit(path, rev, &repo, &c);
+    if (rc < 0) {
+        wk_errf(rc, err, errlen, "%s at %s: %s", path, rev, git_msg("not found"));
+    } else {
+        git_oid_tostr(sha, 41, git_commit_id(c));
+        snprintf(gitdir, n, "%s", git_repository_path(repo));
+    }
+    git_commit_free(c);
+    git_repository_free(repo);
+    git_libgit2_shutdown();
+    return rc;
+}

@@ -297,6 +297,15 @@ int vcs_format_patch(const char *repo_path, const char *commit, wk_buf *out, cha
                      size_t errlen);
 
 /*
+ * Resolves `rev` in the repository at `path` (never an enclosing one) to its
+ * commit, in hex (sha, 41 bytes), and gives the repository's git directory
+ * (gitdir, size n, with a trailing '/'). Returns 0, or WK_ENOTFOUND with
+ * libgit2's message in err.
+ */
+int vcs_resolve(const char *path, const char *rev, char sha[41], char *gitdir, size_t n, char *err,
+                size_t errlen);
+
+/*
  * The value of trailer `key` in the message of the commit at `rev` (a
  * branch, a sha), into out (size n). Returns 0; WK_ENOTFOUND when the
  * commit or the trailer is missing.
