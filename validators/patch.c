@@ -51,6 +51,26 @@ static const char bad_diff_hint[] =
 
 static const char binary_hint[] = "Binary patches are not accepted; change text files only.";
 
+int val_workdir_make(char **out, char *err, size_t errlen)
+{
+    char *dir = NULL;
+    int rc = val__hostdir_make(&dir, err, errlen);
+    if (rc < 0)
+        return rc;
+    if (dir[0] != '/') {
+        char *abs = realpath(dir, NULL);
+        if (!abs) {
+            val__hostdir_remove(dir);
+            free(dir);
+            return wk_errf(WK_EIO, err, errlen, "cannot resolve the temporary directory");
+        }
+        free(dir);
+        dir = abs;
+    }
+    *out = dir;
+    return 0;
+}
+
 void val_workdir_free(char *dir)
 {
     if (!dir)

@@ -291,9 +291,11 @@ int val_baseline_judge(const val_baseline *b, const val_testlog *after, int exit
         if (!exit_ok)
             *why = wk_xstrdup("the tests failed (exit status; no per-test detail to tell "
                               "pre-existing failures apart)");
-        if (b && b->nflaky) {
+        if (b) {
             wk_buf nb;
             wk_buf_init(&nb, VAL_MESSAGE_MAX);
+            wk_buf_appendf(&nb, "tests: passed %d, flaky %d, pre-existing 0", counts->passed,
+                           counts->flaky);
             list_names(&nb, "flaky at base", b->flaky, b->nflaky);
             *note = wk_buf_detach(&nb, NULL);
         }
@@ -330,6 +332,9 @@ int val_baseline_judge(const val_baseline *b, const val_testlog *after, int exit
     counts->preexisting = npre;
     wk_buf nb;
     wk_buf_init(&nb, VAL_MESSAGE_MAX);
+    /* The counts lead: a note survives the journal, the verdict's counts do not. */
+    wk_buf_appendf(&nb, "tests: passed %d, flaky %d, pre-existing %d", counts->passed,
+                   counts->flaky, counts->preexisting);
     list_names(&nb, "pre-existing failures", pre, npre);
     list_names(&nb, "flaky at base", b->flaky, b->nflaky);
     *note = nb.len ? wk_buf_detach(&nb, NULL) : NULL;

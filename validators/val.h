@@ -261,6 +261,13 @@ int val_tests_run(val_env *env, const cJSON *task, const char *dir, int run_no, 
  */
 char *val_extract_diff(const char *answer);
 
+/*
+ * A fresh temporary directory the sandbox can copy into /box (the base tree
+ * of a patch task's baseline). *out is the caller's, removed and freed with
+ * val_workdir_free. Returns 0, or WK_EIO with a message in err.
+ */
+int val_workdir_make(char **out, char *err, size_t errlen);
+
 /* Removes a patched tree from val_input.workdir_out and frees the string; NULL is a no-op. */
 void val_workdir_free(char *dir);
 

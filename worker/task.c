@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "lib/util.h"
+#include "validators/testlog.h"
 #include "validators/val.h"
 
 const char *wk_task_id(const wk_task *t)
@@ -32,6 +33,14 @@ const cJSON *wk_task_schema(const wk_task *t)
 int wk_task_done(const wk_task *t)
 {
     return t->state == WK__ST_DONE;
+}
+int wk_task_is_patch(const wk_task *t)
+{
+    return t->is_patch;
+}
+const struct val_baseline *wk_task_baseline(const wk_task *t)
+{
+    return t->baseline;
 }
 
 /* ---- task intake ----------------------------------------------------------- */
@@ -267,6 +276,7 @@ int wk_task_parse(const char *line, size_t len, long lineno, const wk_config *cf
     t->messages = first_messages(t->json, kind, language);
     t->attempts = cJSON_CreateArray();
     t->best_rank = -1;
+    t->is_patch = is_patch;
     *out = t;
     t = NULL;
     rc = 0;
@@ -289,6 +299,10 @@ void wk_task_free(wk_task *t)
     cJSON_Delete(t->attempts);
     free(t->answer);
     free(t->best);
+    if (t->baseline)
+        val_baseline_release(t->baseline);
+    free(t->baseline);
+    free(t->tests_note);
     free(t);
 }
 

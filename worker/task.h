@@ -66,5 +66,9 @@ const cJSON *wk_task_json(const wk_task *t);
 const wk_cascade *wk_task_cascade(const wk_task *t);
 const cJSON *wk_task_schema(const wk_task *t); /* task's schema, else the cascade's; may be NULL */
 int wk_task_done(const wk_task *t);
+/* 1 for a patch task (kind "patch"). */
+int wk_task_is_patch(const wk_task *t);
+/* A patch task's baseline once prepared (validators/testlog.h); NULL before or otherwise. */
+const struct val_baseline *wk_task_baseline(const wk_task *t);
 
 #endif

@@ -9,8 +9,9 @@
 #include <cjson/cJSON.h>
 
 #include "task.h"
+#include "validators/val.h"
 
-enum { WK__ST_NEW, WK__ST_CALLING, WK__ST_VALIDATING, WK__ST_DONE };
+enum { WK__ST_NEW, WK__ST_PREPARING, WK__ST_CALLING, WK__ST_VALIDATING, WK__ST_DONE };
 
 struct wk_task {
     char *id;
@@ -31,6 +32,13 @@ struct wk_task {
     int best_rank;
     int answers;     /* responses received */
     double lost_usd; /* charged for a lost call, not yet on an attempt */
+    /* Patch tasks (kind "patch"): the baseline, from WK_EV_PREPARED. */
+    int is_patch;
+    struct val_baseline *baseline; /* owned; NULL until prepared */
+    long baseline_ms;              /* how long the preparation took */
+    int baseline_runs;
+    val_test_counts tests; /* the accepted verdict's counts */
+    char *tests_note;      /* and its note, which names the pre-existing failures; owned */
 };
 
 #endif
