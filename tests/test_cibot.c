@@ -463,11 +463,11 @@ static char *tasks_file(const char *name, const char *const *prefixes)
 static int run_tasks(const char *tasks, const char *results, const char *esc,
                      const char *stderr_file)
 {
-    char *script = wk_xasprintf("exec '%s' run '%s' --cascades '%s/fixtures/cibot/cascades' "
-                                "--models '%s/fixtures/cibot/models.json' -o '%s' "
-                                "--escalations '%s' 2>'%s'",
-                                h_cascade_bin(), tasks, h_src(), h_src(), results, esc,
-                                stderr_file);
+    char *script =
+        wk_xasprintf("exec '%s' run '%s' --cascades '%s/fixtures/cibot/cascades' "
+                     "--models '%s/fixtures/cibot/models.json' -o '%s' "
+                     "--escalations '%s' 2>'%s'",
+                     h_cascade_bin(), tasks, h_src(), h_src(), results, esc, stderr_file);
     int st = sh(script, NULL);
     free(script);
     return st;
