@@ -120,9 +120,9 @@ def wrap_answer(cand, diff):
     return "```patch\n%s```\n" % diff  # a CI bot (bugfix-ci): the patch, fenced
 
 
-def estimate_tokens(text):
+def estimate_tokens(chars):
     """Characters / 4, the usual rough count where the source kept no usage."""
-    return max(1, (len(text) + 3) // 4)
+    return max(1, (chars + 3) // 4)
 
 
 def build(data, out):
@@ -210,8 +210,8 @@ def build(data, out):
             rec.write(json.dumps({
                 "task": tasks[name]["id"], "model": c["model"], "run": run,
                 "answer": answer,
-                "usage": {"prompt_tokens": estimate_tokens("x" * (prompt_chars[name] + 2500)),
-                          "completion_tokens": estimate_tokens(answer)},
+                "usage": {"prompt_tokens": estimate_tokens(prompt_chars[name] + 2500),
+                          "completion_tokens": estimate_tokens(len(answer))},
                 "usage_estimated": True,
             }) + "\n")
             fixed = c.get("fixed_file")
