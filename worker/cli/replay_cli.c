@@ -51,6 +51,7 @@ static const char usage_replay[] =
     "  --cascade NAME|FILE  the cascade: a name in --cascades, or a cascade file;\n"
     "                       may be repeated to replay several (one shared verdict cache)\n"
     "  --cascades DIR       where names are looked up [cascades]\n"
+    "  --gold FIELD         the task field holding a classify task's gold label [gold]\n"
     "  --models FILE        models file [DIR/models.json, or models.json beside FILE]\n"
     "  --runs K             repeat the batch from starting runs 0..K-1 and report mean\n"
     "                       and sd of pass rate and cost [1]\n"
@@ -490,6 +491,7 @@ int wk_cmd_replay(int argc, char **argv)
         O_TASKS = 256,
         O_RECS,
         O_CASCADE,
+        O_GOLD,
         O_CASCADES,
         O_MODELS,
         O_RUNS,
@@ -505,6 +507,7 @@ int wk_cmd_replay(int argc, char **argv)
         {"tasks", required_argument, NULL, O_TASKS},
         {"recordings", required_argument, NULL, O_RECS},
         {"cascade", required_argument, NULL, O_CASCADE},
+        {"gold", required_argument, NULL, O_GOLD},
         {"cascades", required_argument, NULL, O_CASCADES},
         {"models", required_argument, NULL, O_MODELS},
         {"runs", required_argument, NULL, O_RUNS},
@@ -540,6 +543,9 @@ int wk_cmd_replay(int argc, char **argv)
             break;
         case O_CASCADES:
             R->cascades_dir = optarg;
+            break;
+        case O_GOLD:
+            R->base.gold_field = optarg;
             break;
         case O_MODELS:
             R->models = optarg;
