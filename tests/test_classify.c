@@ -529,6 +529,89 @@ static void test_report_gives_accuracy_per_cascade_and_tier_and_climbs_by_reason
             fail_msg("the report lacks \"%s\":\n%s", want[i], report);
 }
 
+/* ---- tune --metric accuracy ---------------------------------------------------- */
+
+/*
+ * Three single-model results files over 200 four-way questions: cheap and mid
+ * are each right 70% of the time and never wrong alike, top 95%; every answer
+ * has a label, so a format-only chain stops at the first tier with its
+ * accuracy. Only agreement (or top alone) reaches 0.9.
+ */
+static void test_tune_accuracy_finds_an_agreement_pair(void **state)
+{
+    (void)state;
+    static const char *const L[] = {"A", "B", "C", "D"};
+    static const char *const M[] = {"cheap", "mid", "top"};
+    static const double cost[] = {0.0001, 0.0002, 0.003};
+    char *paths[3];
+    for (int m = 0; m < 3; m++) {
+        wk_buf b;
+        wk_buf_init(&b, 1u << 22);
+        for (int i = 0; i < 200; i++) {
+            int g = i % 4, d = i % 10;
+            int wrong = m == 0 ? d <= 2 : m == 1 ? d >= 2 && d <= 4 : i % 20 == 5;
+            const char *ans = L[wrong ? (g + 1 + m) % 4 : g];
+            wk_buf_appendf(&b,
+                           "{\"id\":\"q%d\",\"status\":\"accepted\",\"cascade\":\"%s\",\"tier\":0,"
+                           "\"model\":\"%s\",\"cost_usd\":%g,\"attempts\":[{\"tier\":0,"
+                           "\"model\":\"%s\",\"cost_usd\":%g,\"verdict\":{\"pass\":true,"
+                           "\"label\":\"%s\"}}],\"label\":\"%s\",\"gold\":\"%s\"}\n",
+                           i, M[m], M[m], cost[m], M[m], cost[m], ans, ans, L[g]);
+        }
+        char *name = wk_xasprintf("single-%s.jsonl", M[m]);
+        paths[m] = h_write(name, b.buf);
+        free(name);
+        wk_buf_release(&b);
+    }
+    char *out = h_tmp("tuned.json"), *rep = h_tmp("tune.txt");
+    char *argv[] = {(char *)h_cascade_bin(),
+                    "tune",
+                    "--from",
+                    paths[0],
+                    "--from",
+                    paths[1],
+                    "--from",
+                    paths[2],
+                    "--target",
+                    "0.9",
+                    "--metric",
+                    "accuracy",
+                    "-o",
+                    out,
+                    NULL};
+    assert_int_equal(h_run(argv, rep, NULL, 60), 0);
+    char *text = h_slurp(rep);
+    if (!strstr(text, "chosen plan: cheap=mid*1>top*1") || !strstr(text, "held-out: accuracy"))
+        fail_msg("tune did not pick the agreement pair:\n%s", text);
+    /* The plan is a classify cascade the config loads as it is written. */
+    char *tuned = h_slurp(out);
+    cJSON *c = cJSON_Parse(tuned);
+    const cJSON *t0 = cJSON_GetArrayItem(cJSON_GetObjectItem(c, "tiers"), 0);
+    assert_int_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(t0, "agree"), "min")->valueint, 2);
+    char err[512];
+    char *models = h_write("tune-models.json",
+                           "{\"providers\": {\"o\": {\"api\": \"openai\", \"base_url\": \"x\", "
+                           "\"key_env\": null}}, \"models\": {"
+                           "\"cheap\": {\"provider\": \"o\", \"input_usd_per_mtok\": 1, "
+                           "\"output_usd_per_mtok\": 1}, \"mid\": {\"provider\": \"o\", "
+                           "\"input_usd_per_mtok\": 1, \"output_usd_per_mtok\": 1}, "
+                           "\"top\": {\"provider\": \"o\", \"input_usd_per_mtok\": 1, "
+                           "\"output_usd_per_mtok\": 1}}}");
+    wk_config cfg;
+    if (wk_config_load(&cfg, models, out, WK_CONFIG_OFFLINE, err, sizeof err) != 0)
+        fail_msg("the tuned cascade does not load: %s", err);
+    assert_int_equal(cfg.cascades[0].tiers[0].nagree, 2);
+    wk_config_free(&cfg);
+    cJSON_Delete(c);
+    free(tuned);
+    free(text);
+    free(models);
+    free(out);
+    free(rep);
+    for (int m = 0; m < 3; m++)
+        free(paths[m]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -537,6 +620,7 @@ int main(void)
         cmocka_unit_test(test_answer_naming_no_label_fails_no_label_and_a_pass_carries_it),
         cmocka_unit_test(test_gold_outside_the_enum_is_invalid_task),
         cmocka_unit_test(test_classify_cascade_startup_errors),
+        cmocka_unit_test(test_tune_accuracy_finds_an_agreement_pair),
     };
     const struct CMUnitTest mock_tests[] = {
         cmocka_unit_test(test_agreement_accepts_two_same_labels_and_climbs_on_two),
