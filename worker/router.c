@@ -57,6 +57,8 @@ static void vote_reset(wk_task *t)
     t->asked = 0;
     cJSON_Delete(t->votes);
     t->votes = NULL;
+    cJSON_Delete(t->pending);
+    t->pending = NULL;
     free(t->logprobs_text);
     free(t->logprobs);
     t->logprobs_text = NULL;
@@ -267,6 +269,9 @@ static void call_or_stop(wk_task *t, wk_actions *out)
     wk_action *a = push(out, WK_ACT_CALL);
     a->model = m;
     a->logprobs = tr->confidence == WK_CONF_LOGPROBS;
+    /* Samples still wanted of this model: one call with n, where the API takes it. */
+    int per = tr->samples > 1 ? tr->samples : 1;
+    a->n = per - t->asked % per;
     a->messages = t->messages;
     a->est_prompt_tokens = estimate_prompt_tokens(t->messages);
 }
@@ -490,6 +495,46 @@ static void set_failed(cJSON *a, const char *validator, const char *reason, cons
     cJSON_AddItemToObject(a, "verdict", val_verdict_json(&v));
 }
 
+static int per_model(const wk_tier *tr)
+{
+    return tr->samples > 1 ? tr->samples : 1;
+}
+
+/*
+ * The next answer of a call that asked for n: an attempt of its own at no
+ * cost (the call's attempt carries the usage of all its answers), validated
+ * like any answer.
+ */
+static void next_choice(wk_task *t, int64_t now, wk_actions *out)
+{
+    const wk_tier *tr = &t->cascade->tiers[t->tier];
+    cJSON *c = cJSON_DetachItemFromArray(t->pending, 0);
+    const char *text = wk_jstr(c, "text"), *fr = wk_jstr(c, "finish_reason");
+    cJSON *a = cJSON_CreateObject();
+    cJSON_AddNumberToObject(a, "tier", t->tier);
+    cJSON_AddStringToObject(a, "model", vote_model(tr, t->asked)->name);
+    cJSON_AddBoolToObject(a, "same_call", 1);
+    cJSON_AddNumberToObject(a, "cost_usd", 0);
+    cJSON_AddNumberToObject(a, "vote", t->asked);
+    if (fr)
+        cJSON_AddStringToObject(a, "finish_reason", fr);
+    cJSON_AddItemToArray(t->attempts, a);
+    t->cur = a;
+    t->answers++;
+    free(t->answer);
+    t->answer = wk_xstrdup(text ? text : "");
+    keep_logprobs(t, cJSON_GetObjectItemCaseSensitive(c, "logprobs"));
+    cJSON_Delete(c);
+    if (fr && strcmp(fr, "length") == 0) {
+        const char *msg = "the answer was cut off at max_tokens";
+        set_failed(a, "truncation", "truncated", msg);
+        on_failure(t, now, t->cascade->feedback, "truncation", "truncated", msg, NULL, out);
+        return;
+    }
+    t->state = WK__ST_VALIDATING;
+    push(out, WK_ACT_VALIDATE)->answer = t->answer;
+}
+
 /*
  * The label of a passing verdict, and the answer's own confidence. A verdict
  * the journal kept (a resumed run) has lost both: the label validator is
@@ -556,6 +601,10 @@ static void vote(wk_task *t, const val_verdict *v, int64_t now, wk_actions *out)
     cJSON_AddItemToArray(t->votes, o);
     t->asked++;
     int need = tier_votes(tr);
+    if (t->asked < need && cJSON_GetArraySize(t->pending) > 0 && t->asked % per_model(tr)) {
+        next_choice(t, now, out); /* another answer of the same call */
+        return;
+    }
     if (t->asked < need) {
         call_or_stop(t, out); /* the next model, or the same one again */
         return;
@@ -659,6 +708,8 @@ static void step(wk_task *t, const wk_event *ev, wk_actions *out)
         free(t->answer);
         t->answer = wk_xstrdup(ev->text ? ev->text : "");
         keep_logprobs(t, ev->logprobs);
+        cJSON_Delete(t->pending);
+        t->pending = ev->choices ? cJSON_Duplicate(ev->choices, 1) : NULL;
         if (ev->finish_reason && strcmp(ev->finish_reason, "length") == 0) {
             const char *msg = "the answer was cut off at max_tokens";
             set_failed(a, "truncation", "truncated", msg);

@@ -278,6 +278,7 @@ void wk_task_free(wk_task *t)
     free(t->best);
     free(t->gold);
     cJSON_Delete(t->votes);
+    cJSON_Delete(t->pending);
     free(t->logprobs_text);
     free(t->logprobs);
     free(t);

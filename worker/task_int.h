@@ -36,9 +36,10 @@ struct wk_task {
     char *gold;                /* the gold label in the enum's spelling; NULL: none; owned */
     char label[VAL_LABEL_MAX]; /* the label accepted; "" when none */
     cJSON *votes;              /* labels read at this tier so far, one string per answer; owned */
-    int asked;                 /* calls made for the current vote */
-    char *logprobs_text;       /* the newest answer's tokens joined, with logprobs below; owned */
-    double *logprobs;          /* per byte of logprobs_text: the logprob of the token holding it */
+    int asked;                 /* answers voted at this tier so far */
+    cJSON *pending;      /* the other choices of the newest call (n > 1), not yet voted; owned */
+    char *logprobs_text; /* the newest answer's tokens joined, with logprobs below; owned */
+    double *logprobs;    /* per byte of logprobs_text: the logprob of the token holding it */
 };
 
 #endif

@@ -50,6 +50,7 @@ struct wk_call {
     prov_request req;
     const wk_model *built_for; /* the deployment req was built for */
     int logprobs;              /* ask for the answer's token logprobs */
+    int n;                     /* answers asked for in one call (APIs that take "n") */
     int retries_here, retries, fallbacks;
     double reserved;
     uint64_t started_ms;
@@ -235,6 +236,8 @@ static void build_request(wk__call *k, const wk_model *m)
     ops->build(m, k->task_id, k->messages, &k->req);
     if (k->logprobs && ops->ask_logprobs)
         (void)ops->ask_logprobs(&k->req);
+    if (k->n > 1 && ops->ask_n)
+        (void)ops->ask_n(&k->req, k->n);
     k->built_for = m;
 }
 
@@ -608,7 +611,7 @@ static void on_start(uv_timer_t *t)
 }
 
 wk_call *wk_call_prepare(wk_calls *c, const wk_model *m, const char *task_id, const cJSON *messages,
-                         long est_prompt_tokens, int logprobs)
+                         long est_prompt_tokens, int logprobs, int n)
 {
     wk__call *k = wk_xcalloc(1, sizeof *k);
     k->c = c;
@@ -618,6 +621,7 @@ wk_call *wk_call_prepare(wk_calls *c, const wk_model *m, const char *task_id, co
     k->messages = cJSON_Duplicate(messages, 1);
     k->est = est_prompt_tokens;
     k->logprobs = logprobs;
+    k->n = n;
     /* Built now, once: the cache is keyed by this body, and it is what is sent. */
     build_request(k, m);
     return k;

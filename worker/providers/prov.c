@@ -40,6 +40,7 @@ void prov_response_clear(prov_response *r)
     free(r->text);
     free(r->finish_reason);
     cJSON_Delete(r->logprobs);
+    cJSON_Delete(r->choices);
     memset(r, 0, sizeof *r);
 }
 
