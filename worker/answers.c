@@ -288,7 +288,8 @@ static void on_verdict(void *arg, const val_verdict *v)
     if (a->vcache && q->vin.answer)
         wk_vcache_put(a->vcache, wk_task_id(q->task), q->vin.answer, v);
     /* A failed write is the journal's failure: what follows waits on a commit. */
-    (void)wk_journal_verdict(a->journal, wk_task_id(q->task), q->seq, v);
+    if (!q->same_call)
+        (void)wk_journal_verdict(a->journal, wk_task_id(q->task), q->seq, v);
     hold_verdict(q, v);
     if (!q->in_validate)
         feed_pending_verdict(q);
@@ -300,12 +301,13 @@ static const char *task_str(const wk_task *t, const char *name)
     return cJSON_IsString(f) ? f->valuestring : NULL;
 }
 
-void wk_ask_validate(wk_ask *q, const char *answer)
+void wk_ask_validate(wk_ask *q, const char *answer, int same_call)
 {
     const wk_answers *a = q->a;
     const wk_cascade *c = wk_task_cascade(q->task);
+    q->same_call = same_call;
     /* A verdict the journal holds, or one the replay cache knows, is not redone. */
-    const wk_jattempt *j = stored(q, q->seq);
+    const wk_jattempt *j = same_call ? NULL : stored(q, q->seq);
     if (j && j->state >= WK_J_VERDICT) {
         q->replayed_verdict = 1;
         hold_verdict(q, &j->verdict);

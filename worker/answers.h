@@ -62,6 +62,7 @@ typedef struct wk_ask {
     int logprobs;         /* the call in progress asks for logprobs */
     val_input vin;        /* the validation in progress */
     int in_validate, have_pending, replayed_verdict;
+    int same_call;       /* the validation in progress is of another answer of the same call */
     val_verdict pending; /* a verdict waiting to be fed */
 } wk_ask;
 
@@ -82,8 +83,12 @@ void wk_ask_end(wk_ask *q);
  */
 void wk_ask_call(wk_ask *q, const wk_model *m, const cJSON *messages, long est_prompt_tokens,
                  int logprobs, int n);
-/* The router's VALIDATE: answer is borrowed until the verdict is fed. */
-void wk_ask_validate(wk_ask *q, const char *answer);
+/*
+ * The router's VALIDATE: answer is borrowed until the verdict is fed.
+ * same_call: another answer of the newest call (n > 1), whose verdict the
+ * journal does not keep (its row is the call's first answer's).
+ */
+void wk_ask_validate(wk_ask *q, const char *answer, int same_call);
 /* 1 while a verdict taken from the journal is being fed (its climb was logged before). */
 int wk_ask_replayed(const wk_ask *q);
 

@@ -532,7 +532,9 @@ static void next_choice(wk_task *t, int64_t now, wk_actions *out)
         return;
     }
     t->state = WK__ST_VALIDATING;
-    push(out, WK_ACT_VALIDATE)->answer = t->answer;
+    wk_action *v = push(out, WK_ACT_VALIDATE);
+    v->answer = t->answer;
+    v->same_call = 1;
 }
 
 /*

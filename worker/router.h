@@ -78,6 +78,7 @@ typedef struct wk_action {
     int logprobs;           /* CALL: ask for the answer's token logprobs */
     int n;                  /* CALL: answers wanted of this model (samples); 1: one */
     const char *answer;     /* VALIDATE: borrowed from the task, valid until the next feed */
+    int same_call;          /* VALIDATE: another answer of the newest call (n > 1) */
     cJSON *line;            /* LOG and FINISH: owned by the action; the driver frees it */
 } wk_action;
 

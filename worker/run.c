@@ -239,7 +239,7 @@ static void perform(slot *s, wk_actions *acts)
             wk_ask_call(&s->ask, a->model, a->messages, a->est_prompt_tokens, a->logprobs, a->n);
             break;
         case WK_ACT_VALIDATE:
-            wk_ask_validate(&s->ask, a->answer);
+            wk_ask_validate(&s->ask, a->answer, a->same_call);
             break;
         case WK_ACT_LOG:
             /* A climb replayed from the journal was logged by the run that made it. */
