@@ -46,7 +46,7 @@ typedef struct wk_intake_facts {
 /* A decision; every pointer is owned by it until taken (set to NULL). */
 typedef struct wk_intake {
     wk_intake_kind kind;
-    char *key;     /* RESUME, INVALID: the result's key (task id, "line:N", "dup:N") */
+    char *key;     /* RESUME, INVALID: the result's key (rkey.h) */
     char *line;    /* RESUME, INVALID: the result line */
     cJSON *result; /* INVALID: the result as JSON, for the summary */
     wk_task *task; /* RUN; ALREADY and RESUME too, for the id of a file's line */

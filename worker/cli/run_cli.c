@@ -4,6 +4,8 @@
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
 
 #include "cli.h"
 #include "worker/run.h"
@@ -63,6 +65,44 @@ static const char usage_run[] =
     "exit status: 0 all tasks have results; 1 startup or output error;\n"
     "2 usage error; 3 stopped (signal, grace period or run budget) before the\n"
     "input was done; 128+N a second signal N.\n";
+
+/* 1 when a and b name one existing file (or the same path). */
+static int same_file(const char *a, const char *b)
+{
+    struct stat sa, sb;
+    if (!a || !b || strcmp(a, "-") == 0 || strcmp(b, "-") == 0)
+        return 0;
+    if (strcmp(a, b) == 0)
+        return 1;
+    return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
+           sa.st_ino == sb.st_ino;
+}
+
+/*
+ * Output paths that would overwrite an input or each other are refused
+ * before anything is opened: `-o tasks.jsonl` would empty the tasks.
+ */
+static int check_paths(const wk_run_opts *o)
+{
+    const char *outs[] = {o->out_path, o->esc_path, o->journal_path, o->cache_path};
+    const char *names[] = {"-o", "--escalations", "--journal", "--cache"};
+    for (int i = 0; i < 4; i++) {
+        if (!outs[i] || (i == 2 && strcmp(outs[i], "none") == 0))
+            continue;
+        if (!o->queue_url && same_file(outs[i], o->tasks_path)) {
+            fprintf(stderr, "cascade run: %s %s names the tasks file; refusing to overwrite it\n",
+                    names[i], outs[i]);
+            return WK_EXIT_USAGE;
+        }
+        for (int k = 0; k < i; k++)
+            if (outs[k] && same_file(outs[i], outs[k])) {
+                fprintf(stderr, "cascade run: %s and %s name the same file %s\n", names[k],
+                        names[i], outs[i]);
+                return WK_EXIT_USAGE;
+            }
+    }
+    return 0;
+}
 
 int wk_cmd_run(int argc, char **argv)
 {
@@ -243,6 +283,9 @@ int wk_cmd_run(int argc, char **argv)
     } else {
         o.tasks_path = argv[optind];
     }
+    int bad_paths = check_paths(&o);
+    if (bad_paths)
+        return bad_paths;
     return wk_run(&o);
 bad:
     for (const struct option *p = opts; p->name; p++)

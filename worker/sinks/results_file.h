@@ -5,7 +5,8 @@
  * The results file (this one): JSONL, one result line per task, appended
  * and flushed line by line. A resumed run appends to the file it wrote
  * before: a line cut by a crash is removed first, and the keys already there
- * (task ids, "line:N" for a line that had no id, "dup:N" for a duplicate id)
+ * (worker/rkey.h: task ids, "#line:N" for a line that is not a task,
+ * "#dup:N" for a duplicate id)
  * are not written again.
  *
  * The results stream (Redis STREAM:results) is not here: queues/redis.c adds

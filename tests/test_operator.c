@@ -1,0 +1,361 @@
+/*
+ * A careless operator and an unlucky batch (issue 12, item 2): result keys
+ * that collide with task ids, two runs on one journal or one results file,
+ * a typo in the tasks path, -o naming the input, and the money side (item 4):
+ * usage a provider left out or garbled, a task budget of zero. Each drives
+ * the real binary against the mock and asserts on the files it leaves.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "lib/util.h"
+
+static const char *MODELS =
+    "{\"providers\":{\"mock\":{\"api\":\"openai\",\"base_url\":\"${MOCK_URL}/v1\","
+    "\"key_env\":null}},\"models\":{"
+    "\"cheap\":{\"provider\":\"mock\",\"input_usd_per_mtok\":1,\"output_usd_per_mtok\":2,"
+    "\"max_tokens\":100},"
+    "\"mid\":{\"provider\":\"mock\",\"input_usd_per_mtok\":10,\"output_usd_per_mtok\":20,"
+    "\"max_tokens\":100}}}";
+
+static char *cdir, *models;
+
+static int group_setup(void **state)
+{
+    (void)state;
+    if (h_setup())
+        return -1;
+    cdir = h_tmp("cascades");
+    mkdir(cdir, 0755);
+    models = h_write("models.json", MODELS);
+    free(h_write("cascades/main.json", "{\"name\":\"main\",\"validators\":[\"schema\"],"
+                                       "\"tiers\":[{\"model\":\"cheap\"},{\"model\":\"mid\"}]}"));
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    h_teardown();
+    free(cdir);
+    free(models);
+    return 0;
+}
+
+/* A classify task line; its answer "a" passes. */
+static void task_line(wk_buf *b, const char *id, const char *extra)
+{
+    wk_buf_appendf(b,
+                   "{\"id\":\"%s\",\"kind\":\"classify\",\"cascade\":\"main\",\"prompt\":\"p\","
+                   "\"schema\":{\"enum\":[\"a\"]}%s}\n",
+                   id, extra ? extra : "");
+}
+
+/* A recording of model for task: answer (a JSON string's inside) and usage JSON or NULL. */
+static void rec_line(wk_buf *b, const char *id, const char *model, int run, const char *answer,
+                     const char *usage)
+{
+    wk_buf_appendf(b, "{\"task\":\"%s\",\"model\":\"%s\",\"run\":%d,\"answer\":\"%s\"", id, model,
+                   run, answer);
+    if (usage)
+        wk_buf_appendf(b, ",\"usage\":%s", usage);
+    wk_buf_appendf(b, "}\n");
+}
+
+/* Runs cascade on tasks with up to 6 more arguments; returns the exit status. */
+static int run_cascade(const char *tasks, const char *out, const char *errf, const char *a1,
+                       const char *a2, const char *a3, const char *a4)
+{
+    const char *argv[24] = {h_cascade_bin(), "run",  tasks, "--cascades", cdir,
+                            "--models",      models, "-o",  out,          "-q"};
+    int n = 10;
+    const char *more[] = {a1, a2, a3, a4};
+    for (int i = 0; i < 4; i++)
+        if (more[i])
+            argv[n++] = more[i];
+    argv[n] = NULL;
+    return h_run((char *const *)argv, NULL, errf, 60);
+}
+
+static int count_id(const cJSON *results, const char *id)
+{
+    int n = 0;
+    const cJSON *r;
+    cJSON_ArrayForEach(r, results)
+    {
+        const char *rid = h_str(r, "id");
+        n += rid && strcmp(rid, id) == 0;
+    }
+    return n;
+}
+
+/* ---- keys ------------------------------------------------------------------------ */
+
+static void test_task_ids_that_match_invalid_lines_keys_run_and_are_written_once(void **state)
+{
+    (void)state;
+    wk_buf t, r;
+    wk_buf_init(&t, 1 << 20);
+    wk_buf_init(&r, 1 << 20);
+    /* Line 1: not JSON. Line 2: id "x" but no prompt. Line 3: a bad budget. */
+    wk_buf_appendf(&t, "not json\n");
+    wk_buf_appendf(&t, "{\"id\":\"x\",\"kind\":\"classify\"}\n");
+    task_line(&t, "y", ",\"budget_usd\":\"lots\"");
+    /* Valid tasks whose ids are the old and new keys of those lines, and the ids they carried. */
+    const char *ids[] = {"x", "y", "line:1", "line:2", "#line:1", "#line:2", "#dup:2", "#id:x"};
+    for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++) {
+        task_line(&t, ids[i], NULL);
+        rec_line(&r, ids[i], "cheap", 1, "\\\"a\\\"",
+                 "{\"prompt_tokens\":10,\"completion_tokens\":1}");
+    }
+    char *tasks = h_write("keys-tasks.jsonl", t.buf), *recs = h_write("keys-recs.jsonl", r.buf);
+    char *out = h_tmp("keys-out.jsonl"), *errf = h_tmp("keys-err");
+    h_mock m;
+    h_mock_start(&m, recs, NULL, NULL);
+    for (int pass = 0; pass < 2; pass++) { /* the second pass resumes: nothing new */
+        int rc = run_cascade(tasks, out, errf, NULL, NULL, NULL, NULL);
+        if (rc != 0)
+            fail_msg("pass %d exited %d: %s", pass, rc, h_slurp(errf));
+        cJSON *res = h_jsonl(out);
+        assert_int_equal(cJSON_GetArraySize(res), 3 + (int)(sizeof ids / sizeof ids[0]));
+        for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++) {
+            int want = (strcmp(ids[i], "x") == 0 || strcmp(ids[i], "y") == 0) ? 2 : 1;
+            if (count_id(res, ids[i]) != want)
+                fail_msg("pass %d: %d lines for %s, want %d", pass, count_id(res, ids[i]), ids[i],
+                         want);
+        }
+        int accepted = 0, invalid = 0;
+        const cJSON *x;
+        cJSON_ArrayForEach(x, res)
+        {
+            accepted += strcmp(h_str(x, "status"), "accepted") == 0;
+            invalid += strcmp(h_str(x, "status"), "invalid_task") == 0;
+        }
+        assert_int_equal(accepted, (int)(sizeof ids / sizeof ids[0]));
+        assert_int_equal(invalid, 3);
+        cJSON_Delete(res);
+    }
+    h_mock_stop(&m);
+    wk_buf_release(&t);
+    wk_buf_release(&r);
+    free(tasks);
+    free(recs);
+    free(out);
+    free(errf);
+}
+
+/* ---- two runs, typos, -o -------------------------------------------------------- */
+
+/* n tasks answered "a" by cheap. */
+static void simple_batch(const char *tag, int n, char **tasks, char **recs)
+{
+    wk_buf t, r;
+    wk_buf_init(&t, 1 << 24);
+    wk_buf_init(&r, 1 << 24);
+    for (int i = 0; i < n; i++) {
+        char id[64];
+        snprintf(id, sizeof id, "%s-%d", tag, i);
+        task_line(&t, id, NULL);
+        rec_line(&r, id, "cheap", 1, "\\\"a\\\"", "{\"prompt_tokens\":10,\"completion_tokens\":1}");
+    }
+    char *tn = wk_xasprintf("%s-tasks.jsonl", tag), *rn = wk_xasprintf("%s-recs.jsonl", tag);
+    *tasks = h_write(tn, t.buf);
+    *recs = h_write(rn, r.buf);
+    free(tn);
+    free(rn);
+    wk_buf_release(&t);
+    wk_buf_release(&r);
+}
+
+static void second_run_refused_while_first_holds(const char *tag, const char *journal_opt,
+                                                 const char *expect)
+{
+    char *tasks, *recs;
+    simple_batch(tag, 20, &tasks, &recs);
+    char *out = h_tmp(tag), *errf = wk_xasprintf("%s.err", out),
+         *err2 = wk_xasprintf("%s.err2", out), *log = wk_xasprintf("%s.log", out);
+    const char *margs[] = {"--latency", "400", NULL};
+    h_mock m;
+    h_mock_start(&m, recs, log, margs);
+    const char *argv[] = {h_cascade_bin(),
+                          "run",
+                          tasks,
+                          "--cascades",
+                          cdir,
+                          "--models",
+                          models,
+                          "-o",
+                          out,
+                          "-q",
+                          "--concurrency",
+                          "2",
+                          journal_opt ? "--journal" : NULL,
+                          journal_opt,
+                          NULL};
+    pid_t first = h_spawn((char *const *)argv, NULL, errf);
+    h_sleep_ms(700); /* the first holds its locks and has calls in flight */
+    int rc =
+        run_cascade(tasks, out, err2, journal_opt ? "--journal" : NULL, journal_opt, NULL, NULL);
+    char *msg = h_slurp(err2);
+    if (rc != 1 || !strstr(msg, expect))
+        fail_msg("second run: exit %d, stderr: %s", rc, msg);
+    free(msg);
+    rc = h_wait(first, 60000);
+    if (rc != 0)
+        fail_msg("first run exited %d: %s", rc, h_slurp(errf));
+    h_mock_stop(&m);
+    cJSON *res = h_jsonl(out), *reqs = h_jsonl(log);
+    assert_int_equal(cJSON_GetArraySize(res), 20);
+    assert_int_equal(cJSON_GetArraySize(reqs), 20); /* every task paid for once */
+    cJSON_Delete(res);
+    cJSON_Delete(reqs);
+    /* Once the first is done, the same command resumes with nothing to do. */
+    rc = run_cascade(tasks, out, err2, journal_opt ? "--journal" : NULL, journal_opt, NULL, NULL);
+    assert_int_equal(rc, 0);
+    free(tasks);
+    free(recs);
+    free(out);
+    free(errf);
+    free(err2);
+    free(log);
+}
+
+static void test_two_runs_on_one_journal_the_second_refuses(void **state)
+{
+    (void)state;
+    second_run_refused_while_first_holds("lock-j", NULL, "is in use by another cascade run");
+}
+
+static void test_two_runs_on_one_explicit_journal_the_second_refuses(void **state)
+{
+    (void)state;
+    char *j = h_tmp("lock-shared.journal");
+    second_run_refused_while_first_holds("lock-e", j, "journal");
+    free(j);
+}
+
+static void test_two_runs_on_one_results_file_without_journal_the_second_refuses(void **state)
+{
+    (void)state;
+    char *tasks, *recs;
+    simple_batch("lock-n", 10, &tasks, &recs);
+    char *out = h_tmp("lock-n.jsonl"), *errf = h_tmp("lock-n.err"), *err2 = h_tmp("lock-n.err2");
+    const char *margs[] = {"--latency", "400", NULL};
+    h_mock m;
+    h_mock_start(&m, recs, NULL, margs);
+    const char *argv[] = {h_cascade_bin(), "run", tasks, "--cascades", cdir,        "--models",
+                          models,          "-o",  out,   "-q",         "--journal", "none",
+                          "--concurrency", "2",   NULL};
+    pid_t first = h_spawn((char *const *)argv, NULL, errf);
+    h_sleep_ms(700);
+    int rc = run_cascade(tasks, out, err2, "--journal", "none", NULL, NULL);
+    char *msg = h_slurp(err2);
+    if (rc != 1 || !strstr(msg, "results file") || !strstr(msg, "in use"))
+        fail_msg("second run: exit %d, stderr: %s", rc, msg);
+    free(msg);
+    assert_int_equal(h_wait(first, 60000), 0);
+    h_mock_stop(&m);
+    cJSON *res = h_jsonl(out);
+    assert_int_equal(cJSON_GetArraySize(res), 10); /* the second did not empty it */
+    cJSON_Delete(res);
+    free(tasks);
+    free(recs);
+    free(out);
+    free(errf);
+    free(err2);
+}
+
+static void test_a_typo_in_the_tasks_path_leaves_the_results_intact(void **state)
+{
+    (void)state;
+    char *tasks, *recs;
+    simple_batch("typo", 5, &tasks, &recs);
+    char *out = h_tmp("typo-out.jsonl"), *errf = h_tmp("typo.err");
+    h_mock m;
+    h_mock_start(&m, recs, NULL, NULL);
+    assert_int_equal(run_cascade(tasks, out, errf, NULL, NULL, NULL, NULL), 0);
+    char *before = h_slurp(out);
+    assert_true(strlen(before) > 0);
+    char *typo = wk_xasprintf("%sx", tasks);
+    /* With the journal (resume), without it (the file would be started afresh), and stdin-less. */
+    const char *variants[][2] = {{NULL, NULL}, {"--journal", "none"}};
+    for (int v = 0; v < 2; v++) {
+        int rc = run_cascade(typo, out, errf, variants[v][0], variants[v][1], NULL, NULL);
+        char *msg = h_slurp(errf);
+        if (rc == 0 || !strstr(msg, "typo-tasks.jsonlx"))
+            fail_msg("variant %d: exit %d, stderr: %s", v, rc, msg);
+        free(msg);
+        char *after = h_slurp(out);
+        assert_string_equal(before, after);
+        free(after);
+    }
+    h_mock_stop(&m);
+    free(typo);
+    free(before);
+    free(tasks);
+    free(recs);
+    free(out);
+    free(errf);
+}
+
+static void test_outputs_naming_the_input_are_refused_before_anything_is_touched(void **state)
+{
+    (void)state;
+    char *tasks, *recs;
+    simple_batch("same", 3, &tasks, &recs);
+    char *before = h_slurp(tasks), *errf = h_tmp("same.err");
+    char *link = h_tmp("same-link.jsonl");
+    assert_int_equal(symlink(tasks, link), 0);
+    char *esc = h_tmp("same-esc.jsonl");
+    struct {
+        const char *out, *a1, *a2;
+    } v[] = {
+        {tasks, NULL, NULL},           /* -o the input */
+        {link, NULL, NULL},            /* -o a link to it */
+        {esc, "--escalations", tasks}, /* the escalation log over the input */
+        {esc, "--journal", tasks},     /* the journal over the input */
+        {esc, "--escalations", esc},   /* two outputs in one file */
+    };
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+        int rc = run_cascade(tasks, v[i].out, errf, v[i].a1, v[i].a2, NULL, NULL);
+        char *msg = h_slurp(errf);
+        if (rc != 2 || !strstr(msg, "cascade run:"))
+            fail_msg("variant %zu: exit %d, stderr: %s", i, rc, msg);
+        free(msg);
+        char *after = h_slurp(tasks);
+        assert_string_equal(before, after);
+        free(after);
+    }
+    struct stat st;
+    assert_int_not_equal(stat(esc, &st), 0); /* nothing was created either */
+    free(tasks);
+    free(recs);
+    free(before);
+    free(errf);
+    free(link);
+    free(esc);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_task_ids_that_match_invalid_lines_keys_run_and_are_written_once),
+        cmocka_unit_test(test_two_runs_on_one_journal_the_second_refuses),
+        cmocka_unit_test(test_two_runs_on_one_explicit_journal_the_second_refuses),
+        cmocka_unit_test(test_two_runs_on_one_results_file_without_journal_the_second_refuses),
+        cmocka_unit_test(test_a_typo_in_the_tasks_path_leaves_the_results_intact),
+        cmocka_unit_test(test_outputs_naming_the_input_are_refused_before_anything_is_touched),
+    };
+    return cmocka_run_group_tests_name("operator", tests, group_setup, group_teardown);
+}
