@@ -41,6 +41,12 @@ static int group_setup(void **state)
     models = h_write("models.json", MODELS);
     free(h_write("cascades/main.json", "{\"name\":\"main\",\"validators\":[\"schema\"],"
                                        "\"tiers\":[{\"model\":\"cheap\"},{\"model\":\"mid\"}]}"));
+    free(h_write("cascades/retry.json",
+                 "{\"name\":\"retry\",\"validators\":[\"schema\"],\"feedback\":false,"
+                 "\"tiers\":[{\"model\":\"cheap\",\"attempts\":2},{\"model\":\"mid\"}]}"));
+    free(h_write("cascades/retryfb.json",
+                 "{\"name\":\"retryfb\",\"validators\":[\"schema\"],\"feedback\":true,"
+                 "\"tiers\":[{\"model\":\"cheap\",\"attempts\":2},{\"model\":\"mid\"}]}"));
     return 0;
 }
 
@@ -347,6 +353,237 @@ static void test_outputs_naming_the_input_are_refused_before_anything_is_touched
     free(esc);
 }
 
+/* ---- money ---------------------------------------------------------------------- */
+
+static const cJSON *first_attempt(const cJSON *res)
+{
+    return cJSON_GetArrayItem(cJSON_GetObjectItem(res, "attempts"), 0);
+}
+
+static double num(const cJSON *o, const char *k)
+{
+    const cJSON *v = cJSON_GetObjectItem(o, k);
+    if (!cJSON_IsNumber(v))
+        fail_msg("no number %s", k);
+    return v->valuedouble;
+}
+
+/* One task through a mock that reports usage as given; returns its result (caller deletes). */
+static cJSON *one_task_with_usage(const char *tag, const char *usage_json, const char *task_extra,
+                                  char **log_out)
+{
+    wk_buf t, r;
+    wk_buf_init(&t, 1 << 20);
+    wk_buf_init(&r, 1 << 20);
+    task_line(&t, tag, task_extra);
+    rec_line(&r, tag, "cheap", 1, "\\\"a\\\"", "{\"prompt_tokens\":10,\"completion_tokens\":1}");
+    char *tn = wk_xasprintf("%s-tasks.jsonl", tag), *rn = wk_xasprintf("%s-recs.jsonl", tag),
+         *on = wk_xasprintf("%s-out.jsonl", tag), *ln = wk_xasprintf("%s-mock.log", tag);
+    char *tasks = h_write(tn, t.buf), *recs = h_write(rn, r.buf), *out = h_tmp(on),
+         *log = h_tmp(ln), *errf = h_tmp("usage.err");
+    const char *margs[] = {"--usage-json", usage_json, NULL};
+    h_mock m;
+    h_mock_start(&m, recs, log, usage_json ? margs : NULL);
+    int rc = run_cascade(tasks, out, errf, "--journal", "none", NULL, NULL);
+    h_mock_stop(&m);
+    if (rc != 0)
+        fail_msg("%s: exit %d: %s", tag, rc, h_slurp(errf));
+    cJSON *res = h_jsonl(out);
+    assert_int_equal(cJSON_GetArraySize(res), 1);
+    cJSON *one = cJSON_DetachItemFromArray(res, 0);
+    cJSON_Delete(res);
+    if (log_out)
+        *log_out = log;
+    else
+        free(log);
+    free(tn);
+    free(rn);
+    free(on);
+    free(ln);
+    free(tasks);
+    free(recs);
+    free(out);
+    free(errf);
+    wk_buf_release(&t);
+    wk_buf_release(&r);
+    return one;
+}
+
+static void test_usage_missing_negative_string_or_absurd_is_charged_its_worst_case(void **state)
+{
+    (void)state;
+    /* cheap: $1 in, $2 out per Mtok, max_tokens 100: the output alone is $0.0002 at worst. */
+    static const struct {
+        const char *usage;
+        int bad_completion;
+    } v[] = {
+        {"none", 1},
+        {"{}", 1},
+        {"{\"prompt_tokens\":-5,\"completion_tokens\":-1}", 1},
+        {"{\"prompt_tokens\":\"12\",\"completion_tokens\":\"3\"}", 1},
+        {"{\"prompt_tokens\":10,\"completion_tokens\":1e15}", 1},
+        {"{\"prompt_tokens\":10,\"completion_tokens\":2.5}", 1},
+        {"{\"prompt_tokens\":10,\"completion_tokens\":null}", 1},
+        {"{\"prompt_tokens\":1e9,\"completion_tokens\":3}", 0},
+        {"{\"prompt_tokens\":\"many\",\"completion_tokens\":3}", 0},
+        {"null", 1},
+        {"\"lots\"", 1},
+    };
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+        char tag[32];
+        snprintf(tag, sizeof tag, "usage-%zu", i);
+        cJSON *res = one_task_with_usage(tag, v[i].usage, NULL, NULL);
+        const cJSON *a = first_attempt(res);
+        if (!cJSON_IsTrue(cJSON_GetObjectItem(a, "usage_estimated")))
+            fail_msg("usage %s: attempt not marked usage_estimated", v[i].usage);
+        double cost = num(a, "cost_usd");
+        /* The worst case: max_tokens out, or (prompt bad) the estimate in plus 3 out. */
+        if (v[i].bad_completion ? cost < 0.0002 : cost <= 3 * 2e-6)
+            fail_msg("usage %s: charged $%g", v[i].usage, cost);
+        assert_true(num(res, "cost_usd") >= cost);
+        assert_string_equal(h_str(res, "status"), "accepted");
+        cJSON_Delete(res);
+    }
+    /* Sane usage is charged as reported and not marked. */
+    cJSON *res = one_task_with_usage("usage-ok", NULL, NULL, NULL);
+    const cJSON *a = first_attempt(res);
+    assert_null(cJSON_GetObjectItem(a, "usage_estimated"));
+    assert_true(num(a, "cost_usd") > 1.19e-5 && num(a, "cost_usd") < 1.21e-5);
+    cJSON_Delete(res);
+}
+
+static void test_a_budget_of_zero_means_nothing_may_be_spent(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *extra;
+        const char *status;
+        int requests;
+    } v[] = {
+        {",\"budget_usd\":0", "over_budget", 0},
+        {",\"budget_usd\":0.0", "over_budget", 0},
+        {",\"budget_usd\":1e-9", "over_budget", 0},
+        {",\"budget_usd\":1", "accepted", 1},
+        {"", "accepted", 1},
+    };
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+        char tag[32];
+        snprintf(tag, sizeof tag, "budget-%zu", i);
+        char *log;
+        cJSON *res = one_task_with_usage(tag, NULL, v[i].extra, &log);
+        if (strcmp(h_str(res, "status"), v[i].status) != 0)
+            fail_msg("budget%s: status %s", v[i].extra, h_str(res, "status"));
+        cJSON *reqs = h_jsonl(log);
+        assert_int_equal(cJSON_GetArraySize(reqs), v[i].requests);
+        if (v[i].requests == 0)
+            assert_true(num(res, "cost_usd") == 0);
+        cJSON_Delete(reqs);
+        cJSON_Delete(res);
+        free(log);
+    }
+}
+
+/* ---- provider errors ------------------------------------------------------------ */
+
+static void test_a_429_that_mentions_billing_is_a_rate_limit_not_a_spend_limit(void **state)
+{
+    (void)state;
+    const char *faults[] = {"429-billing:every:2:0.1", "429-billing:every:2",
+                            "429-billing:every:3"};
+    for (size_t f = 0; f < sizeof faults / sizeof faults[0]; f++) {
+        char *tasks, *recs;
+        char tag[32];
+        snprintf(tag, sizeof tag, "bill%zu", f);
+        simple_batch(tag, 6, &tasks, &recs);
+        char *out = h_tmp(tag), *errf = wk_xasprintf("%s.err", out);
+        const char *margs[] = {"--fault", faults[f], NULL};
+        h_mock m;
+        h_mock_start(&m, recs, NULL, margs);
+        int rc = run_cascade(tasks, out, errf, "--concurrency", "1", NULL, NULL);
+        h_mock_stop(&m);
+        char *msg = h_slurp(errf);
+        if (rc != 0 || strstr(msg, "spend limit"))
+            fail_msg("%s: exit %d, stderr: %s", faults[f], rc, msg);
+        cJSON *res = h_jsonl(out);
+        const cJSON *x;
+        cJSON_ArrayForEach(x, res)
+        {
+            if (strcmp(h_str(x, "status"), "accepted") != 0 ||
+                num(x, "tier") != 0) /* no climb: the 429s were retried on cheap */
+                fail_msg("%s: %s ended %s", faults[f], h_str(x, "id"), h_str(x, "status"));
+        }
+        assert_int_equal(cJSON_GetArraySize(res), 6);
+        cJSON_Delete(res);
+        free(msg);
+        free(tasks);
+        free(recs);
+        free(out);
+        free(errf);
+    }
+}
+
+/* ---- cache ---------------------------------------------------------------------- */
+
+static void test_a_retry_of_the_same_request_reaches_the_model_not_the_cache(void **state)
+{
+    (void)state;
+    const char *cascades[] = {"retry", "retryfb"};
+    for (int c = 0; c < 2; c++) {
+        char tag[32];
+        snprintf(tag, sizeof tag, "cache-%s", cascades[c]);
+        wk_buf t, r;
+        wk_buf_init(&t, 1 << 20);
+        wk_buf_init(&r, 1 << 20);
+        wk_buf_appendf(&t,
+                       "{\"id\":\"%s\",\"kind\":\"classify\",\"cascade\":\"%s\",\"prompt\":\"p\","
+                       "\"schema\":{\"enum\":[\"a\"]}}\n",
+                       tag, cascades[c]);
+        rec_line(&r, tag, "cheap", 1, "\\\"b\\\"",
+                 "{\"prompt_tokens\":10,\"completion_tokens\":1}");
+        rec_line(&r, tag, "cheap", 2, "\\\"a\\\"",
+                 "{\"prompt_tokens\":10,\"completion_tokens\":1}");
+        char *tn = wk_xasprintf("%s-tasks.jsonl", tag), *rn = wk_xasprintf("%s-recs.jsonl", tag);
+        char *tasks = h_write(tn, t.buf), *recs = h_write(rn, r.buf);
+        char *cn = wk_xasprintf("%s.cache", tag);
+        char *cache = h_tmp(cn);
+        for (int pass = 0; pass < 2; pass++) {
+            char *on = wk_xasprintf("%s-out%d.jsonl", tag, pass),
+                 *ln = wk_xasprintf("%s-mock%d.log", tag, pass);
+            char *out = h_tmp(on), *log = h_tmp(ln), *errf = h_tmp("cache.err");
+            h_mock m;
+            h_mock_start(&m, recs, log, NULL);
+            int rc = run_cascade(tasks, out, errf, "--cache", cache, NULL, NULL);
+            h_mock_stop(&m);
+            if (rc != 0)
+                fail_msg("exit %d: %s", rc, h_slurp(errf));
+            cJSON *res = h_jsonl(out), *reqs = h_jsonl(log);
+            const cJSON *x = cJSON_GetArrayItem(res, 0);
+            if (strcmp(h_str(x, "status"), "accepted") != 0 || num(x, "tier") != 0)
+                fail_msg("%s pass %d: %s at tier %g", cascades[c], pass, h_str(x, "status"),
+                         cJSON_IsNumber(cJSON_GetObjectItem(x, "tier")) ? num(x, "tier") : -1);
+            const cJSON *a2 = cJSON_GetArrayItem(cJSON_GetObjectItem(x, "attempts"), 1);
+            /* First run: both attempts reach the model; second: both come from the cache. */
+            assert_int_equal(cJSON_GetArraySize(reqs), pass == 0 ? 2 : 0);
+            assert_int_equal(cJSON_IsTrue(cJSON_GetObjectItem(a2, "cached")), pass == 1);
+            cJSON_Delete(res);
+            cJSON_Delete(reqs);
+            free(on);
+            free(ln);
+            free(out);
+            free(log);
+            free(errf);
+        }
+        free(cn);
+        free(cache);
+        free(tn);
+        free(rn);
+        free(tasks);
+        free(recs);
+        wk_buf_release(&t);
+        wk_buf_release(&r);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -356,6 +593,10 @@ int main(void)
         cmocka_unit_test(test_two_runs_on_one_results_file_without_journal_the_second_refuses),
         cmocka_unit_test(test_a_typo_in_the_tasks_path_leaves_the_results_intact),
         cmocka_unit_test(test_outputs_naming_the_input_are_refused_before_anything_is_touched),
+        cmocka_unit_test(test_usage_missing_negative_string_or_absurd_is_charged_its_worst_case),
+        cmocka_unit_test(test_a_budget_of_zero_means_nothing_may_be_spent),
+        cmocka_unit_test(test_a_429_that_mentions_billing_is_a_rate_limit_not_a_spend_limit),
+        cmocka_unit_test(test_a_retry_of_the_same_request_reaches_the_model_not_the_cache),
     };
     return cmocka_run_group_tests_name("operator", tests, group_setup, group_teardown);
 }

@@ -47,6 +47,7 @@ struct wk_call {
     char *task_id;
     cJSON *messages;
     long est;
+    int attempt; /* the task's attempt number, part of the cache key */
     prov_request req;
     const wk_model *built_for; /* the deployment req was built for */
     int retries_here, retries, fallbacks;
@@ -157,13 +158,13 @@ static void finish(wk__call *k, prov_response *resp, int budget_denied)
     release(k);
     /* The cache keeps the primary's answers only: its key is the primary's request. */
     if (resp && k->c->o.cache && out.served == k->primary && k->built_for == k->primary)
-        wk_cache_put(k->c->o.cache, k->primary->id, k->req.body, strlen(k->req.body), resp->text,
-                     resp->finish_reason, resp->prompt_tokens, resp->completion_tokens);
-    if (resp)
-        k->c->spent +=
-            wk_cost(out.served, resp->prompt_tokens < 0 ? k->est : resp->prompt_tokens,
-                    resp->completion_tokens < 0 ? out.served->max_tokens : resp->completion_tokens,
-                    resp->cached_tokens);
+        wk_cache_put(k->c->o.cache, k->primary->id, k->req.body, strlen(k->req.body), k->attempt,
+                     resp->text, resp->finish_reason, resp->prompt_tokens, resp->completion_tokens);
+    if (resp) {
+        int estimated;
+        k->c->spent += wk_cost_charged(out.served, k->est, resp->prompt_tokens,
+                                       resp->completion_tokens, resp->cached_tokens, &estimated);
+    }
     unlink_call(k);
     k->cb(k->arg, &out);
     uv_timer_stop(&k->timer);
@@ -594,9 +595,10 @@ static void on_start(uv_timer_t *t)
 }
 
 wk_call *wk_call_prepare(wk_calls *c, const wk_model *m, const char *task_id, const cJSON *messages,
-                         long est_prompt_tokens)
+                         long est_prompt_tokens, int attempt)
 {
     wk__call *k = wk_xcalloc(1, sizeof *k);
+    k->attempt = attempt;
     k->c = c;
     k->primary = m;
     k->dep_idx = -1;
@@ -611,8 +613,8 @@ wk_call *wk_call_prepare(wk_calls *c, const wk_model *m, const char *task_id, co
 
 int wk_call_cached(const wk_call *k, wk_cached *hit)
 {
-    return k->c->o.cache &&
-           wk_cache_get(k->c->o.cache, k->primary->id, k->req.body, strlen(k->req.body), hit);
+    return k->c->o.cache && wk_cache_get(k->c->o.cache, k->primary->id, k->req.body,
+                                         strlen(k->req.body), k->attempt, hit);
 }
 
 void wk_call_drop(wk_call *k)
