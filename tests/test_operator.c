@@ -584,6 +584,220 @@ static void test_a_retry_of_the_same_request_reaches_the_model_not_the_cache(voi
     }
 }
 
+/* ---- secrets and output hygiene (item 5) ------------------------------------------- */
+
+#define SECRET "sk-test-SECRET-e4c1b2a9d8f7"
+#define SECRET2 "gm-OTHER-7f3a9c2e1b"
+
+/* Every file under dir, read whole: does any hold needle? Names the first that does. */
+static char *file_holding(const char *dir, const char *needle)
+{
+    char *cmd = wk_xasprintf("grep -rlF -- '%s' '%s' 2>/dev/null | head -1", needle, dir);
+    FILE *p = popen(cmd, "r");
+    char buf[1024] = "";
+    if (p) {
+        if (!fgets(buf, sizeof buf, p))
+            buf[0] = '\0';
+        pclose(p);
+    }
+    free(cmd);
+    buf[strcspn(buf, "\n")] = '\0';
+    return buf[0] ? wk_xstrdup(buf) : NULL;
+}
+
+static void test_a_key_echoed_by_the_provider_appears_in_no_file(void **state)
+{
+    (void)state;
+    setenv("CASCADE_OP_KEY", SECRET, 1);
+    setenv("CASCADE_OP_KEY2", SECRET2, 1);
+    free(h_write("keyed-models.json",
+                 "{\"providers\":{"
+                 "\"oai\":{\"api\":\"openai\",\"base_url\":\"${MOCK_URL}/v1\","
+                 "\"key_env\":\"CASCADE_OP_KEY\",\"breaker_failures\":1000},"
+                 "\"ant\":{\"api\":\"anthropic\",\"base_url\":\"${MOCK_URL}/v1\","
+                 "\"key_env\":\"CASCADE_OP_KEY\",\"breaker_failures\":1000},"
+                 "\"gem\":{\"api\":\"gemini\",\"base_url\":\"${MOCK_URL}/v1beta\","
+                 "\"key_env\":\"CASCADE_OP_KEY2\",\"breaker_failures\":1000}},"
+                 "\"models\":{"
+                 "\"k-oai\":{\"provider\":\"oai\",\"input_usd_per_mtok\":1,"
+                 "\"output_usd_per_mtok\":1,\"max_tokens\":100},"
+                 "\"k-ant\":{\"provider\":\"ant\",\"input_usd_per_mtok\":1,"
+                 "\"output_usd_per_mtok\":1,\"max_tokens\":100},"
+                 "\"k-gem\":{\"provider\":\"gem\",\"input_usd_per_mtok\":1,"
+                 "\"output_usd_per_mtok\":1,\"max_tokens\":100}}}"));
+    char *kdir = h_tmp("kcascades");
+    mkdir(kdir, 0755);
+    free(h_write("kcascades/k.json",
+                 "{\"name\":\"k\",\"validators\":[\"schema\"],\"feedback\":true,"
+                 "\"tiers\":[{\"model\":\"k-oai\"},{\"model\":\"k-ant\"},"
+                 "{\"model\":\"k-gem\"}]}"));
+    char *kmodels = h_tmp("keyed-models.json");
+    wk_buf t, t2, r;
+    wk_buf_init(&t, 1 << 20);
+    wk_buf_init(&t2, 1 << 20);
+    wk_buf_init(&r, 1 << 20);
+    /* echo-N: every call 401 with the key in the message. ans-N: the answer holds both keys. */
+    for (int i = 0; i < 3; i++) {
+        wk_buf_appendf(&t,
+                       "{\"id\":\"echo-%d\",\"kind\":\"classify\",\"prompt\":\"p\","
+                       "\"schema\":{\"enum\":[\"a\"]}}\n",
+                       i);
+        wk_buf_appendf(&t2,
+                       "{\"id\":\"ans-%d\",\"kind\":\"classify\",\"prompt\":\"p\","
+                       "\"schema\":{\"enum\":[\"a\"]}}\n",
+                       i);
+        const char *ms[] = {"k-oai", "k-ant", "k-gem"};
+        for (int m = 0; m < 3; m++)
+            wk_buf_appendf(&r,
+                           "{\"task\":\"ans-%d\",\"model\":\"%s\",\"run\":1,\"answer\":"
+                           "\"my key is " SECRET " and " SECRET2 "\"}\n",
+                           i, ms[m]);
+    }
+    char *tasks[2] = {h_write("key-tasks.jsonl", t.buf), h_write("key-tasks2.jsonl", t2.buf)};
+    char *recs = h_write("key-recs.jsonl", r.buf);
+    char *odir = h_tmp("key-out");
+    mkdir(odir, 0755);
+    char *errf = wk_xasprintf("%s/stderr.txt", odir), *cache = wk_xasprintf("%s/cache", odir);
+    const char *margs[] = {"--fault", "401-echo:1", NULL};
+    h_mock m;
+    char *outs[2];
+    for (int pass = 0; pass < 2; pass++) {
+        outs[pass] = wk_xasprintf("%s/results%d.jsonl", odir, pass);
+        char *esc = wk_xasprintf("%s/esc%d.jsonl", odir, pass);
+        h_mock_start(&m, recs, NULL, pass == 0 ? margs : NULL);
+        const char *argv[] = {h_cascade_bin(),
+                              "run",
+                              tasks[pass],
+                              "--cascades",
+                              kdir,
+                              "--models",
+                              kmodels,
+                              "-o",
+                              outs[pass],
+                              "--escalations",
+                              esc,
+                              "--cache",
+                              cache,
+                              "--retries",
+                              "0",
+                              NULL};
+        int rc = h_run((char *const *)argv, NULL, errf, 60);
+        h_mock_stop(&m);
+        free(esc);
+        if (rc != 0)
+            fail_msg("pass %d: exit %d: %s", pass, rc, h_slurp(errf));
+    }
+    cJSON *res = h_jsonl(outs[0]);
+    assert_int_equal(cJSON_GetArraySize(res), 3);
+    cJSON_Delete(res);
+    res = h_jsonl(outs[1]);
+    assert_int_equal(cJSON_GetArraySize(res), 3);
+    /* The echo and the answer were seen (redacted), so the test would notice a leak. */
+    char *all = h_slurp(outs[0]);
+    assert_non_null(strstr(all, "Incorrect API key provided: <redacted>"));
+    free(all);
+    all = h_slurp(outs[1]);
+    assert_non_null(strstr(all, "my key is <redacted> and <redacted>"));
+    free(all);
+    const char *secrets[] = {SECRET, SECRET2, "SECRET-e4c1", NULL};
+    for (int i = 0; secrets[i]; i++) {
+        char *f = file_holding(odir, secrets[i]);
+        if (f)
+            fail_msg("%s holds the key %s", f, secrets[i]);
+    }
+    cJSON_Delete(res);
+    wk_buf_release(&t);
+    wk_buf_release(&t2);
+    wk_buf_release(&r);
+    free(kdir);
+    free(kmodels);
+    free(tasks[0]);
+    free(tasks[1]);
+    free(outs[0]);
+    free(outs[1]);
+    free(recs);
+    free(odir);
+    free(errf);
+    free(cache);
+}
+
+static void test_a_huge_answer_is_capped_in_the_result_and_readers_skip_bad_lines(void **state)
+{
+    (void)state;
+    /* 400 KiB of control bytes: 2.4 MiB once escaped, whole. */
+    size_t n = 400u << 10;
+    wk_buf a;
+    wk_buf_init(&a, 16u << 20);
+    for (size_t i = 0; i < n; i++)
+        wk_buf_append(&a, "\\u0001", 6);
+    wk_buf t, r;
+    wk_buf_init(&t, 1 << 20);
+    wk_buf_init(&r, 32u << 20);
+    task_line(&t, "huge", NULL);
+    task_line(&t, "fine", NULL);
+    rec_line(&r, "huge", "cheap", 1, a.buf, NULL);
+    rec_line(&r, "huge", "mid", 1, a.buf, NULL);
+    rec_line(&r, "fine", "cheap", 1, "\\\"a\\\"", NULL);
+    char *tasks = h_write("huge-tasks.jsonl", t.buf), *recs = h_write("huge-recs.jsonl", r.buf);
+    char *out = h_tmp("huge-out.jsonl"), *errf = h_tmp("huge.err");
+    h_mock m;
+    h_mock_start(&m, recs, NULL, NULL);
+    int rc = run_cascade(tasks, out, errf, NULL, NULL, NULL, NULL);
+    h_mock_stop(&m);
+    if (rc != 0)
+        fail_msg("exit %d: %s", rc, h_slurp(errf));
+    char *text = h_slurp(out);
+    char *nl = strchr(text, '\n');
+    assert_non_null(nl);
+    /* Every line stays far under the readers' cap. */
+    for (char *p = text; *p;) {
+        char *e = strchr(p, '\n');
+        assert_non_null(e);
+        assert_true((size_t)(e - p) < (2u << 20));
+        p = e + 1;
+    }
+    cJSON *res = h_jsonl(out);
+    const cJSON *huge = h_find(res, "id", "huge");
+    assert_non_null(huge);
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(huge, "answer_truncated")));
+    assert_true(num(huge, "answer_bytes") == (double)n);
+    assert_int_equal(strlen(h_str(huge, "answer")), 256u << 10);
+
+    /* A results file with a line over 16 MiB and a garbled one: report reads the rest. */
+    size_t big = (16u << 20) + 100;
+    char *bigline = wk_xmalloc(big + 64);
+    memcpy(bigline, "{\"id\":\"x\",\"pad\":\"", 17);
+    memset(bigline + 17, 'x', big);
+    memcpy(bigline + 17 + big, "\"}\n", 4);
+    char *mixed = wk_xasprintf("%s%s{not json\n", text, bigline);
+    free(bigline);
+    char *mpath = h_write("mixed.jsonl", mixed);
+    free(mixed);
+    char *rout = h_tmp("report.txt"), *rerr = h_tmp("report.err");
+    const char *argv[] = {h_cascade_bin(), "report", mpath, NULL};
+    rc = h_run((char *const *)argv, rout, rerr, 60);
+    char *rtext = h_slurp(rout), *retext = h_slurp(rerr);
+    if (rc != 0)
+        fail_msg("report exit %d: %s", rc, retext);
+    assert_non_null(strstr(retext, "mixed.jsonl:3: line longer than"));
+    assert_non_null(strstr(retext, "mixed.jsonl:4: not a JSON object"));
+    assert_non_null(strstr(rtext, "main"));
+    free(rtext);
+    free(retext);
+    free(rout);
+    free(rerr);
+    free(mpath);
+    cJSON_Delete(res);
+    free(text);
+    wk_buf_release(&a);
+    wk_buf_release(&t);
+    wk_buf_release(&r);
+    free(tasks);
+    free(recs);
+    free(out);
+    free(errf);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -597,6 +811,8 @@ int main(void)
         cmocka_unit_test(test_a_budget_of_zero_means_nothing_may_be_spent),
         cmocka_unit_test(test_a_429_that_mentions_billing_is_a_rate_limit_not_a_spend_limit),
         cmocka_unit_test(test_a_retry_of_the_same_request_reaches_the_model_not_the_cache),
+        cmocka_unit_test(test_a_key_echoed_by_the_provider_appears_in_no_file),
+        cmocka_unit_test(test_a_huge_answer_is_capped_in_the_result_and_readers_skip_bad_lines),
     };
     return cmocka_run_group_tests_name("operator", tests, group_setup, group_teardown);
 }

@@ -257,6 +257,7 @@ static void perform(slot *s, wk_actions *acts)
             a->line = NULL;
             break;
         case WK_ACT_FINISH: {
+            wk_results_cap_answer(a->line); /* the whole answer stays in the journal */
             char *line = cJSON_PrintUnformatted(a->line);
             wk_summary_add(&r->sum, wk_task_cascade(s->task), a->line);
             char *key = wk_rkey_task(wk_task_id(s->task));

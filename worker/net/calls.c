@@ -161,9 +161,25 @@ static void budget_pump(wk_calls *c)
     }
 }
 
+static char *redact(const wk_calls *c, char *s, int *fresh);
+
 static void finish(wk__call *k, prov_response *resp, int budget_denied)
 {
     wk_call_outcome out = {0};
+    if (resp) {
+        /* The answer too: it is stored, cached and fed back to the next model. */
+        int fresh;
+        char *t = redact(k->c, resp->text, &fresh);
+        if (fresh) {
+            free(resp->text);
+            resp->text = t;
+        }
+        t = redact(k->c, resp->finish_reason, &fresh);
+        if (fresh) {
+            free(resp->finish_reason);
+            resp->finish_reason = t;
+        }
+    }
     out.ok = resp != NULL;
     out.resp = resp;
     out.served = k->dep ? k->dep : k->primary;
@@ -191,10 +207,47 @@ static void finish(wk__call *k, prov_response *resp, int budget_denied)
         budget_pump(k->c);
 }
 
+/*
+ * Every configured key, wherever it appears in s, becomes "<redacted>": a
+ * gateway may echo the key it got ("Incorrect API key provided: sk-..."),
+ * and what a provider says goes to results, the journal and stderr. Keys of
+ * every provider, not only the one that answered: a misrouted key is a key.
+ * Returns s, or a new string the caller frees instead (*fresh set).
+ */
+static char *redact(const wk_calls *c, char *s, int *fresh)
+{
+    *fresh = 0;
+    for (int i = 0; s && i < c->cfg->nproviders; i++) {
+        const char *key = c->cfg->providers[i].key;
+        size_t kn = key ? strlen(key) : 0;
+        if (kn < 4 || !strstr(s, key))
+            continue;
+        wk_buf b;
+        wk_buf_init(&b, SIZE_MAX / 2);
+        const char *p = s, *hit;
+        while ((hit = strstr(p, key)) != NULL) {
+            wk_buf_append(&b, p, (size_t)(hit - p));
+            wk_buf_append(&b, "<redacted>", 10);
+            p = hit + kn;
+        }
+        wk_buf_append(&b, p, strlen(p));
+        char *out = wk_buf_detach(&b, NULL);
+        if (*fresh)
+            free(s);
+        s = out;
+        *fresh = 1;
+    }
+    return s;
+}
+
 static void fail(wk__call *k, const char *reason, const char *msg)
 {
+    int fresh;
+    char *m = redact(k->c, (char *)msg, &fresh);
     snprintf(k->reason, sizeof k->reason, "%s", reason);
-    snprintf(k->msg, sizeof k->msg, "%s", msg);
+    snprintf(k->msg, sizeof k->msg, "%s", m);
+    if (fresh)
+        free(m);
 }
 
 /* ---- deployments ----------------------------------------------------------- */

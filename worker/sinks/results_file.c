@@ -169,3 +169,21 @@ int wk_results_file_write(wk_results_file *f, const char *line, size_t len)
         return WK_EIO;
     return 0;
 }
+
+void wk_results_cap_answer(cJSON *result)
+{
+    cJSON *ans = cJSON_GetObjectItemCaseSensitive(result, "answer");
+    if (!cJSON_IsString(ans))
+        return;
+    size_t n = strlen(ans->valuestring);
+    if (n <= WK_RESULT_ANSWER_CAP)
+        return;
+    size_t cut = WK_RESULT_ANSWER_CAP;
+    while (cut > 0 && ((unsigned char)ans->valuestring[cut] & 0xC0) == 0x80)
+        cut--;
+    char *head = wk_xstrndup(ans->valuestring, cut);
+    cJSON_ReplaceItemInObjectCaseSensitive(result, "answer", cJSON_CreateString(head));
+    free(head);
+    cJSON_AddBoolToObject(result, "answer_truncated", 1);
+    cJSON_AddNumberToObject(result, "answer_bytes", (double)n);
+}
