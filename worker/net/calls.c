@@ -519,7 +519,7 @@ static void pump(pstate *ps)
                 k->held_since = now;
             long held = (long)(now - k->held_since);
             /* A breaker that stays open past the bound is not worth holding for at all. */
-            int long_open = ps->open_until > now && (long)(ps->open_until - now) >= max_wait;
+            int long_open = ps->open_until > now && ps->p->breaker_cooldown_ms >= max_wait;
             if (held + (w > 0 ? w : 0) > max_wait || (w < 0 && held >= max_wait) || long_open) {
                 ps->wait_head = k->wait_next;
                 if (!ps->wait_head)
