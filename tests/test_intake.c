@@ -252,6 +252,29 @@ static void test_a_redelivered_queue_item_is_not_a_duplicate(void **state)
     world_release(&w);
 }
 
+/* Redis: an entry whose id another entry owns is invalid under its own entry's key. */
+static void test_a_queue_item_whose_id_another_entry_owns_is_invalid(void **state)
+{
+    (void)state;
+    world w = {0};
+    q_item it = {.line = (char *)TASK, .len = strlen(TASK), .receipt = "5-0", .dup_of = "3-0"};
+    wk_intake_facts f = {.cfg = &cfg,
+                         .line_cap = 100,
+                         .written = w_written,
+                         .done = w_done,
+                         .seen = w_seen,
+                         .arg = &w};
+    wk_intake d;
+    wk_intake_decide(&it, &f, &d);
+    assert_int_equal(d.kind, WK_INTAKE_INVALID);
+    assert_string_equal(d.key, "#entry:5-0");
+    assert_null(wk_rkey_id(d.key)); /* acked with no id: `cascade results` keeps both */
+    assert_non_null(strstr(d.line, "duplicate id"));
+    assert_non_null(strstr(d.line, "3-0"));
+    wk_intake_release(&d);
+    world_release(&w);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -260,6 +283,7 @@ int main(void)
         cmocka_unit_test(test_a_line_over_the_cap_is_invalid_under_its_line_number),
         cmocka_unit_test(test_a_malformed_line_is_invalid_under_its_line_even_with_an_id),
         cmocka_unit_test(test_a_task_whose_id_is_an_invalid_lines_key_still_runs),
+        cmocka_unit_test(test_a_queue_item_whose_id_another_entry_owns_is_invalid),
         cmocka_unit_test(test_an_invalid_line_already_written_or_journaled_is_not_written_again),
         cmocka_unit_test(test_a_task_in_the_results_file_is_already_done),
         cmocka_unit_test(test_a_task_done_in_the_journal_resumes_with_its_stored_line),

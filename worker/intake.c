@@ -61,6 +61,17 @@ void wk_intake_decide(const q_item *it, const wk_intake_facts *f, wk_intake *d)
         return;
     }
     const char *id = wk_task_id(t);
+    if (it->dup_of) {
+        /* Redis: another entry of the stream owns the id; results are kept one per id. */
+        char *why = wk_xasprintf("duplicate id \"%s\": stream entry %s has it", id, it->dup_of);
+        d->kind = WK_INTAKE_INVALID;
+        d->key = wk_rkey_line(0, it->receipt);
+        d->result = wk_invalid_result(id, it->lineno, why);
+        d->line = cJSON_PrintUnformatted(d->result);
+        free(why);
+        wk_task_free(t);
+        return;
+    }
     /*
      * Two lines of one file with the same id are an input error. A queue that
      * delivers a task again (Redis lost an ack) is not: the task is run again

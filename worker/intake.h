@@ -9,6 +9,7 @@
  *                                      ALREADY when that result exists
  *   an id an earlier line had          INVALID ("duplicate id"), or SKIP when
  *                                      that result is in the results file
+ *   (Redis) an id another entry owns   INVALID ("duplicate id"), keyed by entry
  *   its result in the results file     ALREADY
  *   done in the journal                RESUME: write the stored result line
  *   otherwise                          RUN
