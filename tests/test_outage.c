@@ -131,10 +131,15 @@ static void outage_then_all_accepted(const char *tag, int n, const char *conc, c
     /* Each task has one attempt: the outage cost no climb and no failed attempt. */
     const cJSON *x;
     cJSON_ArrayForEach(x, res)
+    {
         assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(x, "attempts")), 1);
+    }
     /* The outage was real: requests met it, and the batch waited it out. */
     int failed = 0;
-    cJSON_ArrayForEach(x, reqs) failed += cJSON_GetObjectItem(x, "status")->valueint == 503;
+    cJSON_ArrayForEach(x, reqs)
+    {
+        failed += cJSON_GetObjectItem(x, "status")->valueint == 503;
+    }
     assert_true(failed >= 3);
     assert_true(took >= atof(secs) - 0.2);
     /* Held calls probe, not hammer: about two per cooldown (0.5 s) beyond the first wave. */
