@@ -465,6 +465,9 @@ static void gate(wk__call *k)
         send_now(ps, k);
         return;
     }
+    /* The --max-wait clock runs from here, not from when the call reaches the head. */
+    if (!k->held_since && (ps->paused_until > wk_now_ms() || breaker_tripped(ps)))
+        k->held_since = wk_now_ms();
     enqueue(ps, k);
     pump(ps);
 }
