@@ -416,18 +416,20 @@ static void test_usage_missing_negative_string_or_absurd_is_charged_its_worst_ca
     static const struct {
         const char *usage;
         int bad_completion;
+        int pt_kept; /* the sane prompt count the attempt still shows, or -1 */
     } v[] = {
-        {"none", 1},
-        {"{}", 1},
-        {"{\"prompt_tokens\":-5,\"completion_tokens\":-1}", 1},
-        {"{\"prompt_tokens\":\"12\",\"completion_tokens\":\"3\"}", 1},
-        {"{\"prompt_tokens\":10,\"completion_tokens\":1e15}", 1},
-        {"{\"prompt_tokens\":10,\"completion_tokens\":2.5}", 1},
-        {"{\"prompt_tokens\":10,\"completion_tokens\":null}", 1},
-        {"{\"prompt_tokens\":1e9,\"completion_tokens\":3}", 0},
-        {"{\"prompt_tokens\":\"many\",\"completion_tokens\":3}", 0},
-        {"null", 1},
-        {"\"lots\"", 1},
+        {"none", 1, -1},
+        {"{}", 1, -1},
+        {"{\"prompt_tokens\":-5,\"completion_tokens\":-1}", 1, -1},
+        {"{\"prompt_tokens\":\"12\",\"completion_tokens\":\"3\"}", 1, -1},
+        {"{\"prompt_tokens\":10,\"completion_tokens\":1e15}", 1, 10},
+        {"{\"prompt_tokens\":10,\"completion_tokens\":2.5}", 1, 10},
+        {"{\"prompt_tokens\":10,\"completion_tokens\":null}", 1, 10},
+        {"{\"prompt_tokens\":10,\"completion_tokens\":201}", 1, 10},
+        {"{\"prompt_tokens\":1e9,\"completion_tokens\":3}", 0, -1},
+        {"{\"prompt_tokens\":\"many\",\"completion_tokens\":3}", 0, -1},
+        {"null", 1, -1},
+        {"\"lots\"", 1, -1},
     };
     for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
         char tag[32];
@@ -442,6 +444,11 @@ static void test_usage_missing_negative_string_or_absurd_is_charged_its_worst_ca
             fail_msg("usage %s: charged $%g", v[i].usage, cost);
         assert_true(num(res, "cost_usd") >= cost);
         assert_string_equal(h_str(res, "status"), "accepted");
+        const cJSON *pt = cJSON_GetObjectItem(a, "prompt_tokens");
+        if (v[i].pt_kept >= 0)
+            assert_true(cJSON_IsNumber(pt) && pt->valuedouble == v[i].pt_kept);
+        else
+            assert_true(cJSON_IsNull(pt));
         cJSON_Delete(res);
     }
     /* Sane usage is charged as reported and not marked. */

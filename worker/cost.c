@@ -27,7 +27,7 @@ double wk_cost_charged(const wk_model *m, long est_prompt_tokens, long prompt_to
                  (m->context > 0 && prompt_tokens > 2 * m->context);
     int bad_ct = completion_tokens < 0 || completion_tokens > WK_COST_TOKENS_MAX ||
                  (m->max_tokens > 0 && completion_tokens > 2 * m->max_tokens);
-    *estimated = bad_pt || bad_ct;
+    *estimated = (bad_pt ? WK_COST_EST_PROMPT : 0) | (bad_ct ? WK_COST_EST_COMPLETION : 0);
     if (bad_pt) {
         prompt_tokens = est_prompt_tokens;
         cached_tokens = 0;

@@ -349,11 +349,11 @@ static cJSON *new_attempt(wk_task *t, const wk_event *ev, long pt, long ct)
         cJSON_AddNumberToObject(a, "cached_tokens", (double)ev->cached_tokens);
     if (estimated)
         cJSON_AddBoolToObject(a, "usage_estimated", 1);
-    if (pt >= 0 && !estimated)
+    if (pt >= 0 && !(estimated & WK_COST_EST_PROMPT))
         cJSON_AddNumberToObject(a, "prompt_tokens", (double)pt);
     else
         cJSON_AddNullToObject(a, "prompt_tokens");
-    if (ct >= 0 && !estimated)
+    if (ct >= 0 && !(estimated & WK_COST_EST_COMPLETION))
         cJSON_AddNumberToObject(a, "completion_tokens", (double)ct);
     else
         cJSON_AddNullToObject(a, "completion_tokens");
