@@ -196,7 +196,7 @@ static void finish(wk_task *t, const char *status, const char *reason, wk_action
 static int over_budget(wk_task *t, int tier, wk_actions *out)
 {
     const wk_model *m = t->cascade->tiers[tier].model;
-    if (t->budget_usd <= 0)
+    if (t->budget_usd < 0)
         return 0;
     double worst = wk_cost_worst(m, estimate_prompt_tokens(t->messages));
     if (t->cost_usd + worst <= t->budget_usd)
@@ -384,7 +384,11 @@ static cJSON *new_attempt(wk_task *t, const wk_event *ev, long pt, long ct)
 {
     const wk_model *m = t->cascade->tiers[t->tier].model;
     const wk_model *served = ev->served ? ev->served : m;
-    double cost = ev->from_cache ? 0 : wk_cost(served, pt, ct, ev->cached_tokens);
+    /* Usage the provider left out, garbled or inflated is charged at its worst (cost.h). */
+    int estimated = 0;
+    double cost = ev->from_cache ? 0
+                                 : wk_cost_charged(served, estimate_prompt_tokens(t->messages), pt,
+                                                   ct, ev->cached_tokens, &estimated);
     t->cost_usd += cost;
     cJSON *a = cJSON_CreateObject();
     cJSON_AddNumberToObject(a, "tier", t->tier);
@@ -403,11 +407,13 @@ static cJSON *new_attempt(wk_task *t, const wk_event *ev, long pt, long ct)
     cJSON_AddNumberToObject(a, "fallbacks", ev->fallbacks);
     if (ev->cached_tokens > 0)
         cJSON_AddNumberToObject(a, "cached_tokens", (double)ev->cached_tokens);
-    if (pt >= 0)
+    if (estimated)
+        cJSON_AddBoolToObject(a, "usage_estimated", 1);
+    if (pt >= 0 && !(estimated & WK_COST_EST_PROMPT))
         cJSON_AddNumberToObject(a, "prompt_tokens", (double)pt);
     else
         cJSON_AddNullToObject(a, "prompt_tokens");
-    if (ct >= 0)
+    if (ct >= 0 && !(estimated & WK_COST_EST_COMPLETION))
         cJSON_AddNumberToObject(a, "completion_tokens", (double)ct);
     else
         cJSON_AddNullToObject(a, "completion_tokens");

@@ -280,7 +280,7 @@ int wk_task_parse(const char *line, size_t len, long lineno, const wk_config *cf
     j = NULL;
     t->cascade = c;
     t->schema = schema;
-    t->budget_usd = jb ? jb->valuedouble : 0;
+    t->budget_usd = jb ? jb->valuedouble : -1; /* 0 is a budget of nothing */
     t->messages = first_messages(t->json, kind, language);
     t->attempts = cJSON_CreateArray();
     t->best_rank = -1;

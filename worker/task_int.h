@@ -18,7 +18,7 @@ struct wk_task {
     cJSON *json;               /* the task as read; owned */
     const wk_cascade *cascade; /* borrowed from the config */
     const cJSON *schema;       /* borrowed from json or the cascade */
-    double budget_usd;         /* 0: none */
+    double budget_usd;         /* < 0: none; 0 allows only free calls */
     int state;
     int tier;        /* current tier */
     int tries;       /* attempts made at the current tier */
