@@ -14,24 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct vcs_diff {
-    git_diff *diff; /* NULL after a failed vcs_diff_place */
-    wk_buf text;    /* the diff as libgit2 reads it (vcs__diff_normalize) */
-    wk_buf placed;  /* the same with its hunks placed (vcs_diff_place) */
-};
-
-struct vcs_base {
-    git_repository *repo;
-    git_odb *odb; /* with the in-memory backend first */
-    git_object *base_obj;
-    git_tree *tree;
-};
-
-struct vcs_tree {
-    git_index *index;
-    git_repository *repo; /* the base's, borrowed */
-};
-
 /* libgit2's message for the last error, or `fallback`. */
 static const char *git_msg(const char *fallback)
 {

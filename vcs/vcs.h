@@ -176,6 +176,62 @@ int vcs_hunk_lines(const vcs_diff *d, size_t file, int hunk, int max, vcs_line_c
 int vcs_base_lines(const vcs_base *b, const char *path, int from, int max, vcs_line_cb cb,
                    void *arg);
 
+/* ---- reading the base (read.c) ---------------------------------------------------- */
+
+/*
+ * Everything the CI bot reads of a repository comes from the objects at the
+ * base revision, never from the working tree: a checkout may be dirty, and
+ * what a patch applies to is the base.
+ */
+
+/*
+ * Checks, before anything is paid for, that `path` is a git repository (never
+ * an enclosing one), that `rev` resolves there to a commit or tree, and that
+ * the tree at rev holds at most max_bytes of blobs (0: no cap). Returns 0;
+ * WK_ENOTFOUND when path is not a repository, WK_EINVAL when rev does not
+ * resolve, WK_ETOOBIG when the tree is larger; a clause in err either way.
+ */
+int vcs_repo_check(const char *path, const char *rev, unsigned long long max_bytes, char *err,
+                   size_t errlen);
+
+/*
+ * The blob at `path` in the base tree, up to cap bytes: 0 with *out (NUL-
+ * terminated, caller frees), *len bytes of it, and *full the blob's whole
+ * size (> *len when it was cut at cap); WK_ENOTFOUND when the tree has no
+ * regular file there.
+ */
+int vcs_base_read(const vcs_base *b, const char *path, size_t cap, char **out, size_t *len,
+                  size_t *full);
+
+/*
+ * Calls cb with every blob path of the base tree, in tree order, until cb
+ * returns non-zero or `max` paths were given. Returns how many were given.
+ */
+long vcs_base_walk(const vcs_base *b, long max, int (*cb)(void *arg, const char *path), void *arg);
+
+/*
+ * Writes the base tree into `dir` (an existing empty directory): regular and
+ * executable files with their modes, symlinks as links (their targets are
+ * not followed), submodules as empty directories. Export, not checkout: the
+ * repository's index, HEAD and working tree are untouched, and no filter
+ * runs. Stops with WK_ETOOBIG past max_bytes of blobs (0: no cap); WK_EIO
+ * when a write fails; err says which file.
+ */
+int vcs_base_export(const vcs_base *b, const char *dir, unsigned long long max_bytes, char *err,
+                    size_t errlen);
+
+/*
+ * 1 when the patched tree is the base tree (a diff that changes nothing once
+ * applied), 0 when it differs or cannot be compared.
+ */
+int vcs_tree_unchanged(const vcs_tree *t, const vcs_base *b);
+
+/*
+ * The paths the diff leaves in the tree changed or added (not deleted), one
+ * per line, each line ending in a newline. Caller frees.
+ */
+char *vcs_diff_touched(const vcs_diff *d);
+
 /* ---- committing (commit.c, later) --------------------------------------------------- */
 
 /*

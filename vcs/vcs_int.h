@@ -5,7 +5,30 @@
 #ifndef VCS_INT_H
 #define VCS_INT_H
 
+#include <git2.h>
+
 #include "vcs.h"
+
+/* A parsed diff (apply.c). */
+struct vcs_diff {
+    git_diff *diff; /* NULL after a failed vcs_diff_place */
+    wk_buf text;    /* the diff as libgit2 reads it (vcs__diff_normalize) */
+    wk_buf placed;  /* the same with its hunks placed (vcs_diff_place) */
+};
+
+/* A patched tree in memory (apply.c). */
+struct vcs_tree {
+    git_index *index;
+    git_repository *repo; /* the base's, borrowed */
+};
+
+/* The repository at its base (apply.c opens it; read.c reads from it). */
+struct vcs_base {
+    git_repository *repo;
+    git_odb *odb; /* with the in-memory backend first */
+    git_object *base_obj;
+    git_tree *tree;
+};
 
 /* A hunk header "@@ -a[,b] +c[,d] @@rest". */
 typedef struct vcs__hunk_hdr {

@@ -7,6 +7,7 @@
 #define WK_RUN_H
 
 #include "lib/recordings.h"
+#include "worker/patch_task.h"
 #include "worker/eval/vcache.h"
 #include "worker/obs/summary.h"
 
@@ -47,6 +48,7 @@ typedef struct wk_run_opts {
     int max_deliveries;
     int drain;
     wk_run_stats *stats; /* filled at the end when not NULL */
+    wk_patch_opts patch; /* patch tasks' caps (--max-repo-mb, --max-patch-kb, ...) */
 } wk_run_opts;
 
 void wk_run_opts_default(wk_run_opts *o);

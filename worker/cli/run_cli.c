@@ -47,6 +47,12 @@ static const char usage_run[] =
     "  --connect-timeout SEC  connect timeout [10]\n"
     "  --response-cap MIB   largest response body accepted [8]\n"
     "  --test-timeout SEC   wall-clock limit of one sandboxed test run [10]\n"
+    "  --max-repo-mb N      patch tasks: largest tree at base [100]\n"
+    "  --max-patch-kb N     patch tasks: largest diff accepted (too_big) [256]\n"
+    "  --max-test-output-kb N  test output in the prompt, tail kept [16]\n"
+    "  --max-file-kb N      each file shown in the prompt [32]\n"
+    "  --max-prompt-files N files shown in the prompt [8]\n"
+    "  --max-file-list N    paths in the prompt's file list [200]\n"
     "  --journal FILE|none  SQLite journal of every attempt, for resuming after a\n"
     "                       crash or a stop; one run at a time holds it (a second\n"
     "                       exits 1) [RESULTS.journal when -o names a file]\n"
@@ -142,7 +148,13 @@ int wk_cmd_run(int argc, char **argv)
         O_CONSUMER,
         O_LEASE,
         O_MAXDEL,
-        O_DRAIN
+        O_DRAIN,
+        O_MAXREPO,
+        O_MAXPATCH,
+        O_MAXTOUT,
+        O_MAXFILE,
+        O_MAXPFILES,
+        O_MAXLIST
     };
     static const struct option opts[] = {
         {"cascades", required_argument, NULL, O_CASCADES},
@@ -170,6 +182,12 @@ int wk_cmd_run(int argc, char **argv)
         {"lease", required_argument, NULL, O_LEASE},
         {"max-deliveries", required_argument, NULL, O_MAXDEL},
         {"drain", no_argument, NULL, O_DRAIN},
+        {"max-repo-mb", required_argument, NULL, O_MAXREPO},
+        {"max-patch-kb", required_argument, NULL, O_MAXPATCH},
+        {"max-test-output-kb", required_argument, NULL, O_MAXTOUT},
+        {"max-file-kb", required_argument, NULL, O_MAXFILE},
+        {"max-prompt-files", required_argument, NULL, O_MAXPFILES},
+        {"max-file-list", required_argument, NULL, O_MAXLIST},
         {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -241,6 +259,37 @@ int wk_cmd_run(int argc, char **argv)
             break;
         case O_DRAIN:
             o.drain = 1;
+            break;
+        /* Patch tasks' caps (README "Patch tasks"). */
+        case O_MAXREPO:
+            if (wk_cli_long(optarg, 1, 1 << 20, &v))
+                goto bad;
+            o.patch.max_repo_mb = (unsigned long)v;
+            break;
+        case O_MAXPATCH:
+            if (wk_cli_long(optarg, 1, 1024, &v))
+                goto bad;
+            o.patch.max_patch_kb = (unsigned long)v;
+            break;
+        case O_MAXTOUT:
+            if (wk_cli_long(optarg, 1, 4096, &v))
+                goto bad;
+            o.patch.max_test_output_kb = (unsigned long)v;
+            break;
+        case O_MAXFILE:
+            if (wk_cli_long(optarg, 1, 4096, &v))
+                goto bad;
+            o.patch.max_file_kb = (unsigned long)v;
+            break;
+        case O_MAXPFILES:
+            if (wk_cli_long(optarg, 0, 1000, &v))
+                goto bad;
+            o.patch.max_files = (int)v;
+            break;
+        case O_MAXLIST:
+            if (wk_cli_long(optarg, 0, 100000, &v))
+                goto bad;
+            o.patch.max_list = (int)v;
             break;
         case O_GRACE:
             if (wk_cli_secs(optarg, 0, 86400, &o.grace_ms))
