@@ -247,6 +247,7 @@ static void test_vcs_commit_refuses(void **state)
     (void)state;
     char *repo = make_repo("python", "refuse");
     char *before = snapshot(repo);
+    char *objects = git(repo, "count-objects -v");
     vcs_commit_req req;
     vcs_commit_info info;
     char err[512];
@@ -263,6 +264,11 @@ static void test_vcs_commit_refuses(void **state)
     assert_string_equal(branches, "");
     char *after = snapshot(repo);
     assert_string_equal(before, after);
+    /* Not even an object: the refusal comes before anything is applied. */
+    char *objects_after = git(repo, "count-objects -v");
+    assert_string_equal(objects, objects_after);
+    free(objects_after);
+    free(objects);
     char *escape = wk_xasprintf("%s/../escape.py", repo);
     assert_int_not_equal(access(escape, F_OK), 0);
     free(escape);
