@@ -21,6 +21,7 @@
 #include "validators/testlog.h"
 #include "validators/val.h"
 #include "worker/patch_prompt.h"
+#include "worker/router.h"
 
 /* ---- the runner's output ----------------------------------------------------------- */
 
@@ -174,6 +175,15 @@ static void without_named_tests_every_stable_failure_is_a_target(void **state)
     val_baseline_release(&b);
     val_testlog_release(&r1);
     val_testlog_release(&r2);
+    /* A short TAP name inside another word is not named: "t" is not in "the tests". */
+    parse("not ok 1 - t\nnot ok 2 - u\n", &r1);
+    parse("not ok 1 - t\nnot ok 2 - u\n", &r2);
+    val_baseline_make(&b, &r1, 0, &r2, 0, "Make the tests pass, then u");
+    assert_int_equal(b.ntargets, 1);
+    assert_string_equal(b.targets[0], "u");
+    val_baseline_release(&b);
+    val_testlog_release(&r1);
+    val_testlog_release(&r2);
 }
 
 static void without_detail_the_exit_status_decides(void **state)
@@ -275,6 +285,94 @@ static void prompt_marks_every_cut_and_numbers_lines(void **state)
         free(paths[i]);
     free(paths);
     wk_buf_release(&out);
+}
+
+/* ---- the router: a preparation before the first call ------------------------------- */
+
+static wk_provider prov = {.name = "mock", .api = "openai", .base_url = "http://x/v1"};
+static wk_model model = {.name = "cheap",
+                         .provider = &prov,
+                         .id = "cheap",
+                         .input_usd_per_mtok = 1,
+                         .output_usd_per_mtok = 2,
+                         .context = 100000,
+                         .max_tokens = 1000};
+static char *pvals[] = {"patch", "tests", NULL};
+static char *cvals[] = {"syntax", "tests", NULL};
+static wk_tier tier = {.model = &model, .attempts = 1};
+static wk_cascade pcasc[2] = {
+    {.name = "patch",
+     .match_kind = "patch",
+     .validators = pvals,
+     .nvalidators = 2,
+     .tiers = &tier,
+     .ntiers = 1},
+    {.name = "code",
+     .match_kind = "code",
+     .validators = cvals,
+     .nvalidators = 2,
+     .tiers = &tier,
+     .ntiers = 1},
+};
+static wk_config pcfg = {.providers = &prov,
+                         .nproviders = 1,
+                         .models = &model,
+                         .nmodels = 1,
+                         .cascades = pcasc,
+                         .ncascades = 2};
+
+static const char PTASK[] = "{\"id\":\"p1\",\"kind\":\"patch\",\"repo\":{\"path\":\"r\"},"
+                            "\"tests\":{\"command\":[\"make\",\"test\"]}}";
+
+static wk_task *ptask(void)
+{
+    wk_task *t = NULL;
+    cJSON *inv = NULL;
+    assert_int_equal(wk_task_parse(PTASK, strlen(PTASK), 1, &pcfg, NULL, &t, &inv), 0);
+    return t;
+}
+
+static void router_prepares_a_patch_task_before_any_call(void **state)
+{
+    (void)state;
+    wk_actions acts = {0};
+    wk_task *t = ptask();
+    wk_event start = {.kind = WK_EV_START, .now_ms = 1};
+    assert_int_equal(wk_task_feed(t, &start, &acts), 1);
+    assert_int_equal(acts.v[0].kind, WK_ACT_PREPARE);
+
+    /* The tests pass at base: the task finishes with no call. */
+    wk_prep nothing = {.status = WK_PREP_NOTHING, .reason = "the tests pass at base", .runs = 1};
+    wk_event prepared = {.kind = WK_EV_PREPARED, .now_ms = 2, .prep = &nothing};
+    assert_int_equal(wk_task_feed(t, &prepared, &acts), 1);
+    assert_int_equal(acts.v[0].kind, WK_ACT_FINISH);
+    assert_string_equal(h_str(acts.v[0].line, "status"), "nothing_to_fix");
+    assert_string_equal(h_str(acts.v[0].line, "reason"), "the tests pass at base");
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(acts.v[0].line, "attempts")), 0);
+    wk_task_free(t);
+
+    /* The tests fail: the prompt the preparation built is what the first call sends. */
+    t = ptask();
+    wk_task_feed(t, &start, &acts);
+    val_baseline bl = {0};
+    wk_prep ready = {.status = WK_PREP_READY, .prompt = "FIX THIS", .baseline = &bl, .runs = 2};
+    prepared.prep = &ready;
+    assert_int_equal(wk_task_feed(t, &prepared, &acts), 1);
+    assert_int_equal(acts.v[0].kind, WK_ACT_CALL);
+    char *msgs = cJSON_PrintUnformatted(acts.v[0].messages);
+    assert_non_null(strstr(msgs, "FIX THIS"));
+    assert_non_null(strstr(msgs, "unified diff"));
+    free(msgs);
+    assert_non_null(wk_task_baseline(t));
+    wk_task_free(t);
+    wk_actions_release(&acts);
+
+    /* A patch task whose cascade does not apply the patch first is refused at intake. */
+    wk_task *bad = NULL;
+    cJSON *inv = NULL;
+    assert_int_equal(wk_task_parse(PTASK, strlen(PTASK), 1, &pcfg, "code", &bad, &inv), WK_EINVAL);
+    assert_non_null(strstr(h_str(inv, "reason"), "\"patch\" as its first validator"));
+    cJSON_Delete(inv);
 }
 
 /* ---- the binary on real repositories -------------------------------------------------- */
@@ -408,6 +506,7 @@ static cJSON *run_tasks(const char *tag, const char *tasks, const char *recs, co
     return r;
 }
 
+/* Prints the baseline's timing, a figure the README quotes. */
 static int nattempts(const cJSON *r)
 {
     return cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(r, "attempts"));
@@ -426,18 +525,26 @@ static int tests_count(const cJSON *r, const char *key)
     return cJSON_IsNumber(n) ? n->valueint : -1;
 }
 
+static void say_baseline(const char *what, const cJSON *r)
+{
+    printf("  %s: baseline %d runs in %d ms\n", what, tests_count(r, "baseline_runs"),
+           tests_count(r, "baseline_ms"));
+}
+
 static void intake_refuses_bad_repos_and_fields_before_any_call(void **state)
 {
     (void)state;
     write_config();
     make_repo("r_intake", buggy_calc, "");
     /* A 2 MiB file makes a repository over --max-repo-mb 1. */
+    char *dir = h_tmp("r_intake");
     char *sh = wk_xasprintf("set -e; cd '%s'; head -c 2200000 /dev/zero | tr '\\0' 'a' > big.txt; "
-                            "git add big.txt; git commit -qm big; mkdir -p ../sub",
-                            h_tmp("r_intake"));
+                            "git add big.txt; git commit -qm big",
+                            dir);
     char *argv[] = {"/bin/sh", "-c", sh, NULL};
     assert_int_equal(h_run(argv, NULL, NULL, 30), 0);
     free(sh);
+    free(dir);
     const char *tasks =
         "{\"id\":\"norepo\",\"kind\":\"patch\",\"repo\":{\"path\":\"nowhere\"},"
         "\"tests\":{\"command\":[\"sh\",\"run_tests.sh\"]}}\n"
@@ -492,7 +599,7 @@ static void passing_tests_at_base_end_nothing_to_fix_without_a_call(void **state
     cJSON_Delete(res);
 }
 
-static void empty_noop_and_oversized_patches_fail_at_once(void **state)
+static void empty_noop_oversized_and_unparsable_patches_fail_before_the_tests(void **state)
 {
     (void)state;
     write_config();
@@ -508,11 +615,18 @@ static void empty_noop_and_oversized_patches_fail_at_once(void **state)
     wk_buf_appendf(&big, "```");
     char *r1 = rec("empty", "cheap", "```diff\n```"), *r2 = rec("empty", "dear", noop);
     char *r3 = rec("big", "cheap", big.buf), *r4 = rec("big", "dear", good_diff);
-    char *recs = wk_xasprintf("%s%s%s%s", r1, r2, r3, r4);
+    /* Applies, but leaves calc.py unparsable: syntax names the file, no test runs. */
+    char *r5 = rec("syn", "cheap",
+                   "```diff\n--- a/calc.py\n+++ b/calc.py\n@@ -1,2 +1,2 @@\n"
+                   " def add(a, b):\n-    return a - b\n+    return (a + b\n```");
+    char *r6 = rec("syn", "dear", good_diff);
+    char *recs = wk_xasprintf("%s%s%s%s%s%s", r1, r2, r3, r4, r5, r6);
     cJSON *res = run_tasks("empty",
                            "{\"id\":\"empty\",\"kind\":\"patch\",\"repo\":{\"path\":\"r_empty\"},"
                            "\"tests\":{\"command\":[\"sh\",\"run_tests.sh\"]}}\n"
                            "{\"id\":\"big\",\"kind\":\"patch\",\"repo\":{\"path\":\"r_empty\"},"
+                           "\"tests\":{\"command\":[\"sh\",\"run_tests.sh\"]}}\n"
+                           "{\"id\":\"syn\",\"kind\":\"patch\",\"repo\":{\"path\":\"r_empty\"},"
                            "\"tests\":{\"command\":[\"sh\",\"run_tests.sh\"]}}\n",
                            recs, "--max-patch-kb", "1");
     const cJSON *r = h_find(res, "id", "empty");
@@ -525,7 +639,12 @@ static void empty_noop_and_oversized_patches_fail_at_once(void **state)
     assert_string_equal(h_str(verdict(r, 0), "reason"), "too_big");
     assert_string_equal(h_str(r, "status"), "accepted");
     assert_string_equal(h_str(r, "model"), "dear");
-    free(r1), free(r2), free(r3), free(r4), free(recs);
+    r = h_find(res, "id", "syn");
+    assert_string_equal(h_str(verdict(r, 0), "validator"), "syntax");
+    assert_string_equal(h_str(verdict(r, 0), "reason"), "syntax_error");
+    assert_non_null(strstr(h_str(verdict(r, 0), "message"), "calc.py: python syntax error"));
+    assert_string_equal(h_str(r, "status"), "accepted");
+    free(r1), free(r2), free(r3), free(r4), free(r5), free(r6), free(recs);
     wk_buf_release(&big);
     cJSON_Delete(res);
 }
@@ -539,12 +658,12 @@ static void apply_failure_goes_back_with_its_hunk_and_the_prompt_shows_the_repo(
                         " def add(a, b):\n-    return a * b\n+    return a + b\n```";
     char *r1 = rec("apply", "cheap", wrong), *r2 = rec("apply", "dear", good_diff);
     char *recs = wk_xasprintf("%s%s", r1, r2);
-    cJSON *res =
-        run_tasks("apply",
-                  "{\"id\":\"apply\",\"kind\":\"patch\",\"repo\":{\"path\":\"r_apply\"},"
-                  "\"prompt\":\"Fix add so test_add passes\",\"context_files\":[\"calc.py\"],"
-                  "\"tests\":{\"command\":[\"sh\",\"run_tests.sh\"]}}\n",
-                  recs, NULL, NULL);
+    cJSON *res = run_tasks("apply",
+                           "{\"id\":\"apply\",\"kind\":\"patch\",\"repo\":{\"path\":\"r_apply\"},"
+                           "\"prompt\":\"Fix add so test_add passes\","
+                           "\"context_files\":[\"calc.py\",\"gone.py\"],"
+                           "\"tests\":{\"command\":[\"sh\",\"run_tests.sh\"]}}\n",
+                           recs, NULL, NULL);
     const cJSON *r = h_find(res, "id", "apply");
     assert_string_equal(h_str(r, "status"), "accepted");
     assert_string_equal(h_str(verdict(r, 0), "reason"), "does_not_apply");
@@ -561,6 +680,7 @@ static void apply_failure_goes_back_with_its_hunk_and_the_prompt_shows_the_repo(
     assert_non_null(strstr(first, "    2 |     return a - b")); /* at base, not the dirty tree */
     assert_null(strstr(first, "dirty"));
     assert_non_null(strstr(first, "```diff"));
+    assert_non_null(strstr(first, "[context file gone.py is not a file of the repository"));
     assert_non_null(strstr(second, "does not apply"));
     assert_non_null(strstr(second, "-    return a * b"));      /* the hunk's line */
     assert_non_null(strstr(second, "the file has at line 1")); /* and the file's */
@@ -607,7 +727,84 @@ static void flaky_and_preexisting_failures_do_not_reject_a_good_patch(void **sta
     assert_string_equal(cJSON_GetArrayItem(fl, 0)->valuestring, "test_flaky");
     assert_int_equal(cJSON_GetArraySize(pre), 1);
     assert_string_equal(cJSON_GetArrayItem(pre, 0)->valuestring, "test_legacy");
+    say_baseline("sh + TAP", r);
     free(r1), free(r2), free(recs);
+    cJSON_Delete(res);
+}
+
+static void a_pytest_repository_is_read_test_by_test_in_the_sandbox(void **state)
+{
+    (void)state;
+    write_config();
+    char *dir = h_tmp("r_pytest");
+    char *sh = wk_xasprintf(
+        "set -e; rm -rf '%s'; mkdir -p '%s/tests'; cd '%s'; git init -q; "
+        "git config user.email t@t; git config user.name t; "
+        "printf 'def add(a, b):\n    return a - b\n\n\ndef sub(a, b):\n    return a - b\n' "
+        "> calc.py; printf 'from calc import add, sub\n\n\ndef test_add():\n    assert "
+        "add(2, 3) == 5\n\n\ndef test_sub():\n    assert sub(5, 3) == 2\n' > "
+        "tests/test_calc.py; git add -A; git commit -qm init",
+        dir, dir, dir);
+    char *argv[] = {"/bin/sh", "-c", sh, NULL};
+    assert_int_equal(h_run(argv, NULL, NULL, 30), 0);
+    free(sh);
+    free(dir);
+    char *r1 = rec("py", "cheap", good_diff);
+    cJSON *res = run_tasks("py",
+                           "{\"id\":\"py\",\"kind\":\"patch\",\"language\":\"python\","
+                           "\"repo\":{\"path\":\"r_pytest\"},\"prompt\":\"Make test_add pass\","
+                           "\"tests\":{\"command\":[\"python3\",\"-m\",\"pytest\",\"-q\","
+                           "\"-rA\",\"-p\",\"no:cacheprovider\"]}}\n",
+                           r1, NULL, NULL);
+    const cJSON *r = h_find(res, "id", "py");
+    assert_string_equal(h_str(r, "status"), "accepted");
+    assert_int_equal(tests_count(r, "passed"), 2);
+    const cJSON *fa = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(r, "tests"),
+                                                       "failing_at_base");
+    assert_int_equal(cJSON_GetArraySize(fa), 1);
+    assert_string_equal(cJSON_GetArrayItem(fa, 0)->valuestring, "tests/test_calc.py::test_add");
+    say_baseline("pytest", r);
+    free(r1);
+    cJSON_Delete(res);
+}
+
+static void a_node_test_repository_is_read_from_its_tap_output(void **state)
+{
+    (void)state;
+    write_config();
+    char *dir = h_tmp("r_node");
+    char *sh = wk_xasprintf(
+        "set -e; rm -rf '%s'; mkdir -p '%s/test'; cd '%s'; git init -q; "
+        "git config user.email t@t; git config user.name t; "
+        "printf 'exports.add = (a, b) => a - b;\\nexports.sub = (a, b) => a - b;\\n' > calc.js; "
+        "printf \"const test = require('node:test');\\nconst assert = require('node:assert');\\n"
+        "const { add, sub } = require('../calc.js');\\n"
+        "test('adds', () => assert.strictEqual(add(2, 3), 5));\\n"
+        "test('subs', () => assert.strictEqual(sub(5, 3), 2));\\n\" > test/calc.test.js; "
+        "git add -A; git commit -qm init",
+        dir, dir, dir);
+    char *argv[] = {"/bin/sh", "-c", sh, NULL};
+    assert_int_equal(h_run(argv, NULL, NULL, 30), 0);
+    free(sh);
+    free(dir);
+    char *r1 = rec("js", "cheap",
+                   "```diff\n--- a/calc.js\n+++ b/calc.js\n@@ -1,2 +1,2 @@\n"
+                   "-exports.add = (a, b) => a - b;\n+exports.add = (a, b) => a + b;\n"
+                   " exports.sub = (a, b) => a - b;\n```");
+    cJSON *res = run_tasks("js",
+                           "{\"id\":\"js\",\"kind\":\"patch\",\"language\":\"javascript\","
+                           "\"repo\":{\"path\":\"r_node\"},\"prompt\":\"Make the adds test pass\","
+                           "\"tests\":{\"command\":[\"node\",\"--test\"]}}\n",
+                           r1, NULL, NULL);
+    const cJSON *r = h_find(res, "id", "js");
+    assert_string_equal(h_str(r, "status"), "accepted");
+    assert_int_equal(tests_count(r, "passed"), 2);
+    const cJSON *fa = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(r, "tests"),
+                                                       "failing_at_base");
+    assert_int_equal(cJSON_GetArraySize(fa), 1);
+    assert_string_equal(cJSON_GetArrayItem(fa, 0)->valuestring, "adds");
+    say_baseline("node --test", r);
+    free(r1);
     cJSON_Delete(res);
 }
 
@@ -622,11 +819,14 @@ int main(void)
         cmocka_unit_test(without_detail_the_exit_status_decides),
         cmocka_unit_test(diff_fence_wins_over_an_earlier_fence),
         cmocka_unit_test(prompt_marks_every_cut_and_numbers_lines),
+        cmocka_unit_test(router_prepares_a_patch_task_before_any_call),
         cmocka_unit_test(intake_refuses_bad_repos_and_fields_before_any_call),
         cmocka_unit_test(passing_tests_at_base_end_nothing_to_fix_without_a_call),
-        cmocka_unit_test(empty_noop_and_oversized_patches_fail_at_once),
+        cmocka_unit_test(empty_noop_oversized_and_unparsable_patches_fail_before_the_tests),
         cmocka_unit_test(apply_failure_goes_back_with_its_hunk_and_the_prompt_shows_the_repo),
         cmocka_unit_test(flaky_and_preexisting_failures_do_not_reject_a_good_patch),
+        cmocka_unit_test(a_pytest_repository_is_read_test_by_test_in_the_sandbox),
+        cmocka_unit_test(a_node_test_repository_is_read_from_its_tap_output),
     };
     return cmocka_run_group_tests_name("patch_task", tests, h_group_setup, h_group_teardown);
 }

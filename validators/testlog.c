@@ -192,27 +192,48 @@ static void free_list(char **v, int n)
     free(v);
 }
 
-/* 1 when the instruction names the test: its whole name, or its last "::" part as a word. */
+static int word_char(char c)
+{
+    return isalnum((unsigned char)c) || c == '_';
+}
+
+/* 1 when text holds s (n bytes) with no word character right before or after it. */
+static int has_word(const char *text, const char *s, size_t n)
+{
+    if (n == 0)
+        return 0;
+    for (const char *p = text; (p = strstr(p, s)) != NULL; p++) {
+        if (strncmp(p, s, n) != 0)
+            continue;
+        int left = p == text || !word_char(p[-1]) || !word_char(s[0]);
+        int right = !word_char(p[n]) || !word_char(s[n - 1]);
+        if (left && right)
+            return 1;
+    }
+    return 0;
+}
+
+/*
+ * 1 when the instruction names the test: its whole name, or its last "::"
+ * part (without parameters), as a word, so "test_b" names neither "test_bb"
+ * nor a test called "b".
+ */
 static int named(const char *instruction, const char *test)
 {
     if (!instruction || !*instruction)
         return 0;
-    if (strstr(instruction, test))
+    if (has_word(instruction, test, strlen(test)))
         return 1;
     const char *last = test;
     for (const char *p = strstr(test, "::"); p; p = strstr(p + 2, "::"))
         last = p + 2;
-    size_t ln = strcspn(last, "[");
-    if (ln < 3)
+    if (last == test)
         return 0;
-    for (const char *p = instruction; (p = strstr(p, last)) != NULL; p++) {
-        int left = p == instruction || !(isalnum((unsigned char)p[-1]) || p[-1] == '_');
-        char r = p[ln];
-        int right = !(isalnum((unsigned char)r) || r == '_');
-        if (left && right && strncmp(p, last, ln) == 0)
-            return 1;
-    }
-    return 0;
+    size_t ln = strcspn(last, "[");
+    char *part = wk_xstrndup(last, ln);
+    int hit = ln >= 3 && has_word(instruction, part, ln);
+    free(part);
+    return hit;
 }
 
 void val_baseline_make(val_baseline *b, const val_testlog *run1, int ok1, const val_testlog *run2,

@@ -94,7 +94,7 @@ cleanup:
 /* ---- files and the file list ------------------------------------------------------ */
 
 int vcs_base_read(const vcs_base *b, const char *path, size_t cap, char **out, size_t *len,
-                  int *cut)
+                  size_t *full)
 {
     git_tree_entry *e = NULL;
     git_blob *blob = NULL;
@@ -108,7 +108,7 @@ int vcs_base_read(const vcs_base *b, const char *path, size_t cap, char **out, s
     size_t take = size > cap ? cap : size;
     *out = wk_xstrndup(git_blob_rawcontent(blob), take);
     *len = take;
-    *cut = take < size;
+    *full = size;
     rc = 0;
 cleanup:
     git_blob_free(blob);

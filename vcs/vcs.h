@@ -196,12 +196,12 @@ int vcs_repo_check(const char *path, const char *rev, unsigned long long max_byt
 
 /*
  * The blob at `path` in the base tree, up to cap bytes: 0 with *out (NUL-
- * terminated, caller frees), *len and *cut (1 when the blob was longer and
- * only its first cap bytes were given); WK_ENOTFOUND when the tree has no
- * blob there.
+ * terminated, caller frees), *len bytes of it, and *full the blob's whole
+ * size (> *len when it was cut at cap); WK_ENOTFOUND when the tree has no
+ * regular file there.
  */
 int vcs_base_read(const vcs_base *b, const char *path, size_t cap, char **out, size_t *len,
-                  int *cut);
+                  size_t *full);
 
 /*
  * Calls cb with every blob path of the base tree, in tree order, until cb

@@ -91,6 +91,9 @@ char *wk_patch_prompt(const wk_patch_prompt_in *in)
     wk_buf_appendf(&b, "```\n");
     for (int i = 0; i < in->nfiles; i++)
         add_file(&b, &in->files[i]);
+    for (int i = 0; i < in->nmissing; i++)
+        wk_buf_appendf(&b, "\n[context file %s is not a file of the repository at this commit]\n",
+                       in->missing[i]);
     if (in->nlist > 0) {
         wk_buf_appendf(&b, "\nFiles in the repository:\n");
         for (int i = 0; i < in->nlist; i++)

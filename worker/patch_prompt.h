@@ -26,6 +26,8 @@ typedef struct wk_patch_prompt_in {
     const val_baseline *baseline; /* may be NULL */
     const wk_patch_file *files;   /* context files, then files named in the output */
     int nfiles;
+    const char *const *missing; /* context_files that are not regular files at base */
+    int nmissing;
     const char *const *list; /* paths of the tree, at most caps->max_list */
     int nlist;
     long list_total; /* paths in the tree (more than nlist when the list is cut) */

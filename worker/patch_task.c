@@ -134,37 +134,31 @@ static int list_one(void *arg, const char *path)
     return 0;
 }
 
-/* Adds the file at path of the base tree to files (once), within the caps. */
-static void want_file(prep *p, wk_patch_file *files, int *n, char **texts, const char *path)
+/*
+ * Adds the file at path of the base tree to files (once), within the caps.
+ * Returns 0 when it is there (or the caps leave no room), WK_ENOTFOUND when
+ * the tree has no text file at path.
+ */
+static int want_file(prep *p, wk_patch_file *files, int *n, char **texts, const char *path)
 {
     if (*n >= p->o->max_files)
-        return;
+        return 0;
     for (int i = 0; i < *n; i++)
         if (strcmp(files[i].path, path) == 0)
-            return;
+            return 0;
     char *text = NULL;
-    size_t len = 0;
-    int cut = 0;
+    size_t len = 0, full = 0;
     size_t cap = (size_t)p->o->max_file_kb * 1024;
-    if (vcs_base_read(p->base, path, cap, &text, &len, &cut) < 0 || memchr(text, '\0', len)) {
+    if (vcs_base_read(p->base, path, cap, &text, &len, &full) < 0 || memchr(text, '\0', len)) {
         free(text);
-        return;
-    }
-    size_t full = len;
-    if (cut) {
-        /* The size beyond the cap, for the mark: read once more without one. */
-        char *all = NULL;
-        size_t alen = 0;
-        int c2 = 0;
-        if (vcs_base_read(p->base, path, (size_t)1 << 30, &all, &alen, &c2) == 0)
-            full = alen;
-        free(all);
+        return WK_ENOTFOUND;
     }
     texts[*n] = text;
     /* The path is copied: the caller's may not outlive the loop that found it. */
     files[*n] =
         (wk_patch_file){.path = wk_xstrdup(path), .text = text, .len = len, .full_len = full};
     (*n)++;
+    return 0;
 }
 
 /* The prompt from the first run's output and the tree at base. Caller frees. */
@@ -175,10 +169,14 @@ static char *build_prompt(prep *p, const val_baseline *bl)
     char **texts = wk_xcalloc((size_t)max + 1, sizeof *texts);
     int nfiles = 0;
     const cJSON *c;
-    cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(p->task, "context_files"))
+    const cJSON *ctx = cJSON_GetObjectItemCaseSensitive(p->task, "context_files");
+    const char **missing = wk_xcalloc((size_t)cJSON_GetArraySize(ctx) + 1, sizeof *missing);
+    int nmissing = 0;
+    cJSON_ArrayForEach(c, ctx)
     {
-        if (cJSON_IsString(c))
-            want_file(p, files, &nfiles, texts, c->valuestring);
+        /* A context file the tree lacks is said in the prompt, not silently dropped. */
+        if (cJSON_IsString(c) && want_file(p, files, &nfiles, texts, c->valuestring) < 0)
+            missing[nmissing++] = c->valuestring;
     }
     char **named = NULL;
     int nnamed = wk_patch_output_paths(p->out1, p->out1_len, OUTPUT_PATHS_MAX, &named);
@@ -198,6 +196,8 @@ static char *build_prompt(prep *p, const val_baseline *bl)
         .baseline = bl,
         .files = files,
         .nfiles = nfiles,
+        .missing = missing,
+        .nmissing = nmissing,
         .list = (const char *const *)l.v,
         .nlist = l.n,
         .list_total = l.total,
@@ -214,6 +214,7 @@ static char *build_prompt(prep *p, const val_baseline *bl)
     }
     free(files);
     free(texts);
+    free(missing);
     return prompt;
 }
 

@@ -259,6 +259,14 @@ int wk_task_parse(const char *line, size_t len, long lineno, const wk_config *cf
     }
     if (check_needs(c, j, schema, why, sizeof why))
         goto cleanup;
+    /* The other validators of a patch task run on the tree the patch validator leaves. */
+    if (is_patch && (c->nvalidators == 0 || strcmp(c->validators[0], "patch") != 0)) {
+        snprintf(why, sizeof why,
+                 "cascade %.80s runs a patch task but does not list \"patch\" as its first "
+                 "validator",
+                 c->name);
+        goto cleanup;
+    }
     const cJSON *jb = cJSON_GetObjectItemCaseSensitive(j, "budget_usd");
     if (jb && (!cJSON_IsNumber(jb) || jb->valuedouble < 0)) {
         snprintf(why, sizeof why, "budget_usd must be a number >= 0");
