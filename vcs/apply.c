@@ -485,6 +485,16 @@ int vcs_tree_checkout(const vcs_tree *t, const char *dir, char *err, size_t errl
     return 0;
 }
 
+git_index *vcs__tree_index(const vcs_tree *t)
+{
+    return t->index;
+}
+
+git_repository *vcs__tree_repo(const vcs_tree *t)
+{
+    return t->repo;
+}
+
 void vcs_tree_free(vcs_tree *t)
 {
     if (!t)

@@ -17,8 +17,8 @@
  *   vcs_apply          the diff applied to the base tree, in memory
  *   vcs_tree_checkout  the patched tree written into a directory
  *
- * Later, for the CI bot: "commit a tree on a branch" belongs in this folder,
- * in a file of its own (vcs/commit.c), declared at the end of this header.
+ * For the CI bot, commit.c writes an accepted diff as a commit on a branch
+ * of its own (vcs_commit, at the end of this header).
  */
 #ifndef VCS_H
 #define VCS_H
@@ -232,13 +232,85 @@ int vcs_tree_unchanged(const vcs_tree *t, const vcs_base *b);
  */
 char *vcs_diff_touched(const vcs_diff *d);
 
-/* ---- committing (commit.c, later) --------------------------------------------------- */
+/* ---- committing (commit.c) ------------------------------------------------------- */
+
+/* Bytes of a branch name vcs_commit makes, with its NUL. */
+#define VCS_BRANCH_MAX 256
 
 /*
- * The CI bot's "commit a tree on a branch" goes here: a vcs_tree (or a
- * directory) written as a commit on top of the base, under a branch name,
- * so that only objects and that ref are written to the repository. Not
- * built yet; worker/sinks/ will call it.
+ * A branch name for a task: `prefix` (e.g. "cascade/") and the task id with
+ * anything a ref may not hold replaced ("py/fix me.." -> "py/fix-me._"), so
+ * every id gives a valid name; an id that cannot be made one gives
+ * "<prefix>task-<hash>". Written into out (size n).
  */
+void vcs_branch_name(const char *prefix, const char *id, char *out, size_t n);
+
+/* What to commit; everything borrowed. */
+typedef struct vcs_commit_req {
+    const char *repo_path; /* the repository itself (never an enclosing one) */
+    const char *base;      /* the revision the diff applies to; the commit's parent */
+    const char *diff;      /* the diff text, as vcs_diff_read takes it */
+    const char *branch;    /* wanted name under refs/heads/ (see vcs_branch_name) */
+    /* 1: a branch of that name is moved to the new commit; 0: "-2", "-3", ... are tried */
+    int force;
+    /*
+     * The task: a branch of the series whose commit has this Cascade-Task
+     * trailer, the same parent and the same tree is our own earlier commit
+     * (a run that crashed before writing its result) and is reused as it is.
+     */
+    const char *task_id;
+    const char *name, *email; /* author and committer; NULL: "cascade", "cascade@localhost" */
+    const char *message;      /* the whole commit message, trailers included */
+} vcs_commit_req;
+
+typedef struct vcs_commit_info {
+    char branch[VCS_BRANCH_MAX]; /* the branch made or reused, without "refs/heads/" */
+    char commit[41];             /* its commit, hex */
+    char base[41];               /* the base commit, hex */
+    int reused;                  /* 1: an earlier commit for the task was kept */
+    size_t files_changed, insertions, deletions;
+} vcs_commit_info;
+
+/*
+ * Applies `diff` to the base tree (read, confined and placed as the patch
+ * validator does) and writes the result as a commit whose only parent is the
+ * base, on a new branch. Only objects and that one ref are written to the
+ * repository: HEAD, the index and the working tree are never touched. A
+ * branch that exists is never moved unless req->force; the first free name
+ * of "B", "B-2", "B-3", ... (up to B-100) is taken, and a branch of that
+ * series holding our own earlier commit (see task_id) is reused instead.
+ * Returns 0 with *out filled; WK_ENOTFOUND when the repository or base cannot
+ * be read; WK_EINVAL when the diff does not parse, is refused or does not
+ * apply; WK_EBUSY when every name of the series is taken; WK_EIO when a
+ * write fails; a message in err (size errlen) each time.
+ */
+int vcs_commit(const vcs_commit_req *req, vcs_commit_info *out, char *err, size_t errlen);
+
+/*
+ * The commit `commit` (hex) of the repository as `git format-patch` writes
+ * it: the "From <sha>" line, From, Date, "Subject: [PATCH] <first line>",
+ * the rest of the message, the diffstat and the diff. Appended to out (the
+ * caller's, with its cap). Returns 0; WK_ENOTFOUND when the commit cannot be
+ * read; WK_ETOOBIG when out is full; a message in err.
+ */
+int vcs_format_patch(const char *repo_path, const char *commit, wk_buf *out, char *err,
+                     size_t errlen);
+
+/*
+ * Resolves `rev` in the repository at `path` (never an enclosing one) to its
+ * commit, in hex (sha, 41 bytes), and gives the repository's git directory
+ * (gitdir, size n, with a trailing '/'). Returns 0, or WK_ENOTFOUND with
+ * libgit2's message in err.
+ */
+int vcs_resolve(const char *path, const char *rev, char sha[41], char *gitdir, size_t n, char *err,
+                size_t errlen);
+
+/*
+ * The value of trailer `key` in the message of the commit at `rev` (a
+ * branch, a sha), into out (size n). Returns 0; WK_ENOTFOUND when the
+ * commit or the trailer is missing.
+ */
+int vcs_commit_trailer(const char *repo_path, const char *rev, const char *key, char *out,
+                       size_t n);
 
 #endif

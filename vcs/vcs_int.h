@@ -60,4 +60,12 @@ size_t vcs__hunk_headers(const char *text, vcs__hunk_hdr **out);
  */
 int vcs__hunk_rewrite(const char *text, const vcs__hunk_hdr *hdrs, size_t n_hdrs, wk_buf *out);
 
+/*
+ * The patched tree's index and the repository whose object store (with the
+ * in-memory backend first) holds its new blobs (apply.c), for commit.c,
+ * which copies those blobs to the repository's own store. Borrowed from t.
+ */
+struct git_index *vcs__tree_index(const vcs_tree *t);
+struct git_repository *vcs__tree_repo(const vcs_tree *t);
+
 #endif

@@ -44,6 +44,7 @@
 #include "worker/net/calls.h"
 #include "worker/obs/summary.h"
 #include "worker/queues/q.h"
+#include "worker/sinks/commit.h"
 #include "worker/sinks/results_file.h"
 #include "worker/store/cache.h"
 #include "worker/store/journal.h"
@@ -272,6 +273,11 @@ static void perform(slot *s, wk_actions *acts)
             wk_patch_prepare(r->ans.venv, wk_task_json(s->task), &r->o->patch, on_prepared, s);
             break;
         case WK_ACT_FINISH: {
+            /* An accepted patch becomes a commit before its result is journaled (commit.h). */
+            char cerr[ERRMSG_MAX];
+            if (!r->journal_failed &&
+                wk_commit_sink(&r->o->commit, wk_task_json(s->task), a->line, cerr, sizeof cerr))
+                fprintf(stderr, "cascade: %s: no commit: %s\n", wk_task_id(s->task), cerr);
             wk_results_cap_answer(a->line); /* the whole answer stays in the journal */
             char *line = cJSON_PrintUnformatted(a->line);
             wk_summary_add(&r->sum, wk_task_cascade(s->task), a->line);
