@@ -26,7 +26,7 @@ shape also follows the hash, to exercise the label validator's lenient
 reading: a bare label, markdown emphasis, a JSON object, a fenced JSON block,
 a label followed by an explanation quoting the issue's real title, "Label:"
 and prose, or (a few) prose that names no label. Each answer carries the
-probability the mock reports for the label's tokens ("label_prob": high when
+probability the mock reports for the label's tokens ("token_prob": high when
 right, lower when wrong, overlapping), for the logprob confidence tier.
 
 The cascade:
@@ -163,7 +163,7 @@ def main():
                     low_wrong += i not in right
                 rec = {"task": ids[i], "model": model, "run": 1,
                        "answer": answer_text(label, shape, r["title"], prob),
-                       "label_prob": round(prob, 4),
+                       "token_prob": round(prob, 4),
                        "usage": {"prompt_tokens": (len(INSTRUCTION) + len(r["title"]) +
                                                    len(r["body"])) // 4 + 8,
                                  "completion_tokens": 12},

@@ -1,0 +1,74 @@
+#!/bin/sh
+# `make eval-classify`: classification that escalates on doubt, measured on
+# 11 real models' answers (issue 11, items 4 and 5).
+#
+#   sh tools/classify/eval.sh DATA_DIR BUILD_DIR
+#
+# 1. converts RouterBench's ARC-Challenge and Winogrande answers (DATA_DIR,
+#    read only) into tasks with gold, recordings with each call's real cost,
+#    the 11 models and one cascade per plan, in build/eval-classify/;
+# 2. per data set, replays each model alone, the format-only chain and the
+#    agreement plans (build/eval-classify/SET/table.json);
+# 3. per data set, tunes a plan for accuracy on the fit half (target: always
+#    gpt-4's accuracy minus one point) and reports its held-out half beside
+#    always gpt-4;
+# 4. writes build/eval-classify/table.json, prints the table and the ARC
+#    target check, and writes an HTML report per data set;
+# 5. runs the 1,500 NLBSE issues through a three-tier classify cascade
+#    against build/mock-llm with SYNTHETIC stand-in answers, timed, and
+#    writes its report.
+# Exits non-zero when a step fails.
+
+[ $# -eq 2 ] || { echo "usage: sh tools/classify/eval.sh DATA_DIR BUILD_DIR" >&2; exit 2; }
+data=$1
+case $2 in /*) bin=$2 ;; *) bin=$(pwd)/$2 ;; esac
+root=$(cd "$(dirname "$0")/../.." && pwd) || exit 1
+cd "$root" || exit 1
+out=build/eval-classify
+status=0
+t0=$(date +%s)
+step() { echo; echo "== eval-classify: $* ($(($(date +%s) - t0)) s)"; }
+
+if [ ! -d "$data" ]; then
+    echo "eval-classify: the data folder $data is absent; give DATA=/path/to/shared/data" >&2
+    exit 1
+fi
+step "converting $data"
+rm -rf "$out"
+python3 tools/classify/convert.py "$data" "$out" || exit 1
+
+for set in arc wino; do
+    d=$out/$set
+    step "$set: replaying $(wc -l < "$out/plans.txt") plans on $(wc -l < "$d/tasks.jsonl") questions"
+    # shellcheck disable=SC2046 # one --cascade per line of plans.txt
+    "$bin/cascade" replay --tasks "$d/tasks.jsonl" --recordings "$d/recordings.jsonl" \
+        $(sed 's/^/--cascade /' "$out/plans.txt") --out-dir "$d/results" \
+        --table "$d/table.json" 2> "$d/replay.log" || { cat "$d/replay.log" >&2; exit 1; }
+
+    target=$(python3 tools/classify/table.py target "$d/table.json") || exit 1
+    step "$set: tune --metric accuracy for $target (always gpt-4 minus one point) on the fit half"
+    # The single models' results are tune's observations.
+    "$bin/cascade" tune --tasks "$d/tasks.jsonl" --metric accuracy --target "$target" \
+        --base "$out/cascades/format-only.json" -o "$d/tuned.json" --summary "$d/tune.json" \
+        --name "tuned-$set" --from $(sed -n 's|.*/\(.*\)_x1\.json$|'"$d"'/results/\1_x1.jsonl|p' \
+        "$out/plans.txt") > "$d/tune.txt" 2>&1 || echo "eval-classify: $set: tune found no plan that reaches $target on the fit half (see $d/tune.txt)"
+    cat "$d/tune.txt"
+done
+
+step "table"
+python3 tools/classify/table.py table "$out" || status=1
+
+step "HTML reports"
+for set in arc wino; do
+    d=$out/$set
+    "$bin/cascade" report "$d"/results/*.jsonl --models "$out/cascades/models.json" \
+        --cascades "$out/cascades" --tasks "$d/tasks.jsonl" --table "$d/table.json" \
+        --html "$out/report-$set.html" > "$d/report.txt" || status=1
+done
+echo "eval-classify: $out/report-arc.html, $out/report-wino.html"
+
+step "1,500 NLBSE issues through a three-tier classify cascade on mock-llm (SYNTHETIC answers)"
+sh tools/classify/tickets.sh "$data" "$bin" "$out/tickets" || status=1
+
+step "done: $( [ $status -eq 0 ] && echo 'every step ran' || echo 'SOME STEPS FAILED')"
+exit $status

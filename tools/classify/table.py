@@ -1,0 +1,166 @@
+#!/usr/bin/env python3
+"""The table of `make eval-classify`, from the replays' and tune's own output.
+
+    python3 tools/classify/table.py target SET/table.json
+        prints always gpt-4's accuracy minus one point: tune's target
+    python3 tools/classify/table.py table OUT_DIR
+        reads OUT_DIR/{arc,wino}/table.json (cascade replay --table),
+        OUT_DIR/{arc,wino}/tune.json (cascade tune --summary) and the replays'
+        result files; writes OUT_DIR/table.json and prints, per data set, each
+        single model, the format-only chain, the best agreement plans and
+        tune's plan on the held-out half beside always gpt-4 there; then the
+        ARC target check. Exit 1 when a file is missing or malformed (not
+        when the target is missed: that is a finding, printed).
+
+Every figure printed here is read from a file the cascade commands wrote;
+this script only selects rows and divides costs.
+
+Standard library only.
+"""
+import json
+import os
+import sys
+
+TOP = "gpt-4*1"
+SETS = [("arc", "ARC-Challenge"), ("wino", "Winogrande")]
+TARGET_POINTS = 0.01  # accuracy within one point of always gpt-4
+TARGET_COST = 0.30  # at no more than 30% of its cost
+BEST_AGREE = 5  # agreement plans shown per data set (the Pareto front's best)
+
+
+def load(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError) as e:
+        sys.exit("eval-classify: cannot read %s: %s" % (path, e))
+
+
+def acc(row):
+    """A row's accuracy: replay's `accuracy`, tune's `accuracy`."""
+    v = row.get("accuracy")
+    if not isinstance(v, (int, float)):
+        sys.exit("eval-classify: a row has no accuracy (does replay know the gold?): %s" %
+                 json.dumps(row)[:200])
+    return float(v)
+
+
+def top_row(rows):
+    for r in rows:
+        if r["plan"] == TOP:
+            return r
+    sys.exit("eval-classify: the replay table has no %s row" % TOP)
+
+
+def kind(row):
+    p = row["plan"]
+    if p.startswith("format-only"):
+        return "format-only"
+    if "+" in p:
+        return "agreement"
+    if p.endswith("*1") and ">" not in p:
+        return "single"
+    return "other"
+
+
+def pareto(rows):
+    """Rows no other row beats on both accuracy and cost, by accuracy, best first."""
+    front = []
+    for r in sorted(rows, key=lambda r: (r["cost_usd"], -acc(r))):
+        if not front or acc(r) > acc(front[-1]):
+            front.append(r)
+    return sorted(front, key=lambda r: -acc(r))
+
+
+def fmt_row(name, a, cost, top_cost, n, flag=""):
+    return "  %-52s %5d  %.3f  $%8.4f%s  %6.1f%%" % (
+        name[:52], n, a, cost, flag, 100.0 * cost / top_cost if top_cost else 0.0)
+
+
+def set_table(out, key, title):
+    d = os.path.join(out, key)
+    rows = load(os.path.join(d, "table.json"))
+    top = top_row(rows)
+    for r in rows:
+        r["kind"] = kind(r)
+        r["vs_gpt4"] = r["cost_usd"] / top["cost_usd"] if top["cost_usd"] else None
+    singles = sorted([r for r in rows if r["kind"] == "single"], key=lambda r: r["cost_usd"])
+    fmt = [r for r in rows if r["kind"] == "format-only"]
+    agree = [r for r in rows if r["kind"] == "agreement"]
+    floor = acc(top) - TARGET_POINTS
+    best = pareto(agree)[:BEST_AGREE]
+    within = sorted([r for r in agree if acc(r) >= floor - 1e-9], key=lambda r: r["cost_usd"])
+    cheap = sorted([r for r in agree if r["vs_gpt4"] <= TARGET_COST],
+                   key=lambda r: (-acc(r), r["cost_usd"]))
+    picks = {"cheapest_within_one_point": within[0]["plan"] if within else None,
+             "most_accurate_within_30pct": cheap[0]["plan"] if cheap else None}
+    for p in picks.values():
+        if p and all(r["plan"] != p for r in best):
+            best += [r for r in agree if r["plan"] == p]
+    tune_path = os.path.join(d, "tune.json")
+    tune = load(tune_path) if os.path.exists(tune_path) else None
+
+    print("%s: %d questions with gold; always gpt-4 %.3f at $%.4f" %
+          (title, top["tasks"], acc(top), top["cost_usd"]))
+    print("  %-52s %5s  %5s  %9s  %7s" % ("plan", "n", "acc", "cost", "vs gpt-4"))
+    for r in singles + fmt + best:
+        flag = "*" if r.get("cost_recorded") or r.get("costs_recorded") else " "
+        print(fmt_row(("[%s] " % r["kind"][:6]) + r["plan"], acc(r), r["cost_usd"],
+                      top["cost_usd"], r["tasks"], flag))
+    res = {"title": title, "tasks": top["tasks"], "gpt4": {"accuracy": acc(top),
+                                                            "cost_usd": top["cost_usd"]},
+           "singles": singles, "format_only": fmt, "best_agreement": best,
+           "agreement_plans": len(agree), "picks": picks}
+    if tune:
+        held, top_held = tune["held"], tune["top_held"]
+        print("  tune --metric accuracy (target %.4f on the fit half of %d): %s%s" %
+              (tune["target"], tune["fit"]["tasks"], tune["plan"],
+               "" if tune.get("met") else "  [target NOT reached on the fit half]"))
+        print(fmt_row("held-out half: tune's plan", acc(held), held["cost_usd"],
+                      top_held["cost_usd"], held["tasks"]))
+        print(fmt_row("held-out half: always gpt-4", acc(top_held), top_held["cost_usd"],
+                      top_held["cost_usd"], top_held["tasks"]))
+        res["tune"] = {"plan": tune["plan"], "target": tune["target"], "met": tune.get("met"),
+                       "description": tune.get("description"), "fit": tune["fit"],
+                       "held": held, "top_held": top_held}
+    print()
+    return res
+
+
+def target_check(res):
+    """The issue's ARC target on tune's held-out half; the figures when missed."""
+    t = res.get("tune")
+    if not t:
+        print("ARC target: no tune summary")
+        return {"met": False, "why": "no tune summary"}
+    held, top = t["held"], t["top_held"]
+    pct = held["cost_usd"] / top["cost_usd"] if top["cost_usd"] else float("inf")
+    gap = acc(held) - acc(top)
+    met = gap >= -TARGET_POINTS - 1e-9 and pct <= TARGET_COST
+    print("ARC target (held-out accuracy >= always gpt-4's minus 1 point, at <= 30%% of its "
+          "cost): tune's plan %.3f vs %.3f (%+.1f points) at %.1f%% of the cost: %s" %
+          (acc(held), acc(top), 100 * gap, 100 * pct, "MET" if met else "NOT MET"))
+    return {"met": met, "held_accuracy": acc(held), "gpt4_held_accuracy": acc(top),
+            "points": 100 * gap, "cost_fraction": pct}
+
+
+def main():
+    if len(sys.argv) != 3 or sys.argv[1] not in ("target", "table"):
+        sys.exit("usage: table.py target SET/table.json | table.py table OUT_DIR")
+    if sys.argv[1] == "target":
+        top = top_row(load(sys.argv[2]))
+        print("%.4f" % (acc(top) - TARGET_POINTS))
+        return
+    out = sys.argv[2]
+    table = {}
+    for key, title in SETS:
+        table[key] = set_table(out, key, title)
+    table["arc"]["target"] = target_check(table["arc"])
+    with open(os.path.join(out, "table.json"), "w") as f:
+        json.dump(table, f, indent=1)
+        f.write("\n")
+    print("eval-classify: %s" % os.path.join(out, "table.json"))
+
+
+if __name__ == "__main__":
+    main()
