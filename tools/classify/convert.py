@@ -41,6 +41,7 @@ Standard library only.
 import ast
 import collections
 import csv
+import itertools
 import json
 import os
 import re
@@ -196,6 +197,16 @@ def plans():
     chain = ["mistral-7b", "gpt-3.5-turbo", TOP]
     out.append(("format-only.json",
                 cascade("format-only:" + ">".join(chain), [{"model": m} for m in chain])))
+    # Agreement: the cheap models of a tier asked together (all paid), a label
+    # accepted when `min` of them give it, else gpt-4 alone. Every pair with
+    # min 2 and every triple with min 2 and min 3: the table keeps the best.
+    for k in (2, 3):
+        for group in itertools.combinations(CHEAP, k):
+            for need in range(2, k + 1):
+                name = "%s:%d>%s" % ("+".join(group), need, TOP)
+                tier = {"model": group[0], "agree": {"models": list(group), "min": need}}
+                out.append(("agree-%s-%d.json" % ("+".join(group), need),
+                            cascade(name, [tier, {"model": TOP}])))
     return out
 
 
