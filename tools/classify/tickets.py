@@ -30,9 +30,9 @@ probability the mock reports for the label's tokens ("token_prob": high when
 right, lower when wrong, overlapping), for the logprob confidence tier.
 
 The cascade:
-  tier 0  tiny-a, agreeing with tiny-b (both asked, both paid; min 2)
-  tier 1  mid, accepted when the label's probability is at least 0.7
-  tier 2  large, any label (format only)
+  tier 0  synthetic-tiny-a, agreeing with synthetic-tiny-b (both asked, both paid; min 2)
+  tier 1  synthetic-mid, accepted when the label's probability is at least 0.7
+  tier 2  synthetic-large, any label (format only)
 
 Standard library only.
 """
@@ -46,10 +46,10 @@ import sys
 LABELS = ["bug", "feature", "question"]
 # name -> (fraction right, input, output USD per million tokens: made up)
 STANDINS = {
-    "tiny-a": (0.70, 0.05, 0.10),
-    "tiny-b": (0.72, 0.06, 0.12),
-    "mid": (0.85, 0.50, 1.50),
-    "large": (0.95, 3.00, 15.00),
+    "synthetic-tiny-a": (0.70, 0.05, 0.10),
+    "synthetic-tiny-b": (0.72, 0.06, 0.12),
+    "synthetic-mid": (0.85, 0.50, 1.50),
+    "synthetic-large": (0.95, 3.00, 15.00),
 }
 MIN_CONFIDENCE = 0.7
 SYNTHETIC = ("SYNTHETIC: answers from a deterministic rule-based stand-in, right on a "
@@ -187,10 +187,10 @@ def main():
         json.dump(models, f, indent=1)
     casc = {"name": "tickets-synthetic", "match": {"kind": "classify"},
             "validators": ["label"], "feedback": False,
-            "tiers": [{"model": "tiny-a", "agree": {"models": ["tiny-a", "tiny-b"], "min": 2}},
-                      {"model": "mid", "confidence": "logprobs",
+            "tiers": [{"model": "synthetic-tiny-a", "agree": {"models": ["synthetic-tiny-a", "synthetic-tiny-b"], "min": 2}},
+                      {"model": "synthetic-mid", "confidence": "logprobs",
                        "min_confidence": MIN_CONFIDENCE},
-                      {"model": "large"}]}
+                      {"model": "synthetic-large"}]}
     with open(os.path.join(out, "cascades", "tickets.json"), "w") as f:
         json.dump(casc, f, indent=1)
     with open(os.path.join(out, "standins.json"), "w") as f:
@@ -198,7 +198,7 @@ def main():
     print("eval-classify: %d NLBSE issues -> %s; %s" % (len(rows), out, SYNTHETIC),
           file=sys.stderr)
     for m, s in stats["standins"].items():
-        print("  %-7s right on %d of %d (%.3f)" % (m, s["right"], len(rows), s["fraction_right"]),
+        print("  %-16s right on %d of %d (%.3f)" % (m, s["right"], len(rows), s["fraction_right"]),
               file=sys.stderr)
 
 
