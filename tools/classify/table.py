@@ -72,6 +72,45 @@ def pareto(rows):
     return sorted(front, key=lambda r: -acc(r))
 
 
+def label_of(r):
+    """The label a result accepted: the result's own, else its last passing verdict's."""
+    if isinstance(r.get("label"), str):
+        return r["label"]
+    for a in reversed(r.get("attempts") or []):
+        v = a.get("verdict") or {}
+        if v.get("pass") and isinstance(v.get("label"), str):
+            return v["label"]
+    return None
+
+
+def anatomy(d, plan):
+    """Where a two-tier plan's errors and money go, from its replay's result file."""
+    name = plan.replace("*", "_x").replace(">", "--")
+    path = os.path.join(d, "results", name + ".jsonl")
+    gold = {}
+    with open(os.path.join(d, "tasks.jsonl")) as f:
+        for line in f:
+            t = json.loads(line)
+            gold[t["id"]] = t.get("gold")
+    acc0 = wrong0 = climbed = 0
+    cost0 = cost1 = 0.0
+    with open(path) as f:
+        for line in f:
+            r = json.loads(line)
+            for a in r.get("attempts") or []:
+                if a.get("tier") == 0:
+                    cost0 += a.get("cost_usd") or 0.0
+                else:
+                    cost1 += a.get("cost_usd") or 0.0
+            if r.get("status") == "accepted" and r.get("tier") == 0:
+                acc0 += 1
+                wrong0 += label_of(r) != gold.get(r["id"])
+            else:
+                climbed += 1
+    return {"tier0_accepted": acc0, "tier0_wrong": wrong0, "climbed": climbed,
+            "tier0_cost_usd": cost0, "climb_cost_usd": cost1}
+
+
 def fmt_row(name, a, cost, top_cost, n, flag=""):
     return "  %-52s %5d  %.3f  $%8.4f%s  %6.1f%%" % (
         name[:52], n, a, cost, flag, 100.0 * cost / top_cost if top_cost else 0.0)
@@ -97,6 +136,10 @@ def set_table(out, key, title):
     for p in picks.values():
         if p and all(r["plan"] != p for r in best):
             best += [r for r in agree if r["plan"] == p]
+    res_why = {}
+    for what, p in picks.items():
+        if p:
+            res_why[what] = dict(anatomy(d, p), plan=p)
     tune_path = os.path.join(d, "tune.json")
     tune = load(tune_path) if os.path.exists(tune_path) else None
 
@@ -110,7 +153,7 @@ def set_table(out, key, title):
     res = {"title": title, "tasks": top["tasks"], "gpt4": {"accuracy": acc(top),
                                                             "cost_usd": top["cost_usd"]},
            "singles": singles, "format_only": fmt, "best_agreement": best,
-           "agreement_plans": len(agree), "picks": picks}
+           "agreement_plans": len(agree), "picks": res_why}
     if tune:
         held, top_held = tune["held"], tune["top_held"]
         print("  tune --metric accuracy (target %.4f on the fit half of %d): %s%s" %
@@ -123,6 +166,13 @@ def set_table(out, key, title):
         res["tune"] = {"plan": tune["plan"], "target": tune["target"], "met": tune.get("met"),
                        "description": tune.get("description"), "fit": tune["fit"],
                        "held": held, "top_held": top_held}
+    for what, a in res_why.items():
+        print("  %s: %s: the cheap tier accepted %d (%d of them wrong: the models agreed on a "
+              "wrong letter), %d climbed to gpt-4; the cheap tier cost %.1f%% of always gpt-4, "
+              "the climbs %.1f%%" % (what.replace("_", " "), a["plan"], a["tier0_accepted"],
+                                     a["tier0_wrong"], a["climbed"],
+                                     100 * a["tier0_cost_usd"] / top["cost_usd"],
+                                     100 * a["climb_cost_usd"] / top["cost_usd"]))
     print()
     return res
 
