@@ -75,10 +75,13 @@ static void feed_response(void *arg, int status)
 {
     wk_ask *q = arg;
     char *t = q->resp_text, *f = q->resp_finish;
+    cJSON *lp = q->resp_logprobs;
     q->resp_text = q->resp_finish = NULL;
+    q->resp_logprobs = NULL;
     if (status != 0) {
         free(t);
         free(f);
+        cJSON_Delete(lp);
         q->on_abandon(q->arg, status);
         return;
     }
@@ -86,9 +89,11 @@ static void feed_response(void *arg, int status)
     ev.now_ms = wall_ms();
     ev.text = t;
     ev.finish_reason = f;
+    ev.logprobs = lp;
     q->on_event(q->arg, &ev);
     free(t);
     free(f);
+    cJSON_Delete(lp);
 }
 
 /* Holds an answer until its RECEIVED row is committed, then feeds it. */
@@ -97,6 +102,7 @@ static void answer(wk_ask *q, const wk_event *ev, int journal)
     q->resp = *ev;
     q->resp_text = wk_xstrdup(ev->text ? ev->text : "");
     q->resp_finish = ev->finish_reason ? wk_xstrdup(ev->finish_reason) : NULL;
+    q->resp_logprobs = ev->logprobs ? cJSON_Duplicate(ev->logprobs, 1) : NULL;
     /* A failed write is the journal's failure: the commit below reports it. */
     if (journal)
         (void)wk_journal_received(q->a->journal, wk_task_id(q->task), q->seq, ev->text,
@@ -125,6 +131,7 @@ static void on_call(void *arg, const wk_call_outcome *o)
         ev.prompt_tokens = o->resp->prompt_tokens;
         ev.completion_tokens = o->resp->completion_tokens;
         ev.cached_tokens = o->resp->cached_tokens;
+        ev.logprobs = o->resp->logprobs;
         answer(q, &ev, 1);
         return;
     }
@@ -157,7 +164,12 @@ static void on_replay(uv_timer_t *t)
     ev.finish_reason = rec->finish_reason ? rec->finish_reason : "stop";
     ev.prompt_tokens = rec->prompt_tokens;
     ev.completion_tokens = rec->completion_tokens;
+    ev.has_cost = rec->cost_usd >= 0;
+    ev.cost_usd = rec->cost_usd;
+    cJSON *lp = q->logprobs ? wk_rec_logprobs(rec) : NULL;
+    ev.logprobs = lp;
     q->on_event(q->arg, &ev);
+    cJSON_Delete(lp);
 }
 
 /* Runs once the SENT row is committed: the request may leave now. */
@@ -178,10 +190,11 @@ static void send_call(void *arg, int status)
     wk_call_send(k, on_call, q);
 }
 
-void wk_ask_call(wk_ask *q, const wk_model *m, const cJSON *messages, long est)
+void wk_ask_call(wk_ask *q, const wk_model *m, const cJSON *messages, long est, int logprobs)
 {
     const wk_answers *a = q->a;
     q->model = m;
+    q->logprobs = logprobs;
     q->seq++;
     if (a->recs) {
         q->rec = wk_recs_next(a->recs, wk_task_id(q->task), m->name, a->replay_start);
@@ -217,7 +230,7 @@ void wk_ask_call(wk_ask *q, const wk_model *m, const cJSON *messages, long est)
         return;
     }
     wk_call_drop(q->call);
-    q->call = wk_call_prepare(a->calls, m, wk_task_id(q->task), messages, est);
+    q->call = wk_call_prepare(a->calls, m, wk_task_id(q->task), messages, est, logprobs);
     wk_cached hit;
     if (wk_call_cached(q->call, &hit)) {
         wk_call_drop(q->call);
@@ -308,6 +321,7 @@ void wk_ask_validate(wk_ask *q, const char *answer)
     q->vin.task = wk_task_json(q->task);
     q->vin.schema = wk_task_schema(q->task);
     q->vin.compile_commands = c->compile;
+    q->vin.label_field = c->label_field;
     q->in_validate = 1;
     int rc = val_chain_start(a->venv, (const char *const *)c->validators, c->nvalidators, &q->vin,
                              on_verdict, q);

@@ -57,7 +57,9 @@ typedef struct wk_ask {
     const wk_rec *rec;
     wk_event resp; /* an answer waiting for its RECEIVED row */
     char *resp_text, *resp_finish;
-    val_input vin; /* the validation in progress */
+    cJSON *resp_logprobs; /* the held answer's token logprobs; owned */
+    int logprobs;         /* the call in progress asks for logprobs */
+    val_input vin;        /* the validation in progress */
     int in_validate, have_pending, replayed_verdict;
     val_verdict pending; /* a verdict waiting to be fed */
 } wk_ask;
@@ -72,8 +74,9 @@ void wk_ask_close(wk_ask *q);
 int wk_ask_begin(wk_ask *q, const wk_task *task);
 void wk_ask_end(wk_ask *q);
 
-/* The router's CALL: messages are copied at once. */
-void wk_ask_call(wk_ask *q, const wk_model *m, const cJSON *messages, long est_prompt_tokens);
+/* The router's CALL: messages are copied at once; logprobs: ask for the tokens' logprobs. */
+void wk_ask_call(wk_ask *q, const wk_model *m, const cJSON *messages, long est_prompt_tokens,
+                 int logprobs);
 /* The router's VALIDATE: answer is borrowed until the verdict is fed. */
 void wk_ask_validate(wk_ask *q, const char *answer);
 /* 1 while a verdict taken from the journal is being fed (its climb was logged before). */

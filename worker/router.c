@@ -125,6 +125,14 @@ static void finish(wk_task *t, const char *status, const char *reason, wk_action
     }
     if (reason)
         cJSON_AddStringToObject(r, "reason", reason);
+    /* A classify task: the label accepted, the gold one, and whether they match. */
+    if (accepted && t->label[0])
+        cJSON_AddStringToObject(r, "label", t->label);
+    if (t->gold) {
+        cJSON_AddStringToObject(r, "gold", t->gold);
+        if (accepted && t->label[0])
+            cJSON_AddBoolToObject(r, "correct", strcmp(t->label, t->gold) == 0);
+    }
     t->state = WK__ST_DONE;
     push(out, WK_ACT_FINISH)->line = r;
 }
@@ -324,7 +332,9 @@ static cJSON *new_attempt(wk_task *t, const wk_event *ev, long pt, long ct)
 {
     const wk_model *m = t->cascade->tiers[t->tier].model;
     const wk_model *served = ev->served ? ev->served : m;
-    double cost = ev->from_cache ? 0 : wk_cost(served, pt, ct, ev->cached_tokens);
+    double cost = ev->from_cache ? 0
+                  : ev->has_cost ? ev->cost_usd
+                                 : wk_cost(served, pt, ct, ev->cached_tokens);
     t->cost_usd += cost;
     cJSON *a = cJSON_CreateObject();
     cJSON_AddNumberToObject(a, "tier", t->tier);
@@ -334,6 +344,8 @@ static cJSON *new_attempt(wk_task *t, const wk_event *ev, long pt, long ct)
         cJSON_AddStringToObject(a, "deployment", served->name);
     if (ev->from_cache)
         cJSON_AddBoolToObject(a, "cached", 1);
+    if (ev->has_cost && !ev->from_cache) /* the recording's cost, not tokens x price */
+        cJSON_AddBoolToObject(a, "cost_recorded", 1);
     if (t->lost_usd > 0) {
         /* Already in the task's cost: the same call, sent before a crash. */
         cJSON_AddNumberToObject(a, "lost_cost_usd", round_usd(t->lost_usd));
@@ -436,9 +448,10 @@ static void step(wk_task *t, const wk_event *ev, wk_actions *out)
             return;
         const val_verdict *v = ev->verdict;
         cJSON_AddItemToObject(t->cur, "verdict", val_verdict_json(v));
-        if (v->pass)
+        if (v->pass) {
+            memcpy(t->label, v->label, sizeof t->label);
             finish(t, "accepted", NULL, out);
-        else
+        } else
             on_failure(t, ev->now_ms, v->validator, v->reason, v->message, v->evidence, out);
         return;
     }

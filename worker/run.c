@@ -236,7 +236,7 @@ static void perform(slot *s, wk_actions *acts)
         wk_action *a = &acts->v[i];
         switch (a->kind) {
         case WK_ACT_CALL:
-            wk_ask_call(&s->ask, a->model, a->messages, a->est_prompt_tokens);
+            wk_ask_call(&s->ask, a->model, a->messages, a->est_prompt_tokens, a->logprobs);
             break;
         case WK_ACT_VALIDATE:
             wk_ask_validate(&s->ask, a->answer);
@@ -518,6 +518,8 @@ int wk_run(const wk_run_opts *o)
         fprintf(stderr, "cascade: %s\n", err);
         goto cleanup;
     }
+    if (o->gold_field)
+        r->cfg.gold_field = wk_xstrdup(o->gold_field);
     wk_summary_init(&r->sum, &r->cfg);
     r->qops = q_find(o->queue_url ? o->queue_url : o->tasks_path);
     if (!r->qops) {

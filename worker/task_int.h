@@ -9,6 +9,7 @@
 #include <cjson/cJSON.h>
 
 #include "task.h"
+#include "validators/val.h"
 
 enum { WK__ST_NEW, WK__ST_CALLING, WK__ST_VALIDATING, WK__ST_DONE };
 
@@ -31,6 +32,13 @@ struct wk_task {
     int best_rank;
     int answers;     /* responses received */
     double lost_usd; /* charged for a lost call, not yet on an attempt */
+    /* Classify tasks (README "Labelling tickets"). */
+    char *gold;                /* the gold label in the enum's spelling; NULL: none; owned */
+    char label[VAL_LABEL_MAX]; /* the label accepted; "" when none */
+    cJSON *votes;              /* labels read at this tier so far, one string per answer; owned */
+    int asked;                 /* calls made for the current vote */
+    char *logprobs_text;       /* the newest answer's tokens joined, with logprobs below; owned */
+    double *logprobs;          /* per byte of logprobs_text: the logprob of the token holding it */
 };
 
 #endif

@@ -22,6 +22,7 @@ static const char usage_run[] =
     "  --cascades DIR       cascade files (*.json) [cascades]\n"
     "  --models FILE        providers and models [DIR/models.json]\n"
     "  --cascade NAME       use this cascade for every task\n"
+    "  --gold FIELD         the task field holding a classify task's gold label [gold]\n"
     "  -o, --output FILE    results JSONL, - for stdout [-]\n"
     "  --escalations FILE   escalation log JSONL [none]\n"
     "  --concurrency N      tasks in flight at once [64]\n"
@@ -72,6 +73,7 @@ int wk_cmd_run(int argc, char **argv)
         O_CASCADES = 256,
         O_MODELS,
         O_CASCADE,
+        O_GOLD,
         O_ESC,
         O_CONC,
         O_SANDBOXES,
@@ -97,6 +99,7 @@ int wk_cmd_run(int argc, char **argv)
         {"cascades", required_argument, NULL, O_CASCADES},
         {"models", required_argument, NULL, O_MODELS},
         {"cascade", required_argument, NULL, O_CASCADE},
+        {"gold", required_argument, NULL, O_GOLD},
         {"output", required_argument, NULL, 'o'},
         {"escalations", required_argument, NULL, O_ESC},
         {"concurrency", required_argument, NULL, O_CONC},
@@ -135,6 +138,9 @@ int wk_cmd_run(int argc, char **argv)
             break;
         case O_CASCADE:
             o.cascade_name = optarg;
+            break;
+        case O_GOLD:
+            o.gold_field = optarg;
             break;
         case 'o':
             o.out_path = optarg;

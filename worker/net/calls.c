@@ -49,6 +49,7 @@ struct wk_call {
     long est;
     prov_request req;
     const wk_model *built_for; /* the deployment req was built for */
+    int logprobs;              /* ask for the answer's token logprobs */
     int retries_here, retries, fallbacks;
     double reserved;
     uint64_t started_ms;
@@ -223,6 +224,20 @@ static void next_deployment(wk__call *k)
     }
 }
 
+/*
+ * The request for deployment m. A fallback whose API has no logprobs is
+ * asked without them: the answer comes back with none, and the router's
+ * confidence check treats that as doubt.
+ */
+static void build_request(wk__call *k, const wk_model *m)
+{
+    const prov_ops *ops = prov_find(m->provider->api);
+    ops->build(m, k->task_id, k->messages, &k->req);
+    if (k->logprobs && ops->ask_logprobs)
+        (void)ops->ask_logprobs(&k->req);
+    k->built_for = m;
+}
+
 /* Builds the request for the current deployment, reserves the budget, and sends. */
 static void try_deployment(wk__call *k)
 {
@@ -230,8 +245,7 @@ static void try_deployment(wk__call *k)
     const wk_model *m = k->dep;
     if (k->built_for != m) {
         prov_request_clear(&k->req);
-        prov_find(m->provider->api)->build(m, k->task_id, k->messages, &k->req);
-        k->built_for = m;
+        build_request(k, m);
     }
     double worst = wk_cost_worst(m, k->est);
     if (c->o.run_budget_usd > 0 && c->spent + worst <= c->o.run_budget_usd &&
@@ -594,7 +608,7 @@ static void on_start(uv_timer_t *t)
 }
 
 wk_call *wk_call_prepare(wk_calls *c, const wk_model *m, const char *task_id, const cJSON *messages,
-                         long est_prompt_tokens)
+                         long est_prompt_tokens, int logprobs)
 {
     wk__call *k = wk_xcalloc(1, sizeof *k);
     k->c = c;
@@ -603,9 +617,9 @@ wk_call *wk_call_prepare(wk_calls *c, const wk_model *m, const char *task_id, co
     k->task_id = wk_xstrdup(task_id);
     k->messages = cJSON_Duplicate(messages, 1);
     k->est = est_prompt_tokens;
+    k->logprobs = logprobs;
     /* Built now, once: the cache is keyed by this body, and it is what is sent. */
-    prov_find(m->provider->api)->build(m, k->task_id, k->messages, &k->req);
-    k->built_for = m;
+    build_request(k, m);
     return k;
 }
 

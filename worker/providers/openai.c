@@ -61,14 +61,46 @@ static int openai_parse(long status, const char *body, size_t len, prov_response
     if (cached < 0)
         cached = prov__count(usage, "prompt_cache_hit_tokens");
     out->cached_tokens = cached > 0 ? cached : 0;
+    /* choices[0].logprobs.content: one {token, logprob, top_logprobs} per token. */
+    const cJSON *lc = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(c0, "logprobs"), "content");
+    if (cJSON_IsArray(lc)) {
+        out->logprobs = cJSON_CreateArray();
+        const cJSON *tok;
+        cJSON_ArrayForEach(tok, lc)
+        {
+            const cJSON *t = cJSON_GetObjectItemCaseSensitive(tok, "token");
+            const cJSON *l = cJSON_GetObjectItemCaseSensitive(tok, "logprob");
+            if (!cJSON_IsString(t) || !cJSON_IsNumber(l))
+                continue;
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddStringToObject(o, "token", t->valuestring);
+            cJSON_AddNumberToObject(o, "logprob", l->valuedouble);
+            cJSON_AddItemToArray(out->logprobs, o);
+        }
+    }
     rc = 0;
 cleanup:
     cJSON_Delete(j);
     return rc;
 }
 
+/* https://platform.openai.com/docs/api-reference/chat/create#chat-create-logprobs */
+static int openai_ask_logprobs(prov_request *req)
+{
+    cJSON *body = prov__body_json(req);
+    if (!body)
+        return WK_EPARSE;
+    cJSON_AddBoolToObject(body, "logprobs", 1);
+    cJSON_AddNumberToObject(body, "top_logprobs", PROV_TOP_LOGPROBS);
+    free(req->body);
+    prov__set_body(req, body);
+    return 0;
+}
+
 const prov_ops prov_openai = {
     .name = "openai",
     .build = openai_build,
     .parse = openai_parse,
+    .ask_logprobs = openai_ask_logprobs,
 };

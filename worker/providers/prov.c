@@ -39,7 +39,13 @@ void prov_response_clear(prov_response *r)
 {
     free(r->text);
     free(r->finish_reason);
+    cJSON_Delete(r->logprobs);
     memset(r, 0, sizeof *r);
+}
+
+cJSON *prov__body_json(const prov_request *req)
+{
+    return req->body ? cJSON_ParseWithLength(req->body, req->body_len) : NULL;
 }
 
 void prov__set_msg(char *msg, size_t msglen, const char *text)
