@@ -19,6 +19,7 @@ Standard library only.
 """
 import json
 import os
+import re
 import sys
 
 TOP = "gpt-4*1"
@@ -85,7 +86,8 @@ def label_of(r):
 
 def anatomy(d, plan):
     """Where a two-tier plan's errors and money go, from its replay's result file."""
-    name = plan.replace("*", "_x").replace(">", "--")
+    # replay's file_stem: * -> _x, > -> --, anything but [A-Za-z0-9._-] -> _.
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", plan.replace("*", "_x").replace(">", "--"))
     path = os.path.join(d, "results", name + ".jsonl")
     gold = {}
     with open(os.path.join(d, "tasks.jsonl")) as f:
@@ -104,7 +106,7 @@ def anatomy(d, plan):
                     cost1 += a.get("cost_usd") or 0.0
             if r.get("status") == "accepted" and r.get("tier") == 0:
                 acc0 += 1
-                wrong0 += label_of(r) != gold.get(r["id"])
+                wrong0 += r.get("correct") is False or label_of(r) != gold.get(r["id"])
             else:
                 climbed += 1
     return {"tier0_accepted": acc0, "tier0_wrong": wrong0, "climbed": climbed,
