@@ -40,10 +40,19 @@ python3 tools/classify/convert.py "$data" "$out" || exit 1
 for set in arc wino; do
     d=$out/$set
     step "$set: replaying $(wc -l < "$out/plans.txt") plans on $(wc -l < "$d/tasks.jsonl") questions"
-    # shellcheck disable=SC2046 # one --cascade per line of plans.txt
-    "$bin/cascade" replay --tasks "$d/tasks.jsonl" --recordings "$d/recordings.jsonl" \
-        $(sed 's/^/--cascade /' "$out/plans.txt") --out-dir "$d/results" \
-        --table "$d/table.json" 2> "$d/replay.log" || { cat "$d/replay.log" >&2; exit 1; }
+    # replay takes at most 64 cascades at a time: the plans go in parts of 60,
+    # the first holding the single models, and the parts' tables are joined.
+    rm -f "$d"/table.part*.json "$d/replay.log"
+    split -l 60 -d "$out/plans.txt" "$d/plans.part"
+    for part in "$d"/plans.part*; do
+        # shellcheck disable=SC2046 # one --cascade per line of the part
+        "$bin/cascade" replay --tasks "$d/tasks.jsonl" --recordings "$d/recordings.jsonl" \
+            $(sed 's/^/--cascade /' "$part") --out-dir "$d/results" \
+            --table "$d/table.${part##*plans.}.json" 2>> "$d/replay.log" \
+            || { cat "$d/replay.log" >&2; exit 1; }
+    done
+    python3 tools/classify/table.py join "$d/table.json" "$d"/table.part*.json || exit 1
+    grep -v '^replay: \[' "$d/replay.log" | head -n 16
 
     target=$(python3 tools/classify/table.py target "$d/table.json") || exit 1
     step "$set: tune --metric accuracy for $target (always gpt-4 minus one point) on the fit half"
@@ -53,6 +62,12 @@ for set in arc wino; do
         --name "tuned-$set" --from $(sed -n 's|.*/\(.*\)_x1\.json$|'"$d"'/results/\1_x1.jsonl|p' \
         "$out/plans.txt") > "$d/tune.txt" 2>&1 || echo "eval-classify: $set: tune found no plan that reaches $target on the fit half (see $d/tune.txt)"
     cat "$d/tune.txt"
+    if [ -s "$d/tuned.json" ]; then
+        # tune's plan on every question, for the report (its figures above are tune's own).
+        "$bin/cascade" replay --tasks "$d/tasks.jsonl" --recordings "$d/recordings.jsonl" \
+            --cascade "$d/tuned.json" --models "$out/cascades/models.json" \
+            -o "$d/results/tuned.jsonl" 2>> "$d/replay.log" || status=1
+    fi
 done
 
 step "table"
@@ -61,7 +76,8 @@ python3 tools/classify/table.py table "$out" || status=1
 step "HTML reports"
 for set in arc wino; do
     d=$out/$set
-    "$bin/cascade" report "$d"/results/*.jsonl --models "$out/cascades/models.json" \
+    # shellcheck disable=SC2046 # one results file per line
+    "$bin/cascade" report $(cat "$d/report-files.txt") --models "$out/cascades/models.json" \
         --cascades "$out/cascades" --tasks "$d/tasks.jsonl" --table "$d/table.json" \
         --html "$out/report-$set.html" > "$d/report.txt" || status=1
 done

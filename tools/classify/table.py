@@ -3,6 +3,8 @@
 
     python3 tools/classify/table.py target SET/table.json
         prints always gpt-4's accuracy minus one point: tune's target
+    python3 tools/classify/table.py join SET/table.json PART.json...
+        joins the tables of replay's parts (at most 64 cascades a call)
     python3 tools/classify/table.py table OUT_DIR
         reads OUT_DIR/{arc,wino}/table.json (cascade replay --table),
         OUT_DIR/{arc,wino}/tune.json (cascade tune --summary) and the replays'
@@ -84,11 +86,14 @@ def label_of(r):
     return None
 
 
+def stem(plan):
+    """replay's file_stem: * -> _x, > -> --, anything but [A-Za-z0-9._-] -> _."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", plan.replace("*", "_x").replace(">", "--"))
+
+
 def anatomy(d, plan):
     """Where a two-tier plan's errors and money go, from its replay's result file."""
-    # replay's file_stem: * -> _x, > -> --, anything but [A-Za-z0-9._-] -> _.
-    name = re.sub(r"[^A-Za-z0-9._-]", "_", plan.replace("*", "_x").replace(">", "--"))
-    path = os.path.join(d, "results", name + ".jsonl")
+    path = os.path.join(d, "results", stem(plan) + ".jsonl")
     gold = {}
     with open(os.path.join(d, "tasks.jsonl")) as f:
         for line in f:
@@ -144,6 +149,14 @@ def set_table(out, key, title):
             res_why[what] = dict(anatomy(d, p), plan=p)
     tune_path = os.path.join(d, "tune.json")
     tune = load(tune_path) if os.path.exists(tune_path) else None
+    # What the HTML report shows: always gpt-4, the format-only chain, the
+    # picks and tune's plan (replayed on every question as tuned.jsonl).
+    report = [TOP] + [r["plan"] for r in fmt] + [p for p in picks.values() if p]
+    with open(os.path.join(d, "report-files.txt"), "w") as f:
+        for p in report:
+            f.write(os.path.join(d, "results", stem(p) + ".jsonl") + "\n")
+        if os.path.exists(os.path.join(d, "results", "tuned.jsonl")):
+            f.write(os.path.join(d, "results", "tuned.jsonl") + "\n")
 
     print("%s: %d questions with gold; always gpt-4 %.3f at $%.4f" %
           (title, top["tasks"], acc(top), top["cost_usd"]))
@@ -197,8 +210,17 @@ def target_check(res):
 
 
 def main():
+    if len(sys.argv) >= 4 and sys.argv[1] == "join":
+        rows = []
+        for p in sys.argv[3:]:
+            rows += load(p)
+        with open(sys.argv[2], "w") as f:
+            json.dump(rows, f, indent=1)
+            f.write("\n")
+        return
     if len(sys.argv) != 3 or sys.argv[1] not in ("target", "table"):
-        sys.exit("usage: table.py target SET/table.json | table.py table OUT_DIR")
+        sys.exit("usage: table.py target SET/table.json | table.py table OUT_DIR | "
+                 "table.py join OUT.json PART.json...")
     if sys.argv[1] == "target":
         top = top_row(load(sys.argv[2]))
         print("%.4f" % (acc(top) - TARGET_POINTS))
