@@ -197,6 +197,32 @@ static void test_replay_single_format_only_and_agreement(void **state)
                      (4 * (CALL(0.6, 0.6) + CALL(0.8, 0.8)) + 2 * CALL(10.0, 30.0))) < 1e-6);
     cJSON_Delete(rows);
     free(text);
+
+    /* The climbs say why: q5's "D" named no option; q2 and q3 disagreed (both models paid). */
+    char *f = wk_xasprintf("%s/format-only_mistral-7b--gpt-3.5-turbo--gpt-4.esc.jsonl", outd);
+    cJSON *esc = h_jsonl(f);
+    free(f);
+    assert_int_equal(cJSON_GetArraySize(esc), 1);
+    assert_string_equal(h_str(cJSON_GetArrayItem(esc, 0), "reason"), "no_label");
+    cJSON_Delete(esc);
+    f = wk_xasprintf("%s/mixtral-8x7b_yi-34b_2--gpt-4.esc.jsonl", outd);
+    esc = h_jsonl(f);
+    free(f);
+    assert_int_equal(cJSON_GetArraySize(esc), 2);
+    const cJSON *e;
+    cJSON_ArrayForEach(e, esc) assert_string_equal(h_str(e, "reason"), "disagreement");
+    assert_non_null(h_find(esc, "id", "arc/arc-challenge.test.2"));
+    assert_non_null(h_find(esc, "id", "arc/arc-challenge.test.3"));
+    cJSON_Delete(esc);
+    f = wk_xasprintf("%s/mixtral-8x7b_yi-34b_2--gpt-4.jsonl", outd);
+    cJSON *res = h_jsonl(f);
+    free(f);
+    const cJSON *q3 = h_find(res, "id", "arc/arc-challenge.test.3");
+    assert_non_null(q3);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(q3, "attempts")), 3);
+    assert_string_equal(h_str(q3, "label"), "D");
+    assert_string_equal(h_str(q3, "model"), "gpt-4");
+    cJSON_Delete(res);
     free(tasks);
     free(recs);
     free(single);
