@@ -93,7 +93,7 @@ for ds in arc wino; do
     d=$out/$ds
     # shellcheck disable=SC2046 # one results file per line
     "$bin/cascade" report $(cat "$d/report-files.txt") --models "$out/cascades/models.json" \
-        --cascades "$out/cascades" --tasks "$d/tasks.jsonl" --table "$d/table.json" \
+        --cascades "$out/cascades" --tasks "$d/tasks.jsonl" --table "$d/table-shown.json" \
         --html "$out/report-$ds.html" > "$d/report.txt" || status=1
 done
 echo "eval-classify: $out/report-arc.html, $out/report-wino.html"

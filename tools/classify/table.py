@@ -176,6 +176,12 @@ def set_table(out, key, title):
             if os.path.exists(p):
                 f.write(p + "\n")
 
+    # The report's chart gets the rows printed here, not all 152 plans.
+    with open(os.path.join(d, "table-shown.json"), "w") as f:
+        json.dump([{k: v for k, v in r.items() if k not in ("kind", "vs_gpt4")}
+                   for r in singles + fmt + best], f, indent=1)
+        f.write("\n")
+
     print("%s: %d questions with gold; always gpt-4 %.3f at $%.4f" %
           (title, top["tasks"], acc(top), top["cost_usd"]))
     print("  %-52s %5s  %5s  %9s  %7s" % ("plan", "n", "acc", "cost", "vs gpt-4"))
