@@ -714,6 +714,27 @@ static void test_logprob_tier_reads_the_label_tokens_and_climbs_below_threshold(
     wk_task_free(t);
 }
 
+/* A verdict the journal kept has no label: the router reads it again from the answer. */
+static void test_verdict_without_label_is_read_again_from_the_answer(void **state)
+{
+    (void)state;
+    classify_casc((wk_tier){.model = &models[0],
+                            .attempts = 1,
+                            .agree = {&models[0], &models[1]},
+                            .nagree = 2,
+                            .vote_min = 2});
+    wk_task *t = parse_ok(CLS_TASK);
+    wk_action a[ACTS_MAX];
+    feed(t, (wk_event){.kind = WK_EV_START}, a);
+    assert_int_equal(vote_once(t, "Feature: dark mode", NULL, "", -1, a), 1);
+    assert_int_equal(vote_once(t, "{\"label\": \"feature\"}", NULL, "", -1, a), 1);
+    assert_string_equal(jstr(a[0].line, "status"), "accepted");
+    assert_string_equal(jstr(a[0].line, "label"), "feature");
+    assert_false(cJSON_IsTrue(cJSON_GetObjectItem(a[0].line, "correct")));
+    cJSON_Delete(a[0].line);
+    wk_task_free(t);
+}
+
 static void test_self_confidence_tier_uses_the_verdict_score(void **state)
 {
     (void)state;
@@ -756,6 +777,7 @@ int main(void)
         cmocka_unit_test_setup(test_logprob_tier_reads_the_label_tokens_and_climbs_below_threshold,
                                setup),
         cmocka_unit_test_setup(test_self_confidence_tier_uses_the_verdict_score, setup),
+        cmocka_unit_test_setup(test_verdict_without_label_is_read_again_from_the_answer, setup),
     };
     return cmocka_run_group_tests_name("router", tests, NULL, NULL);
 }

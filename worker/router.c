@@ -491,6 +491,28 @@ static void set_failed(cJSON *a, const char *validator, const char *reason, cons
 }
 
 /*
+ * The label of a passing verdict, and the answer's own confidence. A verdict
+ * the journal kept (a resumed run) has lost both: the label validator is
+ * deterministic, so they are read again from the answer.
+ */
+static void label_of(const wk_task *t, const val_verdict *v, char label[VAL_LABEL_MAX],
+                     double *score)
+{
+    snprintf(label, VAL_LABEL_MAX, "%s", v->label);
+    *score = v->score;
+    const cJSON *labels;
+    const char *path;
+    char why[256];
+    val_label_parse_out p;
+    if (label[0] || !t->answer || !rank_of(t, "label") ||
+        val_label_set(t->schema, t->cascade->label_field, &labels, &path, why, sizeof why) < 0 ||
+        val_label_parse(t->answer, labels, path, &p) < 0)
+        return;
+    snprintf(label, VAL_LABEL_MAX, "%s", p.label);
+    *score = p.confidence;
+}
+
+/*
  * Replaces the newest attempt's passing verdict by the tier's doubt (the
  * label read stays on it), so the attempt reads as the reason of the climb.
  */
@@ -515,18 +537,20 @@ static void doubt_verdict(wk_task *t, const char *validator, const char *reason,
 static void vote(wk_task *t, const val_verdict *v, int64_t now, wk_actions *out)
 {
     const wk_tier *tr = &t->cascade->tiers[t->tier];
-    double conf = -1;
+    char label[VAL_LABEL_MAX];
+    double conf = -1, self;
+    label_of(t, v, label, &self);
     if (tr->confidence == WK_CONF_SELF)
-        conf = v->score;
-    else if (tr->confidence == WK_CONF_LOGPROBS && v->label[0])
-        conf = label_logprob_conf(t, v->label);
+        conf = self;
+    else if (tr->confidence == WK_CONF_LOGPROBS && label[0])
+        conf = label_logprob_conf(t, label);
     if (conf >= 0)
         cJSON_AddNumberToObject(t->cur, "confidence", round(conf * 1e6) / 1e6);
     if (!t->votes)
         t->votes = cJSON_CreateArray();
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "model", vote_model(tr, t->asked)->name);
-    cJSON_AddStringToObject(o, "label", v->label);
+    cJSON_AddStringToObject(o, "label", label);
     cJSON_AddNumberToObject(o, "confidence", conf);
     cJSON_AddStringToObject(o, "answer", t->answer ? t->answer : "");
     cJSON_AddItemToArray(t->votes, o);
@@ -565,7 +589,7 @@ static void vote(wk_task *t, const val_verdict *v, int64_t now, wk_actions *out)
     if (!best || best_n < min) {
         msg = wk_xasprintf("the answers disagree: %d of %d for \"%s\", %d needed", best_n, need,
                            best ? best : "", min);
-        doubt_verdict(t, "agree", "disagreement", msg, v->label);
+        doubt_verdict(t, "agree", "disagreement", msg, label);
         on_failure(t, now, t->cascade->doubt_feedback, "agree", "disagreement", msg, ev.buf, out);
         goto cleanup;
     }
@@ -591,7 +615,7 @@ static void vote(wk_task *t, const val_verdict *v, int64_t now, wk_actions *out)
                     : wk_xasprintf("label \"%s\" has no confidence (%s): none came with the "
                                    "answer",
                                    best, how);
-        doubt_verdict(t, "confidence", "low_confidence", msg, v->label);
+        doubt_verdict(t, "confidence", "low_confidence", msg, label);
         on_failure(t, now, t->cascade->doubt_feedback, "confidence", "low_confidence", msg, ev.buf,
                    out);
         goto cleanup;
@@ -679,7 +703,8 @@ static void step(wk_task *t, const wk_event *ev, wk_actions *out)
         if (v->pass && tier_doubts(&t->cascade->tiers[t->tier])) {
             vote(t, v, ev->now_ms, out);
         } else if (v->pass) {
-            memcpy(t->label, v->label, sizeof t->label);
+            double self;
+            label_of(t, v, t->label, &self);
             finish(t, "accepted", NULL, out);
         } else {
             on_failure(t, ev->now_ms, t->cascade->feedback, v->validator, v->reason, v->message,
