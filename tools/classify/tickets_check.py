@@ -7,14 +7,16 @@ Reads OUT_DIR/{tasks,results,escalations}.jsonl and standins.json (written by
 tickets.py and `cascade run`), writes OUT_DIR/summary.json, marks the HTML
 report as synthetic, and prints the figures. Fails (exit 1) unless every issue
 has its result line, none ended in error, every tier accepted some labels,
-and the climbs include each signal of doubt the cascade has: disagreement,
-low_confidence and no_label.
+the climbs include each signal of doubt the cascade has (disagreement,
+low_confidence and no_label), and labels were read from at least four answer
+shapes.
 
 Standard library only.
 """
 import collections
 import json
 import os
+import re
 import sys
 
 BANNER = ('<p style="background:#fee;border:2px solid #c00;padding:8px;font-weight:bold">'
@@ -71,6 +73,15 @@ def main():
         right += ok
         tiers[r["tier"]][0] += 1
         tiers[r["tier"]][1] += ok
+    # What the label validator read the labels from (its evidence: "... read from a X").
+    shapes = collections.Counter()
+    for r in results:
+        for a in r.get("attempts") or []:
+            m = re.search(r"read from (.*)", (a.get("verdict") or {}).get("evidence") or "")
+            if m:
+                shapes[m.group(1)] += 1
+    if len(shapes) < 4:
+        problems.append("labels read from only %d shapes: %s" % (len(shapes), dict(shapes)))
     reasons = collections.Counter("%s: %s" % (e.get("validator"), e.get("reason")) for e in escs)
     for want in ("disagreement", "low_confidence", "no_label"):
         if not any(k.endswith(": " + want) for k in reasons):
@@ -87,7 +98,7 @@ def main():
         "cost_usd": round(cost, 6), "calls": int(calls),
         "per_tier": {str(t): {"accepted": a, "right": ok, "accuracy": ok / a if a else 0.0}
                      for t, (a, ok) in sorted(tiers.items())},
-        "climbs": dict(reasons),
+        "climbs": dict(reasons), "labels_read_from": dict(shapes),
         "standins": {m: s["fraction_right"] for m, s in stand["standins"].items()},
         "problems": problems,
     }
@@ -115,6 +126,7 @@ def main():
                                                            s["accuracy"]))
     for k, v in sorted(reasons.items(), key=lambda kv: -kv[1]):
         print("  climb %-28s %4d" % (k, v))
+    print("  labels read from: %s" % ", ".join("%s %d" % kv for kv in shapes.most_common()))
     for p in problems:
         print("eval-classify: tickets: %s" % p, file=sys.stderr)
     sys.exit(1 if problems else 0)
