@@ -210,7 +210,10 @@ static void test_replay_single_format_only_and_agreement(void **state)
     free(f);
     assert_int_equal(cJSON_GetArraySize(esc), 2);
     const cJSON *e;
-    cJSON_ArrayForEach(e, esc) assert_string_equal(h_str(e, "reason"), "disagreement");
+    cJSON_ArrayForEach(e, esc)
+    {
+        assert_string_equal(h_str(e, "reason"), "disagreement");
+    }
     assert_non_null(h_find(esc, "id", "arc/arc-challenge.test.2"));
     assert_non_null(h_find(esc, "id", "arc/arc-challenge.test.3"));
     cJSON_Delete(esc);
