@@ -233,9 +233,9 @@ def main():
             summary[key] = convert_set(key, os.path.join(data, f), out)
     except (ValueError, KeyError) as e:
         sys.exit("eval-classify: %s" % e)
-    write_json(os.path.join(out, "models.json"), models_json("http://127.0.0.1:9/unused-by-replay/v1"))
-    write_json(os.path.join(out, "cascades", "models.json"),
-               models_json("http://127.0.0.1:9/unused-by-replay/v1"))
+    unused = "http://127.0.0.1:9/unused-by-replay/v1"
+    write_json(os.path.join(out, "models.json"), models_json(unused))
+    write_json(os.path.join(out, "cascades", "models.json"), models_json(unused))
     files = []
     for name, c in plans():
         write_json(os.path.join(out, "cascades", name), c)

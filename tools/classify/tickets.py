@@ -187,7 +187,8 @@ def main():
         json.dump(models, f, indent=1)
     casc = {"name": "tickets-synthetic", "match": {"kind": "classify"},
             "validators": ["label"], "feedback": False,
-            "tiers": [{"model": "synthetic-tiny-a", "agree": {"models": ["synthetic-tiny-a", "synthetic-tiny-b"], "min": 2}},
+            "tiers": [{"model": "synthetic-tiny-a",
+                       "agree": {"models": ["synthetic-tiny-a", "synthetic-tiny-b"], "min": 2}},
                       {"model": "synthetic-mid", "confidence": "logprobs",
                        "min_confidence": MIN_CONFIDENCE},
                       {"model": "synthetic-large"}]}

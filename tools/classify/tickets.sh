@@ -49,16 +49,19 @@ rc=$?
 t1=$(date +%s.%N)
 tail -n 20 "$dir/run.log"
 if [ $rc -ne 0 ]; then
-    echo "eval-classify: cascade run exited with status $rc$( [ $rc -eq 124 ] && echo ' (timed out after 900 s)')" >&2
+    [ $rc -eq 124 ] && rc="124 (timed out after 900 s)"
+    echo "eval-classify: cascade run exited with status $rc" >&2
     exit 1
 fi
 secs=$(python3 -c "print('%.2f' % ($t1 - $t0))")
-echo "eval-classify: the 1,500-issue run took $secs s (cascade run against mock-llm, SYNTHETIC answers)"
+echo "eval-classify: the 1,500-issue run took $secs s" \
+    "(cascade run against mock-llm, SYNTHETIC answers)"
 "$bin/cascade" report "$dir/results.jsonl" --models "$dir/cascades/models.json" \
     --cascades "$dir/cascades" --tasks "$dir/tasks.jsonl" --html "$dir/report.html" \
     > "$dir/report.txt" || exit 1
 {
-    echo "SYNTHETIC: the answers are from deterministic rule-based stand-ins (tools/classify/tickets.py), not models."
+    echo "SYNTHETIC: the answers are from deterministic rule-based stand-ins" \
+        "(tools/classify/tickets.py), not models."
     cat "$dir/report.txt"
 } > "$dir/report.tmp" && mv "$dir/report.tmp" "$dir/report.txt"
 cat "$dir/report.txt"
