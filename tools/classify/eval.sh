@@ -10,8 +10,9 @@
 # 2. per data set, replays each model alone, the format-only chain and the
 #    agreement plans (build/eval-classify/SET/table.json);
 # 3. per data set, tunes a plan for accuracy on the fit half (target: always
-#    gpt-4's accuracy minus one point) and reports its held-out half beside
-#    always gpt-4;
+#    gpt-4's accuracy minus one point), then the same within 30% of gpt-4's
+#    cost (the most accurate plan within it when none reaches the target),
+#    each reported on the held-out half beside always gpt-4;
 # 4. writes build/eval-classify/table.json, prints the table and the ARC
 #    target check, and writes an HTML report per data set;
 # 5. runs the 1,500 NLBSE issues through a three-tier classify cascade
