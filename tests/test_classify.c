@@ -474,6 +474,24 @@ static void test_samples_accept_a_majority_and_climb_on_a_split(void **state)
                      2);
     r = expect("sa-split", 1, "question", 4);
     assert_string_equal(h_str(verdict_of(r, 2), "reason"), "disagreement");
+    /* The mock's API takes "n": one call of n = 3 per task, its answers attempts at no cost. */
+    const cJSON *q;
+    int calls = 0;
+    cJSON_ArrayForEach(q, requests)
+    {
+        if (strncmp(h_str(q, "task"), "sa-", 3) || strcmp(h_str(q, "model"), "a"))
+            continue;
+        calls++;
+        assert_int_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(q, "body"), "n")->valueint, 3);
+    }
+    assert_int_equal(calls, 2);
+    const cJSON *atts = cJSON_GetObjectItem(expect("sa-most", 0, "bug", 3), "attempts");
+    assert_true(cJSON_GetObjectItem(cJSON_GetArrayItem(atts, 0), "cost_usd")->valuedouble > 0);
+    for (int i = 1; i < 3; i++) {
+        const cJSON *a = cJSON_GetArrayItem(atts, i);
+        assert_true(cJSON_IsTrue(cJSON_GetObjectItem(a, "same_call")));
+        assert_true(cJSON_GetObjectItem(a, "cost_usd")->valuedouble == 0);
+    }
 }
 
 static void test_logprob_confidence_accepts_a_sure_label_and_climbs_below(void **state)

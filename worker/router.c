@@ -57,6 +57,8 @@ static void vote_reset(wk_task *t)
     t->asked = 0;
     cJSON_Delete(t->votes);
     t->votes = NULL;
+    cJSON_Delete(t->pending);
+    t->pending = NULL;
     free(t->logprobs_text);
     free(t->logprobs);
     t->logprobs_text = NULL;
@@ -244,7 +246,7 @@ static void finish(wk_task *t, const char *status, const char *reason, wk_action
 static int over_budget(wk_task *t, int tier, const wk_model *m, wk_actions *out)
 {
     (void)tier;
-    if (t->budget_usd <= 0)
+    if (t->budget_usd < 0)
         return 0;
     double worst = wk_cost_worst(m, estimate_prompt_tokens(t->messages));
     if (t->cost_usd + worst <= t->budget_usd)
@@ -267,6 +269,9 @@ static void call_or_stop(wk_task *t, wk_actions *out)
     wk_action *a = push(out, WK_ACT_CALL);
     a->model = m;
     a->logprobs = tr->confidence == WK_CONF_LOGPROBS;
+    /* Samples still wanted of this model: one call with n, where the API takes it. */
+    int per = tr->samples > 1 ? tr->samples : 1;
+    a->n = per - t->asked % per;
     a->messages = t->messages;
     a->est_prompt_tokens = estimate_prompt_tokens(t->messages);
 }
@@ -437,9 +442,15 @@ static cJSON *new_attempt(wk_task *t, const wk_event *ev, long pt, long ct)
     const wk_tier *tr = &t->cascade->tiers[t->tier];
     const wk_model *m = vote_model(tr, t->asked);
     const wk_model *served = ev->served ? ev->served : m;
+    /*
+     * Usage the provider left out, garbled or inflated is charged at its worst
+     * (cost.h); a recording's own cost (replay) is what the call cost.
+     */
+    int estimated = 0;
     double cost = ev->from_cache ? 0
                   : ev->has_cost ? ev->cost_usd
-                                 : wk_cost(served, pt, ct, ev->cached_tokens);
+                                 : wk_cost_charged(served, estimate_prompt_tokens(t->messages), pt,
+                                                   ct, ev->cached_tokens, &estimated);
     t->cost_usd += cost;
     cJSON *a = cJSON_CreateObject();
     cJSON_AddNumberToObject(a, "tier", t->tier);
@@ -460,11 +471,13 @@ static cJSON *new_attempt(wk_task *t, const wk_event *ev, long pt, long ct)
     cJSON_AddNumberToObject(a, "fallbacks", ev->fallbacks);
     if (ev->cached_tokens > 0)
         cJSON_AddNumberToObject(a, "cached_tokens", (double)ev->cached_tokens);
-    if (pt >= 0)
+    if (estimated)
+        cJSON_AddBoolToObject(a, "usage_estimated", 1);
+    if (pt >= 0 && !(estimated & WK_COST_EST_PROMPT))
         cJSON_AddNumberToObject(a, "prompt_tokens", (double)pt);
     else
         cJSON_AddNullToObject(a, "prompt_tokens");
-    if (ct >= 0)
+    if (ct >= 0 && !(estimated & WK_COST_EST_COMPLETION))
         cJSON_AddNumberToObject(a, "completion_tokens", (double)ct);
     else
         cJSON_AddNullToObject(a, "completion_tokens");
@@ -488,6 +501,48 @@ static void set_failed(cJSON *a, const char *validator, const char *reason, cons
     snprintf(v.validator, sizeof v.validator, "%s", validator);
     snprintf(v.reason, sizeof v.reason, "%s", reason);
     cJSON_AddItemToObject(a, "verdict", val_verdict_json(&v));
+}
+
+static int per_model(const wk_tier *tr)
+{
+    return tr->samples > 1 ? tr->samples : 1;
+}
+
+/*
+ * The next answer of a call that asked for n: an attempt of its own at no
+ * cost (the call's attempt carries the usage of all its answers), validated
+ * like any answer.
+ */
+static void next_choice(wk_task *t, int64_t now, wk_actions *out)
+{
+    const wk_tier *tr = &t->cascade->tiers[t->tier];
+    cJSON *c = cJSON_DetachItemFromArray(t->pending, 0);
+    const char *text = wk_jstr(c, "text"), *fr = wk_jstr(c, "finish_reason");
+    cJSON *a = cJSON_CreateObject();
+    cJSON_AddNumberToObject(a, "tier", t->tier);
+    cJSON_AddStringToObject(a, "model", vote_model(tr, t->asked)->name);
+    cJSON_AddBoolToObject(a, "same_call", 1);
+    cJSON_AddNumberToObject(a, "cost_usd", 0);
+    cJSON_AddNumberToObject(a, "vote", t->asked);
+    if (fr)
+        cJSON_AddStringToObject(a, "finish_reason", fr);
+    cJSON_AddItemToArray(t->attempts, a);
+    t->cur = a;
+    t->answers++;
+    free(t->answer);
+    t->answer = wk_xstrdup(text ? text : "");
+    keep_logprobs(t, cJSON_GetObjectItemCaseSensitive(c, "logprobs"));
+    cJSON_Delete(c);
+    if (fr && strcmp(fr, "length") == 0) {
+        const char *msg = "the answer was cut off at max_tokens";
+        set_failed(a, "truncation", "truncated", msg);
+        on_failure(t, now, t->cascade->feedback, "truncation", "truncated", msg, NULL, out);
+        return;
+    }
+    t->state = WK__ST_VALIDATING;
+    wk_action *v = push(out, WK_ACT_VALIDATE);
+    v->answer = t->answer;
+    v->same_call = 1;
 }
 
 /*
@@ -556,6 +611,10 @@ static void vote(wk_task *t, const val_verdict *v, int64_t now, wk_actions *out)
     cJSON_AddItemToArray(t->votes, o);
     t->asked++;
     int need = tier_votes(tr);
+    if (t->asked < need && cJSON_GetArraySize(t->pending) > 0 && t->asked % per_model(tr)) {
+        next_choice(t, now, out); /* another answer of the same call */
+        return;
+    }
     if (t->asked < need) {
         call_or_stop(t, out); /* the next model, or the same one again */
         return;
@@ -659,6 +718,8 @@ static void step(wk_task *t, const wk_event *ev, wk_actions *out)
         free(t->answer);
         t->answer = wk_xstrdup(ev->text ? ev->text : "");
         keep_logprobs(t, ev->logprobs);
+        cJSON_Delete(t->pending);
+        t->pending = ev->choices ? cJSON_Duplicate(ev->choices, 1) : NULL;
         if (ev->finish_reason && strcmp(ev->finish_reason, "length") == 0) {
             const char *msg = "the answer was cut off at max_tokens";
             set_failed(a, "truncation", "truncated", msg);

@@ -249,7 +249,7 @@ int wk_task_parse(const char *line, size_t len, long lineno, const wk_config *cf
     j = NULL;
     t->cascade = c;
     t->schema = schema;
-    t->budget_usd = jb ? jb->valuedouble : 0;
+    t->budget_usd = jb ? jb->valuedouble : -1; /* 0 is a budget of nothing */
     t->gold = gold[0] ? wk_xstrdup(gold) : NULL;
     t->messages = first_messages(t->json, kind, language);
     t->attempts = cJSON_CreateArray();
@@ -278,6 +278,7 @@ void wk_task_free(wk_task *t)
     free(t->best);
     free(t->gold);
     cJSON_Delete(t->votes);
+    cJSON_Delete(t->pending);
     free(t->logprobs_text);
     free(t->logprobs);
     free(t);

@@ -28,6 +28,12 @@ typedef struct prov_response {
     long completion_tokens;
     long cached_tokens; /* input tokens read from the provider's cache; 0 when not said */
     cJSON *logprobs;    /* owned; the answer's tokens [{"token", "logprob"}]; NULL: none */
+    /*
+     * owned; the choices after the first when the request asked for n > 1,
+     * as [{"text", "finish_reason", "logprobs"}]; NULL: none. The usage
+     * counts them all.
+     */
+    cJSON *choices;
 } prov_response;
 
 /* Alternatives per token asked for with logprobs (the label's own token is what is read). */
@@ -53,6 +59,11 @@ typedef struct prov_ops {
      * alternatives); parse() then fills out->logprobs. Returns 0 or WK_EPARSE.
      */
     int (*ask_logprobs)(prov_request *req);
+    /*
+     * May be NULL: the API takes no "n". Asks a built request for n answers
+     * in one call (parse() puts the others in out->choices). 0 or WK_EPARSE.
+     */
+    int (*ask_n)(prov_request *req, int n);
 } prov_ops;
 
 /* Shared by the wire formats (prov.c). */
