@@ -235,8 +235,7 @@ void wk_ask_call(wk_ask *q, const wk_model *m, const cJSON *messages, long est, 
         return;
     }
     wk_call_drop(q->call);
-    q->call = wk_call_prepare(a->calls, m, wk_task_id(q->task), messages, est, q->seq, logprobs,
-                              n);
+    q->call = wk_call_prepare(a->calls, m, wk_task_id(q->task), messages, est, q->seq, logprobs, n);
     wk_cached hit;
     if (wk_call_cached(q->call, &hit)) {
         wk_call_drop(q->call);
