@@ -247,6 +247,7 @@ static void test_vcs_commit_refuses(void **state)
     (void)state;
     char *repo = make_repo("python", "refuse");
     char *before = snapshot(repo);
+    char *objects = git(repo, "count-objects -v");
     vcs_commit_req req;
     vcs_commit_info info;
     char err[512];
@@ -263,6 +264,11 @@ static void test_vcs_commit_refuses(void **state)
     assert_string_equal(branches, "");
     char *after = snapshot(repo);
     assert_string_equal(before, after);
+    /* Not even an object: the refusal comes before anything is applied. */
+    char *objects_after = git(repo, "count-objects -v");
+    assert_string_equal(objects, objects_after);
+    free(objects_after);
+    free(objects);
     char *escape = wk_xasprintf("%s/../escape.py", repo);
     assert_int_not_equal(access(escape, F_OK), 0);
     free(escape);
@@ -802,6 +808,23 @@ static void test_fix_cli(void **state)
         py, h_cascade_bin(), h_src(), h_src());
     char *out3 = sh_out(none);
     assert_non_null(strstr(out3, "status=error\nexit 1"));
+    /* At the fixed commit the tests pass: nothing to fix, exit 1, no call, no branch (default id).
+     */
+    char *fixed = wk_xasprintf(
+        "cd '%s' && '%s' fix --test-cmd 'python3 -m pytest -q -rA' --base cascade/fix/python "
+        "--cascades '%s/fixtures/cibot/cascades' --models '%s/fixtures/cibot/models.json' "
+        "2>/dev/null; echo \"exit $?\"",
+        py, h_cascade_bin(), h_src(), h_src());
+    char *out4 = sh_out(fixed);
+    assert_string_equal(out4, "status=nothing_to_fix\nexit 1");
+    char *branches2 = git(py, "branch --list 'cascade/*'");
+    assert_string_equal(branches2, "  cascade/fix/python");
+    char *state_file = wk_xasprintf("%s/.git/cascade/fix-%.12s.results.jsonl", py, commit);
+    assert_int_equal(access(state_file, F_OK), 0);
+    free(state_file);
+    free(branches2);
+    free(out4);
+    free(fixed);
     h_mock_stop(&m);
 
     /* Usage errors: exit 2, before anything runs. */

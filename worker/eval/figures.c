@@ -20,6 +20,8 @@ wk_fig_status wk_fig_status_of(const char *status)
         return WK_FIG_OVER_BUDGET;
     if (strcmp(status, "invalid_task") == 0)
         return WK_FIG_INVALID;
+    if (strcmp(status, "nothing_to_fix") == 0)
+        return WK_FIG_NOTHING;
     return WK_FIG_ERROR;
 }
 
@@ -42,6 +44,9 @@ void wk_figures_count(wk_figures *f, wk_fig_status st, long tier, double cost_us
         break;
     case WK_FIG_OVER_BUDGET:
         f->over_budget++;
+        break;
+    case WK_FIG_NOTHING:
+        f->nothing++;
         break;
     default:
         f->error++;
@@ -114,4 +119,26 @@ void wk_fig_mean_sd(const double *v, int n, double *mean, double *sd)
         q += (v[i] - *mean) * (v[i] - *mean);
     /* The sample sd, as the reference figures give it. */
     *sd = n > 1 ? sqrt(q / (n - 1)) : 0;
+}
+
+void wk_figures_count_label(wk_figures *f, int has_gold, int correct, long tier)
+{
+    if (!has_gold)
+        return;
+    f->gold++;
+    if (!correct)
+        return;
+    f->correct++;
+    if (tier >= 0 && tier < WK_FIG_TIERS_MAX)
+        f->correct_at[tier]++;
+}
+
+double wk_figures_accuracy(const wk_figures *f)
+{
+    return wk_fig_ratio((double)f->correct, (double)f->gold);
+}
+
+double wk_figures_cost_per_correct(const wk_figures *f)
+{
+    return wk_fig_ratio(f->cost_usd, (double)f->correct);
 }

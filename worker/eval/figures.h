@@ -20,20 +20,35 @@ typedef enum wk_fig_status {
     WK_FIG_OVER_BUDGET,
     WK_FIG_ERROR, /* "error", and any status not known here */
     WK_FIG_INVALID,
+    WK_FIG_NOTHING, /* "nothing_to_fix": a patch task whose tests pass at base, no call */
 } wk_fig_status;
 
 /* NULL (no status) is an error. */
 wk_fig_status wk_fig_status_of(const char *status);
 
 typedef struct wk_figures {
-    long tasks, accepted, exhausted, over_budget, error, invalid;
+    long tasks, accepted, exhausted, over_budget, error, invalid, nothing;
     long accepted_at[WK_FIG_TIERS_MAX]; /* accepted per tier: meaningful for one cascade */
     double cost_usd;                    /* what the tasks cost */
     double top_cost_usd;                /* the same tasks at the top tier alone */
     long top_estimated;                 /* tasks whose top-tier cost is an estimate */
     int top_from_config;                /* report: 1 when the top tier's prices are the models
                                            file's, 0 when inferred from the attempts */
+    /* Classify tasks: those with a gold label, those whose accepted label is it. */
+    long gold, correct;
+    long correct_at[WK_FIG_TIERS_MAX]; /* correct labels accepted per tier */
+    long cost_recorded;                /* tasks priced (in part) by a recording's cost_usd */
 } wk_figures;
+
+/*
+ * Counts a classify task's label: has_gold when the result names a gold
+ * label, correct when its accepted label (at `tier`) is that one.
+ */
+void wk_figures_count_label(wk_figures *f, int has_gold, int correct, long tier);
+/* Correct labels over tasks with a gold label; 0 when there are none. */
+double wk_figures_accuracy(const wk_figures *f);
+/* The cost of the tasks over their correct labels; 0 when none is correct. */
+double wk_figures_cost_per_correct(const wk_figures *f);
 
 /*
  * Counts one task: its status, the tier that accepted it (-1: none) and its
