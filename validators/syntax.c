@@ -237,7 +237,37 @@ report:
     return 0;
 }
 
+/*
+ * What a task run through syntax must have: a language with a grammar.
+ * Checked at intake, so a task in a language we cannot parse costs no call
+ * (every answer would fail "unsupported").
+ */
+static int syntax_check_task(const cJSON *task, const cJSON *schema, char *why, size_t whylen)
+{
+    (void)schema;
+    const cJSON *lang = cJSON_GetObjectItemCaseSensitive(task, "language");
+    if (cJSON_IsString(lang) && grammar_index(lang->valuestring) >= 0)
+        return 0;
+    wk_buf names;
+    wk_buf_init(&names, 256);
+    for (int i = 0; i < N_GRAMMARS; i++)
+        wk_buf_appendf(&names, "%s%s", i ? ", " : "", grammars[i].name);
+    if (!lang)
+        snprintf(why, whylen, "checks syntax but the task has no \"language\" (one of %s)",
+                 names.buf);
+    else if (!cJSON_IsString(lang))
+        snprintf(why, whylen, "checks syntax but \"language\" is not a string (one of %s)",
+                 names.buf);
+    else
+        snprintf(why, whylen,
+                 "checks syntax but language \"%.40s\" has no grammar (one of %s, or an alias)",
+                 lang->valuestring, names.buf);
+    wk_buf_release(&names);
+    return lang ? WK_EINVAL : WK_ENOTFOUND;
+}
+
 const val_ops val__syntax_ops = {
     .name = "syntax",
     .start = syntax_start,
+    .check_task = syntax_check_task,
 };

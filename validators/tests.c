@@ -96,12 +96,18 @@ static int tests_check_task(const cJSON *task, const cJSON *schema, char *why, s
     (void)schema;
     const cJSON *tests = cJSON_GetObjectItemCaseSensitive(task, "tests");
     const cJSON *cmd = cJSON_GetObjectItemCaseSensitive(tests, "command");
-    int ok = cJSON_IsArray(cmd) && cJSON_GetArraySize(cmd) > 0;
+    int n = cJSON_GetArraySize(cmd);
+    int ok = cJSON_IsArray(cmd) && n > 0 && n <= ARGV_MAX;
     const cJSON *a;
     cJSON_ArrayForEach(a, cmd) ok = ok && cJSON_IsString(a);
+    /* An empty program name runs nothing: every answer would fail with sandbox_error. */
+    ok = ok && cJSON_GetArrayItem(cmd, 0)->valuestring[0];
     if (ok)
         return 0;
-    snprintf(why, whylen, "runs tests but tests.command is missing or not an array of strings");
+    snprintf(why, whylen,
+             "runs tests but tests.command is missing or not an array of strings (at most %d, "
+             "the first a program name)",
+             ARGV_MAX);
     /* An array that is empty or holds a non-string is given, but unusable. */
     return cJSON_IsArray(cmd) ? WK_EINVAL : WK_ENOTFOUND;
 }

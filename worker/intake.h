@@ -9,6 +9,8 @@
  *                                      ALREADY when that result exists
  *   an id an earlier line had          INVALID ("duplicate id"), or SKIP when
  *                                      that result is in the results file
+ *   files the sandbox cannot place     INVALID naming the field (unsafe path,
+ *   (val_check_task_files)             content not a string), or ALREADY
  *   its result in the results file     ALREADY
  *   done in the journal                RESUME: write the stored result line
  *   otherwise                          RUN
@@ -49,7 +51,7 @@ typedef struct wk_intake {
     char *key;     /* RESUME, INVALID: the result's key (task id, "line:N", "dup:N") */
     char *line;    /* RESUME, INVALID: the result line */
     cJSON *result; /* INVALID: the result as JSON, for the summary */
-    wk_task *task; /* RUN; ALREADY and RESUME too, for the id of a file's line */
+    wk_task *task; /* RUN; ALREADY, RESUME and an INVALID task too, for the id of a file's line */
 } wk_intake;
 
 /* Decides what to do with the item (borrowed). Release d with wk_intake_release. */
