@@ -696,6 +696,71 @@ static void syntax_parses_a_large_input_without_error(void **state)
     free(big);
 }
 
+/* ---- syntax: hostile code gets a verdict, never the worker's death ---------------- */
+
+static void syntax_gives_deeply_nested_code_a_verdict(void **state)
+{
+    (void)state;
+    /* x = ((((... 100,000 deep: libtree-sitter frees an invalid pointer on it in-process. */
+    static const char *const langs[] = {"python", "javascript", "c", "go", "bash"};
+    static const char opens[] = "([{";
+    for (size_t l = 0; l < sizeof langs / sizeof langs[0]; l++)
+        for (int o = 0; o < 3; o++) {
+            size_t n = 100000;
+            char *code = malloc(n + 8);
+            memcpy(code, "x = ", 4);
+            memset(code + 4, opens[o], n);
+            code[4 + n] = '\0';
+            seen s;
+            run_one("syntax", langs[l], code, NULL, &s);
+            assert_false(s.v.pass);
+            assert_string_equal(s.v.reason, "syntax_error");
+            assert_contains(s.v.message, "nested 100000 deep");
+            seen_clear(&s);
+            free(code);
+        }
+    /* Deep but within the bound, and deep without brackets: parsed (in the child) and judged. */
+    wk_buf b;
+    wk_buf_init(&b, 1u << 20);
+    wk_buf_appendf(&b, "x = ");
+    for (int i = 0; i < 1500; i++)
+        wk_buf_append(&b, "(", 1);
+    wk_buf_append(&b, "1", 1);
+    for (int i = 0; i < 1500; i++)
+        wk_buf_append(&b, ")", 1);
+    seen s;
+    run_one("syntax", "python", b.buf, NULL, &s);
+    assert_true(s.v.pass);
+    seen_clear(&s);
+    wk_buf_release(&b);
+    wk_buf_init(&b, 1u << 20);
+    wk_buf_appendf(&b, "x = ");
+    for (int i = 0; i < 100000; i++)
+        wk_buf_append(&b, "-", 1);
+    wk_buf_append(&b, "1", 1);
+    run_one("syntax", "python", b.buf, NULL, &s);
+    assert_true(s.v.pass);
+    seen_clear(&s);
+    wk_buf_release(&b);
+}
+
+static void syntax_parser_crash_is_a_verdict_not_the_workers_death(void **state)
+{
+    (void)state;
+    setenv("CASCADE_FAULT_PARSER_CRASH", "1", 1);
+    seen s;
+    run_one("syntax", "python", "def f():\n    return 1\n", NULL, &s);
+    unsetenv("CASCADE_FAULT_PARSER_CRASH");
+    assert_false(s.v.pass);
+    assert_string_equal(s.v.reason, "validator_crash");
+    assert_contains(s.v.message, "crashed");
+    seen_clear(&s);
+    /* And the next parse, in a fresh child, is fine. */
+    run_one("syntax", "python", "def f():\n    return 1\n", NULL, &s);
+    assert_true(s.v.pass);
+    seen_clear(&s);
+}
+
 /* ---- compile: the choices that need no process ----------------------------------- */
 
 static void compile_availability_follows_installed_programs_and_overrides(void **state)
@@ -1127,6 +1192,8 @@ int main(void)
         cmocka_unit_test(syntax_aliases_reach_the_same_grammar),
         cmocka_unit_test(syntax_c_error_is_advisory_only_when_compile_follows),
         cmocka_unit_test(syntax_parses_a_large_input_without_error),
+        cmocka_unit_test(syntax_gives_deeply_nested_code_a_verdict),
+        cmocka_unit_test(syntax_parser_crash_is_a_verdict_not_the_workers_death),
         cmocka_unit_test(compile_availability_follows_installed_programs_and_overrides),
         cmocka_unit_test(compile_without_compiler_passes_with_note_and_json_has_nothing_to_do),
         cmocka_unit_test(schema_passes_matching_json),
