@@ -65,6 +65,15 @@ static int tests_start(val_env *env, const val_input *in, const char *code, val_
         goto report;
     }
 
+    /* C and C++ answers that replace what assertions and exits reach never run. */
+    const char *lang = val_lang_canonical(in->language);
+    if (!in->workdir && lang && (strcmp(lang, "c") == 0 || strcmp(lang, "cpp") == 0) &&
+        val__harness_c_games(code, err, sizeof err)) {
+        val_verdict_fail(&v, "tests", "harness_tampered", err, NULL);
+        goto report;
+    }
+    char mark[VAL__MARK_LEN + 1];
+    val__harness_mark(mark); /* a fresh secret per run: a pass needs the harness to print it */
     run *x = wk_xcalloc(1, sizeof *x);
     x->done = done;
     x->arg = arg;
@@ -75,6 +84,7 @@ static int tests_start(val_env *env, const val_input *in, const char *code, val_
         .nfiles = files.n,
         .hostdir = in->workdir, /* after "patch": the patched tree */
         .node_asserts = 1,
+        .mark = mark,
     };
     val__sandbox_start(env, &spec, on_result, x);
     goto cleanup;

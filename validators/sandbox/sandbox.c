@@ -38,36 +38,17 @@
 #define DRAIN_GRACE_MS 2000
 /* The host path a hostdir is bound at, read-only, before the copy into /box. */
 #define IN_DIR "/in"
-/* Where our own read-only helpers live inside the sandbox, outside /box. */
-#define RUN_DIR "/run/cascade"
+#define RUN_DIR VAL__RUN_DIR
+/* The line the harness prints when the tests ran to their end, before the mark. */
+#define DONE_MARK "\n@@cascade-tests-done "
+/* The shell's report line for a module-shadowing file the run added to /box. */
+#define PLANTED_MARK "@@cascade-planted "
 /* The line the sandbox's shell prints after the command, before the hashes. */
 #define END_MARK "\n@@cascade-sandbox-end "
 /* After a kill, how long before the next, harder one if the run has not ended. */
 #define KILL_RETRY_MS 1000
 /* How old a left-behind task directory must be before the sweep removes it. */
 #define SWEEP_AGE_S 3600
-
-/*
- * Loaded into every node process (NODE_OPTIONS=--require) when asked: node
- * prints a failed console.assert and carries on to exit 0, which would pass a
- * test that failed. A failure sets the exit code, and an exit listener keeps
- * it non-zero even if the test later sets exitCode = 0 or calls process.exit(0).
- */
-static const char node_asserts_js[] =
-    "'use strict';\n"
-    "// Written by cascade's sandbox: a failed console.assert fails the process.\n"
-    "let failed = 0;\n"
-    "const orig = console.assert;\n"
-    "console.assert = function assert(cond, ...args) {\n"
-    "  if (!cond) { failed++; process.exitCode = 1; }\n"
-    "  return orig.call(console, cond, ...args);\n"
-    "};\n"
-    "process.on('exit', (code) => {\n"
-    "  if (failed && !code) {\n"
-    "    process.stderr.write(`cascade: ${failed} console.assert failure(s)\\n`);\n"
-    "    process.exitCode = 1;\n"
-    "  }\n"
-    "});\n";
 
 struct val__job {
     val__job *next;
@@ -82,6 +63,11 @@ struct val__job {
     int nreadonly;
     val_limits limits;
     int node_asserts;
+    int harness;                  /* VAL__H_* */
+    char mark[VAL__MARK_LEN + 1]; /* "" when the run has none */
+    char *pyrun;                  /* the python runner, when harness is VAL__H_PYTHON; owned */
+    char *node_js;                /* the node preload, when node_asserts or VAL__H_NODE; owned */
+    char *planted;                /* from the shell's report; owned */
     val__sbx_cb cb;
     void *arg;
     int slot; /* uid pool slot while running, else -1 */
@@ -240,6 +226,9 @@ static void read_report(val__job *j, val__sbx_result *r)
     while (*p) {
         char *nl = strchr(p, '\n');
         size_t n = nl ? (size_t)(nl - p) : strlen(p);
+        if (n > strlen(PLANTED_MARK) && strncmp(p, PLANTED_MARK, strlen(PLANTED_MARK)) == 0 &&
+            !j->planted)
+            j->planted = wk_xstrndup(p + strlen(PLANTED_MARK), n - strlen(PLANTED_MARK));
         if (n > 66 && strspn(p, "0123456789abcdef") == 64 && p[64] == ' ' &&
             (p[65] == ' ' || p[65] == '*')) {
             int i = readonly_index(j, p + 66, n - 66);
@@ -260,6 +249,20 @@ static void read_report(val__job *j, val__sbx_result *r)
     /* Drop the report and the newline the shell put before its marker. */
     *mark = '\0';
     j->output.len = (size_t)(mark - buf);
+    r->planted = j->planted;
+
+    /* The harness's line: the tests ran to their end. Cut from what the answer sees. */
+    if (j->harness != VAL__H_NONE && j->mark[0]) {
+        char *line = wk_xasprintf(DONE_MARK "%s\n", j->mark);
+        size_t ll = strlen(line);
+        char *hit = memmem(buf, j->output.len, line, ll);
+        if (hit) {
+            r->finished = 1;
+            memmove(hit, hit + ll - 1, j->output.len - (size_t)(hit - buf) - (ll - 1) + 1);
+            j->output.len -= ll - 1;
+        }
+        free(line);
+    }
 }
 
 /* Removes every line that starts with `prefix` (the JVM's notice of JAVA_TOOL_OPTIONS). */
@@ -299,6 +302,9 @@ static void job_free(val__job *j)
     free(j->files);
     free(j->hashes);
     free(j->hostdir);
+    free(j->pyrun);
+    free(j->node_js);
+    free(j->planted);
     free(j->error);
     wk_buf_release(&j->output);
     free(j);
@@ -324,6 +330,7 @@ static void on_close(uv_handle_t *h)
         .error = j->error,
         .elapsed_ms = wk_now_ms() - j->t0,
         .limits = &j->limits,
+        .harnessed = j->harness != VAL__H_NONE,
     };
     if (j->spawned && !j->output_capped) {
         read_report(j, &r);
@@ -490,6 +497,17 @@ static char *shell_script(const val__job *j)
     if (j->hostdir)
         wk_buf_appendf(&b, "cp -R -n " IN_DIR "/. /box/ || { echo 'cascade-sandbox: could not "
                            "copy the task files' >&2; exit 125; }\n");
+    /*
+     * Module-shadowing files before and after a test run (one with a mark):
+     * new ones were planted. Membership, not order, is compared: no sort.
+     */
+    if (j->mark[0])
+        wk_buf_appendf(&b, "shadows() { find /box -xdev \\( -name conftest.py -o -name "
+                           "sitecustomize.py -o -name usercustomize.py -o -name unittest.py -o "
+                           "-name pytest.py -o -name '*.pth' \\) -print 2>/dev/null; }\n");
+    else
+        wk_buf_appendf(&b, "shadows() { :; }\n");
+    wk_buf_appendf(&b, "before=$(shadows)\n");
     wk_buf_appendf(&b,
                    "n=$1; shift\n"
                    "( shift \"$n\"; exec \"$@\" )\n"
@@ -500,8 +518,12 @@ static char *shell_script(const val__job *j)
                    /* Keep only the first n arguments: the read-only files. */
                    "t=$#; i=0; for a; do [ $i -lt \"$n\" ] || break; set -- \"$@\" \"$a\"; "
                    "i=$((i+1)); done; shift \"$t\"\n"
+                   "after=$(shadows)\n"
                    "printf '"
                    "\\n@@cascade-sandbox-end %%d\\n' \"$rc\"\n"
+                   "[ \"$after\" = \"$before\" ] || printf '%%s\\n' \"$after\" | "
+                   "while IFS= read -r f; do case \"\n$before\n\" in *\"\n$f\n\"*) ;; "
+                   "*) printf '" PLANTED_MARK "%%s\\n' \"$f\" ;; esac; done\n"
                    "[ \"$n\" -eq 0 ] || /usr/bin/sha256sum -- \"$@\" 2>&1\n"
                    "exit \"$rc\"\n");
     return wk_buf_detach(&b, NULL);
@@ -512,7 +534,7 @@ static char **build_argv(val__job *j, int fd_base, int *count)
 {
     val_env *env = j->env;
     const val_limits *l = &j->limits;
-    int cap = 96 + env->n_root_args + 5 * (j->nfiles + 1) + 2 * j->nfiles + j->argc;
+    int cap = 128 + env->n_root_args + 5 * (j->nfiles + 1) + 2 * j->nfiles + j->argc;
     char **a = wk_xcalloc((size_t)cap + 1, sizeof *a);
     int n = 0;
     int fd = fd_base;
@@ -572,16 +594,31 @@ static char **build_argv(val__job *j, int fd_base, int *count)
         ARGF("%d", fd++);
         ARGF("/box/%s", f->path);
     }
-    if (j->node_asserts) {
-        ARG("--perms");
-        ARG("0755");
-        ARG("--dir");
-        ARG(RUN_DIR);
+    /*
+     * Our helpers, and HOME: an empty directory the root's read-only remount
+     * covers, so no user site (Python) or ~/.node_modules can be planted.
+     */
+    ARG("--perms");
+    ARG("0755");
+    ARG("--dir");
+    ARG(RUN_DIR);
+    ARG("--perms");
+    ARG("0755");
+    ARG("--dir");
+    ARG(RUN_DIR "/home");
+    if (j->node_js) {
         ARG("--perms");
         ARG("0644");
         ARG("--ro-bind-data");
         ARGF("%d", fd++);
-        ARG(RUN_DIR "/node-asserts.js");
+        ARG(RUN_DIR "/node-harness.js");
+    }
+    if (j->pyrun) {
+        ARG("--perms");
+        ARG("0644");
+        ARG("--ro-bind-data");
+        ARGF("%d", fd++);
+        ARG(RUN_DIR "/pyrun.py");
     }
     /* bwrap's root tmpfs would otherwise be writable and uncapped. */
     ARG("--remount-ro");
@@ -595,17 +632,36 @@ static char **build_argv(val__job *j, int fd_base, int *count)
     ARG("/usr/local/bin:/usr/bin:/bin");
     ARG("--setenv");
     ARG("HOME");
-    ARG("/box");
+    ARG(RUN_DIR "/home");
+    /* No user site for any python process, nor bytecode files left in /box. */
+    ARG("--setenv");
+    ARG("PYTHONNOUSERSITE");
+    ARG("1");
+    ARG("--setenv");
+    ARG("PYTHONDONTWRITEBYTECODE");
+    ARG("1");
+    /* Caches that tools keep under HOME go to /tmp instead (go vet's build cache). */
+    ARG("--setenv");
+    ARG("XDG_CACHE_HOME");
+    ARG("/tmp/.cache");
+    ARG("--setenv");
+    ARG("GOCACHE");
+    ARG("/tmp/.cache/go-build");
+    if (j->harness == VAL__H_NODE) {
+        ARG("--setenv");
+        ARG("CASCADE_HARNESS_TOP");
+        ARG("1");
+    }
     ARG("--setenv");
     ARG("TMPDIR");
     ARG("/tmp");
     ARG("--setenv");
     ARG("LANG");
     ARG("C.UTF-8");
-    if (j->node_asserts) {
+    if (j->node_js) {
         ARG("--setenv");
         ARG("NODE_OPTIONS");
-        ARG("--require " RUN_DIR "/node-asserts.js");
+        ARG("--require " RUN_DIR "/node-harness.js");
     }
     if (l->mem_bytes) {
         /*
@@ -672,7 +728,7 @@ static void job_start(val__job *j)
 {
     val_env *env = j->env;
     uv_file fds[2] = {-1, -1};
-    int nfd = j->nfiles + (j->node_asserts ? 1 : 0);
+    int nfd = j->nfiles + (j->node_js ? 1 : 0) + (j->pyrun ? 1 : 0);
     int *dfd = wk_xcalloc((size_t)nfd + 1, sizeof *dfd);
     uv_stdio_container_t *stdio = wk_xcalloc((size_t)nfd + 3, sizeof *stdio);
     int argc = 0;
@@ -694,9 +750,10 @@ static void job_start(val__job *j)
     env->slot_busy[j->slot] = 1;
 
     for (; made < nfd; made++) {
-        int fd = made < j->nfiles
-                     ? data_fd("cascade-file", j->files[made].data, j->files[made].len)
-                     : data_fd("cascade-node-asserts", node_asserts_js, sizeof node_asserts_js - 1);
+        /* In build_argv's order: the task's files, the node preload, the python runner. */
+        const char *extra = made == j->nfiles && j->node_js ? j->node_js : j->pyrun;
+        int fd = made < j->nfiles ? data_fd("cascade-file", j->files[made].data, j->files[made].len)
+                                  : data_fd("cascade-harness", extra, strlen(extra));
         if (fd < 0) {
             j->error =
                 wk_xasprintf("could not hand a task file to the sandbox: %s", strerror(errno));
@@ -847,8 +904,32 @@ void val__sandbox_start(val_env *env, const val__sbx_spec *spec, val__sbx_cb cb,
             j->report_room += 68 + strlen(f->path);
         }
     }
-    j->report_room += 64;
+    j->report_room += 64 + 2 * (VAL__MARK_LEN + 32) + 300;
     wk_buf_init(&j->output, j->limits.output_cap + j->report_room);
+    if (!bad && spec->mark && strlen(spec->mark) == VAL__MARK_LEN) {
+        const char **tests = wk_xcalloc((size_t)j->nfiles + 1, sizeof *tests);
+        int nt = 0;
+        for (int i = 0; i < j->nfiles; i++)
+            if (j->files[i].readonly)
+                tests[nt++] = j->files[i].path;
+        char **wrapped = NULL;
+        int wc = 0;
+        j->harness = val__harness_argv((const char *const *)j->argv, j->argc, &wrapped, &wc);
+        memcpy(j->mark, spec->mark, VAL__MARK_LEN + 1);
+        if (j->harness == VAL__H_PYTHON) {
+            for (int i = 0; i < j->argc; i++)
+                free(j->argv[i]);
+            free(j->argv);
+            j->argv = wrapped;
+            j->argc = wc;
+            j->pyrun = val__harness_python(j->mark, tests, nt);
+        } else if (j->harness == VAL__H_NODE) {
+            j->node_js = val__harness_node(j->mark, tests, nt);
+        }
+        free(tests);
+    }
+    if (!j->node_js && j->node_asserts)
+        j->node_js = val__harness_node(NULL, NULL, 0);
     if (bad) {
         job_reject(j, bad);
         return;
