@@ -40,6 +40,8 @@ struct val_env {
      */
     char *root_args[VAL__ROOT_ARGS_MAX];
     int n_root_args;
+    int warned_fds; /* the one-time warning of a descriptor shortage was printed */
+    int live;       /* sandboxes spawned and not yet closed (they hold descriptors) */
     /* One TSParser per grammar, created on first use (see syntax.c). */
     void *parsers[VAL__GRAMMAR_SLOTS];
 };

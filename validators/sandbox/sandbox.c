@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -47,6 +48,13 @@
 #define END_MARK "\n@@cascade-sandbox-end "
 /* After a kill, how long before the next, harder one if the run has not ended. */
 #define KILL_RETRY_MS 1000
+/* How long a run waits for descriptors (EMFILE) before it fails as a sandbox error. */
+#define RETRY_MAX_MS (10u * 60 * 1000)
+/* Descriptors the worker keeps for itself, and those one sandbox is counted for. */
+#define FDS_RESERVED 128
+#define FDS_PER_SANDBOX 40
+/* Descriptors a spawn needs beyond the run's own, checked before it is tried. */
+#define SPARE_FDS 6
 /* How old a left-behind task directory must be before the sweep removes it. */
 #define SWEEP_AGE_S 3600
 
@@ -70,7 +78,8 @@ struct val__job {
     char *planted;                /* from the shell's report; owned */
     val__sbx_cb cb;
     void *arg;
-    int slot; /* uid pool slot while running, else -1 */
+    int slot;    /* uid pool slot while running, else -1 */
+    int retries; /* launches put off for want of descriptors */
 
     uv_process_t proc;
     uv_pipe_t out;
@@ -158,6 +167,25 @@ val_env *val_env_new(uv_loop_t *loop, const val_limits *limits, int max_sandboxe
     if (max_sandboxes <= 0)
         max_sandboxes = (int)uv_available_parallelism();
     env->max_sandboxes = max_sandboxes > 0 ? max_sandboxes : 1;
+    /*
+     * Each starting sandbox holds a descriptor per task file for a moment,
+     * and the worker needs its own (calls, the journal): size the sandboxes
+     * to the open-file limit so they do not starve each other (a shortage
+     * that happens anyway is waited out; see job_wait_for_fds).
+     */
+    struct rlimit nf;
+    if (getrlimit(RLIMIT_NOFILE, &nf) == 0 && nf.rlim_cur != RLIM_INFINITY) {
+        long fit = ((long)nf.rlim_cur - FDS_RESERVED) / FDS_PER_SANDBOX;
+        if (fit < 1)
+            fit = 1;
+        if (env->max_sandboxes > fit) {
+            fprintf(stderr,
+                    "cascade: sandbox: %d sandboxes at once, not %d: the open-file limit is %ld "
+                    "(ulimit -n)\n",
+                    (int)fit, env->max_sandboxes, (long)nf.rlim_cur);
+            env->max_sandboxes = (int)fit;
+        }
+    }
     snprintf(env->bwrap, sizeof env->bwrap, "%s", BWRAP_PATH);
     /*
      * As root, the sandbox's uid would map to host uid 0, which owns
@@ -317,6 +345,8 @@ static void on_close(uv_handle_t *h)
         return;
     val_env *env = j->env;
     env->running--;
+    if (j->spawned)
+        env->live--;
     if (j->slot >= 0)
         env->slot_busy[j->slot] = 0;
     /* Hand the slot on before the callback, which may free the env. */
@@ -480,17 +510,24 @@ static char *shell_script(const val__job *j)
     const val_limits *l = &j->limits;
     wk_buf b;
     wk_buf_init(&b, 4096);
+    /*
+     * A limit above the worker's own hard limit cannot be set (ulimit -n 256
+     * under a hard limit of 64): the sandbox gets the lower one instead of
+     * failing every answer with a sandbox error.
+     */
+    wk_buf_appendf(&b, "lim() { h=$(ulimit -H $1); if [ \"$h\" != unlimited ] && [ \"$h\" -lt "
+                       "\"$2\" ]; then ulimit $1 \"$h\"; else ulimit $1 \"$2\"; fi; }\n");
     wk_buf_appendf(&b, "{ ");
     if (l->cpu_s)
         wk_buf_appendf(&b, "ulimit -S -t %u && ulimit -H -t %u && ", l->cpu_s, l->cpu_s + 1);
     if (l->mem_bytes)
-        wk_buf_appendf(&b, "ulimit -v %lu && ", l->mem_bytes / 1024);
+        wk_buf_appendf(&b, "lim -v %lu && ", l->mem_bytes / 1024);
     if (l->nproc)
-        wk_buf_appendf(&b, "ulimit -p %u && ", l->nproc);
+        wk_buf_appendf(&b, "lim -p %u && ", l->nproc);
     if (l->fsize_bytes) /* dash counts file sizes in 512-byte blocks */
-        wk_buf_appendf(&b, "ulimit -f %lu && ", (l->fsize_bytes + 511) / 512);
+        wk_buf_appendf(&b, "lim -f %lu && ", (l->fsize_bytes + 511) / 512);
     if (l->nofile)
-        wk_buf_appendf(&b, "ulimit -n %u && ", l->nofile);
+        wk_buf_appendf(&b, "lim -n %u && ", l->nofile);
     wk_buf_appendf(&b, "ulimit -c 0; } || { echo 'cascade-sandbox: could not set the limits' >&2; "
                        "exit 125; }\n");
     /* -n: the files bwrap put in /box first (read-only tests) are the task's; keep them. */
@@ -724,7 +761,70 @@ static int data_fd(const char *name, const char *data, size_t len)
     return fd;
 }
 
+static void job_launch(val__job *j);
+
+/* A shortage of descriptors waited out: try again. */
+static void on_retry(uv_timer_t *t)
+{
+    job_launch(t->data);
+}
+
+/* 1 for an error that says this machine is short of something, not that the answer is wrong. */
+static int local_shortage(int err)
+{
+    return err == EMFILE || err == ENFILE || err == ENOMEM || err == EAGAIN;
+}
+
+/*
+ * Out of descriptors (or memory) while preparing a run: a condition of this
+ * machine, never a verdict on the answer. The job keeps its slot and tries
+ * again later, with a growing pause; other runs and calls give descriptors
+ * back as they end. Only after RETRY_MAX_MS of trying does it fail, as a
+ * sandbox error that says why. Returns 1 when it will retry.
+ */
+static int job_wait_for_fds(val__job *j, int err)
+{
+    val_env *env = j->env;
+    if (!local_shortage(err) || wk_now_ms() - j->t0 > RETRY_MAX_MS)
+        return 0;
+    /*
+     * With no sandbox running, after a few tries, nothing of ours will give
+     * descriptors back: the limit is too low for this run's files, and
+     * waiting would hang.
+     */
+    if (env->live == 0 && j->retries >= 5)
+        return 0;
+    if (!env->warned_fds) {
+        env->warned_fds = 1;
+        fprintf(stderr,
+                "cascade: sandbox: %s while starting a sandbox; runs wait for descriptors to be "
+                "given back (raise `ulimit -n`, or lower --sandboxes / --concurrency)\n",
+                strerror(err));
+    }
+    unsigned delay = 50u << (j->retries < 5 ? j->retries : 5); /* 50 ms .. 1.6 s */
+    j->retries++;
+    uv_update_time(env->loop);
+    uv_timer_start(&j->timer, on_retry, delay, 0);
+    return 1;
+}
+
 static void job_start(val__job *j)
+{
+    val_env *env = j->env;
+    j->t0 = wk_now_ms();
+    uv_timer_init(env->loop, &j->timer);
+    j->timer.data = j;
+    j->open_handles = 2; /* timer and process; the pipe joins once opened */
+
+    for (j->slot = 0; j->slot < env->max_sandboxes && env->slot_busy[j->slot]; j->slot++)
+        ;
+    if (j->slot >= env->max_sandboxes)
+        abort(); /* running < max_sandboxes, so a slot is free: a bookkeeping bug */
+    env->slot_busy[j->slot] = 1;
+    job_launch(j);
+}
+
+static void job_launch(val__job *j)
 {
     val_env *env = j->env;
     uv_file fds[2] = {-1, -1};
@@ -738,23 +838,14 @@ static void job_start(val__job *j)
     /* bwrap and its shell get no keys either. */
     char *envp[] = {"PATH=/usr/bin:/bin", NULL};
 
-    j->t0 = wk_now_ms();
-    uv_timer_init(env->loop, &j->timer);
-    j->timer.data = j;
-    j->open_handles = 2; /* timer and process; the pipe joins once opened */
-
-    for (j->slot = 0; j->slot < env->max_sandboxes && env->slot_busy[j->slot]; j->slot++)
-        ;
-    if (j->slot >= env->max_sandboxes)
-        abort(); /* running < max_sandboxes, so a slot is free: a bookkeeping bug */
-    env->slot_busy[j->slot] = 1;
-
     for (; made < nfd; made++) {
         /* In build_argv's order: the task's files, the node preload, the python runner. */
         const char *extra = made == j->nfiles && j->node_js ? j->node_js : j->pyrun;
         int fd = made < j->nfiles ? data_fd("cascade-file", j->files[made].data, j->files[made].len)
                                   : data_fd("cascade-harness", extra, strlen(extra));
         if (fd < 0) {
+            if (job_wait_for_fds(j, errno))
+                goto cleanup;
             j->error =
                 wk_xasprintf("could not hand a task file to the sandbox: %s", strerror(errno));
             goto early_fail;
@@ -763,9 +854,37 @@ static void job_start(val__job *j)
     }
     rc = uv_pipe(fds, 0, 0);
     if (rc != 0) {
+        if (job_wait_for_fds(j, -rc))
+            goto cleanup;
         j->error = wk_xasprintf("could not make the output pipe: %s", uv_strerror(rc));
         goto early_fail;
     }
+    /*
+     * uv_spawn needs a few descriptors of its own (its error pipe, the
+     * child's copies); a spawn that fails for want of them cannot be
+     * retried on the same handle, so make sure they are there first.
+     */
+    int spare[SPARE_FDS];
+    int nspare = 0;
+    int e = 0;
+    for (; nspare < SPARE_FDS; nspare++) {
+        spare[nspare] = fcntl(fds[0], F_DUPFD_CLOEXEC, 0);
+        if (spare[nspare] < 0) {
+            e = errno;
+            break;
+        }
+    }
+    for (int i = 0; i < nspare; i++)
+        close(spare[i]);
+    if (nspare < SPARE_FDS) {
+        close(fds[0]);
+        close(fds[1]);
+        if (job_wait_for_fds(j, e))
+            goto cleanup;
+        j->error = wk_xasprintf("could not make the output pipe: %s", strerror(e));
+        goto early_fail;
+    }
+    j->t0 = wk_now_ms();
     stdio[0].flags = UV_IGNORE;
     /* One pipe for both streams keeps stdout and stderr in their real order. */
     stdio[1].flags = UV_INHERIT_FD;
@@ -802,6 +921,7 @@ static void job_start(val__job *j)
         goto cleanup;
     }
     j->spawned = 1;
+    env->live++;
     uv_pipe_init(env->loop, &j->out, 0);
     j->out.data = j;
     j->open_handles = 3;
