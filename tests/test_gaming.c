@@ -249,6 +249,7 @@ static void a_failing_python_test_keeps_its_traceback(void **state)
     assert_contains(o.v.evidence, "AssertionError: add is wrong");
     assert_contains(o.v.evidence, "test_solution.py");
     assert_null(strstr(o.v.evidence, "pyrun.py"));
+    assert_null(strstr(o.v.evidence, "runpy"));
     outcome_release(&o);
     free(task);
 }

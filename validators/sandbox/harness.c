@@ -219,7 +219,7 @@ char *val__harness_python(const char *mark, const char *const *tests, int ntests
         "        tb = e.__traceback__\n"
         "        while tb is not None and (os.path.abspath(tb.tb_frame.f_code.co_filename) == _ME\n"
         "                                  or "
-        "tb.tb_frame.f_code.co_filename.endswith('runpy.py')):\n"
+        "'runpy' in tb.tb_frame.f_code.co_filename):\n"
         "            tb = tb.tb_next\n"
         "        traceback.print_exception(type(e), e, tb)\n"
         "        sys.stderr.flush()\n"
@@ -300,7 +300,8 @@ char *val__harness_node(const char *mark, const char *const *tests, int ntests)
         "  }\n"
         "  // The main module as it is now (require.main was fixed before it existed).\n"
         "  const main = process.mainModule;\n"
-        "  if (top && !answerExit && !code && !process.exitCode && (!main || main.loaded || testExit))\n"
+        "  if (top && !answerExit && !code && !process.exitCode && (!main || main.loaded || "
+        "testExit))\n"
         "    fs.writeSync(1, MARK);\n"
         "});\n");
     return wk_buf_detach(&b, NULL);

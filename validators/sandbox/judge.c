@@ -173,6 +173,11 @@ void val__judge(const char *validator, const char *fail_reason, int head_evidenc
                            "must not plant modules the tests load",
                            r->planted);
         val_verdict_fail(v, validator, "harness_tampered", msg, ev);
+    } else if (r->cg_oom && (st != 0 || r->term_signal)) {
+        msg = wk_xasprintf("the sandbox used more than its %lu MiB of memory (processes, "
+                           "shared memory and files together) and was killed",
+                           (l->mem_bytes + 3 * l->tmpfs_bytes) >> 20);
+        val_verdict_fail(v, validator, "memory", msg, ev);
     } else if (st == 0 && !r->term_signal && r->harnessed && !r->finished) {
         /* Status 0 is not evidence: the harness saw the tests reach their end, or they did not. */
         val_verdict_fail(v, validator, "unfinished",

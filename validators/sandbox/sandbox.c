@@ -78,8 +78,9 @@ struct val__job {
     char *planted;                /* from the shell's report; owned */
     val__sbx_cb cb;
     void *arg;
-    int slot;    /* uid pool slot while running, else -1 */
-    int retries; /* launches put off for want of descriptors */
+    int slot;               /* uid pool slot while running, else -1 */
+    int retries;            /* launches put off for want of descriptors */
+    char *cg_mem, *cg_pids; /* the run's cgroups (cgroup.c), or NULL; owned */
 
     uv_process_t proc;
     uv_pipe_t out;
@@ -197,6 +198,7 @@ val_env *val_env_new(uv_loop_t *loop, const val_limits *limits, int max_sandboxe
     env->uid_base = VAL_UID_BASE;
     env->slot_busy = wk_xcalloc((size_t)env->max_sandboxes, 1);
     build_root_args(env);
+    val__cg_setup(env);
     val__hostdir_sweep(NULL, SWEEP_AGE_S);
     return env;
 }
@@ -206,6 +208,7 @@ void val_env_free(val_env *env)
     if (!env)
         return;
     val__syntax_env_release(env);
+    val__cg_release(env);
     for (int i = 0; i < env->n_root_args; i++)
         free(env->root_args[i]);
     free(env->slot_busy);
@@ -351,6 +354,9 @@ static void on_close(uv_handle_t *h)
         env->slot_busy[j->slot] = 0;
     /* Hand the slot on before the callback, which may free the env. */
     pump(env);
+    int cg_oom = 0, cg_pids_max = 0;
+    val__cg_end(env, j->cg_mem, j->cg_pids, &cg_oom, &cg_pids_max);
+    j->cg_mem = j->cg_pids = NULL;
     val__sbx_result r = {
         .spawned = j->spawned,
         .exit_status = j->exit_status,
@@ -361,6 +367,8 @@ static void on_close(uv_handle_t *h)
         .elapsed_ms = wk_now_ms() - j->t0,
         .limits = &j->limits,
         .harnessed = j->harness != VAL__H_NONE,
+        .cg_oom = cg_oom,
+        .cg_pids_max = cg_pids_max,
     };
     if (j->spawned && !j->output_capped) {
         read_report(j, &r);
@@ -571,12 +579,25 @@ static char **build_argv(val__job *j, int fd_base, int *count)
 {
     val_env *env = j->env;
     const val_limits *l = &j->limits;
-    int cap = 128 + env->n_root_args + 5 * (j->nfiles + 1) + 2 * j->nfiles + j->argc;
+    int cap = 136 + env->n_root_args + 5 * (j->nfiles + 1) + 2 * j->nfiles + j->argc;
     char **a = wk_xcalloc((size_t)cap + 1, sizeof *a);
     int n = 0;
     int fd = fd_base;
 #define ARG(s) (a[n++] = wk_xstrdup(s))
 #define ARGF(...) (a[n++] = wk_xasprintf(__VA_ARGS__))
+    if (j->cg_mem) {
+        /*
+         * The first process joins the run's cgroups, then becomes bwrap: all
+         * that bwrap starts is in them from its first instruction.
+         */
+        ARG("/bin/sh");
+        ARG("-c");
+        ARG("echo $$ > \"$1\" 2>/dev/null; [ \"$2\" = \"$1\" ] || echo $$ > \"$2\" 2>/dev/null; "
+            "shift 2; exec \"$@\"");
+        ARG("sh");
+        ARGF("%s/cgroup.procs", j->cg_mem);
+        ARGF("%s/cgroup.procs", j->cg_pids);
+    }
     ARG(env->bwrap);
     /* Every namespace, network included: the sandbox has only a loopback of its own. */
     ARG("--unshare-all");
@@ -821,6 +842,8 @@ static void job_start(val__job *j)
     if (j->slot >= env->max_sandboxes)
         abort(); /* running < max_sandboxes, so a slot is free: a bookkeeping bug */
     env->slot_busy[j->slot] = 1;
+    val__cg_make(env, &j->limits, env->uid_base + (unsigned)j->slot, env->uid_pool, &j->cg_mem,
+                 &j->cg_pids);
     job_launch(j);
 }
 

@@ -46,6 +46,9 @@ typedef struct val__sbx_result {
     int finished;
     /* A module-shadowing file (conftest.py, sitecustomize.py...) the run added to /box; or NULL. */
     const char *planted;
+    /* The sandbox's cgroup saw an OOM kill, or refused a fork at its pids limit (cgroup.c). */
+    int cg_oom;
+    int cg_pids_max;
     const char *output; /* stdout and stderr interleaved, NUL-terminated; the report removed */
     size_t output_len;
     const char *error; /* why it could not be spawned; NULL when spawned */
@@ -132,6 +135,22 @@ char *val__harness_node(const char *mark, const char *const *tests, int ntests);
 int val__harness_c_games(const char *code, char *why, size_t whylen);
 /* 1 for a file name that shadows a test harness module (conftest.py, sitecustomize.py, *.pth). */
 int val__harness_shadow_name(const char *path);
+
+/* ---- cgroups (cgroup.c) ------------------------------------------------------------ */
+
+/* Finds where sandboxes' groups can be made (env->cg_*); warns once when nowhere. */
+void val__cg_setup(val_env *env);
+void val__cg_release(val_env *env);
+/*
+ * Makes one sandbox's memory and pids groups with the limits of l; when
+ * own_uid, their cgroup.procs are handed to uid, which joins them itself.
+ * Returns 0 with the group directories in *mem and *pids (owned; possibly
+ * the same path), or -1 with both NULL.
+ */
+int val__cg_make(val_env *env, const val_limits *l, unsigned uid, int own_uid, char **mem,
+                 char **pids);
+/* Reads what the groups saw, kills what is left in them, removes and frees them. */
+void val__cg_end(val_env *env, char *mem, char *pids, int *oom, int *pids_max);
 
 /* ---- host directories (hostdir.c) ---------------------------------------------- */
 
