@@ -217,6 +217,17 @@ void val_env_free(val_env *env)
 
 /* ---- the report the sandbox's shell leaves at the end of the output -------- */
 
+/* 1 when "/box/PATH" (len bytes) is one of the task's files, put there before the command. */
+static int task_file(const val__job *j, const char *name, size_t len)
+{
+    if (len < 5 || memcmp(name, "/box/", 5) != 0)
+        return 0;
+    for (int i = 0; i < j->nfiles; i++)
+        if (strlen(j->files[i].path) == len - 5 && memcmp(j->files[i].path, name + 5, len - 5) == 0)
+            return 1;
+    return 0;
+}
+
 /* Index of the readonly file named `name` (len bytes), or -1. */
 static int readonly_index(const val__job *j, const char *name, size_t len)
 {
@@ -258,7 +269,7 @@ static void read_report(val__job *j, val__sbx_result *r)
         char *nl = strchr(p, '\n');
         size_t n = nl ? (size_t)(nl - p) : strlen(p);
         if (n > strlen(PLANTED_MARK) && strncmp(p, PLANTED_MARK, strlen(PLANTED_MARK)) == 0 &&
-            !j->planted)
+            !j->planted && !task_file(j, p + strlen(PLANTED_MARK), n - strlen(PLANTED_MARK)))
             j->planted = wk_xstrndup(p + strlen(PLANTED_MARK), n - strlen(PLANTED_MARK));
         if (n > 66 && strspn(p, "0123456789abcdef") == 64 && p[64] == ' ' &&
             (p[65] == ' ' || p[65] == '*')) {
@@ -552,7 +563,8 @@ static char *shell_script(const val__job *j)
                            "-name pytest.py -o -name '*.pth' \\) -print 2>/dev/null; }\n");
     else
         wk_buf_appendf(&b, "shadows() { :; }\n");
-    wk_buf_appendf(&b, "before=$(shadows)\n");
+    /* Without a copied tree, what was there before is the task's files, known here. */
+    wk_buf_appendf(&b, j->hostdir ? "before=$(shadows)\n" : "before=\n");
     wk_buf_appendf(&b,
                    "n=$1; shift\n"
                    "( shift \"$n\"; exec \"$@\" )\n"
@@ -880,6 +892,14 @@ static void job_launch(val__job *j)
         if (job_wait_for_fds(j, -rc))
             goto cleanup;
         j->error = wk_xasprintf("could not make the output pipe: %s", uv_strerror(rc));
+        goto early_fail;
+    }
+    /* The cgroup wrapper would hide a missing bwrap behind the shell's exit status 127. */
+    if (access(env->bwrap, X_OK) != 0) {
+        j->error =
+            wk_xasprintf("could not start the sandbox (%s): %s", env->bwrap, strerror(errno));
+        close(fds[0]);
+        close(fds[1]);
         goto early_fail;
     }
     /*
