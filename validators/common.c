@@ -16,9 +16,16 @@ extern const val_ops val__syntax_ops;
 extern const val_ops val__compile_ops;
 extern const val_ops val__tests_ops;
 extern const val_ops val__schema_ops;
+extern const val_ops val__label_ops;
 
 const val_ops *const val_table[] = {
-    &val__syntax_ops, &val__compile_ops, &val__tests_ops, &val__schema_ops, &val__patch_ops, NULL,
+    &val__syntax_ops,
+    &val__compile_ops,
+    &val__tests_ops,
+    &val__schema_ops,
+    &val__patch_ops,
+    &val__label_ops,
+    NULL,
 };
 
 const val_ops *val_find(const char *name)
@@ -188,6 +195,14 @@ cJSON *val_verdict_json(const val_verdict *v)
         cJSON_AddStringToObject(o, "validator", v->validator);
         cJSON_AddStringToObject(o, "reason", v->reason);
         cJSON_AddStringToObject(o, "message", v->message ? v->message : "");
+    }
+    /* A classify verdict: the label read, what it was read from, the answer's own doubt. */
+    if (v->label[0]) {
+        cJSON_AddStringToObject(o, "label", v->label);
+        if (v->score >= 0)
+            cJSON_AddNumberToObject(o, "score", v->score);
+        if (v->pass && v->evidence)
+            cJSON_AddStringToObject(o, "evidence", v->evidence);
     }
     return o;
 }
@@ -601,6 +616,77 @@ char *val_extract_code(const char *answer)
     while (end > body && isspace((unsigned char)end[-1]))
         end--;
     return html ? html_decode(body, (size_t)(end - body)) : wk_xstrndup(body, (size_t)(end - body));
+}
+
+/*
+ * Finds the first line that opens a backtick fence (up to three spaces of
+ * indent, then three or more backticks, as CommonMark has it). Returns its
+ * start or NULL.
+ */
+static const char *find_fence(const char *s, size_t *ticks)
+{
+    for (const char *line = s; line && *line; line = next_line(line)) {
+        const char *p = line;
+        int indent = 0;
+        while (*p == ' ' && indent < 3)
+            p++, indent++;
+        size_t n = count_run(p, '`');
+        if (n >= 3) {
+            *ticks = n;
+            return p;
+        }
+    }
+    return NULL;
+}
+
+/* The first fence whose tag is "diff" or "patch"; NULL when none is. */
+static const char *find_diff_fence(const char *answer)
+{
+    for (const char *s = answer; s;) {
+        size_t ticks = 0;
+        const char *open = find_fence(s, &ticks);
+        if (!open)
+            return NULL;
+        const char *tag = open + ticks;
+        while (*tag == ' ')
+            tag++;
+        size_t n = strcspn(tag, " \t\r\n{");
+        if ((n == 4 && strncasecmp(tag, "diff", 4) == 0) ||
+            (n == 5 && strncasecmp(tag, "patch", 5) == 0))
+            return open;
+        s = strchr(open, '\n');
+        if (s)
+            s++;
+    }
+    return NULL;
+}
+
+char *val_extract_diff(const char *answer)
+{
+    if (!answer)
+        return wk_xstrdup("");
+    const char *open = find_diff_fence(answer);
+    char *d;
+    block b;
+    if (open && find_fences(open, &b, 0, 1) == 1) {
+        /* That fence's body: a diff defines nothing, so the scoring of code blocks is not for it.
+         */
+        const char *body = b.body, *end = b.end;
+        while (body < end && (*body == '\n' || *body == '\r'))
+            body++;
+        while (end > body && isspace((unsigned char)end[-1]))
+            end--;
+        d = wk_xstrndup(body, (size_t)(end - body));
+    } else {
+        d = val_extract_code(answer);
+    }
+    /* A diff's last line needs its newline. */
+    if (d[0] && d[strlen(d) - 1] != '\n') {
+        char *nl = wk_xasprintf("%s\n", d);
+        free(d);
+        d = nl;
+    }
+    return d;
 }
 
 /* ---- languages --------------------------------------------------------- */

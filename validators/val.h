@@ -110,6 +110,8 @@ void val_limits_default(val_limits *l);
  * What a validator sees. Everything is borrowed from the caller and stays
  * valid until the done callback has fired.
  */
+struct val_baseline; /* validators/testlog.h */
+
 typedef struct val_input {
     const char *task_id;
     const char *kind;     /* "code", "classify", "json", "patch" */
@@ -143,6 +145,25 @@ typedef struct val_input {
      */
     char **workdir_out;
     const char *workdir;
+    /*
+     * The label validator: where the label sits in the answer and its enum in
+     * the schema (see val_label_set); NULL: the default.
+     */
+    const char *label_field;
+    /*
+     * Patch tasks, may be left 0/NULL. `baseline`: the tests at base (see
+     * validators/testlog.h); with it, the tests validator fails a run only
+     * for a target still failing or a regression, never for a flaky or
+     * pre-existing failure. `max_patch_bytes`: the patch validator's cap on
+     * the diff (0: VCS_DIFF_MAX). `touched_out`, like workdir_out: a passing
+     * patch stores there the paths it leaves changed or added, one per line
+     * (caller frees); `touched` is that list for the validators after it
+     * (syntax checks each file by its extension).
+     */
+    const struct val_baseline *baseline;
+    size_t max_patch_bytes;
+    char **touched_out;
+    const char *touched;
 } val_input;
 
 /* The environment validators share: the loop and sandbox settings. */
@@ -233,6 +254,35 @@ int val_check_task_files(const cJSON *task, char *why, size_t whylen);
 /* 1 when one of the validators named in `names` (count n) runs in the sandbox. */
 int val_needs_sandbox(const char *const *names, int n);
 
+/*
+ * A patch task's test command run once in the sandbox on the tree in `dir`
+ * (a host directory copied into /box; the task's tests.files are added
+ * read-only), with CASCADE_TEST_RUN=<run_no> in its environment so a test
+ * can tell the runs apart (fixtures make a flaky test deterministic with it).
+ * cb gets the verdict the tests validator would give, the whole output (up
+ * to the sandbox's cap, /box/ paths as they are) and whether the command ran
+ * and exited 0; all borrowed for the call. Returns 0 (cb is called once,
+ * maybe before returning), or WK_EINVAL when the task has no usable command.
+ */
+typedef void (*val_run_cb)(void *arg, const val_verdict *v, const char *output, size_t len,
+                           int exit_ok);
+int val_tests_run(val_env *env, const cJSON *task, const char *dir, int run_no, val_run_cb cb,
+                  void *arg);
+
+/*
+ * The diff in a patch task's answer: the first fenced block tagged diff or
+ * patch, else the first fenced block, else the whole answer trimmed. Caller
+ * frees.
+ */
+char *val_extract_diff(const char *answer);
+
+/*
+ * A fresh temporary directory the sandbox can copy into /box (the base tree
+ * of a patch task's baseline). *out is the caller's, removed and freed with
+ * val_workdir_free. Returns 0, or WK_EIO with a message in err.
+ */
+int val_workdir_make(char **out, char *err, size_t errlen);
+
 /* Removes a patched tree from val_input.workdir_out and frees the string; NULL is a no-op. */
 void val_workdir_free(char *dir);
 
@@ -274,5 +324,40 @@ int val_compile_available(const char *language, const cJSON *compile_commands, c
  * `schema` is borrowed.
  */
 int val_schema_supported(const cJSON *schema, char *err, size_t errlen);
+
+/* ---- labels (label.c) --------------------------------------------------- */
+
+/*
+ * The labels of a classify task: the string `enum` of its schema at
+ * `field`, a dot path of object properties ("label", "result.class").
+ * field NULL or "": the schema's own enum when it has one (the answer is the
+ * label itself), else properties.label's. On success *labels points into
+ * `schema` (a non-empty array of strings) and *path says which field was
+ * used ("" for the answer itself; static or borrowed from `field`).
+ * Returns WK_ENOTFOUND (no schema or no enum there) or WK_EINVAL (an empty
+ * enum, or a member that is not a string) with a clause in `why`.
+ */
+int val_label_set(const cJSON *schema, const char *field, const cJSON **labels, const char **path,
+                  char *why, size_t whylen);
+
+/* How a label was read from an answer; see val_label_parse. */
+typedef struct val_label_parse_out {
+    char label[VAL_LABEL_MAX]; /* the enum's spelling; "" when none was found */
+    const char *shape;         /* "bare label", "JSON object", ...; static */
+    double confidence;         /* the answer's own "confidence" field in [0, 1]; -1: none */
+    size_t at;                 /* byte offset in the answer where the label was read */
+} val_label_parse_out;
+
+/*
+ * Reads a label from `answer` leniently, in this order: a bare label (quotes,
+ * markdown emphasis and a final period allowed), a JSON object (or string) as
+ * the whole answer, a fenced JSON block, the first JSON object in the text,
+ * a label followed by an explanation ("bug: the stack trace shows ..."),
+ * optionally after "label:" or "answer:". Case-insensitive. `labels` and
+ * `path` as val_label_set gives them. Returns 0 with out filled, or
+ * WK_ENOTFOUND (out->label "") when the answer names no known label.
+ */
+int val_label_parse(const char *answer, const cJSON *labels, const char *path,
+                    val_label_parse_out *out);
 
 #endif

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "lib/util.h"
+#include "rkey.h"
 #include "validators/val.h"
 
 static int blank(const char *s, size_t n)
@@ -25,9 +26,8 @@ static int blank(const char *s, size_t n)
  */
 static void invalid(const q_item *it, const wk_intake_facts *f, cJSON *res, wk_intake *d)
 {
-    const cJSON *jid = cJSON_GetObjectItemCaseSensitive(res, "id");
-    char *key =
-        cJSON_IsString(jid) ? wk_xstrdup(jid->valuestring) : wk_xasprintf("line:%ld", it->lineno);
+    /* Keyed by its place, never by an id it may carry: a valid task may have that id. */
+    char *key = wk_rkey_line(it->lineno, it->receipt);
     char *stored = NULL;
     if (f->written(f->arg, key) || f->done(f->arg, key, &stored)) {
         d->kind = WK_INTAKE_ALREADY;
@@ -40,6 +40,28 @@ static void invalid(const q_item *it, const wk_intake_facts *f, cJSON *res, wk_i
     d->key = key;
     d->line = cJSON_PrintUnformatted(res);
     d->result = res;
+}
+
+/*
+ * A patch task's repository, read against the task file's directory and
+ * checked by the driver before anything is paid for. 1 with d set INVALID
+ * (taking key, the result's key) when it fails; 0 leaves key to the caller.
+ */
+static int repo_invalid(const q_item *it, const wk_intake_facts *f, wk_task *t, char *key,
+                        wk_intake *d)
+{
+    const char *kind = wk_jstr(wk_task_json(t), "kind");
+    if (!kind || strcmp(kind, "patch") != 0)
+        return 0;
+    wk_task_resolve_repo(t, f->task_dir);
+    char why[600];
+    if (!f->check_repo || f->check_repo(f->arg, wk_task_json(t), why, sizeof why) == 0)
+        return 0;
+    d->kind = WK_INTAKE_INVALID;
+    d->key = key; /* consumed on this path only */
+    d->result = wk_invalid_result(wk_task_id(t), it->lineno, why);
+    d->line = cJSON_PrintUnformatted(d->result);
+    return 1;
 }
 
 void wk_intake_decide(const q_item *it, const wk_intake_facts *f, wk_intake *d)
@@ -62,13 +84,24 @@ void wk_intake_decide(const q_item *it, const wk_intake_facts *f, wk_intake *d)
         return;
     }
     const char *id = wk_task_id(t);
+    if (it->dup_of) {
+        /* Redis: another entry of the stream owns the id; results are kept one per id. */
+        char *why = wk_xasprintf("duplicate id \"%s\": stream entry %s has it", id, it->dup_of);
+        d->kind = WK_INTAKE_INVALID;
+        d->key = wk_rkey_line(0, it->receipt);
+        d->result = wk_invalid_result(id, it->lineno, why);
+        d->line = cJSON_PrintUnformatted(d->result);
+        free(why);
+        wk_task_free(t);
+        return;
+    }
     /*
      * Two lines of one file with the same id are an input error. A queue that
      * delivers a task again (Redis lost an ack) is not: the task is run again
      * and readers drop the second result by id.
      */
     if (it->lineno > 0 && f->seen(f->arg, id)) {
-        char *key = wk_xasprintf("dup:%ld", it->lineno);
+        char *key = wk_rkey_dup(it->lineno);
         if (f->written(f->arg, key)) {
             d->kind = WK_INTAKE_SKIP;
             free(key);
@@ -98,14 +131,21 @@ void wk_intake_decide(const q_item *it, const wk_intake_facts *f, wk_intake *d)
     }
     /* Finished in an earlier run: skip it, or write the result it never got. */
     d->task = t;
-    if (f->written(f->arg, id)) {
+    char *key = wk_rkey_task(id);
+    if (f->written(f->arg, key)) {
         d->kind = WK_INTAKE_ALREADY;
-    } else if (f->done(f->arg, id, &d->line)) {
+    } else if (f->done(f->arg, key, &d->line)) {
         d->kind = WK_INTAKE_RESUME;
-        d->key = wk_xstrdup(id);
+        d->key = key;
+        key = NULL;
+    } else if (repo_invalid(it, f, t, key, d)) {
+        key = NULL; /* the INVALID decision's key now */
+        d->task = NULL;
+        wk_task_free(t);
     } else {
         d->kind = WK_INTAKE_RUN;
     }
+    free(key);
 }
 
 void wk_intake_release(wk_intake *d)

@@ -9,10 +9,13 @@
  *                                      ALREADY when that result exists
  *   an id an earlier line had          INVALID ("duplicate id"), or SKIP when
  *                                      that result is in the results file
+ *   (Redis) an id another entry owns   INVALID ("duplicate id"), keyed by entry
  *   files the sandbox cannot place     INVALID naming the field (unsafe path,
  *   (val_check_task_files)             content not a string), or ALREADY
  *   its result in the results file     ALREADY
  *   done in the journal                RESUME: write the stored result line
+ *   a patch task whose repository      INVALID, naming repo.path, repo.base or
+ *   fails the check_repo fact          the size cap
  *   otherwise                          RUN
  */
 #ifndef WK_INTAKE_H
@@ -42,13 +45,21 @@ typedef struct wk_intake_facts {
     int (*done)(void *arg, const char *key, char **result);
     /* 1 when an earlier line of this input had the task id. */
     int (*seen)(void *arg, const char *id);
+    /*
+     * Patch tasks: the task file's directory, against which a relative
+     * repo.path is read (NULL: the working directory); and the check of the
+     * repository the task names (NULL: none), 0 or negative with a clause
+     * naming the field in why (whylen bytes). A failed check is INVALID.
+     */
+    const char *task_dir;
+    int (*check_repo)(void *arg, const cJSON *task, char *why, size_t whylen);
     void *arg;
 } wk_intake_facts;
 
 /* A decision; every pointer is owned by it until taken (set to NULL). */
 typedef struct wk_intake {
     wk_intake_kind kind;
-    char *key;     /* RESUME, INVALID: the result's key (task id, "line:N", "dup:N") */
+    char *key;     /* RESUME, INVALID: the result's key (rkey.h) */
     char *line;    /* RESUME, INVALID: the result line */
     cJSON *result; /* INVALID: the result as JSON, for the summary */
     wk_task *task; /* RUN; ALREADY, RESUME and an INVALID task too, for the id of a file's line */

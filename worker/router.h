@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "patch_task.h"
 #include "task.h"
 #include "validators/val.h"
 
@@ -27,6 +28,7 @@ typedef enum wk_event_kind {
     WK_EV_VERDICT,     /* the validator chain finished */
     WK_EV_LOST_CALL,   /* the journal shows this call sent before a crash, never answered:
                           it may have been billed (lost_cost_usd); re-send within budget */
+    WK_EV_PREPARED,    /* a patch task's preparation finished (see patch_task.h) */
 } wk_event_kind;
 
 typedef struct wk_event {
@@ -45,12 +47,24 @@ typedef struct wk_event {
     int fallbacks;          /* fallback deployments moved to inside this call */
     int from_cache;         /* RESPONSE: answered by the response cache, at no cost */
     double lost_cost_usd;   /* LOST_CALL: what the lost call may have cost (worst case) */
+    /* RESPONSE: a recording's own cost of the call, used instead of tokens x price */
+    int has_cost;
+    double cost_usd;
+    /* RESPONSE: the answer's tokens, [{"token", "logprob"}, ...]; NULL: none; borrowed */
+    const cJSON *logprobs;
+    /*
+     * RESPONSE to a CALL with n > 1: the other answers of the same call,
+     * [{"text", "finish_reason", "logprobs"}]; NULL: none; borrowed.
+     */
+    const cJSON *choices;
     /* WK_EV_CALL_FAILED */
     const char *error_reason;  /* short class: "http_404", "timeout", "bad_response" */
     const char *error_message; /* one line for the result */
     int budget_denied;         /* the run budget refused the call: the task ends over_budget */
     /* WK_EV_VERDICT: the validator chain's verdict, borrowed for the feed */
     const val_verdict *verdict;
+    /* WK_EV_PREPARED: what the preparation found, borrowed for the feed */
+    const wk_prep *prep;
 } wk_event;
 
 typedef enum wk_action_kind {
@@ -58,6 +72,7 @@ typedef enum wk_action_kind {
     WK_ACT_VALIDATE, /* run the cascade's validators on answer; then feed VERDICT */
     WK_ACT_LOG,      /* write line to the escalation log */
     WK_ACT_FINISH,   /* write result as the task's one result line; the task is done */
+    WK_ACT_PREPARE,  /* patch task: run the baseline and build the prompt; then feed PREPARED */
 } wk_action_kind;
 
 typedef struct wk_action {
@@ -65,7 +80,10 @@ typedef struct wk_action {
     const wk_model *model;  /* CALL: borrowed from the config */
     const cJSON *messages;  /* CALL: borrowed from the task, valid until the next feed */
     long est_prompt_tokens; /* CALL: estimate for reservations and rate limits */
+    int logprobs;           /* CALL: ask for the answer's token logprobs */
+    int n;                  /* CALL: answers wanted of this model (samples); 1: one */
     const char *answer;     /* VALIDATE: borrowed from the task, valid until the next feed */
+    int same_call;          /* VALIDATE: another answer of the newest call (n > 1) */
     cJSON *line;            /* LOG and FINISH: owned by the action; the driver frees it */
 } wk_action;
 

@@ -36,6 +36,7 @@
 #include "answers.h"
 #include "config.h"
 #include "intake.h"
+#include "rkey.h"
 #include "router.h"
 #include "worker/cli/cli.h"
 #include "lib/util.h"
@@ -43,6 +44,7 @@
 #include "worker/net/calls.h"
 #include "worker/obs/summary.h"
 #include "worker/queues/q.h"
+#include "worker/sinks/commit.h"
 #include "worker/sinks/results_file.h"
 #include "worker/store/cache.h"
 #include "worker/store/journal.h"
@@ -93,6 +95,7 @@ struct run {
     wk_summary sum;
     long resumed, skipped;
     const char *abort_on_task; /* fault injection for tests; see on_item */
+    char *task_dir;            /* the task file's directory: patch tasks' repo.path is read there */
 };
 
 static int64_t wall_ms(void)
@@ -157,7 +160,7 @@ static void ack_now(void *arg, int status)
 {
     pending_ack *p = arg;
     run *r = p->r;
-    const char *id = strncmp(p->key, "line:", 5) == 0 ? NULL : p->key;
+    const char *id = wk_rkey_id(p->key);
     if (!journal_ok(r, status)) {
         /* The DONE row did not commit: the result is not written (nor acked). */
         if (r->queue)
@@ -229,6 +232,16 @@ static void on_abandon(void *arg, int status)
     abandon_slot(s);
 }
 
+/* A patch task's baseline and prompt are ready (see patch_task.h). */
+static void on_prepared(void *arg, const wk_prep *p)
+{
+    slot *s = arg;
+    if (!s->task)
+        return;
+    wk_event ev = {.kind = WK_EV_PREPARED, .now_ms = wall_ms(), .prep = p};
+    feed(s, &ev);
+}
+
 static void perform(slot *s, wk_actions *acts)
 {
     run *r = s->r;
@@ -236,10 +249,10 @@ static void perform(slot *s, wk_actions *acts)
         wk_action *a = &acts->v[i];
         switch (a->kind) {
         case WK_ACT_CALL:
-            wk_ask_call(&s->ask, a->model, a->messages, a->est_prompt_tokens);
+            wk_ask_call(&s->ask, a->model, a->messages, a->est_prompt_tokens, a->logprobs, a->n);
             break;
         case WK_ACT_VALIDATE:
-            wk_ask_validate(&s->ask, a->answer);
+            wk_ask_validate(&s->ask, a->answer, a->same_call);
             break;
         case WK_ACT_LOG:
             /* A climb replayed from the journal was logged by the run that made it. */
@@ -255,10 +268,22 @@ static void perform(slot *s, wk_actions *acts)
             cJSON_Delete(a->line);
             a->line = NULL;
             break;
+        case WK_ACT_PREPARE:
+            /* The callback may come before this returns; PREPARE is the feed's last action. */
+            wk_patch_prepare(r->ans.venv, wk_task_json(s->task), &r->o->patch, on_prepared, s);
+            break;
         case WK_ACT_FINISH: {
+            /* An accepted patch becomes a commit before its result is journaled (commit.h). */
+            char cerr[ERRMSG_MAX];
+            if (!r->journal_failed &&
+                wk_commit_sink(&r->o->commit, wk_task_json(s->task), a->line, cerr, sizeof cerr))
+                fprintf(stderr, "cascade: %s: no commit: %s\n", wk_task_id(s->task), cerr);
+            wk_results_cap_answer(a->line); /* the whole answer stays in the journal */
             char *line = cJSON_PrintUnformatted(a->line);
             wk_summary_add(&r->sum, wk_task_cascade(s->task), a->line);
-            emit_result(r, s->item, wk_task_id(s->task), line);
+            char *key = wk_rkey_task(wk_task_id(s->task));
+            emit_result(r, s->item, key, line);
+            free(key);
             s->item = NULL;
             free(line);
             cJSON_Delete(a->line);
@@ -288,6 +313,11 @@ static int fact_seen(void *arg, const char *id)
     return wk_strset_has(&((run *)arg)->seen, id);
 }
 
+static int fact_repo(void *arg, const cJSON *task, char *why, size_t whylen)
+{
+    return wk_patch_check_repo(task, &((run *)arg)->o->patch, why, whylen);
+}
+
 /* Carries out intake's decision (see intake.h) for one item. */
 static void on_item(void *arg, q_item *it)
 {
@@ -306,6 +336,8 @@ static void on_item(void *arg, q_item *it)
                          .written = fact_written,
                          .done = fact_done,
                          .seen = fact_seen,
+                         .task_dir = r->task_dir,
+                         .check_repo = fact_repo,
                          .arg = r};
     wk_intake d;
     wk_intake_decide(it, &f, &d);
@@ -486,6 +518,7 @@ void wk_run_opts_default(wk_run_opts *o)
     o->grace_ms = 30000;
     o->lease_ms = 60000;
     o->max_deliveries = 5;
+    wk_patch_opts_default(&o->patch);
 }
 
 int wk_run(const wk_run_opts *o)
@@ -501,6 +534,14 @@ int wk_run(const wk_run_opts *o)
     r->ans.replay_start = o->replay_start;
     r->ans.vcache = o->vcache;
     r->abort_on_task = getenv("CASCADE_FAULT_ABORT_ON_TASK");
+    r->ans.max_patch_bytes = (size_t)o->patch.max_patch_kb * 1024;
+    if (!o->queue_url && o->tasks_path && strcmp(o->tasks_path, "-") != 0) {
+        const char *slash = strrchr(o->tasks_path, '/');
+        r->task_dir = slash
+                          ? wk_xstrndup(o->tasks_path,
+                                        (size_t)(slash - o->tasks_path + (slash == o->tasks_path)))
+                          : wk_xstrdup(".");
+    }
     /* Fault injection for the tests of the write-ahead promise: a disk that fills up. */
     const char *full_after = getenv("CASCADE_FAULT_JOURNAL_FULL_AFTER");
     if (full_after && wk_journal_fault_full_after(atol(full_after)) != 0) {
@@ -518,6 +559,8 @@ int wk_run(const wk_run_opts *o)
         fprintf(stderr, "cascade: %s\n", err);
         goto cleanup;
     }
+    if (o->gold_field)
+        r->cfg.gold_field = wk_xstrdup(o->gold_field);
     wk_summary_init(&r->sum, &r->cfg);
     r->qops = q_find(o->queue_url ? o->queue_url : o->tasks_path);
     if (!r->qops) {
@@ -530,21 +573,6 @@ int wk_run(const wk_run_opts *o)
         journal_path = wk_xstrdup(o->journal_path);
     else if (!o->journal_path && file_results && !o->recs)
         journal_path = wk_xasprintf("%s.journal", o->out_path);
-    /* With a journal a run resumes, and so does its file; without one, or in replay, not. */
-    if (!o->queue_url && wk_results_file_open(o->out_path, file_results && journal_path && !o->recs,
-                                              &r->results, err, sizeof err)) {
-        fprintf(stderr, "cascade: %s\n", err);
-        goto cleanup;
-    }
-    if (o->esc_path) {
-        r->esc = fopen(o->esc_path, journal_path ? "a" : "w");
-        if (!r->esc) {
-            fprintf(stderr, "cascade: cannot open escalations file %s: %s\n", o->esc_path,
-                    strerror(errno));
-            goto cleanup;
-        }
-    }
-
     uv_loop_init(&r->loop);
     loop_ok = 1;
     if (journal_path && wk_journal_open(&r->loop, journal_path, &r->ans.journal, err, sizeof err)) {
@@ -567,6 +595,25 @@ int wk_run(const wk_run_opts *o)
         fprintf(stderr, "cascade: %s\n", err);
         goto cleanup;
     }
+    /*
+     * Only now, with the journal held and the tasks open, is the results file
+     * touched: a typo in the tasks path or a second run leaves it as it was.
+     */
+    /* With a journal a run resumes, and so does its file; without one, or in replay, not. */
+    if (!o->queue_url && wk_results_file_open(o->out_path, file_results && journal_path && !o->recs,
+                                              &r->results, err, sizeof err)) {
+        fprintf(stderr, "cascade: %s\n", err);
+        goto cleanup;
+    }
+    if (o->esc_path) {
+        r->esc = fopen(o->esc_path, journal_path ? "a" : "w");
+        if (!r->esc) {
+            fprintf(stderr, "cascade: cannot open escalations file %s: %s\n", o->esc_path,
+                    strerror(errno));
+            goto cleanup;
+        }
+    }
+
     val_limits lim;
     val_limits_default(&lim);
     lim.timeout_ms = o->test_timeout_ms;
@@ -651,6 +698,7 @@ cleanup:
     wk_results_file_close(r->results);
     free(r->slots);
     free(journal_path);
+    free(r->task_dir);
     wk_summary_release(&r->sum);
     wk_config_free(&r->cfg);
     free(r);

@@ -9,15 +9,16 @@
 #include <cjson/cJSON.h>
 
 #include "task.h"
+#include "validators/val.h"
 
-enum { WK__ST_NEW, WK__ST_CALLING, WK__ST_VALIDATING, WK__ST_DONE };
+enum { WK__ST_NEW, WK__ST_PREPARING, WK__ST_CALLING, WK__ST_VALIDATING, WK__ST_DONE };
 
 struct wk_task {
     char *id;
     cJSON *json;               /* the task as read; owned */
     const wk_cascade *cascade; /* borrowed from the config */
     const cJSON *schema;       /* borrowed from json or the cascade */
-    double budget_usd;         /* 0: none */
+    double budget_usd;         /* < 0: none; 0 allows only free calls */
     int state;
     int tier;        /* current tier */
     int tries;       /* attempts made at the current tier */
@@ -31,6 +32,21 @@ struct wk_task {
     int best_rank;
     int answers;     /* responses received */
     double lost_usd; /* charged for a lost call, not yet on an attempt */
+    /* Classify tasks (README "Labelling tickets"). */
+    char *gold;                /* the gold label in the enum's spelling; NULL: none; owned */
+    char label[VAL_LABEL_MAX]; /* the label accepted; "" when none */
+    cJSON *votes;              /* labels read at this tier so far, one string per answer; owned */
+    int asked;                 /* answers voted at this tier so far */
+    cJSON *pending;      /* the other choices of the newest call (n > 1), not yet voted; owned */
+    char *logprobs_text; /* the newest answer's tokens joined, with logprobs below; owned */
+    double *logprobs;    /* per byte of logprobs_text: the logprob of the token holding it */
+    /* Patch tasks (kind "patch"): the baseline, from WK_EV_PREPARED. */
+    int is_patch;
+    struct val_baseline *baseline; /* owned; NULL until prepared */
+    long baseline_ms;              /* how long the preparation took */
+    int baseline_runs;
+    val_test_counts tests; /* the accepted verdict's counts */
+    char *tests_note;      /* and its note, which names the pre-existing failures; owned */
 };
 
 #endif

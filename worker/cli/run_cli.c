@@ -4,8 +4,11 @@
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
 
 #include "cli.h"
+#include "lib/util.h"
 #include "worker/run.h"
 
 static const char usage_run[] =
@@ -22,7 +25,10 @@ static const char usage_run[] =
     "  --cascades DIR       cascade files (*.json) [cascades]\n"
     "  --models FILE        providers and models [DIR/models.json]\n"
     "  --cascade NAME       use this cascade for every task\n"
-    "  -o, --output FILE    results JSONL, - for stdout [-]\n"
+    "  --gold FIELD         the task field holding a classify task's gold label [gold]\n"
+    "  -o, --output FILE    results JSONL, - for stdout [-]; locked while the run\n"
+    "                       lasts, never the tasks file, emptied (without a\n"
+    "                       journal) only once the tasks file is open\n"
     "  --escalations FILE   escalation log JSONL [none]\n"
     "  --concurrency N      tasks in flight at once [64]\n"
     "  --sandboxes N        sandboxed test runs at once [number of CPUs]\n"
@@ -32,17 +38,28 @@ static const char usage_run[] =
     "                       error, timeout, 408, 409, 429, 5xx or 529: backoff\n"
     "                       0.5 s doubling to 8 s less up to 25% jitter, never\n"
     "                       sooner than Retry-After; then the model's fallbacks [3]\n"
-    "  --max-wait SEC       a longer Retry-After takes the deployment out of\n"
-    "                       service for that long instead of holding tasks [60]\n"
+    "  --max-wait SEC       the longest a call is held for a provider that is out\n"
+    "                       (circuit breaker open) or paused (rate-limit headers,\n"
+    "                       Retry-After); then its fallbacks, else the task ends\n"
+    "                       error and a rerun runs it again. Pauses and resets\n"
+    "                       asked for are capped by it [60]\n"
     "  --timeout SEC        whole-request timeout of one call [300]\n"
     "  --first-byte-timeout SEC  until the response starts [120]\n"
     "  --connect-timeout SEC  connect timeout [10]\n"
     "  --response-cap MIB   largest response body accepted [8]\n"
     "  --test-timeout SEC   wall-clock limit of one sandboxed test run [10]\n"
+    "  --max-repo-mb N      patch tasks: largest tree at base [100]\n"
+    "  --max-patch-kb N     patch tasks: largest diff accepted (too_big) [256]\n"
+    "  --max-test-output-kb N  test output in the prompt, tail kept [16]\n"
+    "  --max-file-kb N      each file shown in the prompt [32]\n"
+    "  --max-prompt-files N files shown in the prompt [8]\n"
+    "  --max-file-list N    paths in the prompt's file list [200]\n"
     "  --journal FILE|none  SQLite journal of every attempt, for resuming after a\n"
-    "                       crash or a stop [RESULTS.journal when -o names a file]\n"
-    "  --cache FILE         response cache (SQLite): a request sent before is\n"
-    "                       answered from it at no cost [none]\n"
+    "                       crash or a stop; one run at a time holds it (a second\n"
+    "                       exits 1) [RESULTS.journal when -o names a file]\n"
+    "  --cache FILE         response cache (SQLite): a request sent before, at the\n"
+    "                       same attempt of its task, is answered from it at no\n"
+    "                       cost (a retry after a failed answer is not) [none]\n"
     "  --grace SEC          after SIGINT/SIGTERM, time for tasks in flight [30]\n"
     "  --queue URL          read tasks from a Redis Stream (redis://HOST:PORT/STREAM)\n"
     "                       through a consumer group; results go to STREAM:results\n"
@@ -53,16 +70,63 @@ static const char usage_run[] =
     "  -q, --quiet          no summary\n"
     "  -h, --help           this text\n"
     "\n"
+    "patch tasks (an accepted patch becomes a commit; README \"The CI bot\"):\n"
+    "  --patch-dir DIR      where <task id>.patch goes [the results file's directory;\n"
+    "                       none when results go to stdout]\n"
+    "  --branch-prefix P    the commit's branch is P<task id> [cascade/]\n"
+    "  --force-branch       move a branch that exists instead of adding -2, -3\n"
+    "  --author \"N <E>\"    author and committer [cascade <cascade@localhost>]\n"
+    "\n"
     "API keys are read from the variables the models file names (key_env);\n"
     "an unset one stops the run before any call. Models files may use ${VAR}.\n"
     "\n"
     "A rerun with the same results file (and so the same journal) resumes: tasks\n"
     "with a result line are skipped, answers already received are not paid for\n"
-    "again, and the results file is appended to.\n"
+    "again, and the results file is appended to. Tasks that ended error because\n"
+    "every call failed on a transient condition (outage, timeout, 429, 5xx,\n"
+    "spend limit) are run again, their old line taken out.\n"
     "\n"
     "exit status: 0 all tasks have results; 1 startup or output error;\n"
     "2 usage error; 3 stopped (signal, grace period or run budget) before the\n"
     "input was done; 128+N a second signal N.\n";
+
+/* 1 when a and b name one existing file (or the same path). */
+static int same_file(const char *a, const char *b)
+{
+    struct stat sa, sb;
+    if (!a || !b || strcmp(a, "-") == 0 || strcmp(b, "-") == 0)
+        return 0;
+    if (strcmp(a, b) == 0)
+        return 1;
+    return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
+           sa.st_ino == sb.st_ino;
+}
+
+/*
+ * Output paths that would overwrite an input or each other are refused
+ * before anything is opened: `-o tasks.jsonl` would empty the tasks.
+ */
+static int check_paths(const wk_run_opts *o)
+{
+    const char *outs[] = {o->out_path, o->esc_path, o->journal_path, o->cache_path};
+    const char *names[] = {"-o", "--escalations", "--journal", "--cache"};
+    for (int i = 0; i < 4; i++) {
+        if (!outs[i] || (i == 2 && strcmp(outs[i], "none") == 0))
+            continue;
+        if (!o->queue_url && same_file(outs[i], o->tasks_path)) {
+            fprintf(stderr, "cascade run: %s %s names the tasks file; refusing to overwrite it\n",
+                    names[i], outs[i]);
+            return WK_EXIT_USAGE;
+        }
+        for (int k = 0; k < i; k++)
+            if (outs[k] && same_file(outs[i], outs[k])) {
+                fprintf(stderr, "cascade run: %s and %s name the same file %s\n", names[k],
+                        names[i], outs[i]);
+                return WK_EXIT_USAGE;
+            }
+    }
+    return 0;
+}
 
 int wk_cmd_run(int argc, char **argv)
 {
@@ -72,6 +136,7 @@ int wk_cmd_run(int argc, char **argv)
         O_CASCADES = 256,
         O_MODELS,
         O_CASCADE,
+        O_GOLD,
         O_ESC,
         O_CONC,
         O_SANDBOXES,
@@ -91,12 +156,23 @@ int wk_cmd_run(int argc, char **argv)
         O_CONSUMER,
         O_LEASE,
         O_MAXDEL,
-        O_DRAIN
+        O_DRAIN,
+        O_MAXREPO,
+        O_MAXPATCH,
+        O_MAXTOUT,
+        O_MAXFILE,
+        O_MAXPFILES,
+        O_MAXLIST,
+        O_PATCHDIR,
+        O_BRANCHPFX,
+        O_FORCEBRANCH,
+        O_AUTHOR
     };
     static const struct option opts[] = {
         {"cascades", required_argument, NULL, O_CASCADES},
         {"models", required_argument, NULL, O_MODELS},
         {"cascade", required_argument, NULL, O_CASCADE},
+        {"gold", required_argument, NULL, O_GOLD},
         {"output", required_argument, NULL, 'o'},
         {"escalations", required_argument, NULL, O_ESC},
         {"concurrency", required_argument, NULL, O_CONC},
@@ -118,12 +194,25 @@ int wk_cmd_run(int argc, char **argv)
         {"lease", required_argument, NULL, O_LEASE},
         {"max-deliveries", required_argument, NULL, O_MAXDEL},
         {"drain", no_argument, NULL, O_DRAIN},
+        {"max-repo-mb", required_argument, NULL, O_MAXREPO},
+        {"max-patch-kb", required_argument, NULL, O_MAXPATCH},
+        {"max-test-output-kb", required_argument, NULL, O_MAXTOUT},
+        {"max-file-kb", required_argument, NULL, O_MAXFILE},
+        {"max-prompt-files", required_argument, NULL, O_MAXPFILES},
+        {"max-file-list", required_argument, NULL, O_MAXLIST},
+        {"patch-dir", required_argument, NULL, O_PATCHDIR},
+        {"branch-prefix", required_argument, NULL, O_BRANCHPFX},
+        {"force-branch", no_argument, NULL, O_FORCEBRANCH},
+        {"author", required_argument, NULL, O_AUTHOR},
         {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     int c;
     long v;
+    char *author_name = NULL, *author_email = NULL, *out_dir = NULL;
+    int code;
+    o.commit.enabled = 1;
     optind = 1;
     while ((c = getopt_long(argc, argv, "o:qh", opts, NULL)) != -1) {
         switch (c) {
@@ -135,6 +224,9 @@ int wk_cmd_run(int argc, char **argv)
             break;
         case O_CASCADE:
             o.cascade_name = optarg;
+            break;
+        case O_GOLD:
+            o.gold_field = optarg;
             break;
         case 'o':
             o.out_path = optarg;
@@ -187,6 +279,37 @@ int wk_cmd_run(int argc, char **argv)
         case O_DRAIN:
             o.drain = 1;
             break;
+        /* Patch tasks' caps (README "Patch tasks"). */
+        case O_MAXREPO:
+            if (wk_cli_long(optarg, 1, 1 << 20, &v))
+                goto bad;
+            o.patch.max_repo_mb = (unsigned long)v;
+            break;
+        case O_MAXPATCH:
+            if (wk_cli_long(optarg, 1, 1024, &v))
+                goto bad;
+            o.patch.max_patch_kb = (unsigned long)v;
+            break;
+        case O_MAXTOUT:
+            if (wk_cli_long(optarg, 1, 4096, &v))
+                goto bad;
+            o.patch.max_test_output_kb = (unsigned long)v;
+            break;
+        case O_MAXFILE:
+            if (wk_cli_long(optarg, 1, 4096, &v))
+                goto bad;
+            o.patch.max_file_kb = (unsigned long)v;
+            break;
+        case O_MAXPFILES:
+            if (wk_cli_long(optarg, 0, 1000, &v))
+                goto bad;
+            o.patch.max_files = (int)v;
+            break;
+        case O_MAXLIST:
+            if (wk_cli_long(optarg, 0, 100000, &v))
+                goto bad;
+            o.patch.max_list = (int)v;
+            break;
         case O_GRACE:
             if (wk_cli_secs(optarg, 0, 86400, &o.grace_ms))
                 goto bad;
@@ -218,35 +341,73 @@ int wk_cmd_run(int argc, char **argv)
             if (wk_cli_double(optarg, 1e-12, 1e12, &o.budget_usd))
                 goto bad;
             break;
+        case O_PATCHDIR:
+            o.commit.patch_dir = optarg;
+            break;
+        case O_BRANCHPFX:
+            o.commit.branch_prefix = optarg;
+            break;
+        case O_FORCEBRANCH:
+            o.commit.force_branch = 1;
+            break;
+        case O_AUTHOR:
+            free(author_name);
+            free(author_email);
+            if (wk_commit_parse_author(optarg, &author_name, &author_email))
+                goto bad;
+            o.commit.name = author_name;
+            o.commit.email = author_email;
+            break;
         case 'q':
             o.quiet = 1;
             break;
         case 'h':
             fputs(usage_run, stdout);
-            return 0;
+            code = 0;
+            goto done;
         default:
             fputs(usage_run, stderr);
-            return WK_EXIT_USAGE;
+            code = WK_EXIT_USAGE;
+            goto done;
         }
     }
     if (o.queue_url) {
         if (optind != argc || !o.group || !o.consumer) {
             fprintf(stderr, "cascade run: with --queue, give --group and --consumer and no "
                             "tasks file\n");
-            return WK_EXIT_USAGE;
+            code = WK_EXIT_USAGE;
+            goto done;
         }
         o.tasks_path = o.queue_url;
     } else if (optind != argc - 1) {
         fprintf(stderr, "cascade run: give exactly one tasks file (or - for stdin)\n\n%s",
                 usage_run);
-        return WK_EXIT_USAGE;
+        code = WK_EXIT_USAGE;
+        goto done;
     } else {
         o.tasks_path = argv[optind];
     }
-    return wk_run(&o);
+    code = check_paths(&o);
+    if (code)
+        goto done;
+    /* The patch files go beside the results file unless told otherwise. */
+    if (!o.commit.patch_dir && o.out_path && strcmp(o.out_path, "-") != 0) {
+        const char *slash = strrchr(o.out_path, '/');
+        out_dir =
+            slash ? wk_xstrndup(o.out_path, (size_t)(slash - o.out_path) + (slash == o.out_path))
+                  : wk_xstrdup(".");
+        o.commit.patch_dir = out_dir;
+    }
+    code = wk_run(&o);
+    goto done;
 bad:
     for (const struct option *p = opts; p->name; p++)
         if (p->val == c)
             fprintf(stderr, "cascade run: bad value \"%s\" for --%s\n", optarg, p->name);
-    return WK_EXIT_USAGE;
+    code = WK_EXIT_USAGE;
+done:
+    free(author_name);
+    free(author_email);
+    free(out_dir);
+    return code;
 }
