@@ -183,7 +183,7 @@ static void environment_of_worker_is_not_visible(void **state)
     assert_verdict(&o, "failed");
     assert_contains(o.v.message, "exit status 3");
     assert_contains(o.v.evidence, "PATH=/usr/local/bin:/usr/bin:/bin");
-    assert_contains(o.v.evidence, "HOME=/box");
+    assert_contains(o.v.evidence, "HOME=/run/cascade/home");
     assert_null(strstr(o.v.evidence, "sk-cascade-fake-secret"));
     assert_null(strstr(o.v.evidence, "CASCADE_FAKE_API_KEY"));
     outcome_release(&o);

@@ -20,18 +20,28 @@ static wk_model model = {
     .name = "cheap", .provider = &prov, .id = "cheap", .context = 100000, .max_tokens = 1000};
 static char *vals[] = {"schema", NULL};
 static wk_tier tier = {.model = &model, .attempts = 1};
-static wk_cascade casc = {.name = "main",
-                          .match_kind = "classify",
-                          .validators = vals,
-                          .nvalidators = 1,
-                          .tiers = &tier,
-                          .ntiers = 1};
+static char *code_vals[] = {"syntax", "tests", NULL};
+/* The first matches classify tasks, the second code tasks (kind code, any language). */
+static wk_cascade cascs[] = {
+    {.name = "main",
+     .match_kind = "classify",
+     .validators = vals,
+     .nvalidators = 1,
+     .tiers = &tier,
+     .ntiers = 1},
+    {.name = "code",
+     .match_kind = "code",
+     .validators = code_vals,
+     .nvalidators = 2,
+     .tiers = &tier,
+     .ntiers = 1},
+};
 static wk_config cfg = {.providers = &prov,
                         .nproviders = 1,
                         .models = &model,
                         .nmodels = 1,
-                        .cascades = &casc,
-                        .ncascades = 1};
+                        .cascades = cascs,
+                        .ncascades = 2};
 
 /* What earlier work left: keys in the results file, journal DONE rows, ids seen. */
 typedef struct world {
@@ -252,6 +262,166 @@ static void test_a_redelivered_queue_item_is_not_a_duplicate(void **state)
     world_release(&w);
 }
 
+/* ---- a task that cannot run is refused before any call ------------------------- */
+
+/* A code task (cascade "code": syntax, tests) with `extra` fields spliced in. */
+static char *code_task(const char *id, const char *extra)
+{
+    return wk_xasprintf("{\"id\":\"%s\",\"prompt\":\"p\",%s}", id, extra);
+}
+
+#define GOOD_TESTS "\"tests\":{\"files\":{\"t.py\":\"x\"},\"command\":[\"python3\",\"t.py\"]}"
+
+/*
+ * Decides a code task; asserts INVALID under its id with `field` (and the
+ * status) in the reason, and that the task is kept for the duplicate rule.
+ */
+static void assert_refused(const char *extra, const char *field)
+{
+    world w = {0};
+    wk_intake d;
+    char *line = code_task("bad", extra);
+    decide(&w, line, 2, 0, &d);
+    if (d.kind != WK_INTAKE_INVALID || !strstr(d.line, field))
+        fail_msg("%s: kind %d, line %s (wanted \"%s\" named)", extra, d.kind,
+                 d.line ? d.line : "(none)", field);
+    /* Keyed by its line, as every invalid line is: a valid task may have its id. */
+    char *key = wk_rkey_line(2, NULL);
+    assert_string_equal(d.key, key);
+    free(key);
+    assert_non_null(strstr(d.line, "\"status\":\"invalid_task\""));
+    assert_non_null(strstr(d.line, "\"line\":2"));
+    wk_intake_release(&d);
+    free(line);
+    world_release(&w);
+}
+
+static void test_a_well_formed_code_task_runs(void **state)
+{
+    (void)state;
+    world w = {0};
+    wk_intake d;
+    char *line =
+        code_task("ok", "\"language\":\"py\",\"answer_file\":\"pkg/sol.py\","
+                        "\"files\":{\"pkg/__init__.py\":\"\",\"data/in.txt\":\"1\"}," GOOD_TESTS);
+    decide(&w, line, 1, 0, &d);
+    assert_int_equal(d.kind, WK_INTAKE_RUN);
+    wk_intake_release(&d);
+    free(line);
+    world_release(&w);
+}
+
+static void test_unsafe_paths_in_files_are_refused_naming_the_field(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {
+        "\"files\":{\"../escape.py\":\"x\"}", "\"files\":{\"/etc/passwd\":\"x\"}",
+        "\"files\":{\"a/../../b\":\"x\"}",    "\"files\":{\"\":\"x\"}",
+        "\"files\":{\"dir/\":\"x\"}",         "\"files\":{\"a\\\\b\":\"x\"}",
+        "\"files\":{\"tab\\there\":\"x\"}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char *extra = wk_xasprintf("\"language\":\"python\",%s," GOOD_TESTS, bad[i]);
+        assert_refused(extra, "files: ");
+        free(extra);
+    }
+}
+
+static void test_unsafe_or_unusable_answer_files_are_refused(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {
+        "\"answer_file\":\"../solution.py\"",
+        "\"answer_file\":\"/tmp/solution.py\"",
+        "\"answer_file\":\"\"",
+        "\"answer_file\":42",
+        "\"answer_file\":\"t.py\"", /* a test file of that name would replace the answer */
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char *extra = wk_xasprintf("\"language\":\"python\",%s," GOOD_TESTS, bad[i]);
+        assert_refused(extra, "answer_file");
+        free(extra);
+    }
+}
+
+static void test_test_files_that_are_not_strings_or_safe_are_refused(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {
+        "\"tests\":{\"files\":{\"t.py\":1},\"command\":[\"python3\",\"t.py\"]}",
+        "\"tests\":{\"files\":{\"t.py\":null},\"command\":[\"python3\",\"t.py\"]}",
+        "\"tests\":{\"files\":{\"t.py\":[\"x\"]},\"command\":[\"python3\",\"t.py\"]}",
+        "\"tests\":{\"files\":[\"t.py\"],\"command\":[\"python3\",\"t.py\"]}",
+        "\"tests\":{\"files\":{\"../t.py\":\"x\"},\"command\":[\"python3\",\"t.py\"]}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char *extra = wk_xasprintf("\"language\":\"python\",%s", bad[i]);
+        assert_refused(extra, "tests.files");
+        free(extra);
+    }
+}
+
+static void test_a_file_that_is_also_a_directory_is_refused(void **state)
+{
+    (void)state;
+    assert_refused(
+        "\"language\":\"python\",\"files\":{\"lib\":\"x\",\"lib/a.py\":\"y\"}," GOOD_TESTS,
+        "is both a file and the directory");
+    assert_refused("\"language\":\"python\",\"answer_file\":\"t.py/x.py\"," GOOD_TESTS,
+                   "is both a file and the directory");
+}
+
+static void test_a_language_without_a_grammar_is_refused_for_syntax(void **state)
+{
+    (void)state;
+    assert_refused("\"language\":\"cobol\"," GOOD_TESTS, "language \\\"cobol\\\" has no grammar");
+    assert_refused("\"language\":7," GOOD_TESTS, "\\\"language\\\" is not a string");
+    assert_refused(GOOD_TESTS, "has no \\\"language\\\"");
+}
+
+static void test_a_test_command_that_is_not_an_array_of_strings_is_refused(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {
+        "\"tests\":{\"command\":\"python3 t.py\"}",
+        "\"tests\":{\"command\":[\"python3\",1]}",
+        "\"tests\":{\"command\":[]}",
+        "\"tests\":{\"command\":[\"\",\"t.py\"]}",
+        "\"tests\":{\"command\":[[\"python3\"]]}",
+        "\"tests\":{\"command\":{\"argv\":[\"python3\"]}}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char *extra = wk_xasprintf("\"language\":\"python\",%s", bad[i]);
+        assert_refused(extra, "tests.command");
+        free(extra);
+    }
+    /* More arguments than the sandbox passes. */
+    wk_buf b;
+    wk_buf_init(&b, 1 << 20);
+    wk_buf_appendf(&b, "\"language\":\"python\",\"tests\":{\"command\":[\"python3\"");
+    for (int i = 0; i < 300; i++)
+        wk_buf_appendf(&b, ",\"a%d\"", i);
+    wk_buf_appendf(&b, "]}");
+    assert_refused(b.buf, "tests.command");
+    wk_buf_release(&b);
+}
+
+static void test_a_line_after_a_refused_task_with_its_id_is_a_duplicate(void **state)
+{
+    (void)state;
+    world w = {0};
+    wk_intake d;
+    char *line = code_task("same", "\"language\":\"python\",\"files\":{\"../x\":\"\"}," GOOD_TESTS);
+    decide(&w, line, 1, 0, &d);
+    assert_int_equal(d.kind, WK_INTAKE_INVALID);
+    /* The driver marks the id seen from the task the decision keeps. */
+    assert_non_null(d.task);
+    assert_string_equal(wk_task_id(d.task), "same");
+    wk_intake_release(&d);
+    free(line);
+    world_release(&w);
+}
+
 /* Redis: an entry whose id another entry owns is invalid under its own entry's key. */
 static void test_a_queue_item_whose_id_another_entry_owns_is_invalid(void **state)
 {
@@ -289,6 +459,14 @@ int main(void)
         cmocka_unit_test(test_a_task_done_in_the_journal_resumes_with_its_stored_line),
         cmocka_unit_test(test_a_second_line_with_an_id_is_a_duplicate_written_once),
         cmocka_unit_test(test_a_redelivered_queue_item_is_not_a_duplicate),
+        cmocka_unit_test(test_a_well_formed_code_task_runs),
+        cmocka_unit_test(test_unsafe_paths_in_files_are_refused_naming_the_field),
+        cmocka_unit_test(test_unsafe_or_unusable_answer_files_are_refused),
+        cmocka_unit_test(test_test_files_that_are_not_strings_or_safe_are_refused),
+        cmocka_unit_test(test_a_file_that_is_also_a_directory_is_refused),
+        cmocka_unit_test(test_a_language_without_a_grammar_is_refused_for_syntax),
+        cmocka_unit_test(test_a_test_command_that_is_not_an_array_of_strings_is_refused),
+        cmocka_unit_test(test_a_line_after_a_refused_task_with_its_id_is_a_duplicate),
     };
     return cmocka_run_group_tests_name("intake", tests, NULL, NULL);
 }

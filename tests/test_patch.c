@@ -528,6 +528,26 @@ static void missing_and_already_existing_files_do_not_apply(void **state)
                 "already exists");
 }
 
+static void patches_that_plant_test_harness_modules_are_refused(void **state)
+{
+    fx *f = *state;
+    /* New files that change how the tests run, beside the code or anywhere in the tree. */
+    static const char *const planted[] = {"conftest.py",      "sub/conftest.py", "sitecustomize.py",
+                                          "usercustomize.py", "unittest.py",     "sub/evil.pth"};
+    for (size_t i = 0; i < sizeof planted / sizeof planted[0]; i++) {
+        char *diff = wk_xasprintf("diff --git a/%s b/%s\nnew file mode 100644\n--- /dev/null\n"
+                                  "+++ b/%s\n@@ -0,0 +1 @@\n+import os; os._exit(0)\n",
+                                  planted[i], planted[i], planted[i]);
+        expect_fail(f, diff, "harness_tampered", planted[i]);
+        free(diff);
+    }
+    /* Renamed into place. */
+    expect_fail(f,
+                "diff --git a/sub/b.txt b/conftest.py\nsimilarity index 100%\n"
+                "rename from sub/b.txt\nrename to conftest.py\n",
+                "harness_tampered", "conftest.py");
+}
+
 static void unsafe_paths_are_refused_before_anything_is_written(void **state)
 {
     fx *f = *state;
@@ -666,6 +686,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(hunk_that_does_not_apply_keeps_libgit2s_reason, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(missing_and_already_existing_files_do_not_apply, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(patches_that_plant_test_harness_modules_are_refused, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(unsafe_paths_are_refused_before_anything_is_written, setup,
                                         teardown),

@@ -86,12 +86,75 @@ static void extract_takes_fenced_block_without_tag(void **state)
     free(c);
 }
 
-static void extract_takes_first_of_several_blocks(void **state)
+static void extract_takes_the_last_of_several_equal_blocks(void **state)
 {
     (void)state;
+    /* Neither defines anything: the later one is taken (a correction follows its draft). */
     char *c = val_extract_code("a\n```js\nfirst();\n```\nb\n```js\nsecond();\n```\n");
-    assert_string_equal(c, "first();");
+    assert_string_equal(c, "second();");
     free(c);
+}
+
+/* Each case: an answer as models write them, and the code that must come out. */
+static const struct {
+    const char *answer;
+    const char *code;
+} extract_cases[] = {
+    /* CodeLlama's tags, with its [TESTS] block after. */
+    {"[PYTHON]\ndef add(a, b):\n    return a + b\n[/PYTHON]\n[TESTS]\n# Test case 1:\n"
+     "assert add(1, 2) == 3\n[/TESTS]\n",
+     "def add(a, b):\n    return a + b"},
+    {"  [PYTHON]\ndef f():\n    return 1\n[/PYTHON]", "def f():\n    return 1"},
+    {"Sure!\n[JAVASCRIPT]\nfunction f(x) {\n  return x;\n}\n[/JAVASCRIPT]\nThat is all.",
+     "function f(x) {\n  return x;\n}"},
+    /* Tags cut off by the token limit: to the end. */
+    {"[PYTHON]\ndef f(x):\n    return x *", "def f(x):\n    return x *"},
+    /* A fence inside the tags is the code, not the tags around it. */
+    {"[PYTHON]\n```python\ndef f():\n    pass\n```\n[/PYTHON]", "def f():\n    pass"},
+    /* An uppercase index in a bare answer is no tag. */
+    {"def f(a, C):\n    return a[C]\n", "def f(a, C):\n    return a[C]"},
+    /* <code> blocks, alone, after <pre>, with a class; entities decoded. */
+    {"<code>\ndef lt(a, b):\n    return a &lt; b\n</code>", "def lt(a, b):\n    return a < b"},
+    {"Here:\n<pre><code class=\"language-python\">def f():\n    return \"&amp;\"</code></pre>",
+     "def f():\n    return \"&\""},
+    /* An inline <code> in prose or in a string of the code is not a block. */
+    {"def f():\n    return '<code>' + x + '</code>'",
+     "def f():\n    return '<code>' + x + '</code>'"},
+    /* A fence with no closing line (cut off), alone or after a complete one that defines nothing.
+     */
+    {"Here it is:\n```python\ndef f(n):\n    return n +", "def f(n):\n    return n +"},
+    {"Install:\n```bash\npip install numpy\n```\nThen:\n```python\ndef f(n):\n    return n",
+     "def f(n):\n    return n"},
+    /* Several blocks: the last complete one holds the function. */
+    {"Usage:\n```python\nprint(f(3))\n```\nCode:\n```python\ndef f(n):\n    return n\n```\n",
+     "def f(n):\n    return n"},
+    {"Draft:\n```python\ndef f(n):\n    return 0\n```\nFixed:\n```python\ndef f(n):\n"
+     "    return n\n```\nExplanation...",
+     "def f(n):\n    return n"},
+    {"```python\ndef f(n):\n    return n\n```\nAgain, longer:\n```python\ndef f(n):\n    return",
+     "def f(n):\n    return n"},
+    /* ...but a usage example or a test after the function does not win over it. */
+    {"```python\ndef f(n):\n    return n\n```\nExample:\n```python\n>>> f(2)\n2\n```",
+     "def f(n):\n    return n"},
+    {"```python\ndef f(n):\n    return n\n```\nTests:\n```python\ndef test_f():\n"
+     "    assert f(1) == 1\n```",
+     "def f(n):\n    return n"},
+    {"```c\nint add(int a, int b)\n{\n    return a + b;\n}\n```\nBuild:\n```\ngcc -c add.c\n```",
+     "int add(int a, int b)\n{\n    return a + b;\n}"},
+    {"```text\noutput: 3\n```\n```\nx = 3\n```", "x = 3"},
+    /* Tildes fence too. */
+    {"~~~python\ndef f():\n    return 2\n~~~\n", "def f():\n    return 2"},
+};
+
+static void extract_handles_answers_as_models_write_them(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof extract_cases / sizeof extract_cases[0]; i++) {
+        char *c = val_extract_code(extract_cases[i].answer);
+        if (strcmp(c, extract_cases[i].code) != 0)
+            fail_msg("case %zu: got\n%s\n--- wanted\n%s", i, c, extract_cases[i].code);
+        free(c);
+    }
 }
 
 static void extract_unclosed_fence_runs_to_end(void **state)
@@ -633,6 +696,71 @@ static void syntax_parses_a_large_input_without_error(void **state)
     free(big);
 }
 
+/* ---- syntax: hostile code gets a verdict, never the worker's death ---------------- */
+
+static void syntax_gives_deeply_nested_code_a_verdict(void **state)
+{
+    (void)state;
+    /* x = ((((... 100,000 deep: libtree-sitter frees an invalid pointer on it in-process. */
+    static const char *const langs[] = {"python", "javascript", "c", "go", "bash"};
+    static const char opens[] = "([{";
+    for (size_t l = 0; l < sizeof langs / sizeof langs[0]; l++)
+        for (int o = 0; o < 3; o++) {
+            size_t n = 100000;
+            char *code = malloc(n + 8);
+            memcpy(code, "x = ", 4);
+            memset(code + 4, opens[o], n);
+            code[4 + n] = '\0';
+            seen s;
+            run_one("syntax", langs[l], code, NULL, &s);
+            assert_false(s.v.pass);
+            assert_string_equal(s.v.reason, "syntax_error");
+            assert_contains(s.v.message, "nested 100000 deep");
+            seen_clear(&s);
+            free(code);
+        }
+    /* Deep but within the bound, and deep without brackets: parsed (in the child) and judged. */
+    wk_buf b;
+    wk_buf_init(&b, 1u << 20);
+    wk_buf_appendf(&b, "x = ");
+    for (int i = 0; i < 1500; i++)
+        wk_buf_append(&b, "(", 1);
+    wk_buf_append(&b, "1", 1);
+    for (int i = 0; i < 1500; i++)
+        wk_buf_append(&b, ")", 1);
+    seen s;
+    run_one("syntax", "python", b.buf, NULL, &s);
+    assert_true(s.v.pass);
+    seen_clear(&s);
+    wk_buf_release(&b);
+    wk_buf_init(&b, 1u << 20);
+    wk_buf_appendf(&b, "x = ");
+    for (int i = 0; i < 100000; i++)
+        wk_buf_append(&b, "-", 1);
+    wk_buf_append(&b, "1", 1);
+    run_one("syntax", "python", b.buf, NULL, &s);
+    assert_true(s.v.pass);
+    seen_clear(&s);
+    wk_buf_release(&b);
+}
+
+static void syntax_parser_crash_is_a_verdict_not_the_workers_death(void **state)
+{
+    (void)state;
+    setenv("CASCADE_FAULT_PARSER_CRASH", "1", 1);
+    seen s;
+    run_one("syntax", "python", "def f():\n    return 1\n", NULL, &s);
+    unsetenv("CASCADE_FAULT_PARSER_CRASH");
+    assert_false(s.v.pass);
+    assert_string_equal(s.v.reason, "validator_crash");
+    assert_contains(s.v.message, "crashed");
+    seen_clear(&s);
+    /* And the next parse, in a fresh child, is fine. */
+    run_one("syntax", "python", "def f():\n    return 1\n", NULL, &s);
+    assert_true(s.v.pass);
+    seen_clear(&s);
+}
+
 /* ---- compile: the choices that need no process ----------------------------------- */
 
 static void compile_availability_follows_installed_programs_and_overrides(void **state)
@@ -946,11 +1074,12 @@ static void check_task_asks_each_validator_in_order(void **state)
         const char *task;
         int rc;
     } bad_commands[] = {
-        {"{}", WK_ENOTFOUND},
-        {"{\"tests\": {}}", WK_ENOTFOUND},
-        {"{\"tests\": {\"command\": \"pytest\"}}", WK_ENOTFOUND},
-        {"{\"tests\": {\"command\": []}}", WK_EINVAL},
-        {"{\"tests\": {\"command\": [\"pytest\", 1]}}", WK_EINVAL},
+        {"{\"language\": \"python\"}", WK_ENOTFOUND},
+        {"{\"language\": \"python\", \"tests\": {}}", WK_ENOTFOUND},
+        {"{\"language\": \"python\", \"tests\": {\"command\": \"pytest\"}}", WK_ENOTFOUND},
+        {"{\"language\": \"python\", \"tests\": {\"command\": []}}", WK_EINVAL},
+        {"{\"language\": \"python\", \"tests\": {\"command\": [\"pytest\", 1]}}", WK_EINVAL},
+        {"{\"language\": \"python\", \"tests\": {\"command\": [\"\", \"x\"]}}", WK_EINVAL},
     };
     for (size_t i = 0; i < sizeof bad_commands / sizeof bad_commands[0]; i++) {
         cJSON *t = cJSON_Parse(bad_commands[i].task);
@@ -958,11 +1087,19 @@ static void check_task_asks_each_validator_in_order(void **state)
         assert_int_equal(val_check_task(tests, 3, t, NULL, "cascade fast", why, sizeof why),
                          bad_commands[i].rc);
         assert_string_equal(why, "cascade fast runs tests but tests.command is missing or not an "
-                                 "array of strings");
+                                 "array of strings (at most 256, the first a program name)");
         cJSON_Delete(t);
     }
-    cJSON *ok = cJSON_Parse("{\"tests\": {\"command\": [\"pytest\", \"-q\"]}}");
+    cJSON *ok =
+        cJSON_Parse("{\"language\": \"py\", \"tests\": {\"command\": [\"pytest\", \"-q\"]}}");
     assert_int_equal(val_check_task(tests, 3, ok, NULL, "cascade fast", why, sizeof why), 0);
+    /* syntax: a language with a grammar. */
+    cJSON *cobol = cJSON_Parse("{\"language\": \"cobol\", \"tests\": {\"command\": [\"x\"]}}");
+    assert_int_equal(val_check_task(tests, 3, cobol, NULL, "cascade fast", why, sizeof why),
+                     WK_EINVAL);
+    assert_non_null(
+        strstr(why, "cascade fast checks syntax but language \"cobol\" has no grammar"));
+    cJSON_Delete(cobol);
 
     /* schema: the task's or the cascade's, whichever the caller passes. */
     const char *const schema[] = {"schema"};
@@ -1000,8 +1137,8 @@ static void check_task_asks_each_validator_in_order(void **state)
                      WK_ENOTFOUND);
     assert_non_null(strstr(why, "applies patches"));
     /* Validators that need nothing, and unknown names, pass the check. */
-    const char *const plain[] = {"syntax", "compile", "no-such-validator"};
-    assert_int_equal(val_check_task(plain, 3, none, NULL, "cascade x", why, sizeof why), 0);
+    const char *const plain[] = {"compile", "no-such-validator"};
+    assert_int_equal(val_check_task(plain, 2, none, NULL, "cascade x", why, sizeof why), 0);
     cJSON_Delete(none);
     cJSON_Delete(r);
     cJSON_Delete(s);
@@ -1025,7 +1162,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(extract_takes_fenced_block_with_language_tag),
         cmocka_unit_test(extract_takes_fenced_block_without_tag),
-        cmocka_unit_test(extract_takes_first_of_several_blocks),
+        cmocka_unit_test(extract_takes_the_last_of_several_equal_blocks),
+        cmocka_unit_test(extract_handles_answers_as_models_write_them),
         cmocka_unit_test(extract_unclosed_fence_runs_to_end),
         cmocka_unit_test(extract_without_fence_trims_whole_answer),
         cmocka_unit_test(extract_keeps_indent_of_first_line_and_inline_close),
@@ -1054,6 +1192,8 @@ int main(void)
         cmocka_unit_test(syntax_aliases_reach_the_same_grammar),
         cmocka_unit_test(syntax_c_error_is_advisory_only_when_compile_follows),
         cmocka_unit_test(syntax_parses_a_large_input_without_error),
+        cmocka_unit_test(syntax_gives_deeply_nested_code_a_verdict),
+        cmocka_unit_test(syntax_parser_crash_is_a_verdict_not_the_workers_death),
         cmocka_unit_test(compile_availability_follows_installed_programs_and_overrides),
         cmocka_unit_test(compile_without_compiler_passes_with_note_and_json_has_nothing_to_do),
         cmocka_unit_test(schema_passes_matching_json),

@@ -250,89 +250,393 @@ void val_limits_default(val_limits *l)
 
 /* ---- code extraction ----------------------------------------------------- */
 
-/* Counts the backticks at s (a fence needs three or more). */
-static size_t count_ticks(const char *s)
+/*
+ * Models wrap code in several ways: Markdown fences (``` or ~~~, closed or
+ * cut off), CodeLlama's [PYTHON]...[/PYTHON] tags (most of its real answers),
+ * HTML <code> blocks. An answer may hold several blocks: a usage example
+ * after the function, a shell command before it, a draft and its correction.
+ * Every block is a candidate; the one that defines something (a function, a
+ * class, not a test) wins over one that does not, a block tagged with a
+ * programming language (or untagged) over one tagged otherwise ("text",
+ * "output"), a closed block over a cut one, and among equals the last: the
+ * corrected version comes after the draft. No block: the whole answer.
+ */
+
+/* Candidate blocks looked at in one answer; more are ignored. */
+#define BLOCKS_MAX 64
+
+typedef struct block {
+    const char *start; /* where the opening marker starts, for containment */
+    const char *body;  /* the code */
+    const char *end;   /* one past the code */
+    const char *stop;  /* one past the closing marker (or the text's end) */
+    int complete;      /* closed by its marker */
+    int code_tag;      /* untagged, or tagged with a language we know */
+    int kind;          /* FENCE, TAG or HTML (<code>: entities are decoded) */
+} block;
+
+enum { FENCE, TAG, HTML };
+
+/* 1 when p starts a line of s, after nothing but spaces and tabs (or after "<pre...>"). */
+static int at_line_start(const char *s, const char *p)
+{
+    while (p > s && (p[-1] == ' ' || p[-1] == '\t'))
+        p--;
+    return p == s || p[-1] == '\n';
+}
+
+/* Counts the characters c at s (a fence needs three or more). */
+static size_t count_run(const char *s, char c)
 {
     size_t n = 0;
-    while (s[n] == '`')
+    while (s[n] == c)
         n++;
     return n;
 }
 
+static const char *next_line(const char *line)
+{
+    const char *nl = strchr(line, '\n');
+    return nl ? nl + 1 : NULL;
+}
+
+/* 1 when the tag (len bytes) names a language we know, or is empty. */
+static int is_code_tag(const char *tag, size_t len)
+{
+    while (len > 0 && isspace((unsigned char)*tag))
+        tag++, len--;
+    size_t n = 0;
+    while (n < len && !isspace((unsigned char)tag[n]) && tag[n] != '{' && tag[n] != ',')
+        n++;
+    if (n == 0)
+        return 1;
+    char word[32];
+    if (n >= sizeof word)
+        return 0;
+    memcpy(word, tag, n);
+    word[n] = '\0';
+    return val_lang_canonical(word) != NULL;
+}
+
 /*
- * Finds the first line that opens a fence (up to three spaces of indent, then
- * three or more backticks, as CommonMark has it). Returns its start or NULL.
+ * The fenced blocks: a line opening with up to three spaces, then three or
+ * more backticks or tildes; closed by a line starting with as many of the
+ * same (a model that forgets the newline, "code```", still closes it when no
+ * closing line follows). An unclosed fence runs to the end of the text.
  */
-static const char *find_fence(const char *s, size_t *ticks)
+static int find_fences(const char *s, block *out, int n, int max)
 {
     const char *line = s;
-    while (line && *line) {
+    while (line && *line && n < max) {
         const char *p = line;
         int indent = 0;
         while (*p == ' ' && indent < 3)
             p++, indent++;
-        size_t n = count_ticks(p);
-        if (n >= 3) {
-            *ticks = n;
-            return p;
+        char c = *p;
+        size_t ticks = (c == '`' || c == '~') ? count_run(p, c) : 0;
+        if (ticks < 3) {
+            line = next_line(line);
+            continue;
         }
-        line = strchr(line, '\n');
-        if (line)
-            line++;
+        const char *tag = p + ticks;
+        const char *body = next_line(tag);
+        block b = {.start = p, .body = body ? body : tag + strlen(tag), .kind = FENCE};
+        b.code_tag = is_code_tag(tag, (size_t)(strchrnul(tag, '\n') - tag));
+        b.end = NULL;
+        for (const char *l = body; l && *l; l = next_line(l)) {
+            const char *q = l;
+            while (*q == ' ')
+                q++;
+            if (count_run(q, c) >= ticks) {
+                b.end = l;
+                b.complete = 1;
+                b.stop = next_line(l);
+                break;
+            }
+        }
+        if (!b.end && body && c == '`') {
+            const char *inl = strstr(body, "```");
+            if (inl) {
+                b.end = inl;
+                b.complete = 1;
+                b.stop = next_line(inl);
+            }
+        }
+        if (!b.end)
+            b.end = b.body + strlen(b.body);
+        out[n++] = b;
+        line = b.complete ? b.stop : NULL;
     }
-    return NULL;
+    return n;
+}
+
+/* [PYTHON]...[/PYTHON] and the like for every language we know; [TESTS] is not code. */
+static int find_tags(const char *s, block *out, int n, int max)
+{
+    for (const char *p = strchr(s, '['); p && n < max; p = strchr(p + 1, '[')) {
+        const char *close = strchr(p + 1, ']');
+        if (!close || close - p - 1 < 1 || close - p - 1 > 20 || p[1] == '/')
+            continue;
+        char tag[24];
+        size_t len = (size_t)(close - p - 1);
+        memcpy(tag, p + 1, len);
+        tag[len] = '\0';
+        int upper = 1;
+        for (size_t i = 0; i < len; i++)
+            upper &=
+                isupper((unsigned char)tag[i]) || tag[i] == '+' || isdigit((unsigned char)tag[i]);
+        /* On a line of its own, as CodeLlama writes it: a[C] in code is no tag. */
+        if (!upper || !val_lang_canonical(tag) || !at_line_start(s, p))
+            continue;
+        char end_tag[32];
+        snprintf(end_tag, sizeof end_tag, "[/%s]", tag);
+        block b = {.start = p, .body = close + 1, .code_tag = 1, .kind = TAG};
+        if (*b.body == '\n')
+            b.body++;
+        const char *e = strstr(b.body, end_tag);
+        b.complete = e != NULL;
+        b.end = e ? e : b.body + strlen(b.body);
+        b.stop = e ? e + strlen(end_tag) : b.end;
+        out[n++] = b;
+        p = b.stop - 1;
+        if (!*b.stop)
+            break;
+    }
+    return n;
+}
+
+/*
+ * <code>...</code>, <code class="language-x">...</code>, at the start of a
+ * line or right after <pre>: an inline <code> in prose, or in a string of
+ * the code itself, is not a block.
+ */
+static int find_html(const char *s, block *out, int n, int max)
+{
+    for (const char *p = strstr(s, "<code"); p && n < max; p = strstr(p + 1, "<code")) {
+        if (p[5] != '>' && p[5] != ' ')
+            continue;
+        const char *lt = p;
+        if (p - s >= 5 && p[-1] == '>') {
+            /* "<pre>" or "<pre class=...>" just before */
+            lt = p - 1;
+            while (lt > s && *lt != '<')
+                lt--;
+            if (strncmp(lt, "<pre", 4) != 0)
+                lt = p;
+        }
+        if (!at_line_start(s, lt))
+            continue;
+        const char *gt = strchr(p, '>');
+        if (!gt)
+            break;
+        block b = {.start = p, .body = gt + 1, .code_tag = 1, .kind = HTML};
+        if (*b.body == '\n')
+            b.body++;
+        const char *e = strstr(b.body, "</code>");
+        b.complete = e != NULL;
+        b.end = e ? e : b.body + strlen(b.body);
+        b.stop = e ? e + 7 : b.end;
+        out[n++] = b;
+        p = b.stop - 1;
+        if (!*b.stop)
+            break;
+    }
+    return n;
+}
+
+/* 1 when the identifier at p names a test ("test_x", "TestX"), which is not the answer. */
+static int test_name(const char *p)
+{
+    while (*p == ' ' || *p == '*')
+        p++;
+    return strncasecmp(p, "test", 4) == 0;
+}
+
+/* 1 when the line (trimmed start) opens a definition other than a test. */
+static int defines(const char *l, const char *eol)
+{
+    static const char *const kw[] = {
+        "def ",
+        "async def ",
+        "class ",
+        "function ",
+        "async function ",
+        "fn ",
+        "pub fn ",
+        "func ",
+        "struct ",
+        "interface ",
+        "export function ",
+        "export default function ",
+        "export class ",
+        "pub struct ",
+        "impl ",
+        NULL,
+    };
+    for (int i = 0; kw[i]; i++) {
+        size_t n = strlen(kw[i]);
+        if ((size_t)(eol - l) > n && strncmp(l, kw[i], n) == 0)
+            return !test_name(l + n);
+    }
+    /* const f = (..) => / const f = function: a JavaScript definition. */
+    if (strncmp(l, "const ", 6) == 0 || strncmp(l, "let ", 4) == 0 ||
+        strncmp(l, "export const ", 13) == 0) {
+        const char *arrow = memmem(l, (size_t)(eol - l), "=>", 2);
+        const char *fun = memmem(l, (size_t)(eol - l), "function", 8);
+        return arrow || fun;
+    }
+    /* C-like: "type name(args) {" or "... )" with the brace on the next line. */
+    const char *paren = memchr(l, '(', (size_t)(eol - l));
+    if (!paren || paren == l || l[0] == '#' || l[0] == '/' || l[0] == '*')
+        return 0;
+    static const char *const stmt[] = {"if",     "for",   "while", "switch", "else", "do",
+                                       "return", "catch", "elif",  "with",   NULL};
+    for (int i = 0; stmt[i]; i++) {
+        size_t n = strlen(stmt[i]);
+        if (strncmp(l, stmt[i], n) == 0 && !isalnum((unsigned char)l[n]) && l[n] != '_')
+            return 0;
+    }
+    const char *last = eol;
+    while (last > l && isspace((unsigned char)last[-1]))
+        last--;
+    if (last == l || (last[-1] != '{' && last[-1] != ')'))
+        return 0;
+    /* Two words before the paren (a type and a name): not a call statement. */
+    const char *q = paren;
+    while (q > l && isspace((unsigned char)q[-1]))
+        q--;
+    const char *name = q;
+    while (name > l && (isalnum((unsigned char)name[-1]) || name[-1] == '_'))
+        name--;
+    if (name == q || name == l)
+        return 0;
+    /* The word before the name ends a type ("int", "char *", "Foo &"), not ">>>" or "=". */
+    const char *t = name;
+    while (t > l && (t[-1] == ' ' || t[-1] == '\t' || t[-1] == '*' || t[-1] == '&'))
+        t--;
+    if (t == l || !(isalnum((unsigned char)t[-1]) || t[-1] == '_'))
+        return 0;
+    return !test_name(name);
+}
+
+static int has_definition(const block *b)
+{
+    for (const char *l = b->body; l < b->end;) {
+        const char *eol = memchr(l, '\n', (size_t)(b->end - l));
+        if (!eol)
+            eol = b->end;
+        const char *t = l;
+        while (t < eol && (*t == ' ' || *t == '\t'))
+            t++;
+        if (t < eol && defines(t, eol))
+            return 1;
+        l = eol + 1;
+    }
+    return 0;
+}
+
+/* The body with the HTML entities a <code> block carries decoded. Caller frees. */
+static char *html_decode(const char *s, size_t n)
+{
+    static const struct {
+        const char *ent;
+        char c;
+    } ents[] = {{"&lt;", '<'},   {"&gt;", '>'},    {"&quot;", '"'},
+                {"&#39;", '\''}, {"&#x27;", '\''}, {"&amp;", '&'}};
+    char *out = wk_xmalloc(n + 1);
+    size_t o = 0;
+    for (size_t i = 0; i < n;) {
+        int hit = 0;
+        for (size_t k = 0; k < sizeof ents / sizeof ents[0] && s[i] == '&'; k++) {
+            size_t el = strlen(ents[k].ent);
+            if (n - i >= el && memcmp(s + i, ents[k].ent, el) == 0) {
+                out[o++] = ents[k].c;
+                i += el;
+                hit = 1;
+                break;
+            }
+        }
+        if (!hit)
+            out[o++] = s[i++];
+    }
+    out[o] = '\0';
+    return out;
 }
 
 char *val_extract_code(const char *answer)
 {
     if (!answer)
         return wk_xstrdup("");
-    size_t ticks = 0;
-    const char *open = find_fence(answer, &ticks);
-    if (!open) {
-        /* No fence: the whole answer is the code, trimmed. */
-        const char *a = answer;
-        while (*a && isspace((unsigned char)*a))
-            a++;
-        size_t len = strlen(a);
-        while (len > 0 && isspace((unsigned char)a[len - 1]))
-            len--;
-        return wk_xstrndup(a, len);
-    }
-    /* The rest of the opening line is the language tag, which we skip. */
-    const char *body = strchr(open + ticks, '\n');
-    if (!body)
-        return wk_xstrdup(""); /* a fence line and nothing after it */
-    body++;
-
+    block *bl = wk_xcalloc(BLOCKS_MAX, sizeof *bl);
+    int n = find_fences(answer, bl, 0, BLOCKS_MAX);
+    n = find_tags(answer, bl, n, BLOCKS_MAX);
+    n = find_html(answer, bl, n, BLOCKS_MAX);
     /*
-     * The block ends at the first line that starts with as many backticks; a
-     * model that forgets the newline ("code```") still closes it. An unclosed
-     * fence (a truncated answer) runs to the end of the text.
+     * A marker inside another block ("<code>" in a string of fenced code) is
+     * that block's text; but tags wrap code, so a fence inside [PYTHON] tags
+     * is the code and the tags around it are not.
      */
-    const char *end = NULL;
-    for (const char *line = body; line && *line;) {
-        const char *p = line;
-        while (*p == ' ')
-            p++;
-        if (count_ticks(p) >= ticks) {
-            end = line;
-            break;
+    unsigned char *skip = wk_xcalloc((size_t)n + 1, 1);
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < n; k++)
+            if (k != i && bl[k].start < bl[i].start && bl[i].start < bl[k].end) {
+                if (bl[k].kind == TAG && bl[i].kind == FENCE)
+                    skip[k] = 1;
+                else
+                    skip[i] = 1;
+            }
+    const block *best = NULL;
+    int best_score = -1;
+    for (int i = 0; i < n; i++) {
+        if (skip[i])
+            continue;
+        int score = 4 * has_definition(&bl[i]) + 2 * bl[i].code_tag + bl[i].complete;
+        /* Equal scores: the later block (the corrected version comes last). */
+        if (score > best_score || (score == best_score && bl[i].start > best->start)) {
+            best = &bl[i];
+            best_score = score;
         }
-        line = strchr(line, '\n');
-        if (line)
-            line++;
     }
-    if (!end) {
-        const char *inl = strstr(body, "```");
-        end = inl ? inl : body + strlen(body);
+    free(skip);
+    const char *body = answer;
+    const char *end = answer + strlen(answer);
+    int html = 0;
+    if (best) {
+        body = best->body;
+        end = best->end;
+        html = best->kind == HTML;
+    } else {
+        while (*body && isspace((unsigned char)*body))
+            body++;
     }
+    free(bl);
     /* Drop the blank lines at either end but keep the first line's indent. */
     while (body < end && (*body == '\n' || *body == '\r'))
         body++;
     while (end > body && isspace((unsigned char)end[-1]))
         end--;
-    return wk_xstrndup(body, (size_t)(end - body));
+    return html ? html_decode(body, (size_t)(end - body)) : wk_xstrndup(body, (size_t)(end - body));
+}
+
+/*
+ * Finds the first line that opens a backtick fence (up to three spaces of
+ * indent, then three or more backticks, as CommonMark has it). Returns its
+ * start or NULL.
+ */
+static const char *find_fence(const char *s, size_t *ticks)
+{
+    for (const char *line = s; line && *line; line = next_line(line)) {
+        const char *p = line;
+        int indent = 0;
+        while (*p == ' ' && indent < 3)
+            p++, indent++;
+        size_t n = count_run(p, '`');
+        if (n >= 3) {
+            *ticks = n;
+            return p;
+        }
+    }
+    return NULL;
 }
 
 /* The first fence whose tag is "diff" or "patch"; NULL when none is. */
@@ -362,8 +666,20 @@ char *val_extract_diff(const char *answer)
     if (!answer)
         return wk_xstrdup("");
     const char *open = find_diff_fence(answer);
-    /* From the tagged fence on, the first fence is that one: the usual extraction does the rest. */
-    char *d = val_extract_code(open ? open : answer);
+    char *d;
+    block b;
+    if (open && find_fences(open, &b, 0, 1) == 1) {
+        /* That fence's body: a diff defines nothing, so the scoring of code blocks is not for it.
+         */
+        const char *body = b.body, *end = b.end;
+        while (body < end && (*body == '\n' || *body == '\r'))
+            body++;
+        while (end > body && isspace((unsigned char)end[-1]))
+            end--;
+        d = wk_xstrndup(body, (size_t)(end - body));
+    } else {
+        d = val_extract_code(answer);
+    }
     /* A diff's last line needs its newline. */
     if (d[0] && d[strlen(d) - 1] != '\n') {
         char *nl = wk_xasprintf("%s\n", d);

@@ -124,6 +124,42 @@ static int task_repo(const cJSON *task, const char **path, const char **base)
     return 1;
 }
 
+/*
+ * The first file the diff creates (or renames to) whose name shadows a test
+ * harness module (conftest.py, sitecustomize.py, unittest.py, *.pth; see
+ * val__harness_shadow_name): such a file changes how the tests run, not the
+ * code they test. Changing one the repository already has is the fix's
+ * business. Returns the path (caller frees) or NULL.
+ */
+static char *planted_file(const char *diff)
+{
+    const char *prev = NULL; /* the line before, for "--- /dev/null" */
+    for (const char *l = diff; l && *l;) {
+        const char *nl = strchr(l, '\n');
+        size_t n = nl ? (size_t)(nl - l) : strlen(l);
+        const char *name = NULL;
+        if (n > 6 && strncmp(l, "+++ b/", 6) == 0 && prev &&
+            strncmp(prev, "--- /dev/null", 13) == 0)
+            name = l + 6;
+        else if (n > 10 && strncmp(l, "rename to ", 10) == 0)
+            name = l + 10;
+        else if (n > 8 && strncmp(l, "copy to ", 8) == 0)
+            name = l + 8;
+        if (name) {
+            char *path = wk_xstrndup(name, n - (size_t)(name - l));
+            size_t pl = strlen(path);
+            while (pl > 0 && (path[pl - 1] == '\r' || path[pl - 1] == '\t'))
+                path[--pl] = '\0';
+            if (val__harness_shadow_name(path))
+                return path;
+            free(path);
+        }
+        prev = l;
+        l = nl ? nl + 1 : NULL;
+    }
+    return NULL;
+}
+
 /* Reads and parses the diff. Returns 0, or 1 with the verdict set. */
 static int read_diff(job *j, const char *code)
 {
@@ -156,6 +192,17 @@ static int read_diff(job *j, const char *code)
         }
         return job_fail(j, "bad_diff", bad_diff_hint,
                         "the answer is not a unified diff that parses: %s", err);
+    }
+    char *planted = planted_file(code);
+    if (planted) {
+        char *shown = wk_escape_ctl(planted, strlen(planted), 200);
+        job_fail(j, "harness_tampered", NULL,
+                 "the diff adds \"%s\", a file that changes how the tests run (it shadows a "
+                 "test harness module); fix the code, not the test run",
+                 shown);
+        free(shown);
+        free(planted);
+        return 1;
     }
     size_t n = vcs_diff_nfiles(j->diff);
     if (n == 0)

@@ -7,14 +7,31 @@
  * it (macros, `extern "C" {` split across #ifdef). For those two, when a
  * compile step follows (val_input.syntax_advisory), an error is advisory: the
  * verdict passes with a note naming it, and the compiler decides.
+ *
+ * The code is the model's, so it is hostile: Debian's libtree-sitter frees
+ * an invalid pointer on `x = ` and 100,000 `(` (any grammar, from about
+ * 65,000 levels), and a crash in the worker would come back on every resume
+ * (the answer is journaled before it is validated). So the size and the
+ * bracket depth are checked first, and the parse runs in a forked child
+ * with a CPU limit and no core dumps; its crash is a verdict on the code
+ * (validator_crash), not the worker's death. The loop waits for the child,
+ * as it waited for the parse before: syntax still finishes inside start().
  */
 #include "val_int.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <tree_sitter/api.h>
+#include <unistd.h>
 
 /* Grammar entry points from build/grammars/libgrammars.a. */
 const TSLanguage *tree_sitter_python(void);
@@ -56,8 +73,23 @@ static const struct {
 _Static_assert(sizeof grammars / sizeof grammars[0] <= VAL__GRAMMAR_SLOTS,
                "raise VAL__GRAMMAR_SLOTS in val_int.h");
 
-/* A parse that takes this long is pathological input; fail instead of stalling the loop. */
-#define PARSE_TIMEOUT_US (2u * 1000 * 1000)
+/*
+ * A parse that takes this much CPU time is pathological input; fail instead
+ * of stalling the loop. CPU time, not the wall clock, so a loaded machine
+ * does not fail good code; the wall clock bound (tree-sitter's own timeout)
+ * is a backstop.
+ */
+#define PARSE_CPU_S 2
+#define PARSE_TIMEOUT_US (10u * 1000 * 1000)
+/* Code larger than this is not parsed (a model's file is far smaller). */
+#define PARSE_MAX_BYTES (8u << 20)
+/*
+ * Brackets nested deeper than this are not parsed: no real program comes
+ * near, and tree-sitter breaks (frees an invalid pointer) around 65,000.
+ */
+#define PARSE_MAX_DEPTH 2000
+/* How long the parent waits for the child beyond the parser's own timeout. */
+#define CHILD_GRACE_MS 3000
 
 static int grammar_index(const char *language)
 {
@@ -145,12 +177,160 @@ static char *source_line(const char *code, uint32_t row)
     return wk_xstrndup(p, len);
 }
 
+/*
+ * The deepest nesting of (, [ and { in code, strings and comments not told
+ * apart: a bound, checked before the parser sees the code, not a verdict on
+ * balance.
+ */
+static size_t bracket_depth(const char *code, size_t len)
+{
+    size_t depth = 0, max = 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = code[i];
+        if (c == '(' || c == '[' || c == '{') {
+            if (++depth > max)
+                max = depth;
+        } else if ((c == ')' || c == ']' || c == '}') && depth > 0) {
+            depth--;
+        }
+    }
+    return max;
+}
+
+enum { PO_OK, PO_ERROR, PO_TIMEOUT };
+
+/* What the child reports: fixed size, so one write and one read carry it. */
+typedef struct parse_out {
+    int status; /* PO_* */
+    uint32_t srow, scol, erow, ecol;
+    int missing;
+    char type[64]; /* the missing node's type */
+} parse_out;
+
+/* Parses code with p and fills out; the part that runs in the child. */
+static void parse_here(TSParser *p, const char *code, uint32_t len, parse_out *out)
+{
+    memset(out, 0, sizeof *out);
+    TSTree *tree = ts_parser_parse_string(p, NULL, code, len);
+    if (!tree) {
+        ts_parser_reset(p); /* timed out; the cached parser starts clean next time */
+        out->status = PO_TIMEOUT;
+        return;
+    }
+    TSNode bad;
+    if (find_error(ts_tree_root_node(tree), &bad)) {
+        TSPoint s = ts_node_start_point(bad);
+        TSPoint e = ts_node_end_point(bad);
+        out->status = PO_ERROR;
+        out->srow = s.row, out->scol = s.column, out->erow = e.row, out->ecol = e.column;
+        out->missing = ts_node_is_missing(bad);
+        snprintf(out->type, sizeof out->type, "%s", ts_node_type(bad));
+    }
+    ts_tree_delete(tree);
+}
+
+/*
+ * Reads len bytes from fd within timeout_ms; returns the bytes read, and in
+ * *eof whether the writer closed its end (rather than the time ran out).
+ */
+static size_t read_within(int fd, void *buf, size_t len, int timeout_ms, int *eof)
+{
+    size_t got = 0;
+    uint64_t deadline = wk_now_ms() + (uint64_t)timeout_ms;
+    *eof = 0;
+    while (got < len) {
+        uint64_t now = wk_now_ms();
+        if (now >= deadline)
+            break;
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        int r = poll(&pfd, 1, (int)(deadline - now));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        ssize_t n = read(fd, (char *)buf + got, len - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            *eof = 1;
+            break;
+        }
+        got += (size_t)n;
+    }
+    return got;
+}
+
+/*
+ * Parses code in a forked child, so a parser that crashes takes only the
+ * child. Returns 0 with *out filled; the signal number (> 0) that ended a
+ * crashed child; -1 when it ran out of time (its CPU limit, or the wall
+ * clock here).
+ * When no child can be made (no processes or descriptors left: the
+ * machine's condition, not the answer's), parses here, after the checks
+ * the caller made.
+ */
+static int parse_isolated(TSParser *p, const char *code, uint32_t len, parse_out *out)
+{
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) != 0) {
+        parse_here(p, code, len, out);
+        return 0;
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(fds[0]);
+        close(fds[1]);
+        parse_here(p, code, len, out);
+        return 0;
+    }
+    if (pid == 0) {
+        /* The child: no core file, and its CPU time bounded (SIGXCPU, then SIGKILL). */
+        struct rlimit core = {0, 0};
+        setrlimit(RLIMIT_CORE, &core);
+        struct rlimit lim = {PARSE_CPU_S, PARSE_CPU_S + 1};
+        setrlimit(RLIMIT_CPU, &lim);
+        close(fds[0]);
+        /*
+         * A crash must end the child: handlers it inherited (a sanitizer's,
+         * a test framework's) would carry on in the parent's shoes.
+         */
+        static const int crash_sigs[] = {SIGSEGV, SIGABRT, SIGBUS, SIGFPE, SIGILL, SIGTRAP};
+        for (size_t i = 0; i < sizeof crash_sigs / sizeof crash_sigs[0]; i++)
+            signal(crash_sigs[i], SIG_DFL);
+        /* Test hook: a parser that crashes, as libtree-sitter does on deep nesting. */
+        if (getenv("CASCADE_FAULT_PARSER_CRASH"))
+            raise(SIGSEGV);
+        parse_out po;
+        parse_here(p, code, len, &po);
+        ssize_t w = write(fds[1], &po, sizeof po);
+        _exit(w == (ssize_t)sizeof po ? 0 : 1);
+    }
+    close(fds[1]);
+    int eof = 0;
+    size_t got = read_within(fds[0], out, sizeof *out,
+                             (int)(PARSE_TIMEOUT_US / 1000) + CHILD_GRACE_MS, &eof);
+    close(fds[0]);
+    int timed_out = got != sizeof *out && !eof;
+    if (timed_out)
+        kill(pid, SIGKILL); /* still running with no answer in time: stop it */
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    if (timed_out)
+        return -1;
+    if (got == sizeof *out)
+        return 0;
+    /* Out of CPU time is "did not finish"; any other signal is a crash. */
+    if (WIFSIGNALED(status) && WTERMSIG(status) != SIGXCPU && WTERMSIG(status) != SIGKILL)
+        return WTERMSIG(status);
+    return -1;
+}
+
 static int syntax_start(val_env *env, const val_input *in, const char *code, val_done_cb done,
                         void *arg)
 {
     val_verdict v = {0};
     TSParser *own = NULL;
-    TSTree *tree = NULL;
     char *msg = NULL;
     char *ev = NULL;
     char *line = NULL;
@@ -180,41 +360,52 @@ static int syntax_start(val_env *env, const val_input *in, const char *code, val
     }
 
     size_t len = strlen(code);
-    if (len > UINT32_MAX) {
-        val_verdict_fail(&v, "syntax", "syntax_error", "the code is too large to parse", NULL);
+    size_t depth = bracket_depth(code, len);
+    if (len > PARSE_MAX_BYTES) {
+        msg = wk_xasprintf("the code is too large to parse (%zu bytes, at most %u)", len,
+                           PARSE_MAX_BYTES);
+        val_verdict_fail(&v, "syntax", "syntax_error", msg, NULL);
         goto report;
     }
-    tree = ts_parser_parse_string(p, NULL, code, (uint32_t)len);
-    if (!tree) {
-        /* Timed out; reset so the cached parser starts clean next time. */
-        ts_parser_reset(p);
-        val_verdict_fail(&v, "syntax", "syntax_error", "parsing took too long", NULL);
+    if (depth > PARSE_MAX_DEPTH) {
+        msg = wk_xasprintf("brackets nested %zu deep (at most %d are parsed)", depth,
+                           PARSE_MAX_DEPTH);
+        val_verdict_fail(&v, "syntax", "syntax_error", msg, NULL);
         goto report;
     }
-
-    TSNode bad;
-    if (!find_error(ts_tree_root_node(tree), &bad)) {
+    parse_out po;
+    int crash = parse_isolated(p, code, (uint32_t)len, &po);
+    if (crash > 0) {
+        msg = wk_xasprintf("the parser (tree-sitter) crashed on this code (%s)", strsignal(crash));
+        val_verdict_fail(&v, "syntax", "validator_crash", msg, NULL);
+        goto report;
+    }
+    if (crash < 0 || po.status == PO_TIMEOUT) {
+        msg = wk_xasprintf("parsing took too long (more than %d s of CPU time)", PARSE_CPU_S);
+        val_verdict_fail(&v, "syntax", "syntax_error", msg, NULL);
+        goto report;
+    }
+    if (po.status == PO_OK) {
         val_verdict_pass(&v);
         goto report;
     }
-    TSPoint s = ts_node_start_point(bad);
-    TSPoint e = ts_node_end_point(bad);
+    TSPoint s = {po.srow, po.scol};
+    TSPoint e = {po.erow, po.ecol};
     if (in->syntax_advisory && grammars[g].advisory) {
         /* The compiler that follows knows the preprocessor; it has the last word. */
         val_verdict_pass(&v);
         msg = wk_xasprintf("syntax: advisory only, not failed: tree-sitter reports a %s syntax "
                            "error at line %u:%u%s%s%s, but the compile step that follows decides",
                            grammars[g].name, s.row + 1, s.column + 1,
-                           ts_node_is_missing(bad) ? " (missing \"" : "",
-                           ts_node_is_missing(bad) ? ts_node_type(bad) : "",
-                           ts_node_is_missing(bad) ? "\")" : "");
+                           po.missing ? " (missing \"" : "", po.missing ? po.type : "",
+                           po.missing ? "\")" : "");
         val_verdict_note(&v, msg);
         goto report;
     }
     /* tree-sitter rows and columns are 0-based; editors and models count from 1. */
-    if (ts_node_is_missing(bad))
+    if (po.missing)
         msg = wk_xasprintf("%s syntax error at line %u:%u: missing \"%s\"", grammars[g].name,
-                           s.row + 1, s.column + 1, ts_node_type(bad));
+                           s.row + 1, s.column + 1, po.type);
     else
         msg = wk_xasprintf("%s syntax error at line %u:%u", grammars[g].name, s.row + 1,
                            s.column + 1);
@@ -227,8 +418,6 @@ static int syntax_start(val_env *env, const val_input *in, const char *code, val
 report:
     done(arg, &v);
     val_verdict_clear(&v);
-    if (tree)
-        ts_tree_delete(tree);
     if (own)
         ts_parser_delete(own);
     free(msg);
@@ -310,7 +499,41 @@ static int syntax_or_touched(val_env *env, const val_input *in, const char *code
     return syntax_start(env, in, code, done, arg);
 }
 
+/*
+ * What a task run through syntax must have: a language with a grammar.
+ * Checked at intake, so a task in a language we cannot parse costs no call
+ * (every answer would fail "unsupported").
+ */
+static int syntax_check_task(const cJSON *task, const cJSON *schema, char *why, size_t whylen)
+{
+    (void)schema;
+    const cJSON *lang = cJSON_GetObjectItemCaseSensitive(task, "language");
+    if (cJSON_IsString(lang) && grammar_index(lang->valuestring) >= 0)
+        return 0;
+    /* After "patch", the changed files are parsed by their extensions, not the task's language. */
+    const char *kind = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(task, "kind"));
+    if (kind && strcmp(kind, "patch") == 0)
+        return 0;
+    wk_buf names;
+    wk_buf_init(&names, 256);
+    for (int i = 0; i < N_GRAMMARS; i++)
+        wk_buf_appendf(&names, "%s%s", i ? ", " : "", grammars[i].name);
+    if (!lang)
+        snprintf(why, whylen, "checks syntax but the task has no \"language\" (one of %s)",
+                 names.buf);
+    else if (!cJSON_IsString(lang))
+        snprintf(why, whylen, "checks syntax but \"language\" is not a string (one of %s)",
+                 names.buf);
+    else
+        snprintf(why, whylen,
+                 "checks syntax but language \"%.40s\" has no grammar (one of %s, or an alias)",
+                 lang->valuestring, names.buf);
+    wk_buf_release(&names);
+    return lang ? WK_EINVAL : WK_ENOTFOUND;
+}
+
 const val_ops val__syntax_ops = {
     .name = "syntax",
     .start = syntax_or_touched,
+    .check_task = syntax_check_task,
 };

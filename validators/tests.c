@@ -111,6 +111,15 @@ static int tests_start(val_env *env, const val_input *in, const char *code, val_
         goto report;
     }
 
+    /* C and C++ answers that replace what assertions and exits reach never run. */
+    const char *lang = val_lang_canonical(in->language);
+    if (!in->workdir && lang && (strcmp(lang, "c") == 0 || strcmp(lang, "cpp") == 0) &&
+        val__harness_c_games(code, err, sizeof err)) {
+        val_verdict_fail(&v, "tests", "harness_tampered", err, NULL);
+        goto report;
+    }
+    char mark[VAL__MARK_LEN + 1];
+    val__harness_mark(mark); /* a fresh secret per run: a pass needs the harness to print it */
     run *x = wk_xcalloc(1, sizeof *x);
     x->done = done;
     x->arg = arg;
@@ -122,6 +131,7 @@ static int tests_start(val_env *env, const val_input *in, const char *code, val_
         .nfiles = files.n,
         .hostdir = in->workdir, /* after "patch": the patched tree */
         .node_asserts = 1,
+        .mark = mark,
     };
     val__sandbox_start(env, &spec, on_result, x);
     goto cleanup;
@@ -186,12 +196,18 @@ static int tests_check_task(const cJSON *task, const cJSON *schema, char *why, s
     (void)schema;
     const cJSON *tests = cJSON_GetObjectItemCaseSensitive(task, "tests");
     const cJSON *cmd = cJSON_GetObjectItemCaseSensitive(tests, "command");
-    int ok = cJSON_IsArray(cmd) && cJSON_GetArraySize(cmd) > 0;
+    int n = cJSON_GetArraySize(cmd);
+    int ok = cJSON_IsArray(cmd) && n > 0 && n <= ARGV_MAX;
     const cJSON *a;
     cJSON_ArrayForEach(a, cmd) ok = ok && cJSON_IsString(a);
+    /* An empty program name runs nothing: every answer would fail with sandbox_error. */
+    ok = ok && cJSON_GetArrayItem(cmd, 0)->valuestring[0];
     if (ok)
         return 0;
-    snprintf(why, whylen, "runs tests but tests.command is missing or not an array of strings");
+    snprintf(why, whylen,
+             "runs tests but tests.command is missing or not an array of strings (at most %d, "
+             "the first a program name)",
+             ARGV_MAX);
     /* An array that is empty or holds a non-string is given, but unusable. */
     return cJSON_IsArray(cmd) ? WK_EINVAL : WK_ENOTFOUND;
 }

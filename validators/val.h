@@ -241,6 +241,16 @@ int val_chain_start(val_env *env, const char *const *names, int n, const val_inp
  */
 int val_check_task(const char *const *names, int n, const cJSON *task, const cJSON *schema,
                    const char *who, char *why, size_t whylen);
+/*
+ * Checks, before any call, the files a task would put into a sandbox:
+ * "files" and "tests.files" (objects of path -> string content, every path
+ * relative and confined as the sandbox requires, none a directory of
+ * another, together fewer than the sandbox takes), "tests" an object, and
+ * "answer_file" (a string, such a path, not also a test file). Returns 0,
+ * or WK_EINVAL with a clause naming the field in `why` (size whylen), e.g.
+ * "files: \"../x\" is not a safe path (...)". Borrowed arguments.
+ */
+int val_check_task_files(const cJSON *task, char *why, size_t whylen);
 /* 1 when one of the validators named in `names` (count n) runs in the sandbox. */
 int val_needs_sandbox(const char *const *names, int n);
 

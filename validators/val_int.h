@@ -40,6 +40,12 @@ struct val_env {
      */
     char *root_args[VAL__ROOT_ARGS_MAX];
     int n_root_args;
+    int warned_fds; /* the one-time warning of a descriptor shortage was printed */
+    int live;       /* sandboxes spawned and not yet closed (they hold descriptors) */
+    /* Where sandbox cgroups are made: 0 nowhere, 1 cgroup v1, 2 v2 (cgroup.c); owned paths. */
+    int cg_mode;
+    char *cg_mem;
+    char *cg_pids;
     /* One TSParser per grammar, created on first use (see syntax.c). */
     void *parsers[VAL__GRAMMAR_SLOTS];
 };

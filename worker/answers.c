@@ -5,12 +5,16 @@
  */
 #include "answers.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
 
 #include "cost.h"
 #include "lib/util.h"
+
+/* In-process validations of one answer that may kill the worker before it gets a verdict. */
+#define WK_VALIDATE_CRASHES_MAX 2
 
 static int64_t wall_ms(void)
 {
@@ -321,6 +325,35 @@ void wk_ask_validate(wk_ask *q, const char *answer, int same_call)
         feed_pending_verdict(q);
         return;
     }
+    /*
+     * Validations of this answer whose in-process part (parsers, the patch
+     * applied in memory) started and never returned killed the worker: after
+     * WK_VALIDATE_CRASHES_MAX, the answer gets a verdict instead of another
+     * try, so a resume finishes the batch instead of crashing again. The
+     * sandboxed part runs in other processes and cannot take the worker down.
+     */
+    if (j && j->state == WK_J_RECEIVED && j->vstarts >= WK_VALIDATE_CRASHES_MAX) {
+        val_verdict v = {0};
+        char *msg = wk_xasprintf("validating this answer killed the worker %d times; it is "
+                                 "not validated again",
+                                 j->vstarts);
+        val_verdict_fail(&v, "chain", "validator_crash", msg, NULL);
+        free(msg);
+        q->in_validate = 1;
+        on_verdict(q, &v);
+        q->in_validate = 0;
+        val_verdict_clear(&v);
+        feed_pending_verdict(q);
+        return;
+    }
+    /* A failed write is the journal's failure: the verdict's write reports it. */
+    (void)wk_journal_validating(a->journal, wk_task_id(q->task), q->seq, 1);
+    /* Test hook: a validation that kills the worker, as a crashing parser would. */
+    const char *fault = getenv("CASCADE_FAULT_ABORT_IN_VALIDATE");
+    if (fault && strcmp(fault, wk_task_id(q->task)) == 0) {
+        fprintf(stderr, "cascade: CASCADE_FAULT_ABORT_IN_VALIDATE: aborting on %s\n", fault);
+        abort();
+    }
     q->vin.task_id = wk_task_id(q->task);
     q->vin.kind = task_str(q->task, "kind") ? task_str(q->task, "kind") : "code";
     q->vin.language = task_str(q->task, "language");
@@ -335,6 +368,7 @@ void wk_ask_validate(wk_ask *q, const char *answer, int same_call)
     int rc = val_chain_start(a->venv, (const char *const *)c->validators, c->nvalidators, &q->vin,
                              on_verdict, q);
     q->in_validate = 0;
+    (void)wk_journal_validating(a->journal, wk_task_id(q->task), q->seq, 0);
     if (rc != 0) {
         val_verdict v = {0};
         val_verdict_fail(&v, "chain", "sandbox_error", "the validators could not start", NULL);

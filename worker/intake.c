@@ -9,6 +9,7 @@
 
 #include "lib/util.h"
 #include "rkey.h"
+#include "validators/val.h"
 
 static int blank(const char *s, size_t n)
 {
@@ -113,6 +114,19 @@ void wk_intake_decide(const q_item *it, const wk_intake_facts *f, wk_intake *d)
             free(why);
         }
         wk_task_free(t);
+        return;
+    }
+    /*
+     * Files the sandbox could not place (an unsafe path, a content that is
+     * not a string) would fail every answer with sandbox_error after each
+     * tier was paid; refuse them before any call. The task stays with the
+     * decision, so the driver counts its id as seen and a later line with
+     * the same id is a duplicate, not a second result under this key.
+     */
+    char why[512];
+    if (val_check_task_files(wk_task_json(t), why, sizeof why) < 0) {
+        invalid(it, f, wk_invalid_result(id, it->lineno, why), d);
+        d->task = t;
         return;
     }
     /* Finished in an earlier run: skip it, or write the result it never got. */

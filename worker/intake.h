@@ -10,6 +10,8 @@
  *   an id an earlier line had          INVALID ("duplicate id"), or SKIP when
  *                                      that result is in the results file
  *   (Redis) an id another entry owns   INVALID ("duplicate id"), keyed by entry
+ *   files the sandbox cannot place     INVALID naming the field (unsafe path,
+ *   (val_check_task_files)             content not a string), or ALREADY
  *   its result in the results file     ALREADY
  *   done in the journal                RESUME: write the stored result line
  *   a patch task whose repository      INVALID, naming repo.path, repo.base or
@@ -60,7 +62,7 @@ typedef struct wk_intake {
     char *key;     /* RESUME, INVALID: the result's key (rkey.h) */
     char *line;    /* RESUME, INVALID: the result line */
     cJSON *result; /* INVALID: the result as JSON, for the summary */
-    wk_task *task; /* RUN; ALREADY and RESUME too, for the id of a file's line */
+    wk_task *task; /* RUN; ALREADY, RESUME and an INVALID task too, for the id of a file's line */
 } wk_intake;
 
 /* Decides what to do with the item (borrowed). Release d with wk_intake_release. */

@@ -3,8 +3,12 @@
  * its own options and hands a plain options struct to the code that does the
  * work; this file only dispatches.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include "run.h"
 #include "worker/cli/cli.h"
@@ -42,8 +46,44 @@ static void usage(FILE *f)
           f);
 }
 
+/*
+ * Started with stdin, stdout or stderr closed, the first file or socket we
+ * open would take its number: libuv then asserts at exit, and a result or an
+ * error message could land in a journal or a socket. /dev/null fills the hole.
+ */
+static void fill_std_fds(void)
+{
+    for (int fd = 0; fd <= 2; fd++) {
+        if (fcntl(fd, F_GETFD) != -1 || errno != EBADF)
+            continue;
+        int n = open("/dev/null", O_RDWR);
+        if (n >= 0 && n != fd) {
+            /* A lower one was closed too and was filled first; this one follows. */
+            dup2(n, fd);
+            close(n);
+        }
+    }
+}
+
+/*
+ * Open files: every sandbox, call and journal holds some, and a low soft
+ * limit (1024, or less) makes correct answers fail with "Too many open
+ * files". The soft limit goes up to the hard one; the sandbox sizes its
+ * concurrency to what that allows (val_env_new), and a shortage is waited on.
+ */
+static void raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= rl.rlim_max)
+        return;
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+}
+
 int main(int argc, char **argv)
 {
+    fill_std_fds();
+    raise_nofile();
     if (argc < 2) {
         usage(stderr);
         return WK_EXIT_USAGE;

@@ -168,6 +168,23 @@ void val__judge(const char *validator, const char *fail_reason, int head_evidenc
                            "the answer must not touch the tests",
                            r->modified ? r->modified : "?");
         val_verdict_fail(v, validator, "tests_modified", msg, ev);
+    } else if (r->planted) {
+        msg = wk_xasprintf("the run added %s, a file that shadows the test harness; the answer "
+                           "must not plant modules the tests load",
+                           r->planted);
+        val_verdict_fail(v, validator, "harness_tampered", msg, ev);
+    } else if (r->cg_oom && (st != 0 || r->term_signal)) {
+        msg = wk_xasprintf("the sandbox used more than its %lu MiB of memory (processes, "
+                           "shared memory and files together) and was killed",
+                           (l->mem_bytes + 3 * l->tmpfs_bytes) >> 20);
+        val_verdict_fail(v, validator, "memory", msg, ev);
+    } else if (st == 0 && !r->term_signal && r->harnessed && !r->finished) {
+        /* Status 0 is not evidence: the harness saw the tests reach their end, or they did not. */
+        val_verdict_fail(v, validator, "unfinished",
+                         "the test command exited 0 but the tests did not run to their end (no "
+                         "completion from cascade's harness): the answer ended the process early "
+                         "or tampered with the test run",
+                         ev);
     } else if (st == 0 && !r->term_signal) {
         val_verdict_pass(v);
     } else if (st == 125 && strstr(out, "cascade-sandbox:")) {

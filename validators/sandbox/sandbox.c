@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -38,36 +39,24 @@
 #define DRAIN_GRACE_MS 2000
 /* The host path a hostdir is bound at, read-only, before the copy into /box. */
 #define IN_DIR "/in"
-/* Where our own read-only helpers live inside the sandbox, outside /box. */
-#define RUN_DIR "/run/cascade"
+#define RUN_DIR VAL__RUN_DIR
+/* The line the harness prints when the tests ran to their end, before the mark. */
+#define DONE_MARK "\n@@cascade-tests-done "
+/* The shell's report line for a module-shadowing file the run added to /box. */
+#define PLANTED_MARK "@@cascade-planted "
 /* The line the sandbox's shell prints after the command, before the hashes. */
 #define END_MARK "\n@@cascade-sandbox-end "
 /* After a kill, how long before the next, harder one if the run has not ended. */
 #define KILL_RETRY_MS 1000
+/* How long a run waits for descriptors (EMFILE) before it fails as a sandbox error. */
+#define RETRY_MAX_MS (10u * 60 * 1000)
+/* Descriptors the worker keeps for itself, and those one sandbox is counted for. */
+#define FDS_RESERVED 128
+#define FDS_PER_SANDBOX 40
+/* Descriptors a spawn needs beyond the run's own, checked before it is tried. */
+#define SPARE_FDS 6
 /* How old a left-behind task directory must be before the sweep removes it. */
 #define SWEEP_AGE_S 3600
-
-/*
- * Loaded into every node process (NODE_OPTIONS=--require) when asked: node
- * prints a failed console.assert and carries on to exit 0, which would pass a
- * test that failed. A failure sets the exit code, and an exit listener keeps
- * it non-zero even if the test later sets exitCode = 0 or calls process.exit(0).
- */
-static const char node_asserts_js[] =
-    "'use strict';\n"
-    "// Written by cascade's sandbox: a failed console.assert fails the process.\n"
-    "let failed = 0;\n"
-    "const orig = console.assert;\n"
-    "console.assert = function assert(cond, ...args) {\n"
-    "  if (!cond) { failed++; process.exitCode = 1; }\n"
-    "  return orig.call(console, cond, ...args);\n"
-    "};\n"
-    "process.on('exit', (code) => {\n"
-    "  if (failed && !code) {\n"
-    "    process.stderr.write(`cascade: ${failed} console.assert failure(s)\\n`);\n"
-    "    process.exitCode = 1;\n"
-    "  }\n"
-    "});\n";
 
 struct val__job {
     val__job *next;
@@ -82,9 +71,16 @@ struct val__job {
     int nreadonly;
     val_limits limits;
     int node_asserts;
+    int harness;                  /* VAL__H_* */
+    char mark[VAL__MARK_LEN + 1]; /* "" when the run has none */
+    char *pyrun;                  /* the python runner, when harness is VAL__H_PYTHON; owned */
+    char *node_js;                /* the node preload, when node_asserts or VAL__H_NODE; owned */
+    char *planted;                /* from the shell's report; owned */
     val__sbx_cb cb;
     void *arg;
-    int slot; /* uid pool slot while running, else -1 */
+    int slot;               /* uid pool slot while running, else -1 */
+    int retries;            /* launches put off for want of descriptors */
+    char *cg_mem, *cg_pids; /* the run's cgroups (cgroup.c), or NULL; owned */
 
     uv_process_t proc;
     uv_pipe_t out;
@@ -172,6 +168,25 @@ val_env *val_env_new(uv_loop_t *loop, const val_limits *limits, int max_sandboxe
     if (max_sandboxes <= 0)
         max_sandboxes = (int)uv_available_parallelism();
     env->max_sandboxes = max_sandboxes > 0 ? max_sandboxes : 1;
+    /*
+     * Each starting sandbox holds a descriptor per task file for a moment,
+     * and the worker needs its own (calls, the journal): size the sandboxes
+     * to the open-file limit so they do not starve each other (a shortage
+     * that happens anyway is waited out; see job_wait_for_fds).
+     */
+    struct rlimit nf;
+    if (getrlimit(RLIMIT_NOFILE, &nf) == 0 && nf.rlim_cur != RLIM_INFINITY) {
+        long fit = ((long)nf.rlim_cur - FDS_RESERVED) / FDS_PER_SANDBOX;
+        if (fit < 1)
+            fit = 1;
+        if (env->max_sandboxes > fit) {
+            fprintf(stderr,
+                    "cascade: sandbox: %d sandboxes at once, not %d: the open-file limit is %ld "
+                    "(ulimit -n)\n",
+                    (int)fit, env->max_sandboxes, (long)nf.rlim_cur);
+            env->max_sandboxes = (int)fit;
+        }
+    }
     snprintf(env->bwrap, sizeof env->bwrap, "%s", BWRAP_PATH);
     /*
      * As root, the sandbox's uid would map to host uid 0, which owns
@@ -183,6 +198,7 @@ val_env *val_env_new(uv_loop_t *loop, const val_limits *limits, int max_sandboxe
     env->uid_base = VAL_UID_BASE;
     env->slot_busy = wk_xcalloc((size_t)env->max_sandboxes, 1);
     build_root_args(env);
+    val__cg_setup(env);
     val__hostdir_sweep(NULL, SWEEP_AGE_S);
     return env;
 }
@@ -192,6 +208,7 @@ void val_env_free(val_env *env)
     if (!env)
         return;
     val__syntax_env_release(env);
+    val__cg_release(env);
     for (int i = 0; i < env->n_root_args; i++)
         free(env->root_args[i]);
     free(env->slot_busy);
@@ -199,6 +216,17 @@ void val_env_free(val_env *env)
 }
 
 /* ---- the report the sandbox's shell leaves at the end of the output -------- */
+
+/* 1 when "/box/PATH" (len bytes) is one of the task's files, put there before the command. */
+static int task_file(const val__job *j, const char *name, size_t len)
+{
+    if (len < 5 || memcmp(name, "/box/", 5) != 0)
+        return 0;
+    for (int i = 0; i < j->nfiles; i++)
+        if (strlen(j->files[i].path) == len - 5 && memcmp(j->files[i].path, name + 5, len - 5) == 0)
+            return 1;
+    return 0;
+}
 
 /* Index of the readonly file named `name` (len bytes), or -1. */
 static int readonly_index(const val__job *j, const char *name, size_t len)
@@ -240,6 +268,9 @@ static void read_report(val__job *j, val__sbx_result *r)
     while (*p) {
         char *nl = strchr(p, '\n');
         size_t n = nl ? (size_t)(nl - p) : strlen(p);
+        if (n > strlen(PLANTED_MARK) && strncmp(p, PLANTED_MARK, strlen(PLANTED_MARK)) == 0 &&
+            !j->planted && !task_file(j, p + strlen(PLANTED_MARK), n - strlen(PLANTED_MARK)))
+            j->planted = wk_xstrndup(p + strlen(PLANTED_MARK), n - strlen(PLANTED_MARK));
         if (n > 66 && strspn(p, "0123456789abcdef") == 64 && p[64] == ' ' &&
             (p[65] == ' ' || p[65] == '*')) {
             int i = readonly_index(j, p + 66, n - 66);
@@ -260,6 +291,20 @@ static void read_report(val__job *j, val__sbx_result *r)
     /* Drop the report and the newline the shell put before its marker. */
     *mark = '\0';
     j->output.len = (size_t)(mark - buf);
+    r->planted = j->planted;
+
+    /* The harness's line: the tests ran to their end. Cut from what the answer sees. */
+    if (j->harness != VAL__H_NONE && j->mark[0]) {
+        char *line = wk_xasprintf(DONE_MARK "%s\n", j->mark);
+        size_t ll = strlen(line);
+        char *hit = memmem(buf, j->output.len, line, ll);
+        if (hit) {
+            r->finished = 1;
+            memmove(hit, hit + ll - 1, j->output.len - (size_t)(hit - buf) - (ll - 1) + 1);
+            j->output.len -= ll - 1;
+        }
+        free(line);
+    }
 }
 
 /* Removes every line that starts with `prefix` (the JVM's notice of JAVA_TOOL_OPTIONS). */
@@ -299,6 +344,9 @@ static void job_free(val__job *j)
     free(j->files);
     free(j->hashes);
     free(j->hostdir);
+    free(j->pyrun);
+    free(j->node_js);
+    free(j->planted);
     free(j->error);
     wk_buf_release(&j->output);
     free(j);
@@ -311,10 +359,15 @@ static void on_close(uv_handle_t *h)
         return;
     val_env *env = j->env;
     env->running--;
+    if (j->spawned)
+        env->live--;
     if (j->slot >= 0)
         env->slot_busy[j->slot] = 0;
     /* Hand the slot on before the callback, which may free the env. */
     pump(env);
+    int cg_oom = 0, cg_pids_max = 0;
+    val__cg_end(env, j->cg_mem, j->cg_pids, &cg_oom, &cg_pids_max);
+    j->cg_mem = j->cg_pids = NULL;
     val__sbx_result r = {
         .spawned = j->spawned,
         .exit_status = j->exit_status,
@@ -324,6 +377,9 @@ static void on_close(uv_handle_t *h)
         .error = j->error,
         .elapsed_ms = wk_now_ms() - j->t0,
         .limits = &j->limits,
+        .harnessed = j->harness != VAL__H_NONE,
+        .cg_oom = cg_oom,
+        .cg_pids_max = cg_pids_max,
     };
     if (j->spawned && !j->output_capped) {
         read_report(j, &r);
@@ -473,23 +529,42 @@ static char *shell_script(const val__job *j)
     const val_limits *l = &j->limits;
     wk_buf b;
     wk_buf_init(&b, 4096);
+    /*
+     * A limit above the worker's own hard limit cannot be set (ulimit -n 256
+     * under a hard limit of 64): the sandbox gets the lower one instead of
+     * failing every answer with a sandbox error.
+     */
+    wk_buf_appendf(&b, "lim() { h=$(ulimit -H $1); if [ \"$h\" != unlimited ] && [ \"$h\" -lt "
+                       "\"$2\" ]; then ulimit $1 \"$h\"; else ulimit $1 \"$2\"; fi; }\n");
     wk_buf_appendf(&b, "{ ");
     if (l->cpu_s)
         wk_buf_appendf(&b, "ulimit -S -t %u && ulimit -H -t %u && ", l->cpu_s, l->cpu_s + 1);
     if (l->mem_bytes)
-        wk_buf_appendf(&b, "ulimit -v %lu && ", l->mem_bytes / 1024);
+        wk_buf_appendf(&b, "lim -v %lu && ", l->mem_bytes / 1024);
     if (l->nproc)
-        wk_buf_appendf(&b, "ulimit -p %u && ", l->nproc);
+        wk_buf_appendf(&b, "lim -p %u && ", l->nproc);
     if (l->fsize_bytes) /* dash counts file sizes in 512-byte blocks */
-        wk_buf_appendf(&b, "ulimit -f %lu && ", (l->fsize_bytes + 511) / 512);
+        wk_buf_appendf(&b, "lim -f %lu && ", (l->fsize_bytes + 511) / 512);
     if (l->nofile)
-        wk_buf_appendf(&b, "ulimit -n %u && ", l->nofile);
+        wk_buf_appendf(&b, "lim -n %u && ", l->nofile);
     wk_buf_appendf(&b, "ulimit -c 0; } || { echo 'cascade-sandbox: could not set the limits' >&2; "
                        "exit 125; }\n");
     /* -n: the files bwrap put in /box first (read-only tests) are the task's; keep them. */
     if (j->hostdir)
         wk_buf_appendf(&b, "cp -R -n " IN_DIR "/. /box/ || { echo 'cascade-sandbox: could not "
                            "copy the task files' >&2; exit 125; }\n");
+    /*
+     * Module-shadowing files before and after a test run (one with a mark):
+     * new ones were planted. Membership, not order, is compared: no sort.
+     */
+    if (j->mark[0])
+        wk_buf_appendf(&b, "shadows() { find /box -xdev \\( -name conftest.py -o -name "
+                           "sitecustomize.py -o -name usercustomize.py -o -name unittest.py -o "
+                           "-name pytest.py -o -name '*.pth' \\) -print 2>/dev/null; }\n");
+    else
+        wk_buf_appendf(&b, "shadows() { :; }\n");
+    /* Without a copied tree, what was there before is the task's files, known here. */
+    wk_buf_appendf(&b, j->hostdir ? "before=$(shadows)\n" : "before=\n");
     wk_buf_appendf(&b,
                    "n=$1; shift\n"
                    "( shift \"$n\"; exec \"$@\" )\n"
@@ -500,8 +575,12 @@ static char *shell_script(const val__job *j)
                    /* Keep only the first n arguments: the read-only files. */
                    "t=$#; i=0; for a; do [ $i -lt \"$n\" ] || break; set -- \"$@\" \"$a\"; "
                    "i=$((i+1)); done; shift \"$t\"\n"
+                   "after=$(shadows)\n"
                    "printf '"
                    "\\n@@cascade-sandbox-end %%d\\n' \"$rc\"\n"
+                   "[ \"$after\" = \"$before\" ] || printf '%%s\\n' \"$after\" | "
+                   "while IFS= read -r f; do case \"\n$before\n\" in *\"\n$f\n\"*) ;; "
+                   "*) printf '" PLANTED_MARK "%%s\\n' \"$f\" ;; esac; done\n"
                    "[ \"$n\" -eq 0 ] || /usr/bin/sha256sum -- \"$@\" 2>&1\n"
                    "exit \"$rc\"\n");
     return wk_buf_detach(&b, NULL);
@@ -512,12 +591,25 @@ static char **build_argv(val__job *j, int fd_base, int *count)
 {
     val_env *env = j->env;
     const val_limits *l = &j->limits;
-    int cap = 96 + env->n_root_args + 5 * (j->nfiles + 1) + 2 * j->nfiles + j->argc;
+    int cap = 136 + env->n_root_args + 5 * (j->nfiles + 1) + 2 * j->nfiles + j->argc;
     char **a = wk_xcalloc((size_t)cap + 1, sizeof *a);
     int n = 0;
     int fd = fd_base;
 #define ARG(s) (a[n++] = wk_xstrdup(s))
 #define ARGF(...) (a[n++] = wk_xasprintf(__VA_ARGS__))
+    if (j->cg_mem) {
+        /*
+         * The first process joins the run's cgroups, then becomes bwrap: all
+         * that bwrap starts is in them from its first instruction.
+         */
+        ARG("/bin/sh");
+        ARG("-c");
+        ARG("echo $$ > \"$1\" 2>/dev/null; [ \"$2\" = \"$1\" ] || echo $$ > \"$2\" 2>/dev/null; "
+            "shift 2; exec \"$@\"");
+        ARG("sh");
+        ARGF("%s/cgroup.procs", j->cg_mem);
+        ARGF("%s/cgroup.procs", j->cg_pids);
+    }
     ARG(env->bwrap);
     /* Every namespace, network included: the sandbox has only a loopback of its own. */
     ARG("--unshare-all");
@@ -572,16 +664,31 @@ static char **build_argv(val__job *j, int fd_base, int *count)
         ARGF("%d", fd++);
         ARGF("/box/%s", f->path);
     }
-    if (j->node_asserts) {
-        ARG("--perms");
-        ARG("0755");
-        ARG("--dir");
-        ARG(RUN_DIR);
+    /*
+     * Our helpers, and HOME: an empty directory the root's read-only remount
+     * covers, so no user site (Python) or ~/.node_modules can be planted.
+     */
+    ARG("--perms");
+    ARG("0755");
+    ARG("--dir");
+    ARG(RUN_DIR);
+    ARG("--perms");
+    ARG("0755");
+    ARG("--dir");
+    ARG(RUN_DIR "/home");
+    if (j->node_js) {
         ARG("--perms");
         ARG("0644");
         ARG("--ro-bind-data");
         ARGF("%d", fd++);
-        ARG(RUN_DIR "/node-asserts.js");
+        ARG(RUN_DIR "/node-harness.js");
+    }
+    if (j->pyrun) {
+        ARG("--perms");
+        ARG("0644");
+        ARG("--ro-bind-data");
+        ARGF("%d", fd++);
+        ARG(RUN_DIR "/pyrun.py");
     }
     /* bwrap's root tmpfs would otherwise be writable and uncapped. */
     ARG("--remount-ro");
@@ -595,17 +702,36 @@ static char **build_argv(val__job *j, int fd_base, int *count)
     ARG("/usr/local/bin:/usr/bin:/bin");
     ARG("--setenv");
     ARG("HOME");
-    ARG("/box");
+    ARG(RUN_DIR "/home");
+    /* No user site for any python process, nor bytecode files left in /box. */
+    ARG("--setenv");
+    ARG("PYTHONNOUSERSITE");
+    ARG("1");
+    ARG("--setenv");
+    ARG("PYTHONDONTWRITEBYTECODE");
+    ARG("1");
+    /* Caches that tools keep under HOME go to /tmp instead (go vet's build cache). */
+    ARG("--setenv");
+    ARG("XDG_CACHE_HOME");
+    ARG("/tmp/.cache");
+    ARG("--setenv");
+    ARG("GOCACHE");
+    ARG("/tmp/.cache/go-build");
+    if (j->harness == VAL__H_NODE) {
+        ARG("--setenv");
+        ARG("CASCADE_HARNESS_TOP");
+        ARG("1");
+    }
     ARG("--setenv");
     ARG("TMPDIR");
     ARG("/tmp");
     ARG("--setenv");
     ARG("LANG");
     ARG("C.UTF-8");
-    if (j->node_asserts) {
+    if (j->node_js) {
         ARG("--setenv");
         ARG("NODE_OPTIONS");
-        ARG("--require " RUN_DIR "/node-asserts.js");
+        ARG("--require " RUN_DIR "/node-harness.js");
     }
     if (l->mem_bytes) {
         /*
@@ -668,20 +794,56 @@ static int data_fd(const char *name, const char *data, size_t len)
     return fd;
 }
 
+static void job_launch(val__job *j);
+
+/* A shortage of descriptors waited out: try again. */
+static void on_retry(uv_timer_t *t)
+{
+    job_launch(t->data);
+}
+
+/* 1 for an error that says this machine is short of something, not that the answer is wrong. */
+static int local_shortage(int err)
+{
+    return err == EMFILE || err == ENFILE || err == ENOMEM || err == EAGAIN;
+}
+
+/*
+ * Out of descriptors (or memory) while preparing a run: a condition of this
+ * machine, never a verdict on the answer. The job keeps its slot and tries
+ * again later, with a growing pause; other runs and calls give descriptors
+ * back as they end. Only after RETRY_MAX_MS of trying does it fail, as a
+ * sandbox error that says why. Returns 1 when it will retry.
+ */
+static int job_wait_for_fds(val__job *j, int err)
+{
+    val_env *env = j->env;
+    if (!local_shortage(err) || wk_now_ms() - j->t0 > RETRY_MAX_MS)
+        return 0;
+    /*
+     * With no sandbox running, after a few tries, nothing of ours will give
+     * descriptors back: the limit is too low for this run's files, and
+     * waiting would hang.
+     */
+    if (env->live == 0 && j->retries >= 5)
+        return 0;
+    if (!env->warned_fds) {
+        env->warned_fds = 1;
+        fprintf(stderr,
+                "cascade: sandbox: %s while starting a sandbox; runs wait for descriptors to be "
+                "given back (raise `ulimit -n`, or lower --sandboxes / --concurrency)\n",
+                strerror(err));
+    }
+    unsigned delay = 50u << (j->retries < 5 ? j->retries : 5); /* 50 ms .. 1.6 s */
+    j->retries++;
+    uv_update_time(env->loop);
+    uv_timer_start(&j->timer, on_retry, delay, 0);
+    return 1;
+}
+
 static void job_start(val__job *j)
 {
     val_env *env = j->env;
-    uv_file fds[2] = {-1, -1};
-    int nfd = j->nfiles + (j->node_asserts ? 1 : 0);
-    int *dfd = wk_xcalloc((size_t)nfd + 1, sizeof *dfd);
-    uv_stdio_container_t *stdio = wk_xcalloc((size_t)nfd + 3, sizeof *stdio);
-    int argc = 0;
-    char **argv = NULL;
-    int made = 0;
-    int rc;
-    /* bwrap and its shell get no keys either. */
-    char *envp[] = {"PATH=/usr/bin:/bin", NULL};
-
     j->t0 = wk_now_ms();
     uv_timer_init(env->loop, &j->timer);
     j->timer.data = j;
@@ -692,12 +854,33 @@ static void job_start(val__job *j)
     if (j->slot >= env->max_sandboxes)
         abort(); /* running < max_sandboxes, so a slot is free: a bookkeeping bug */
     env->slot_busy[j->slot] = 1;
+    val__cg_make(env, &j->limits, env->uid_base + (unsigned)j->slot, env->uid_pool, &j->cg_mem,
+                 &j->cg_pids);
+    job_launch(j);
+}
+
+static void job_launch(val__job *j)
+{
+    val_env *env = j->env;
+    uv_file fds[2] = {-1, -1};
+    int nfd = j->nfiles + (j->node_js ? 1 : 0) + (j->pyrun ? 1 : 0);
+    int *dfd = wk_xcalloc((size_t)nfd + 1, sizeof *dfd);
+    uv_stdio_container_t *stdio = wk_xcalloc((size_t)nfd + 3, sizeof *stdio);
+    int argc = 0;
+    char **argv = NULL;
+    int made = 0;
+    int rc;
+    /* bwrap and its shell get no keys either. */
+    char *envp[] = {"PATH=/usr/bin:/bin", NULL};
 
     for (; made < nfd; made++) {
-        int fd = made < j->nfiles
-                     ? data_fd("cascade-file", j->files[made].data, j->files[made].len)
-                     : data_fd("cascade-node-asserts", node_asserts_js, sizeof node_asserts_js - 1);
+        /* In build_argv's order: the task's files, the node preload, the python runner. */
+        const char *extra = made == j->nfiles && j->node_js ? j->node_js : j->pyrun;
+        int fd = made < j->nfiles ? data_fd("cascade-file", j->files[made].data, j->files[made].len)
+                                  : data_fd("cascade-harness", extra, strlen(extra));
         if (fd < 0) {
+            if (job_wait_for_fds(j, errno))
+                goto cleanup;
             j->error =
                 wk_xasprintf("could not hand a task file to the sandbox: %s", strerror(errno));
             goto early_fail;
@@ -706,9 +889,45 @@ static void job_start(val__job *j)
     }
     rc = uv_pipe(fds, 0, 0);
     if (rc != 0) {
+        if (job_wait_for_fds(j, -rc))
+            goto cleanup;
         j->error = wk_xasprintf("could not make the output pipe: %s", uv_strerror(rc));
         goto early_fail;
     }
+    /* The cgroup wrapper would hide a missing bwrap behind the shell's exit status 127. */
+    if (access(env->bwrap, X_OK) != 0) {
+        j->error =
+            wk_xasprintf("could not start the sandbox (%s): %s", env->bwrap, strerror(errno));
+        close(fds[0]);
+        close(fds[1]);
+        goto early_fail;
+    }
+    /*
+     * uv_spawn needs a few descriptors of its own (its error pipe, the
+     * child's copies); a spawn that fails for want of them cannot be
+     * retried on the same handle, so make sure they are there first.
+     */
+    int spare[SPARE_FDS];
+    int nspare = 0;
+    int e = 0;
+    for (; nspare < SPARE_FDS; nspare++) {
+        spare[nspare] = fcntl(fds[0], F_DUPFD_CLOEXEC, 0);
+        if (spare[nspare] < 0) {
+            e = errno;
+            break;
+        }
+    }
+    for (int i = 0; i < nspare; i++)
+        close(spare[i]);
+    if (nspare < SPARE_FDS) {
+        close(fds[0]);
+        close(fds[1]);
+        if (job_wait_for_fds(j, e))
+            goto cleanup;
+        j->error = wk_xasprintf("could not make the output pipe: %s", strerror(e));
+        goto early_fail;
+    }
+    j->t0 = wk_now_ms();
     stdio[0].flags = UV_IGNORE;
     /* One pipe for both streams keeps stdout and stderr in their real order. */
     stdio[1].flags = UV_INHERIT_FD;
@@ -745,6 +964,7 @@ static void job_start(val__job *j)
         goto cleanup;
     }
     j->spawned = 1;
+    env->live++;
     uv_pipe_init(env->loop, &j->out, 0);
     j->out.data = j;
     j->open_handles = 3;
@@ -847,8 +1067,32 @@ void val__sandbox_start(val_env *env, const val__sbx_spec *spec, val__sbx_cb cb,
             j->report_room += 68 + strlen(f->path);
         }
     }
-    j->report_room += 64;
+    j->report_room += 64 + 2 * (VAL__MARK_LEN + 32) + 300;
     wk_buf_init(&j->output, j->limits.output_cap + j->report_room);
+    if (!bad && spec->mark && strlen(spec->mark) == VAL__MARK_LEN) {
+        const char **tests = wk_xcalloc((size_t)j->nfiles + 1, sizeof *tests);
+        int nt = 0;
+        for (int i = 0; i < j->nfiles; i++)
+            if (j->files[i].readonly)
+                tests[nt++] = j->files[i].path;
+        char **wrapped = NULL;
+        int wc = 0;
+        j->harness = val__harness_argv((const char *const *)j->argv, j->argc, &wrapped, &wc);
+        memcpy(j->mark, spec->mark, VAL__MARK_LEN + 1);
+        if (j->harness == VAL__H_PYTHON) {
+            for (int i = 0; i < j->argc; i++)
+                free(j->argv[i]);
+            free(j->argv);
+            j->argv = wrapped;
+            j->argc = wc;
+            j->pyrun = val__harness_python(j->mark, tests, nt);
+        } else if (j->harness == VAL__H_NODE) {
+            j->node_js = val__harness_node(j->mark, tests, nt);
+        }
+        free(tests);
+    }
+    if (!j->node_js && j->node_asserts)
+        j->node_js = val__harness_node(NULL, NULL, 0);
     if (bad) {
         job_reject(j, bad);
         return;

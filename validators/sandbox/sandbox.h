@@ -37,6 +37,18 @@ typedef struct val__sbx_result {
      */
     int tests_modified;
     const char *modified;
+    /*
+     * The command ran under cascade's test harness (spec->mark given and a
+     * python or node command it knows), and `finished`: the harness printed
+     * the run's mark, so the tests ran to their end (see harness.c).
+     */
+    int harnessed;
+    int finished;
+    /* A module-shadowing file (conftest.py, sitecustomize.py...) the run added to /box; or NULL. */
+    const char *planted;
+    /* The sandbox's cgroup saw an OOM kill, or refused a fork at its pids limit (cgroup.c). */
+    int cg_oom;
+    int cg_pids_max;
     const char *output; /* stdout and stderr interleaved, NUL-terminated; the report removed */
     size_t output_len;
     const char *error; /* why it could not be spawned; NULL when spawned */
@@ -76,6 +88,12 @@ typedef struct val__sbx_spec {
      * console.assert fail the process (node itself exits 0 on them).
      */
     int node_asserts;
+    /*
+     * May be NULL: the run's secret (VAL__MARK_LEN hex digits, see
+     * val__harness_mark). A python or node test command then runs under the
+     * harness, and only a run that printed it counts as finished.
+     */
+    const char *mark;
 } val__sbx_spec;
 
 /*
@@ -86,6 +104,53 @@ typedef struct val__sbx_spec {
  * returning (when spawning fails at once).
  */
 void val__sandbox_start(val_env *env, const val__sbx_spec *spec, val__sbx_cb cb, void *arg);
+
+/* ---- the test harness (harness.c) ----------------------------------------------- */
+
+/* Where our own read-only helpers live inside the sandbox, outside /box; HOME is below it. */
+#define VAL__RUN_DIR "/run/cascade"
+/* Hex digits of a run's secret mark. */
+#define VAL__MARK_LEN 32
+
+enum { VAL__H_NONE, VAL__H_PYTHON, VAL__H_NODE };
+
+/* A fresh secret mark: VAL__MARK_LEN hex digits and a NUL, from the kernel's generator. */
+void val__harness_mark(char out[VAL__MARK_LEN + 1]);
+/*
+ * Which harness the command gets: VAL__H_PYTHON (then *out is the command
+ * rewritten to run under the runner, *outc entries, NULL-terminated, freed
+ * by the caller entry by entry), VAL__H_NODE (node FILE: the preload prints
+ * the mark) or VAL__H_NONE (a command the harness does not know).
+ */
+int val__harness_argv(const char *const *argv, int argc, char ***out, int *outc);
+/* The runner (python) or the preload (node) for a run; tests: the test files. Caller frees. */
+char *val__harness_python(const char *mark, const char *const *tests, int ntests);
+/* mark NULL: only the console.assert part, for node processes of runs without a mark. */
+char *val__harness_node(const char *mark, const char *const *tests, int ntests);
+/*
+ * 1 when C or C++ code plays with what the tests' assertions and exits
+ * reach (defines __assert_fail or abort, #defines assert, calls exit(0),
+ * a constructor...), with the reason in why; 0 when it does not.
+ */
+int val__harness_c_games(const char *code, char *why, size_t whylen);
+/* 1 for a file name that shadows a test harness module (conftest.py, sitecustomize.py, *.pth). */
+int val__harness_shadow_name(const char *path);
+
+/* ---- cgroups (cgroup.c) ------------------------------------------------------------ */
+
+/* Finds where sandboxes' groups can be made (env->cg_*); warns once when nowhere. */
+void val__cg_setup(val_env *env);
+void val__cg_release(val_env *env);
+/*
+ * Makes one sandbox's memory and pids groups with the limits of l; when
+ * own_uid, their cgroup.procs are handed to uid, which joins them itself.
+ * Returns 0 with the group directories in *mem and *pids (owned; possibly
+ * the same path), or -1 with both NULL.
+ */
+int val__cg_make(val_env *env, const val_limits *l, unsigned uid, int own_uid, char **mem,
+                 char **pids);
+/* Reads what the groups saw, kills what is left in them, removes and frees them. */
+void val__cg_end(val_env *env, char *mem, char *pids, int *oom, int *pids_max);
 
 /* ---- host directories (hostdir.c) ---------------------------------------------- */
 

@@ -118,6 +118,113 @@ cleanup:
     return rc;
 }
 
+/* ---- checked at intake ---------------------------------------------------------- */
+
+#define PATH_RULE                                                                                  \
+    "relative, without \"..\", at most 255 bytes, without control characters or backslashes"
+
+/*
+ * Checks one map of path -> content (NULL: none) for val_check_task_files;
+ * counts its entries into *count.
+ */
+static int check_map(const cJSON *files, const char *what, int *count, char *why, size_t whylen)
+{
+    if (!files)
+        return 0;
+    if (!cJSON_IsObject(files)) {
+        snprintf(why, whylen, "%s must be an object of path -> content", what);
+        return WK_EINVAL;
+    }
+    const cJSON *f;
+    cJSON_ArrayForEach(f, files)
+    {
+        if (!val__path_ok(f->string)) {
+            snprintf(why, whylen, "%s: \"%.200s\" is not a safe path (" PATH_RULE ")", what,
+                     f->string);
+            return WK_EINVAL;
+        }
+        if (!cJSON_IsString(f)) {
+            snprintf(why, whylen, "%s: \"%.200s\" must have a string content", what, f->string);
+            return WK_EINVAL;
+        }
+        (*count)++;
+    }
+    return 0;
+}
+
+/* 1 when path `dir` names a directory above `path` ("a" above "a/b"). */
+static int is_parent(const char *dir, const char *path)
+{
+    size_t n = strlen(dir);
+    return strncmp(dir, path, n) == 0 && path[n] == '/';
+}
+
+/*
+ * Fails when one path of the run is a directory of another ("a" and "a/b"):
+ * the sandbox could not place both, and every answer would fail for it.
+ */
+static int check_clash(const char *const *paths, int n, char *why, size_t whylen)
+{
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < n; k++)
+            if (i != k && is_parent(paths[i], paths[k])) {
+                snprintf(why, whylen,
+                         "files: \"%.200s\" is both a file and the directory of \"%.200s\"",
+                         paths[i], paths[k]);
+                return WK_EINVAL;
+            }
+    return 0;
+}
+
+int val_check_task_files(const cJSON *task, char *why, size_t whylen)
+{
+    int rc = 0;
+    int count = 0;
+    const char **paths = NULL;
+    const cJSON *files = cJSON_GetObjectItemCaseSensitive(task, "files");
+    const cJSON *tests = cJSON_GetObjectItemCaseSensitive(task, "tests");
+    const cJSON *tfiles = cJSON_GetObjectItemCaseSensitive(tests, "files");
+    const cJSON *af = cJSON_GetObjectItemCaseSensitive(task, "answer_file");
+    if (tests && !cJSON_IsObject(tests)) {
+        snprintf(why, whylen, "tests must be an object with \"command\" and \"files\"");
+        return WK_EINVAL;
+    }
+    if ((rc = check_map(files, "files", &count, why, whylen)) < 0 ||
+        (rc = check_map(tfiles, "tests.files", &count, why, whylen)) < 0)
+        return rc;
+    if (af && !cJSON_IsString(af)) {
+        snprintf(why, whylen, "answer_file must be a string (a path)");
+        return WK_EINVAL;
+    }
+    if (af && !val__path_ok(af->valuestring)) {
+        snprintf(why, whylen, "answer_file \"%.200s\" is not a safe path (" PATH_RULE ")",
+                 af->valuestring);
+        return WK_EINVAL;
+    }
+    if (af && cJSON_GetObjectItemCaseSensitive(tfiles, af->valuestring)) {
+        snprintf(why, whylen,
+                 "answer_file \"%.200s\" is also in tests.files, which would replace the answer",
+                 af->valuestring);
+        return WK_EINVAL;
+    }
+    /* The answer is one more file of the run. */
+    if (count + 1 > VAL__FILES_MAX) {
+        snprintf(why, whylen, "files and tests.files hold %d files; at most %d fit in one run",
+                 count, VAL__FILES_MAX - 1);
+        return WK_EINVAL;
+    }
+    paths = wk_xcalloc((size_t)count + 1, sizeof *paths);
+    int n = 0;
+    const cJSON *f;
+    cJSON_ArrayForEach(f, files) paths[n++] = f->string;
+    cJSON_ArrayForEach(f, tfiles) paths[n++] = f->string;
+    if (af)
+        paths[n++] = af->valuestring;
+    rc = check_clash(paths, n, why, whylen);
+    free(paths);
+    return rc;
+}
+
 /* Skips whitespace and comments (// and / * * /) from p; returns where code resumes. */
 static const char *skip_space(const char *p)
 {

@@ -34,6 +34,7 @@ enum {
     S_GET_ATT,
     S_FORGET_TASK,
     S_FORGET_ATT,
+    S_VSTART,
     S_COUNT
 };
 
@@ -48,9 +49,12 @@ static const char *const SQL[S_COUNT] = {
     "ON CONFLICT(id) DO UPDATE SET done = 1, result = ?2",
     "SELECT result FROM tasks WHERE id = ?1 AND done = 1",
     "SELECT seq, state, model, text, finish, served, pt, ct, cached, retries, fallbacks, pass, "
-    "validator, reason, message, evidence, note FROM attempts WHERE task = ?1 ORDER BY seq",
+    "validator, reason, message, evidence, note, vstarts FROM attempts WHERE task = ?1 "
+    "ORDER BY seq",
     "DELETE FROM tasks WHERE id = ?1",
     "DELETE FROM attempts WHERE task = ?1",
+    "UPDATE attempts SET vstarts = CASE WHEN ?3 THEN coalesce(vstarts, 0) + 1 ELSE 0 END "
+    "WHERE task = ?1 AND seq = ?2",
 };
 
 struct wk_journal {
@@ -234,6 +238,8 @@ int wk_journal_open(uv_loop_t *loop, const char *path, wk_journal **out, char *e
      * statement that does not prepare, just below.
      */
     sqlite3_exec(j->db, "ALTER TABLE attempts ADD COLUMN note TEXT", NULL, NULL, NULL);
+    /* Likewise the count of validations started (wk_journal_validating). */
+    sqlite3_exec(j->db, "ALTER TABLE attempts ADD COLUMN vstarts INTEGER", NULL, NULL, NULL);
     for (int i = 0; i < S_COUNT; i++)
         if (sqlite3_prepare_v2(j->db, SQL[i], -1, &j->st[i], NULL) != SQLITE_OK) {
             snprintf(err, errlen, "journal %s: %s", path, sqlite3_errmsg(j->db));
@@ -368,6 +374,24 @@ int wk_journal_verdict(wk_journal *j, const char *id, int seq, const val_verdict
     return step(j, s, "writing VERDICT");
 }
 
+int wk_journal_validating(wk_journal *j, const char *id, int seq, int started)
+{
+    if (!j)
+        return 0;
+    sqlite3_stmt *s = row(j, S_VSTART, id, seq);
+    if (!s)
+        return WK_EIO;
+    sqlite3_bind_int(s, 3, started);
+    int rc = step(j, s, "writing VALIDATING");
+    /*
+     * A start is committed now, not at the end of the loop iteration: the
+     * validation runs right after, and if it kills the process, the count
+     * must be on disk. Rows of the open transaction committed early are
+     * committed before their side effects all the same.
+     */
+    return rc || !started ? rc : commit(j);
+}
+
 int wk_journal_done(wk_journal *j, const char *id, const char *result)
 {
     if (!j)
@@ -458,6 +482,7 @@ int wk_journal_attempts(wk_journal *j, const char *id, wk_jattempt **out, int *n
         v->message = col_str(s, 14);
         v->evidence = col_str(s, 15);
         v->note = col_str(s, 16);
+        a->vstarts = sqlite3_column_int(s, 17);
     }
     sqlite3_reset(s);
     sqlite3_clear_bindings(s);

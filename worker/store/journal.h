@@ -36,6 +36,7 @@ typedef struct wk_jattempt {
     long pt, ct, cached;
     int retries, fallbacks;
     val_verdict verdict; /* state WK_J_VERDICT */
+    int vstarts; /* in-process validations started, never returned (wk_journal_validating) */
 } wk_jattempt;
 
 int wk_journal_open(uv_loop_t *loop, const char *path, wk_journal **out, char *err, size_t errlen);
@@ -78,6 +79,14 @@ int wk_journal_received(wk_journal *j, const char *id, int seq, const char *text
                         int retries, int fallbacks);
 int wk_journal_verdict(wk_journal *j, const char *id, int seq, const val_verdict *v);
 int wk_journal_done(wk_journal *j, const char *id, const char *result);
+/*
+ * started 1: counts one more in-process validation started of attempt seq's
+ * answer, and commits at once (with whatever else the open transaction
+ * holds), so a validation that kills the process is known to the next run,
+ * which stops retrying it after WK_VALIDATE_CRASHES_MAX (answers.c).
+ * started 0: the in-process part returned; the count is reset (batched).
+ */
+int wk_journal_validating(wk_journal *j, const char *id, int seq, int started);
 
 /*
  * The journal failed (disk full...): "journal PATH: what: SQLite's message"
