@@ -3,6 +3,7 @@
  */
 #include "prov.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,7 +53,10 @@ void prov__set_msg(char *msg, size_t msglen, const char *text)
 long prov__count(const cJSON *o, const char *name)
 {
     const cJSON *f = cJSON_GetObjectItemCaseSensitive(o, name);
-    return cJSON_IsNumber(f) && f->valuedouble >= 0 ? (long)f->valuedouble : -1;
+    /* A count no long can hold (1e300) is as absent: converting it is undefined (fuzz finding). */
+    return cJSON_IsNumber(f) && f->valuedouble >= 0 && f->valuedouble < (double)LONG_MAX
+               ? (long)f->valuedouble
+               : -1;
 }
 
 int prov__parse_begin(long status, const char *body, size_t len, prov_response *out, cJSON **j,
