@@ -13,7 +13,7 @@
  * every fault kind that answers at once (no stalls: a stall would only
  * wait) a model of its own.
  */
-#include "../../fixtures/mock-llm/server.c"
+#include "fixtures/mock-llm/server.c"
 
 #include <fcntl.h>
 #include <signal.h>
