@@ -5,7 +5,7 @@
 #   run.sh regress 0 JOBS TARGET...        each target once over its inputs
 #
 # Inputs of a target: tests/fuzz/corpus/<t>/ (seeds) and tests/fuzz/regress/<t>/
-# (one file per finding ever fixed). A fuzz run also reads and grows
+# (one file per finding ever fixed); tests/fuzz/dict/<t>.dict is its dictionary. A fuzz run also reads and grows
 # $FUZZ_DIR/corpus/<t>/, and leaves a crash, leak, timeout or out-of-memory
 # input in $FUZZ_DIR/findings/<t>/ with the log in $FUZZ_DIR/logs/<t>.log.
 # Prints one line per target (executions per second and corpus size, from
@@ -43,6 +43,8 @@ one() {
         return 1
     fi
     mkdir -p "$dir/corpus/$t" "$dir/findings/$t"
+    # Tokens the fuzzer cannot learn from coverage (the JSON parser is not instrumented).
+    [ -f "tests/fuzz/dict/$t.dict" ] && common="$common -dict=tests/fuzz/dict/$t.dict"
     # shellcheck disable=SC2086
     "$dir/$t" $common -max_total_time="$seconds" -print_final_stats=1 \
         -artifact_prefix="$dir/findings/$t/" "$dir/corpus/$t" $inputs >"$log" 2>&1
