@@ -390,7 +390,8 @@ int vcs_diff_place(vcs_diff *d, const vcs_base *b, int *moved, char *err, size_t
         git_patch_free(p);
     }
     vcs__hunk_hdr *hdrs = NULL;
-    size_t n_hdrs = vcs__hunk_headers(d->text.buf, &hdrs);
+    /* An empty diff has no text buffer at all (fuzz finding). */
+    size_t n_hdrs = vcs__hunk_headers(d->text.buf ? d->text.buf : "", &hdrs);
     int rc = 0;
     *moved = 0;
     /* The headers map onto libgit2's hunks one to one, or we leave the diff alone. */

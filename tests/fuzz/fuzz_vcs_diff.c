@@ -6,10 +6,24 @@
  */
 #include "fuzz.h"
 
+#include <git2.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "vcs/vcs.h"
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    (void)argc;
+    (void)argv;
+    /*
+     * Held for the process: each diff takes and drops a reference, and the
+     * last drop tears libgit2's global state down, to be set up again (most
+     * of the time of a run) by the next.
+     */
+    git_libgit2_init();
+    return 0;
+}
 
 static void on_line(void *arg, char origin, const char *s, size_t n)
 {

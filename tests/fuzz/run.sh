@@ -17,6 +17,9 @@ jobs=$3
 shift 3
 dir=${FUZZ_DIR:-build/fuzz}
 mkdir -p "$dir/logs"
+# The stack of a UBSan finding, not only its line.
+UBSAN_OPTIONS="print_stacktrace=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
+export UBSAN_OPTIONS
 
 # One target; prints its summary line; exit status is the target's.
 one() {
