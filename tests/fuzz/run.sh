@@ -29,9 +29,10 @@ one() {
     for d in "tests/fuzz/corpus/$t" "tests/fuzz/regress/$t"; do
         [ -d "$d" ] && inputs="$inputs $d"
     done
-    # Exactly one second per input at most, and a bounded memory: a hang or
-    # a runaway allocation is a finding like a crash.
-    common="-timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=1024"
+    # A bounded time per input and a bounded memory: a hang or a runaway
+    # allocation is a finding like a crash. The time is wall-clock, so it is
+    # generous: on a loaded machine a quick input can wait seconds for a CPU.
+    common="-timeout=60 -rss_limit_mb=2048 -malloc_limit_mb=1024"
     if [ "$mode" = regress ]; then
         # Files, not folders: each runs once and nothing is written anywhere.
         files=$(for d in $inputs; do find "$d" -type f ! -name '.*'; done | sort)
@@ -45,6 +46,7 @@ one() {
         tail -n 40 "$log"
         return 1
     fi
+    rm -rf "$dir/findings/$t"
     mkdir -p "$dir/corpus/$t" "$dir/findings/$t"
     # Tokens the fuzzer cannot learn from coverage (the JSON parser is not instrumented).
     [ -f "tests/fuzz/dict/$t.dict" ] && common="$common -dict=tests/fuzz/dict/$t.dict"
