@@ -9,7 +9,9 @@
 #   make fuzz-regress          runs every target once over those inputs
 #                              (part of `make test`)
 #
-# FUZZ_TARGETS="a b" limits both to some targets; FUZZ_JOBS=N runs N at once.
+# FUZZ_TARGETS="a b" limits both to some targets; FUZZ_JOBS=N runs N at once;
+# FUZZ_TIMEOUT=S is the wall-clock seconds one input may take [60] (raise it
+# on a loaded machine, where a quick input can wait long for a CPU).
 # What a run found new is kept in build/fuzz/corpus/<target>/, so the next
 # run starts from there; the seeds in the tree are never written.
 
@@ -20,6 +22,7 @@ DEB_PKGS += clang libclang-rt-14-dev llvm
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
 FUZZ_JOBS    ?= 1
+FUZZ_TIMEOUT ?= 60
 FB           := build/fuzz
 FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined \
                 -fno-omit-frame-pointer
@@ -39,10 +42,10 @@ FUZZ_MOCK_OBJ := $(patsubst %.c,$(FB)/obj/%.o, \
 fuzz-build: deps-debs $(FUZZ_BIN)
 
 fuzz: fuzz-build
-	@FUZZ_DIR=$(FB) sh tests/fuzz/run.sh fuzz "$(FUZZ_SECONDS)" "$(FUZZ_JOBS)" $(FUZZ_TARGETS)
+	@FUZZ_DIR=$(FB) FUZZ_TIMEOUT=$(FUZZ_TIMEOUT) sh tests/fuzz/run.sh fuzz "$(FUZZ_SECONDS)" "$(FUZZ_JOBS)" $(FUZZ_TARGETS)
 
 fuzz-regress: fuzz-build
-	@FUZZ_DIR=$(FB) sh tests/fuzz/run.sh regress 0 "$(FUZZ_JOBS)" $(FUZZ_TARGETS)
+	@FUZZ_DIR=$(FB) FUZZ_TIMEOUT=$(FUZZ_TIMEOUT) sh tests/fuzz/run.sh regress 0 "$(FUZZ_JOBS)" $(FUZZ_TARGETS)
 
 # `make test` runs the regression inputs too.
 test: fuzz-regress

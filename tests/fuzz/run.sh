@@ -32,7 +32,7 @@ one() {
     # A bounded time per input and a bounded memory: a hang or a runaway
     # allocation is a finding like a crash. The time is wall-clock, so it is
     # generous: on a loaded machine a quick input can wait seconds for a CPU.
-    common="-timeout=60 -rss_limit_mb=2048 -malloc_limit_mb=1024"
+    common="-timeout=${FUZZ_TIMEOUT:-60} -rss_limit_mb=2048 -malloc_limit_mb=1024"
     if [ "$mode" = regress ]; then
         # Files, not folders: each runs once and nothing is written anywhere.
         files=$(for d in $inputs; do find "$d" -type f ! -name '.*'; done | sort)
