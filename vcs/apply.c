@@ -463,7 +463,10 @@ int vcs_apply(vcs_tree **out, const vcs_diff *d, const vcs_base *b, vcs_apply_fa
     memset(f, 0, sizeof *f);
     snprintf(f->why, sizeof f->why, "%s", git_msg("it does not apply"));
     const git_diff_delta *dd = git_diff_get_delta(d->diff, prog.delta);
-    f->file = dd ? dd->old_file.path : "?";
+    /* libgit2 may leave a new file's old path NULL (fuzz finding): name it by its new one. */
+    f->file = dd && dd->old_file.path   ? dd->old_file.path
+              : dd && dd->new_file.path ? dd->new_file.path
+                                        : "?";
     f->file_index = prog.delta;
     f->hunk = prog.hunk;
     if (prog.hunk >= 0) {
