@@ -114,6 +114,9 @@ int wk_jsonl_lines(const char *path, size_t cap, wk_line_fn each, void *arg, cha
     return rc;
 }
 
+/* Lines skipped and said on stderr per file; past it, one count at the end. */
+#define SKIPS_SAID 10
+
 typedef struct each_ctx {
     int (*each)(void *arg, const cJSON *obj, long lineno);
     void *arg;
@@ -121,25 +124,38 @@ typedef struct each_ctx {
     const char *path;
     char *err;
     size_t errlen;
+    long skipped;
 } each_ctx;
+
+/*
+ * A line that cannot be read is skipped and said, never the end of the file:
+ * one oversize or garbled result must not hide the other ten thousand.
+ */
+static void skip(each_ctx *c, long lineno, const char *why)
+{
+    if (c->skipped == 0)
+        snprintf(c->err, c->errlen, "%s:%ld: %s (skipped)", c->path, lineno, why);
+    if (c->skipped++ < SKIPS_SAID)
+        fprintf(stderr, "cascade: %s:%ld: %s; line skipped\n", c->path, lineno, why);
+}
 
 static int each_object(void *arg, const char *line, size_t len, int cut, long lineno)
 {
     each_ctx *c = arg;
     if (cut) {
-        snprintf(c->err, c->errlen, "%s:%ld: line longer than %u bytes", c->path, lineno,
-                 WK_JSONL_LINE_CAP);
-        return WK_ETOOBIG;
+        char why[64];
+        snprintf(why, sizeof why, "line longer than %u bytes", WK_JSONL_LINE_CAP);
+        skip(c, lineno, why);
+        return 0;
     }
     if (wk_jsonl_blank(line, len))
         return 0;
     cJSON *j = cJSON_ParseWithLength(line, len);
     if (!cJSON_IsObject(j)) {
         cJSON_Delete(j);
-        if (c->skip_bad)
-            return 0;
-        snprintf(c->err, c->errlen, "%s:%ld: not a JSON object", c->path, lineno);
-        return WK_EPARSE;
+        if (!c->skip_bad)
+            skip(c, lineno, "not a JSON object");
+        return 0;
     }
     int rc = c->each(c->arg, j, lineno);
     cJSON_Delete(j);
@@ -149,6 +165,11 @@ static int each_object(void *arg, const char *line, size_t len, int cut, long li
 int wk_jsonl_each(const char *path, int (*each)(void *arg, const cJSON *obj, long lineno),
                   void *arg, int skip_bad, char *err, size_t errlen)
 {
-    each_ctx c = {each, arg, skip_bad, path, err, errlen};
-    return wk_jsonl_lines(path, WK_JSONL_LINE_CAP, each_object, &c, err, errlen);
+    each_ctx c = {each, arg, skip_bad, path, err, errlen, 0};
+    if (errlen)
+        err[0] = '\0';
+    int rc = wk_jsonl_lines(path, WK_JSONL_LINE_CAP, each_object, &c, err, errlen);
+    if (c.skipped > SKIPS_SAID)
+        fprintf(stderr, "cascade: %s: %ld lines skipped in all\n", path, c.skipped);
+    return rc;
 }

@@ -65,12 +65,14 @@ int wk_jsonl_lines(const char *path, size_t cap, wk_line_fn each, void *arg, cha
 
 /*
  * Calls each(arg, obj, lineno) for every non-blank line of the JSONL file at
- * path; obj is borrowed for the call. A line that is not a JSON object stops
- * the reading with WK_EPARSE, unless skip_bad (tasks files may hold such
- * lines: `run` answers them with invalid_task); a line longer than
- * WK_JSONL_LINE_CAP stops it with WK_ETOOBIG. Errors name file and line in
- * err. A non-zero return of each stops it too and is returned (each writes
- * err itself).
+ * path; obj is borrowed for the call. A line that is not a JSON object, or
+ * is longer than WK_JSONL_LINE_CAP, is skipped and the reading goes on: the
+ * first ten are said on stderr naming file and line (then a count), and the
+ * first is left in err while the return is still 0. With skip_bad (tasks
+ * files, whose bad lines `run` answers with invalid_task) lines that are not
+ * objects are skipped silently. A failure to open or read returns WK_EIO; a
+ * non-zero return of each stops the reading and is returned (each writes err
+ * itself).
  */
 int wk_jsonl_each(const char *path, int (*each)(void *arg, const cJSON *obj, long lineno),
                   void *arg, int skip_bad, char *err, size_t errlen);

@@ -7,6 +7,7 @@
 #include "recordings.h"
 
 #include <cjson/cJSON.h>
+#include <ctype.h>
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
@@ -55,6 +56,7 @@ static void rec_clear(wk_rec *r)
     free(r->model);
     free(r->answer);
     free(r->finish_reason);
+    free(r->logprobs);
     memset(r, 0, sizeof *r);
 }
 
@@ -79,6 +81,7 @@ static int parse_line(const char *path, int lineno, const char *line, size_t len
     const char *end = NULL;
     cJSON *obj = cJSON_ParseWithLengthOpts(line, len, &end, 0);
     rec->prompt_tokens = rec->completion_tokens = -1;
+    rec->cost_usd = rec->token_prob = -1;
     if (!obj) {
         /* cJSON reports where it stopped; a column helps find the typo. */
         const char *at = cJSON_GetErrorPtr();
@@ -141,6 +144,33 @@ static int parse_line(const char *path, int lineno, const char *line, size_t len
         goto cleanup;
     }
     rec->finish_reason = wk_xstrdup(finish ? finish->valuestring : "stop");
+    const cJSON *cost = cJSON_GetObjectItemCaseSensitive(obj, "cost_usd");
+    const cJSON *lp = cJSON_GetObjectItemCaseSensitive(obj, "logprobs");
+    const cJSON *tp = cJSON_GetObjectItemCaseSensitive(obj, "token_prob");
+    if (cost && (!cJSON_IsNumber(cost) || cost->valuedouble < 0)) {
+        why = "\"cost_usd\" must be a number >= 0";
+        goto cleanup;
+    }
+    rec->cost_usd = cost ? cost->valuedouble : -1;
+    if (tp && (!cJSON_IsNumber(tp) || tp->valuedouble <= 0 || tp->valuedouble > 1)) {
+        why = "\"token_prob\" must be a number in (0, 1]";
+        goto cleanup;
+    }
+    rec->token_prob = tp ? tp->valuedouble : -1;
+    if (lp) {
+        int ok = cJSON_IsArray(lp);
+        const cJSON *t;
+        cJSON_ArrayForEach(t, lp)
+        {
+            ok = ok && cJSON_IsString(cJSON_GetObjectItemCaseSensitive(t, "token")) &&
+                 cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(t, "logprob"));
+        }
+        if (!ok) {
+            why = "\"logprobs\" must be an array of {\"token\": string, \"logprob\": number}";
+            goto cleanup;
+        }
+        rec->logprobs = cJSON_PrintUnformatted(lp);
+    }
     rec->line = lineno;
     rc = 0;
 cleanup:
@@ -285,4 +315,34 @@ void wk_recs_rewind(wk_recs *r)
 {
     for (size_t i = 0; i < r->ngroups; i++)
         r->groups[i].calls = 0;
+}
+
+cJSON *wk_rec_logprobs(const wk_rec *r)
+{
+    if (r->logprobs) {
+        cJSON *lp = cJSON_Parse(r->logprobs);
+        if (lp)
+            return lp;
+    }
+    cJSON *out = cJSON_CreateArray();
+    double word_lp = r->token_prob > 0 ? log(r->token_prob) : 0;
+    const char *s = r->answer ? r->answer : "";
+    while (*s) {
+        size_t n = 1;
+        int word = isalnum((unsigned char)*s) != 0;
+        if (word)
+            while (isalnum((unsigned char)s[n]))
+                n++;
+        else /* keep a UTF-8 sequence whole: a token is text */
+            while ((unsigned char)*s >= 0x80 && ((unsigned char)s[n] & 0xc0) == 0x80)
+                n++;
+        char *tok = wk_xstrndup(s, n);
+        cJSON *t = cJSON_CreateObject();
+        cJSON_AddStringToObject(t, "token", tok);
+        cJSON_AddNumberToObject(t, "logprob", word ? word_lp : 0);
+        cJSON_AddItemToArray(out, t);
+        free(tok);
+        s += n;
+    }
+    return out;
 }

@@ -7,11 +7,17 @@
  *    "usage": {"prompt_tokens": N, "completion_tokens": M},
  *    "finish_reason": "stop"}
  *
- * usage and finish_reason are optional, unknown fields are ignored.
+ * usage and finish_reason are optional, unknown fields are ignored. Also
+ * optional: "cost_usd", what the call really cost (replay uses it instead of
+ * tokens x price, and says so); "logprobs", the answer's tokens as
+ * [{"token": T, "logprob": L}, ...] (their tokens joined must be the
+ * answer); "token_prob", a probability in (0, 1] that every word of the
+ * answer gets (see wk_rec_logprobs).
  */
 #ifndef WK_RECORDINGS_H
 #define WK_RECORDINGS_H
 
+#include <cjson/cJSON.h>
 #include <stddef.h>
 
 typedef struct wk_recs wk_recs;
@@ -23,8 +29,20 @@ typedef struct wk_rec {
     char *finish_reason; /* "stop" unless the line says otherwise */
     long prompt_tokens;  /* -1 when the line has no usage */
     long completion_tokens;
-    int line; /* 1-based line in the file, for messages */
+    int line;          /* 1-based line in the file, for messages */
+    double cost_usd;   /* the recorded cost of the call; -1: none */
+    char *logprobs;    /* the "logprobs" array as JSON text; NULL: none */
+    double token_prob; /* -1: none */
 } wk_rec;
+
+/*
+ * The answer's tokens with their logprobs, as [{"token", "logprob"}, ...]:
+ * the recording's own when it has them, else derived deterministically
+ * (runs of letters and digits are a token each, every other byte is one;
+ * a word token's logprob is log(token_prob), 0 without it, and other tokens
+ * get 0). Caller frees.
+ */
+cJSON *wk_rec_logprobs(const wk_rec *r);
 
 /*
  * Loads a recordings file. Errors name the file and line (and column for bad

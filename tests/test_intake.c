@@ -13,6 +13,7 @@
 
 #include "lib/util.h"
 #include "worker/intake.h"
+#include "worker/rkey.h"
 
 static wk_provider prov = {.name = "mock", .api = "openai", .base_url = "http://x/v1"};
 static wk_model model = {
@@ -115,7 +116,7 @@ static void test_a_line_over_the_cap_is_invalid_under_its_line_number(void **sta
     wk_intake d;
     decide(&w, "{\"id\":\"cut", 4, 1, &d);
     assert_int_equal(d.kind, WK_INTAKE_INVALID);
-    assert_string_equal(d.key, "line:4");
+    assert_string_equal(d.key, "#line:4");
     assert_non_null(strstr(d.line, "invalid_task"));
     assert_non_null(strstr(d.line, "longer than 100 bytes"));
     assert_non_null(d.result);
@@ -123,29 +124,58 @@ static void test_a_line_over_the_cap_is_invalid_under_its_line_number(void **sta
     world_release(&w);
 }
 
-static void test_a_malformed_line_is_invalid_under_its_id_or_line(void **state)
+static void test_a_malformed_line_is_invalid_under_its_line_even_with_an_id(void **state)
 {
     (void)state;
     world w = {0};
     wk_intake d;
     decide(&w, "not json", 5, 0, &d);
     assert_int_equal(d.kind, WK_INTAKE_INVALID);
-    assert_string_equal(d.key, "line:5");
+    assert_string_equal(d.key, "#line:5");
     assert_non_null(strstr(d.line, "invalid_task"));
     wk_intake_release(&d);
     decide(&w, "{\"id\":\"x1\",\"kind\":\"classify\"}", 6, 0, &d); /* no prompt */
     assert_int_equal(d.kind, WK_INTAKE_INVALID);
-    assert_string_equal(d.key, "x1");
+    assert_string_equal(d.key, "#line:6");
     wk_intake_release(&d);
     world_release(&w);
+}
+
+/* Invalid lines' keys and task ids never meet, whatever the id (issue 12, item 2). */
+static void test_a_task_whose_id_is_an_invalid_lines_key_still_runs(void **state)
+{
+    (void)state;
+    const char *ids[] = {"line:3", "#line:3", "#dup:3", "x1", "#id:x1", "#entry:1-0"};
+    for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++) {
+        world w = {0};
+        /* Line 3 was invalid (it had id x1) and is journaled and written. */
+        wk_strset_add(&w.written, "#line:3");
+        wk_strset_add(&w.done, "#line:3");
+        wk_strset_add(&w.written, "#dup:3");
+        char *line = wk_xasprintf("{\"id\":\"%s\",\"kind\":\"classify\",\"prompt\":\"p\","
+                                  "\"schema\":{\"enum\":[\"a\"]}}",
+                                  ids[i]);
+        wk_intake d;
+        decide(&w, line, 7, 0, &d);
+        if (d.kind != WK_INTAKE_RUN)
+            fail_msg("task %s: kind %d, not RUN", ids[i], d.kind);
+        char *key = wk_rkey_task(ids[i]);
+        assert_string_not_equal(key, "#line:3");
+        assert_string_not_equal(key, "#dup:3");
+        assert_string_equal(wk_rkey_id(key), ids[i]);
+        free(key);
+        wk_intake_release(&d);
+        free(line);
+        world_release(&w);
+    }
 }
 
 static void test_an_invalid_line_already_written_or_journaled_is_not_written_again(void **state)
 {
     (void)state;
     world w = {0};
-    wk_strset_add(&w.written, "line:5");
-    wk_strset_add(&w.done, "line:6");
+    wk_strset_add(&w.written, "#line:5");
+    wk_strset_add(&w.done, "#line:6");
     wk_intake d;
     decide(&w, "not json", 5, 0, &d);
     assert_int_equal(d.kind, WK_INTAKE_ALREADY);
@@ -198,11 +228,11 @@ static void test_a_second_line_with_an_id_is_a_duplicate_written_once(void **sta
     wk_intake d;
     decide(&w, TASK, 9, 0, &d);
     assert_int_equal(d.kind, WK_INTAKE_INVALID);
-    assert_string_equal(d.key, "dup:9");
+    assert_string_equal(d.key, "#dup:9");
     assert_non_null(strstr(d.line, "duplicate id \\\"t1\\\""));
     assert_null(d.task);
     wk_intake_release(&d);
-    wk_strset_add(&w.written, "dup:9");
+    wk_strset_add(&w.written, "#dup:9");
     decide(&w, TASK, 9, 0, &d);
     assert_int_equal(d.kind, WK_INTAKE_SKIP);
     assert_null(d.line);
@@ -222,13 +252,38 @@ static void test_a_redelivered_queue_item_is_not_a_duplicate(void **state)
     world_release(&w);
 }
 
+/* Redis: an entry whose id another entry owns is invalid under its own entry's key. */
+static void test_a_queue_item_whose_id_another_entry_owns_is_invalid(void **state)
+{
+    (void)state;
+    world w = {0};
+    q_item it = {.line = (char *)TASK, .len = strlen(TASK), .receipt = "5-0", .dup_of = "3-0"};
+    wk_intake_facts f = {.cfg = &cfg,
+                         .line_cap = 100,
+                         .written = w_written,
+                         .done = w_done,
+                         .seen = w_seen,
+                         .arg = &w};
+    wk_intake d;
+    wk_intake_decide(&it, &f, &d);
+    assert_int_equal(d.kind, WK_INTAKE_INVALID);
+    assert_string_equal(d.key, "#entry:5-0");
+    assert_null(wk_rkey_id(d.key)); /* acked with no id: `cascade results` keeps both */
+    assert_non_null(strstr(d.line, "duplicate id"));
+    assert_non_null(strstr(d.line, "3-0"));
+    wk_intake_release(&d);
+    world_release(&w);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_a_new_task_runs),
         cmocka_unit_test(test_a_blank_line_is_skipped_without_a_result),
         cmocka_unit_test(test_a_line_over_the_cap_is_invalid_under_its_line_number),
-        cmocka_unit_test(test_a_malformed_line_is_invalid_under_its_id_or_line),
+        cmocka_unit_test(test_a_malformed_line_is_invalid_under_its_line_even_with_an_id),
+        cmocka_unit_test(test_a_task_whose_id_is_an_invalid_lines_key_still_runs),
+        cmocka_unit_test(test_a_queue_item_whose_id_another_entry_owns_is_invalid),
         cmocka_unit_test(test_an_invalid_line_already_written_or_journaled_is_not_written_again),
         cmocka_unit_test(test_a_task_in_the_results_file_is_already_done),
         cmocka_unit_test(test_a_task_done_in_the_journal_resumes_with_its_stored_line),

@@ -185,9 +185,7 @@ typedef struct drv {
 
 static void test_item_free(q_item *it)
 {
-    free(it->line);
-    free(it->receipt);
-    free(it);
+    q_item_free(it);
 }
 
 static void task_id(const q_item *it, char *id, size_t n)
@@ -727,7 +725,7 @@ static void test_enqueue_and_results_commands_count_invalid_lines_and_drop_dupli
     char *err = h_slurp(errtext);
     assert_non_null(strstr(err, "line 2: not JSON"));
     assert_non_null(strstr(err, "added 3 tasks to cli"));
-    assert_non_null(strstr(err, "(1 invalid)"));
+    assert_non_null(strstr(err, "(1 invalid, 0 duplicate ids"));
     free(err);
     free(errtext);
     assert_int_equal(xlen(s.port, "cli"), 3);
@@ -760,6 +758,91 @@ static void test_enqueue_and_results_commands_count_invalid_lines_and_drop_dupli
     srv_stop(&s);
 }
 
+/* Issue 12, item 2: two tasks with one id in a stream are refused at enqueue, flagged at intake. */
+static void test_duplicate_ids_are_refused_at_enqueue_and_flagged_at_intake(void **state)
+{
+    (void)state;
+    srv s = {0};
+    srv_start(&s, 0);
+    srv_url(&s, "dups");
+    char *tasks = h_write("dup-tasks.jsonl", "{\"id\":\"a\",\"prompt\":\"x\"}\n"
+                                             "{\"id\":\"b\",\"prompt\":\"y\"}\n"
+                                             "{\"id\":\"a\",\"prompt\":\"another task\"}\n"
+                                             "{\"id\":\"c\",\"prompt\":\"z\"}\n");
+    int st;
+    char *enq[] = {(char *)h_cascade_bin(), "enqueue", tasks, "--queue", s.url, NULL};
+    free(run_cascade(enq, "dup-enqueue.out", &st));
+    assert_int_equal(st, 0);
+    char *errtext = h_tmp("dup-enqueue.out.err");
+    char *err = h_slurp(errtext);
+    assert_non_null(strstr(err, "line 3: duplicate id \"a\""));
+    assert_non_null(strstr(err, "added 3 tasks"));
+    assert_non_null(strstr(err, "1 duplicate ids not added"));
+    free(err);
+    assert_int_equal(xlen(s.port, "dups"), 3);
+    /* The same file again (an enqueue retried after a crash) adds nothing. */
+    free(run_cascade(enq, "dup-enqueue.out", &st));
+    assert_int_equal(st, 0);
+    err = h_slurp(errtext);
+    assert_non_null(strstr(err, "added 0 tasks"));
+    assert_non_null(strstr(err, "4 duplicate ids not added"));
+    free(err);
+    free(errtext);
+    assert_int_equal(xlen(s.port, "dups"), 3);
+
+    /* Entries added around enqueue: the second "d" and the second "a" are flagged at intake. */
+    redisContext *c = sync_connect(s.port);
+    const char *more[] = {"{\"id\":\"d\",\"prompt\":\"1\"}", "{\"id\":\"d\",\"prompt\":\"2\"}",
+                          "{\"id\":\"a\",\"prompt\":\"3\"}"};
+    for (int i = 0; i < 3; i++) {
+        redisReply *r = redisCommand(c, "XADD dups * task %s", more[i]);
+        freeReplyObject(r);
+    }
+    redisFree(c);
+    drv d;
+    drv_open(&d, s.url, "w1", 5000, 5, 1);
+    d.ops->pull(d.q, 10);
+    int want = 6;
+    assert_true(run_until(&d, p_received, &want, 10000));
+    int flagged = 0;
+    for (int i = 0; i < d.n_items; i++) {
+        char id[64];
+        task_id(d.items[i], id, sizeof id);
+        if (d.items[i]->dup_of) {
+            flagged++;
+            assert_true(strcmp(id, "a") == 0 || strcmp(id, "d") == 0);
+            assert_string_not_equal(d.items[i]->dup_of, d.items[i]->receipt);
+        }
+    }
+    assert_int_equal(flagged, 2);
+    /* A redelivery of an entry is the same task, not a duplicate: nack all, take them again. */
+    for (int i = 0; i < d.n_items; i++) {
+        d.ops->nack(d.q, d.items[i], "test");
+        test_item_free(d.items[i]);
+    }
+    d.n_items = 0;
+    drv_close(&d);
+    drv d2;
+    drv_open(&d2, s.url, "w1", 5000, 5, 1);
+    d2.ops->pull(d2.q, 10);
+    flagged = 0;
+    /* Redelivered entries come one at a time (each may be what killed a worker). */
+    for (int round = 0; round < 6; round++) {
+        int next = d2.received + 1;
+        assert_true(run_until(&d2, p_received, &next, 10000));
+        for (int i = 0; i < d2.n_items; i++) {
+            flagged += d2.items[i]->dup_of != NULL;
+            ack_item(&d2, d2.items[i]);
+        }
+        d2.n_items = 0;
+    }
+    assert_int_equal(d2.received, 6);
+    assert_int_equal(flagged, 2);
+    drv_close(&d2);
+    free(tasks);
+    srv_stop(&s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -783,6 +866,8 @@ int main(void)
         cmocka_unit_test_teardown(
             test_enqueue_and_results_commands_count_invalid_lines_and_drop_duplicates,
             kill_servers),
+        cmocka_unit_test_teardown(test_duplicate_ids_are_refused_at_enqueue_and_flagged_at_intake,
+                                  kill_servers),
     };
     return cmocka_run_group_tests_name("redis", tests, group_setup, group_teardown);
 }

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -568,6 +569,191 @@ static void test_events_after_finish_are_ignored(void **state)
     wk_task_free(t);
 }
 
+/* ---- classify tiers: votes and confidence, fed by hand ---------------------- */
+
+static const char *CLS_TASK =
+    "{\"id\":\"c1\",\"kind\":\"classify\",\"prompt\":\"ticket\",\"gold\":\"bug\","
+    "\"schema\":{\"type\":\"object\",\"properties\":{\"label\":{\"enum\":[\"bug\",\"feature\"]}}}}";
+static char *label_vals[] = {"label", NULL};
+
+/* casc as a classify cascade whose tier 0 is `t0` (cheap and mid), climbing to top. */
+static void classify_casc(wk_tier t0)
+{
+    tiers[0] = t0;
+    tiers[1] = (wk_tier){.model = &models[2], .attempts = 1};
+    casc.match_kind = "classify";
+    casc.match_language = NULL;
+    casc.validators = label_vals;
+    casc.nvalidators = 1;
+    casc.feedback = 1; /* on for failures, yet a doubt climb sends none by default */
+    casc.ntiers = 2;
+}
+
+static wk_event label_verdict(const char *label, double score)
+{
+    val_verdict_clear(&the_verdict);
+    val_verdict_pass(&the_verdict);
+    snprintf(the_verdict.label, sizeof the_verdict.label, "%s", label);
+    the_verdict.score = score;
+    return (wk_event){.kind = WK_EV_VERDICT, .now_ms = 1700000000000, .verdict = &the_verdict};
+}
+
+/* One vote: the response (with logprobs when given) and its label's verdict. */
+static int vote_once(wk_task *t, const char *answer, const cJSON *lp, const char *label,
+                     double score, wk_action *a)
+{
+    wk_event r = response(answer, 10, 2);
+    r.logprobs = lp;
+    assert_int_equal(feed(t, r, a), 1);
+    assert_int_equal(a[0].kind, WK_ACT_VALIDATE);
+    return feed(t, label_verdict(label, score), a);
+}
+
+static void test_agree_tier_asks_each_model_then_climbs_on_disagreement(void **state)
+{
+    (void)state;
+    classify_casc((wk_tier){.model = &models[0],
+                            .attempts = 1,
+                            .agree = {&models[0], &models[1]},
+                            .nagree = 2,
+                            .vote_min = 2});
+    wk_task *t = parse_ok(CLS_TASK);
+    wk_action a[ACTS_MAX];
+    assert_int_equal(feed(t, (wk_event){.kind = WK_EV_START}, a), 1);
+    assert_string_equal(a[0].model->name, "cheap");
+    assert_false(a[0].logprobs);
+    assert_int_equal(vote_once(t, "bug", NULL, "bug", -1, a), 1);
+    assert_int_equal(a[0].kind, WK_ACT_CALL);
+    assert_string_equal(a[0].model->name, "mid"); /* the second listed model */
+    assert_int_equal(vote_once(t, "feature", NULL, "feature", -1, a), 2);
+    assert_int_equal(a[0].kind, WK_ACT_LOG);
+    assert_string_equal(jstr(a[0].line, "reason"), "disagreement");
+    assert_non_null(strstr(jstr(a[0].line, "evidence"), "cheap: bug\nmid: feature"));
+    assert_int_equal(a[1].kind, WK_ACT_CALL);
+    assert_string_equal(a[1].model->name, "top");
+    assert_int_equal(cJSON_GetArraySize(a[1].messages), 2); /* no feedback turns */
+    cJSON_Delete(a[0].line);
+    assert_int_equal(vote_once(t, "bug", NULL, "bug", -1, a), 1);
+    cJSON *r = a[0].line;
+    assert_string_equal(jstr(r, "label"), "bug");
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(r, "correct")));
+    const cJSON *atts = cJSON_GetObjectItem(r, "attempts");
+    assert_int_equal(cJSON_GetArraySize(atts), 3); /* every call paid is listed */
+    assert_string_equal(jstr(cJSON_GetArrayItem(atts, 1), "model"), "mid");
+    /* 3 calls of 10 + 2 tokens at $1+2, $10+20, $100+200 per M */
+    assert_float_equal(cJSON_GetObjectItem(r, "cost_usd")->valuedouble, (14 + 140 + 1400) * 1e-6,
+                       1e-12);
+    cJSON_Delete(r);
+    wk_task_free(t);
+}
+
+static void test_agree_tier_accepts_when_enough_labels_match(void **state)
+{
+    (void)state;
+    classify_casc((wk_tier){.model = &models[0],
+                            .attempts = 1,
+                            .agree = {&models[0], &models[1]},
+                            .nagree = 2,
+                            .samples = 2,
+                            .vote_min = 3});
+    wk_task *t = parse_ok(CLS_TASK);
+    wk_action a[ACTS_MAX];
+    feed(t, (wk_event){.kind = WK_EV_START}, a);
+    const char *order[] = {"cheap", "cheap", "mid", "mid"};
+    const char *labels[] = {"bug", "feature", "bug", "bug"};
+    for (int i = 0; i < 4; i++) {
+        assert_string_equal(a[0].model->name, order[i]);
+        assert_int_equal(vote_once(t, labels[i], NULL, labels[i], -1, a), 1);
+    }
+    assert_int_equal(a[0].kind, WK_ACT_FINISH);
+    assert_string_equal(jstr(a[0].line, "status"), "accepted");
+    assert_string_equal(jstr(a[0].line, "model"), "cheap");
+    assert_string_equal(jstr(a[0].line, "label"), "bug");
+    cJSON_Delete(a[0].line);
+    wk_task_free(t);
+}
+
+static void test_logprob_tier_reads_the_label_tokens_and_climbs_below_threshold(void **state)
+{
+    (void)state;
+    classify_casc((wk_tier){
+        .model = &models[0], .attempts = 1, .confidence = WK_CONF_LOGPROBS, .min_confidence = 0.5});
+    tiers[1].confidence = WK_CONF_LOGPROBS;
+    tiers[1].min_confidence = 0.5;
+    wk_task *t = parse_ok(CLS_TASK);
+    wk_action a[ACTS_MAX];
+    feed(t, (wk_event){.kind = WK_EV_START}, a);
+    assert_true(a[0].logprobs);
+    /* {"label": "feature"}: the label is two tokens, "feat" and "ure", at p = 0.8 x 0.5. */
+    cJSON *lp = cJSON_Parse("[{\"token\":\"{\\\"label\\\": \\\"\",\"logprob\":-0.01},"
+                            "{\"token\":\"feat\",\"logprob\":-0.22314355},"
+                            "{\"token\":\"ure\",\"logprob\":-0.69314718},"
+                            "{\"token\":\"\\\"}\",\"logprob\":-0.01}]");
+    assert_int_equal(vote_once(t, "{\"label\": \"feature\"}", lp, "feature", -1, a), 2);
+    assert_string_equal(jstr(a[0].line, "reason"), "low_confidence");
+    assert_non_null(strstr(jstr(a[0].line, "evidence"), "cheap: feature (confidence 0.400)"));
+    cJSON_Delete(a[0].line);
+    /* An answer without logprobs has no confidence: doubt, and the last tier ends exhausted. */
+    assert_int_equal(vote_once(t, "bug", NULL, "bug", -1, a), 1);
+    assert_string_equal(jstr(a[0].line, "status"), "exhausted");
+    cJSON_Delete(a[0].line);
+    cJSON_Delete(lp);
+    wk_task_free(t);
+
+    /* The same tokens at p = 0.9 x 0.9 = 0.81 pass. */
+    t = parse_ok(CLS_TASK);
+    feed(t, (wk_event){.kind = WK_EV_START}, a);
+    lp = cJSON_Parse("[{\"token\":\"feat\",\"logprob\":-0.10536052},"
+                     "{\"token\":\"ure\",\"logprob\":-0.10536052}]");
+    assert_int_equal(vote_once(t, "feature", lp, "feature", -1, a), 1);
+    assert_string_equal(jstr(a[0].line, "status"), "accepted");
+    const cJSON *a0 = cJSON_GetArrayItem(cJSON_GetObjectItem(a[0].line, "attempts"), 0);
+    assert_float_equal(cJSON_GetObjectItem(a0, "confidence")->valuedouble, 0.81, 1e-6);
+    cJSON_Delete(a[0].line);
+    cJSON_Delete(lp);
+    wk_task_free(t);
+}
+
+/* A verdict the journal kept has no label: the router reads it again from the answer. */
+static void test_verdict_without_label_is_read_again_from_the_answer(void **state)
+{
+    (void)state;
+    classify_casc((wk_tier){.model = &models[0],
+                            .attempts = 1,
+                            .agree = {&models[0], &models[1]},
+                            .nagree = 2,
+                            .vote_min = 2});
+    wk_task *t = parse_ok(CLS_TASK);
+    wk_action a[ACTS_MAX];
+    feed(t, (wk_event){.kind = WK_EV_START}, a);
+    assert_int_equal(vote_once(t, "Feature: dark mode", NULL, "", -1, a), 1);
+    assert_int_equal(vote_once(t, "{\"label\": \"feature\"}", NULL, "", -1, a), 1);
+    assert_string_equal(jstr(a[0].line, "status"), "accepted");
+    assert_string_equal(jstr(a[0].line, "label"), "feature");
+    assert_false(cJSON_IsTrue(cJSON_GetObjectItem(a[0].line, "correct")));
+    cJSON_Delete(a[0].line);
+    wk_task_free(t);
+}
+
+static void test_self_confidence_tier_uses_the_verdict_score(void **state)
+{
+    (void)state;
+    classify_casc((wk_tier){
+        .model = &models[0], .attempts = 1, .confidence = WK_CONF_SELF, .min_confidence = 0.7});
+    casc.doubt_feedback = 1;
+    wk_task *t = parse_ok(CLS_TASK);
+    wk_action a[ACTS_MAX];
+    feed(t, (wk_event){.kind = WK_EV_START}, a);
+    assert_false(a[0].logprobs);
+    assert_int_equal(vote_once(t, "{\"label\":\"bug\",\"confidence\":0.6}", NULL, "bug", 0.6, a),
+                     2);
+    assert_string_equal(jstr(a[0].line, "validator"), "confidence");
+    assert_int_equal(cJSON_GetArraySize(a[1].messages), 4); /* doubt_feedback: on */
+    cJSON_Delete(a[0].line);
+    casc.doubt_feedback = 0;
+    wk_task_free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -586,6 +772,12 @@ int main(void)
         cmocka_unit_test_setup(test_lost_call_is_charged_and_resent_only_within_budget, setup),
         cmocka_unit_test_setup(test_bad_task_lines_become_invalid_task_results, setup),
         cmocka_unit_test_setup(test_events_after_finish_are_ignored, setup),
+        cmocka_unit_test_setup(test_agree_tier_asks_each_model_then_climbs_on_disagreement, setup),
+        cmocka_unit_test_setup(test_agree_tier_accepts_when_enough_labels_match, setup),
+        cmocka_unit_test_setup(test_logprob_tier_reads_the_label_tokens_and_climbs_below_threshold,
+                               setup),
+        cmocka_unit_test_setup(test_self_confidence_tier_uses_the_verdict_score, setup),
+        cmocka_unit_test_setup(test_verdict_without_label_is_read_again_from_the_answer, setup),
     };
     return cmocka_run_group_tests_name("router", tests, NULL, NULL);
 }

@@ -27,6 +27,9 @@ typedef struct chain {
     int in_start;  /* inside ops[idx]->start() */
     int completed; /* ops[idx] has called back */
     val_verdict verdict;
+    char label[VAL_LABEL_MAX]; /* the label a passing validator read; "" when none */
+    double score;
+    char *label_ev;    /* what the label was read from; owned */
     wk_buf notes;      /* "; "-joined notes of the validators so far */
     char *own_workdir; /* patch's tree when the caller did not ask for it; owned */
     val_done_cb done;
@@ -35,14 +38,21 @@ typedef struct chain {
 
 static void chain_finish(chain *c)
 {
-    if (c->verdict.pass)
+    if (c->verdict.pass) {
+        /* A label validator's reading survives the pass: the router and the result need it. */
         val_verdict_pass(&c->verdict);
+        memcpy(c->verdict.label, c->label, sizeof c->label);
+        c->verdict.score = c->score;
+        c->verdict.evidence = c->label_ev;
+        c->label_ev = NULL;
+    }
     if (c->notes.len)
         val_verdict_note(&c->verdict, c->notes.buf);
     c->done(c->arg, &c->verdict);
     val_verdict_clear(&c->verdict);
     wk_buf_release(&c->notes);
     val_workdir_free(c->own_workdir);
+    free(c->label_ev);
     free(c->code);
     free(c);
 }
@@ -67,6 +77,14 @@ static void chain_on_done(void *arg, const val_verdict *v)
     memcpy(c->verdict.reason, v->reason, sizeof c->verdict.reason);
     c->verdict.message = v->message ? wk_xstrdup(v->message) : NULL;
     c->verdict.evidence = v->evidence ? wk_xstrdup(v->evidence) : NULL;
+    memcpy(c->verdict.label, v->label, sizeof c->verdict.label);
+    c->verdict.score = v->score;
+    if (v->pass && v->label[0]) {
+        memcpy(c->label, v->label, sizeof c->label);
+        c->score = v->score;
+        free(c->label_ev);
+        c->label_ev = v->evidence ? wk_xstrdup(v->evidence) : NULL;
+    }
     if (v->note && v->note[0]) {
         /* Capped: past the cap a note is dropped, as the verdict keeps one line anyway. */
         if (c->notes.len)
@@ -152,6 +170,7 @@ int val_chain_start(val_env *env, const char *const *names, int n, const val_inp
     c->arg = arg;
     c->code = val_extract_code(in->answer);
     c->verdict.pass = 1;
+    c->score = -1;
 
     /* Nothing to check: say so once instead of letting each validator guess. */
     if (n > 0 && c->code[0] == '\0') {

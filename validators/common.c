@@ -16,9 +16,16 @@ extern const val_ops val__syntax_ops;
 extern const val_ops val__compile_ops;
 extern const val_ops val__tests_ops;
 extern const val_ops val__schema_ops;
+extern const val_ops val__label_ops;
 
 const val_ops *const val_table[] = {
-    &val__syntax_ops, &val__compile_ops, &val__tests_ops, &val__schema_ops, &val__patch_ops, NULL,
+    &val__syntax_ops,
+    &val__compile_ops,
+    &val__tests_ops,
+    &val__schema_ops,
+    &val__patch_ops,
+    &val__label_ops,
+    NULL,
 };
 
 const val_ops *val_find(const char *name)
@@ -188,6 +195,14 @@ cJSON *val_verdict_json(const val_verdict *v)
         cJSON_AddStringToObject(o, "validator", v->validator);
         cJSON_AddStringToObject(o, "reason", v->reason);
         cJSON_AddStringToObject(o, "message", v->message ? v->message : "");
+    }
+    /* A classify verdict: the label read, what it was read from, the answer's own doubt. */
+    if (v->label[0]) {
+        cJSON_AddStringToObject(o, "label", v->label);
+        if (v->score >= 0)
+            cJSON_AddNumberToObject(o, "score", v->score);
+        if (v->pass && v->evidence)
+            cJSON_AddStringToObject(o, "evidence", v->evidence);
     }
     return o;
 }

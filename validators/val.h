@@ -143,6 +143,11 @@ typedef struct val_input {
      */
     char **workdir_out;
     const char *workdir;
+    /*
+     * The label validator: where the label sits in the answer and its enum in
+     * the schema (see val_label_set); NULL: the default.
+     */
+    const char *label_field;
 } val_input;
 
 /* The environment validators share: the loop and sandbox settings. */
@@ -264,5 +269,40 @@ int val_compile_available(const char *language, const cJSON *compile_commands, c
  * `schema` is borrowed.
  */
 int val_schema_supported(const cJSON *schema, char *err, size_t errlen);
+
+/* ---- labels (label.c) --------------------------------------------------- */
+
+/*
+ * The labels of a classify task: the string `enum` of its schema at
+ * `field`, a dot path of object properties ("label", "result.class").
+ * field NULL or "": the schema's own enum when it has one (the answer is the
+ * label itself), else properties.label's. On success *labels points into
+ * `schema` (a non-empty array of strings) and *path says which field was
+ * used ("" for the answer itself; static or borrowed from `field`).
+ * Returns WK_ENOTFOUND (no schema or no enum there) or WK_EINVAL (an empty
+ * enum, or a member that is not a string) with a clause in `why`.
+ */
+int val_label_set(const cJSON *schema, const char *field, const cJSON **labels, const char **path,
+                  char *why, size_t whylen);
+
+/* How a label was read from an answer; see val_label_parse. */
+typedef struct val_label_parse_out {
+    char label[VAL_LABEL_MAX]; /* the enum's spelling; "" when none was found */
+    const char *shape;         /* "bare label", "JSON object", ...; static */
+    double confidence;         /* the answer's own "confidence" field in [0, 1]; -1: none */
+    size_t at;                 /* byte offset in the answer where the label was read */
+} val_label_parse_out;
+
+/*
+ * Reads a label from `answer` leniently, in this order: a bare label (quotes,
+ * markdown emphasis and a final period allowed), a JSON object (or string) as
+ * the whole answer, a fenced JSON block, the first JSON object in the text,
+ * a label followed by an explanation ("bug: the stack trace shows ..."),
+ * optionally after "label:" or "answer:". Case-insensitive. `labels` and
+ * `path` as val_label_set gives them. Returns 0 with out filled, or
+ * WK_ENOTFOUND (out->label "") when the answer names no known label.
+ */
+int val_label_parse(const char *answer, const cJSON *labels, const char *path,
+                    val_label_parse_out *out);
 
 #endif

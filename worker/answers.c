@@ -75,10 +75,14 @@ static void feed_response(void *arg, int status)
 {
     wk_ask *q = arg;
     char *t = q->resp_text, *f = q->resp_finish;
+    cJSON *lp = q->resp_logprobs, *ch = q->resp_choices;
     q->resp_text = q->resp_finish = NULL;
+    q->resp_logprobs = q->resp_choices = NULL;
     if (status != 0) {
         free(t);
         free(f);
+        cJSON_Delete(lp);
+        cJSON_Delete(ch);
         q->on_abandon(q->arg, status);
         return;
     }
@@ -86,9 +90,13 @@ static void feed_response(void *arg, int status)
     ev.now_ms = wall_ms();
     ev.text = t;
     ev.finish_reason = f;
+    ev.logprobs = lp;
+    ev.choices = ch;
     q->on_event(q->arg, &ev);
     free(t);
     free(f);
+    cJSON_Delete(lp);
+    cJSON_Delete(ch);
 }
 
 /* Holds an answer until its RECEIVED row is committed, then feeds it. */
@@ -97,6 +105,8 @@ static void answer(wk_ask *q, const wk_event *ev, int journal)
     q->resp = *ev;
     q->resp_text = wk_xstrdup(ev->text ? ev->text : "");
     q->resp_finish = ev->finish_reason ? wk_xstrdup(ev->finish_reason) : NULL;
+    q->resp_logprobs = ev->logprobs ? cJSON_Duplicate(ev->logprobs, 1) : NULL;
+    q->resp_choices = ev->choices ? cJSON_Duplicate(ev->choices, 1) : NULL;
     /* A failed write is the journal's failure: the commit below reports it. */
     if (journal)
         (void)wk_journal_received(q->a->journal, wk_task_id(q->task), q->seq, ev->text,
@@ -125,6 +135,8 @@ static void on_call(void *arg, const wk_call_outcome *o)
         ev.prompt_tokens = o->resp->prompt_tokens;
         ev.completion_tokens = o->resp->completion_tokens;
         ev.cached_tokens = o->resp->cached_tokens;
+        ev.logprobs = o->resp->logprobs;
+        ev.choices = o->resp->choices;
         answer(q, &ev, 1);
         return;
     }
@@ -157,7 +169,12 @@ static void on_replay(uv_timer_t *t)
     ev.finish_reason = rec->finish_reason ? rec->finish_reason : "stop";
     ev.prompt_tokens = rec->prompt_tokens;
     ev.completion_tokens = rec->completion_tokens;
+    ev.has_cost = rec->cost_usd >= 0;
+    ev.cost_usd = rec->cost_usd;
+    cJSON *lp = q->logprobs ? wk_rec_logprobs(rec) : NULL;
+    ev.logprobs = lp;
     q->on_event(q->arg, &ev);
+    cJSON_Delete(lp);
 }
 
 /* Runs once the SENT row is committed: the request may leave now. */
@@ -178,10 +195,11 @@ static void send_call(void *arg, int status)
     wk_call_send(k, on_call, q);
 }
 
-void wk_ask_call(wk_ask *q, const wk_model *m, const cJSON *messages, long est)
+void wk_ask_call(wk_ask *q, const wk_model *m, const cJSON *messages, long est, int logprobs, int n)
 {
     const wk_answers *a = q->a;
     q->model = m;
+    q->logprobs = logprobs;
     q->seq++;
     if (a->recs) {
         q->rec = wk_recs_next(a->recs, wk_task_id(q->task), m->name, a->replay_start);
@@ -217,7 +235,7 @@ void wk_ask_call(wk_ask *q, const wk_model *m, const cJSON *messages, long est)
         return;
     }
     wk_call_drop(q->call);
-    q->call = wk_call_prepare(a->calls, m, wk_task_id(q->task), messages, est);
+    q->call = wk_call_prepare(a->calls, m, wk_task_id(q->task), messages, est, q->seq, logprobs, n);
     wk_cached hit;
     if (wk_call_cached(q->call, &hit)) {
         wk_call_drop(q->call);
@@ -270,7 +288,8 @@ static void on_verdict(void *arg, const val_verdict *v)
     if (a->vcache && q->vin.answer)
         wk_vcache_put(a->vcache, wk_task_id(q->task), q->vin.answer, v);
     /* A failed write is the journal's failure: what follows waits on a commit. */
-    (void)wk_journal_verdict(a->journal, wk_task_id(q->task), q->seq, v);
+    if (!q->same_call)
+        (void)wk_journal_verdict(a->journal, wk_task_id(q->task), q->seq, v);
     hold_verdict(q, v);
     if (!q->in_validate)
         feed_pending_verdict(q);
@@ -282,12 +301,13 @@ static const char *task_str(const wk_task *t, const char *name)
     return cJSON_IsString(f) ? f->valuestring : NULL;
 }
 
-void wk_ask_validate(wk_ask *q, const char *answer)
+void wk_ask_validate(wk_ask *q, const char *answer, int same_call)
 {
     const wk_answers *a = q->a;
     const wk_cascade *c = wk_task_cascade(q->task);
+    q->same_call = same_call;
     /* A verdict the journal holds, or one the replay cache knows, is not redone. */
-    const wk_jattempt *j = stored(q, q->seq);
+    const wk_jattempt *j = same_call ? NULL : stored(q, q->seq);
     if (j && j->state >= WK_J_VERDICT) {
         q->replayed_verdict = 1;
         hold_verdict(q, &j->verdict);
@@ -308,6 +328,7 @@ void wk_ask_validate(wk_ask *q, const char *answer)
     q->vin.task = wk_task_json(q->task);
     q->vin.schema = wk_task_schema(q->task);
     q->vin.compile_commands = c->compile;
+    q->vin.label_field = c->label_field;
     q->in_validate = 1;
     int rc = val_chain_start(a->venv, (const char *const *)c->validators, c->nvalidators, &q->vin,
                              on_verdict, q);

@@ -57,8 +57,12 @@ typedef struct wk_ask {
     const wk_rec *rec;
     wk_event resp; /* an answer waiting for its RECEIVED row */
     char *resp_text, *resp_finish;
-    val_input vin; /* the validation in progress */
+    cJSON *resp_logprobs; /* the held answer's token logprobs; owned */
+    cJSON *resp_choices;  /* the held answer's other choices; owned */
+    int logprobs;         /* the call in progress asks for logprobs */
+    val_input vin;        /* the validation in progress */
     int in_validate, have_pending, replayed_verdict;
+    int same_call;       /* the validation in progress is of another answer of the same call */
     val_verdict pending; /* a verdict waiting to be fed */
 } wk_ask;
 
@@ -72,10 +76,19 @@ void wk_ask_close(wk_ask *q);
 int wk_ask_begin(wk_ask *q, const wk_task *task);
 void wk_ask_end(wk_ask *q);
 
-/* The router's CALL: messages are copied at once. */
-void wk_ask_call(wk_ask *q, const wk_model *m, const cJSON *messages, long est_prompt_tokens);
-/* The router's VALIDATE: answer is borrowed until the verdict is fed. */
-void wk_ask_validate(wk_ask *q, const char *answer);
+/*
+ * The router's CALL: messages are copied at once; logprobs: ask for the
+ * tokens' logprobs; n > 1: ask for n answers in one call where the API takes
+ * "n" (replay, the journal and the cache give one).
+ */
+void wk_ask_call(wk_ask *q, const wk_model *m, const cJSON *messages, long est_prompt_tokens,
+                 int logprobs, int n);
+/*
+ * The router's VALIDATE: answer is borrowed until the verdict is fed.
+ * same_call: another answer of the newest call (n > 1), whose verdict the
+ * journal does not keep (its row is the call's first answer's).
+ */
+void wk_ask_validate(wk_ask *q, const char *answer, int same_call);
 /* 1 while a verdict taken from the journal is being fed (its climb was logged before). */
 int wk_ask_replayed(const wk_ask *q);
 

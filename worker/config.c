@@ -313,6 +313,143 @@ static int load_skip_rules(wk_tier *tier, const cJSON *t, const char *path, int 
     return 0;
 }
 
+/* 1 when the cascade reads labels (its validators list "label"): a classify cascade. */
+static int reads_labels(const wk_cascade *c)
+{
+    for (int i = 0; i < c->nvalidators; i++)
+        if (strcmp(c->validators[i], "label") == 0)
+            return 1;
+    return 0;
+}
+
+/*
+ * A classify tier's signals of doubt: "agree", "samples", "min_confidence"
+ * and "confidence". Each model asked for logprobs must be able to give them.
+ */
+static int load_doubt(wk_config *cfg, const wk_cascade *c, wk_tier *tier, const cJSON *t,
+                      const char *path, int i, char *err, size_t errlen)
+{
+    const cJSON *agree = cJSON_GetObjectItemCaseSensitive(t, "agree");
+    const cJSON *samples = cJSON_GetObjectItemCaseSensitive(t, "samples");
+    const cJSON *minc = cJSON_GetObjectItemCaseSensitive(t, "min_confidence");
+    const cJSON *conf = cJSON_GetObjectItemCaseSensitive(t, "confidence");
+    tier->samples = 1;
+    tier->min_confidence = -1;
+    tier->vote_min = 1;
+    if (!agree && !samples && !minc && !conf)
+        return 0;
+    if (!reads_labels(c))
+        return wk_errf(WK_ECONFIG, err, errlen,
+                       "%s: tiers[%d]: agree, samples and confidence need the \"label\" "
+                       "validator in \"validators\"",
+                       path, i);
+    if (agree) {
+        const cJSON *models = cJSON_GetObjectItemCaseSensitive(agree, "models");
+        int n = cJSON_GetArraySize(models);
+        if (!cJSON_IsObject(agree) || !cJSON_IsArray(models) || n < 1 || n > WK_AGREE_MAX)
+            return wk_errf(WK_ECONFIG, err, errlen,
+                           "%s: tiers[%d].agree.models must be an array of 1 to %d model names",
+                           path, i, WK_AGREE_MAX);
+        int has_own = 0;
+        for (int k = 0; k < n; k++) {
+            const cJSON *m = cJSON_GetArrayItem(models, k);
+            wk_model *wm = cJSON_IsString(m) ? wk_config_model(cfg, m->valuestring) : NULL;
+            if (!wm)
+                return wk_errf(WK_ECONFIG, err, errlen,
+                               "%s: tiers[%d].agree.models[%d]: unknown model \"%s\"", path, i, k,
+                               cJSON_IsString(m) ? m->valuestring : "?");
+            has_own |= wm == tier->model;
+            tier->agree[tier->nagree++] = wm;
+        }
+        if (!has_own)
+            return wk_errf(WK_ECONFIG, err, errlen,
+                           "%s: tiers[%d]: the tier's model %s must be one of agree.models", path,
+                           i, tier->model->name);
+    }
+    int votes_per = 1, min_given = 0;
+    double v;
+    if (samples) {
+        const cJSON *sn =
+            cJSON_IsObject(samples) ? cJSON_GetObjectItemCaseSensitive(samples, "n") : samples;
+        if (!cJSON_IsNumber(sn) || sn->valuedouble < 1 || sn->valuedouble > WK_SAMPLES_MAX ||
+            sn->valuedouble != (int)sn->valuedouble)
+            return wk_errf(WK_ECONFIG, err, errlen,
+                           "%s: tiers[%d].samples must be a whole number from 1 to %d (or "
+                           "{\"n\": N, \"min\": K})",
+                           path, i, WK_SAMPLES_MAX);
+        votes_per = tier->samples = (int)sn->valuedouble;
+        if (cJSON_IsObject(samples) && cJSON_GetObjectItemCaseSensitive(samples, "min")) {
+            if (num_field(samples, "min", &v))
+                return wk_errf(WK_ECONFIG, err, errlen, "%s: tiers[%d].samples.min: a number", path,
+                               i);
+            tier->vote_min = (int)v;
+            min_given = 1;
+        }
+    }
+    int votes = (tier->nagree ? tier->nagree : 1) * votes_per;
+    if (agree && cJSON_GetObjectItemCaseSensitive(agree, "min")) {
+        if (num_field(agree, "min", &v))
+            return wk_errf(WK_ECONFIG, err, errlen, "%s: tiers[%d].agree.min: a number", path, i);
+        tier->vote_min = (int)v;
+        min_given = 1;
+    }
+    if (!min_given) /* all the models must agree; samples of one model need a majority */
+        tier->vote_min = tier->nagree ? votes : votes / 2 + 1;
+    if (tier->vote_min < 1 || tier->vote_min > votes)
+        return wk_errf(WK_ECONFIG, err, errlen,
+                       "%s: tiers[%d]: the votes a label needs (min) must be from 1 to %d", path, i,
+                       votes);
+    if (conf) {
+        const char *cs = cJSON_IsString(conf) ? conf->valuestring : "";
+        if (strcmp(cs, "logprobs") == 0)
+            tier->confidence = WK_CONF_LOGPROBS;
+        else if (strcmp(cs, "self") == 0)
+            tier->confidence = WK_CONF_SELF;
+        else
+            return wk_errf(WK_ECONFIG, err, errlen,
+                           "%s: tiers[%d].confidence must be \"logprobs\" or \"self\"", path, i);
+    }
+    if (minc) {
+        if (!cJSON_IsNumber(minc) || minc->valuedouble < 0 || minc->valuedouble > 1)
+            return wk_errf(WK_ECONFIG, err, errlen,
+                           "%s: tiers[%d].min_confidence must be a number from 0 to 1", path, i);
+        tier->min_confidence = minc->valuedouble;
+        if (!tier->confidence)
+            tier->confidence = WK_CONF_LOGPROBS;
+    }
+    if (tier->confidence == WK_CONF_LOGPROBS) {
+        int n = tier->nagree ? tier->nagree : 1;
+        for (int k = 0; k < n; k++) {
+            const wk_model *m = tier->nagree ? tier->agree[k] : tier->model;
+            if (strcmp(m->provider->api, "anthropic") == 0)
+                return wk_errf(WK_ECONFIG, err, errlen,
+                               "%s: tiers[%d] (%s): confidence \"logprobs\" needs a provider that "
+                               "returns logprobs; %s (provider %s, api anthropic) has none",
+                               path, i, tier->model->name, m->name, m->provider->name);
+        }
+    }
+    return 0;
+}
+
+/* A classify cascade's label field, feedback on doubt, and the labels of its own schema. */
+static int load_labels(wk_cascade *c, const cJSON *root, const char *path, char *err, size_t errlen)
+{
+    const cJSON *lf = cJSON_GetObjectItemCaseSensitive(root, "label_field");
+    if (lf && !cJSON_IsString(lf))
+        return wk_errf(WK_ECONFIG, err, errlen, "%s: \"label_field\" must be a string", path);
+    c->label_field = lf ? wk_xstrdup(lf->valuestring) : NULL;
+    c->doubt_feedback = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "doubt_feedback"));
+    if (!reads_labels(c) || !c->schema)
+        return 0; /* tasks bring their schemas: task.c checks each one's labels */
+    const cJSON *labels;
+    const char *lp;
+    char why[256];
+    if (val_label_set(c->schema, c->label_field, &labels, &lp, why, sizeof why) < 0)
+        return wk_errf(WK_ECONFIG, err, errlen, "%s: classify cascade %s: its schema %s", path,
+                       c->name, why);
+    return 0;
+}
+
 static int load_cascade(wk_config *cfg, wk_cascade *c, const char *path, char *err, size_t errlen)
 {
     cJSON *root = NULL;
@@ -380,6 +517,9 @@ static int load_cascade(wk_config *cfg, wk_cascade *c, const char *path, char *e
         rc = load_skip_rules(&c->tiers[i], t, path, i, err, errlen);
         if (rc)
             goto cleanup;
+        rc = load_doubt(cfg, c, &c->tiers[i], t, path, i, err, errlen);
+        if (rc)
+            goto cleanup;
     }
     const cJSON *compile = cJSON_GetObjectItemCaseSensitive(root, "compile");
     if (compile) {
@@ -408,6 +548,7 @@ static int load_cascade(wk_config *cfg, wk_cascade *c, const char *path, char *e
         }
         c->schema = cJSON_Duplicate(schema, 1);
     }
+    rc = load_labels(c, root, path, err, errlen);
 cleanup:
     cJSON_Delete(root);
     return rc;
@@ -556,8 +697,10 @@ void wk_config_free(wk_config *cfg)
         free(c->tiers);
         cJSON_Delete(c->schema);
         cJSON_Delete(c->compile);
+        free(c->label_field);
     }
     free(cfg->cascades);
+    free(cfg->gold_field);
     memset(cfg, 0, sizeof *cfg);
 }
 

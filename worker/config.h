@@ -47,11 +47,32 @@ typedef struct wk_skip_rule {
     int has_tests;           /* -1: unset; else 0 or 1 */
 } wk_skip_rule;
 
+/* Where a classify tier's confidence in a label comes from. */
+enum { WK_CONF_NONE = 0, WK_CONF_LOGPROBS, WK_CONF_SELF };
+
+/* Models a classify tier may ask for one label (agree.models). */
+#define WK_AGREE_MAX 8
+/* Answers a classify tier may ask of one model (samples). */
+#define WK_SAMPLES_MAX 16
+
 typedef struct wk_tier {
     wk_model *model;
     int attempts;
     wk_skip_rule *skip; /* owned */
     int nskip;
+    /*
+     * Signals of doubt of a classify tier (README "Labelling tickets"): the
+     * models asked for the label (agree.models, borrowed; n 0: the tier's
+     * model alone), each asked `samples` times, and the votes a label needs
+     * to be accepted (agree.min, or samples.min); a label below
+     * min_confidence (-1: none) by `confidence` climbs.
+     */
+    wk_model *agree[WK_AGREE_MAX];
+    int nagree;
+    int samples;
+    int vote_min;
+    double min_confidence;
+    int confidence; /* WK_CONF_* */
 } wk_tier;
 
 typedef struct wk_cascade {
@@ -63,8 +84,10 @@ typedef struct wk_cascade {
     int feedback;
     wk_tier *tiers;
     int ntiers;
-    cJSON *schema;  /* optional default schema for classify/json tasks */
-    cJSON *compile; /* optional: language -> argv of the compile validator ("{file}") */
+    cJSON *schema;      /* optional default schema for classify/json tasks */
+    cJSON *compile;     /* optional: language -> argv of the compile validator ("{file}") */
+    char *label_field;  /* the label validator's field (val_label_set); NULL: the default */
+    int doubt_feedback; /* a disagreement or low_confidence climb carries feedback [0] */
 } wk_cascade;
 
 typedef struct wk_config {
@@ -74,6 +97,8 @@ typedef struct wk_config {
     int nmodels;
     wk_cascade *cascades; /* in file-name order, so matching is deterministic */
     int ncascades;
+    /* The task field holding a classify task's gold label (--gold FIELD); NULL: "gold". */
+    char *gold_field;
 } wk_config;
 
 /* How wk_config_load treats what only a call needs. */

@@ -19,3 +19,20 @@ double wk_cost_worst(const wk_model *m, long est_prompt_tokens)
 {
     return wk_cost(m, est_prompt_tokens, m->max_tokens, 0);
 }
+
+double wk_cost_charged(const wk_model *m, long est_prompt_tokens, long prompt_tokens,
+                       long completion_tokens, long cached_tokens, int *estimated)
+{
+    int bad_pt = prompt_tokens < 0 || prompt_tokens > WK_COST_TOKENS_MAX ||
+                 (m->context > 0 && prompt_tokens > 2 * m->context);
+    int bad_ct = completion_tokens < 0 || completion_tokens > WK_COST_TOKENS_MAX ||
+                 (m->max_tokens > 0 && completion_tokens > 2 * m->max_tokens);
+    *estimated = (bad_pt ? WK_COST_EST_PROMPT : 0) | (bad_ct ? WK_COST_EST_COMPLETION : 0);
+    if (bad_pt) {
+        prompt_tokens = est_prompt_tokens;
+        cached_tokens = 0;
+    }
+    if (bad_ct)
+        completion_tokens = m->max_tokens;
+    return wk_cost(m, prompt_tokens, completion_tokens, cached_tokens);
+}

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "lib/util.h"
+#include "rkey.h"
 
 static int blank(const char *s, size_t n)
 {
@@ -24,9 +25,8 @@ static int blank(const char *s, size_t n)
  */
 static void invalid(const q_item *it, const wk_intake_facts *f, cJSON *res, wk_intake *d)
 {
-    const cJSON *jid = cJSON_GetObjectItemCaseSensitive(res, "id");
-    char *key =
-        cJSON_IsString(jid) ? wk_xstrdup(jid->valuestring) : wk_xasprintf("line:%ld", it->lineno);
+    /* Keyed by its place, never by an id it may carry: a valid task may have that id. */
+    char *key = wk_rkey_line(it->lineno, it->receipt);
     char *stored = NULL;
     if (f->written(f->arg, key) || f->done(f->arg, key, &stored)) {
         d->kind = WK_INTAKE_ALREADY;
@@ -61,13 +61,24 @@ void wk_intake_decide(const q_item *it, const wk_intake_facts *f, wk_intake *d)
         return;
     }
     const char *id = wk_task_id(t);
+    if (it->dup_of) {
+        /* Redis: another entry of the stream owns the id; results are kept one per id. */
+        char *why = wk_xasprintf("duplicate id \"%s\": stream entry %s has it", id, it->dup_of);
+        d->kind = WK_INTAKE_INVALID;
+        d->key = wk_rkey_line(0, it->receipt);
+        d->result = wk_invalid_result(id, it->lineno, why);
+        d->line = cJSON_PrintUnformatted(d->result);
+        free(why);
+        wk_task_free(t);
+        return;
+    }
     /*
      * Two lines of one file with the same id are an input error. A queue that
      * delivers a task again (Redis lost an ack) is not: the task is run again
      * and readers drop the second result by id.
      */
     if (it->lineno > 0 && f->seen(f->arg, id)) {
-        char *key = wk_xasprintf("dup:%ld", it->lineno);
+        char *key = wk_rkey_dup(it->lineno);
         if (f->written(f->arg, key)) {
             d->kind = WK_INTAKE_SKIP;
             free(key);
@@ -84,14 +95,17 @@ void wk_intake_decide(const q_item *it, const wk_intake_facts *f, wk_intake *d)
     }
     /* Finished in an earlier run: skip it, or write the result it never got. */
     d->task = t;
-    if (f->written(f->arg, id)) {
+    char *key = wk_rkey_task(id);
+    if (f->written(f->arg, key)) {
         d->kind = WK_INTAKE_ALREADY;
-    } else if (f->done(f->arg, id, &d->line)) {
+    } else if (f->done(f->arg, key, &d->line)) {
         d->kind = WK_INTAKE_RESUME;
-        d->key = wk_xstrdup(id);
+        d->key = key;
+        key = NULL;
     } else {
         d->kind = WK_INTAKE_RUN;
     }
+    free(key);
 }
 
 void wk_intake_release(wk_intake *d)

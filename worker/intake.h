@@ -9,6 +9,7 @@
  *                                      ALREADY when that result exists
  *   an id an earlier line had          INVALID ("duplicate id"), or SKIP when
  *                                      that result is in the results file
+ *   (Redis) an id another entry owns   INVALID ("duplicate id"), keyed by entry
  *   its result in the results file     ALREADY
  *   done in the journal                RESUME: write the stored result line
  *   otherwise                          RUN
@@ -46,7 +47,7 @@ typedef struct wk_intake_facts {
 /* A decision; every pointer is owned by it until taken (set to NULL). */
 typedef struct wk_intake {
     wk_intake_kind kind;
-    char *key;     /* RESUME, INVALID: the result's key (task id, "line:N", "dup:N") */
+    char *key;     /* RESUME, INVALID: the result's key (rkey.h) */
     char *line;    /* RESUME, INVALID: the result line */
     cJSON *result; /* INVALID: the result as JSON, for the summary */
     wk_task *task; /* RUN; ALREADY and RESUME too, for the id of a file's line */

@@ -27,6 +27,108 @@ static double round_usd(double v)
     return round(v * 1e9) / 1e9;
 }
 
+/* ---- classify tiers: votes and confidence ---------------------------------- */
+
+/* Answers a tier asks for one label: each listed model (or the tier's own) `samples` times. */
+static int tier_votes(const wk_tier *tr)
+{
+    return (tr->nagree > 0 ? tr->nagree : 1) * (tr->samples > 1 ? tr->samples : 1);
+}
+
+/* 1 when a passing answer at this tier is not enough: it votes, or its confidence is checked. */
+static int tier_doubts(const wk_tier *tr)
+{
+    return tier_votes(tr) > 1 || tr->confidence != WK_CONF_NONE;
+}
+
+/* The model asked for answer i of the tier's vote: each model, `samples` times in a row. */
+static const wk_model *vote_model(const wk_tier *tr, int i)
+{
+    if (tr->nagree <= 0)
+        return tr->model;
+    int per = tr->samples > 1 ? tr->samples : 1;
+    int k = i / per;
+    return tr->agree[k < tr->nagree ? k : tr->nagree - 1];
+}
+
+/* A new vote: at a new tier, on a retry, after a failure. */
+static void vote_reset(wk_task *t)
+{
+    t->asked = 0;
+    cJSON_Delete(t->votes);
+    t->votes = NULL;
+    cJSON_Delete(t->pending);
+    t->pending = NULL;
+    free(t->logprobs_text);
+    free(t->logprobs);
+    t->logprobs_text = NULL;
+    t->logprobs = NULL;
+}
+
+/*
+ * Keeps the newest answer's tokens as one text with, per byte, the logprob
+ * of the token that starts there (NAN inside a token), so the label's
+ * tokens can be found by where the label sits in the text.
+ */
+static void keep_logprobs(wk_task *t, const cJSON *lp)
+{
+    free(t->logprobs_text);
+    free(t->logprobs);
+    t->logprobs_text = NULL;
+    t->logprobs = NULL;
+    if (!cJSON_IsArray(lp))
+        return;
+    size_t n = 0;
+    const cJSON *tok;
+    cJSON_ArrayForEach(tok, lp)
+    {
+        const char *s = wk_jstr(tok, "token");
+        n += s ? strlen(s) : 0;
+    }
+    char *text = wk_xmalloc(n + 1);
+    double *per = wk_xmalloc((n + 1) * sizeof *per);
+    size_t at = 0;
+    cJSON_ArrayForEach(tok, lp)
+    {
+        const char *s = wk_jstr(tok, "token");
+        const cJSON *l = cJSON_GetObjectItemCaseSensitive(tok, "logprob");
+        size_t k = s ? strlen(s) : 0;
+        for (size_t i = 0; i < k; i++)
+            per[at + i] = i ? NAN : cJSON_IsNumber(l) ? l->valuedouble : 0;
+        memcpy(text + at, s ? s : "", k);
+        at += k;
+    }
+    text[at] = '\0';
+    t->logprobs_text = text;
+    t->logprobs = per;
+}
+
+/*
+ * The probability of `label` in the newest answer: the product over the
+ * tokens that spell it (exp of their logprobs' sum); -1 when the answer
+ * came without logprobs or the label cannot be found in its tokens.
+ */
+static double label_logprob_conf(const wk_task *t, const char *label)
+{
+    const cJSON *labels;
+    const char *path;
+    char why[256];
+    val_label_parse_out p;
+    if (!t->logprobs_text ||
+        val_label_set(t->schema, t->cascade->label_field, &labels, &path, why, sizeof why) < 0 ||
+        val_label_parse(t->logprobs_text, labels, path, &p) < 0 || strcmp(p.label, label) != 0)
+        return -1;
+    /* The tokens that overlap the label: from the one holding its first byte on. */
+    size_t from = p.at, end = p.at + strlen(label);
+    while (from > 0 && isnan(t->logprobs[from]))
+        from--;
+    double sum = 0;
+    for (size_t i = from; i < end; i++)
+        if (!isnan(t->logprobs[i]))
+            sum += t->logprobs[i];
+    return exp(sum);
+}
+
 /* ---- transitions ----------------------------------------------------------- */
 
 /* A rough token estimate (chars / 4) for reservations and context checks. */
@@ -125,6 +227,14 @@ static void finish(wk_task *t, const char *status, const char *reason, wk_action
     }
     if (reason)
         cJSON_AddStringToObject(r, "reason", reason);
+    /* A classify task: the label accepted, the gold one, and whether they match. */
+    if (accepted && t->label[0])
+        cJSON_AddStringToObject(r, "label", t->label);
+    if (t->gold) {
+        cJSON_AddStringToObject(r, "gold", t->gold);
+        if (accepted && t->label[0])
+            cJSON_AddBoolToObject(r, "correct", strcmp(t->label, t->gold) == 0);
+    }
     t->state = WK__ST_DONE;
     push(out, WK_ACT_FINISH)->line = r;
 }
@@ -133,10 +243,10 @@ static void finish(wk_task *t, const char *status, const char *reason, wk_action
  * Emits the next call, unless the task's budget cannot hold its worst case
  * (the whole prompt plus max_tokens of output), in which case the task ends.
  */
-static int over_budget(wk_task *t, int tier, wk_actions *out)
+static int over_budget(wk_task *t, int tier, const wk_model *m, wk_actions *out)
 {
-    const wk_model *m = t->cascade->tiers[tier].model;
-    if (t->budget_usd <= 0)
+    (void)tier;
+    if (t->budget_usd < 0)
         return 0;
     double worst = wk_cost_worst(m, estimate_prompt_tokens(t->messages));
     if (t->cost_usd + worst <= t->budget_usd)
@@ -151,12 +261,17 @@ static int over_budget(wk_task *t, int tier, wk_actions *out)
 
 static void call_or_stop(wk_task *t, wk_actions *out)
 {
-    const wk_model *m = t->cascade->tiers[t->tier].model;
-    if (over_budget(t, t->tier, out))
+    const wk_tier *tr = &t->cascade->tiers[t->tier];
+    const wk_model *m = vote_model(tr, t->asked);
+    if (over_budget(t, t->tier, m, out))
         return;
     t->state = WK__ST_CALLING;
     wk_action *a = push(out, WK_ACT_CALL);
     a->model = m;
+    a->logprobs = tr->confidence == WK_CONF_LOGPROBS;
+    /* Samples still wanted of this model: one call with n, where the API takes it. */
+    int per = tr->samples > 1 ? tr->samples : 1;
+    a->n = per - t->asked % per;
     a->messages = t->messages;
     a->est_prompt_tokens = estimate_prompt_tokens(t->messages);
 }
@@ -211,10 +326,10 @@ static int next_fitting(wk_task *t, int from, int64_t now, wk_actions *out)
     return -1;
 }
 
-static void add_feedback(wk_task *t, const char *validator, const char *reason, const char *message,
-                         const char *evidence)
+static void add_feedback(wk_task *t, int feedback, const char *validator, const char *reason,
+                         const char *message, const char *evidence)
 {
-    if (!t->cascade->feedback || !t->answer)
+    if (!feedback || !t->answer)
         return;
     /* Keep only the newest rounds so the prompt cannot grow without bound. */
     if (t->rounds >= WK_FEEDBACK_ROUNDS_MAX) {
@@ -259,8 +374,9 @@ static int rank_of(const wk_task *t, const char *validator)
     return 0;
 }
 
-static void on_failure(wk_task *t, int64_t now, const char *validator, const char *reason,
-                       const char *message, const char *evidence, wk_actions *out)
+static void on_failure(wk_task *t, int64_t now, int feedback, const char *validator,
+                       const char *reason, const char *message, const char *evidence,
+                       wk_actions *out)
 {
     if (t->answer) {
         /* The best failed answer is the one that got furthest down the chain. */
@@ -271,9 +387,10 @@ static void on_failure(wk_task *t, int64_t now, const char *validator, const cha
             t->best_rank = rank;
         }
     }
-    add_feedback(t, validator, reason, message, evidence);
+    add_feedback(t, feedback, validator, reason, message, evidence);
     free(t->answer);
     t->answer = NULL;
+    vote_reset(t);
 
     t->tries++;
     if (t->tries < t->cascade->tiers[t->tier].attempts) {
@@ -295,7 +412,7 @@ static void on_failure(wk_task *t, int64_t now, const char *validator, const cha
     }
     /* A climb the budget cannot pay for is not logged: the task ends here. */
     int n = out->n;
-    if (over_budget(t, next, out)) {
+    if (over_budget(t, next, vote_model(&t->cascade->tiers[next], 0), out)) {
         wk_action fin = out->v[n];
         out->v[n].line = NULL;
         drop_after(out, mark);
@@ -322,9 +439,18 @@ static void on_failure(wk_task *t, int64_t now, const char *validator, const cha
 
 static cJSON *new_attempt(wk_task *t, const wk_event *ev, long pt, long ct)
 {
-    const wk_model *m = t->cascade->tiers[t->tier].model;
+    const wk_tier *tr = &t->cascade->tiers[t->tier];
+    const wk_model *m = vote_model(tr, t->asked);
     const wk_model *served = ev->served ? ev->served : m;
-    double cost = ev->from_cache ? 0 : wk_cost(served, pt, ct, ev->cached_tokens);
+    /*
+     * Usage the provider left out, garbled or inflated is charged at its worst
+     * (cost.h); a recording's own cost (replay) is what the call cost.
+     */
+    int estimated = 0;
+    double cost = ev->from_cache ? 0
+                  : ev->has_cost ? ev->cost_usd
+                                 : wk_cost_charged(served, estimate_prompt_tokens(t->messages), pt,
+                                                   ct, ev->cached_tokens, &estimated);
     t->cost_usd += cost;
     cJSON *a = cJSON_CreateObject();
     cJSON_AddNumberToObject(a, "tier", t->tier);
@@ -334,6 +460,8 @@ static cJSON *new_attempt(wk_task *t, const wk_event *ev, long pt, long ct)
         cJSON_AddStringToObject(a, "deployment", served->name);
     if (ev->from_cache)
         cJSON_AddBoolToObject(a, "cached", 1);
+    if (ev->has_cost && !ev->from_cache) /* the recording's cost, not tokens x price */
+        cJSON_AddBoolToObject(a, "cost_recorded", 1);
     if (t->lost_usd > 0) {
         /* Already in the task's cost: the same call, sent before a crash. */
         cJSON_AddNumberToObject(a, "lost_cost_usd", round_usd(t->lost_usd));
@@ -343,16 +471,20 @@ static cJSON *new_attempt(wk_task *t, const wk_event *ev, long pt, long ct)
     cJSON_AddNumberToObject(a, "fallbacks", ev->fallbacks);
     if (ev->cached_tokens > 0)
         cJSON_AddNumberToObject(a, "cached_tokens", (double)ev->cached_tokens);
-    if (pt >= 0)
+    if (estimated)
+        cJSON_AddBoolToObject(a, "usage_estimated", 1);
+    if (pt >= 0 && !(estimated & WK_COST_EST_PROMPT))
         cJSON_AddNumberToObject(a, "prompt_tokens", (double)pt);
     else
         cJSON_AddNullToObject(a, "prompt_tokens");
-    if (ct >= 0)
+    if (ct >= 0 && !(estimated & WK_COST_EST_COMPLETION))
         cJSON_AddNumberToObject(a, "completion_tokens", (double)ct);
     else
         cJSON_AddNullToObject(a, "completion_tokens");
     cJSON_AddNumberToObject(a, "cost_usd", round_usd(cost));
     cJSON_AddNumberToObject(a, "latency_ms", (double)ev->latency_ms);
+    if (tier_votes(tr) > 1) /* which answer of the tier's vote this is */
+        cJSON_AddNumberToObject(a, "vote", t->asked);
     cJSON_AddItemToArray(t->attempts, a);
     t->cur = a;
     return a;
@@ -371,6 +503,193 @@ static void set_failed(cJSON *a, const char *validator, const char *reason, cons
     cJSON_AddItemToObject(a, "verdict", val_verdict_json(&v));
 }
 
+static int per_model(const wk_tier *tr)
+{
+    return tr->samples > 1 ? tr->samples : 1;
+}
+
+/*
+ * The next answer of a call that asked for n: an attempt of its own at no
+ * cost (the call's attempt carries the usage of all its answers), validated
+ * like any answer.
+ */
+static void next_choice(wk_task *t, int64_t now, wk_actions *out)
+{
+    const wk_tier *tr = &t->cascade->tiers[t->tier];
+    cJSON *c = cJSON_DetachItemFromArray(t->pending, 0);
+    const char *text = wk_jstr(c, "text"), *fr = wk_jstr(c, "finish_reason");
+    cJSON *a = cJSON_CreateObject();
+    cJSON_AddNumberToObject(a, "tier", t->tier);
+    cJSON_AddStringToObject(a, "model", vote_model(tr, t->asked)->name);
+    cJSON_AddBoolToObject(a, "same_call", 1);
+    cJSON_AddNumberToObject(a, "cost_usd", 0);
+    cJSON_AddNumberToObject(a, "vote", t->asked);
+    if (fr)
+        cJSON_AddStringToObject(a, "finish_reason", fr);
+    cJSON_AddItemToArray(t->attempts, a);
+    t->cur = a;
+    t->answers++;
+    free(t->answer);
+    t->answer = wk_xstrdup(text ? text : "");
+    keep_logprobs(t, cJSON_GetObjectItemCaseSensitive(c, "logprobs"));
+    cJSON_Delete(c);
+    if (fr && strcmp(fr, "length") == 0) {
+        const char *msg = "the answer was cut off at max_tokens";
+        set_failed(a, "truncation", "truncated", msg);
+        on_failure(t, now, t->cascade->feedback, "truncation", "truncated", msg, NULL, out);
+        return;
+    }
+    t->state = WK__ST_VALIDATING;
+    wk_action *v = push(out, WK_ACT_VALIDATE);
+    v->answer = t->answer;
+    v->same_call = 1;
+}
+
+/*
+ * The label of a passing verdict, and the answer's own confidence. A verdict
+ * the journal kept (a resumed run) has lost both: the label validator is
+ * deterministic, so they are read again from the answer.
+ */
+static void label_of(const wk_task *t, const val_verdict *v, char label[VAL_LABEL_MAX],
+                     double *score)
+{
+    snprintf(label, VAL_LABEL_MAX, "%s", v->label);
+    *score = v->score;
+    const cJSON *labels;
+    const char *path;
+    char why[256];
+    val_label_parse_out p;
+    if (label[0] || !t->answer || !rank_of(t, "label") ||
+        val_label_set(t->schema, t->cascade->label_field, &labels, &path, why, sizeof why) < 0 ||
+        val_label_parse(t->answer, labels, path, &p) < 0)
+        return;
+    snprintf(label, VAL_LABEL_MAX, "%s", p.label);
+    *score = p.confidence;
+}
+
+/*
+ * Replaces the newest attempt's passing verdict by the tier's doubt (the
+ * label read stays on it), so the attempt reads as the reason of the climb.
+ */
+static void doubt_verdict(wk_task *t, const char *validator, const char *reason, const char *msg,
+                          const char *label)
+{
+    val_verdict v = {.pass = 0, .message = (char *)msg, .score = -1};
+    snprintf(v.validator, sizeof v.validator, "%s", validator);
+    snprintf(v.reason, sizeof v.reason, "%s", reason);
+    snprintf(v.label, sizeof v.label, "%s", label);
+    cJSON_ReplaceItemInObjectCaseSensitive(t->cur, "verdict", val_verdict_json(&v));
+}
+
+/*
+ * A passing answer at a tier with signals of doubt: one more vote. When the
+ * vote is complete, the label with the most votes is accepted if it has at
+ * least vote_min of them and, when the tier checks confidence, its mean
+ * confidence over those votes reaches min_confidence; otherwise the tier
+ * fails with reason disagreement or low_confidence (feedback only when the
+ * cascade asks for it: the next tier should judge afresh).
+ */
+static void vote(wk_task *t, const val_verdict *v, int64_t now, wk_actions *out)
+{
+    const wk_tier *tr = &t->cascade->tiers[t->tier];
+    char label[VAL_LABEL_MAX];
+    double conf = -1, self;
+    label_of(t, v, label, &self);
+    if (tr->confidence == WK_CONF_SELF)
+        conf = self;
+    else if (tr->confidence == WK_CONF_LOGPROBS && label[0])
+        conf = label_logprob_conf(t, label);
+    if (conf >= 0)
+        cJSON_AddNumberToObject(t->cur, "confidence", round(conf * 1e6) / 1e6);
+    if (!t->votes)
+        t->votes = cJSON_CreateArray();
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "model", vote_model(tr, t->asked)->name);
+    cJSON_AddStringToObject(o, "label", label);
+    cJSON_AddNumberToObject(o, "confidence", conf);
+    cJSON_AddStringToObject(o, "answer", t->answer ? t->answer : "");
+    cJSON_AddItemToArray(t->votes, o);
+    t->asked++;
+    int need = tier_votes(tr);
+    if (t->asked < need && cJSON_GetArraySize(t->pending) > 0 && t->asked % per_model(tr)) {
+        next_choice(t, now, out); /* another answer of the same call */
+        return;
+    }
+    if (t->asked < need) {
+        call_or_stop(t, out); /* the next model, or the same one again */
+        return;
+    }
+
+    /* The label with the most votes; the first to get there on a tie. An empty label is none. */
+    const char *best = NULL;
+    int best_n = 0;
+    const cJSON *a, *b;
+    cJSON_ArrayForEach(a, t->votes)
+    {
+        const char *l = wk_jstr(a, "label");
+        int n = 0;
+        cJSON_ArrayForEach(b, t->votes) n += l && *l && strcmp(l, wk_jstr(b, "label")) == 0;
+        if (n > best_n)
+            best = l, best_n = n;
+    }
+    wk_buf ev;
+    wk_buf_init(&ev, VAL_EVIDENCE_MAX);
+    cJSON_ArrayForEach(a, t->votes)
+    {
+        double c = cJSON_GetObjectItemCaseSensitive(a, "confidence")->valuedouble;
+        if (c >= 0)
+            wk_buf_appendf(&ev, "%s: %s (confidence %.3f)\n", wk_jstr(a, "model"),
+                           wk_jstr(a, "label"), c);
+        else
+            wk_buf_appendf(&ev, "%s: %s\n", wk_jstr(a, "model"), wk_jstr(a, "label"));
+    }
+    int min = tr->vote_min > 0 ? tr->vote_min : 1;
+    char *msg = NULL;
+    if (!best || best_n < min) {
+        msg = wk_xasprintf("the answers disagree: %d of %d for \"%s\", %d needed", best_n, need,
+                           best ? best : "", min);
+        doubt_verdict(t, "agree", "disagreement", msg, label);
+        on_failure(t, now, t->cascade->doubt_feedback, "agree", "disagreement", msg, ev.buf, out);
+        goto cleanup;
+    }
+    double sum = 0;
+    int known = 1;
+    const char *answer = NULL;
+    cJSON_ArrayForEach(a, t->votes)
+    {
+        if (strcmp(wk_jstr(a, "label"), best) != 0)
+            continue;
+        double c = cJSON_GetObjectItemCaseSensitive(a, "confidence")->valuedouble;
+        known &= c >= 0;
+        sum += c;
+        if (!answer)
+            answer = wk_jstr(a, "answer");
+    }
+    double mean = sum / best_n;
+    if (tr->confidence != WK_CONF_NONE && tr->min_confidence >= 0 &&
+        (!known || mean < tr->min_confidence)) {
+        const char *how = tr->confidence == WK_CONF_SELF ? "the answer's own" : "logprobs";
+        msg = known ? wk_xasprintf("label \"%s\" has confidence %.3f (%s), below %.3g", best, mean,
+                                   how, tr->min_confidence)
+                    : wk_xasprintf("label \"%s\" has no confidence (%s): none came with the "
+                                   "answer",
+                                   best, how);
+        doubt_verdict(t, "confidence", "low_confidence", msg, label);
+        on_failure(t, now, t->cascade->doubt_feedback, "confidence", "low_confidence", msg, ev.buf,
+                   out);
+        goto cleanup;
+    }
+    snprintf(t->label, sizeof t->label, "%s", best);
+    free(t->answer);
+    t->answer = wk_xstrdup(answer);
+    if (need > 1)
+        cJSON_AddNumberToObject(t->cur, "votes_for_label", best_n);
+    finish(t, "accepted", NULL, out);
+cleanup:
+    free(msg);
+    wk_buf_release(&ev);
+}
+
 /* One transition; its actions are appended to out. */
 static void step(wk_task *t, const wk_event *ev, wk_actions *out)
 {
@@ -385,6 +704,7 @@ static void step(wk_task *t, const wk_event *ev, wk_actions *out)
             return;
         }
         t->tier = first;
+        vote_reset(t);
         call_or_stop(t, out);
         return;
     }
@@ -397,10 +717,14 @@ static void step(wk_task *t, const wk_event *ev, wk_actions *out)
         t->answers++;
         free(t->answer);
         t->answer = wk_xstrdup(ev->text ? ev->text : "");
+        keep_logprobs(t, ev->logprobs);
+        cJSON_Delete(t->pending);
+        t->pending = ev->choices ? cJSON_Duplicate(ev->choices, 1) : NULL;
         if (ev->finish_reason && strcmp(ev->finish_reason, "length") == 0) {
             const char *msg = "the answer was cut off at max_tokens";
             set_failed(a, "truncation", "truncated", msg);
-            on_failure(t, ev->now_ms, "truncation", "truncated", msg, NULL, out);
+            on_failure(t, ev->now_ms, t->cascade->feedback, "truncation", "truncated", msg, NULL,
+                       out);
             return;
         }
         t->state = WK__ST_VALIDATING;
@@ -419,7 +743,8 @@ static void step(wk_task *t, const wk_event *ev, wk_actions *out)
         const char *reason = ev->error_reason ? ev->error_reason : "call_failed";
         cJSON_AddStringToObject(a, "error", ev->error_message ? ev->error_message : reason);
         set_failed(a, "call", reason, ev->error_message);
-        on_failure(t, ev->now_ms, "call", reason, ev->error_message, NULL, out);
+        on_failure(t, ev->now_ms, t->cascade->feedback, "call", reason, ev->error_message, NULL,
+                   out);
         return;
     }
     case WK_EV_LOST_CALL: {
@@ -436,10 +761,16 @@ static void step(wk_task *t, const wk_event *ev, wk_actions *out)
             return;
         const val_verdict *v = ev->verdict;
         cJSON_AddItemToObject(t->cur, "verdict", val_verdict_json(v));
-        if (v->pass)
+        if (v->pass && tier_doubts(&t->cascade->tiers[t->tier])) {
+            vote(t, v, ev->now_ms, out);
+        } else if (v->pass) {
+            double self;
+            label_of(t, v, t->label, &self);
             finish(t, "accepted", NULL, out);
-        else
-            on_failure(t, ev->now_ms, v->validator, v->reason, v->message, v->evidence, out);
+        } else {
+            on_failure(t, ev->now_ms, t->cascade->feedback, v->validator, v->reason, v->message,
+                       v->evidence, out);
+        }
         return;
     }
     }

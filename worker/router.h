@@ -45,6 +45,16 @@ typedef struct wk_event {
     int fallbacks;          /* fallback deployments moved to inside this call */
     int from_cache;         /* RESPONSE: answered by the response cache, at no cost */
     double lost_cost_usd;   /* LOST_CALL: what the lost call may have cost (worst case) */
+    /* RESPONSE: a recording's own cost of the call, used instead of tokens x price */
+    int has_cost;
+    double cost_usd;
+    /* RESPONSE: the answer's tokens, [{"token", "logprob"}, ...]; NULL: none; borrowed */
+    const cJSON *logprobs;
+    /*
+     * RESPONSE to a CALL with n > 1: the other answers of the same call,
+     * [{"text", "finish_reason", "logprobs"}]; NULL: none; borrowed.
+     */
+    const cJSON *choices;
     /* WK_EV_CALL_FAILED */
     const char *error_reason;  /* short class: "http_404", "timeout", "bad_response" */
     const char *error_message; /* one line for the result */
@@ -65,7 +75,10 @@ typedef struct wk_action {
     const wk_model *model;  /* CALL: borrowed from the config */
     const cJSON *messages;  /* CALL: borrowed from the task, valid until the next feed */
     long est_prompt_tokens; /* CALL: estimate for reservations and rate limits */
+    int logprobs;           /* CALL: ask for the answer's token logprobs */
+    int n;                  /* CALL: answers wanted of this model (samples); 1: one */
     const char *answer;     /* VALIDATE: borrowed from the task, valid until the next feed */
+    int same_call;          /* VALIDATE: another answer of the newest call (n > 1) */
     cJSON *line;            /* LOG and FINISH: owned by the action; the driver frees it */
 } wk_action;
 

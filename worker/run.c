@@ -36,6 +36,7 @@
 #include "answers.h"
 #include "config.h"
 #include "intake.h"
+#include "rkey.h"
 #include "router.h"
 #include "worker/cli/cli.h"
 #include "lib/util.h"
@@ -157,7 +158,7 @@ static void ack_now(void *arg, int status)
 {
     pending_ack *p = arg;
     run *r = p->r;
-    const char *id = strncmp(p->key, "line:", 5) == 0 ? NULL : p->key;
+    const char *id = wk_rkey_id(p->key);
     if (!journal_ok(r, status)) {
         /* The DONE row did not commit: the result is not written (nor acked). */
         if (r->queue)
@@ -236,10 +237,10 @@ static void perform(slot *s, wk_actions *acts)
         wk_action *a = &acts->v[i];
         switch (a->kind) {
         case WK_ACT_CALL:
-            wk_ask_call(&s->ask, a->model, a->messages, a->est_prompt_tokens);
+            wk_ask_call(&s->ask, a->model, a->messages, a->est_prompt_tokens, a->logprobs, a->n);
             break;
         case WK_ACT_VALIDATE:
-            wk_ask_validate(&s->ask, a->answer);
+            wk_ask_validate(&s->ask, a->answer, a->same_call);
             break;
         case WK_ACT_LOG:
             /* A climb replayed from the journal was logged by the run that made it. */
@@ -256,9 +257,12 @@ static void perform(slot *s, wk_actions *acts)
             a->line = NULL;
             break;
         case WK_ACT_FINISH: {
+            wk_results_cap_answer(a->line); /* the whole answer stays in the journal */
             char *line = cJSON_PrintUnformatted(a->line);
             wk_summary_add(&r->sum, wk_task_cascade(s->task), a->line);
-            emit_result(r, s->item, wk_task_id(s->task), line);
+            char *key = wk_rkey_task(wk_task_id(s->task));
+            emit_result(r, s->item, key, line);
+            free(key);
             s->item = NULL;
             free(line);
             cJSON_Delete(a->line);
@@ -518,6 +522,8 @@ int wk_run(const wk_run_opts *o)
         fprintf(stderr, "cascade: %s\n", err);
         goto cleanup;
     }
+    if (o->gold_field)
+        r->cfg.gold_field = wk_xstrdup(o->gold_field);
     wk_summary_init(&r->sum, &r->cfg);
     r->qops = q_find(o->queue_url ? o->queue_url : o->tasks_path);
     if (!r->qops) {
@@ -530,21 +536,6 @@ int wk_run(const wk_run_opts *o)
         journal_path = wk_xstrdup(o->journal_path);
     else if (!o->journal_path && file_results && !o->recs)
         journal_path = wk_xasprintf("%s.journal", o->out_path);
-    /* With a journal a run resumes, and so does its file; without one, or in replay, not. */
-    if (!o->queue_url && wk_results_file_open(o->out_path, file_results && journal_path && !o->recs,
-                                              &r->results, err, sizeof err)) {
-        fprintf(stderr, "cascade: %s\n", err);
-        goto cleanup;
-    }
-    if (o->esc_path) {
-        r->esc = fopen(o->esc_path, journal_path ? "a" : "w");
-        if (!r->esc) {
-            fprintf(stderr, "cascade: cannot open escalations file %s: %s\n", o->esc_path,
-                    strerror(errno));
-            goto cleanup;
-        }
-    }
-
     uv_loop_init(&r->loop);
     loop_ok = 1;
     if (journal_path && wk_journal_open(&r->loop, journal_path, &r->ans.journal, err, sizeof err)) {
@@ -567,6 +558,25 @@ int wk_run(const wk_run_opts *o)
         fprintf(stderr, "cascade: %s\n", err);
         goto cleanup;
     }
+    /*
+     * Only now, with the journal held and the tasks open, is the results file
+     * touched: a typo in the tasks path or a second run leaves it as it was.
+     */
+    /* With a journal a run resumes, and so does its file; without one, or in replay, not. */
+    if (!o->queue_url && wk_results_file_open(o->out_path, file_results && journal_path && !o->recs,
+                                              &r->results, err, sizeof err)) {
+        fprintf(stderr, "cascade: %s\n", err);
+        goto cleanup;
+    }
+    if (o->esc_path) {
+        r->esc = fopen(o->esc_path, journal_path ? "a" : "w");
+        if (!r->esc) {
+            fprintf(stderr, "cascade: cannot open escalations file %s: %s\n", o->esc_path,
+                    strerror(errno));
+            goto cleanup;
+        }
+    }
+
     val_limits lim;
     val_limits_default(&lim);
     lim.timeout_ms = o->test_timeout_ms;

@@ -17,6 +17,7 @@ typedef struct wk_run_opts {
     const char *out_path;     /* NULL or "-": stdout */
     const char *esc_path;     /* NULL: no escalation log */
     const char *cascade_name; /* NULL: per task */
+    const char *gold_field;   /* the task field with a classify task's gold label; NULL: "gold" */
     int concurrency;          /* tasks in flight */
     int max_sandboxes;        /* 0: number of CPUs */
     int max_retries;          /* transport retries per call */

@@ -75,6 +75,46 @@ static int check_needs(const wk_cascade *c, const cJSON *task, const cJSON *sche
     return 0;
 }
 
+/*
+ * A classify cascade (one that runs the label validator) needs labels in the
+ * task's schema; a gold label, when the task has one, must be one of them.
+ * The gold label is copied to `gold` in the enum's spelling ("" when none).
+ */
+static int check_labels(const wk_config *cfg, const wk_cascade *c, const cJSON *task,
+                        const cJSON *schema, char gold[VAL_LABEL_MAX], char *why, size_t whylen)
+{
+    int reads = 0;
+    for (int i = 0; i < c->nvalidators; i++)
+        reads |= strcmp(c->validators[i], "label") == 0;
+    if (!reads)
+        return 0;
+    const cJSON *labels;
+    const char *path;
+    char sub[256];
+    int rc = val_label_set(schema, c->label_field, &labels, &path, sub, sizeof sub);
+    if (rc < 0) {
+        snprintf(why, whylen, "cascade %s labels answers but the task %s", c->name, sub);
+        return rc;
+    }
+    const char *field = cfg->gold_field ? cfg->gold_field : "gold";
+    const cJSON *g = cJSON_GetObjectItemCaseSensitive(task, field);
+    if (!g || cJSON_IsNull(g))
+        return 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, labels)
+    {
+        if (cJSON_IsString(g) && strcmp(it->valuestring, g->valuestring) == 0) {
+            snprintf(gold, VAL_LABEL_MAX, "%s", it->valuestring);
+            return 0;
+        }
+    }
+    char *gs = cJSON_PrintUnformatted(g);
+    snprintf(why, whylen, "gold label %.80s (field %s) is not one of the schema's labels", gs,
+             field);
+    free(gs);
+    return WK_EINVAL;
+}
+
 static cJSON *first_messages(const cJSON *task, const char *kind, const char *language)
 {
     cJSON *msgs = cJSON_CreateArray();
@@ -193,6 +233,9 @@ int wk_task_parse(const char *line, size_t len, long lineno, const wk_config *cf
     }
     if (check_needs(c, j, schema, why, sizeof why))
         goto cleanup;
+    char gold[VAL_LABEL_MAX] = "";
+    if (check_labels(cfg, c, j, schema, gold, why, sizeof why))
+        goto cleanup;
     const cJSON *jb = cJSON_GetObjectItemCaseSensitive(j, "budget_usd");
     if (jb && (!cJSON_IsNumber(jb) || jb->valuedouble < 0)) {
         snprintf(why, sizeof why, "budget_usd must be a number >= 0");
@@ -206,7 +249,8 @@ int wk_task_parse(const char *line, size_t len, long lineno, const wk_config *cf
     j = NULL;
     t->cascade = c;
     t->schema = schema;
-    t->budget_usd = jb ? jb->valuedouble : 0;
+    t->budget_usd = jb ? jb->valuedouble : -1; /* 0 is a budget of nothing */
+    t->gold = gold[0] ? wk_xstrdup(gold) : NULL;
     t->messages = first_messages(t->json, kind, language);
     t->attempts = cJSON_CreateArray();
     t->best_rank = -1;
@@ -232,6 +276,11 @@ void wk_task_free(wk_task *t)
     cJSON_Delete(t->attempts);
     free(t->answer);
     free(t->best);
+    free(t->gold);
+    cJSON_Delete(t->votes);
+    cJSON_Delete(t->pending);
+    free(t->logprobs_text);
+    free(t->logprobs);
     free(t);
 }
 

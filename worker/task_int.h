@@ -9,6 +9,7 @@
 #include <cjson/cJSON.h>
 
 #include "task.h"
+#include "validators/val.h"
 
 enum { WK__ST_NEW, WK__ST_CALLING, WK__ST_VALIDATING, WK__ST_DONE };
 
@@ -17,7 +18,7 @@ struct wk_task {
     cJSON *json;               /* the task as read; owned */
     const wk_cascade *cascade; /* borrowed from the config */
     const cJSON *schema;       /* borrowed from json or the cascade */
-    double budget_usd;         /* 0: none */
+    double budget_usd;         /* < 0: none; 0 allows only free calls */
     int state;
     int tier;        /* current tier */
     int tries;       /* attempts made at the current tier */
@@ -31,6 +32,14 @@ struct wk_task {
     int best_rank;
     int answers;     /* responses received */
     double lost_usd; /* charged for a lost call, not yet on an attempt */
+    /* Classify tasks (README "Labelling tickets"). */
+    char *gold;                /* the gold label in the enum's spelling; NULL: none; owned */
+    char label[VAL_LABEL_MAX]; /* the label accepted; "" when none */
+    cJSON *votes;              /* labels read at this tier so far, one string per answer; owned */
+    int asked;                 /* answers voted at this tier so far */
+    cJSON *pending;      /* the other choices of the newest call (n > 1), not yet voted; owned */
+    char *logprobs_text; /* the newest answer's tokens joined, with logprobs below; owned */
+    double *logprobs;    /* per byte of logprobs_text: the logprob of the token holding it */
 };
 
 #endif

@@ -51,6 +51,7 @@ static const char usage_replay[] =
     "  --cascade NAME|FILE  the cascade: a name in --cascades, or a cascade file;\n"
     "                       may be repeated to replay several (one shared verdict cache)\n"
     "  --cascades DIR       where names are looked up [cascades]\n"
+    "  --gold FIELD         the task field holding a classify task's gold label [gold]\n"
     "  --models FILE        models file [DIR/models.json, or models.json beside FILE]\n"
     "  --runs K             repeat the batch from starting runs 0..K-1 and report mean\n"
     "                       and sd of pass rate and cost [1]\n"
@@ -208,6 +209,9 @@ static int resolve(replay *R, spec *s)
 typedef struct figs {
     double rate, rate_sd, cost, cost_sd, top, vs_top;
     long tasks;
+    long gold;               /* classify tasks with a gold label (pass 1) */
+    double acc, acc_sd, cpc; /* accuracy and cost per correct label, mean over passes */
+    int cost_recorded;       /* some cost came from the recordings' cost_usd */
 } figs;
 
 static void spec_figs(const replay *R, const spec *s, figs *f)
@@ -223,6 +227,15 @@ static void spec_figs(const replay *R, const spec *s, figs *f)
     wk_fig_mean_sd(top, R->runs, &f->top, &sd);
     f->vs_top = wk_fig_ratio(f->cost, f->top);
     f->tasks = wk_figures_valid(&s->st[0]);
+    double acc[RUNS_MAX], cpc[RUNS_MAX];
+    for (int p = 0; p < R->runs; p++) {
+        acc[p] = wk_figures_accuracy(&s->st[p]);
+        cpc[p] = wk_figures_cost_per_correct(&s->st[p]);
+    }
+    wk_fig_mean_sd(acc, R->runs, &f->acc, &f->acc_sd);
+    wk_fig_mean_sd(cpc, R->runs, &f->cpc, &sd);
+    f->gold = s->st[0].gold;
+    f->cost_recorded = s->st[0].cost_recorded > 0;
 }
 
 /*
@@ -266,13 +279,27 @@ static cJSON *table_row(const char *plan, const figs *f, int runs, int estimated
     cJSON_AddNumberToObject(o, "runs", runs);
     cJSON_AddNumberToObject(o, "tasks", (double)f->tasks);
     cJSON_AddBoolToObject(o, "tokens_estimated", estimated);
+    /* Classify tasks with gold labels: how many labels were right, and at what price. */
+    if (f->gold > 0) {
+        cJSON_AddNumberToObject(o, "accuracy", round(f->acc * 1e6) / 1e6);
+        cJSON_AddNumberToObject(o, "accuracy_sd", round(f->acc_sd * 1e6) / 1e6);
+        cJSON_AddNumberToObject(o, "cost_per_correct_usd", round(f->cpc * 1e9) / 1e9);
+        cJSON_AddNumberToObject(o, "gold_tasks", (double)f->gold);
+    }
+    if (f->cost_recorded)
+        cJSON_AddBoolToObject(o, "cost_recorded", 1);
     return o;
 }
 
 static void print_row(const char *plan, const figs *f, int estimated)
 {
-    fprintf(stderr, "  %-52s %.3f ± %.3f  %9.4f ± %.4f  %6.3f%s\n", plan, f->rate, f->rate_sd,
+    fprintf(stderr, "  %-52s %.3f ± %.3f  %9.4f ± %.4f  %6.3f%s", plan, f->rate, f->rate_sd,
             f->cost, f->cost_sd, f->vs_top, estimated ? " *" : "");
+    if (f->gold > 0)
+        fprintf(stderr, "  accuracy %.3f", f->acc);
+    if (f->cost_recorded)
+        fprintf(stderr, " (recorded cost)");
+    fprintf(stderr, "\n");
 }
 
 /* The oracle over the single-model cascades' pass files. */
@@ -424,7 +451,7 @@ static int run_all(replay *R)
         }
     }
 
-    figs oracle;
+    figs oracle = {0};
     int oracle_est = 0;
     if (R->oracle && oracle_figs(R, &oracle, &oracle_est) != 0) {
         code = WK_EXIT_FAIL;
@@ -490,6 +517,7 @@ int wk_cmd_replay(int argc, char **argv)
         O_TASKS = 256,
         O_RECS,
         O_CASCADE,
+        O_GOLD,
         O_CASCADES,
         O_MODELS,
         O_RUNS,
@@ -505,6 +533,7 @@ int wk_cmd_replay(int argc, char **argv)
         {"tasks", required_argument, NULL, O_TASKS},
         {"recordings", required_argument, NULL, O_RECS},
         {"cascade", required_argument, NULL, O_CASCADE},
+        {"gold", required_argument, NULL, O_GOLD},
         {"cascades", required_argument, NULL, O_CASCADES},
         {"models", required_argument, NULL, O_MODELS},
         {"runs", required_argument, NULL, O_RUNS},
@@ -540,6 +569,9 @@ int wk_cmd_replay(int argc, char **argv)
             break;
         case O_CASCADES:
             R->cascades_dir = optarg;
+            break;
+        case O_GOLD:
+            R->base.gold_field = optarg;
             break;
         case O_MODELS:
             R->models = optarg;

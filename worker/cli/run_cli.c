@@ -4,6 +4,8 @@
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
 
 #include "cli.h"
 #include "worker/run.h"
@@ -22,7 +24,10 @@ static const char usage_run[] =
     "  --cascades DIR       cascade files (*.json) [cascades]\n"
     "  --models FILE        providers and models [DIR/models.json]\n"
     "  --cascade NAME       use this cascade for every task\n"
-    "  -o, --output FILE    results JSONL, - for stdout [-]\n"
+    "  --gold FIELD         the task field holding a classify task's gold label [gold]\n"
+    "  -o, --output FILE    results JSONL, - for stdout [-]; locked while the run\n"
+    "                       lasts, never the tasks file, emptied (without a\n"
+    "                       journal) only once the tasks file is open\n"
     "  --escalations FILE   escalation log JSONL [none]\n"
     "  --concurrency N      tasks in flight at once [64]\n"
     "  --sandboxes N        sandboxed test runs at once [number of CPUs]\n"
@@ -32,17 +37,22 @@ static const char usage_run[] =
     "                       error, timeout, 408, 409, 429, 5xx or 529: backoff\n"
     "                       0.5 s doubling to 8 s less up to 25% jitter, never\n"
     "                       sooner than Retry-After; then the model's fallbacks [3]\n"
-    "  --max-wait SEC       a longer Retry-After takes the deployment out of\n"
-    "                       service for that long instead of holding tasks [60]\n"
+    "  --max-wait SEC       the longest a call is held for a provider that is out\n"
+    "                       (circuit breaker open) or paused (rate-limit headers,\n"
+    "                       Retry-After); then its fallbacks, else the task ends\n"
+    "                       error and a rerun runs it again. Pauses and resets\n"
+    "                       asked for are capped by it [60]\n"
     "  --timeout SEC        whole-request timeout of one call [300]\n"
     "  --first-byte-timeout SEC  until the response starts [120]\n"
     "  --connect-timeout SEC  connect timeout [10]\n"
     "  --response-cap MIB   largest response body accepted [8]\n"
     "  --test-timeout SEC   wall-clock limit of one sandboxed test run [10]\n"
     "  --journal FILE|none  SQLite journal of every attempt, for resuming after a\n"
-    "                       crash or a stop [RESULTS.journal when -o names a file]\n"
-    "  --cache FILE         response cache (SQLite): a request sent before is\n"
-    "                       answered from it at no cost [none]\n"
+    "                       crash or a stop; one run at a time holds it (a second\n"
+    "                       exits 1) [RESULTS.journal when -o names a file]\n"
+    "  --cache FILE         response cache (SQLite): a request sent before, at the\n"
+    "                       same attempt of its task, is answered from it at no\n"
+    "                       cost (a retry after a failed answer is not) [none]\n"
     "  --grace SEC          after SIGINT/SIGTERM, time for tasks in flight [30]\n"
     "  --queue URL          read tasks from a Redis Stream (redis://HOST:PORT/STREAM)\n"
     "                       through a consumer group; results go to STREAM:results\n"
@@ -58,11 +68,51 @@ static const char usage_run[] =
     "\n"
     "A rerun with the same results file (and so the same journal) resumes: tasks\n"
     "with a result line are skipped, answers already received are not paid for\n"
-    "again, and the results file is appended to.\n"
+    "again, and the results file is appended to. Tasks that ended error because\n"
+    "every call failed on a transient condition (outage, timeout, 429, 5xx,\n"
+    "spend limit) are run again, their old line taken out.\n"
     "\n"
     "exit status: 0 all tasks have results; 1 startup or output error;\n"
     "2 usage error; 3 stopped (signal, grace period or run budget) before the\n"
     "input was done; 128+N a second signal N.\n";
+
+/* 1 when a and b name one existing file (or the same path). */
+static int same_file(const char *a, const char *b)
+{
+    struct stat sa, sb;
+    if (!a || !b || strcmp(a, "-") == 0 || strcmp(b, "-") == 0)
+        return 0;
+    if (strcmp(a, b) == 0)
+        return 1;
+    return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
+           sa.st_ino == sb.st_ino;
+}
+
+/*
+ * Output paths that would overwrite an input or each other are refused
+ * before anything is opened: `-o tasks.jsonl` would empty the tasks.
+ */
+static int check_paths(const wk_run_opts *o)
+{
+    const char *outs[] = {o->out_path, o->esc_path, o->journal_path, o->cache_path};
+    const char *names[] = {"-o", "--escalations", "--journal", "--cache"};
+    for (int i = 0; i < 4; i++) {
+        if (!outs[i] || (i == 2 && strcmp(outs[i], "none") == 0))
+            continue;
+        if (!o->queue_url && same_file(outs[i], o->tasks_path)) {
+            fprintf(stderr, "cascade run: %s %s names the tasks file; refusing to overwrite it\n",
+                    names[i], outs[i]);
+            return WK_EXIT_USAGE;
+        }
+        for (int k = 0; k < i; k++)
+            if (outs[k] && same_file(outs[i], outs[k])) {
+                fprintf(stderr, "cascade run: %s and %s name the same file %s\n", names[k],
+                        names[i], outs[i]);
+                return WK_EXIT_USAGE;
+            }
+    }
+    return 0;
+}
 
 int wk_cmd_run(int argc, char **argv)
 {
@@ -72,6 +122,7 @@ int wk_cmd_run(int argc, char **argv)
         O_CASCADES = 256,
         O_MODELS,
         O_CASCADE,
+        O_GOLD,
         O_ESC,
         O_CONC,
         O_SANDBOXES,
@@ -97,6 +148,7 @@ int wk_cmd_run(int argc, char **argv)
         {"cascades", required_argument, NULL, O_CASCADES},
         {"models", required_argument, NULL, O_MODELS},
         {"cascade", required_argument, NULL, O_CASCADE},
+        {"gold", required_argument, NULL, O_GOLD},
         {"output", required_argument, NULL, 'o'},
         {"escalations", required_argument, NULL, O_ESC},
         {"concurrency", required_argument, NULL, O_CONC},
@@ -135,6 +187,9 @@ int wk_cmd_run(int argc, char **argv)
             break;
         case O_CASCADE:
             o.cascade_name = optarg;
+            break;
+        case O_GOLD:
+            o.gold_field = optarg;
             break;
         case 'o':
             o.out_path = optarg;
@@ -243,6 +298,9 @@ int wk_cmd_run(int argc, char **argv)
     } else {
         o.tasks_path = argv[optind];
     }
+    int bad_paths = check_paths(&o);
+    if (bad_paths)
+        return bad_paths;
     return wk_run(&o);
 bad:
     for (const struct option *p = opts; p->name; p++)

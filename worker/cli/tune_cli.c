@@ -35,7 +35,11 @@ static const char usage_tune[] =
     "  --from FILE          a results file; repeat, or list several after it\n"
     "  --tasks FILE         the tasks, for their features [prompt length from the\n"
     "                       attempts' prompt_tokens; no kind, language or tests]\n"
-    "  --target P           pass rate to reach on the fit half (0..1)\n"
+    "  --target P           pass rate (or accuracy) to reach on the fit half (0..1)\n"
+    "  --metric M           pass (an accepted answer counts) or accuracy (classify:\n"
+    "                       the accepted label is the task's gold one; the plans also\n"
+    "                       try agreement pairs and, when the attempts carry a\n"
+    "                       confidence, thresholds) [pass]\n"
     "  --margin M           ... plus this margin, because the cheapest plan that just\n"
     "                       reaches P on one half falls short on the other about half\n"
     "                       the time [0.01]\n"
@@ -121,6 +125,7 @@ static int write_summary(const char *path, const wk_obs *o, const wk_tune_opts *
 {
     cJSON *j = cJSON_CreateObject();
     cJSON_AddNumberToObject(j, "target", t->target);
+    cJSON_AddStringToObject(j, "metric", t->metric == WK_METRIC_ACCURACY ? "accuracy" : "pass");
     cJSON_AddNumberToObject(j, "margin", t->margin);
     cJSON_AddBoolToObject(j, "met", res->met);
     cJSON_AddStringToObject(j, "plan", pname);
@@ -167,6 +172,11 @@ static int tune_main(const char **from, int nfrom, const tune_paths *pp, const w
         goto fail;
     if (base_path && load_base(base_path, &base) != 0)
         goto cleanup;
+    wk_obs_set_metric(o, t->metric);
+    const char *mname = t->metric == WK_METRIC_ACCURACY ? "accuracy" : "pass rate";
+    if (t->metric == WK_METRIC_ACCURACY && !base) /* a classify cascade by default */
+        base = cJSON_Parse("{\"match\": {\"kind\": \"classify\"}, \"validators\": "
+                           "[\"label\"], \"feedback\": false}");
     if (wk_tune(o, t, &res, err, sizeof err) != 0)
         goto fail;
 
@@ -181,9 +191,14 @@ static int tune_main(const char **from, int nfrom, const tune_paths *pp, const w
         fprintf(rep, "tune: no --tasks: prompt length comes from the attempts' prompt_tokens; "
                      "kind, language and tests are unknown\n");
     fprintf(rep,
-            "tune: %ld plans tried for pass rate >= %.3f (target %.3f + margin %.3f) on the "
+            "tune: %ld plans tried for %s >= %.3f (target %.3f + margin %.3f) on the "
             "fit half",
-            res.plans_tried, t->target + t->margin, t->target, t->margin);
+            res.plans_tried, mname, t->target + t->margin, t->target, t->margin);
+    if (t->metric == WK_METRIC_ACCURACY)
+        fprintf(rep,
+                " (%d of the %d fit tasks have a gold label; \"pass rate\" below is "
+                "accuracy)",
+                wk_obs_ngold(o, WK_SET_FIT), wk_obs_ntasks(o, WK_SET_FIT));
     if (t->budget_per_task > 0)
         fprintf(rep, " at most $%g per task", t->budget_per_task);
     fprintf(rep, "\n\n");
@@ -192,7 +207,7 @@ static int tune_main(const char **from, int nfrom, const tune_paths *pp, const w
     if (res.met)
         fprintf(rep, "chosen plan: %s\n", pname);
     else
-        fprintf(rep, "NO plan reaches %.3f on the fit half; the best pass rate is: %s\n", t->target,
+        fprintf(rep, "NO plan reaches %.3f on the fit half; the best %s is: %s\n", t->target, mname,
                 pname);
     for (char *line = words, *nl; line && *line; line = nl ? nl + 1 : NULL) {
         nl = strchr(line, '\n');
@@ -219,7 +234,7 @@ static int tune_main(const char **from, int nfrom, const tune_paths *pp, const w
         print_sim(rep, "fit half: without rules", &res.base_fit, &res.top_fit);
         print_sim(rep, "held-out half: without rules", &res.base_held, &res.top_held);
     }
-    fprintf(rep, "\nheld-out: pass rate %.3f %s the target %.3f, at %.1f%% of the cost of %s\n",
+    fprintf(rep, "\nheld-out: %s %.3f %s the target %.3f, at %.1f%% of the cost of %s\n", mname,
             res.held.pass_rate, res.held.pass_rate + 1e-9 >= t->target ? "meets" : "is BELOW",
             t->target, wk_fig_percent_of(res.held.cost_usd, res.top_held.cost_usd), topname);
 
@@ -261,6 +276,7 @@ int wk_cmd_tune(int argc, char **argv)
         O_FROM = 256,
         O_TASKS,
         O_TARGET,
+        O_METRIC,
         O_MARGIN,
         O_BUDGET,
         O_MAXATT,
@@ -275,6 +291,7 @@ int wk_cmd_tune(int argc, char **argv)
         {"from", required_argument, NULL, O_FROM},
         {"tasks", required_argument, NULL, O_TASKS},
         {"target", required_argument, NULL, O_TARGET},
+        {"metric", required_argument, NULL, O_METRIC},
         {"margin", required_argument, NULL, O_MARGIN},
         {"budget-per-task", required_argument, NULL, O_BUDGET},
         {"max-attempts", required_argument, NULL, O_MAXATT},
@@ -306,6 +323,14 @@ int wk_cmd_tune(int argc, char **argv)
             break;
         case O_TASKS:
             tasks = optarg;
+            break;
+        case O_METRIC:
+            if (strcmp(optarg, "pass") == 0)
+                t.metric = WK_METRIC_PASS;
+            else if (strcmp(optarg, "accuracy") == 0)
+                t.metric = WK_METRIC_ACCURACY;
+            else
+                bad = 1;
             break;
         case O_TARGET:
             bad = wk_cli_double(optarg, 0, 1, &t.target);

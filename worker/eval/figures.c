@@ -115,3 +115,25 @@ void wk_fig_mean_sd(const double *v, int n, double *mean, double *sd)
     /* The sample sd, as the reference figures give it. */
     *sd = n > 1 ? sqrt(q / (n - 1)) : 0;
 }
+
+void wk_figures_count_label(wk_figures *f, int has_gold, int correct, long tier)
+{
+    if (!has_gold)
+        return;
+    f->gold++;
+    if (!correct)
+        return;
+    f->correct++;
+    if (tier >= 0 && tier < WK_FIG_TIERS_MAX)
+        f->correct_at[tier]++;
+}
+
+double wk_figures_accuracy(const wk_figures *f)
+{
+    return wk_fig_ratio((double)f->correct, (double)f->gold);
+}
+
+double wk_figures_cost_per_correct(const wk_figures *f)
+{
+    return wk_fig_ratio(f->cost_usd, (double)f->correct);
+}

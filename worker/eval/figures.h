@@ -33,7 +33,21 @@ typedef struct wk_figures {
     long top_estimated;                 /* tasks whose top-tier cost is an estimate */
     int top_from_config;                /* report: 1 when the top tier's prices are the models
                                            file's, 0 when inferred from the attempts */
+    /* Classify tasks: those with a gold label, those whose accepted label is it. */
+    long gold, correct;
+    long correct_at[WK_FIG_TIERS_MAX]; /* correct labels accepted per tier */
+    long cost_recorded;                /* tasks priced (in part) by a recording's cost_usd */
 } wk_figures;
+
+/*
+ * Counts a classify task's label: has_gold when the result names a gold
+ * label, correct when its accepted label (at `tier`) is that one.
+ */
+void wk_figures_count_label(wk_figures *f, int has_gold, int correct, long tier);
+/* Correct labels over tasks with a gold label; 0 when there are none. */
+double wk_figures_accuracy(const wk_figures *f);
+/* The cost of the tasks over their correct labels; 0 when none is correct. */
+double wk_figures_cost_per_correct(const wk_figures *f);
 
 /*
  * Counts one task: its status, the tier that accepted it (-1: none) and its

@@ -14,8 +14,12 @@ char *wk_plan_name(const wk_obs *o, const wk_plan *p)
     wk_buf b;
     wk_buf_init(&b, 1u << 16);
     for (int k = 0; k < p->ntiers; k++) {
-        wk_buf_appendf(&b, "%s%s*%d", k ? ">" : "", wk_obs_model(o, p->tiers[k].model),
-                       p->tiers[k].attempts);
+        wk_buf_appendf(&b, "%s%s", k ? ">" : "", wk_obs_model(o, p->tiers[k].model));
+        if (p->tiers[k].agree > 0) /* an agreement pair: "a=b" */
+            wk_buf_appendf(&b, "=%s", wk_obs_model(o, p->tiers[k].agree - 1));
+        wk_buf_appendf(&b, "*%d", p->tiers[k].attempts);
+        if (p->tiers[k].min_conf > 0)
+            wk_buf_appendf(&b, "@%.2g", p->tiers[k].min_conf);
         if (p->tiers[k].nskips)
             wk_buf_appendf(&b, "(%d skip rule%s)", p->tiers[k].nskips,
                            p->tiers[k].nskips > 1 ? "s" : "");
@@ -50,8 +54,12 @@ char *wk_plan_describe(const wk_obs *o, const wk_plan *p)
     wk_buf_init(&b, 1u << 16);
     for (int k = 0; k < p->ntiers; k++) {
         const wk_plan_tier *t = &p->tiers[k];
-        wk_buf_appendf(&b, "%s ask %s, up to %d time%s%s", k ? "Then" : "First",
-                       wk_obs_model(o, t->model), t->attempts, t->attempts > 1 ? "s" : "",
+        wk_buf_appendf(&b, "%s ask %s", k ? "Then" : "First", wk_obs_model(o, t->model));
+        if (t->agree > 0)
+            wk_buf_appendf(&b, " and %s (their labels must agree)", wk_obs_model(o, t->agree - 1));
+        if (t->min_conf > 0)
+            wk_buf_appendf(&b, " with label confidence at least %.2g", t->min_conf);
+        wk_buf_appendf(&b, ", up to %d time%s%s", t->attempts, t->attempts > 1 ? "s" : "",
                        k + 1 < p->ntiers ? ", until an answer passes" : "");
         for (int j = 0; j < t->nskips; j++) {
             wk_buf_appendf(&b, j ? ", or for " : "; skip this step for ");
@@ -112,6 +120,15 @@ cJSON *wk_plan_cascade(const wk_obs *o, const wk_plan *p, const char *name, cons
         cJSON *t = cJSON_CreateObject();
         cJSON_AddStringToObject(t, "model", wk_obs_model(o, p->tiers[k].model));
         cJSON_AddNumberToObject(t, "attempts", p->tiers[k].attempts);
+        if (p->tiers[k].agree > 0) {
+            cJSON *ag = cJSON_AddObjectToObject(t, "agree");
+            cJSON *ms = cJSON_AddArrayToObject(ag, "models");
+            cJSON_AddItemToArray(ms, cJSON_CreateString(wk_obs_model(o, p->tiers[k].model)));
+            cJSON_AddItemToArray(ms, cJSON_CreateString(wk_obs_model(o, p->tiers[k].agree - 1)));
+            cJSON_AddNumberToObject(ag, "min", 2);
+        }
+        if (p->tiers[k].min_conf > 0)
+            cJSON_AddNumberToObject(t, "min_confidence", p->tiers[k].min_conf);
         if (p->tiers[k].nskips) {
             cJSON *s = cJSON_AddArrayToObject(t, "skip_when");
             for (int j = 0; j < p->tiers[k].nskips; j++)

@@ -150,6 +150,9 @@ static int add_result(void *arg, const cJSON *res, long lineno)
     w->status = wk_fig_status_of(status);
     w->tier = w->status == WK_FIG_ACCEPTED ? (int)jlong(res, "tier") : -1;
     w->cost = jnum(res, "cost_usd");
+    const char *gold = jstr(res, "gold"), *label = jstr(res, "label");
+    w->gold = gold ? wk__report_name_id(r, gold) : -1;
+    w->label = label && w->status == WK_FIG_ACCEPTED ? wk__report_name_id(r, label) : -1;
     int n = cJSON_GetArraySize(attempts);
     w->atts = wk_xcalloc((size_t)n + 1, sizeof(att));
     const cJSON *a;

@@ -67,6 +67,32 @@ static int row_kind(const wk_report *r, const row *w)
     return -1;
 }
 
+/* The slot of label `name` (-1: none) in the cascade's confusion matrix; -1 when it is full. */
+static int label_slot(casc_fig *c, int name)
+{
+    for (int i = 0; i < c->nlabels; i++)
+        if (c->labels[i] == name)
+            return i;
+    if (c->nlabels == CONF_LABELS_MAX)
+        return -1;
+    c->labels[c->nlabels] = name;
+    return c->nlabels++;
+}
+
+/* A classify task with a gold label: accuracy per tier and the confusion matrix. */
+static void count_label(casc_fig *c, const row *w)
+{
+    if (w->gold < 0)
+        return;
+    int correct = w->label >= 0 && w->label == w->gold;
+    wk_figures_count_label(&c->f, 1, correct, w->tier);
+    if (w->tier >= 0 && w->tier < TIERS_MAX)
+        c->gold_at[w->tier]++;
+    int g = label_slot(c, w->gold), l = label_slot(c, w->label);
+    if (g >= 0 && l >= 0)
+        c->confusion[g][l]++;
+}
+
 /* Computes the figures of every cascade; caller frees with free_figs. */
 casc_fig *wk__report_compute(wk_report *r, int *nout)
 {
@@ -87,6 +113,7 @@ casc_fig *wk__report_compute(wk_report *r, int *nout)
         }
         casc_fig *c = &cf[k];
         wk_figures_count(&c->f, w->status, w->tier, w->cost);
+        count_label(c, w);
         int seen[TIERS_MAX] = {0};
         for (int a = 0; a < w->natts; a++) {
             const att *x = &w->atts[a];
@@ -100,6 +127,19 @@ casc_fig *wk__report_compute(wk_report *r, int *nout)
             t->calls++;
             t->passed += x->pass;
             t->cost += x->cost;
+            /* A failed attempt followed by a higher tier's is the climb's reason. */
+            if (!x->pass && a + 1 < w->natts && w->atts[a + 1].tier > x->tier) {
+                c->climbs_total++;
+                int j = 0;
+                while (j < c->nclimbs && c->climbs[j].reason != x->reason)
+                    j++;
+                if (j == c->nclimbs) {
+                    c->climbs = wk_xrealloc(c->climbs, (size_t)(j + 1) * sizeof(reason_fig));
+                    c->climbs[j] = (reason_fig){x->reason, 0};
+                    c->nclimbs++;
+                }
+                c->climbs[j].n++;
+            }
             if (!x->pass) {
                 c->failed_attempts++;
                 int j = 0;
@@ -134,6 +174,7 @@ casc_fig *wk__report_compute(wk_report *r, int *nout)
     for (int k = 0; k < n; k++) {
         casc_fig *c = &cf[k];
         qsort(c->reasons, (size_t)c->nreasons, sizeof(reason_fig), cmp_reason);
+        qsort(c->climbs, (size_t)c->nclimbs, sizeof(reason_fig), cmp_reason);
         const rcasc *cc = config_cascade(r, wk__report_name(r, c->name));
         if (cc) {
             c->top_tier = cc->ntiers - 1;
@@ -183,6 +224,7 @@ void wk__report_figs_free(casc_fig *cf, int n)
     for (int k = 0; k < n; k++) {
         free(cf[k].kinds);
         free(cf[k].reasons);
+        free(cf[k].climbs);
     }
     free(cf);
 }

@@ -321,6 +321,24 @@ int wk_report_html(const wk_report *r, const char *path, char *err, size_t errle
                        wk_figures_pass_rate(g), g->cost_usd,
                        wk_fig_ratio(g->cost_usd, (double)g->accepted), g->top_cost_usd,
                        g->top_cost_usd > 0 ? wk_figures_saving(g) : 0);
+        if (g->gold) { /* classify results with gold labels */
+            wk_buf_appendf(&b, "<table><tr><th>tier</th><th>model</th><th>labelled</th>"
+                               "<th>correct</th><th>accuracy</th></tr>\n");
+            for (int t = 0; t < c->ntiers; t++) {
+                wk_buf_appendf(&b, "<tr><td>%d</td><td>", t);
+                esc(&b, c->tiers[t].model >= 0 ? wk__report_name(r, c->tiers[t].model) : "-");
+                wk_buf_appendf(&b, "</td><td>%ld</td><td>%ld</td><td>%.3f</td></tr>\n",
+                               c->gold_at[t], g->correct_at[t],
+                               wk_fig_ratio((double)g->correct_at[t], (double)c->gold_at[t]));
+            }
+            wk_buf_appendf(&b,
+                           "<tr><td colspan=\"2\">all</td><td>%ld</td><td>%ld</td>"
+                           "<td>%.3f</td></tr></table>\n<p class=\"note\">Cost per correct "
+                           "label $%.6f; climbs per task %.3f.</p>\n",
+                           g->gold, g->correct, wk_figures_accuracy(g),
+                           wk_figures_cost_per_correct(g),
+                           wk_fig_ratio((double)c->climbs_total, (double)g->tasks));
+        }
         wk_buf_appendf(&b, "<p class=\"note\">Top tier: ");
         esc(&b, c->top_model);
         if (g->top_estimated)

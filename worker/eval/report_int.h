@@ -13,6 +13,8 @@
 #define TIERS_MAX WK_FIG_TIERS_MAX
 #define TOP_REASONS 10
 #define TABLE_ROWS_MAX 256
+/* Labels a confusion matrix shows (with "(none)" for a task no tier labelled). */
+#define CONF_LABELS_MAX 24
 
 typedef struct att {
     int tier;
@@ -31,6 +33,7 @@ typedef struct row {
     double cost;
     att *atts;
     int natts;
+    int gold, label; /* classify: name indices of the gold and accepted labels; -1 none */
 } row;
 
 typedef struct name_tab {
@@ -97,6 +100,14 @@ typedef struct casc_fig {
     reason_fig *reasons;
     int nreasons;
     long failed_attempts;
+    /* Classify: tasks with gold accepted per tier; climbs by reason; the confusion matrix. */
+    long gold_at[TIERS_MAX];
+    reason_fig *climbs;
+    int nclimbs;
+    long climbs_total;
+    int labels[CONF_LABELS_MAX]; /* name indices: gold labels, then others; -1: "(none)" */
+    int nlabels;
+    long confusion[CONF_LABELS_MAX][CONF_LABELS_MAX]; /* [gold][accepted label] */
     /* the top tier and its prices */
     int top_tier;
     const char *top_model;

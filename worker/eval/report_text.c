@@ -5,6 +5,39 @@
 
 #include <stdio.h>
 
+/* A classify cascade's labels against gold: accuracy, per tier, confusion, climbs. */
+static void label_figs(const wk_report *r, const casc_fig *c, FILE *f)
+{
+    const wk_figures *g = &c->f;
+    fprintf(f,
+            "  accuracy %.3f (%ld of %ld tasks with a gold label)   cost per correct label "
+            "$%.6f\n",
+            wk_figures_accuracy(g), g->correct, g->gold, wk_figures_cost_per_correct(g));
+    fprintf(f, "  %-4s %-28s %8s %8s %9s\n", "tier", "model", "labelled", "correct", "accuracy");
+    for (int t = 0; t < c->ntiers; t++)
+        fprintf(f, "  %-4d %-28s %8ld %8ld %9.3f\n", t,
+                c->tiers[t].model >= 0 ? wk__report_name(r, c->tiers[t].model) : "-", c->gold_at[t],
+                g->correct_at[t], wk_fig_ratio((double)g->correct_at[t], (double)c->gold_at[t]));
+    fprintf(f, "  confusion (rows gold, columns accepted label):\n  %-14s", "");
+    for (int j = 0; j < c->nlabels; j++)
+        fprintf(f, " %10.10s", c->labels[j] >= 0 ? wk__report_name(r, c->labels[j]) : "(none)");
+    fprintf(f, "\n");
+    for (int i = 0; i < c->nlabels; i++) {
+        if (c->labels[i] < 0)
+            continue; /* "(none)" is never a gold label */
+        fprintf(f, "  %-14.14s", wk__report_name(r, c->labels[i]));
+        for (int j = 0; j < c->nlabels; j++)
+            fprintf(f, " %10ld", c->confusion[i][j]);
+        fprintf(f, "\n");
+    }
+    fprintf(f, "  climbs: %ld (%.3f per task); by reason:\n", c->climbs_total,
+            wk_fig_ratio((double)c->climbs_total, (double)g->tasks));
+    for (int j = 0; j < c->nclimbs; j++)
+        fprintf(f, "    %6ld  %.3f per task  %s\n", c->climbs[j].n,
+                wk_fig_ratio((double)c->climbs[j].n, (double)g->tasks),
+                wk__report_name(r, c->climbs[j].reason));
+}
+
 void wk_report_text(const wk_report *r, FILE *f)
 {
     int n = 0;
@@ -56,6 +89,8 @@ void wk_report_text(const wk_report *r, FILE *f)
                     c->kinds[j].tasks, c->kinds[j].accepted,
                     wk_fig_ratio((double)c->kinds[j].accepted, (double)c->kinds[j].tasks),
                     c->kinds[j].cost);
+        if (g->gold)
+            label_figs(r, c, f);
         fprintf(f, "  failed attempts: %ld; by validator and reason (top %d):\n",
                 c->failed_attempts, TOP_REASONS);
         for (int j = 0; j < c->nreasons && j < TOP_REASONS; j++)

@@ -29,8 +29,15 @@
 
 typedef struct obs_att {
     unsigned char pass;
+    short label; /* index into the observations' labels; -1: none read */
+    float conf;  /* the attempt's confidence in its label; -1: none */
     double cost;
 } obs_att;
+
+/* Distinct labels the observations hold (classify tasks). */
+#define OBS_LABELS_MAX 256
+/* Confidence thresholds tried when the observations carry confidence. */
+static const double CONF_GRID[] = {0.5, 0.6, 0.7, 0.8, 0.9};
 
 typedef struct obs_list {
     obs_att *a;
@@ -44,6 +51,7 @@ typedef struct obs_task {
     long prompt_tokens;    /* -1: unknown */
     int prompt_from_task;  /* 1: characters / 4 of the task's prompt */
     int has_tests;         /* -1: unknown */
+    int gold;              /* index of the gold label; -1: none */
     obs_list *by_model;    /* [WK_OBS_MODELS_MAX] */
 } obs_task;
 
@@ -54,7 +62,28 @@ struct wk_obs {
     size_t index_cap;
     char *models[WK_OBS_MODELS_MAX];
     int nmodels;
+    char *labels[OBS_LABELS_MAX];
+    int nlabels;
+    int metric;   /* WK_METRIC_* */
+    int has_conf; /* some attempt carries a confidence */
 };
+
+void wk_obs_set_metric(wk_obs *o, int metric)
+{
+    o->metric = metric;
+}
+
+/* The index of label s, added when new; -1 when the table is full. */
+static int label_index(wk_obs *o, const char *s)
+{
+    for (int i = 0; i < o->nlabels; i++)
+        if (strcmp(o->labels[i], s) == 0)
+            return i;
+    if (o->nlabels == OBS_LABELS_MAX)
+        return -1;
+    o->labels[o->nlabels] = wk_xstrdup(s);
+    return o->nlabels++;
+}
 
 int wk_obs_half(const char *task_id)
 {
@@ -94,6 +123,8 @@ void wk_obs_free(wk_obs *o)
     free(o->index);
     for (int m = 0; m < o->nmodels; m++)
         free(o->models[m]);
+    for (int l = 0; l < o->nlabels; l++)
+        free(o->labels[l]);
     free(o);
 }
 
@@ -133,6 +164,7 @@ static obs_task *find_task(wk_obs *o, const char *id, int create)
     t->half = wk_obs_half(id);
     t->prompt_tokens = -1;
     t->has_tests = -1;
+    t->gold = -1;
     t->by_model = wk_xcalloc(WK_OBS_MODELS_MAX, sizeof(obs_list));
     o->index[k] = (size_t)o->ntasks + 1;
     o->ntasks++;
@@ -177,6 +209,9 @@ static int add_result_line(void *arg, const cJSON *res, long lineno)
         return WK_EPARSE;
     }
     obs_task *t = find_task(c->o, id, 1);
+    const char *gold = jstr(res, "gold");
+    if (gold)
+        t->gold = label_index(c->o, gold);
     const cJSON *a;
     cJSON_ArrayForEach(a, attempts)
     {
@@ -204,8 +239,15 @@ static int add_result_line(void *arg, const cJSON *res, long lineno)
             l->cap = l->cap ? l->cap * 2 : 4;
             l->a = wk_xrealloc(l->a, (size_t)l->cap * sizeof(obs_att));
         }
-        l->a[l->n].pass = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(verdict, "pass"));
-        l->a[l->n].cost = cost->valuedouble;
+        obs_att *x = &l->a[l->n];
+        x->pass = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(verdict, "pass"));
+        x->cost = cost->valuedouble;
+        /* A classify attempt: the label read (pass or not: a doubt keeps it) and its confidence. */
+        const char *label = jstr(verdict, "label");
+        x->label = (short)(label ? label_index(c->o, label) : -1);
+        const cJSON *conf = cJSON_GetObjectItemCaseSensitive(a, "confidence");
+        x->conf = cJSON_IsNumber(conf) ? (float)conf->valuedouble : -1;
+        c->o->has_conf |= x->conf >= 0;
         l->n++;
     }
     return 0;
@@ -268,6 +310,15 @@ int wk_obs_ntasks(const wk_obs *o, int set)
     int n = 0;
     for (int i = 0; i < o->ntasks; i++)
         n += in_set(&o->tasks[i], set) && observed(&o->tasks[i], o->nmodels);
+    return n;
+}
+
+int wk_obs_ngold(const wk_obs *o, int set)
+{
+    int n = 0;
+    for (int i = 0; i < o->ntasks; i++)
+        n += in_set(&o->tasks[i], set) && observed(&o->tasks[i], o->nmodels) &&
+             o->tasks[i].gold >= 0;
     return n;
 }
 
@@ -370,6 +421,47 @@ static int tier_skipped(const wk_plan_tier *tier, const obs_task *t)
  * model. A pair with no observation fails at no cost, as a replay call with
  * no recording does.
  */
+/* The next observation of model m for a task (replay's rotation); NULL when it has none. */
+static const obs_att *next_obs(const obs_task *t, int m, int start, int *used)
+{
+    const obs_list *l = &t->by_model[m];
+    int n = used[m]++;
+    return l->n ? &l->a[(start + n) % l->n] : NULL;
+}
+
+/* 1 when the answer's label clears the tier's confidence threshold. */
+static int sure(const wk_plan_tier *tier, const obs_att *a)
+{
+    return tier->min_conf <= 0 || (a->conf >= 0 && a->conf >= tier->min_conf);
+}
+
+/*
+ * A classify task, as the router runs a classify plan: a tier's label is
+ * accepted when its answer has one (and, with agree, the second model's is
+ * the same) and its confidence clears the threshold; the task counts when
+ * the accepted label is the gold one.
+ */
+static int simulate_label(const obs_task *t, const wk_plan *p, int start, double *cost)
+{
+    int used[WK_OBS_MODELS_MAX] = {0};
+    for (int k = 0; k < p->ntiers; k++) {
+        const wk_plan_tier *tier = &p->tiers[k];
+        if (tier_skipped(tier, t))
+            continue;
+        for (int i = 0; i < tier->attempts; i++) {
+            const obs_att *a = next_obs(t, tier->model, start, used);
+            const obs_att *b = tier->agree > 0 ? next_obs(t, tier->agree - 1, start, used) : NULL;
+            *cost += (a ? a->cost : 0) + (b ? b->cost : 0);
+            if (!a || a->label < 0 || (tier->agree > 0 && (!b || b->label != a->label)))
+                continue;
+            if (!sure(tier, a) || (b && !sure(tier, b)))
+                continue;
+            return t->gold >= 0 && a->label == t->gold;
+        }
+    }
+    return 0;
+}
+
 static int simulate_task(const obs_task *t, const wk_plan *p, int start, double *cost)
 {
     int used[WK_OBS_MODELS_MAX] = {0};
@@ -411,7 +503,8 @@ void wk_obs_simulate(const wk_obs *o, const wk_plan *p, int set, int starts, wk_
             const obs_task *t = &o->tasks[i];
             if (!in_set(t, set) || !observed(t, o->nmodels))
                 continue;
-            passed += simulate_task(t, p, s, &cost[s]);
+            passed += o->metric == WK_METRIC_ACCURACY ? simulate_label(t, p, s, &cost[s])
+                                                      : simulate_task(t, p, s, &cost[s]);
         }
         rate[s] = wk_fig_ratio((double)passed, out->tasks);
     }
@@ -438,7 +531,9 @@ void wk_obs_oracle(const wk_obs *o, int set, int starts, wk_sim *out)
                 if (!l->n)
                     continue;
                 const obs_att *a = &l->a[s % l->n];
-                if (a->pass && (best < 0 || a->cost < best))
+                int good =
+                    o->metric == WK_METRIC_ACCURACY ? t->gold >= 0 && a->label == t->gold : a->pass;
+                if (good && (best < 0 || a->cost < best))
                     best = a->cost;
             }
             if (best >= 0) {
@@ -541,10 +636,36 @@ static void consider(search *S, const wk_plan *p, int keep)
 }
 
 /* Every attempts vector for a fixed tier order. */
+static void attempts_rec(search *S, wk_plan *p, int k);
+
+/* Classify plans: every confidence threshold for tier k (none, then the grid). */
+static void conf_rec(search *S, wk_plan *p, int k)
+{
+    p->tiers[k].min_conf = 0;
+    attempts_rec(S, p, k + 1);
+    /* The last tier takes what is left: a threshold there only loses labels. */
+    if (!S->o->has_conf || k + 1 == p->ntiers)
+        return;
+    for (size_t g = 0; g < sizeof CONF_GRID / sizeof CONF_GRID[0]; g++) {
+        p->tiers[k].min_conf = CONF_GRID[g];
+        attempts_rec(S, p, k + 1);
+    }
+    p->tiers[k].min_conf = 0;
+}
+
 static void attempts_rec(search *S, wk_plan *p, int k)
 {
     if (k == p->ntiers) {
         consider(S, p, 1);
+        return;
+    }
+    if (S->o->metric == WK_METRIC_ACCURACY) {
+        int save = p->tiers[k].attempts;
+        for (int a = 1; a <= S->max_attempts; a++) {
+            p->tiers[k].attempts = a;
+            conf_rec(S, p, k);
+        }
+        p->tiers[k].attempts = save;
         return;
     }
     for (int a = 1; a <= S->max_attempts; a++) {
@@ -567,6 +688,15 @@ static void orders_rec(search *S, wk_plan *p, unsigned used, int max_tiers)
         memset(t, 0, sizeof *t);
         t->model = m;
         orders_rec(S, p, used | (1u << m), max_tiers);
+        /* Classify plans: the same tier as an agreement pair with each later model. */
+        for (int m2 = m + 1; S->o->metric == WK_METRIC_ACCURACY && m2 < S->o->nmodels; m2++) {
+            if (used & (1u << m2))
+                continue;
+            memset(t, 0, sizeof *t);
+            t->model = m;
+            t->agree = m2 + 1;
+            orders_rec(S, p, used | (1u << m) | (1u << m2), max_tiers);
+        }
         p->ntiers--;
     }
 }

@@ -73,6 +73,14 @@ typedef struct wk_skip {
 
 typedef struct wk_plan_tier {
     int model; /* index into the observations' models */
+    /*
+     * Classify plans (metric accuracy): 1 + the index of a second model asked
+     * beside `model`, the label accepted only when both give it (agree, min
+     * 2); 0: none, so a zeroed tier is a plain one.
+     * min_conf: the label's confidence an answer needs (0: no check).
+     */
+    int agree;
+    double min_conf;
     int attempts;
     int nskips;
     wk_skip skips[WK_PLAN_SKIPS_MAX];
@@ -89,6 +97,19 @@ typedef struct wk_sim {
     double pass_rate, pass_rate_sd;
     double cost_usd, cost_sd;
 } wk_sim;
+
+/*
+ * What a plan is judged by: the pass rate (an accepted answer is a success),
+ * or, for classify tasks with gold labels, the accuracy (an accepted label
+ * that is the gold one; a task without gold counts as wrong). With
+ * accuracy, wk_sim.pass_rate holds the accuracy, and the search also tries
+ * agreement pairs and confidence thresholds (when the observations carry
+ * a confidence).
+ */
+enum { WK_METRIC_PASS = 0, WK_METRIC_ACCURACY = 1 };
+void wk_obs_set_metric(wk_obs *o, int metric);
+/* Tasks of `set` with a gold label. */
+int wk_obs_ngold(const wk_obs *o, int set);
 
 /* Simulates plan p on the tasks of `set`, from starting runs 0..starts-1. */
 void wk_obs_simulate(const wk_obs *o, const wk_plan *p, int set, int starts, wk_sim *out);
@@ -112,6 +133,7 @@ typedef struct wk_tune_opts {
     int starts;             /* 0: wk_obs_max_runs */
     double min_rule_saving; /* a rule must save this share of the cost [0.02] */
     double max_rule_loss;   /* and lose at most this much pass rate [0.005] */
+    int metric;             /* WK_METRIC_*: what target is a share of [pass rate] */
 } wk_tune_opts;
 
 void wk_tune_opts_default(wk_tune_opts *t);

@@ -9,6 +9,15 @@
  * be open: in-flight below max_inflight, a request and the tokens in the
  * per-minute buckets, and no pause asked for by its rate-limit headers.
  * Calls that find the gate shut wait in the provider's FIFO.
+ *
+ * Outages: when the breaker opens, or the provider's rate-limit headers ask
+ * for a pause, calls are held in the FIFO, not failed: a failure while the
+ * breaker is open costs the call no retry, and once the cooldown is over one
+ * call probes while the others wait for its outcome. No call is held longer
+ * than --max-wait in all; past it the call moves to its fallbacks (or fails,
+ * and the task's `error` is retried by a rerun: sinks/results_file.h). Every
+ * pause is capped by --max-wait, however far a reset header says, and each
+ * episode is told once on stderr.
  */
 #include "calls.h"
 
@@ -35,6 +44,11 @@ typedef struct pstate {
     int failures;          /* consecutive transient failures */
     uint64_t open_until;   /* breaker open until then; after it, calls probe */
     int disabled;          /* spend limit reached */
+    int probing;           /* the breaker's probe is in flight */
+    int told_open;         /* the open breaker was said on stderr (this episode) */
+    int told_held;         /* calls given up after --max-wait were said (this episode) */
+    int told_far_reset;    /* a rate-limit reset past --max-wait was said */
+    uint64_t down_since;   /* when the breaker opened (this episode) */
     wk__call *wait_head, *wait_tail;
     uv_timer_t wake;
 } pstate;
@@ -47,9 +61,15 @@ struct wk_call {
     char *task_id;
     cJSON *messages;
     long est;
+    int attempt; /* the task's attempt number, part of the cache key */
     prov_request req;
     const wk_model *built_for; /* the deployment req was built for */
+    int logprobs;              /* ask for the answer's token logprobs */
+    int n;                     /* answers asked for in one call (APIs that take "n") */
     int retries_here, retries, fallbacks;
+    /* When the call began to wait out a pause or an open breaker (probes included); 0: not. */
+    uint64_t held_since;
+    int probe; /* this call is the breaker's probe */
     double reserved;
     uint64_t started_ms;
     uv_timer_t timer; /* backoff between retries */
@@ -80,6 +100,7 @@ struct wk_calls {
 static void try_deployment(wk__call *k);
 static void gate(wk__call *k);
 static void pump(pstate *ps);
+static void give_up_held(pstate *ps, wk__call *k, long held_ms);
 
 static double jitter(wk_calls *c)
 {
@@ -142,9 +163,25 @@ static void budget_pump(wk_calls *c)
     }
 }
 
+static char *redact(const wk_calls *c, char *s, int *fresh);
+
 static void finish(wk__call *k, prov_response *resp, int budget_denied)
 {
     wk_call_outcome out = {0};
+    if (resp) {
+        /* The answer too: it is stored, cached and fed back to the next model. */
+        int fresh;
+        char *t = redact(k->c, resp->text, &fresh);
+        if (fresh) {
+            free(resp->text);
+            resp->text = t;
+        }
+        t = redact(k->c, resp->finish_reason, &fresh);
+        if (fresh) {
+            free(resp->finish_reason);
+            resp->finish_reason = t;
+        }
+    }
     out.ok = resp != NULL;
     out.resp = resp;
     out.served = k->dep ? k->dep : k->primary;
@@ -157,13 +194,13 @@ static void finish(wk__call *k, prov_response *resp, int budget_denied)
     release(k);
     /* The cache keeps the primary's answers only: its key is the primary's request. */
     if (resp && k->c->o.cache && out.served == k->primary && k->built_for == k->primary)
-        wk_cache_put(k->c->o.cache, k->primary->id, k->req.body, strlen(k->req.body), resp->text,
-                     resp->finish_reason, resp->prompt_tokens, resp->completion_tokens);
-    if (resp)
-        k->c->spent +=
-            wk_cost(out.served, resp->prompt_tokens < 0 ? k->est : resp->prompt_tokens,
-                    resp->completion_tokens < 0 ? out.served->max_tokens : resp->completion_tokens,
-                    resp->cached_tokens);
+        wk_cache_put(k->c->o.cache, k->primary->id, k->req.body, strlen(k->req.body), k->attempt,
+                     resp->text, resp->finish_reason, resp->prompt_tokens, resp->completion_tokens);
+    if (resp) {
+        int estimated;
+        k->c->spent += wk_cost_charged(out.served, k->est, resp->prompt_tokens,
+                                       resp->completion_tokens, resp->cached_tokens, &estimated);
+    }
     unlink_call(k);
     k->cb(k->arg, &out);
     uv_timer_stop(&k->timer);
@@ -172,10 +209,47 @@ static void finish(wk__call *k, prov_response *resp, int budget_denied)
         budget_pump(k->c);
 }
 
+/*
+ * Every configured key, wherever it appears in s, becomes "<redacted>": a
+ * gateway may echo the key it got ("Incorrect API key provided: sk-..."),
+ * and what a provider says goes to results, the journal and stderr. Keys of
+ * every provider, not only the one that answered: a misrouted key is a key.
+ * Returns s, or a new string the caller frees instead (*fresh set).
+ */
+static char *redact(const wk_calls *c, char *s, int *fresh)
+{
+    *fresh = 0;
+    for (int i = 0; s && i < c->cfg->nproviders; i++) {
+        const char *key = c->cfg->providers[i].key;
+        size_t kn = key ? strlen(key) : 0;
+        if (kn < 4 || !strstr(s, key))
+            continue;
+        wk_buf b;
+        wk_buf_init(&b, SIZE_MAX / 2);
+        const char *p = s, *hit;
+        while ((hit = strstr(p, key)) != NULL) {
+            wk_buf_append(&b, p, (size_t)(hit - p));
+            wk_buf_append(&b, "<redacted>", 10);
+            p = hit + kn;
+        }
+        wk_buf_append(&b, p, strlen(p));
+        char *out = wk_buf_detach(&b, NULL);
+        if (*fresh)
+            free(s);
+        s = out;
+        *fresh = 1;
+    }
+    return s;
+}
+
 static void fail(wk__call *k, const char *reason, const char *msg)
 {
+    int fresh;
+    char *m = redact(k->c, (char *)msg, &fresh);
     snprintf(k->reason, sizeof k->reason, "%s", reason);
-    snprintf(k->msg, sizeof k->msg, "%s", msg);
+    snprintf(k->msg, sizeof k->msg, "%s", m);
+    if (fresh)
+        free(m);
 }
 
 /* ---- deployments ----------------------------------------------------------- */
@@ -189,10 +263,17 @@ static const char *unavailable(wk__call *k, const wk_model *m)
     if (ps->disabled)
         return "the provider's spend limit is reached";
     if (*unavail_of(c, m) > now)
-        return "the server asked for a longer wait than a task is held for";
-    if (ps->open_until > now)
-        return "the provider's circuit breaker is open";
+        return "the server asked for a longer wait than a task is held for (--max-wait)";
     return NULL;
+}
+
+/*
+ * A deployment whose provider's breaker is open is passed over while a later
+ * one may answer; the last one holds the call (see the top of this file).
+ */
+static int breaker_open(wk_calls *c, const wk_model *m)
+{
+    return pstate_of(c, m)->open_until > wk_now_ms();
 }
 
 /* Moves to the next deployment that can take the call, or finishes the call. */
@@ -209,6 +290,8 @@ static void next_deployment(wk__call *k)
         }
         const wk_model *m = k->primary->fallbacks[k->dep_idx];
         const char *why = unavailable(k, m);
+        if (!why && k->dep_idx + 1 < k->primary->nfallbacks && breaker_open(k->c, m))
+            why = "the provider's circuit breaker is open";
         if (why) {
             char *msg = wk_xasprintf("%s: %s", m->name, why);
             fail(k, "unavailable", msg);
@@ -218,9 +301,26 @@ static void next_deployment(wk__call *k)
         k->dep = m;
         k->fallbacks++;
         k->retries_here = 0;
+        k->held_since = 0; /* --max-wait bounds the wait per deployment */
         try_deployment(k);
         return;
     }
+}
+
+/*
+ * The request for deployment m. A fallback whose API has no logprobs is
+ * asked without them: the answer comes back with none, and the router's
+ * confidence check treats that as doubt.
+ */
+static void build_request(wk__call *k, const wk_model *m)
+{
+    const prov_ops *ops = prov_find(m->provider->api);
+    ops->build(m, k->task_id, k->messages, &k->req);
+    if (k->logprobs && ops->ask_logprobs)
+        (void)ops->ask_logprobs(&k->req);
+    if (k->n > 1 && ops->ask_n)
+        (void)ops->ask_n(&k->req, k->n);
+    k->built_for = m;
 }
 
 /* Builds the request for the current deployment, reserves the budget, and sends. */
@@ -230,8 +330,7 @@ static void try_deployment(wk__call *k)
     const wk_model *m = k->dep;
     if (k->built_for != m) {
         prov_request_clear(&k->req);
-        prov_find(m->provider->api)->build(m, k->task_id, k->messages, &k->req);
-        k->built_for = m;
+        build_request(k, m);
     }
     double worst = wk_cost_worst(m, k->est);
     if (c->o.run_budget_usd > 0 && c->spent + worst <= c->o.run_budget_usd &&
@@ -290,13 +389,31 @@ static double tokens_needed(const pstate *ps, const wk__call *k)
     return need > ps->p->tpm ? ps->p->tpm : need;
 }
 
-/* 0 when k may be sent now; else ms until it might (-1: when a call in flight ends). */
-static long gate_wait(pstate *ps, const wk__call *k)
+/* The breaker has tripped and not yet seen a success: open, or half-open (probing). */
+static int breaker_tripped(const pstate *ps)
+{
+    return ps->failures >= ps->p->breaker_failures;
+}
+
+/*
+ * 0 when k may be sent now; else ms until it might (-1: when a call in flight
+ * ends). *hold gets the part of the wait that is an outage or a pause the
+ * provider asked for (bounded by --max-wait), as opposed to our own limits.
+ */
+static long gate_wait(pstate *ps, const wk__call *k, long *hold)
 {
     uint64_t now = wk_now_ms();
     long wait = 0;
+    *hold = 0;
     if (ps->paused_until > now)
         wait = (long)(ps->paused_until - now);
+    if (ps->open_until > now && (long)(ps->open_until - now) > wait)
+        wait = (long)(ps->open_until - now);
+    *hold = wait;
+    if (wait == 0 && breaker_tripped(ps) && ps->probing) {
+        *hold = 1;
+        return -1; /* half-open: the probe's outcome decides */
+    }
     refill(ps);
     if (ps->p->rpm > 0 && ps->rpm_tokens < 1) {
         long w = (long)((1 - ps->rpm_tokens) * 60000.0 / ps->p->rpm) + 1;
@@ -319,6 +436,11 @@ static void on_http(void *arg, const wk_http_result *res);
 static void send_now(pstate *ps, wk__call *k)
 {
     wk_calls *c = k->c;
+    k->probe = 0;
+    if (breaker_tripped(ps)) {
+        ps->probing = 1; /* the one call that tries the provider after the cooldown */
+        k->probe = 1;
+    }
     if (ps->p->rpm > 0)
         ps->rpm_tokens -= 1;
     if (ps->p->tpm > 0)
@@ -333,6 +455,8 @@ static void send_now(pstate *ps, wk__call *k)
     if (wk_http_post(c->http, k->req.url, (const char *const *)k->req.headers, k->req.nheaders,
                      k->req.body, k->req.body_len, &ho, on_http, k) != 0) {
         ps->inflight--;
+        if (k->probe)
+            ps->probing = 0;
         fail(k, "transport", "could not start the HTTP request");
         next_deployment(k);
     }
@@ -353,10 +477,14 @@ static void gate(wk__call *k)
 {
     pstate *ps = pstate_of(k->c, k->dep);
     /* FIFO: a call never overtakes one that waits already. */
-    if (!ps->wait_head && gate_wait(ps, k) == 0) {
+    long hold;
+    if (!ps->wait_head && gate_wait(ps, k, &hold) == 0) {
         send_now(ps, k);
         return;
     }
+    /* The --max-wait clock runs from here, not from when the call reaches the head. */
+    if (!k->held_since && (ps->paused_until > wk_now_ms() || breaker_tripped(ps)))
+        k->held_since = wk_now_ms();
     enqueue(ps, k);
     pump(ps);
 }
@@ -364,6 +492,27 @@ static void gate(wk__call *k)
 static void on_wake(uv_timer_t *t)
 {
     pump(t->data);
+}
+
+/* A call held past --max-wait by an outage or a pause moves on (fallbacks, else fails). */
+static void give_up_held(pstate *ps, wk__call *k, long held_ms)
+{
+    const char *what = ps->open_until > wk_now_ms() || breaker_tripped(ps)
+                           ? "circuit breaker open (the provider is failing)"
+                           : "paused by its rate limits";
+    if (!ps->told_held) {
+        ps->told_held = 1;
+        fprintf(stderr,
+                "cascade: provider %s: %s for longer than --max-wait (%.0f s); its calls go "
+                "to fallbacks, or fail and end the task `error` (a rerun of the same command "
+                "runs those tasks again)\n",
+                ps->p->name, what, (double)ps->c->o.retry.max_wait_ms / 1000);
+    }
+    char *m = wk_xasprintf("provider %s: %s; held %.1f s, --max-wait %.0f s", ps->p->name, what,
+                           (double)held_ms / 1000, (double)ps->c->o.retry.max_wait_ms / 1000);
+    fail(k, "unavailable", m);
+    free(m);
+    next_deployment(k);
 }
 
 static void pump(pstate *ps)
@@ -380,7 +529,29 @@ static void pump(pstate *ps)
             next_deployment(k);
             continue;
         }
-        long w = gate_wait(ps, k);
+        long hold;
+        long w = gate_wait(ps, k, &hold);
+        if (w != 0 && hold > 0) {
+            /* An outage or a pause: held, but never past --max-wait in all. */
+            uint64_t now = wk_now_ms();
+            long max_wait = ps->c->o.retry.max_wait_ms;
+            if (!k->held_since)
+                k->held_since = now;
+            long held = (long)(now - k->held_since);
+            /* A breaker that stays open past the bound is not worth holding for at all. */
+            int long_open = ps->open_until > now && ps->p->breaker_cooldown_ms >= max_wait;
+            if (held + (w > 0 ? w : 0) > max_wait || (w < 0 && held >= max_wait) || long_open) {
+                ps->wait_head = k->wait_next;
+                if (!ps->wait_head)
+                    ps->wait_tail = NULL;
+                k->waiting = 0;
+                give_up_held(ps, k, held);
+                continue;
+            }
+            long left = max_wait - held;
+            if (w < 0 || left < w)
+                w = left > 0 ? left : 1;
+        }
         if (w != 0) {
             if (w > 0)
                 uv_timer_start(&ps->wake, on_wake, (uint64_t)w, 0);
@@ -418,15 +589,49 @@ static void note_rate_limits(pstate *ps, const wk_http_result *res)
     if (!low)
         return;
     long ms = res->rl_reset_ms > 0 ? res->rl_reset_ms : 1000;
+    long max_wait = ps->c->o.retry.max_wait_ms;
+    if (ms > max_wait) {
+        /* A far reset (999999h, a skewed clock) would pause the provider for good. */
+        if (!ps->told_far_reset)
+            fprintf(stderr,
+                    "cascade: provider %s: its rate-limit headers say the limit resets in "
+                    "%.0f s; pausing it %.0f s (--max-wait) instead, then trying again\n",
+                    ps->p->name, (double)ms / 1000, (double)max_wait / 1000);
+        ps->told_far_reset = 1;
+        ms = max_wait;
+    }
     uint64_t until = wk_now_ms() + (uint64_t)ms;
     if (until > ps->paused_until)
         ps->paused_until = until;
 }
 
-static void breaker_failure(pstate *ps)
+static void breaker_failure(pstate *ps, const char *why)
 {
-    if (++ps->failures >= ps->p->breaker_failures)
-        ps->open_until = wk_now_ms() + (uint64_t)ps->p->breaker_cooldown_ms;
+    if (++ps->failures < ps->p->breaker_failures)
+        return;
+    uint64_t now = wk_now_ms();
+    ps->open_until = now + (uint64_t)ps->p->breaker_cooldown_ms;
+    if (!ps->told_open) {
+        ps->told_open = 1;
+        ps->down_since = now;
+        fprintf(stderr,
+                "cascade: provider %s: %d failures in a row (%s); circuit breaker open: its "
+                "calls are held, one probe every %.1f s, each call at most --max-wait "
+                "(%.0f s)\n",
+                ps->p->name, ps->failures, why, (double)ps->p->breaker_cooldown_ms / 1000,
+                (double)ps->c->o.retry.max_wait_ms / 1000);
+    }
+}
+
+/* A success: the breaker closes, and an outage that was told is told over. */
+static void breaker_success(pstate *ps)
+{
+    if (ps->told_open)
+        fprintf(stderr, "cascade: provider %s: answering again after %.1f s; breaker closed\n",
+                ps->p->name, (double)(wk_now_ms() - ps->down_since) / 1000);
+    ps->failures = 0;
+    ps->open_until = 0;
+    ps->told_open = ps->told_held = 0;
 }
 
 static void on_http(void *arg, const wk_http_result *res)
@@ -435,6 +640,10 @@ static void on_http(void *arg, const wk_http_result *res)
     wk_calls *c = k->c;
     pstate *ps = pstate_of(c, k->dep);
     ps->inflight--;
+    if (k->probe) {
+        ps->probing = 0;
+        k->probe = 0;
+    }
     note_rate_limits(ps, res);
     const prov_ops *ops = prov_find(k->dep->provider->api);
     char reason[PROV_REASON_MAX], msg[MSG_MAX];
@@ -443,8 +652,7 @@ static void on_http(void *arg, const wk_http_result *res)
     if (res->rc == 0 && res->status >= 200 && res->status <= 299) {
         prov_response pr;
         if (ops->parse(res->status, res->body, res->body_len, &pr, reason, msg, sizeof msg) == 0) {
-            ps->failures = 0;
-            ps->open_until = 0;
+            breaker_success(ps);
             finish(k, &pr, 0);
             prov_response_clear(&pr);
             pump(ps);
@@ -484,7 +692,19 @@ static void on_http(void *arg, const wk_http_result *res)
     wk_retry_kind d =
         wk_retry_decide(&c->o.retry, &r, res->body, k->retries_here, jitter(c), &delay);
     if (r.rc == WK_EIO || (r.status >= 500 && r.status <= 599))
-        breaker_failure(ps);
+        breaker_failure(ps, k->reason);
+    if (d == WK_RETRY_AFTER && ps->open_until > wk_now_ms()) {
+        /*
+         * The provider is down, not this request: try a fallback, or wait for
+         * the provider without spending a retry.
+         */
+        if (k->dep_idx + 1 < k->primary->nfallbacks)
+            next_deployment(k);
+        else
+            gate(k);
+        pump(ps);
+        return;
+    }
     switch (d) {
     case WK_RETRY_AFTER:
         k->retries_here++;
@@ -493,6 +713,13 @@ static void on_http(void *arg, const wk_http_result *res)
         uv_timer_start(&k->timer, on_backoff, (uint64_t)delay, 0);
         break;
     case WK_RETRY_UNAVAILABLE:
+        /* A Retry-After past --max-wait: try elsewhere, and this deployment again after it. */
+        if (delay > c->o.retry.max_wait_ms)
+            delay = c->o.retry.max_wait_ms;
+        fprintf(stderr,
+                "cascade: %s: the provider asks for a wait longer than --max-wait (%.0f s); "
+                "trying fallbacks, this deployment again in %.0f s\n",
+                k->dep->name, (double)c->o.retry.max_wait_ms / 1000, (double)delay / 1000);
         *unavail_of(c, k->dep) = wk_now_ms() + (uint64_t)delay;
         next_deployment(k);
         break;
@@ -582,6 +809,8 @@ static void on_start(uv_timer_t *t)
 {
     wk__call *k = t->data;
     const char *why = unavailable(k, k->primary);
+    if (!why && k->primary->nfallbacks > 0 && breaker_open(k->c, k->primary))
+        why = "the provider's circuit breaker is open";
     if (why) {
         char *msg = wk_xasprintf("%s: %s", k->primary->name, why);
         fail(k, "unavailable", msg);
@@ -594,25 +823,27 @@ static void on_start(uv_timer_t *t)
 }
 
 wk_call *wk_call_prepare(wk_calls *c, const wk_model *m, const char *task_id, const cJSON *messages,
-                         long est_prompt_tokens)
+                         long est_prompt_tokens, int attempt, int logprobs, int n)
 {
     wk__call *k = wk_xcalloc(1, sizeof *k);
+    k->attempt = attempt;
     k->c = c;
     k->primary = m;
     k->dep_idx = -1;
     k->task_id = wk_xstrdup(task_id);
     k->messages = cJSON_Duplicate(messages, 1);
     k->est = est_prompt_tokens;
+    k->logprobs = logprobs;
+    k->n = n;
     /* Built now, once: the cache is keyed by this body, and it is what is sent. */
-    prov_find(m->provider->api)->build(m, k->task_id, k->messages, &k->req);
-    k->built_for = m;
+    build_request(k, m);
     return k;
 }
 
 int wk_call_cached(const wk_call *k, wk_cached *hit)
 {
-    return k->c->o.cache &&
-           wk_cache_get(k->c->o.cache, k->primary->id, k->req.body, strlen(k->req.body), hit);
+    return k->c->o.cache && wk_cache_get(k->c->o.cache, k->primary->id, k->req.body,
+                                         strlen(k->req.body), k->attempt, hit);
 }
 
 void wk_call_drop(wk_call *k)

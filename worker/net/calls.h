@@ -53,13 +53,17 @@ wk_calls *wk_calls_new(uv_loop_t *loop, const wk_config *cfg, const wk_calls_opt
 void wk_calls_free(wk_calls *c);
 
 /*
+ * `logprobs`: the request asks for the answer's token logprobs (providers
+ * that can give them; see prov_ops.ask_logprobs); `n` > 1: for n answers
+ * (APIs that take "n"; see prov_ops.ask_n).
  * A call in two steps, so its request body is built once: prepared (the
  * primary's request built; `messages` copied), looked up in the response
  * cache, then sent or dropped. A prepared call must be sent or dropped.
  * An answer from the primary deployment is put in the cache when it comes.
+ * attempt (the task's attempt number, from 1) is part of the cache key.
  */
 wk_call *wk_call_prepare(wk_calls *c, const wk_model *m, const char *task_id, const cJSON *messages,
-                         long est_prompt_tokens);
+                         long est_prompt_tokens, int attempt, int logprobs, int n);
 /* 1 with *hit filled (free with wk_cached_clear) when the cache has the answer. */
 int wk_call_cached(const wk_call *k, wk_cached *hit);
 /* Sends a prepared call (consumed); cb fires exactly once, from the loop. */

@@ -255,8 +255,9 @@ static long parse_duration_ms(const char *v)
         }
         any = 1;
     }
+    /* A far or garbled reset must not overflow: the caller caps waits by --max-wait. */
     if (any)
-        return (long)total;
+        return total > 1e12 ? (long)1e12 : total < 0 ? -1 : (long)total;
     time_t when = curl_getdate(v, NULL);
     time_t now = time(NULL);
     return when > now ? (long)(when - now) * 1000 : (when >= 0 ? 0 : -1);

@@ -6,6 +6,7 @@
  */
 #include "retry.h"
 
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <string.h>
 #include <strings.h>
@@ -20,26 +21,45 @@ void wk_retry_policy_default(wk_retry_policy *p)
     p->max_wait_ms = 60000;
 }
 
-static int contains_ci(const char *hay, const char *needle)
+/* 1 when s is one of the error type or code values that name a spend limit. */
+static int spend_word(const cJSON *s)
 {
-    size_t n = strlen(needle);
-    for (; *hay; hay++)
-        if (strncasecmp(hay, needle, n) == 0)
+    static const char *const words[] = {"insufficient_quota",
+                                        "billing_error",
+                                        "billing_hard_limit_reached",
+                                        "billing_not_active",
+                                        "credit_balance_too_low",
+                                        "quota_exceeded_billing",
+                                        NULL};
+    if (!cJSON_IsString(s))
+        return 0;
+    for (int i = 0; words[i]; i++)
+        if (strcasecmp(s->valuestring, words[i]) == 0)
             return 1;
     return 0;
 }
 
+/*
+ * A spend limit is told by the provider's machine-readable fields, never by
+ * words in the message: OpenAI's ordinary rate-limit 429 for accounts without
+ * a payment method mentions "billing", and must stay a rate limit. Looked at:
+ * error.type and error.code (OpenAI, Anthropic, OpenRouter), a top-level type
+ * or code, and 402 Payment Required itself.
+ */
 static int wk_is_spend_limit(long status, const char *body)
 {
-    if (status != 429 && status != 402 && status != 403)
+    if (status == 402)
+        return 1;
+    if ((status != 429 && status != 403 && status != 400) || !body)
         return 0;
-    if (!body)
-        return 0;
-    /* OpenAI: insufficient_quota; Anthropic: "spend limit"; others: billing, credit. */
-    return contains_ci(body, "insufficient_quota") || contains_ci(body, "spend limit") ||
-           contains_ci(body, "spending limit") || contains_ci(body, "budget limit") ||
-           contains_ci(body, "exceeded your current quota") || contains_ci(body, "billing") ||
-           contains_ci(body, "credit balance");
+    cJSON *j = cJSON_Parse(body);
+    const cJSON *err = cJSON_GetObjectItemCaseSensitive(j, "error");
+    int hit = spend_word(cJSON_GetObjectItemCaseSensitive(err, "type")) ||
+              spend_word(cJSON_GetObjectItemCaseSensitive(err, "code")) ||
+              spend_word(cJSON_GetObjectItemCaseSensitive(j, "type")) ||
+              spend_word(cJSON_GetObjectItemCaseSensitive(j, "code"));
+    cJSON_Delete(j);
+    return hit;
 }
 
 /* Statuses that mean the request itself is wrong: retrying cannot help. */

@@ -68,6 +68,18 @@ void wk_summary_add(wk_summary *s, const wk_cascade *c, const cJSON *res)
         return;
     wk_figures_count(&s->per[c - s->cfg->cascades], status, tier < c->ntiers ? tier : -1, usd);
     add_top_cost(s, c, cJSON_GetObjectItemCaseSensitive(res, "attempts"));
+    /* A classify task: its gold label and whether the accepted one matched it. */
+    int has_gold = cJSON_IsString(cJSON_GetObjectItemCaseSensitive(res, "gold"));
+    int correct = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(res, "correct"));
+    wk_figures_count_label(&s->st, has_gold, correct, tier);
+    wk_figures_count_label(&s->per[c - s->cfg->cascades], has_gold, correct, tier);
+    const cJSON *a;
+    int recorded = 0;
+    cJSON_ArrayForEach(a, cJSON_GetObjectItemCaseSensitive(res, "attempts"))
+    {
+        recorded |= cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(a, "cost_recorded"));
+    }
+    s->st.cost_recorded += recorded;
 }
 
 void wk_summary_print(const wk_summary *s, FILE *f)
@@ -91,7 +103,15 @@ void wk_summary_print(const wk_summary *s, FILE *f)
     }
     fprintf(f, "  pass rate        %.3f (%ld of %ld valid tasks)\n", wk_figures_pass_rate(st),
             st->accepted, wk_figures_valid(st));
-    fprintf(f, "  total cost       $%.6f\n", st->cost_usd);
+    if (st->gold)
+        fprintf(f,
+                "  accuracy         %.3f (%ld of %ld tasks with a gold label), $%.6f per "
+                "correct label\n",
+                wk_figures_accuracy(st), st->correct, st->gold, wk_figures_cost_per_correct(st));
+    fprintf(f, "  total cost       $%.6f", st->cost_usd);
+    if (st->cost_recorded)
+        fprintf(f, " (%ld tasks at their recordings' own cost)", st->cost_recorded);
+    fprintf(f, "\n");
     fprintf(f, "  top tier only    $%.6f", st->top_cost_usd);
     if (st->top_estimated)
         fprintf(f, " (%ld tasks priced from lower tiers' token counts)", st->top_estimated);

@@ -97,6 +97,24 @@ static int gemini_parse(long status, const char *body, size_t len, prov_response
     out->completion_tokens = cand_tok < 0 ? -1 : cand_tok + (thoughts > 0 ? thoughts : 0);
     long cached = prov__count(u, "cachedContentTokenCount");
     out->cached_tokens = cached > 0 ? cached : 0;
+    /* logprobsResult.chosenCandidates: the sampled token at each step. */
+    const cJSON *chosen = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(cand, "logprobsResult"), "chosenCandidates");
+    if (cJSON_IsArray(chosen)) {
+        out->logprobs = cJSON_CreateArray();
+        const cJSON *tok;
+        cJSON_ArrayForEach(tok, chosen)
+        {
+            const cJSON *t = cJSON_GetObjectItemCaseSensitive(tok, "token");
+            const cJSON *l = cJSON_GetObjectItemCaseSensitive(tok, "logProbability");
+            if (!cJSON_IsString(t) || !cJSON_IsNumber(l))
+                continue;
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddStringToObject(o, "token", t->valuestring);
+            cJSON_AddNumberToObject(o, "logprob", l->valuedouble);
+            cJSON_AddItemToArray(out->logprobs, o);
+        }
+    }
     rc = 0;
 cleanup:
     wk_buf_release(&text);
@@ -104,8 +122,25 @@ cleanup:
     return rc;
 }
 
+/* generationConfig.responseLogprobs and logprobs (the alternatives per step). */
+static int gemini_ask_logprobs(prov_request *req)
+{
+    cJSON *body = prov__body_json(req);
+    cJSON *gc = cJSON_GetObjectItemCaseSensitive(body, "generationConfig");
+    if (!cJSON_IsObject(gc)) {
+        cJSON_Delete(body);
+        return WK_EPARSE;
+    }
+    cJSON_AddBoolToObject(gc, "responseLogprobs", 1);
+    cJSON_AddNumberToObject(gc, "logprobs", PROV_TOP_LOGPROBS);
+    free(req->body);
+    prov__set_body(req, body);
+    return 0;
+}
+
 const prov_ops prov_gemini = {
     .name = "gemini",
     .build = gemini_build,
     .parse = gemini_parse,
+    .ask_logprobs = gemini_ask_logprobs,
 };

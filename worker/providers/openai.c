@@ -26,6 +26,29 @@ static int openai_build(const wk_model *m, const char *task_id, const cJSON *mes
     return 0;
 }
 
+/* A choice's logprobs.content as [{"token", "logprob"}]; NULL when it has none. */
+static cJSON *choice_logprobs(const cJSON *choice)
+{
+    const cJSON *lc = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(choice, "logprobs"), "content");
+    if (!cJSON_IsArray(lc))
+        return NULL;
+    cJSON *out = cJSON_CreateArray();
+    const cJSON *tok;
+    cJSON_ArrayForEach(tok, lc)
+    {
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(tok, "token");
+        const cJSON *l = cJSON_GetObjectItemCaseSensitive(tok, "logprob");
+        if (!cJSON_IsString(t) || !cJSON_IsNumber(l))
+            continue;
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "token", t->valuestring);
+        cJSON_AddNumberToObject(o, "logprob", l->valuedouble);
+        cJSON_AddItemToArray(out, o);
+    }
+    return out;
+}
+
 static int openai_parse(long status, const char *body, size_t len, prov_response *out,
                         char reason[PROV_REASON_MAX], char *msg, size_t msglen)
 {
@@ -61,14 +84,59 @@ static int openai_parse(long status, const char *body, size_t len, prov_response
     if (cached < 0)
         cached = prov__count(usage, "prompt_cache_hit_tokens");
     out->cached_tokens = cached > 0 ? cached : 0;
+    out->logprobs = choice_logprobs(c0);
+    /* "n": the other choices, each with its text, finish reason and logprobs. */
+    const cJSON *choices = cJSON_GetObjectItemCaseSensitive(j, "choices");
+    for (int i = 1; i < cJSON_GetArraySize(choices); i++) {
+        const cJSON *ci = cJSON_GetArrayItem(choices, i);
+        const char *ti = wk_jstr(cJSON_GetObjectItemCaseSensitive(ci, "message"), "content");
+        const char *fi = wk_jstr(ci, "finish_reason");
+        if (!out->choices)
+            out->choices = cJSON_CreateArray();
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "text", ti ? ti : "");
+        if (fi)
+            cJSON_AddStringToObject(o, "finish_reason", fi);
+        cJSON *lp = choice_logprobs(ci);
+        if (lp)
+            cJSON_AddItemToObject(o, "logprobs", lp);
+        cJSON_AddItemToArray(out->choices, o);
+    }
     rc = 0;
 cleanup:
     cJSON_Delete(j);
     return rc;
 }
 
+/* https://platform.openai.com/docs/api-reference/chat/create#chat-create-logprobs */
+static int openai_ask_logprobs(prov_request *req)
+{
+    cJSON *body = prov__body_json(req);
+    if (!body)
+        return WK_EPARSE;
+    cJSON_AddBoolToObject(body, "logprobs", 1);
+    cJSON_AddNumberToObject(body, "top_logprobs", PROV_TOP_LOGPROBS);
+    free(req->body);
+    prov__set_body(req, body);
+    return 0;
+}
+
+/* https://platform.openai.com/docs/api-reference/chat/create#chat-create-n */
+static int openai_ask_n(prov_request *req, int n)
+{
+    cJSON *body = prov__body_json(req);
+    if (!body)
+        return WK_EPARSE;
+    cJSON_AddNumberToObject(body, "n", n);
+    free(req->body);
+    prov__set_body(req, body);
+    return 0;
+}
+
 const prov_ops prov_openai = {
     .name = "openai",
     .build = openai_build,
     .parse = openai_parse,
+    .ask_logprobs = openai_ask_logprobs,
+    .ask_n = openai_ask_n,
 };

@@ -3,7 +3,6 @@
  */
 #include "prov.h"
 
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,7 +39,14 @@ void prov_response_clear(prov_response *r)
 {
     free(r->text);
     free(r->finish_reason);
+    cJSON_Delete(r->logprobs);
+    cJSON_Delete(r->choices);
     memset(r, 0, sizeof *r);
+}
+
+cJSON *prov__body_json(const prov_request *req)
+{
+    return req->body ? cJSON_ParseWithLength(req->body, req->body_len) : NULL;
 }
 
 void prov__set_msg(char *msg, size_t msglen, const char *text)
@@ -53,10 +59,11 @@ void prov__set_msg(char *msg, size_t msglen, const char *text)
 long prov__count(const cJSON *o, const char *name)
 {
     const cJSON *f = cJSON_GetObjectItemCaseSensitive(o, name);
-    /* A count no long can hold (1e300) is as absent: converting it is undefined (fuzz finding). */
-    return cJSON_IsNumber(f) && f->valuedouble >= 0 && f->valuedouble < (double)LONG_MAX
-               ? (long)f->valuedouble
-               : -1;
+    /* A string, a negative, a fraction or a count past any real request is no count. */
+    if (!cJSON_IsNumber(f) || !(f->valuedouble >= 0) || f->valuedouble > 1e12 ||
+        f->valuedouble != (double)(long)f->valuedouble)
+        return -1;
+    return (long)f->valuedouble;
 }
 
 int prov__parse_begin(long status, const char *body, size_t len, prov_response *out, cJSON **j,

@@ -27,7 +27,17 @@ typedef struct prov_response {
     long prompt_tokens;  /* all input tokens, cached included; -1 when absent */
     long completion_tokens;
     long cached_tokens; /* input tokens read from the provider's cache; 0 when not said */
+    cJSON *logprobs;    /* owned; the answer's tokens [{"token", "logprob"}]; NULL: none */
+    /*
+     * owned; the choices after the first when the request asked for n > 1,
+     * as [{"text", "finish_reason", "logprobs"}]; NULL: none. The usage
+     * counts them all.
+     */
+    cJSON *choices;
 } prov_response;
+
+/* Alternatives per token asked for with logprobs (the label's own token is what is read). */
+#define PROV_TOP_LOGPROBS 5
 
 /* Error classes parse() reports in `reason` when it returns non-zero. */
 #define PROV_REASON_MAX 32
@@ -43,6 +53,17 @@ typedef struct prov_ops {
      */
     int (*parse)(long status, const char *body, size_t len, prov_response *out,
                  char reason[PROV_REASON_MAX], char *msg, size_t msglen);
+    /*
+     * May be NULL: the API returns no logprobs (Anthropic). Asks a built
+     * request for the answer's token logprobs (with PROV_TOP_LOGPROBS
+     * alternatives); parse() then fills out->logprobs. Returns 0 or WK_EPARSE.
+     */
+    int (*ask_logprobs)(prov_request *req);
+    /*
+     * May be NULL: the API takes no "n". Asks a built request for n answers
+     * in one call (parse() puts the others in out->choices). 0 or WK_EPARSE.
+     */
+    int (*ask_n)(prov_request *req, int n);
 } prov_ops;
 
 /* Shared by the wire formats (prov.c). */
@@ -59,6 +80,8 @@ long prov__count(const cJSON *o, const char *name);
  */
 int prov__parse_begin(long status, const char *body, size_t len, prov_response *out, cJSON **j,
                       char reason[PROV_REASON_MAX], char *msg, size_t msglen);
+/* The request's body parsed, for ask_logprobs to add to; NULL when it is not JSON. */
+cJSON *prov__body_json(const prov_request *req);
 /* Serialises the request body into out and deletes it. */
 void prov__set_body(prov_request *out, cJSON *body);
 /* The common headers: content type, X-Cascade-Task (escaped), no Expect. */

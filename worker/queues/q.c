@@ -26,5 +26,6 @@ void q_item_free(q_item *it)
         return;
     free(it->line);
     free(it->receipt);
+    free(it->dup_of);
     free(it);
 }

@@ -26,6 +26,7 @@ typedef struct q_item {
     char *receipt;  /* backend's handle for ack/nack (Redis entry id); may be NULL */
     int deliveries; /* times this item was handed out (1 the first time) */
     int too_big;    /* the line was over the cap and was cut: an invalid task */
+    char *dup_of;   /* Redis: another entry of the stream has the task's id (it); owned */
 } q_item;
 
 void q_item_free(q_item *it);

@@ -24,6 +24,7 @@
  */
 #include "redis.h"
 
+#include <cjson/cJSON.h>
 #include <hiredis/hiredis.h>
 #include <hiredis/async.h>
 #include <stdarg.h>
@@ -74,6 +75,17 @@ static const char q__dead_lua[] =
     "redis.call('HDEL', KEYS[3], ARGV[2], 'n:' .. ARGV[2])\n"
     "return 1\n";
 
+/*
+ * The owner of a task id: S:ids maps each id to the entry that has it
+ * (`enqueue` sets it with the XADD). An entry whose id another entry owns is
+ * a second task with the same id; the first to ask owns an id nobody set.
+ * KEYS: S:ids. ARGV: task id, entry. Returns the owner.
+ */
+static const char q__owner_lua[] = "local o = redis.call('HGET', KEYS[1], ARGV[1])\n"
+                                   "if o then return o end\n"
+                                   "redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])\n"
+                                   "return ARGV[2]\n";
+
 typedef struct q__conn {
     q_queue *q;
     redisAsyncContext *ac; /* NULL while down */
@@ -106,7 +118,7 @@ struct q_queue {
     q_callbacks cb;
     char *host;
     int port;
-    char *stream, *results_key, *dead_key, *failures_key;
+    char *stream, *results_key, *dead_key, *failures_key, *ids_key;
     char *group, *consumer;
     long lease_ms;
     int max_deliveries;
@@ -212,11 +224,7 @@ cleanup:
 
 static void q__item_free(q_item *it)
 {
-    if (!it)
-        return;
-    free(it->line);
-    free(it->receipt);
-    free(it);
+    q_item_free(it);
 }
 
 static ssize_t q__held_find(const q_queue *q, const char *entry)
@@ -448,6 +456,45 @@ static void q__take(q_queue *q, const char *entry, const char *task, size_t len,
 
 static void q__suspect_done(q_queue *q, const char *entry);
 
+/* The owner of the item's id came back: another entry's id makes it a duplicate. */
+static void q__owner_cb(redisAsyncContext *ac, void *reply, void *priv)
+{
+    const redisReply *r = reply;
+    q_item *it = priv;
+    q_queue *q = ((q__conn *)ac->data)->q;
+    if (r && r->type == REDIS_REPLY_STRING && strcmp(r->str, it->receipt) != 0)
+        it->dup_of = wk_xstrndup(r->str, r->len);
+    if (q->closing) {
+        /* Left pending for a claim, as an unanswered hand-out count is. */
+        q__unhold(q, it->receipt);
+        q__suspect_done(q, it->receipt);
+        q__item_free(it);
+        return;
+    }
+    q->cb.on_item(q->cb.arg, it);
+}
+
+/*
+ * Hands the item to the driver once its id's owner is known (q__owner_lua):
+ * two entries with one id are two tasks, and `cascade results` keeps one
+ * result per id, so the second is answered invalid_task instead of run.
+ * Without a connection, or without an id to read, it goes as it is.
+ */
+static void q__hand_over(q_queue *q, q_item *it)
+{
+    cJSON *j = it->too_big ? NULL : cJSON_ParseWithLength(it->line, it->len);
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(j, "id");
+    if (cJSON_IsString(id) && id->valuestring[0] && q->wr.up) {
+        const char *argv[] = {"EVAL", q__owner_lua, "1", q->ids_key, id->valuestring, it->receipt};
+        if (redisAsyncCommandArgv(q->wr.ac, q__owner_cb, it, 6, argv, NULL) == REDIS_OK) {
+            cJSON_Delete(j);
+            return;
+        }
+    }
+    cJSON_Delete(j);
+    q->cb.on_item(q->cb.arg, it);
+}
+
 /* The hand-out count of a redelivered entry: over the limit, a dead letter; else it runs. */
 static void q__handout_cb(redisAsyncContext *ac, void *reply, void *priv)
 {
@@ -474,7 +521,7 @@ static void q__handout_cb(redisAsyncContext *ac, void *reply, void *priv)
         return;
     }
     it->deliveries = n + 1;
-    q->cb.on_item(q->cb.arg, it);
+    q__hand_over(q, it);
 }
 
 /*
@@ -514,7 +561,7 @@ static void q__deliver(q_queue *q)
             free(field);
             continue;
         }
-        q->cb.on_item(q->cb.arg, it);
+        q__hand_over(q, it);
     }
 }
 
@@ -1030,6 +1077,7 @@ static void q__free(q_queue *q)
     free(q->stream);
     free(q->results_key);
     free(q->dead_key);
+    free(q->ids_key);
     free(q->failures_key);
     free(q->group);
     free(q->consumer);
@@ -1148,6 +1196,7 @@ static int q__open(uv_loop_t *loop, const q_opts *o, const q_callbacks *cb, q_qu
     q->results_key = wk_xasprintf("%s:results", q->stream);
     q->dead_key = wk_xasprintf("%s:dead", q->stream);
     q->failures_key = wk_xasprintf("%s:failures", q->stream);
+    q->ids_key = wk_xasprintf("%s:ids", q->stream);
     q->group = wk_xstrdup(o->group ? o->group : "cascade");
     if (o->consumer) {
         q->consumer = wk_xstrdup(o->consumer);

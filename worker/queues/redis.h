@@ -10,6 +10,9 @@
  *   S:dead       tasks that used up their deliveries: `entry`, `task`,
  *                `deliveries`, `reason`, `last_failure`
  *   S:failures   a hash, entry id -> the last nack reason (read for S:dead)
+ *   S:ids        a hash, task id -> the entry that has it (set by `enqueue` with
+ *                the XADD, or by the first worker to take the id): a second
+ *                entry with an owned id is a duplicate, refused or invalid_task
  */
 #ifndef Q_REDIS_H
 #define Q_REDIS_H

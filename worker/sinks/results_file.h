@@ -5,7 +5,8 @@
  * The results file (this one): JSONL, one result line per task, appended
  * and flushed line by line. A resumed run appends to the file it wrote
  * before: a line cut by a crash is removed first, and the keys already there
- * (task ids, "line:N" for a line that had no id, "dup:N" for a duplicate id)
+ * (worker/rkey.h: task ids, "#line:N" for a line that is not a task,
+ * "#dup:N" for a duplicate id)
  * are not written again.
  *
  * The results stream (Redis STREAM:results) is not here: queues/redis.c adds
@@ -17,6 +18,7 @@
 #ifndef WK_RESULTS_FILE_H
 #define WK_RESULTS_FILE_H
 
+#include <cjson/cJSON.h>
 #include <stddef.h>
 
 typedef struct wk_results_file wk_results_file;
@@ -32,6 +34,22 @@ void wk_results_file_close(wk_results_file *f);
 
 /* 1 when the resumed file already holds a line for the key. */
 int wk_results_file_has(const wk_results_file *f, const char *key);
+
+/*
+ * What a result line carries of the answer: at most this many bytes. An
+ * answer of control bytes grows six times when written (\u0001), and one
+ * result line must stay far under the readers' line cap. The whole answer
+ * stays in the journal (the attempt's RECEIVED row, `sqlite3 FILE.journal
+ * "SELECT text FROM attempts WHERE task = 'ID'"`).
+ */
+#define WK_RESULT_ANSWER_CAP (256u << 10)
+
+/*
+ * Cuts the result's "answer" to WK_RESULT_ANSWER_CAP bytes (on a UTF-8
+ * boundary) and marks it "answer_truncated": true with "answer_bytes", the
+ * whole length. A result without a long answer is left as it is.
+ */
+void wk_results_cap_answer(cJSON *result);
 
 /* Appends the line and a newline, flushed. 0, or WK_EIO (errno says why). */
 int wk_results_file_write(wk_results_file *f, const char *line, size_t len);

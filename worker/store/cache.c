@@ -19,7 +19,7 @@ struct wk_cache {
     long hits;
 };
 
-static void body_key(const char *model_id, const char *body, size_t len, char out[80])
+static void body_key(const char *model_id, const char *body, size_t len, int attempt, char out[96])
 {
     uint64_t a = 1469598103934665603ull, b = 0x84222325cbf29ce4ull;
     for (size_t i = 0; i < len; i++) {
@@ -27,7 +27,12 @@ static void body_key(const char *model_id, const char *body, size_t len, char ou
         b = (b ^ (unsigned char)body[i]) * 0x100000001b3ull + 0x9e3779b97f4a7c15ull;
     }
     (void)model_id;
-    snprintf(out, 80, "%016llx%016llx-%zu", (unsigned long long)a, (unsigned long long)b, len);
+    /* The first attempt keeps the key caches had before attempts were counted. */
+    if (attempt <= 1)
+        snprintf(out, 96, "%016llx%016llx-%zu", (unsigned long long)a, (unsigned long long)b, len);
+    else
+        snprintf(out, 96, "%016llx%016llx-%zu#%d", (unsigned long long)a, (unsigned long long)b,
+                 len, attempt);
 }
 
 int wk_cache_open(const char *path, wk_cache **out, char *err, size_t errlen)
@@ -68,10 +73,11 @@ void wk_cache_close(wk_cache *c)
     free(c);
 }
 
-int wk_cache_get(wk_cache *c, const char *model_id, const char *body, size_t len, wk_cached *hit)
+int wk_cache_get(wk_cache *c, const char *model_id, const char *body, size_t len, int attempt,
+                 wk_cached *hit)
 {
-    char key[80];
-    body_key(model_id, body, len, key);
+    char key[96];
+    body_key(model_id, body, len, attempt, key);
     sqlite3_bind_text(c->get, 1, model_id, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(c->get, 2, key, -1, SQLITE_TRANSIENT);
     int found = 0;
@@ -89,11 +95,11 @@ int wk_cache_get(wk_cache *c, const char *model_id, const char *body, size_t len
     return found;
 }
 
-void wk_cache_put(wk_cache *c, const char *model_id, const char *body, size_t len, const char *text,
-                  const char *finish, long pt, long ct)
+void wk_cache_put(wk_cache *c, const char *model_id, const char *body, size_t len, int attempt,
+                  const char *text, const char *finish, long pt, long ct)
 {
-    char key[80];
-    body_key(model_id, body, len, key);
+    char key[96];
+    body_key(model_id, body, len, attempt, key);
     sqlite3_bind_text(c->put, 1, model_id, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(c->put, 2, key, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(c->put, 3, text, -1, SQLITE_TRANSIENT);

@@ -6,13 +6,18 @@
  */
 #include "journal.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include "lib/util.h"
 #include "store_int.h"
+#include "worker/rkey.h"
 
 typedef struct then_node {
     wk_journal_cb fn;
@@ -20,7 +25,17 @@ typedef struct then_node {
     struct then_node *next;
 } then_node;
 
-enum { S_SENT, S_RECEIVED, S_VERDICT, S_DONE, S_GET_DONE, S_GET_ATT, S_COUNT };
+enum {
+    S_SENT,
+    S_RECEIVED,
+    S_VERDICT,
+    S_DONE,
+    S_GET_DONE,
+    S_GET_ATT,
+    S_FORGET_TASK,
+    S_FORGET_ATT,
+    S_COUNT
+};
 
 static const char *const SQL[S_COUNT] = {
     "INSERT INTO attempts(task, seq, model, state) VALUES(?1, ?2, ?3, 1) "
@@ -34,6 +49,8 @@ static const char *const SQL[S_COUNT] = {
     "SELECT result FROM tasks WHERE id = ?1 AND done = 1",
     "SELECT seq, state, model, text, finish, served, pt, ct, cached, retries, fallbacks, pass, "
     "validator, reason, message, evidence, note FROM attempts WHERE task = ?1 ORDER BY seq",
+    "DELETE FROM tasks WHERE id = ?1",
+    "DELETE FROM attempts WHERE task = ?1",
 };
 
 struct wk_journal {
@@ -50,6 +67,7 @@ struct wk_journal {
     then_node *head, *tail;
     long commits;
     char *path;
+    int lock_fd; /* flock(LOCK_EX) on the database file while it is open */
     /* Set by the first failed write or commit; the journal writes nothing after it. */
     char *error;
 };
@@ -171,6 +189,26 @@ int wk_journal_open(uv_loop_t *loop, const char *path, wk_journal **out, char *e
     wk_journal *j = wk_xcalloc(1, sizeof *j);
     int rc = WK_EIO;
     j->path = wk_xstrdup(path);
+    /*
+     * One run per journal: a second one would run every task the first runs
+     * and pay twice. flock is apart from SQLite's own (fcntl) locks on Linux,
+     * and the kernel drops it when the process dies, kill -9 included.
+     */
+    j->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (j->lock_fd < 0) {
+        snprintf(err, errlen, "cannot open journal %s: %s", path, strerror(errno));
+        goto cleanup;
+    }
+    if (flock(j->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        if (errno == EWOULDBLOCK)
+            snprintf(err, errlen,
+                     "journal %s is in use by another cascade run (two runs on one journal "
+                     "would both run and pay for every task); wait for it to finish",
+                     path);
+        else
+            snprintf(err, errlen, "cannot lock journal %s: %s", path, strerror(errno));
+        goto cleanup;
+    }
     if (sqlite3_open_v2(path, &j->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, vfs_name) !=
         SQLITE_OK) {
         snprintf(err, errlen, "cannot open journal %s: %s", path, sqlite3_errmsg(j->db));
@@ -213,6 +251,8 @@ cleanup:
         for (int i = 0; i < S_COUNT; i++)
             sqlite3_finalize(j->st[i]);
         sqlite3_close(j->db);
+        if (j->lock_fd >= 0)
+            close(j->lock_fd);
         free(j->error);
         free(j->path);
         free(j);
@@ -227,6 +267,7 @@ static void check_closed(uv_handle_t *h)
     for (int i = 0; i < S_COUNT; i++)
         sqlite3_finalize(j->st[i]);
     sqlite3_close(j->db);
+    close(j->lock_fd);
     free(j->error);
     free(j->path);
     free(j);
@@ -352,6 +393,26 @@ int wk_journal_done_result(wk_journal *j, const char *id, char **result)
     }
     sqlite3_reset(s);
     sqlite3_clear_bindings(s);
+    if (found && strstr(*result, "\"status\":\"error\"")) {
+        cJSON *res = cJSON_Parse(*result);
+        if (wk_result_retryable(res)) {
+            /*
+             * An error after transient call failures: forgotten, attempts and
+             * all, so the task runs afresh (its failed calls are not counted
+             * as calls lost in a crash). A failed write breaks the journal.
+             */
+            sqlite3_stmt *d = row(j, S_FORGET_TASK, id, -1);
+            if (d)
+                (void)step(j, d, "forgetting a retryable error");
+            d = row(j, S_FORGET_ATT, wk_rkey_id(id) ? wk_rkey_id(id) : id, -1);
+            if (d)
+                (void)step(j, d, "forgetting a retryable error");
+            free(*result);
+            *result = NULL;
+            found = 0;
+        }
+        cJSON_Delete(res);
+    }
     return found;
 }
 
