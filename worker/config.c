@@ -382,7 +382,8 @@ static int load_doubt(wk_config *cfg, const wk_cascade *c, wk_tier *tier, const 
             if (num_field(samples, "min", &v))
                 return wk_errf(WK_ECONFIG, err, errlen, "%s: tiers[%d].samples.min: a number", path,
                                i);
-            tier->vote_min = (int)v;
+            /* Out of range is refused below; casting it as it is would be undefined (fuzz). */
+            tier->vote_min = v > -1e6 && v < 1e6 ? (int)v : 0;
             min_given = 1;
         }
     }
@@ -390,7 +391,7 @@ static int load_doubt(wk_config *cfg, const wk_cascade *c, wk_tier *tier, const 
     if (agree && cJSON_GetObjectItemCaseSensitive(agree, "min")) {
         if (num_field(agree, "min", &v))
             return wk_errf(WK_ECONFIG, err, errlen, "%s: tiers[%d].agree.min: a number", path, i);
-        tier->vote_min = (int)v;
+        tier->vote_min = v > -1e6 && v < 1e6 ? (int)v : 0;
         min_given = 1;
     }
     if (!min_given) /* all the models must agree; samples of one model need a majority */
