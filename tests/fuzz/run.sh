@@ -20,12 +20,23 @@ mkdir -p "$dir/logs"
 # The stack of a UBSan finding, not only its line.
 UBSAN_OPTIONS="print_stacktrace=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
 export UBSAN_OPTIONS
+# Leaks inside third-party libraries that our code cannot free (see the file).
+LSAN_OPTIONS="suppressions=$(pwd)/tests/fuzz/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
+export LSAN_OPTIONS
+asan_options=${ASAN_OPTIONS:-}
 
 # One target; prints its summary line; exit status is the target's.
 one() {
     t=$1
     log="$dir/logs/$t.log"
     inputs=""
+    # libgit2 has no frame pointers: the slow unwinder gives leaks inside it
+    # the whole stack, which the suppressions (tests/fuzz/lsan.supp) match.
+    ASAN_OPTIONS=$asan_options
+    case $t in
+    vcs_*) ASAN_OPTIONS="fast_unwind_on_malloc=0${asan_options:+:$asan_options}" ;;
+    esac
+    export ASAN_OPTIONS
     for d in "tests/fuzz/corpus/$t" "tests/fuzz/regress/$t"; do
         [ -d "$d" ] && inputs="$inputs $d"
     done
