@@ -7,7 +7,7 @@
 # Inputs of a target: tests/fuzz/corpus/<t>/ (seeds) and tests/fuzz/regress/<t>/
 # (one file per finding ever fixed); tests/fuzz/dict/<t>.dict is its dictionary. A fuzz run also reads and grows
 # $FUZZ_DIR/corpus/<t>/, and leaves a crash, leak, timeout or out-of-memory
-# input in $FUZZ_DIR/findings/<t>/ with the log in $FUZZ_DIR/logs/<t>.log.
+# input in $FUZZ_DIR/findings/<t>/ with the log in $FUZZ_DIR/logs/<t>.fuzz.log.
 # Prints one line per target (executions per second and corpus size, from
 # libFuzzer's own final statistics) and fails when any target failed.
 set -u
@@ -28,7 +28,7 @@ asan_options=${ASAN_OPTIONS:-}
 # One target; prints its summary line; exit status is the target's.
 one() {
     t=$1
-    log="$dir/logs/$t.log"
+    log="$dir/logs/$t.$mode.log"
     inputs=""
     # libgit2 has no frame pointers: the slow unwinder gives leaks inside it
     # the whole stack, which the suppressions (tests/fuzz/lsan.supp) match.
