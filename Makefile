@@ -11,7 +11,8 @@ PKGS    := libuv libcurl libcjson libgit2 tree-sitter sqlite3 hiredis
 DEB_PKGS := build-essential pkg-config libuv1-dev libcurl4-openssl-dev libcjson-dev \
             libgit2-dev libtree-sitter-dev libsqlite3-dev libhttp-parser-dev \
             libcmocka-dev bubblewrap python3 ca-certificates curl \
-            chromium zlib1g-dev libhiredis-dev redis-server clang-format cppcheck
+            chromium zlib1g-dev libhiredis-dev redis-server clang-format cppcheck \
+            git python3-pytest
 
 ifeq ($(SANITIZE),1)
 B       := build/san

@@ -120,6 +120,31 @@ static void test_without_models_prices_are_inferred_and_said_so(void **state)
     wk_report_free(r);
 }
 
+/* A patch task whose tests pass at base is its own status, not an error. */
+static void test_nothing_to_fix_is_counted_apart(void **state)
+{
+    (void)state;
+    char err[512];
+    char *res =
+        h_write("ntf.jsonl", "{\"id\":\"p1\",\"status\":\"nothing_to_fix\",\"cascade\":\"fix\","
+                             "\"cost_usd\":0,\"attempts\":[]}\n"
+                             "{\"id\":\"p2\",\"status\":\"error\",\"cascade\":\"fix\","
+                             "\"cost_usd\":0,\"attempts\":[]}\n");
+    wk_report *r = wk_report_new();
+    if (wk_report_add_results(r, res, err, sizeof err) != 0)
+        fail_msg("%s", err);
+    wk_figures g;
+    assert_int_equal(wk_report_figures_of(r, "fix", &g), 0);
+    assert_int_equal(g.tasks, 2);
+    assert_int_equal(g.nothing, 1);
+    assert_int_equal(g.error, 1);
+    char *t = text_of(r);
+    expect_line(t, "1 error, 1 nothing_to_fix");
+    free(t);
+    wk_report_free(r);
+    free(res);
+}
+
 /* ---- the HTML page in Chromium ------------------------------------------------- */
 
 static uint32_t be32(const unsigned char *p)
@@ -418,6 +443,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_aggregates_per_cascade_tier_and_kind),
         cmocka_unit_test(test_without_models_prices_are_inferred_and_said_so),
+        cmocka_unit_test(test_nothing_to_fix_is_counted_apart),
         cmocka_unit_test(test_html_renders_with_charts_in_chromium),
         cmocka_unit_test(test_cli_usage_and_missing_file),
     };

@@ -32,6 +32,7 @@ typedef struct chain {
     char *label_ev;    /* what the label was read from; owned */
     wk_buf notes;      /* "; "-joined notes of the validators so far */
     char *own_workdir; /* patch's tree when the caller did not ask for it; owned */
+    char *own_touched; /* the files patch changed, likewise */
     val_done_cb done;
     void *arg;
 } chain;
@@ -53,6 +54,7 @@ static void chain_finish(chain *c)
     wk_buf_release(&c->notes);
     val_workdir_free(c->own_workdir);
     free(c->label_ev);
+    free(c->own_touched);
     free(c->code);
     free(c);
 }
@@ -64,6 +66,8 @@ static void chain_advance(chain *c)
 {
     if (c->in.workdir_out && *c->in.workdir_out && !c->in.workdir)
         c->in.workdir = *c->in.workdir_out;
+    if (c->in.touched_out && *c->in.touched_out && !c->in.touched)
+        c->in.touched = *c->in.touched_out;
     c->idx++;
 }
 
@@ -163,16 +167,25 @@ int val_chain_start(val_env *env, const char *const *names, int n, const val_inp
     for (int i = 0; i + 1 < n && !c->in.workdir_out; i++)
         if (strcmp(ops[i]->name, "patch") == 0)
             c->in.workdir_out = &c->own_workdir;
+    for (int i = 0; i + 1 < n && !c->in.touched_out; i++)
+        if (strcmp(ops[i]->name, "patch") == 0)
+            c->in.touched_out = &c->own_touched;
     for (int i = 0; i < n; i++)
         c->ops[i] = ops[i];
     c->n = n;
     c->done = done;
     c->arg = arg;
-    c->code = val_extract_code(in->answer);
+    int patch = in->kind && strcmp(in->kind, "patch") == 0;
+    c->code = patch ? val_extract_diff(in->answer) : val_extract_code(in->answer);
     c->verdict.pass = 1;
     c->score = -1;
 
     /* Nothing to check: say so once instead of letting each validator guess. */
+    if (n > 0 && patch && c->code[strspn(c->code, " \t\r\n")] == '\0') {
+        val_verdict_fail(&c->verdict, "patch", "empty_patch", "the answer holds no diff", NULL);
+        chain_finish(c);
+        return 0;
+    }
     if (n > 0 && c->code[0] == '\0') {
         val_verdict_fail(&c->verdict, ops[0]->name, "no_code", "the answer contains no code", NULL);
         chain_finish(c);

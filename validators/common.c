@@ -335,6 +335,44 @@ char *val_extract_code(const char *answer)
     return wk_xstrndup(body, (size_t)(end - body));
 }
 
+/* The first fence whose tag is "diff" or "patch"; NULL when none is. */
+static const char *find_diff_fence(const char *answer)
+{
+    for (const char *s = answer; s;) {
+        size_t ticks = 0;
+        const char *open = find_fence(s, &ticks);
+        if (!open)
+            return NULL;
+        const char *tag = open + ticks;
+        while (*tag == ' ')
+            tag++;
+        size_t n = strcspn(tag, " \t\r\n{");
+        if ((n == 4 && strncasecmp(tag, "diff", 4) == 0) ||
+            (n == 5 && strncasecmp(tag, "patch", 5) == 0))
+            return open;
+        s = strchr(open, '\n');
+        if (s)
+            s++;
+    }
+    return NULL;
+}
+
+char *val_extract_diff(const char *answer)
+{
+    if (!answer)
+        return wk_xstrdup("");
+    const char *open = find_diff_fence(answer);
+    /* From the tagged fence on, the first fence is that one: the usual extraction does the rest. */
+    char *d = val_extract_code(open ? open : answer);
+    /* A diff's last line needs its newline. */
+    if (d[0] && d[strlen(d) - 1] != '\n') {
+        char *nl = wk_xasprintf("%s\n", d);
+        free(d);
+        d = nl;
+    }
+    return d;
+}
+
 /* ---- languages --------------------------------------------------------- */
 
 /* Canonical languages, their file extension, and the names models and users also use. */

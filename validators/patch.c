@@ -16,7 +16,9 @@
  * verdict's note says when a diff needed recounting or placing (vcs.h).
  *
  * Verdict reasons: bad_diff, unsafe_path, binary_patch, does_not_apply,
- * too_big (diff or tree over the caps), no_repo (task without "repo"),
+ * empty_patch (no diff, a file without hunks, or a diff that changes nothing
+ * once applied), too_big (diff over val_input.max_patch_bytes or
+ * VCS_DIFF_MAX, tree over its cap), no_repo (task without "repo"),
  * repo_error (the repository or base cannot be read, or the checkout failed).
  */
 #include "val_int.h"
@@ -48,6 +50,26 @@ static const char bad_diff_hint[] =
     "\"@@ -l,n +l,n @@\" of context (space), removed (-) and added (+) lines.";
 
 static const char binary_hint[] = "Binary patches are not accepted; change text files only.";
+
+int val_workdir_make(char **out, char *err, size_t errlen)
+{
+    char *dir = NULL;
+    int rc = val__hostdir_make(&dir, err, errlen);
+    if (rc < 0)
+        return rc;
+    if (dir[0] != '/') {
+        char *abs = realpath(dir, NULL);
+        if (!abs) {
+            val__hostdir_remove(dir);
+            free(dir);
+            return wk_errf(WK_EIO, err, errlen, "cannot resolve the temporary directory");
+        }
+        free(dir);
+        dir = abs;
+    }
+    *out = dir;
+    return 0;
+}
 
 void val_workdir_free(char *dir)
 {
@@ -105,8 +127,14 @@ static int task_repo(const cJSON *task, const char **path, const char **base)
 /* Reads and parses the diff. Returns 0, or 1 with the verdict set. */
 static int read_diff(job *j, const char *code)
 {
-    if (strlen(code) > VCS_DIFF_MAX)
-        return job_fail(j, "too_big", NULL, "the diff is larger than %u bytes", VCS_DIFF_MAX);
+    size_t cap = j->in->max_patch_bytes && j->in->max_patch_bytes < VCS_DIFF_MAX
+                     ? j->in->max_patch_bytes
+                     : VCS_DIFF_MAX;
+    if (code[strspn(code, " \t\r\n")] == '\0')
+        return job_fail(j, "empty_patch", NULL, "the answer holds no diff");
+    if (strlen(code) > cap)
+        return job_fail(j, "too_big", NULL, "the diff is %zu bytes, more than the %zu allowed",
+                        strlen(code), cap);
     char err[400];
     int rc = vcs_diff_read(&j->diff, code, &j->recounted, err, sizeof err);
     if (rc == WK_EINVAL) {
@@ -138,7 +166,7 @@ static int read_diff(job *j, const char *code)
     /* "--- a/x" and "+++ b/x" with nothing after them: a diff that forgot its change. */
     const char *empty = vcs_diff_empty_file(j->diff);
     if (empty)
-        return job_fail(j, "bad_diff", bad_diff_hint,
+        return job_fail(j, "empty_patch", bad_diff_hint,
                         "the diff names \"%s\" but has no hunk for it", empty);
     return 0;
 }
@@ -268,6 +296,10 @@ static int apply(job *j)
         if (vcs_tree_entries(j->result) > PATCH_TREE_ENTRIES_MAX)
             return job_fail(j, "too_big", NULL, "the patched tree has more than %d files",
                             PATCH_TREE_ENTRIES_MAX);
+        /* A diff that applies and changes nothing (a hunk that removes and re-adds a line). */
+        if (vcs_tree_unchanged(j->result, j->base))
+            return job_fail(j, "empty_patch", NULL,
+                            "the diff applies but leaves every file as it was");
         return 0;
     }
     if (f.hunk < 0) {
@@ -331,10 +363,14 @@ static int patch_start(val_env *env, const val_input *in, const char *code, val_
         *in->workdir_out = j.dir;
         j.dir = NULL; /* the caller owns the patched tree now */
     }
+    if (in->touched_out)
+        *in->touched_out = vcs_diff_touched(j.diff);
 
 cleanup:
     if (!v.pass && in->workdir_out)
         *in->workdir_out = NULL;
+    if (!v.pass && in->touched_out)
+        *in->touched_out = NULL;
     /* Nothing of ours outlives a failure or an unclaimed pass. */
     val_workdir_free(j.dir);
     vcs_tree_free(j.result);

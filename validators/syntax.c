@@ -237,7 +237,80 @@ report:
     return 0;
 }
 
+/* Bytes of one changed file that are parsed; a larger one is left to the tests. */
+#define TOUCHED_FILE_MAX (4u << 20)
+
+static void keep_verdict(void *arg, const val_verdict *v)
+{
+    val_verdict_copy(arg, v);
+}
+
+/*
+ * After "patch": every file the diff changed or added, in the patched tree,
+ * parsed with the grammar its extension names; files of other kinds are
+ * skipped. The first error fails the verdict, naming the file.
+ */
+static int touched_start(val_env *env, const val_input *in, val_done_cb done, void *arg)
+{
+    val_verdict v = {0};
+    wk_buf notes;
+    wk_buf_init(&notes, VAL_MESSAGE_MAX);
+    val_verdict_pass(&v);
+    char *list = wk_xstrdup(in->touched);
+    for (char *line = list, *nl; line && *line; line = nl) {
+        nl = strchr(line, '\n');
+        if (nl)
+            *nl++ = '\0';
+        const char *dot = strrchr(line, '.');
+        const char *slash = strrchr(line, '/');
+        if (!dot || (slash && dot < slash) || grammar_index(dot + 1) < 0)
+            continue;
+        char *path = wk_xasprintf("%s/%s", in->workdir, line);
+        char *code = NULL;
+        size_t len = 0;
+        int rc = wk_read_file(path, TOUCHED_FILE_MAX, &code, &len);
+        free(path);
+        if (rc < 0 || memchr(code, '\0', len)) {
+            free(code);
+            continue; /* too large or binary: the tests have the last word */
+        }
+        val_input one = *in;
+        one.language = dot + 1;
+        one.touched = NULL;
+        val_verdict fv = {0};
+        syntax_start(env, &one, code, keep_verdict, &fv);
+        free(code);
+        if (fv.note && fv.note[0])
+            wk_buf_appendf(&notes, "%s%s: %s", notes.len ? "; " : "", line, fv.note);
+        if (!fv.pass) {
+            char *msg = wk_xasprintf("%s: %s", line, fv.message ? fv.message : "syntax error");
+            char *ev = wk_xasprintf("file: %s\n%s", line, fv.evidence ? fv.evidence : "");
+            val_verdict_fail(&v, "syntax", fv.reason, msg, ev);
+            free(msg);
+            free(ev);
+            val_verdict_clear(&fv);
+            break;
+        }
+        val_verdict_clear(&fv);
+    }
+    if (notes.len)
+        val_verdict_note(&v, notes.buf);
+    done(arg, &v);
+    val_verdict_clear(&v);
+    wk_buf_release(&notes);
+    free(list);
+    return 0;
+}
+
+static int syntax_or_touched(val_env *env, const val_input *in, const char *code, val_done_cb done,
+                             void *arg)
+{
+    if (in->touched && in->workdir)
+        return touched_start(env, in, done, arg);
+    return syntax_start(env, in, code, done, arg);
+}
+
 const val_ops val__syntax_ops = {
     .name = "syntax",
-    .start = syntax_start,
+    .start = syntax_or_touched,
 };

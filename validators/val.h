@@ -110,6 +110,8 @@ void val_limits_default(val_limits *l);
  * What a validator sees. Everything is borrowed from the caller and stays
  * valid until the done callback has fired.
  */
+struct val_baseline; /* validators/testlog.h */
+
 typedef struct val_input {
     const char *task_id;
     const char *kind;     /* "code", "classify", "json", "patch" */
@@ -148,6 +150,20 @@ typedef struct val_input {
      * the schema (see val_label_set); NULL: the default.
      */
     const char *label_field;
+    /*
+     * Patch tasks, may be left 0/NULL. `baseline`: the tests at base (see
+     * validators/testlog.h); with it, the tests validator fails a run only
+     * for a target still failing or a regression, never for a flaky or
+     * pre-existing failure. `max_patch_bytes`: the patch validator's cap on
+     * the diff (0: VCS_DIFF_MAX). `touched_out`, like workdir_out: a passing
+     * patch stores there the paths it leaves changed or added, one per line
+     * (caller frees); `touched` is that list for the validators after it
+     * (syntax checks each file by its extension).
+     */
+    const struct val_baseline *baseline;
+    size_t max_patch_bytes;
+    char **touched_out;
+    const char *touched;
 } val_input;
 
 /* The environment validators share: the loop and sandbox settings. */
@@ -227,6 +243,35 @@ int val_check_task(const char *const *names, int n, const cJSON *task, const cJS
                    const char *who, char *why, size_t whylen);
 /* 1 when one of the validators named in `names` (count n) runs in the sandbox. */
 int val_needs_sandbox(const char *const *names, int n);
+
+/*
+ * A patch task's test command run once in the sandbox on the tree in `dir`
+ * (a host directory copied into /box; the task's tests.files are added
+ * read-only), with CASCADE_TEST_RUN=<run_no> in its environment so a test
+ * can tell the runs apart (fixtures make a flaky test deterministic with it).
+ * cb gets the verdict the tests validator would give, the whole output (up
+ * to the sandbox's cap, /box/ paths as they are) and whether the command ran
+ * and exited 0; all borrowed for the call. Returns 0 (cb is called once,
+ * maybe before returning), or WK_EINVAL when the task has no usable command.
+ */
+typedef void (*val_run_cb)(void *arg, const val_verdict *v, const char *output, size_t len,
+                           int exit_ok);
+int val_tests_run(val_env *env, const cJSON *task, const char *dir, int run_no, val_run_cb cb,
+                  void *arg);
+
+/*
+ * The diff in a patch task's answer: the first fenced block tagged diff or
+ * patch, else the first fenced block, else the whole answer trimmed. Caller
+ * frees.
+ */
+char *val_extract_diff(const char *answer);
+
+/*
+ * A fresh temporary directory the sandbox can copy into /box (the base tree
+ * of a patch task's baseline). *out is the caller's, removed and freed with
+ * val_workdir_free. Returns 0, or WK_EIO with a message in err.
+ */
+int val_workdir_make(char **out, char *err, size_t errlen);
 
 /* Removes a patched tree from val_input.workdir_out and frees the string; NULL is a no-op. */
 void val_workdir_free(char *dir);

@@ -14,24 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct vcs_diff {
-    git_diff *diff; /* NULL after a failed vcs_diff_place */
-    wk_buf text;    /* the diff as libgit2 reads it (vcs__diff_normalize) */
-    wk_buf placed;  /* the same with its hunks placed (vcs_diff_place) */
-};
-
-struct vcs_base {
-    git_repository *repo;
-    git_odb *odb; /* with the in-memory backend first */
-    git_object *base_obj;
-    git_tree *tree;
-};
-
-struct vcs_tree {
-    git_index *index;
-    git_repository *repo; /* the base's, borrowed */
-};
-
 /* libgit2's message for the last error, or `fallback`. */
 static const char *git_msg(const char *fallback)
 {
@@ -505,6 +487,16 @@ int vcs_tree_checkout(const vcs_tree *t, const char *dir, char *err, size_t errl
         return WK_EIO;
     }
     return 0;
+}
+
+git_index *vcs__tree_index(const vcs_tree *t)
+{
+    return t->index;
+}
+
+git_repository *vcs__tree_repo(const vcs_tree *t)
+{
+    return t->repo;
 }
 
 void vcs_tree_free(vcs_tree *t)

@@ -17,8 +17,8 @@
  *   vcs_apply          the diff applied to the base tree, in memory
  *   vcs_tree_checkout  the patched tree written into a directory
  *
- * Later, for the CI bot: "commit a tree on a branch" belongs in this folder,
- * in a file of its own (vcs/commit.c), declared at the end of this header.
+ * For the CI bot, commit.c writes an accepted diff as a commit on a branch
+ * of its own (vcs_commit, at the end of this header).
  */
 #ifndef VCS_H
 #define VCS_H
@@ -176,13 +176,141 @@ int vcs_hunk_lines(const vcs_diff *d, size_t file, int hunk, int max, vcs_line_c
 int vcs_base_lines(const vcs_base *b, const char *path, int from, int max, vcs_line_cb cb,
                    void *arg);
 
-/* ---- committing (commit.c, later) --------------------------------------------------- */
+/* ---- reading the base (read.c) ---------------------------------------------------- */
 
 /*
- * The CI bot's "commit a tree on a branch" goes here: a vcs_tree (or a
- * directory) written as a commit on top of the base, under a branch name,
- * so that only objects and that ref are written to the repository. Not
- * built yet; worker/sinks/ will call it.
+ * Everything the CI bot reads of a repository comes from the objects at the
+ * base revision, never from the working tree: a checkout may be dirty, and
+ * what a patch applies to is the base.
  */
+
+/*
+ * Checks, before anything is paid for, that `path` is a git repository (never
+ * an enclosing one), that `rev` resolves there to a commit or tree, and that
+ * the tree at rev holds at most max_bytes of blobs (0: no cap). Returns 0;
+ * WK_ENOTFOUND when path is not a repository, WK_EINVAL when rev does not
+ * resolve, WK_ETOOBIG when the tree is larger; a clause in err either way.
+ */
+int vcs_repo_check(const char *path, const char *rev, unsigned long long max_bytes, char *err,
+                   size_t errlen);
+
+/*
+ * The blob at `path` in the base tree, up to cap bytes: 0 with *out (NUL-
+ * terminated, caller frees), *len bytes of it, and *full the blob's whole
+ * size (> *len when it was cut at cap); WK_ENOTFOUND when the tree has no
+ * regular file there.
+ */
+int vcs_base_read(const vcs_base *b, const char *path, size_t cap, char **out, size_t *len,
+                  size_t *full);
+
+/*
+ * Calls cb with every blob path of the base tree, in tree order, until cb
+ * returns non-zero or `max` paths were given. Returns how many were given.
+ */
+long vcs_base_walk(const vcs_base *b, long max, int (*cb)(void *arg, const char *path), void *arg);
+
+/*
+ * Writes the base tree into `dir` (an existing empty directory): regular and
+ * executable files with their modes, symlinks as links (their targets are
+ * not followed), submodules as empty directories. Export, not checkout: the
+ * repository's index, HEAD and working tree are untouched, and no filter
+ * runs. Stops with WK_ETOOBIG past max_bytes of blobs (0: no cap); WK_EIO
+ * when a write fails; err says which file.
+ */
+int vcs_base_export(const vcs_base *b, const char *dir, unsigned long long max_bytes, char *err,
+                    size_t errlen);
+
+/*
+ * 1 when the patched tree is the base tree (a diff that changes nothing once
+ * applied), 0 when it differs or cannot be compared.
+ */
+int vcs_tree_unchanged(const vcs_tree *t, const vcs_base *b);
+
+/*
+ * The paths the diff leaves in the tree changed or added (not deleted), one
+ * per line, each line ending in a newline. Caller frees.
+ */
+char *vcs_diff_touched(const vcs_diff *d);
+
+/* ---- committing (commit.c) ------------------------------------------------------- */
+
+/* Bytes of a branch name vcs_commit makes, with its NUL. */
+#define VCS_BRANCH_MAX 256
+
+/*
+ * A branch name for a task: `prefix` (e.g. "cascade/") and the task id with
+ * anything a ref may not hold replaced ("py/fix me.." -> "py/fix-me._"), so
+ * every id gives a valid name; an id that cannot be made one gives
+ * "<prefix>task-<hash>". Written into out (size n).
+ */
+void vcs_branch_name(const char *prefix, const char *id, char *out, size_t n);
+
+/* What to commit; everything borrowed. */
+typedef struct vcs_commit_req {
+    const char *repo_path; /* the repository itself (never an enclosing one) */
+    const char *base;      /* the revision the diff applies to; the commit's parent */
+    const char *diff;      /* the diff text, as vcs_diff_read takes it */
+    const char *branch;    /* wanted name under refs/heads/ (see vcs_branch_name) */
+    /* 1: a branch of that name is moved to the new commit; 0: "-2", "-3", ... are tried */
+    int force;
+    /*
+     * The task: a branch of the series whose commit has this Cascade-Task
+     * trailer, the same parent and the same tree is our own earlier commit
+     * (a run that crashed before writing its result) and is reused as it is.
+     */
+    const char *task_id;
+    const char *name, *email; /* author and committer; NULL: "cascade", "cascade@localhost" */
+    const char *message;      /* the whole commit message, trailers included */
+} vcs_commit_req;
+
+typedef struct vcs_commit_info {
+    char branch[VCS_BRANCH_MAX]; /* the branch made or reused, without "refs/heads/" */
+    char commit[41];             /* its commit, hex */
+    char base[41];               /* the base commit, hex */
+    int reused;                  /* 1: an earlier commit for the task was kept */
+    size_t files_changed, insertions, deletions;
+} vcs_commit_info;
+
+/*
+ * Applies `diff` to the base tree (read, confined and placed as the patch
+ * validator does) and writes the result as a commit whose only parent is the
+ * base, on a new branch. Only objects and that one ref are written to the
+ * repository: HEAD, the index and the working tree are never touched. A
+ * branch that exists is never moved unless req->force; the first free name
+ * of "B", "B-2", "B-3", ... (up to B-100) is taken, and a branch of that
+ * series holding our own earlier commit (see task_id) is reused instead.
+ * Returns 0 with *out filled; WK_ENOTFOUND when the repository or base cannot
+ * be read; WK_EINVAL when the diff does not parse, is refused or does not
+ * apply; WK_EBUSY when every name of the series is taken; WK_EIO when a
+ * write fails; a message in err (size errlen) each time.
+ */
+int vcs_commit(const vcs_commit_req *req, vcs_commit_info *out, char *err, size_t errlen);
+
+/*
+ * The commit `commit` (hex) of the repository as `git format-patch` writes
+ * it: the "From <sha>" line, From, Date, "Subject: [PATCH] <first line>",
+ * the rest of the message, the diffstat and the diff. Appended to out (the
+ * caller's, with its cap). Returns 0; WK_ENOTFOUND when the commit cannot be
+ * read; WK_ETOOBIG when out is full; a message in err.
+ */
+int vcs_format_patch(const char *repo_path, const char *commit, wk_buf *out, char *err,
+                     size_t errlen);
+
+/*
+ * Resolves `rev` in the repository at `path` (never an enclosing one) to its
+ * commit, in hex (sha, 41 bytes), and gives the repository's git directory
+ * (gitdir, size n, with a trailing '/'). Returns 0, or WK_ENOTFOUND with
+ * libgit2's message in err.
+ */
+int vcs_resolve(const char *path, const char *rev, char sha[41], char *gitdir, size_t n, char *err,
+                size_t errlen);
+
+/*
+ * The value of trailer `key` in the message of the commit at `rev` (a
+ * branch, a sha), into out (size n). Returns 0; WK_ENOTFOUND when the
+ * commit or the trailer is missing.
+ */
+int vcs_commit_trailer(const char *repo_path, const char *rev, const char *key, char *out,
+                       size_t n);
 
 #endif

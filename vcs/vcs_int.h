@@ -5,7 +5,30 @@
 #ifndef VCS_INT_H
 #define VCS_INT_H
 
+#include <git2.h>
+
 #include "vcs.h"
+
+/* A parsed diff (apply.c). */
+struct vcs_diff {
+    git_diff *diff; /* NULL after a failed vcs_diff_place */
+    wk_buf text;    /* the diff as libgit2 reads it (vcs__diff_normalize) */
+    wk_buf placed;  /* the same with its hunks placed (vcs_diff_place) */
+};
+
+/* A patched tree in memory (apply.c). */
+struct vcs_tree {
+    git_index *index;
+    git_repository *repo; /* the base's, borrowed */
+};
+
+/* The repository at its base (apply.c opens it; read.c reads from it). */
+struct vcs_base {
+    git_repository *repo;
+    git_odb *odb; /* with the in-memory backend first */
+    git_object *base_obj;
+    git_tree *tree;
+};
 
 /* A hunk header "@@ -a[,b] +c[,d] @@rest". */
 typedef struct vcs__hunk_hdr {
@@ -36,5 +59,13 @@ size_t vcs__hunk_headers(const char *text, vcs__hunk_hdr **out);
  * hdrs[k], in order. Returns 0, or WK_ETOOBIG when out hits its cap.
  */
 int vcs__hunk_rewrite(const char *text, const vcs__hunk_hdr *hdrs, size_t n_hdrs, wk_buf *out);
+
+/*
+ * The patched tree's index and the repository whose object store (with the
+ * in-memory backend first) holds its new blobs (apply.c), for commit.c,
+ * which copies those blobs to the repository's own store. Borrowed from t.
+ */
+struct git_index *vcs__tree_index(const vcs_tree *t);
+struct git_repository *vcs__tree_repo(const vcs_tree *t);
 
 #endif

@@ -329,6 +329,8 @@ void wk_ask_validate(wk_ask *q, const char *answer, int same_call)
     q->vin.schema = wk_task_schema(q->task);
     q->vin.compile_commands = c->compile;
     q->vin.label_field = c->label_field;
+    q->vin.baseline = wk_task_baseline(q->task);
+    q->vin.max_patch_bytes = a->max_patch_bytes;
     q->in_validate = 1;
     int rc = val_chain_start(a->venv, (const char *const *)c->validators, c->nvalidators, &q->vin,
                              on_verdict, q);

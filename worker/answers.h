@@ -38,6 +38,7 @@ typedef struct wk_answers {
     int replay_start;
     wk_vcache *vcache; /* replay; NULL: none */
     val_env *venv;
+    size_t max_patch_bytes; /* patch tasks: the diff's cap (--max-patch-kb); 0: the default */
 } wk_answers;
 
 /* One task's questions: the call or validation in progress, and what the journal held. */

@@ -41,6 +41,28 @@ static void invalid(const q_item *it, const wk_intake_facts *f, cJSON *res, wk_i
     d->result = res;
 }
 
+/*
+ * A patch task's repository, read against the task file's directory and
+ * checked by the driver before anything is paid for. 1 with d set INVALID
+ * (taking key, the result's key) when it fails; 0 leaves key to the caller.
+ */
+static int repo_invalid(const q_item *it, const wk_intake_facts *f, wk_task *t, char *key,
+                        wk_intake *d)
+{
+    const char *kind = wk_jstr(wk_task_json(t), "kind");
+    if (!kind || strcmp(kind, "patch") != 0)
+        return 0;
+    wk_task_resolve_repo(t, f->task_dir);
+    char why[600];
+    if (!f->check_repo || f->check_repo(f->arg, wk_task_json(t), why, sizeof why) == 0)
+        return 0;
+    d->kind = WK_INTAKE_INVALID;
+    d->key = key; /* consumed on this path only */
+    d->result = wk_invalid_result(wk_task_id(t), it->lineno, why);
+    d->line = cJSON_PrintUnformatted(d->result);
+    return 1;
+}
+
 void wk_intake_decide(const q_item *it, const wk_intake_facts *f, wk_intake *d)
 {
     memset(d, 0, sizeof *d);
@@ -102,6 +124,10 @@ void wk_intake_decide(const q_item *it, const wk_intake_facts *f, wk_intake *d)
         d->kind = WK_INTAKE_RESUME;
         d->key = key;
         key = NULL;
+    } else if (repo_invalid(it, f, t, key, d)) {
+        key = NULL; /* the INVALID decision's key now */
+        d->task = NULL;
+        wk_task_free(t);
     } else {
         d->kind = WK_INTAKE_RUN;
     }

@@ -12,6 +12,8 @@
  *   (Redis) an id another entry owns   INVALID ("duplicate id"), keyed by entry
  *   its result in the results file     ALREADY
  *   done in the journal                RESUME: write the stored result line
+ *   a patch task whose repository      INVALID, naming repo.path, repo.base or
+ *   fails the check_repo fact          the size cap
  *   otherwise                          RUN
  */
 #ifndef WK_INTAKE_H
@@ -41,6 +43,14 @@ typedef struct wk_intake_facts {
     int (*done)(void *arg, const char *key, char **result);
     /* 1 when an earlier line of this input had the task id. */
     int (*seen)(void *arg, const char *id);
+    /*
+     * Patch tasks: the task file's directory, against which a relative
+     * repo.path is read (NULL: the working directory); and the check of the
+     * repository the task names (NULL: none), 0 or negative with a clause
+     * naming the field in why (whylen bytes). A failed check is INVALID.
+     */
+    const char *task_dir;
+    int (*check_repo)(void *arg, const cJSON *task, char *why, size_t whylen);
     void *arg;
 } wk_intake_facts;
 

@@ -19,6 +19,7 @@
 
 #include "cost.h"
 #include "lib/util.h"
+#include "validators/testlog.h"
 #include "validators/val.h"
 
 /* Costs are reported to the nano-dollar so sums of lines match the totals. */
@@ -199,6 +200,63 @@ static cJSON *tier_obj(const wk_task *t, int tier)
     return o;
 }
 
+/* The names after "label: " in a note, up to the next "; ". */
+static void note_names(cJSON *arr, const char *note, const char *label)
+{
+    const char *p = note ? strstr(note, label) : NULL;
+    if (!p)
+        return;
+    p += strlen(label);
+    const char *end = strstr(p, "; ");
+    if (!end)
+        end = p + strlen(p);
+    while (p < end) {
+        const char *comma = strstr(p, ", ");
+        const char *e = comma && comma < end ? comma : end;
+        if (e > p) {
+            char *name = wk_xstrndup(p, (size_t)(e - p));
+            cJSON_AddItemToArray(arr, cJSON_CreateString(name));
+            free(name);
+        }
+        p = e == end ? end : e + 2;
+    }
+}
+
+/*
+ * A patch task's tests in its result: the accepted verdict's counts (from
+ * its note when the verdict came back from the journal without them), the
+ * flaky tests found at base and the pre-existing failures the patch left.
+ */
+static void add_tests(const wk_task *t, cJSON *r, int accepted)
+{
+    if (!t->baseline)
+        return;
+    val_test_counts c = t->tests;
+    const char *note = t->tests_note;
+    const char *counts = note ? strstr(note, "tests: passed ") : NULL;
+    if (accepted && counts && !c.passed && !c.flaky && !c.preexisting)
+        sscanf(counts, "tests: passed %d, flaky %d, pre-existing %d", &c.passed, &c.flaky,
+               &c.preexisting);
+    if (!accepted)
+        c = (val_test_counts){.flaky = t->baseline->nflaky};
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "passed", c.passed);
+    cJSON_AddNumberToObject(o, "flaky", c.flaky);
+    cJSON_AddNumberToObject(o, "preexisting", c.preexisting);
+    cJSON *fl = cJSON_AddArrayToObject(o, "flaky_tests");
+    for (int i = 0; i < t->baseline->nflaky; i++)
+        cJSON_AddItemToArray(fl, cJSON_CreateString(t->baseline->flaky[i]));
+    cJSON *pre = cJSON_AddArrayToObject(o, "preexisting_tests");
+    if (accepted)
+        note_names(pre, note, "pre-existing failures: ");
+    cJSON *fa = cJSON_AddArrayToObject(o, "failing_at_base");
+    for (int i = 0; i < t->baseline->nfailing; i++)
+        cJSON_AddItemToArray(fa, cJSON_CreateString(t->baseline->failing[i]));
+    cJSON_AddNumberToObject(o, "baseline_runs", t->baseline_runs);
+    cJSON_AddNumberToObject(o, "baseline_ms", (double)t->baseline_ms);
+    cJSON_AddItemToObject(r, "tests", o);
+}
+
 static void finish(wk_task *t, const char *status, const char *reason, wk_actions *out)
 {
     cJSON *r = cJSON_CreateObject();
@@ -216,8 +274,10 @@ static void finish(wk_task *t, const char *status, const char *reason, wk_action
     cJSON_AddNumberToObject(r, "cost_usd", round_usd(t->cost_usd));
     cJSON_AddItemToObject(r, "attempts", t->attempts);
     t->attempts = NULL;
+    if (t->is_patch)
+        add_tests(t, r, accepted);
     if (accepted) {
-        char *code = val_extract_code(t->answer);
+        char *code = t->is_patch ? val_extract_diff(t->answer) : val_extract_code(t->answer);
         cJSON_AddStringToObject(r, "answer", code);
         free(code);
     } else if (t->best) {
@@ -383,7 +443,7 @@ static void on_failure(wk_task *t, int64_t now, int feedback, const char *valida
         int rank = rank_of(t, validator);
         if (rank >= t->best_rank) {
             free(t->best);
-            t->best = val_extract_code(t->answer);
+            t->best = t->is_patch ? val_extract_diff(t->answer) : val_extract_code(t->answer);
             t->best_rank = rank;
         }
     }
@@ -690,24 +750,64 @@ cleanup:
     wk_buf_release(&ev);
 }
 
+/* The first call, at the first tier that may take the task. */
+static void first_call(wk_task *t, int64_t now, wk_actions *out)
+{
+    int first = next_fitting(t, 0, now, out);
+    if (first < 0) {
+        drop_after(out, 0);
+        finish(t, "error", "no tier may take the task (context windows, skip rules)", out);
+        return;
+    }
+    t->tier = first;
+    vote_reset(t);
+    call_or_stop(t, out);
+}
+
+/* A patch task's preparation: finish, or set the prompt and make the first call. */
+static void on_prepared(wk_task *t, const wk_event *ev, wk_actions *out)
+{
+    const wk_prep *p = ev->prep;
+    t->baseline = wk_xcalloc(1, sizeof *t->baseline);
+    if (p->baseline)
+        val_baseline_copy(t->baseline, p->baseline);
+    t->baseline_ms = p->elapsed_ms;
+    t->baseline_runs = p->runs;
+    if (p->status == WK_PREP_NOTHING) {
+        finish(t, "nothing_to_fix", p->reason ? p->reason : "the tests pass at base", out);
+        return;
+    }
+    if (p->status != WK_PREP_READY || !p->prompt) {
+        finish(t, "error", p->reason ? p->reason : "the task could not be prepared", out);
+        return;
+    }
+    /* The user turn was a placeholder; the repository's prompt replaces it. */
+    cJSON *user = cJSON_GetArrayItem(t->messages, 1);
+    if (user)
+        cJSON_ReplaceItemInObjectCaseSensitive(user, "content", cJSON_CreateString(p->prompt));
+    first_call(t, ev->now_ms, out);
+}
+
 /* One transition; its actions are appended to out. */
 static void step(wk_task *t, const wk_event *ev, wk_actions *out)
 {
     switch (ev->kind) {
-    case WK_EV_START: {
+    case WK_EV_START:
         if (t->state != WK__ST_NEW)
             return;
-        int first = next_fitting(t, 0, ev->now_ms, out);
-        if (first < 0) {
-            drop_after(out, 0);
-            finish(t, "error", "no tier may take the task (context windows, skip rules)", out);
+        if (t->is_patch) {
+            /* The baseline and the prompt come first; PREPARED takes it from there. */
+            t->state = WK__ST_PREPARING;
+            push(out, WK_ACT_PREPARE);
             return;
         }
-        t->tier = first;
-        vote_reset(t);
-        call_or_stop(t, out);
+        first_call(t, ev->now_ms, out);
         return;
-    }
+    case WK_EV_PREPARED:
+        if (t->state != WK__ST_PREPARING || !ev->prep)
+            return;
+        on_prepared(t, ev, out);
+        return;
     case WK_EV_RESPONSE: {
         if (t->state != WK__ST_CALLING)
             return;
@@ -761,6 +861,11 @@ static void step(wk_task *t, const wk_event *ev, wk_actions *out)
             return;
         const val_verdict *v = ev->verdict;
         cJSON_AddItemToObject(t->cur, "verdict", val_verdict_json(v));
+        if (v->pass && t->is_patch) {
+            t->tests = v->tests;
+            free(t->tests_note);
+            t->tests_note = v->note ? wk_xstrdup(v->note) : NULL;
+        }
         if (v->pass && tier_doubts(&t->cascade->tiers[t->tier])) {
             vote(t, v, ev->now_ms, out);
         } else if (v->pass) {

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "patch_task.h"
 #include "task.h"
 #include "validators/val.h"
 
@@ -27,6 +28,7 @@ typedef enum wk_event_kind {
     WK_EV_VERDICT,     /* the validator chain finished */
     WK_EV_LOST_CALL,   /* the journal shows this call sent before a crash, never answered:
                           it may have been billed (lost_cost_usd); re-send within budget */
+    WK_EV_PREPARED,    /* a patch task's preparation finished (see patch_task.h) */
 } wk_event_kind;
 
 typedef struct wk_event {
@@ -61,6 +63,8 @@ typedef struct wk_event {
     int budget_denied;         /* the run budget refused the call: the task ends over_budget */
     /* WK_EV_VERDICT: the validator chain's verdict, borrowed for the feed */
     const val_verdict *verdict;
+    /* WK_EV_PREPARED: what the preparation found, borrowed for the feed */
+    const wk_prep *prep;
 } wk_event;
 
 typedef enum wk_action_kind {
@@ -68,6 +72,7 @@ typedef enum wk_action_kind {
     WK_ACT_VALIDATE, /* run the cascade's validators on answer; then feed VERDICT */
     WK_ACT_LOG,      /* write line to the escalation log */
     WK_ACT_FINISH,   /* write result as the task's one result line; the task is done */
+    WK_ACT_PREPARE,  /* patch task: run the baseline and build the prompt; then feed PREPARED */
 } wk_action_kind;
 
 typedef struct wk_action {

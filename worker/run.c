@@ -44,6 +44,7 @@
 #include "worker/net/calls.h"
 #include "worker/obs/summary.h"
 #include "worker/queues/q.h"
+#include "worker/sinks/commit.h"
 #include "worker/sinks/results_file.h"
 #include "worker/store/cache.h"
 #include "worker/store/journal.h"
@@ -94,6 +95,7 @@ struct run {
     wk_summary sum;
     long resumed, skipped;
     const char *abort_on_task; /* fault injection for tests; see on_item */
+    char *task_dir;            /* the task file's directory: patch tasks' repo.path is read there */
 };
 
 static int64_t wall_ms(void)
@@ -230,6 +232,16 @@ static void on_abandon(void *arg, int status)
     abandon_slot(s);
 }
 
+/* A patch task's baseline and prompt are ready (see patch_task.h). */
+static void on_prepared(void *arg, const wk_prep *p)
+{
+    slot *s = arg;
+    if (!s->task)
+        return;
+    wk_event ev = {.kind = WK_EV_PREPARED, .now_ms = wall_ms(), .prep = p};
+    feed(s, &ev);
+}
+
 static void perform(slot *s, wk_actions *acts)
 {
     run *r = s->r;
@@ -256,7 +268,16 @@ static void perform(slot *s, wk_actions *acts)
             cJSON_Delete(a->line);
             a->line = NULL;
             break;
+        case WK_ACT_PREPARE:
+            /* The callback may come before this returns; PREPARE is the feed's last action. */
+            wk_patch_prepare(r->ans.venv, wk_task_json(s->task), &r->o->patch, on_prepared, s);
+            break;
         case WK_ACT_FINISH: {
+            /* An accepted patch becomes a commit before its result is journaled (commit.h). */
+            char cerr[ERRMSG_MAX];
+            if (!r->journal_failed &&
+                wk_commit_sink(&r->o->commit, wk_task_json(s->task), a->line, cerr, sizeof cerr))
+                fprintf(stderr, "cascade: %s: no commit: %s\n", wk_task_id(s->task), cerr);
             wk_results_cap_answer(a->line); /* the whole answer stays in the journal */
             char *line = cJSON_PrintUnformatted(a->line);
             wk_summary_add(&r->sum, wk_task_cascade(s->task), a->line);
@@ -292,6 +313,11 @@ static int fact_seen(void *arg, const char *id)
     return wk_strset_has(&((run *)arg)->seen, id);
 }
 
+static int fact_repo(void *arg, const cJSON *task, char *why, size_t whylen)
+{
+    return wk_patch_check_repo(task, &((run *)arg)->o->patch, why, whylen);
+}
+
 /* Carries out intake's decision (see intake.h) for one item. */
 static void on_item(void *arg, q_item *it)
 {
@@ -310,6 +336,8 @@ static void on_item(void *arg, q_item *it)
                          .written = fact_written,
                          .done = fact_done,
                          .seen = fact_seen,
+                         .task_dir = r->task_dir,
+                         .check_repo = fact_repo,
                          .arg = r};
     wk_intake d;
     wk_intake_decide(it, &f, &d);
@@ -490,6 +518,7 @@ void wk_run_opts_default(wk_run_opts *o)
     o->grace_ms = 30000;
     o->lease_ms = 60000;
     o->max_deliveries = 5;
+    wk_patch_opts_default(&o->patch);
 }
 
 int wk_run(const wk_run_opts *o)
@@ -505,6 +534,14 @@ int wk_run(const wk_run_opts *o)
     r->ans.replay_start = o->replay_start;
     r->ans.vcache = o->vcache;
     r->abort_on_task = getenv("CASCADE_FAULT_ABORT_ON_TASK");
+    r->ans.max_patch_bytes = (size_t)o->patch.max_patch_kb * 1024;
+    if (!o->queue_url && o->tasks_path && strcmp(o->tasks_path, "-") != 0) {
+        const char *slash = strrchr(o->tasks_path, '/');
+        r->task_dir = slash
+                          ? wk_xstrndup(o->tasks_path,
+                                        (size_t)(slash - o->tasks_path + (slash == o->tasks_path)))
+                          : wk_xstrdup(".");
+    }
     /* Fault injection for the tests of the write-ahead promise: a disk that fills up. */
     const char *full_after = getenv("CASCADE_FAULT_JOURNAL_FULL_AFTER");
     if (full_after && wk_journal_fault_full_after(atol(full_after)) != 0) {
@@ -661,6 +698,7 @@ cleanup:
     wk_results_file_close(r->results);
     free(r->slots);
     free(journal_path);
+    free(r->task_dir);
     wk_summary_release(&r->sum);
     wk_config_free(&r->cfg);
     free(r);

@@ -7,8 +7,10 @@
 #define WK_RUN_H
 
 #include "lib/recordings.h"
+#include "worker/patch_task.h"
 #include "worker/eval/vcache.h"
 #include "worker/obs/summary.h"
+#include "worker/sinks/commit.h"
 
 typedef struct wk_run_opts {
     const char *tasks_path; /* "-" for stdin */
@@ -46,7 +48,9 @@ typedef struct wk_run_opts {
     long lease_ms;
     int max_deliveries;
     int drain;
-    wk_run_stats *stats; /* filled at the end when not NULL */
+    wk_run_stats *stats;   /* filled at the end when not NULL */
+    wk_patch_opts patch;   /* patch tasks' caps (--max-repo-mb, --max-patch-kb, ...) */
+    wk_commit_opts commit; /* patch tasks: the commit sink's branch, patch file and author */
 } wk_run_opts;
 
 void wk_run_opts_default(wk_run_opts *o);

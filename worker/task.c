@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "lib/util.h"
+#include "validators/testlog.h"
 #include "validators/val.h"
 
 const char *wk_task_id(const wk_task *t)
@@ -32,6 +33,14 @@ const cJSON *wk_task_schema(const wk_task *t)
 int wk_task_done(const wk_task *t)
 {
     return t->state == WK__ST_DONE;
+}
+int wk_task_is_patch(const wk_task *t)
+{
+    return t->is_patch;
+}
+const struct val_baseline *wk_task_baseline(const wk_task *t)
+{
+    return t->baseline;
 }
 
 /* ---- task intake ----------------------------------------------------------- */
@@ -115,6 +124,56 @@ static int check_labels(const wk_config *cfg, const wk_cascade *c, const cJSON *
     return WK_EINVAL;
 }
 
+/*
+ * The shape of a patch task (README "Patch tasks"), checked before anything
+ * is paid for; the repository itself is opened later by the driver
+ * (intake's check_repo fact), since this file does no I/O. Names the field.
+ */
+static int check_patch_shape(const cJSON *task, char *why, size_t whylen)
+{
+    const cJSON *repo = cJSON_GetObjectItemCaseSensitive(task, "repo");
+    const cJSON *path = cJSON_GetObjectItemCaseSensitive(repo, "path");
+    const cJSON *base = cJSON_GetObjectItemCaseSensitive(repo, "base");
+    if (!cJSON_IsObject(repo))
+        return wk_errf(WK_EINVAL, why, whylen,
+                       "repo must be an object {\"path\": ..., \"base\": ...}");
+    if (!cJSON_IsString(path) || !path->valuestring[0])
+        return wk_errf(WK_EINVAL, why, whylen, "repo.path must be a non-empty string");
+    if (base && (!cJSON_IsString(base) || !base->valuestring[0]))
+        return wk_errf(WK_EINVAL, why, whylen, "repo.base must be a non-empty string (a revision)");
+    const cJSON *tests = cJSON_GetObjectItemCaseSensitive(task, "tests");
+    const cJSON *cmd = cJSON_GetObjectItemCaseSensitive(tests, "command");
+    int ok = cJSON_IsArray(cmd) && cJSON_GetArraySize(cmd) > 0;
+    const cJSON *a;
+    cJSON_ArrayForEach(a, cmd) ok = ok && cJSON_IsString(a) && a->valuestring[0];
+    if (!ok)
+        return wk_errf(WK_EINVAL, why, whylen,
+                       "tests.command must be a non-empty array of non-empty strings");
+    const cJSON *tfiles = cJSON_GetObjectItemCaseSensitive(tests, "files");
+    if (tfiles && !cJSON_IsObject(tfiles))
+        return wk_errf(WK_EINVAL, why, whylen, "tests.files must be an object of path -> content");
+    const cJSON *ctx = cJSON_GetObjectItemCaseSensitive(task, "context_files");
+    if (ctx) {
+        ok = cJSON_IsArray(ctx);
+        cJSON_ArrayForEach(a, ctx) ok = ok && cJSON_IsString(a) && a->valuestring[0];
+        if (!ok)
+            return wk_errf(WK_EINVAL, why, whylen,
+                           "context_files must be an array of path strings");
+    }
+    return 0;
+}
+
+void wk_task_resolve_repo(wk_task *t, const char *dir)
+{
+    cJSON *repo = cJSON_GetObjectItemCaseSensitive(t->json, "repo");
+    const char *path = wk_jstr(repo, "path");
+    if (!path || path[0] == '/' || !dir || !dir[0])
+        return;
+    char *abs = wk_xasprintf("%s/%s", dir, path);
+    cJSON_ReplaceItemInObjectCaseSensitive(repo, "path", cJSON_CreateString(abs));
+    free(abs);
+}
+
 static cJSON *first_messages(const cJSON *task, const char *kind, const char *language)
 {
     cJSON *msgs = cJSON_CreateArray();
@@ -131,6 +190,9 @@ static cJSON *first_messages(const cJSON *task, const char *kind, const char *la
     } else if (strcmp(kind, "classify") == 0 || strcmp(kind, "json") == 0) {
         sys = wk_xstrdup("Reply with one JSON object only, in a ```json fenced block, that "
                          "matches the schema given.");
+    } else if (strcmp(kind, "patch") == 0) {
+        /* The user turn is rebuilt from the repository once the baseline ran (patch_prompt.c). */
+        sys = wk_xstrdup(WK_PATCH_SYSTEM_PROMPT);
     } else {
         sys = wk_xstrdup("Reply with the answer only.");
     }
@@ -144,7 +206,7 @@ static cJSON *first_messages(const cJSON *task, const char *kind, const char *la
     wk_buf b;
     wk_buf_init(&b, SIZE_MAX / 2);
     const char *prompt = wk_jstr(task, "prompt");
-    wk_buf_appendf(&b, "%s", prompt);
+    wk_buf_appendf(&b, "%s", prompt ? prompt : "");
     const cJSON *files = cJSON_GetObjectItemCaseSensitive(task, "files");
     const cJSON *f;
     cJSON_ArrayForEach(f, files)
@@ -191,11 +253,6 @@ int wk_task_parse(const char *line, size_t len, long lineno, const wk_config *cf
         snprintf(why, sizeof why, "task has no \"id\" (a non-empty string)");
         goto cleanup;
     }
-    const char *prompt = wk_jstr(j, "prompt");
-    if (!prompt || !*prompt) {
-        snprintf(why, sizeof why, "task has no \"prompt\" (a non-empty string)");
-        goto cleanup;
-    }
     const cJSON *jkind = cJSON_GetObjectItemCaseSensitive(j, "kind");
     const char *kind = wk_jstr(j, "kind");
     if (jkind && !kind) {
@@ -209,6 +266,15 @@ int wk_task_parse(const char *line, size_t len, long lineno, const wk_config *cf
         snprintf(why, sizeof why, "unknown kind \"%.40s\" (code, patch, classify or json)", kind);
         goto cleanup;
     }
+    const char *prompt = wk_jstr(j, "prompt");
+    int is_patch = strcmp(kind, "patch") == 0;
+    /* A patch task's instruction is optional: "make the failing tests pass". */
+    if (is_patch ? cJSON_GetObjectItemCaseSensitive(j, "prompt") && !prompt : !prompt || !*prompt) {
+        snprintf(why, sizeof why, "task has no \"prompt\" (a non-empty string)");
+        goto cleanup;
+    }
+    if (is_patch && check_patch_shape(j, why, sizeof why))
+        goto cleanup;
     const char *language = wk_jstr(j, "language");
     const char *want = cascade_name ? cascade_name : wk_jstr(j, "cascade");
     const wk_cascade *c =
@@ -236,6 +302,14 @@ int wk_task_parse(const char *line, size_t len, long lineno, const wk_config *cf
     char gold[VAL_LABEL_MAX] = "";
     if (check_labels(cfg, c, j, schema, gold, why, sizeof why))
         goto cleanup;
+    /* The other validators of a patch task run on the tree the patch validator leaves. */
+    if (is_patch && (c->nvalidators == 0 || strcmp(c->validators[0], "patch") != 0)) {
+        snprintf(why, sizeof why,
+                 "cascade %.80s runs a patch task but does not list \"patch\" as its first "
+                 "validator",
+                 c->name);
+        goto cleanup;
+    }
     const cJSON *jb = cJSON_GetObjectItemCaseSensitive(j, "budget_usd");
     if (jb && (!cJSON_IsNumber(jb) || jb->valuedouble < 0)) {
         snprintf(why, sizeof why, "budget_usd must be a number >= 0");
@@ -254,6 +328,7 @@ int wk_task_parse(const char *line, size_t len, long lineno, const wk_config *cf
     t->messages = first_messages(t->json, kind, language);
     t->attempts = cJSON_CreateArray();
     t->best_rank = -1;
+    t->is_patch = is_patch;
     *out = t;
     t = NULL;
     rc = 0;
@@ -281,6 +356,10 @@ void wk_task_free(wk_task *t)
     cJSON_Delete(t->pending);
     free(t->logprobs_text);
     free(t->logprobs);
+    if (t->baseline)
+        val_baseline_release(t->baseline);
+    free(t->baseline);
+    free(t->tests_note);
     free(t);
 }
 

@@ -14,6 +14,13 @@
 
 typedef struct wk_task wk_task;
 
+/* The system turn of a patch task: what to answer, and in which form. */
+#define WK_PATCH_SYSTEM_PROMPT                                                                     \
+    "You are an expert software engineer fixing a bug in a git repository. Reply with one "        \
+    "unified diff (\"--- a/PATH\", \"+++ b/PATH\", \"@@ -l,n +l,n @@\" hunks, paths relative to "  \
+    "the repository root) in a single ```diff fenced block. Change only what the fix needs; "      \
+    "do not change the tests."
+
 /*
  * Parses one task line. On success *out is a new task (free with
  * wk_task_free) and returns 0. A line that is not a usable task returns
@@ -24,6 +31,13 @@ typedef struct wk_task wk_task;
 int wk_task_parse(const char *line, size_t len, long lineno, const wk_config *cfg,
                   const char *cascade_name, wk_task **out, cJSON **invalid);
 void wk_task_free(wk_task *t);
+
+/*
+ * Patch tasks: a relative repo.path is made relative to `dir` (the task
+ * file's directory) by rewriting it in the task; an absolute one, or a NULL
+ * dir (stdin, a queue), leaves it as it is, relative to the working directory.
+ */
+void wk_task_resolve_repo(wk_task *t, const char *dir);
 
 /* The result line of a line that is not a task (id may be NULL). Caller frees. */
 cJSON *wk_invalid_result(const char *id, long lineno, const char *reason);
@@ -52,5 +66,9 @@ const cJSON *wk_task_json(const wk_task *t);
 const wk_cascade *wk_task_cascade(const wk_task *t);
 const cJSON *wk_task_schema(const wk_task *t); /* task's schema, else the cascade's; may be NULL */
 int wk_task_done(const wk_task *t);
+/* 1 for a patch task (kind "patch"). */
+int wk_task_is_patch(const wk_task *t);
+/* A patch task's baseline once prepared (validators/testlog.h); NULL before or otherwise. */
+const struct val_baseline *wk_task_baseline(const wk_task *t);
 
 #endif

@@ -11,7 +11,7 @@
 #include "task.h"
 #include "validators/val.h"
 
-enum { WK__ST_NEW, WK__ST_CALLING, WK__ST_VALIDATING, WK__ST_DONE };
+enum { WK__ST_NEW, WK__ST_PREPARING, WK__ST_CALLING, WK__ST_VALIDATING, WK__ST_DONE };
 
 struct wk_task {
     char *id;
@@ -40,6 +40,13 @@ struct wk_task {
     cJSON *pending;      /* the other choices of the newest call (n > 1), not yet voted; owned */
     char *logprobs_text; /* the newest answer's tokens joined, with logprobs below; owned */
     double *logprobs;    /* per byte of logprobs_text: the logprob of the token holding it */
+    /* Patch tasks (kind "patch"): the baseline, from WK_EV_PREPARED. */
+    int is_patch;
+    struct val_baseline *baseline; /* owned; NULL until prepared */
+    long baseline_ms;              /* how long the preparation took */
+    int baseline_runs;
+    val_test_counts tests; /* the accepted verdict's counts */
+    char *tests_note;      /* and its note, which names the pre-existing failures; owned */
 };
 
 #endif

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 
 #include "cli.h"
+#include "lib/util.h"
 #include "worker/run.h"
 
 static const char usage_run[] =
@@ -47,6 +48,12 @@ static const char usage_run[] =
     "  --connect-timeout SEC  connect timeout [10]\n"
     "  --response-cap MIB   largest response body accepted [8]\n"
     "  --test-timeout SEC   wall-clock limit of one sandboxed test run [10]\n"
+    "  --max-repo-mb N      patch tasks: largest tree at base [100]\n"
+    "  --max-patch-kb N     patch tasks: largest diff accepted (too_big) [256]\n"
+    "  --max-test-output-kb N  test output in the prompt, tail kept [16]\n"
+    "  --max-file-kb N      each file shown in the prompt [32]\n"
+    "  --max-prompt-files N files shown in the prompt [8]\n"
+    "  --max-file-list N    paths in the prompt's file list [200]\n"
     "  --journal FILE|none  SQLite journal of every attempt, for resuming after a\n"
     "                       crash or a stop; one run at a time holds it (a second\n"
     "                       exits 1) [RESULTS.journal when -o names a file]\n"
@@ -62,6 +69,13 @@ static const char usage_run[] =
     "  --drain              stop when the stream has nothing left for us\n"
     "  -q, --quiet          no summary\n"
     "  -h, --help           this text\n"
+    "\n"
+    "patch tasks (an accepted patch becomes a commit; README \"The CI bot\"):\n"
+    "  --patch-dir DIR      where <task id>.patch goes [the results file's directory;\n"
+    "                       none when results go to stdout]\n"
+    "  --branch-prefix P    the commit's branch is P<task id> [cascade/]\n"
+    "  --force-branch       move a branch that exists instead of adding -2, -3\n"
+    "  --author \"N <E>\"    author and committer [cascade <cascade@localhost>]\n"
     "\n"
     "API keys are read from the variables the models file names (key_env);\n"
     "an unset one stops the run before any call. Models files may use ${VAR}.\n"
@@ -142,7 +156,17 @@ int wk_cmd_run(int argc, char **argv)
         O_CONSUMER,
         O_LEASE,
         O_MAXDEL,
-        O_DRAIN
+        O_DRAIN,
+        O_MAXREPO,
+        O_MAXPATCH,
+        O_MAXTOUT,
+        O_MAXFILE,
+        O_MAXPFILES,
+        O_MAXLIST,
+        O_PATCHDIR,
+        O_BRANCHPFX,
+        O_FORCEBRANCH,
+        O_AUTHOR
     };
     static const struct option opts[] = {
         {"cascades", required_argument, NULL, O_CASCADES},
@@ -170,12 +194,25 @@ int wk_cmd_run(int argc, char **argv)
         {"lease", required_argument, NULL, O_LEASE},
         {"max-deliveries", required_argument, NULL, O_MAXDEL},
         {"drain", no_argument, NULL, O_DRAIN},
+        {"max-repo-mb", required_argument, NULL, O_MAXREPO},
+        {"max-patch-kb", required_argument, NULL, O_MAXPATCH},
+        {"max-test-output-kb", required_argument, NULL, O_MAXTOUT},
+        {"max-file-kb", required_argument, NULL, O_MAXFILE},
+        {"max-prompt-files", required_argument, NULL, O_MAXPFILES},
+        {"max-file-list", required_argument, NULL, O_MAXLIST},
+        {"patch-dir", required_argument, NULL, O_PATCHDIR},
+        {"branch-prefix", required_argument, NULL, O_BRANCHPFX},
+        {"force-branch", no_argument, NULL, O_FORCEBRANCH},
+        {"author", required_argument, NULL, O_AUTHOR},
         {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     int c;
     long v;
+    char *author_name = NULL, *author_email = NULL, *out_dir = NULL;
+    int code;
+    o.commit.enabled = 1;
     optind = 1;
     while ((c = getopt_long(argc, argv, "o:qh", opts, NULL)) != -1) {
         switch (c) {
@@ -242,6 +279,37 @@ int wk_cmd_run(int argc, char **argv)
         case O_DRAIN:
             o.drain = 1;
             break;
+        /* Patch tasks' caps (README "Patch tasks"). */
+        case O_MAXREPO:
+            if (wk_cli_long(optarg, 1, 1 << 20, &v))
+                goto bad;
+            o.patch.max_repo_mb = (unsigned long)v;
+            break;
+        case O_MAXPATCH:
+            if (wk_cli_long(optarg, 1, 1024, &v))
+                goto bad;
+            o.patch.max_patch_kb = (unsigned long)v;
+            break;
+        case O_MAXTOUT:
+            if (wk_cli_long(optarg, 1, 4096, &v))
+                goto bad;
+            o.patch.max_test_output_kb = (unsigned long)v;
+            break;
+        case O_MAXFILE:
+            if (wk_cli_long(optarg, 1, 4096, &v))
+                goto bad;
+            o.patch.max_file_kb = (unsigned long)v;
+            break;
+        case O_MAXPFILES:
+            if (wk_cli_long(optarg, 0, 1000, &v))
+                goto bad;
+            o.patch.max_files = (int)v;
+            break;
+        case O_MAXLIST:
+            if (wk_cli_long(optarg, 0, 100000, &v))
+                goto bad;
+            o.patch.max_list = (int)v;
+            break;
         case O_GRACE:
             if (wk_cli_secs(optarg, 0, 86400, &o.grace_ms))
                 goto bad;
@@ -273,38 +341,73 @@ int wk_cmd_run(int argc, char **argv)
             if (wk_cli_double(optarg, 1e-12, 1e12, &o.budget_usd))
                 goto bad;
             break;
+        case O_PATCHDIR:
+            o.commit.patch_dir = optarg;
+            break;
+        case O_BRANCHPFX:
+            o.commit.branch_prefix = optarg;
+            break;
+        case O_FORCEBRANCH:
+            o.commit.force_branch = 1;
+            break;
+        case O_AUTHOR:
+            free(author_name);
+            free(author_email);
+            if (wk_commit_parse_author(optarg, &author_name, &author_email))
+                goto bad;
+            o.commit.name = author_name;
+            o.commit.email = author_email;
+            break;
         case 'q':
             o.quiet = 1;
             break;
         case 'h':
             fputs(usage_run, stdout);
-            return 0;
+            code = 0;
+            goto done;
         default:
             fputs(usage_run, stderr);
-            return WK_EXIT_USAGE;
+            code = WK_EXIT_USAGE;
+            goto done;
         }
     }
     if (o.queue_url) {
         if (optind != argc || !o.group || !o.consumer) {
             fprintf(stderr, "cascade run: with --queue, give --group and --consumer and no "
                             "tasks file\n");
-            return WK_EXIT_USAGE;
+            code = WK_EXIT_USAGE;
+            goto done;
         }
         o.tasks_path = o.queue_url;
     } else if (optind != argc - 1) {
         fprintf(stderr, "cascade run: give exactly one tasks file (or - for stdin)\n\n%s",
                 usage_run);
-        return WK_EXIT_USAGE;
+        code = WK_EXIT_USAGE;
+        goto done;
     } else {
         o.tasks_path = argv[optind];
     }
-    int bad_paths = check_paths(&o);
-    if (bad_paths)
-        return bad_paths;
-    return wk_run(&o);
+    code = check_paths(&o);
+    if (code)
+        goto done;
+    /* The patch files go beside the results file unless told otherwise. */
+    if (!o.commit.patch_dir && o.out_path && strcmp(o.out_path, "-") != 0) {
+        const char *slash = strrchr(o.out_path, '/');
+        out_dir =
+            slash ? wk_xstrndup(o.out_path, (size_t)(slash - o.out_path) + (slash == o.out_path))
+                  : wk_xstrdup(".");
+        o.commit.patch_dir = out_dir;
+    }
+    code = wk_run(&o);
+    goto done;
 bad:
     for (const struct option *p = opts; p->name; p++)
         if (p->val == c)
             fprintf(stderr, "cascade run: bad value \"%s\" for --%s\n", optarg, p->name);
-    return WK_EXIT_USAGE;
+    code = WK_EXIT_USAGE;
+done:
+    free(author_name);
+    free(author_email);
+    free(out_dir);
+    return code;
 }

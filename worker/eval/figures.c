@@ -20,6 +20,8 @@ wk_fig_status wk_fig_status_of(const char *status)
         return WK_FIG_OVER_BUDGET;
     if (strcmp(status, "invalid_task") == 0)
         return WK_FIG_INVALID;
+    if (strcmp(status, "nothing_to_fix") == 0)
+        return WK_FIG_NOTHING;
     return WK_FIG_ERROR;
 }
 
@@ -42,6 +44,9 @@ void wk_figures_count(wk_figures *f, wk_fig_status st, long tier, double cost_us
         break;
     case WK_FIG_OVER_BUDGET:
         f->over_budget++;
+        break;
+    case WK_FIG_NOTHING:
+        f->nothing++;
         break;
     default:
         f->error++;

@@ -54,8 +54,11 @@ void wk_report_text(const wk_report *r, FILE *f)
         const casc_fig *c = &cf[k];
         const wk_figures *g = &c->f;
         fprintf(f, "\n== cascade %s\n", wk__report_name(r, c->name));
-        fprintf(f, "  tasks %ld: %ld accepted, %ld exhausted, %ld over_budget, %ld error\n",
-                g->tasks, g->accepted, g->exhausted, g->over_budget, g->error);
+        fprintf(f, "  tasks %ld: %ld accepted, %ld exhausted, %ld over_budget, %ld error", g->tasks,
+                g->accepted, g->exhausted, g->over_budget, g->error);
+        if (g->nothing)
+            fprintf(f, ", %ld nothing_to_fix", g->nothing);
+        fprintf(f, "\n");
         fprintf(f, "  pass rate %.3f   cost $%.6f   cost per solved task $%.6f\n",
                 wk_figures_pass_rate(g), g->cost_usd,
                 wk_fig_ratio(g->cost_usd, (double)g->accepted));

@@ -87,8 +87,11 @@ void wk_summary_print(const wk_summary *s, FILE *f)
     const wk_figures *st = &s->st;
     fprintf(f,
             "cascade: %ld tasks: %ld accepted, %ld exhausted, %ld over_budget, %ld error, "
-            "%ld invalid_task\n",
+            "%ld invalid_task",
             st->tasks, st->accepted, st->exhausted, st->over_budget, st->error, st->invalid);
+    if (st->nothing)
+        fprintf(f, ", %ld nothing_to_fix", st->nothing);
+    fprintf(f, "\n");
     for (int i = 0; i < s->cfg->ncascades; i++) {
         const wk_cascade *c = &s->cfg->cascades[i];
         long sum = 0;
