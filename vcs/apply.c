@@ -372,7 +372,8 @@ int vcs_diff_place(vcs_diff *d, const vcs_base *b, int *moved, char *err, size_t
         git_patch_free(p);
     }
     vcs__hunk_hdr *hdrs = NULL;
-    size_t n_hdrs = vcs__hunk_headers(d->text.buf, &hdrs);
+    /* An empty diff has no text buffer at all (fuzz finding). */
+    size_t n_hdrs = vcs__hunk_headers(d->text.buf ? d->text.buf : "", &hdrs);
     int rc = 0;
     *moved = 0;
     /* The headers map onto libgit2's hunks one to one, or we leave the diff alone. */
@@ -444,7 +445,10 @@ int vcs_apply(vcs_tree **out, const vcs_diff *d, const vcs_base *b, vcs_apply_fa
     memset(f, 0, sizeof *f);
     snprintf(f->why, sizeof f->why, "%s", git_msg("it does not apply"));
     const git_diff_delta *dd = git_diff_get_delta(d->diff, prog.delta);
-    f->file = dd ? dd->old_file.path : "?";
+    /* libgit2 may leave a new file's old path NULL (fuzz finding): name it by its new one. */
+    f->file = dd && dd->old_file.path   ? dd->old_file.path
+              : dd && dd->new_file.path ? dd->new_file.path
+                                        : "?";
     f->file_index = prog.delta;
     f->hunk = prog.hunk;
     if (prog.hunk >= 0) {

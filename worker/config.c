@@ -99,6 +99,16 @@ static int num_field(const cJSON *o, const char *name, double *out)
     return 0;
 }
 
+/*
+ * A number of the config as a long: one no long can hold (1e300) is cut to
+ * +-1e15, which every count here (tokens, limits) treats as unlimited;
+ * converting it as it is would be undefined (fuzz finding).
+ */
+static long to_long(double v)
+{
+    return v > 1e15 ? (long)1e15 : v < -1e15 ? (long)-1e15 : (long)v;
+}
+
 static int load_providers(wk_config *cfg, const cJSON *root, const char *path, int mode, char *err,
                           size_t errlen)
 {
@@ -163,15 +173,15 @@ static int load_providers(wk_config *cfg, const cJSON *root, const char *path, i
         }
         double bf = 5, bc = 30;
         if (cJSON_GetObjectItemCaseSensitive(p, "breaker_failures") &&
-            (num_field(p, "breaker_failures", &bf) || bf < 1))
+            (num_field(p, "breaker_failures", &bf) || bf < 1 || bf > 1e6))
             return wk_errf(WK_ECONFIG, err, errlen,
-                           "%s: providers.%s.breaker_failures must be a number >= 1", path,
-                           pv->name);
+                           "%s: providers.%s.breaker_failures must be a number from 1 to 1000000",
+                           path, pv->name);
         if (cJSON_GetObjectItemCaseSensitive(p, "breaker_cooldown_s") &&
-            (num_field(p, "breaker_cooldown_s", &bc) || bc < 0))
+            (num_field(p, "breaker_cooldown_s", &bc) || bc < 0 || bc > 86400))
             return wk_errf(WK_ECONFIG, err, errlen,
-                           "%s: providers.%s.breaker_cooldown_s must be a number >= 0", path,
-                           pv->name);
+                           "%s: providers.%s.breaker_cooldown_s must be a number from 0 to 86400",
+                           path, pv->name);
         pv->breaker_failures = (int)bf;
         pv->breaker_cooldown_ms = (long)(bc * 1000);
     }
@@ -229,13 +239,13 @@ static int load_models(wk_config *cfg, const cJSON *root, const char *path, char
                            md->name);
         double v = 0;
         if (!num_field(m, "context", &v))
-            md->context = (long)v;
+            md->context = to_long(v);
         v = 4096;
         if (cJSON_GetObjectItemCaseSensitive(m, "max_tokens") &&
             (num_field(m, "max_tokens", &v) || v < 1))
             return wk_errf(WK_ECONFIG, err, errlen,
                            "%s: models.%s.max_tokens must be a number >= 1", path, md->name);
-        md->max_tokens = (long)v;
+        md->max_tokens = to_long(v);
     }
     /* Fallbacks name other models, so they are resolved once all are known. */
     i = 0;
@@ -285,9 +295,9 @@ static int load_skip_rules(wk_tier *tier, const cJSON *t, const char *path, int 
         {
             const char *n = f->string;
             if (strcmp(n, "prompt_tokens_over") == 0 && cJSON_IsNumber(f))
-                k->prompt_tokens_over = (long)f->valuedouble;
+                k->prompt_tokens_over = to_long(f->valuedouble);
             else if (strcmp(n, "prompt_tokens_upto") == 0 && cJSON_IsNumber(f))
-                k->prompt_tokens_upto = (long)f->valuedouble;
+                k->prompt_tokens_upto = to_long(f->valuedouble);
             else if (strcmp(n, "kind") == 0 && cJSON_IsString(f))
                 k->kind = wk_xstrdup(f->valuestring);
             else if (strcmp(n, "language") == 0 && cJSON_IsString(f))
@@ -372,7 +382,8 @@ static int load_doubt(wk_config *cfg, const wk_cascade *c, wk_tier *tier, const 
             if (num_field(samples, "min", &v))
                 return wk_errf(WK_ECONFIG, err, errlen, "%s: tiers[%d].samples.min: a number", path,
                                i);
-            tier->vote_min = (int)v;
+            /* Out of range is refused below; casting it as it is would be undefined (fuzz). */
+            tier->vote_min = v > -1e6 && v < 1e6 ? (int)v : 0;
             min_given = 1;
         }
     }
@@ -380,7 +391,7 @@ static int load_doubt(wk_config *cfg, const wk_cascade *c, wk_tier *tier, const 
     if (agree && cJSON_GetObjectItemCaseSensitive(agree, "min")) {
         if (num_field(agree, "min", &v))
             return wk_errf(WK_ECONFIG, err, errlen, "%s: tiers[%d].agree.min: a number", path, i);
-        tier->vote_min = (int)v;
+        tier->vote_min = v > -1e6 && v < 1e6 ? (int)v : 0;
         min_given = 1;
     }
     if (!min_given) /* all the models must agree; samples of one model need a majority */

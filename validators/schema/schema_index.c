@@ -649,7 +649,11 @@ static int walk(val__sch_index *ix, const cJSON *s, int res, int depth)
             }
             ix->anchors[ix->n_anchors++] = (val__sch_anchor){
                 .res = res, .name = kw->valuestring, .node = s, .dynamic = dynamic};
-        } else if (kind == K_PATTERN) {
+        } else if (kind == K_PATTERN && !ix->infos[me].pattern) {
+            /*
+             * "pattern" twice in one object: the first is the one, as cJSON's
+             * lookups find it; compiling the second leaked the first (fuzz finding).
+             */
             int rc = compile_pattern(ix, k, kw->valuestring, &ix->infos[me].pattern);
             if (rc)
                 return rc;
