@@ -196,6 +196,51 @@ static void c_games_are_refused(void **state)
     run_games(c_games, sizeof c_games / sizeof c_games[0], "c", C_TASK);
 }
 
+/*
+ * pytest, started as python3 -m pytest or as pytest: the same runner, the same
+ * mark. The fixture appends its process marker to the command: --junit-prefix
+ * takes it as its value, harmlessly.
+ */
+#define PYTEST_TEST "from solution import add\\ndef test_add():\\n    assert add(2, 3) == 5\\n"
+#define PYTEST_FMT(cmd)                                                                            \
+    "{\"tests\": {\"files\": {\"test_solution.py\": \"%s\"}, \"command\": [" cmd                   \
+    ", \"-q\", \"-p\", \"no:cacheprovider\", \"test_solution.py\", \"--junit-prefix\"]}}"
+
+static const game pytest_games[] = {
+    {"atexit + os._exit(0)", PYTEST_TEST,
+     "import atexit, os\natexit.register(lambda: os._exit(0))\ndef add(a, b):\n    return a - b\n",
+     NULL},
+    {"sys.exit(0) at import", PYTEST_TEST,
+     "import sys\ndef add(a, b):\n    return a - b\nsys.exit(0)\n", NULL},
+    {"os._exit(0) at import", PYTEST_TEST,
+     "import os\ndef add(a, b):\n    return a - b\nos._exit(0)\n", "unfinished"},
+    {"os._exit(0) from the function the test calls", PYTEST_TEST,
+     "import os\ndef add(a, b):\n    os._exit(0)\n", "unfinished"},
+    {"conftest.py planted, then pytest again", PYTEST_TEST,
+     "import os, sys\n"
+     "if not os.path.exists('conftest.py'):\n"
+     "    open('conftest.py', 'w').write('import os\\nos._exit(0)\\n')\n"
+     "    os.execv(sys.executable, [sys.executable, '-m', 'pytest', 'test_solution.py'])\n"
+     "def add(a, b):\n    return a - b\n",
+     "harness_tampered"},
+};
+
+static void pytest_games_are_refused(void **state)
+{
+    (void)state;
+    static const char *const fmts[] = {PYTEST_FMT("\"python3\", \"-m\", \"pytest\""),
+                                       PYTEST_FMT("\"pytest\"")};
+    for (size_t k = 0; k < sizeof fmts / sizeof fmts[0]; k++) {
+        run_games(pytest_games, sizeof pytest_games / sizeof pytest_games[0], "python", fmts[k]);
+        char *task = wk_xasprintf(fmts[k], PYTEST_TEST);
+        outcome o;
+        run_task(NULL, "python", task, "def add(a, b):\n    return a + b\n", &o);
+        assert_verdict(&o, NULL);
+        outcome_release(&o);
+        free(task);
+    }
+}
+
 /* The same tests pass honest answers, in every form the harness knows. */
 static void honest_answers_still_pass(void **state)
 {
@@ -260,6 +305,7 @@ int main(void)
         return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(python_games_are_refused),
+        cmocka_unit_test(pytest_games_are_refused),
         cmocka_unit_test(javascript_games_are_refused),
         cmocka_unit_test(c_games_are_refused),
         cmocka_unit_test(honest_answers_still_pass),

@@ -4,9 +4,9 @@
  * atexit handler calling os._exit(0), sys.exit(0) at import, a patched
  * process.exit or node:assert, a C answer defining __assert_fail).
  *
- * - A Python test command (python3 FILE, python3 -m MOD, python3 -c CODE,
- *   pytest) runs as `python3 -I RUNNER ...`: isolated (no PYTHON* variables,
- *   no user site, no script directory ahead of the standard library), with
+ * - A Python test command (python3 FILE, python3 -m MOD such as pytest,
+ *   python3 -c CODE, pytest) runs as `python3 -I RUNNER ...`: isolated (no
+ *   PYTHON* variables, no user site, no script directory ahead of the standard library), with
  *   /box appended after the standard library so a unittest.py beside the
  *   test cannot shadow the real one. The runner prints the run's secret mark
  *   after the test code returned, or exited with status 0 from a frame of
@@ -113,16 +113,11 @@ int val__harness_argv(const char *const *argv, int argc, char ***out, int *outc)
     }
     const char *mode;
     const char *target;
-    /*
-     * Modules (python3 -m pytest, pytest) run as given, judged by their exit
-     * status: under the runner pytest's passing runs in the sandbox did not
-     * show the mark, and the CI bot's repositories run that way.
-     */
-    if (pytest || (i < argc && strcmp(argv[i], "-m") == 0)) {
-        for (int k = 0; k < n; k++)
-            free(v[k]);
-        free(v);
-        return VAL__H_NONE;
+    if (pytest) {
+        mode = "-m", target = "pytest";
+    } else if (i + 1 < argc && strcmp(argv[i], "-m") == 0) {
+        mode = argv[i], target = argv[i + 1];
+        i += 2;
     } else if (i < argc && strcmp(argv[i], "-c") == 0 && i + 1 < argc) {
         mode = argv[i], target = argv[i + 1];
         i += 2;
@@ -183,7 +178,9 @@ char *val__harness_python(const char *mark, const char *const *tests, int ntests
         "def _innermost_box_frame(tb):\n"
         "    last = None\n"
         "    while tb is not None:\n"
-        "        f = os.path.abspath(tb.tb_frame.f_code.co_filename)\n"
+        "        # Frozen modules (<frozen runpy>) are not files: abspath would put them in /box.\n"
+        "        n = tb.tb_frame.f_code.co_filename\n"
+        "        f = n if n.startswith('<') else os.path.abspath(n)\n"
         "        if f.startswith('/box/'):\n"
         "            last = f\n"
         "        tb = tb.tb_next\n"
