@@ -7,6 +7,9 @@
 #include <errno.h>
 #include <stdlib.h>
 
+#include "worker/run.h"
+#include "worker/sinks/commit.h"
+
 int wk_cli_long(const char *s, long lo, long hi, long *out)
 {
     char *end;
@@ -35,5 +38,49 @@ int wk_cli_secs(const char *s, double lo, double hi, long *ms)
     if (wk_cli_double(s, lo, hi, &v))
         return -1;
     *ms = (long)(v * 1000 + 0.5);
+    return 0;
+}
+
+int wk_cli_run_opt(int c, const char *arg, struct wk_run_opts *o, char **author_name,
+                   char **author_email)
+{
+    long v;
+    switch (c) {
+    case WK_OPT_CASCADES:
+        o->cascades_dir = arg;
+        return 1;
+    case WK_OPT_MODELS:
+        o->models_path = arg;
+        return 1;
+    case WK_OPT_CASCADE:
+        o->cascade_name = arg;
+        return 1;
+    case WK_OPT_PATCHDIR:
+        o->commit.patch_dir = arg;
+        return 1;
+    case WK_OPT_BRANCHPFX:
+        o->commit.branch_prefix = arg;
+        return 1;
+    case WK_OPT_FORCEBRANCH:
+        o->commit.force_branch = 1;
+        return 1;
+    case WK_OPT_AUTHOR:
+        free(*author_name);
+        free(*author_email);
+        *author_name = *author_email = NULL;
+        o->commit.name = o->commit.email = NULL;
+        if (wk_commit_parse_author(arg, author_name, author_email))
+            return -1;
+        o->commit.name = *author_name;
+        o->commit.email = *author_email;
+        return 1;
+    case WK_OPT_BUDGET:
+        return wk_cli_double(arg, 1e-12, 1e12, &o->budget_usd) ? -1 : 1;
+    case WK_OPT_TTIMEOUT:
+        if (wk_cli_secs(arg, 0.001, 3600, &v))
+            return -1;
+        o->test_timeout_ms = (unsigned)v;
+        return 1;
+    }
     return 0;
 }

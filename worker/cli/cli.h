@@ -14,6 +14,32 @@ int wk_cli_double(const char *s, double lo, double hi, double *out);
 /* Seconds, fractions allowed, into milliseconds. */
 int wk_cli_secs(const char *s, double lo, double hi, long *ms);
 
+/*
+ * Options `cascade run` and `cascade fix` share, with one meaning, default
+ * and error each: the getopt codes both option tables use (above any short
+ * option and each command's own codes), and the parser (worker/cli/cli.c).
+ */
+enum {
+    WK_OPT_CASCADES = 1000,
+    WK_OPT_MODELS,
+    WK_OPT_CASCADE,
+    WK_OPT_PATCHDIR,
+    WK_OPT_BRANCHPFX,
+    WK_OPT_FORCEBRANCH,
+    WK_OPT_AUTHOR,
+    WK_OPT_BUDGET,
+    WK_OPT_TTIMEOUT,
+};
+struct wk_run_opts;
+/*
+ * Applies shared option c with value arg to o: 1 done, 0 not a shared option,
+ * -1 bad value (the caller names it). --author's strings go in *author_name
+ * and *author_email, which the caller owns and frees (an earlier pair is
+ * freed here); o only borrows them and arg.
+ */
+int wk_cli_run_opt(int c, const char *arg, struct wk_run_opts *o, char **author_name,
+                   char **author_email);
+
 /* Exit codes of every subcommand (`cascade run` uses them all). */
 enum {
     WK_EXIT_OK = 0,          /* every task has its result line */

@@ -278,50 +278,36 @@ int wk_cmd_fix(int argc, char **argv)
     char *line = NULL, *name = NULL;
     cJSON *task = NULL, *argvj = NULL, *res = NULL;
     int fresh = 0, code = WK_EXIT_USAGE;
-    enum {
-        O_REPO = 256,
-        O_TESTCMD,
-        O_INSTR,
-        O_BASE,
-        O_LANG,
-        O_CASCADES,
-        O_MODELS,
-        O_CASCADE,
-        O_ID,
-        O_STATE,
-        O_PATCHDIR,
-        O_BRANCHPFX,
-        O_FORCEBRANCH,
-        O_AUTHOR,
-        O_BUDGET,
-        O_TTIMEOUT,
-        O_FRESH
-    };
+    enum { O_REPO = 256, O_TESTCMD, O_INSTR, O_BASE, O_LANG, O_ID, O_STATE, O_FRESH };
     static const struct option opts[] = {
         {"repo", required_argument, NULL, O_REPO},
         {"test-cmd", required_argument, NULL, O_TESTCMD},
         {"instruction", required_argument, NULL, O_INSTR},
         {"base", required_argument, NULL, O_BASE},
         {"language", required_argument, NULL, O_LANG},
-        {"cascades", required_argument, NULL, O_CASCADES},
-        {"models", required_argument, NULL, O_MODELS},
-        {"cascade", required_argument, NULL, O_CASCADE},
+        {"cascades", required_argument, NULL, WK_OPT_CASCADES},
+        {"models", required_argument, NULL, WK_OPT_MODELS},
+        {"cascade", required_argument, NULL, WK_OPT_CASCADE},
         {"id", required_argument, NULL, O_ID},
         {"state-dir", required_argument, NULL, O_STATE},
-        {"patch-dir", required_argument, NULL, O_PATCHDIR},
-        {"branch-prefix", required_argument, NULL, O_BRANCHPFX},
-        {"force-branch", no_argument, NULL, O_FORCEBRANCH},
-        {"author", required_argument, NULL, O_AUTHOR},
-        {"budget", required_argument, NULL, O_BUDGET},
-        {"test-timeout", required_argument, NULL, O_TTIMEOUT},
+        {"patch-dir", required_argument, NULL, WK_OPT_PATCHDIR},
+        {"branch-prefix", required_argument, NULL, WK_OPT_BRANCHPFX},
+        {"force-branch", no_argument, NULL, WK_OPT_FORCEBRANCH},
+        {"author", required_argument, NULL, WK_OPT_AUTHOR},
+        {"budget", required_argument, NULL, WK_OPT_BUDGET},
+        {"test-timeout", required_argument, NULL, WK_OPT_TTIMEOUT},
         {"fresh", no_argument, NULL, O_FRESH},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     int c;
-    long v;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        int shared = wk_cli_run_opt(c, optarg, &o, &author_name, &author_email);
+        if (shared < 0)
+            goto bad;
+        if (shared)
+            continue;
         switch (c) {
         case O_REPO:
             repo = optarg;
@@ -338,46 +324,11 @@ int wk_cmd_fix(int argc, char **argv)
         case O_LANG:
             language = optarg;
             break;
-        case O_CASCADES:
-            o.cascades_dir = optarg;
-            break;
-        case O_MODELS:
-            o.models_path = optarg;
-            break;
-        case O_CASCADE:
-            o.cascade_name = optarg;
-            break;
         case O_ID:
             id_opt = optarg;
             break;
         case O_STATE:
             state_opt = optarg;
-            break;
-        case O_PATCHDIR:
-            o.commit.patch_dir = optarg;
-            break;
-        case O_BRANCHPFX:
-            o.commit.branch_prefix = optarg;
-            break;
-        case O_FORCEBRANCH:
-            o.commit.force_branch = 1;
-            break;
-        case O_AUTHOR:
-            free(author_name);
-            free(author_email);
-            if (wk_commit_parse_author(optarg, &author_name, &author_email))
-                goto bad;
-            o.commit.name = author_name;
-            o.commit.email = author_email;
-            break;
-        case O_BUDGET:
-            if (wk_cli_double(optarg, 1e-12, 1e12, &o.budget_usd))
-                goto bad;
-            break;
-        case O_TTIMEOUT:
-            if (wk_cli_secs(optarg, 0.001, 3600, &v))
-                goto bad;
-            o.test_timeout_ms = (unsigned)v;
             break;
         case O_FRESH:
             fresh = 1;

@@ -133,19 +133,14 @@ int wk_cmd_run(int argc, char **argv)
     wk_run_opts o;
     wk_run_opts_default(&o);
     enum {
-        O_CASCADES = 256,
-        O_MODELS,
-        O_CASCADE,
-        O_GOLD,
+        O_GOLD = 256,
         O_ESC,
         O_CONC,
         O_SANDBOXES,
         O_RETRIES,
         O_TIMEOUT,
         O_CTIMEOUT,
-        O_TTIMEOUT,
         O_FBTIMEOUT,
-        O_BUDGET,
         O_MAXWAIT,
         O_RESPCAP,
         O_JOURNAL,
@@ -162,16 +157,12 @@ int wk_cmd_run(int argc, char **argv)
         O_MAXTOUT,
         O_MAXFILE,
         O_MAXPFILES,
-        O_MAXLIST,
-        O_PATCHDIR,
-        O_BRANCHPFX,
-        O_FORCEBRANCH,
-        O_AUTHOR
+        O_MAXLIST
     };
     static const struct option opts[] = {
-        {"cascades", required_argument, NULL, O_CASCADES},
-        {"models", required_argument, NULL, O_MODELS},
-        {"cascade", required_argument, NULL, O_CASCADE},
+        {"cascades", required_argument, NULL, WK_OPT_CASCADES},
+        {"models", required_argument, NULL, WK_OPT_MODELS},
+        {"cascade", required_argument, NULL, WK_OPT_CASCADE},
         {"gold", required_argument, NULL, O_GOLD},
         {"output", required_argument, NULL, 'o'},
         {"escalations", required_argument, NULL, O_ESC},
@@ -180,9 +171,9 @@ int wk_cmd_run(int argc, char **argv)
         {"retries", required_argument, NULL, O_RETRIES},
         {"timeout", required_argument, NULL, O_TIMEOUT},
         {"connect-timeout", required_argument, NULL, O_CTIMEOUT},
-        {"test-timeout", required_argument, NULL, O_TTIMEOUT},
+        {"test-timeout", required_argument, NULL, WK_OPT_TTIMEOUT},
         {"first-byte-timeout", required_argument, NULL, O_FBTIMEOUT},
-        {"budget", required_argument, NULL, O_BUDGET},
+        {"budget", required_argument, NULL, WK_OPT_BUDGET},
         {"max-wait", required_argument, NULL, O_MAXWAIT},
         {"response-cap", required_argument, NULL, O_RESPCAP},
         {"journal", required_argument, NULL, O_JOURNAL},
@@ -200,10 +191,10 @@ int wk_cmd_run(int argc, char **argv)
         {"max-file-kb", required_argument, NULL, O_MAXFILE},
         {"max-prompt-files", required_argument, NULL, O_MAXPFILES},
         {"max-file-list", required_argument, NULL, O_MAXLIST},
-        {"patch-dir", required_argument, NULL, O_PATCHDIR},
-        {"branch-prefix", required_argument, NULL, O_BRANCHPFX},
-        {"force-branch", no_argument, NULL, O_FORCEBRANCH},
-        {"author", required_argument, NULL, O_AUTHOR},
+        {"patch-dir", required_argument, NULL, WK_OPT_PATCHDIR},
+        {"branch-prefix", required_argument, NULL, WK_OPT_BRANCHPFX},
+        {"force-branch", no_argument, NULL, WK_OPT_FORCEBRANCH},
+        {"author", required_argument, NULL, WK_OPT_AUTHOR},
         {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -215,16 +206,12 @@ int wk_cmd_run(int argc, char **argv)
     o.commit.enabled = 1;
     optind = 1;
     while ((c = getopt_long(argc, argv, "o:qh", opts, NULL)) != -1) {
+        int shared = wk_cli_run_opt(c, optarg, &o, &author_name, &author_email);
+        if (shared < 0)
+            goto bad;
+        if (shared)
+            continue;
         switch (c) {
-        case O_CASCADES:
-            o.cascades_dir = optarg;
-            break;
-        case O_MODELS:
-            o.models_path = optarg;
-            break;
-        case O_CASCADE:
-            o.cascade_name = optarg;
-            break;
         case O_GOLD:
             o.gold_field = optarg;
             break;
@@ -331,32 +318,6 @@ int wk_cmd_run(int argc, char **argv)
         case O_MAXWAIT:
             if (wk_cli_secs(optarg, 0, 86400, &o.max_wait_ms))
                 goto bad;
-            break;
-        case O_TTIMEOUT:
-            if (wk_cli_secs(optarg, 0.001, 3600, &v))
-                goto bad;
-            o.test_timeout_ms = (unsigned)v;
-            break;
-        case O_BUDGET:
-            if (wk_cli_double(optarg, 1e-12, 1e12, &o.budget_usd))
-                goto bad;
-            break;
-        case O_PATCHDIR:
-            o.commit.patch_dir = optarg;
-            break;
-        case O_BRANCHPFX:
-            o.commit.branch_prefix = optarg;
-            break;
-        case O_FORCEBRANCH:
-            o.commit.force_branch = 1;
-            break;
-        case O_AUTHOR:
-            free(author_name);
-            free(author_email);
-            if (wk_commit_parse_author(optarg, &author_name, &author_email))
-                goto bad;
-            o.commit.name = author_name;
-            o.commit.email = author_email;
             break;
         case 'q':
             o.quiet = 1;
