@@ -592,8 +592,9 @@ static void next_choice(wk_task *t, int64_t now, wk_actions *out)
     free(t->answer);
     t->answer = wk_xstrdup(text ? text : "");
     keep_logprobs(t, cJSON_GetObjectItemCaseSensitive(c, "logprobs"));
+    int cut = fr && strcmp(fr, "length") == 0; /* fr lives in c */
     cJSON_Delete(c);
-    if (fr && strcmp(fr, "length") == 0) {
+    if (cut) {
         const char *msg = "the answer was cut off at max_tokens";
         set_failed(a, "truncation", "truncated", msg);
         on_failure(t, now, t->cascade->feedback, "truncation", "truncated", msg, NULL, out);

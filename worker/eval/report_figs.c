@@ -173,8 +173,11 @@ casc_fig *wk__report_compute(wk_report *r, int *nout)
     }
     for (int k = 0; k < n; k++) {
         casc_fig *c = &cf[k];
-        qsort(c->reasons, (size_t)c->nreasons, sizeof(reason_fig), cmp_reason);
-        qsort(c->climbs, (size_t)c->nclimbs, sizeof(reason_fig), cmp_reason);
+        /* qsort wants a valid pointer even for nothing to sort (a batch with no failure). */
+        if (c->nreasons)
+            qsort(c->reasons, (size_t)c->nreasons, sizeof(reason_fig), cmp_reason);
+        if (c->nclimbs)
+            qsort(c->climbs, (size_t)c->nclimbs, sizeof(reason_fig), cmp_reason);
         const rcasc *cc = config_cascade(r, wk__report_name(r, c->name));
         if (cc) {
             c->top_tier = cc->ntiers - 1;
