@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -231,4 +232,41 @@ const char *h_str(const cJSON *o, const char *key)
 {
     const cJSON *f = cJSON_GetObjectItemCaseSensitive(o, key);
     return cJSON_IsString(f) ? f->valuestring : NULL;
+}
+
+int h_count(const cJSON *arr, const char *key, const char *val)
+{
+    int n = 0;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, arr)
+    {
+        const char *v = h_str(e, key);
+        n += v && strcmp(v, val) == 0;
+    }
+    return n;
+}
+
+const char *const h_models_cheap_mid =
+    "{\"providers\":{\"mock\":{\"api\":\"openai\",\"base_url\":\"${MOCK_URL}/v1\","
+    "\"key_env\":null}},\"models\":{"
+    "\"cheap\":{\"provider\":\"mock\",\"input_usd_per_mtok\":0.5,\"output_usd_per_mtok\":1,"
+    "\"max_tokens\":200},"
+    "\"mid\":{\"provider\":\"mock\",\"input_usd_per_mtok\":5,\"output_usd_per_mtok\":10,"
+    "\"max_tokens\":200}}}";
+
+int h_config_setup(const char *models_json, char **cdir, char **models)
+{
+    if (h_setup())
+        return -1;
+    *cdir = h_tmp("cascades");
+    mkdir(*cdir, 0755);
+    *models = h_write("models.json", models_json);
+    return 0;
+}
+
+void h_config_teardown(char *cdir, char *models)
+{
+    h_teardown();
+    free(cdir);
+    free(models);
 }

@@ -50,5 +50,19 @@ cJSON *h_jsonl(const char *path);                  /* an array of the lines' obj
 /* The element of arr whose field key is the string val; NULL when none. */
 const cJSON *h_find(const cJSON *arr, const char *key, const char *val);
 const char *h_str(const cJSON *o, const char *key);
+/* How many elements of arr have the string val in field key. */
+int h_count(const cJSON *arr, const char *key, const char *val);
+
+/* ---- config setup shared by the run tests ---------------------------------- */
+/* Providers "mock" (MOCK_URL, no key); models cheap (0.5/1, 200 tok) and mid (5/10). */
+extern const char *const h_models_cheap_mid;
+/*
+ * h_setup, then makes the scratch "cascades" dir and writes models_json to
+ * models.json. *cdir and *models are the two paths; the caller frees them
+ * (h_config_teardown does). 0 or -1.
+ */
+int h_config_setup(const char *models_json, char **cdir, char **models);
+/* h_teardown, then frees cdir and models (either may be NULL). */
+void h_config_teardown(char *cdir, char *models);
 
 #endif

@@ -42,18 +42,6 @@ static int run_demo(const char *results, const char *escal, const char *errf)
     return rc;
 }
 
-static int count_escalations(const cJSON *escal, const char *id)
-{
-    int n = 0;
-    const cJSON *e;
-    cJSON_ArrayForEach(e, escal)
-    {
-        const char *eid = h_str(e, "id");
-        n += eid && strcmp(eid, id) == 0;
-    }
-    return n;
-}
-
 static const cJSON *find_line(const cJSON *arr, int line)
 {
     const cJSON *e;
@@ -124,7 +112,7 @@ static void check_outcomes(const cJSON *expected, const cJSON *got, const cJSON 
                      cJSON_PrintUnformatted(wt));
         const cJSON *we = cJSON_GetObjectItemCaseSensitive(x, "escalations");
         if (cJSON_IsNumber(we) && id) {
-            int n = count_escalations(esc, id);
+            int n = h_count(esc, "id", id);
             if (n != we->valueint)
                 fail_msg("%s: %d escalation lines, expected %d", name, n, we->valueint);
             total_climbs += n;

@@ -66,12 +66,9 @@ static void write_cascade(const char *name, const char *tiers)
 static int group_setup(void **state)
 {
     (void)state;
-    if (h_setup())
+    if (h_config_setup(MODELS, &cdir, &models))
         return -1;
     setenv("CASCADE_MOCK_KEY", "sk-test-not-a-secret", 1);
-    cdir = h_tmp("cascades");
-    mkdir(cdir, 0755);
-    models = h_write("models.json", MODELS);
     write_cascade("main", "[{\"model\":\"cheap\"},{\"model\":\"mid\"}]");
     write_cascade("solo-c", "[{\"model\":\"solo\"}]");
     write_cascade("spend-c", "[{\"model\":\"solo\"},{\"model\":\"mid\"}]");
@@ -82,9 +79,7 @@ static int group_setup(void **state)
 static int group_teardown(void **state)
 {
     (void)state;
-    h_teardown();
-    free(cdir);
-    free(models);
+    h_config_teardown(cdir, models);
     return 0;
 }
 

@@ -24,25 +24,14 @@
 #include "harness.h"
 #include "lib/util.h"
 
-static const char *MODELS =
-    "{\"providers\":{\"mock\":{\"api\":\"openai\",\"base_url\":\"${MOCK_URL}/v1\","
-    "\"key_env\":null}},\"models\":{"
-    "\"cheap\":{\"provider\":\"mock\",\"input_usd_per_mtok\":0.5,\"output_usd_per_mtok\":1,"
-    "\"max_tokens\":200},"
-    "\"mid\":{\"provider\":\"mock\",\"input_usd_per_mtok\":5,\"output_usd_per_mtok\":10,"
-    "\"max_tokens\":200}}}";
-
 static char *cdir, *models, *tasks, *recs;
 
 /* Tasks "paren" (cheap answers the 100,000 parens, mid a good function) and "ok". */
 static int group_setup(void **state)
 {
     (void)state;
-    if (h_setup())
+    if (h_config_setup(h_models_cheap_mid, &cdir, &models))
         return -1;
-    cdir = h_tmp("cascades");
-    mkdir(cdir, 0755);
-    models = h_write("models.json", MODELS);
     free(h_write("cascades/py.json",
                  "{\"name\":\"py\",\"validators\":[\"syntax\"],\"feedback\":false,"
                  "\"tiers\":[{\"model\":\"cheap\"},{\"model\":\"mid\"}]}"));
@@ -69,9 +58,7 @@ static int group_setup(void **state)
 static int group_teardown(void **state)
 {
     (void)state;
-    h_teardown();
-    free(cdir);
-    free(models);
+    h_config_teardown(cdir, models);
     free(tasks);
     free(recs);
     return 0;

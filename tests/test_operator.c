@@ -34,11 +34,8 @@ static char *cdir, *models;
 static int group_setup(void **state)
 {
     (void)state;
-    if (h_setup())
+    if (h_config_setup(MODELS, &cdir, &models))
         return -1;
-    cdir = h_tmp("cascades");
-    mkdir(cdir, 0755);
-    models = h_write("models.json", MODELS);
     free(h_write("cascades/main.json", "{\"name\":\"main\",\"validators\":[\"schema\"],"
                                        "\"tiers\":[{\"model\":\"cheap\"},{\"model\":\"mid\"}]}"));
     free(h_write("cascades/retry.json",
@@ -53,9 +50,7 @@ static int group_setup(void **state)
 static int group_teardown(void **state)
 {
     (void)state;
-    h_teardown();
-    free(cdir);
-    free(models);
+    h_config_teardown(cdir, models);
     return 0;
 }
 
@@ -94,18 +89,6 @@ static int run_cascade(const char *tasks, const char *out, const char *errf, con
     return h_run((char *const *)argv, NULL, errf, 60);
 }
 
-static int count_id(const cJSON *results, const char *id)
-{
-    int n = 0;
-    const cJSON *r;
-    cJSON_ArrayForEach(r, results)
-    {
-        const char *rid = h_str(r, "id");
-        n += rid && strcmp(rid, id) == 0;
-    }
-    return n;
-}
-
 /* ---- keys ------------------------------------------------------------------------ */
 
 static void test_task_ids_that_match_invalid_lines_keys_run_and_are_written_once(void **state)
@@ -137,9 +120,9 @@ static void test_task_ids_that_match_invalid_lines_keys_run_and_are_written_once
         assert_int_equal(cJSON_GetArraySize(res), 3 + (int)(sizeof ids / sizeof ids[0]));
         for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++) {
             int want = (strcmp(ids[i], "x") == 0 || strcmp(ids[i], "y") == 0) ? 2 : 1;
-            if (count_id(res, ids[i]) != want)
-                fail_msg("pass %d: %d lines for %s, want %d", pass, count_id(res, ids[i]), ids[i],
-                         want);
+            if (h_count(res, "id", ids[i]) != want)
+                fail_msg("pass %d: %d lines for %s, want %d", pass, h_count(res, "id", ids[i]),
+                         ids[i], want);
         }
         int accepted = 0, invalid = 0;
         const cJSON *x;

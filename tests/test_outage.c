@@ -32,11 +32,8 @@ static char *cdir, *models;
 static int group_setup(void **state)
 {
     (void)state;
-    if (h_setup())
+    if (h_config_setup(MODELS, &cdir, &models))
         return -1;
-    cdir = h_tmp("cascades");
-    mkdir(cdir, 0755);
-    models = h_write("models.json", MODELS);
     free(h_write("cascades/main.json", "{\"name\":\"main\",\"validators\":[\"schema\"],"
                                        "\"tiers\":[{\"model\":\"cheap\"},{\"model\":\"mid\"}]}"));
     return 0;
@@ -45,9 +42,7 @@ static int group_setup(void **state)
 static int group_teardown(void **state)
 {
     (void)state;
-    h_teardown();
-    free(cdir);
-    free(models);
+    h_config_teardown(cdir, models);
     return 0;
 }
 
