@@ -576,8 +576,8 @@ static void test_a_retry_of_the_same_request_reaches_the_model_not_the_cache(voi
 
 /* ---- secrets and output hygiene (item 5) ------------------------------------------- */
 
-#define SECRET "sk-test-SECRET-e4c1b2a9d8f7"
-#define SECRET2 "gm-OTHER-7f3a9c2e1b"
+#define SECRET "sk-test-FAKEKEY-not-real"
+#define SECRET2 "gm-OTHER-not-real"
 
 /* Every file under dir, read whole: does any hold needle? Names the first that does. */
 static char *file_holding(const char *dir, const char *needle)
@@ -689,7 +689,7 @@ static void test_a_key_echoed_by_the_provider_appears_in_no_file(void **state)
     all = h_slurp(outs[1]);
     assert_non_null(strstr(all, "my key is <redacted> and <redacted>"));
     free(all);
-    const char *secrets[] = {SECRET, SECRET2, "SECRET-e4c1", NULL};
+    const char *secrets[] = {SECRET, SECRET2, "FAKEKEY-not", NULL};
     for (int i = 0; secrets[i]; i++) {
         char *f = file_holding(odir, secrets[i]);
         if (f)
