@@ -12,34 +12,8 @@ mkdir -p "$http" || exit 1
 port_file=$http/mock.port
 # cascade run resumes from a journal beside its output: start from nothing.
 rm -f "$port_file" "$http"/results.jsonl* "$http"/escalations.jsonl
-mock_pid=
-cleanup() {
-    if [ -n "$mock_pid" ]; then
-        kill "$mock_pid" 2>/dev/null
-        wait "$mock_pid" 2>/dev/null
-    fi
-    rm -f "$port_file"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-"$bin/mock-llm" --port 0 --port-file "$port_file" --recordings "$dir/recordings.jsonl" \
-    --log "$http/mock.log" --log-bodies 0 &
-mock_pid=$!
-tries=0
-while [ ! -s "$port_file" ]; do
-    if ! kill -0 "$mock_pid" 2>/dev/null; then
-        echo "eval: mock-llm exited before it was listening" >&2
-        mock_pid=
-        exit 1
-    fi
-    tries=$((tries + 1))
-    [ $tries -le 100 ] || { echo "eval: mock-llm did not listen within 10 s" >&2; exit 1; }
-    sleep 0.1
-done
-MOCK_URL=http://127.0.0.1:$(cat "$port_file")
-export MOCK_URL
+. "$(dirname "$0")/../mock_start.sh"
+mock_start "$bin" "$dir/recordings.jsonl" "$http/mock.log" "$port_file" eval
 # Bounded: a hung run must fail the check, not the whole make eval.
 timeout -k 10 900 "$bin/cascade" run "$dir/tasks.jsonl" --cascades "$cascade" \
     --models "$dir/models-mock.json" --sandboxes 2 -o "$http/results.jsonl" \
