@@ -284,10 +284,13 @@ def rows_throughput(b, n, portkey):
 def rows_memory(b, n_small):
     """Row 3: peak RSS with 1,000 and 10,000 tasks in flight (a 2 s mock keeps them
     all in flight at once), over the peak of the same batch at concurrency 1."""
+    mock, url = b.start_mock()
+    try:
+        _, base, _ = b.cascade(url, b.tasks(200), 1)
+    finally:
+        b.stop(mock)
     mock, url = b.start_mock(latency_ms=2000)
     try:
-        base_tasks = b.tasks(200)
-        _, base, _ = b.cascade(url, base_tasks, 1)
         out = {}
         for c in (1000, 10000):
             tasks = b.tasks(c)
