@@ -4,6 +4,7 @@
 #include "util.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -318,6 +319,75 @@ void wk_strset_release(wk_strset *set)
     free(set->chunks);
     free(set->slots);
     memset(set, 0, sizeof *set);
+}
+
+/* Whole numbers whose "%1.15g" text is their "%lld" text. */
+static int json_whole(const cJSON *n)
+{
+    if (!cJSON_IsNumber(n))
+        return 0;
+    double d = n->valuedouble;
+    return d > -1e15 && d < 1e15 && d == floor(d) && !(d == 0 && signbit(d));
+}
+
+/* The whole numbers in the list starting at o and below; into items when not NULL. */
+static size_t json_collect(cJSON *o, cJSON **items, size_t k)
+{
+    for (; o; o = o->next) {
+        if (json_whole(o)) {
+            if (items)
+                items[k] = o;
+            k++;
+        }
+        k = json_collect(o->child, items, k);
+    }
+    return k;
+}
+
+/* "%lld" of v into out (24 bytes), without printf's machinery. */
+static void json_itoa(char *out, long long v)
+{
+    char tmp[24];
+    int n = 0;
+    unsigned long long u = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        *out++ = '-';
+    while (n)
+        *out++ = tmp[--n];
+    *out = '\0';
+}
+
+char *wk_json_print(cJSON *o)
+{
+    if (!o)
+        return NULL;
+    size_t k = json_whole(o) + json_collect(o->child, NULL, 0);
+    if (k == 0)
+        return cJSON_PrintUnformatted(o);
+    cJSON **items = wk_xmalloc(k * sizeof *items);
+    char *texts = wk_xmalloc(k * 24);
+    size_t n = 0;
+    if (json_whole(o))
+        items[n++] = o;
+    n = json_collect(o->child, items, n);
+    /* Printed as raw items, then made numbers again (a number has no valuestring). */
+    for (size_t i = 0; i < n; i++) {
+        json_itoa(texts + i * 24, (long long)items[i]->valuedouble);
+        items[i]->valuestring = texts + i * 24;
+        items[i]->type = (items[i]->type & ~0xFF) | cJSON_Raw;
+    }
+    char *out = cJSON_PrintUnformatted(o);
+    for (size_t i = 0; i < n; i++) {
+        items[i]->valuestring = NULL;
+        items[i]->type = (items[i]->type & ~0xFF) | cJSON_Number;
+    }
+    free(texts);
+    free(items);
+    return out;
 }
 
 const char *wk_jstr(const cJSON *o, const char *name)

@@ -95,6 +95,15 @@ int wk_strset_add(wk_strset *set, const char *s);
 int wk_strset_has(const wk_strset *set, const char *s);
 void wk_strset_release(wk_strset *set);
 
+/*
+ * cJSON_PrintUnformatted(o), byte for byte, faster: cJSON prints every number
+ * with "%1.15g" and reads it back with sscanf to check it (about 4,000
+ * instructions a number, a tenth of a task's own cost); whole numbers below
+ * 10^15 are printed with "%lld" instead, which gives the same text. o is
+ * changed during the call and restored. Caller frees; NULL when out of memory.
+ */
+char *wk_json_print(cJSON *o);
+
 /* The string member `name` of the JSON object o, or NULL (absent, not a string). */
 const char *wk_jstr(const cJSON *o, const char *name);
 

@@ -279,7 +279,7 @@ static void perform(slot *s, wk_actions *acts)
                 wk_commit_sink(&r->o->commit, wk_task_json(s->task), a->line, cerr, sizeof cerr))
                 fprintf(stderr, "cascade: %s: no commit: %s\n", wk_task_id(s->task), cerr);
             wk_results_cap_answer(a->line); /* the whole answer stays in the journal */
-            char *line = cJSON_PrintUnformatted(a->line);
+            char *line = wk_json_print(a->line);
             wk_summary_add(&r->sum, wk_task_cascade(s->task), a->line);
             char *key = wk_rkey_task(wk_task_id(s->task));
             emit_result(r, s->item, key, line);
