@@ -346,8 +346,12 @@ void wk_ask_validate(wk_ask *q, const char *answer, int same_call)
         feed_pending_verdict(q);
         return;
     }
-    /* A failed write is the journal's failure: the verdict's write reports it. */
-    (void)wk_journal_validating(a->journal, wk_task_id(q->task), q->seq, 1);
+    /*
+     * A failed write is the journal's failure: the verdict's write reports it.
+     * An empty chain runs nothing that could crash, so it costs no commit.
+     */
+    if (c->nvalidators > 0)
+        (void)wk_journal_validating(a->journal, wk_task_id(q->task), q->seq, 1);
     /* Test hook: a validation that kills the worker, as a crashing parser would. */
     const char *fault = getenv("CASCADE_FAULT_ABORT_IN_VALIDATE");
     if (fault && strcmp(fault, wk_task_id(q->task)) == 0) {
@@ -368,7 +372,8 @@ void wk_ask_validate(wk_ask *q, const char *answer, int same_call)
     int rc = val_chain_start(a->venv, (const char *const *)c->validators, c->nvalidators, &q->vin,
                              on_verdict, q);
     q->in_validate = 0;
-    (void)wk_journal_validating(a->journal, wk_task_id(q->task), q->seq, 0);
+    if (c->nvalidators > 0)
+        (void)wk_journal_validating(a->journal, wk_task_id(q->task), q->seq, 0);
     if (rc != 0) {
         val_verdict v = {0};
         val_verdict_fail(&v, "chain", "sandbox_error", "the validators could not start", NULL);
