@@ -19,6 +19,8 @@ struct wk_task {
     const wk_cascade *cascade; /* borrowed from the config */
     const cJSON *schema;       /* borrowed from json or the cascade */
     double budget_usd;         /* < 0: none; 0 allows only free calls */
+    const char *data_class; /* the task's data class (policy.h); NULL: none; borrowed from json */
+    wk_deployments deps;    /* the deployments of the CALL in progress */
     int state;
     int tier;        /* current tier */
     int tries;       /* attempts made at the current tier */
