@@ -267,6 +267,8 @@ static void finish(wk_task *t, const char *status, const char *reason, wk_action
     cJSON_AddStringToObject(r, "cascade", t->cascade->name);
     if (t->data_class)
         cJSON_AddStringToObject(r, "data_class", t->data_class);
+    if (t->now_ms > 0) /* when it finished: `drift` windows results by it */
+        add_iso_ts(r, t->now_ms);
     if (accepted) {
         cJSON_AddNumberToObject(r, "tier", t->tier);
         cJSON_AddStringToObject(r, "model", t->cascade->tiers[t->tier].model->name);
@@ -947,6 +949,7 @@ static void step(wk_task *t, const wk_event *ev, wk_actions *out)
 int wk_task_feed(wk_task *t, const wk_event *ev, wk_actions *out)
 {
     drop_after(out, 0);
+    t->now_ms = ev->now_ms;
     step(t, ev, out);
     return out->n;
 }
