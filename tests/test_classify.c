@@ -360,7 +360,8 @@ static const char *RECS_JSONL =
 
 static cJSON *results;  /* the batch's result lines */
 static char *report;    /* `cascade report` of them */
-static cJSON *requests; /* the mock's log, bodies included */
+static cJSON *requests; /* the mock's log of requests, bodies included */
+static cJSON *mock_log; /* the whole log: requests, and writes (--log-writes) in order */
 
 static int batch_setup(void **state)
 {
@@ -381,7 +382,12 @@ static int batch_setup(void **state)
     char *recs = h_write("recs.jsonl", RECS_JSONL);
     char *out = h_tmp("results.jsonl"), *errf = h_tmp("stderr"), *log = h_tmp("mock.log");
     char *rep = h_tmp("report.txt");
-    const char *extra[] = {"--log-bodies", "1", NULL};
+    /*
+     * --log-writes: the log shows each answer leaving too, so the order of
+     * the lines shows which calls were in flight together; --latency holds
+     * each answer back long enough for a call sent with it to arrive.
+     */
+    const char *extra[] = {"--log-bodies", "1", "--log-writes", "--latency", "200", NULL};
     h_mock m;
     h_mock_start(&m, recs, log, extra);
     char *argv[] = {(char *)h_cascade_bin(), "run", tasks, "--cascades", dir, "-o", out, NULL};
@@ -397,7 +403,14 @@ static int batch_setup(void **state)
     if (h_run(rargv, rep, errf, 30) != 0)
         return -1;
     results = h_jsonl(out);
-    requests = h_jsonl(log);
+    mock_log = h_jsonl(log);
+    requests = cJSON_CreateArray();
+    const cJSON *l;
+    cJSON_ArrayForEach(l, mock_log)
+    {
+        if (!cJSON_GetObjectItem(l, "event"))
+            cJSON_AddItemToArray(requests, cJSON_Duplicate(l, 1));
+    }
     report = h_slurp(rep);
     free(dir);
     free(models);
@@ -414,6 +427,7 @@ static int batch_teardown(void **state)
 {
     cJSON_Delete(results);
     cJSON_Delete(requests);
+    cJSON_Delete(mock_log);
     free(report);
     return h_group_teardown(state);
 }
@@ -449,6 +463,28 @@ static void test_agreement_accepts_two_same_labels_and_climbs_on_two(void **stat
     assert_string_equal(h_str(cJSON_GetArrayItem(atts, 0), "model"), "a");
     assert_string_equal(h_str(cJSON_GetArrayItem(atts, 1), "model"), "b");
     assert_string_equal(h_str(r, "model"), "a"); /* the tier's model names the tier */
+    /*
+     * a and b were asked in parallel: both requests reached the mock before
+     * either answer left it (in the log's order, not by the clock).
+     */
+    int at = 0, last_request = -1, first_write = -1, nreq = 0, nwrite = 0;
+    const cJSON *l;
+    cJSON_ArrayForEach(l, mock_log)
+    {
+        if (!strcmp(h_str(l, "task"), "ag-same")) {
+            int write = cJSON_GetObjectItem(l, "event") != NULL;
+            nreq += !write;
+            nwrite += write;
+            if (!write)
+                last_request = at;
+            if (write && first_write < 0)
+                first_write = at;
+        }
+        at++;
+    }
+    assert_int_equal(nreq, 2);
+    assert_int_equal(nwrite, 2);
+    assert_true(last_request < first_write);
     r = expect("ag-differ", 1, "feature", 3);
     const cJSON *v = verdict_of(r, 1);
     assert_string_equal(h_str(v, "reason"), "disagreement");

@@ -249,10 +249,12 @@ static void perform(slot *s, wk_actions *acts)
         wk_action *a = &acts->v[i];
         switch (a->kind) {
         case WK_ACT_CALL:
-            wk_ask_call(&s->ask, a->model, a->messages, a->est_prompt_tokens, a->logprobs, a->n);
+            /* The calls of an agree tier's round come in one feed and are all sent. */
+            wk_ask_call(&s->ask, a->model, a->messages, a->est_prompt_tokens, a->logprobs, a->n,
+                        a->vote);
             break;
         case WK_ACT_VALIDATE:
-            wk_ask_validate(&s->ask, a->answer, a->same_call);
+            wk_ask_validate(&s->ask, a->answer, a->same_call, a->vote);
             break;
         case WK_ACT_LOG:
             /* A climb replayed from the journal was logged by the run that made it. */
