@@ -7,6 +7,12 @@
  * failure either another CALL at the same tier (attempts left), a LOG plus a
  * CALL one tier up, or a FINISH. A truncated answer and a failed call are
  * failures like a validator's and climb the same way.
+ *
+ * An agree tier asks its listed models in parallel: one feed emits a CALL
+ * per model (a round, each with its vote index), the outcomes are held as
+ * they come in any order, and only when the last is in are they voted on,
+ * in the order of agree.models, so a rerun fed from the journal takes the
+ * same path. The task never finishes with a call of its round still out.
  */
 #include "router.h"
 #include "task_int.h"

@@ -19,7 +19,9 @@
  * and chains come back, and the run exits WK_EXIT_FAIL. A rerun on the same
  * journal resumes from what it holds.
  *
- * Concurrency: at most `concurrency` tasks are in flight, each in a slot.
+ * Concurrency: at most `concurrency` tasks are in flight, each in a slot;
+ * a slot may have several calls in flight (an agree tier's round, one call
+ * per listed model, all sent from one feed).
  * A verdict that arrives inside val_chain_start is held and fed after it
  * returns (answers.c), so the router is never re-entered.
  */
