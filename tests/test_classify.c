@@ -666,6 +666,74 @@ static void test_tune_accuracy_finds_an_agreement_pair(void **state)
         free(paths[m]);
 }
 
+/*
+ * A run that dies while validating a classify task, after its answers were
+ * journaled, then a rerun on the same journal: the tier's votes come back
+ * from the journal with what its doubt reads (the logprobs, the other
+ * choices of an n = 3 call), so nothing is asked of the mock again and the
+ * task is accepted at tier 0 as it would have been.
+ */
+static void test_resume_votes_on_the_journaled_answers_without_paying_again(void **state)
+{
+    (void)state;
+    char *dir = h_tmp("cascades"), *recs = h_tmp("recs.jsonl");
+    /* task, the requests its tier makes, its label */
+    const char *cases[][3] = {
+        {"lp-sure", "1", "won't fix"}, {"ag-same", "2", "bug"}, {"sa-most", "1", "bug"}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *id = cases[i][0];
+        const char *line = strstr(TASKS_JSONL, id) - strlen("{\"id\": \"");
+        char *one = wk_xstrndup(line, (size_t)(strchr(line, '\n') - line + 1));
+        char *name = wk_xasprintf("resume-%s.jsonl", id);
+        char *tasks = h_write(name, one);
+        char *out = h_tmp("resume-out.jsonl"), *journal = h_tmp("resume-out.jsonl.journal");
+        char *log = h_tmp("resume-mock.log"), *errf = h_tmp("resume-err");
+        unlink(out);
+        unlink(journal);
+        unlink(log);
+        h_mock m;
+        h_mock_start(&m, recs, log, NULL);
+        char *argv[] = {
+            (char *)h_cascade_bin(), "run", tasks, "--cascades", dir, "-o", out, "-q", NULL};
+        setenv("CASCADE_FAULT_ABORT_IN_VALIDATE", id, 1);
+        int rc = h_run(argv, NULL, errf, 60);
+        unsetenv("CASCADE_FAULT_ABORT_IN_VALIDATE");
+        if (rc == 0)
+            fail_msg("%s: the run did not die in the validation", id);
+        cJSON *first = h_jsonl(log);
+        int asked = cJSON_GetArraySize(first);
+        cJSON_Delete(first);
+        assert_int_equal(asked, atoi(cases[i][1]));
+        rc = h_run(argv, NULL, errf, 60);
+        h_mock_stop(&m);
+        if (rc != 0)
+            fail_msg("%s: the rerun exited %d: %s", id, rc, h_slurp(errf));
+        cJSON *log_lines = h_jsonl(log), *res = h_jsonl(out);
+        assert_int_equal(cJSON_GetArraySize(log_lines), asked); /* not one request more */
+        const cJSON *r = h_find(res, "id", id);
+        assert_non_null(r);
+        assert_string_equal(h_str(r, "status"), "accepted");
+        assert_int_equal(cJSON_GetObjectItem(r, "tier")->valueint, 0);
+        assert_string_equal(h_str(r, "label"), cases[i][2]);
+        if (!strcmp(id, "lp-sure")) {
+            const cJSON *a0 = cJSON_GetArrayItem(cJSON_GetObjectItem(r, "attempts"), 0);
+            assert_true(fabs(cJSON_GetObjectItem(a0, "confidence")->valuedouble - exp(-0.6)) <
+                        1e-6);
+        }
+        cJSON_Delete(log_lines);
+        cJSON_Delete(res);
+        free(one);
+        free(name);
+        free(tasks);
+        free(out);
+        free(journal);
+        free(log);
+        free(errf);
+    }
+    free(dir);
+    free(recs);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -682,6 +750,7 @@ int main(void)
         cmocka_unit_test(test_logprob_confidence_accepts_a_sure_label_and_climbs_below),
         cmocka_unit_test(test_self_confidence_accepts_a_sure_label_and_climbs_below),
         cmocka_unit_test(test_report_gives_accuracy_per_cascade_and_tier_and_climbs_by_reason),
+        cmocka_unit_test(test_resume_votes_on_the_journaled_answers_without_paying_again),
     };
     int failed = cmocka_run_group_tests_name("classify", tests, h_group_setup, h_group_teardown);
     return failed | cmocka_run_group_tests_name("classify against the mock", mock_tests,

@@ -160,6 +160,18 @@ static void answer(wk_ask_call_slot *c, const wk_event *ev, int journal)
                                   ev->finish_reason, ev->prompt_tokens, ev->completion_tokens,
                                   ev->cached_tokens, ev->served ? ev->served->name : NULL,
                                   ev->retries, ev->fallbacks);
+    if (journal && (ev->logprobs || ev->choices)) {
+        /* What a classify tier's doubt reads: a resume votes on it without paying again. */
+        cJSON *x = cJSON_CreateObject();
+        if (ev->logprobs)
+            cJSON_AddItemToObject(x, "logprobs", cJSON_Duplicate(ev->logprobs, 1));
+        if (ev->choices)
+            cJSON_AddItemToObject(x, "choices", cJSON_Duplicate(ev->choices, 1));
+        char *js = cJSON_PrintUnformatted(x);
+        (void)wk_journal_received_extra(q->a->journal, wk_task_id(q->task), c->seq, js);
+        free(js);
+        cJSON_Delete(x);
+    }
     wk_journal_then(q->a->journal, feed_response, c);
 }
 
@@ -297,7 +309,14 @@ void wk_ask_call(wk_ask *q, const wk_model *m, const cJSON *messages, long est, 
                        .retries = j->retries,
                        .fallbacks = j->fallbacks,
                        .served = j->served ? wk_config_model(a->cfg, j->served) : NULL};
+        /* The tokens' logprobs and the other choices, as the first run had them. */
+        cJSON *x = j->extra ? cJSON_Parse(j->extra) : NULL;
+        const cJSON *lp = cJSON_GetObjectItemCaseSensitive(x, "logprobs");
+        const cJSON *ch = cJSON_GetObjectItemCaseSensitive(x, "choices");
+        ev.logprobs = cJSON_IsArray(lp) ? lp : NULL;
+        ev.choices = cJSON_IsArray(ch) ? ch : NULL;
         answer(c, &ev, 0);
+        cJSON_Delete(x);
         return;
     }
     /*
