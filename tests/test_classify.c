@@ -360,6 +360,7 @@ static const char *RECS_JSONL =
 
 static cJSON *results;  /* the batch's result lines */
 static char *report;    /* `cascade report` of them */
+static char *html;      /* and its --html page */
 static cJSON *requests; /* the mock's log of requests, bodies included */
 static cJSON *mock_log; /* the whole log: requests, and writes (--log-writes) in order */
 
@@ -402,6 +403,12 @@ static int batch_setup(void **state)
     char *rargv[] = {(char *)h_cascade_bin(), "report", out, NULL};
     if (h_run(rargv, rep, errf, 30) != 0)
         return -1;
+    char *page = h_tmp("report.html");
+    char *hargv[] = {(char *)h_cascade_bin(), "report", out, "--html", page, NULL};
+    if (h_run(hargv, NULL, errf, 30) != 0)
+        return -1;
+    html = h_slurp(page);
+    free(page);
     results = h_jsonl(out);
     mock_log = h_jsonl(log);
     requests = cJSON_CreateArray();
@@ -429,6 +436,7 @@ static int batch_teardown(void **state)
     cJSON_Delete(requests);
     cJSON_Delete(mock_log);
     free(report);
+    free(html);
     return h_group_teardown(state);
 }
 
@@ -581,6 +589,10 @@ static void test_report_gives_accuracy_per_cascade_and_tier_and_climbs_by_reason
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
         if (!strstr(report, want[i]))
             fail_msg("the report lacks \"%s\":\n%s", want[i], report);
+    /* Every cascade here has gold labels: the HTML chart plots accuracy, not pass rate. */
+    assert_non_null(strstr(html, "<h2>Cost against accuracy</h2>"));
+    assert_non_null(strstr(html, "<th>accuracy</th><th>cost</th>"));
+    assert_null(strstr(html, "against pass rate"));
 }
 
 /* ---- tune --metric accuracy ---------------------------------------------------- */
