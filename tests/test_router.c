@@ -749,6 +749,60 @@ static void test_agree_round_with_a_failed_call_climbs_after_all_are_in(void **s
     wk_task_free(t);
 }
 
+/*
+ * An answer of a round that fails its checks is a vote for no label (the
+ * others are paid and in hand): two of three still carry min 2, and with
+ * two models the tier climbs on disagreement with every attempt judged.
+ */
+static void test_agree_round_answer_failing_its_checks_votes_for_no_label(void **state)
+{
+    (void)state;
+    classify_casc((wk_tier){.model = &models[0],
+                            .attempts = 1,
+                            .agree = {&models[0], &models[1], &models[2]},
+                            .nagree = 3,
+                            .vote_min = 2});
+    wk_task *t = parse_ok(CLS_TASK);
+    wk_action a[ACTS_MAX];
+    assert_int_equal(feed(t, (wk_event){.kind = WK_EV_START}, a), 3);
+    assert_int_equal(round_answer(t, 2, "bug", NULL, a), 0);
+    assert_int_equal(round_answer(t, 0, "no idea", NULL, a), 0);
+    assert_int_equal(round_answer(t, 1, "bug", NULL, a), 1);
+    assert_int_equal(a[0].kind, WK_ACT_VALIDATE);
+    assert_int_equal(feed(t, verdict(0, "label", "no_label", NULL), a), 1);
+    assert_int_equal(validate_then(t, a, "bug", 1, "bug"), 1);
+    assert_int_equal(validate_then(t, a, "bug", 2, "bug"), 1);
+    assert_int_equal(a[0].kind, WK_ACT_FINISH);
+    assert_string_equal(jstr(a[0].line, "status"), "accepted");
+    assert_string_equal(jstr(a[0].line, "label"), "bug");
+    cJSON_Delete(a[0].line);
+    wk_task_free(t);
+
+    classify_casc((wk_tier){.model = &models[0],
+                            .attempts = 1,
+                            .agree = {&models[0], &models[1]},
+                            .nagree = 2,
+                            .vote_min = 2});
+    t = parse_ok(CLS_TASK);
+    feed(t, (wk_event){.kind = WK_EV_START}, a);
+    round_answer(t, 0, "no idea", NULL, a);
+    assert_int_equal(round_answer(t, 1, "bug", NULL, a), 1);
+    assert_int_equal(feed(t, verdict(0, "label", "no_label", NULL), a), 1);
+    assert_int_equal(validate_then(t, a, "bug", 1, "bug"), 2);
+    assert_int_equal(a[0].kind, WK_ACT_LOG);
+    assert_string_equal(jstr(a[0].line, "reason"), "disagreement");
+    assert_non_null(strstr(jstr(a[0].line, "evidence"), "cheap: (no label)\nmid: bug"));
+    cJSON_Delete(a[0].line);
+    assert_int_equal(vote_once(t, "bug", NULL, "bug", -1, a), 1);
+    const cJSON *atts = cJSON_GetObjectItem(a[0].line, "attempts");
+    const cJSON *v0 = cJSON_GetObjectItem(cJSON_GetArrayItem(atts, 0), "verdict");
+    const cJSON *v1 = cJSON_GetObjectItem(cJSON_GetArrayItem(atts, 1), "verdict");
+    assert_string_equal(jstr(v0, "reason"), "no_label");
+    assert_string_equal(jstr(v1, "reason"), "disagreement");
+    cJSON_Delete(a[0].line);
+    wk_task_free(t);
+}
+
 /* The task budget must hold every call of the round before any is sent; a lost one is resent alone.
  */
 static void test_agree_round_reserves_all_votes_and_resends_a_lost_one_alone(void **state)
@@ -896,6 +950,8 @@ int main(void)
             test_agree_tier_asks_each_model_in_parallel_then_climbs_on_disagreement, setup),
         cmocka_unit_test_setup(test_agree_tier_accepts_when_enough_labels_match, setup),
         cmocka_unit_test_setup(test_agree_round_with_a_failed_call_climbs_after_all_are_in, setup),
+        cmocka_unit_test_setup(test_agree_round_answer_failing_its_checks_votes_for_no_label,
+                               setup),
         cmocka_unit_test_setup(test_agree_round_reserves_all_votes_and_resends_a_lost_one_alone,
                                setup),
         cmocka_unit_test_setup(test_logprob_tier_reads_the_label_tokens_and_climbs_below_threshold,

@@ -655,6 +655,9 @@ static void next_choice(wk_task *t, int64_t now, wk_actions *out)
     v->vote = tier_rounds(tr) ? (t->asked / per_model(tr)) : 0;
 }
 
+/* A vote on the newest answer (below); v NULL: it failed its checks, a vote for no label. */
+static void vote(wk_task *t, const val_verdict *v, int64_t now, wk_actions *out);
+
 /*
  * The answer of call k of the round, made the newest (its attempt was made
  * when the round came in) and sent to the validators like any answer.
@@ -671,9 +674,9 @@ static void take_held(wk_task *t, int k, int64_t now, wk_actions *out)
     t->pending = h->choices;
     h->choices = NULL;
     if (h->ev.finish_reason && strcmp(h->ev.finish_reason, "length") == 0) {
-        const char *msg = "the answer was cut off at max_tokens";
-        set_failed(t->cur, "truncation", "truncated", msg);
-        on_failure(t, now, t->cascade->feedback, "truncation", "truncated", msg, NULL, out);
+        /* Cut off: a vote for no label, as a failed check of a round's answer is. */
+        set_failed(t->cur, "truncation", "truncated", "the answer was cut off at max_tokens");
+        vote(t, NULL, now, out);
         return;
     }
     t->state = WK__ST_VALIDATING;
@@ -797,9 +800,10 @@ static void doubt_verdict(wk_task *t, const char *validator, const char *reason,
 static void vote(wk_task *t, const val_verdict *v, int64_t now, wk_actions *out)
 {
     const wk_tier *tr = &t->cascade->tiers[t->tier];
-    char label[VAL_LABEL_MAX];
-    double conf = -1, self;
-    label_of(t, v, label, &self);
+    char label[VAL_LABEL_MAX] = "";
+    double conf = -1, self = -1;
+    if (v)
+        label_of(t, v, label, &self);
     if (tr->confidence == WK_CONF_SELF)
         conf = self;
     else if (tr->confidence == WK_CONF_LOGPROBS && label[0])
@@ -847,11 +851,13 @@ static void vote(wk_task *t, const val_verdict *v, int64_t now, wk_actions *out)
     cJSON_ArrayForEach(a, t->votes)
     {
         double c = cJSON_GetObjectItemCaseSensitive(a, "confidence")->valuedouble;
-        if (c >= 0)
-            wk_buf_appendf(&ev, "%s: %s (confidence %.3f)\n", wk_jstr(a, "model"),
-                           wk_jstr(a, "label"), c);
+        const char *l = wk_jstr(a, "label");
+        if (!*l) /* an answer of the round that failed its checks: a vote for no label */
+            wk_buf_appendf(&ev, "%s: (no label)\n", wk_jstr(a, "model"));
+        else if (c >= 0)
+            wk_buf_appendf(&ev, "%s: %s (confidence %.3f)\n", wk_jstr(a, "model"), l, c);
         else
-            wk_buf_appendf(&ev, "%s: %s\n", wk_jstr(a, "model"), wk_jstr(a, "label"));
+            wk_buf_appendf(&ev, "%s: %s\n", wk_jstr(a, "model"), l);
     }
     int min = tr->vote_min > 0 ? tr->vote_min : 1;
     char *msg = NULL;
@@ -1061,6 +1067,12 @@ static void step(wk_task *t, const wk_event *ev, wk_actions *out)
         }
         if (v->pass && tier_doubts(&t->cascade->tiers[t->tier])) {
             vote(t, v, ev->now_ms, out);
+        } else if (tier_rounds(&t->cascade->tiers[t->tier])) {
+            /*
+             * A failed answer of a round (all paid, the rest in hand): a vote for
+             * no label, so the others are still read and min decides.
+             */
+            vote(t, NULL, ev->now_ms, out);
         } else if (v->pass) {
             double self;
             label_of(t, v, t->label, &self);
