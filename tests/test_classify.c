@@ -746,6 +746,83 @@ static void test_resume_votes_on_the_journaled_answers_without_paying_again(void
     free(recs);
 }
 
+/*
+ * Four single-model results files over 400 four-way questions, built so that
+ * only a unanimous triple is worth its cost: a, b and c are each right on
+ * 60%, and every two of them agree on the same wrong letter on a fifth of
+ * the questions (a and b on one fifth, a and c on another, b and c on a
+ * third), so any pair lets a fifth of wrong labels through and two of three
+ * are as often wrong as right there; all three agree only where they are all
+ * right. top is right on 95% at 20 times the cost.
+ */
+static void test_tune_accuracy_finds_a_unanimous_triple(void **state)
+{
+    (void)state;
+    const char *L[] = {"A", "B", "C", "D"};
+    const char *M[] = {"a", "b", "c", "top"};
+    double cost[] = {0.001, 0.001, 0.001, 0.02};
+    char *paths[4];
+    for (int m = 0; m < 4; m++) {
+        wk_buf b;
+        wk_buf_init(&b, 1u << 22);
+        for (int i = 0; i < 400; i++) {
+            int g = i % 4, d = i % 10;
+            /* d 4-5: a and b wrong alike; 6-7: a and c; 8-9: b and c */
+            int wrong = m == 0   ? d >= 4 && d <= 7
+                        : m == 1 ? (d >= 4 && d <= 5) || d >= 8
+                        : m == 2 ? d >= 6
+                                 : i % 20 == 5;
+            const char *ans = L[wrong ? (g + 1) % 4 : g];
+            wk_buf_appendf(&b,
+                           "{\"id\":\"t%d\",\"status\":\"accepted\",\"cascade\":\"%s\","
+                           "\"tier\":0,\"model\":\"%s\",\"cost_usd\":%g,\"attempts\":[{"
+                           "\"tier\":0,\"model\":\"%s\",\"cost_usd\":%g,\"verdict\":{"
+                           "\"pass\":true,\"label\":\"%s\"}}],\"label\":\"%s\",\"gold\":"
+                           "\"%s\"}\n",
+                           i, M[m], M[m], cost[m], M[m], cost[m], ans, ans, L[g]);
+        }
+        char *name = wk_xasprintf("triple-%s.jsonl", M[m]);
+        paths[m] = h_write(name, b.buf);
+        free(name);
+        wk_buf_release(&b);
+    }
+    char *out = h_tmp("tuned3.json"), *rep = h_tmp("tune3.txt");
+    char *argv[] = {(char *)h_cascade_bin(),
+                    "tune",
+                    "--from",
+                    paths[0],
+                    "--from",
+                    paths[1],
+                    "--from",
+                    paths[2],
+                    "--from",
+                    paths[3],
+                    "--target",
+                    "0.9",
+                    "--metric",
+                    "accuracy",
+                    "-o",
+                    out,
+                    NULL};
+    assert_int_equal(h_run(argv, rep, NULL, 60), 0);
+    char *text = h_slurp(rep);
+    if (!strstr(text, "chosen plan: a=b=c/3*1>top*1"))
+        fail_msg("tune did not pick the unanimous triple:\n%s", text);
+    char *tuned = h_slurp(out);
+    cJSON *c = cJSON_Parse(tuned);
+    const cJSON *ag =
+        cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(c, "tiers"), 0), "agree");
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(ag, "models")), 3);
+    assert_int_equal(cJSON_GetObjectItem(ag, "min")->valueint, 3);
+    cJSON_Delete(c);
+    free(tuned);
+    free(text);
+    free(out);
+    free(rep);
+    for (int m = 0; m < 4; m++)
+        free(paths[m]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -755,6 +832,7 @@ int main(void)
         cmocka_unit_test(test_gold_outside_the_enum_is_invalid_task),
         cmocka_unit_test(test_classify_cascade_startup_errors),
         cmocka_unit_test(test_tune_accuracy_finds_an_agreement_pair),
+        cmocka_unit_test(test_tune_accuracy_finds_a_unanimous_triple),
     };
     const struct CMUnitTest mock_tests[] = {
         cmocka_unit_test(test_agreement_accepts_two_same_labels_and_climbs_on_two),
