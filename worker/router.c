@@ -316,10 +316,6 @@ static void finish(wk_task *t, const char *status, const char *reason, wk_action
 }
 
 /*
- * Emits the next call, unless the task's budget cannot hold its worst case
- * (the whole prompt plus max_tokens of output), in which case the task ends.
- */
-/*
  * 1 (and the task finished over_budget) unless the task's budget holds the
  * worst case (the whole prompt plus max_tokens of output) of the next calls
  * at `tier`: an agree tier's round is reserved whole, every listed model's
