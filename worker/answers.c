@@ -279,8 +279,8 @@ static void feed_lost(void *arg, int status)
     feed_call(c, &ev);
 }
 
-void wk_ask_call(wk_ask *q, const wk_model *m, const cJSON *messages, long est, int logprobs, int n,
-                 int vote)
+void wk_ask_call(wk_ask *q, const wk_model *m, const wk_deployments *deps, const cJSON *messages,
+                 long est, int logprobs, int n, int vote)
 {
     const wk_answers *a = q->a;
     wk_ask_call_slot *c = &q->calls[vote >= 0 && vote < WK_AGREE_MAX ? vote : 0];
@@ -330,8 +330,20 @@ void wk_ask_call(wk_ask *q, const wk_model *m, const cJSON *messages, long est, 
         wk_journal_then(a->journal, feed_lost, c);
         return;
     }
+    if (deps && deps->n == 0) {
+        /* The router admits no tier without a deployment; should one come, nothing is sent. */
+        if (call_over(c))
+            return;
+        wk_event ev = {.kind = WK_EV_CALL_FAILED,
+                       .now_ms = wall_ms(),
+                       .error_reason = "data_policy",
+                       .error_message = "the task's data class may reach no deployment"};
+        feed_call(c, &ev);
+        return;
+    }
     wk_call_drop(c->call);
-    c->call = wk_call_prepare(a->calls, m, wk_task_id(q->task), messages, est, c->seq, logprobs, n);
+    c->call =
+        wk_call_prepare(a->calls, m, deps, wk_task_id(q->task), messages, est, c->seq, logprobs, n);
     wk_cached hit;
     if (wk_call_cached(c->call, &hit)) {
         wk_call_drop(c->call);

@@ -94,15 +94,16 @@ int wk_ask_begin(wk_ask *q, const wk_task *task);
 void wk_ask_end(wk_ask *q);
 
 /*
- * The router's CALL: messages are copied at once; logprobs: ask for the
- * tokens' logprobs; n > 1: ask for n answers in one call where the API takes
- * "n" (replay and the cache give one). vote: the action's vote index; the
- * calls of one round are in flight together, and each event carries its
- * vote back. When the journal fails under a task, on_abandon is called once
- * every call of it in flight is back.
+ * The router's CALL: messages are copied at once; deps: the deployments of m
+ * the call may use (borrowed; NULL: m and all its fallbacks); logprobs: ask
+ * for the tokens' logprobs; n > 1: ask for n answers in one call where the
+ * API takes "n" (replay and the cache give one). vote: the action's vote
+ * index; the calls of one round are in flight together, and each event
+ * carries its vote back. When the journal fails under a task, on_abandon is
+ * called once every call of it in flight is back.
  */
-void wk_ask_call(wk_ask *q, const wk_model *m, const cJSON *messages, long est_prompt_tokens,
-                 int logprobs, int n, int vote);
+void wk_ask_call(wk_ask *q, const wk_model *m, const wk_deployments *deps, const cJSON *messages,
+                 long est_prompt_tokens, int logprobs, int n, int vote);
 /*
  * The router's VALIDATE: answer is borrowed until the verdict is fed; vote:
  * the action's, naming the call whose answer it is (its journal row).

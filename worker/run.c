@@ -252,8 +252,8 @@ static void perform(slot *s, wk_actions *acts)
         switch (a->kind) {
         case WK_ACT_CALL:
             /* The calls of an agree tier's round come in one feed and are all sent. */
-            wk_ask_call(&s->ask, a->model, a->messages, a->est_prompt_tokens, a->logprobs, a->n,
-                        a->vote);
+            wk_ask_call(&s->ask, a->model, a->deps, a->messages, a->est_prompt_tokens, a->logprobs,
+                        a->n, a->vote);
             break;
         case WK_ACT_VALIDATE:
             wk_ask_validate(&s->ask, a->answer, a->same_call, a->vote);

@@ -7,6 +7,7 @@
 #define WK_TASK_INT_H
 
 #include <cjson/cJSON.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -46,7 +47,11 @@ struct wk_task {
     const wk_cascade *cascade; /* borrowed from the config */
     const cJSON *schema;       /* borrowed from json or the cascade */
     double budget_usd;         /* < 0: none; 0 allows only free calls */
+    const char *data_class; /* the task's data class (policy.h); NULL: none; borrowed from json */
+    /* The deployments of the CALLs in progress, by vote index (an agree round has several). */
+    wk_deployments deps[WK_AGREE_MAX];
     int state;
+    int64_t now_ms;  /* the newest event's time: stamps the result line ("ts") */
     int tier;        /* current tier */
     int tries;       /* attempts made at the current tier */
     cJSON *messages; /* the conversation sent with the next call; owned */

@@ -36,6 +36,8 @@ enum {
     S_FORGET_ATT,
     S_VSTART,
     S_EXTRA,
+    S_BEGIN,
+    S_COMMIT,
     S_COUNT
 };
 
@@ -57,6 +59,9 @@ static const char *const SQL[S_COUNT] = {
     "UPDATE attempts SET vstarts = CASE WHEN ?3 THEN coalesce(vstarts, 0) + 1 ELSE 0 END "
     "WHERE task = ?1 AND seq = ?2",
     "UPDATE attempts SET extra = ?3 WHERE task = ?1 AND seq = ?2",
+    /* Prepared once: sqlite3_exec would parse them again for every transaction. */
+    "BEGIN",
+    "COMMIT",
 };
 
 struct wk_journal {
@@ -119,7 +124,9 @@ static int need_txn(wk_journal *j)
     if (j->error)
         return WK_EIO;
     if (!j->in_txn) {
-        if (sqlite3_exec(j->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
+        int ok = sqlite3_step(j->st[S_BEGIN]) == SQLITE_DONE;
+        sqlite3_reset(j->st[S_BEGIN]);
+        if (!ok)
             return fail(j, "BEGIN");
         j->in_txn = 1;
         arm(j);
@@ -133,7 +140,11 @@ static int commit(wk_journal *j)
     if (j->error)
         return WK_EIO;
     if (j->in_txn) {
-        if (sqlite3_exec(j->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+        int ok = sqlite3_step(j->st[S_COMMIT]) == SQLITE_DONE;
+        if (!ok)
+            set_error(j, "COMMIT"); /* before the reset, which may change the message */
+        sqlite3_reset(j->st[S_COMMIT]);
+        if (!ok)
             return fail(j, "COMMIT");
         j->in_txn = 0;
         j->commits++;
