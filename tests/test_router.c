@@ -647,6 +647,9 @@ static void test_agree_tier_asks_each_model_in_parallel_then_climbs_on_disagreem
     assert_int_equal(a[1].kind, WK_ACT_CALL);
     assert_string_equal(a[1].model->name, "mid");
     assert_int_equal(a[1].vote, 1);
+    /* Each CALL carries its own model's deployments (both are staged before either is sent). */
+    assert_ptr_equal(a[0].deps->v[0], &models[0]);
+    assert_ptr_equal(a[1].deps->v[0], &models[1]);
     /* mid answers first: nothing happens until the round is in. */
     assert_int_equal(round_answer(t, 1, "feature", NULL, a), 0);
     assert_int_equal(round_answer(t, 1, "bug", NULL, a), 0); /* a second answer: ignored */
