@@ -25,12 +25,14 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "lib/jsonl.h"
 #include "lib/util.h"
 #include "worker/config.h"
 #include "worker/eval/figures.h"
+#include "worker/eval/plan_words.h"
 #include "worker/eval/tune.h"
 #include "worker/run.h"
 
@@ -38,7 +40,8 @@
 #define RUNS_MAX 1000
 
 static const char usage_replay[] =
-    "usage: cascade replay --tasks FILE --recordings FILE --cascade NAME|FILE [options]\n"
+    "usage: cascade replay --tasks FILE --recordings FILE --cascade NAME|FILE... [options]\n"
+    "       cascade replay --tasks FILE --recordings FILE --plan 'a*2>b'... [options]\n"
     "\n"
     "Runs the tasks through a cascade offline: each call is answered from the\n"
     "recordings (same JSONL as mock-llm's), with no HTTP and no API key; the router,\n"
@@ -50,6 +53,15 @@ static const char usage_replay[] =
     "  --recordings FILE    recorded answers JSONL\n"
     "  --cascade NAME|FILE  the cascade: a name in --cascades, or a cascade file;\n"
     "                       may be repeated to replay several (one shared verdict cache)\n"
+    "  --plan PLAN          a plan in words, as the tables name plans: tiers\n"
+    "                       separated by '>', each MODEL or MODEL*ATTEMPTS\n"
+    "                       ('cheap*2>dear'); may be repeated and mixed with\n"
+    "                       --cascade; the table names it as written\n"
+    "  --base FILE          a cascade file whose match, validators and feedback the\n"
+    "                       plans take [code; syntax, tests; no feedback]\n"
+    "  --verdict-cache FILE verdicts kept across invocations: read at the start\n"
+    "                       (none yet: empty), written back at the end; an entry\n"
+    "                       is used only while its task's line in --tasks is the same\n"
     "  --cascades DIR       where names are looked up [cascades]\n"
     "  --gold FIELD         the task field holding a classify task's gold label [gold]\n"
     "  --models FILE        models file [DIR/models.json, or models.json beside FILE]\n"
@@ -80,7 +92,9 @@ static const char usage_replay[] =
 
 typedef struct spec {
     const char *arg;
-    char *cascades; /* a directory, or the cascade file itself */
+    int is_plan;     /* arg is a plan in words ("a*1>b*2"), not a cascade */
+    char *plan_file; /* the plan written as a cascade file in the temporary directory */
+    char *cascades;  /* a directory, or the cascade file itself */
     char *models;
     char *name;
     char *stem;          /* file-safe name for --out-dir */
@@ -92,6 +106,9 @@ typedef struct spec {
 
 typedef struct replay {
     const char *tasks, *recordings, *cascades_dir, *models, *out, *esc, *out_dir, *table;
+    const char *base_path, *vcache_path;
+    cJSON *plan_base; /* --base: what plans take match, validators and feedback from */
+    char *tmpdir;     /* where plans are written as cascade files; NULL until one is */
     int runs, oracle, quiet;
     wk_run_opts base;
     spec specs[SPECS_MAX];
@@ -164,13 +181,79 @@ static int collect_estimated(void *arg, const cJSON *rec, long lineno)
     return 0;
 }
 
+/* The --base cascade file, whose match, validators and feedback plans take. */
+static int load_base(const char *path, cJSON **out)
+{
+    char *text = NULL;
+    size_t len = 0;
+    int rc = wk_read_file(path, 4u << 20, &text, &len);
+    if (rc) {
+        fprintf(stderr, "cascade replay: cannot read %s (%s)\n", path, wk_strerror(rc));
+        return rc;
+    }
+    *out = cJSON_ParseWithLength(text, len);
+    free(text);
+    if (!cJSON_IsObject(*out)) {
+        fprintf(stderr, "cascade replay: %s is not a cascade (a JSON object)\n", path);
+        cJSON_Delete(*out);
+        *out = NULL;
+        return WK_EPARSE;
+    }
+    return 0;
+}
+
+/* Writes the plan s->arg as a cascade file in R's temporary directory; errors on stderr. */
+static int write_plan(replay *R, spec *s)
+{
+    char err[512];
+    cJSON *c = NULL;
+    char *text = NULL;
+    int rc = wk_plan_words_cascade(s->arg, R->plan_base, &c, err, sizeof err);
+    if (rc) {
+        fprintf(stderr, "cascade replay: --plan \"%s\": %s\n", s->arg, err);
+        goto cleanup;
+    }
+    if (!R->tmpdir) {
+        const char *tmp = getenv("TMPDIR");
+        char *templ = wk_xasprintf("%s/cascade-replay-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+        if (!mkdtemp(templ)) {
+            fprintf(stderr, "cascade replay: cannot make a temporary directory: %s\n",
+                    strerror(errno));
+            free(templ);
+            rc = WK_EIO;
+            goto cleanup;
+        }
+        R->tmpdir = templ;
+    }
+    s->plan_file = wk_xasprintf("%s/plan%02d.json", R->tmpdir, (int)(s - R->specs));
+    text = cJSON_Print(c);
+    FILE *f = fopen(s->plan_file, "w");
+    if (!f || fputs(text, f) == EOF || fflush(f) == EOF) {
+        fprintf(stderr, "cascade replay: cannot write %s: %s\n", s->plan_file, strerror(errno));
+        rc = WK_EIO;
+    }
+    if (f)
+        fclose(f);
+cleanup:
+    free(text);
+    cJSON_Delete(c);
+    return rc;
+}
+
 /* Finds the cascade behind s->arg and fills in the spec; errors on stderr. */
 static int resolve(replay *R, spec *s)
 {
     char err[512];
     wk_config cfg;
     int rc;
-    if (is_file(s->arg)) {
+    if (s->is_plan) {
+        rc = write_plan(R, s);
+        if (rc)
+            return rc;
+        s->cascades = wk_xstrdup(s->plan_file);
+        s->models =
+            R->models ? wk_xstrdup(R->models) : wk_xasprintf("%s/models.json", R->cascades_dir);
+    } else if (is_file(s->arg)) {
         s->cascades = wk_xstrdup(s->arg);
         if (R->models) {
             s->models = wk_xstrdup(R->models);
@@ -189,7 +272,8 @@ static int resolve(replay *R, spec *s)
         fprintf(stderr, "cascade replay: %s\n", err);
         return rc;
     }
-    const wk_cascade *c = is_file(s->arg) ? &cfg.cascades[0] : wk_config_cascade(&cfg, s->arg);
+    const wk_cascade *c =
+        s->is_plan || is_file(s->arg) ? &cfg.cascades[0] : wk_config_cascade(&cfg, s->arg);
     if (!c) {
         fprintf(stderr, "cascade replay: no cascade named \"%s\" in %s (and no such file)\n",
                 s->arg, s->cascades);
@@ -389,6 +473,20 @@ static int run_all(replay *R)
         code = WK_EXIT_FAIL;
         goto cleanup;
     }
+    if (R->vcache_path) {
+        long loaded, stale;
+        if (wk_vcache_load(vc, R->vcache_path, R->tasks, &loaded, &stale, err, sizeof err) != 0) {
+            fprintf(stderr, "cascade replay: --verdict-cache: %s\n", err);
+            code = WK_EXIT_FAIL;
+            goto cleanup;
+        }
+        if (!R->quiet)
+            fprintf(stderr, "replay: %ld verdicts from %s%s", loaded, R->vcache_path,
+                    stale ? "" : "\n");
+        if (!R->quiet && stale)
+            fprintf(stderr, " (%ld dropped: their task is not in --tasks or its line changed)\n",
+                    stale);
+    }
     for (int i = 0; i < R->nspecs; i++) {
         spec *s = &R->specs[i];
         if (resolve(R, s) != 0) {
@@ -488,6 +586,15 @@ static int run_all(replay *R)
     }
     if (R->table && write_table(R, R->oracle ? &oracle : NULL, oracle_est) != 0)
         code = WK_EXIT_FAIL;
+    if (R->vcache_path) {
+        long saved;
+        if (wk_vcache_save(vc, R->vcache_path, R->tasks, &saved, err, sizeof err) != 0) {
+            fprintf(stderr, "cascade replay: --verdict-cache: %s\n", err);
+            code = WK_EXIT_FAIL;
+        } else if (!R->quiet) {
+            fprintf(stderr, "replay: %ld verdicts kept in %s\n", saved, R->vcache_path);
+        }
+    }
 cleanup:
     for (int i = 0; i < R->nspecs; i++) {
         spec *s = &R->specs[i];
@@ -498,7 +605,14 @@ cleanup:
         free(s->results);
         free(s->esc);
         free(s->st);
+        if (s->plan_file)
+            unlink(s->plan_file);
+        free(s->plan_file);
     }
+    if (R->tmpdir)
+        rmdir(R->tmpdir);
+    free(R->tmpdir);
+    cJSON_Delete(R->plan_base);
     for (int i = 0; i < R->nestimated; i++)
         free(R->estimated_models[i]);
     wk_vcache_free(vc);
@@ -517,6 +631,9 @@ int wk_cmd_replay(int argc, char **argv)
         O_TASKS = 256,
         O_RECS,
         O_CASCADE,
+        O_PLAN,
+        O_BASE,
+        O_VCACHE,
         O_GOLD,
         O_CASCADES,
         O_MODELS,
@@ -533,6 +650,9 @@ int wk_cmd_replay(int argc, char **argv)
         {"tasks", required_argument, NULL, O_TASKS},
         {"recordings", required_argument, NULL, O_RECS},
         {"cascade", required_argument, NULL, O_CASCADE},
+        {"plan", required_argument, NULL, O_PLAN},
+        {"base", required_argument, NULL, O_BASE},
+        {"verdict-cache", required_argument, NULL, O_VCACHE},
         {"gold", required_argument, NULL, O_GOLD},
         {"cascades", required_argument, NULL, O_CASCADES},
         {"models", required_argument, NULL, O_MODELS},
@@ -561,11 +681,19 @@ int wk_cmd_replay(int argc, char **argv)
             R->recordings = optarg;
             break;
         case O_CASCADE:
+        case O_PLAN:
             if (R->nspecs == SPECS_MAX) {
-                fprintf(stderr, "cascade replay: at most %d cascades\n", SPECS_MAX);
+                fprintf(stderr, "cascade replay: at most %d cascades and plans\n", SPECS_MAX);
                 goto cleanup;
             }
+            R->specs[R->nspecs].is_plan = c == O_PLAN;
             R->specs[R->nspecs++].arg = optarg;
+            break;
+        case O_BASE:
+            R->base_path = optarg;
+            break;
+        case O_VCACHE:
+            R->vcache_path = optarg;
             break;
         case O_CASCADES:
             R->cascades_dir = optarg;
@@ -627,7 +755,7 @@ int wk_cmd_replay(int argc, char **argv)
     if (optind != argc)
         why = "unexpected argument";
     else if (!R->tasks || !R->recordings || R->nspecs == 0)
-        why = "--tasks, --recordings and --cascade are required";
+        why = "--tasks, --recordings and a --cascade or --plan are required";
     else if ((R->out || R->esc) && R->nspecs > 1)
         why = "-o and --escalations take one cascade; use --out-dir for several";
     else if ((R->out || R->esc) && R->out_dir)
@@ -636,6 +764,10 @@ int wk_cmd_replay(int argc, char **argv)
         why = "--oracle reads the single models' results back: it needs --out-dir";
     if (why) {
         fprintf(stderr, "cascade replay: %s\n\n%s", why, usage_replay);
+        goto cleanup;
+    }
+    if (R->base_path && load_base(R->base_path, &R->plan_base) != 0) {
+        code = WK_EXIT_FAIL;
         goto cleanup;
     }
     code = run_all(R);
