@@ -302,6 +302,16 @@ static void test_plans_in_words_beside_cascades(void **state)
     assert_true(fabs(num(plan, "vs_top") - 0.75) < 1e-9);
     char *err = h_slurp(errf);
     assert_non_null(strstr(err, "cheap*2>dear "));
+    /*
+     * Top tier alone: add and sub never reach dear in pass 1, so two of four
+     * tasks are priced from cheap's tokens; every call has the same tokens, so
+     * the price matches dear*1's replay exactly.
+     */
+    assert_non_null(strstr(err, "cheap*2>dear: top tier alone (dear) priced at $0.0800, 2 of 4 "
+                                "tasks from lower tiers' token counts (pass 1); dear*1 alone "
+                                "cost $0.0800 here, so that price is 0.0% over"));
+    const cJSON *top = cJSON_GetObjectItemCaseSensitive(plan, "top_tier_alone");
+    assert_int_equal((int)num(top, "tasks_from_lower_tiers"), 2);
     free(err);
 
     const char *unknown[] = {"--cascades", dir, "--plan", "cheap>nope*2", NULL};

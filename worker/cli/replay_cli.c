@@ -98,6 +98,7 @@ typedef struct spec {
     char *models;
     char *name;
     char *stem;          /* file-safe name for --out-dir */
+    char *top_model;     /* the model of the cascade's top tier */
     int single;          /* one tier of one attempt: a single model, for the oracle */
     int estimated;       /* a tier's model has estimated token counts */
     char *results, *esc; /* pass-1 paths; NULL: not written */
@@ -283,6 +284,7 @@ static int resolve(replay *R, spec *s)
     s->name = wk_xstrdup(c->name);
     s->stem = file_stem(c->name);
     s->single = c->ntiers == 1 && c->tiers[0].attempts == 1;
+    s->top_model = wk_xstrdup(c->tiers[c->ntiers - 1].model->name);
     for (int t = 0; t < c->ntiers; t++)
         for (int i = 0; i < R->nestimated; i++)
             s->estimated |= strcmp(c->tiers[t].model->name, R->estimated_models[i]) == 0;
@@ -292,6 +294,7 @@ static int resolve(replay *R, spec *s)
 
 typedef struct figs {
     double rate, rate_sd, cost, cost_sd, top, vs_top;
+    long top_estimated; /* tasks whose top-tier-alone price came from lower tiers' tokens */
     long tasks;
     long gold;               /* classify tasks with a gold label (pass 1) */
     double acc, acc_sd, cpc; /* accuracy and cost per correct label, mean over passes */
@@ -319,6 +322,7 @@ static void spec_figs(const replay *R, const spec *s, figs *f)
     wk_fig_mean_sd(acc, R->runs, &f->acc, &f->acc_sd);
     wk_fig_mean_sd(cpc, R->runs, &f->cpc, &sd);
     f->gold = s->st[0].gold;
+    f->top_estimated = s->st[0].top_estimated;
     f->cost_recorded = s->st[0].cost_recorded > 0;
 }
 
@@ -354,6 +358,10 @@ static void rebase(const replay *R, figs *f)
 static cJSON *table_row(const char *plan, const figs *f, int runs, int estimated)
 {
     cJSON *o = cJSON_CreateObject();
+    /* The price of the top tier alone, and how many tasks it took from lower tiers' tokens. */
+    cJSON *top = cJSON_CreateObject();
+    cJSON_AddNumberToObject(top, "cost_usd", round(f->top * 1e6) / 1e6);
+    cJSON_AddNumberToObject(top, "tasks_from_lower_tiers", (double)f->top_estimated);
     cJSON_AddStringToObject(o, "plan", plan);
     cJSON_AddNumberToObject(o, "pass_rate", round(f->rate * 1e6) / 1e6);
     cJSON_AddNumberToObject(o, "pass_rate_sd", round(f->rate_sd * 1e6) / 1e6);
@@ -372,6 +380,7 @@ static cJSON *table_row(const char *plan, const figs *f, int runs, int estimated
     }
     if (f->cost_recorded)
         cJSON_AddBoolToObject(o, "cost_recorded", 1);
+    cJSON_AddItemToObject(o, "top_tier_alone", top);
     return o;
 }
 
@@ -457,6 +466,45 @@ static int write_table(const replay *R, const figs *oracle, int oracle_est)
     free(text);
     cJSON_Delete(list);
     return rc;
+}
+
+/* The single-model spec of `model` replayed here, one attempt; NULL when none. */
+static const spec *single_of(const replay *R, const char *model)
+{
+    for (int i = 0; i < R->nspecs; i++)
+        if (R->specs[i].single && strcmp(R->specs[i].top_model, model) == 0)
+            return &R->specs[i];
+    return NULL;
+}
+
+/*
+ * "Top tier alone" is priced per task from the top tier's own attempt, else
+ * from a lower tier's token counts at the top tier's prices. Say how many
+ * tasks were priced the second way, and, when the top model was also
+ * replayed alone here, how far that price is from what it really cost.
+ */
+static void top_only_notes(const replay *R)
+{
+    for (int i = 0; i < R->nspecs; i++) {
+        const spec *s = &R->specs[i];
+        figs f;
+        if (s->single)
+            continue;
+        spec_figs(R, s, &f);
+        fprintf(stderr,
+                "  %s: top tier alone (%s) priced at $%.4f, %ld of %ld tasks from lower "
+                "tiers' token counts (pass 1)",
+                s->name, s->top_model, f.top, f.top_estimated, f.tasks);
+        const spec *alone = single_of(R, s->top_model);
+        if (alone) {
+            figs a;
+            spec_figs(R, alone, &a);
+            double off = wk_fig_percent_of(f.top - a.cost, a.cost);
+            fprintf(stderr, "; %s alone cost $%.4f here, so that price is %.1f%% %s", alone->name,
+                    a.cost, off < 0 ? -off : off, off < 0 ? "under" : "over");
+        }
+        fprintf(stderr, "\n");
+    }
 }
 
 static int run_all(replay *R)
@@ -577,6 +625,7 @@ static int run_all(replay *R)
         else
             fprintf(stderr, "  vs top: the cost against each cascade's top tier alone, "
                             "priced as run's summary does\n");
+        top_only_notes(R);
         if (any_est) {
             fprintf(stderr, "  * token counts of");
             for (int i = 0; i < R->nestimated; i++)
@@ -602,6 +651,7 @@ cleanup:
         free(s->models);
         free(s->name);
         free(s->stem);
+        free(s->top_model);
         free(s->results);
         free(s->esc);
         free(s->st);
