@@ -537,7 +537,8 @@ int wk_bake_blind(const wk_bake *b, const char *tasks_path, const char *html_pat
         html_text(&page, B.task_ids[t]);
         wk_buf_appendf(&page, "\">\n<h2>Task ");
         html_text(&page, B.task_ids[t]);
-        wk_buf_appendf(&page, "</h2>\n<pre class=\"prompt\">");
+        /* The newline after <pre> is the one the HTML parser drops, so the text keeps its own. */
+        wk_buf_appendf(&page, "</h2>\n<pre class=\"prompt\">\n");
         html_text(&page, B.prompts[t]);
         wk_buf_appendf(&page, "</pre>\n");
         for (int i = 0; i < k; i++) {
@@ -548,7 +549,7 @@ int wk_bake_blind(const wk_bake *b, const char *tasks_path, const char *html_pat
             cJSON_AddStringToObject(o, "model", mine[i]->model);
             wk_buf_appendf(&page,
                            "<div class=\"answer\" data-id=\"%s\"><h3>Answer %d</h3>\n"
-                           "<pre class=\"text\">",
+                           "<pre class=\"text\">\n",
                            id, i + 1);
             html_text(&page, mine[i]->text);
             wk_buf_appendf(&page, "</pre>\n<fieldset><legend>Score</legend>");
