@@ -319,8 +319,9 @@ void wk_bake_table_print(const cJSON *table, FILE *f)
     int any_score = 0;
     const cJSON *row;
     cJSON_ArrayForEach(row, table) any_score |= cJSON_HasObjectItem(row, "score_mean");
-    fprintf(f, "  %-28s %5s  %-15s  %-21s  %-14s  %-11s%s\n", "model", "tasks", "pass rate",
-            "cost per run (USD)", "per solved", "latency", any_score ? "  review score" : "");
+    fprintf(f, "  %-28s %5s  %-15s  %-21s  %-14s  %s\n", "model", "tasks", "pass rate",
+            "cost per run (USD)", "per solved",
+            any_score ? "latency      review score" : "latency");
     cJSON_ArrayForEach(row, table)
     {
         const cJSON *m = cJSON_GetObjectItemCaseSensitive(row, "model");
@@ -336,8 +337,10 @@ void wk_bake_table_print(const cJSON *table, FILE *f)
             snprintf(lat, sizeof lat, "-");
         else
             snprintf(lat, sizeof lat, "%.0f ms", l);
-        fprintf(f, "  %-28s %5.0f  %.3f ± %.3f  $%.6f ± %.6f  %-14s  %-11s", name,
-                num_or(row, "tasks", 0), num_or(row, "pass_rate", 0),
+        fprintf(f,
+                any_score ? "  %-28s %5.0f  %.3f ± %.3f  $%.6f ± %.6f  %-14s  %-11s"
+                          : "  %-28s %5.0f  %.3f ± %.3f  $%.6f ± %.6f  %-14s  %s",
+                name, num_or(row, "tasks", 0), num_or(row, "pass_rate", 0),
                 num_or(row, "pass_rate_sd", 0), num_or(row, "cost_usd", 0),
                 num_or(row, "cost_sd", 0), per, lat);
         if (cJSON_HasObjectItem(row, "score_mean"))
