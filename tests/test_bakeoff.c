@@ -199,6 +199,21 @@ static void test_bakeoff_against_the_mock_gives_the_known_table(void **state)
     assert_true(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(tu, "met")));
     assert_int_equal(access(tuned, R_OK), 0);
 
+    /* Started again into the same directory, it resumes from the journals: no new call. */
+    bake(dir, "3", NULL, log);
+    calls = h_jsonl(log);
+    assert_int_equal(cJSON_GetArraySize(calls), 2 * 4 * 3);
+    cJSON_Delete(calls);
+    char *again = h_slurp(tpath);
+    cJSON *t2 = cJSON_Parse(again);
+    assert_true(fabs(num(h_find(t2, "model", "dear"), "pass_rate") - 0.833333) < 1e-6);
+    assert_int_equal((int)num(h_find(t2, "model", "cheap"), "solved"), 4);
+    char *got2 = recording_keys(rec);
+    assert_string_equal(got2, want);
+    free(got2);
+    cJSON_Delete(t2);
+    free(again);
+
     cJSON_Delete(tu);
     free(tj);
     free(tune);

@@ -34,6 +34,8 @@ static const char usage_bakeoff[] =
     "                    run, cost per solved task, mean latency of a call\n"
     "  report.txt        the table as text (also printed)\n"
     "  results/, journal/, cascades/  each run's results, journal and cascade\n"
+    "Started again into the same DIR, it resumes from the journals as `run` does:\n"
+    "what was answered is not called again.\n"
     "With --target, `tune` learns the cheapest plan of these models that reaches it\n"
     "(DIR/tuned.json, DIR/tune.json).\n"
     "\n"
@@ -321,13 +323,10 @@ static int bake(bakeoff *B)
             memset(&st, 0, sizeof st);
             char *out = wk_bake_results_path(&k, m, r);
             char *journal = wk_bake_journal_path(&k, m, r);
-            /* A fresh journal: an old one would answer this run from a former bake-off. */
-            unlink(journal);
-            char *wal = wk_xasprintf("%s-wal", journal), *shm = wk_xasprintf("%s-shm", journal);
-            unlink(wal);
-            unlink(shm);
-            free(wal);
-            free(shm);
+            /*
+             * An existing journal is run's resume: a bake-off stopped (a signal, the
+             * budget) and started again into DIR calls only what it had not.
+             */
             wk_run_opts o = B->base;
             o.tasks_path = B->tasks;
             o.cascades_dir = casc[m];
