@@ -331,6 +331,63 @@ static void test_plans_in_words_beside_cascades(void **state)
     free(dir);
 }
 
+/*
+ * The top tier alone priced from lower tiers' tokens, against the top model's
+ * own replay: with cheap's calls at 500 + 500 tokens (dear's stay 1000 +
+ * 1000), add and sub, which never reach dear in pass 1, are priced at $0.01
+ * each instead of dear's $0.02: $0.06 against $0.08, 25% under.
+ */
+static void test_top_tier_alone_estimate_against_the_top_models_replay(void **state)
+{
+    (void)state;
+    char *fixture = h_srcpath("fixtures/eval/replay/recordings.jsonl");
+    cJSON *lines = h_jsonl(fixture);
+    wk_buf b;
+    wk_buf_init(&b, 1u << 20);
+    cJSON *l;
+    cJSON_ArrayForEach(l, lines)
+    {
+        if (strcmp(h_str(l, "model"), "cheap") == 0) {
+            cJSON *u = cJSON_GetObjectItemCaseSensitive(l, "usage");
+            cJSON_ReplaceItemInObject(u, "prompt_tokens", cJSON_CreateNumber(500));
+            cJSON_ReplaceItemInObject(u, "completion_tokens", cJSON_CreateNumber(500));
+        }
+        char *text = cJSON_PrintUnformatted(l);
+        wk_buf_appendf(&b, "%s\n", text);
+        free(text);
+    }
+    char *recs = h_write("half-cheap.jsonl", b.buf);
+    wk_buf_release(&b);
+    char *tasks = h_srcpath("fixtures/eval/replay/tasks.jsonl");
+    char *dir = h_srcpath("fixtures/eval/replay/cascades");
+    char *errf = h_tmp("top.err");
+    char *argv[] = {(char *)h_cascade_bin(),
+                    "replay",
+                    "--tasks",
+                    tasks,
+                    "--recordings",
+                    recs,
+                    "--cascades",
+                    dir,
+                    "--plan",
+                    "cheap*2>dear",
+                    "--plan",
+                    "dear",
+                    NULL};
+    assert_int_equal(h_run(argv, NULL, errf, 120), 0);
+    char *err = h_slurp(errf);
+    if (!strstr(err, "priced at $0.0600, 2 of 4 tasks from lower tiers' token counts (pass 1); "
+                     "dear alone cost $0.0800 here, so that price is 25.0% under"))
+        fail_msg("no 25%% under in:\n%s", err);
+    free(err);
+    free(errf);
+    free(dir);
+    free(tasks);
+    free(recs);
+    cJSON_Delete(lines);
+    free(fixture);
+}
+
 /* Rewrites every line of the cache whose answer holds `needle` to pass. */
 static void plant_pass(const char *path, const char *needle)
 {
@@ -447,6 +504,7 @@ int main(void)
         cmocka_unit_test(test_offline_commands_need_no_url_or_key),
         cmocka_unit_test(test_plans_in_words_beside_cascades),
         cmocka_unit_test(test_verdict_cache_outlives_the_invocation),
+        cmocka_unit_test(test_top_tier_alone_estimate_against_the_top_models_replay),
     };
     return cmocka_run_group_tests_name("replay", tests, h_group_setup, h_group_teardown);
 }

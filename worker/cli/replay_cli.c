@@ -483,14 +483,28 @@ static const spec *single_of(const replay *R, const char *model)
  * tasks were priced the second way, and, when the top model was also
  * replayed alone here, how far that price is from what it really cost.
  */
+#define TOP_NOTES_MAX 16
+
 static void top_only_notes(const replay *R)
 {
+    int plans = 0, unpriced = 0;
+    long from_lower = 0;
+    for (int i = 0; i < R->nspecs; i++)
+        plans += !R->specs[i].single;
     for (int i = 0; i < R->nspecs; i++) {
         const spec *s = &R->specs[i];
         figs f;
         if (s->single)
             continue;
         spec_figs(R, s, &f);
+        from_lower += f.top_estimated;
+        /* Recordings with a cost but no token counts leave nothing to price the top tier by. */
+        if (f.top <= 0) {
+            unpriced++;
+            continue;
+        }
+        if (plans > TOP_NOTES_MAX)
+            continue; /* one line for them all, below: a line per plan would bury the table */
         fprintf(stderr,
                 "  %s: top tier alone (%s) priced at $%.4f, %ld of %ld tasks from lower "
                 "tiers' token counts (pass 1)",
@@ -505,6 +519,15 @@ static void top_only_notes(const replay *R)
         }
         fprintf(stderr, "\n");
     }
+    if (plans > TOP_NOTES_MAX && plans > unpriced)
+        fprintf(stderr,
+                "  top tier alone: %ld tasks over %d plans priced from lower tiers' token counts "
+                "(pass 1); per plan in --table's top_tier_alone\n",
+                from_lower, plans - unpriced);
+    if (unpriced)
+        fprintf(stderr,
+                "  top tier alone: %d plan%s not priced (the attempts carry no token counts)\n",
+                unpriced, unpriced == 1 ? "" : "s");
 }
 
 static int run_all(replay *R)
