@@ -249,7 +249,8 @@ static void perform(slot *s, wk_actions *acts)
         wk_action *a = &acts->v[i];
         switch (a->kind) {
         case WK_ACT_CALL:
-            wk_ask_call(&s->ask, a->model, a->messages, a->est_prompt_tokens, a->logprobs, a->n);
+            wk_ask_call(&s->ask, a->model, a->deps, a->messages, a->est_prompt_tokens, a->logprobs,
+                        a->n);
             break;
         case WK_ACT_VALIDATE:
             wk_ask_validate(&s->ask, a->answer, a->same_call);
