@@ -276,6 +276,35 @@ static void test_last_tier_failing_ends_exhausted_with_best_answer(void **state)
     wk_task_free(t);
 }
 
+/*
+ * A skip rule on the last tier: a task that fails below it ends exhausted
+ * without calling it, and the result says which rule skipped the last tier
+ * (next_fitting logs skips only as climbs to a later tier).
+ */
+static void test_skip_rule_on_the_last_tier_is_said_in_the_result(void **state)
+{
+    (void)state;
+    wk_skip_rule rule = {.prompt_tokens_over = -1, .prompt_tokens_upto = 100, .has_tests = -1};
+    tiers[2].skip = &rule;
+    tiers[2].nskip = 1;
+    wk_task *t = parse_ok(TASK);
+    wk_action a[ACTS_MAX];
+    int n = feed(t, (wk_event){.kind = WK_EV_START}, a);
+    for (int i = 0; i < 3; i++) {
+        n = attempt(t, NULL, 0, "e", a);
+        for (int k = 0; k + 1 < n; k++)
+            cJSON_Delete(a[k].line);
+    }
+    assert_int_equal(a[n - 1].kind, WK_ACT_FINISH);
+    cJSON *r = a[n - 1].line;
+    assert_string_equal(jstr(r, "status"), "exhausted");
+    assert_non_null(strstr(jstr(r, "reason"), "the last tier skipped: skip rule 0 of tier 2"));
+    cJSON_Delete(r);
+    wk_task_free(t);
+    tiers[2].skip = NULL;
+    tiers[2].nskip = 0;
+}
+
 static void test_truncated_answer_fails_without_validation(void **state)
 {
     (void)state;
@@ -939,6 +968,7 @@ int main(void)
         cmocka_unit_test_setup(test_feedback_off_resends_the_original_prompt, setup),
         cmocka_unit_test_setup(test_attempts_retry_same_tier_before_climbing, setup),
         cmocka_unit_test_setup(test_last_tier_failing_ends_exhausted_with_best_answer, setup),
+        cmocka_unit_test_setup(test_skip_rule_on_the_last_tier_is_said_in_the_result, setup),
         cmocka_unit_test_setup(test_truncated_answer_fails_without_validation, setup),
         cmocka_unit_test_setup(test_call_failures_everywhere_end_in_error, setup),
         cmocka_unit_test_setup(test_budget_too_small_for_next_tier_ends_over_budget, setup),

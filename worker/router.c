@@ -561,8 +561,17 @@ static void on_failure(wk_task *t, int64_t now, int feedback, const char *valida
     int next = from + 1 < t->cascade->ntiers ? next_fitting(t, from + 1, now, out) : -1;
     if (next < 0) {
         drop_after(out, mark);
-        char *why = t->answers ? wk_xasprintf("every tier failed; last: %s %s", validator, reason)
-                               : wk_xasprintf("no tier gave an answer; last: %s", reason);
+        /*
+         * Tiers were left but none may take the task: said in the result, since
+         * next_fitting logs a skip only as a climb to a tier after it.
+         */
+        char *last =
+            from + 1 < t->cascade->ntiers ? skip_rule_holds(t, t->cascade->ntiers - 1) : NULL;
+        char *why = t->answers
+                        ? wk_xasprintf("every tier failed; last: %s %s%s%s", validator, reason,
+                                       last ? "; the last tier skipped: " : "", last ? last : "")
+                        : wk_xasprintf("no tier gave an answer; last: %s", reason);
+        free(last);
         finish(t, t->answers ? "exhausted" : "error", why, out);
         free(why);
         return;
