@@ -712,6 +712,11 @@ static void on_http(void *arg, const wk_http_result *res)
         k->retries_here++;
         k->retries++;
         k->timer.data = k;
+        /*
+         * The loop's cached time is this iteration's start, which may be well before
+         * the response arrived; a Retry-After counts from now, so the clock is read.
+         */
+        uv_update_time(k->timer.loop);
         uv_timer_start(&k->timer, on_backoff, (uint64_t)delay, 0);
         break;
     case WK_RETRY_UNAVAILABLE:
