@@ -321,6 +321,9 @@ static void test_cache_never_answers_from_a_disallowed_provider(void **state)
     assert_int_equal(run_cascade(open_tasks, out1, esc, cache, err), 0);
     assert_int_equal(run_cascade(sec_tasks, out2, esc, cache, err), 0);
     assert_int_equal(run_cascade(open_tasks, out3, esc, cache, err), 0);
+    char *out4 = h_tmp("cache-out4.jsonl");
+    unlink(out4);
+    assert_int_equal(run_cascade(sec_tasks, out4, esc, cache, err), 0);
     mocks_stop(&m);
 
     char *cloud_log = h_tmp("cache-cloud.log"), *home_log = h_tmp("cache-home.log");
@@ -335,6 +338,14 @@ static void test_cache_never_answers_from_a_disallowed_provider(void **state)
     const cJSON *a3 =
         cJSON_GetArrayItem(cJSON_GetObjectItem(h_find(r3, "id", "c-0"), "attempts"), 0);
     assert_true(cJSON_IsTrue(cJSON_GetObjectItem(a3, "cached")));
+    /* The restricted task again: the self-hosted entry serves it, and says whose it is. */
+    cJSON *r4 = h_jsonl(out4);
+    const cJSON *a4 =
+        cJSON_GetArrayItem(cJSON_GetObjectItem(h_find(r4, "id", "c-0"), "attempts"), 0);
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(a4, "cached")));
+    assert_string_equal(h_str(a4, "deployment"), "small-home");
+    cJSON_Delete(r4);
+    free(out4);
     cJSON_Delete(r2);
     cJSON_Delete(r3);
     free(cloud_log);
