@@ -312,6 +312,34 @@ static void test_canary_names_the_model_that_dropped(void **state)
     free(recs);
 }
 
+/* A name longer than drift keeps is cut, and its lines still fall in one group. */
+static void test_long_names_share_one_group(void **state)
+{
+    (void)state;
+    char name[301];
+    memset(name, 'm', 300);
+    name[300] = '\0';
+    char *line = wk_xasprintf("{\"status\":\"accepted\",\"cascade\":\"c\",\"tier\":0,"
+                              "\"model\":\"%s\",\"ts\":\"2026-11-20T00:00:00Z\",\"attempts\":"
+                              "[{\"tier\":0,\"model\":\"%s\",\"verdict\":{\"pass\":true}}]}",
+                              name, name);
+    cJSON *j = cJSON_Parse(line);
+    wk_drift_opts o = {.window_ms = 86400000, .alpha = 0.01};
+    wk_drift *d = wk_drift_new(&o);
+    char err[128];
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(wk_drift_add(d, j, 0, err, sizeof err), 0);
+    assert_int_equal(wk_drift_finish(d, err, sizeof err), 0);
+    assert_int_equal(wk_drift_ngroups(d), 2);
+    const wk_drift_group *g = wk_drift_group_at(d, 1);
+    assert_int_equal((int)strlen(g->model), 200);
+    assert_int_equal(g->nw, 1);
+    assert_int_equal((int)g->w[0].n, 3);
+    wk_drift_free(d);
+    cJSON_Delete(j);
+    free(line);
+}
+
 static void test_usage_errors_exit_2(void **state)
 {
     (void)state;
@@ -334,6 +362,7 @@ int main(void)
         cmocka_unit_test(test_ztest_matches_hand_worked_value),
         cmocka_unit_test(test_report_html_charts_pass_rate_over_time),
         cmocka_unit_test(test_canary_names_the_model_that_dropped),
+        cmocka_unit_test(test_long_names_share_one_group),
         cmocka_unit_test(test_usage_errors_exit_2),
     };
     return cmocka_run_group_tests(tests, h_group_setup, h_group_teardown);

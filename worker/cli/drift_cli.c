@@ -94,7 +94,7 @@ static int tally_line(void *arg, const cJSON *r, long lineno)
 /* A model's name as a directory name: anything but [A-Za-z0-9._-] becomes '_'. */
 static char *dir_name(const char *model)
 {
-    char *d = wk_xstrndup(model, 120);
+    char *d = wk_xstrndup(model, strnlen(model, 120));
     for (char *p = d; *p; p++)
         if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
               *p == '.' || *p == '_' || *p == '-'))
