@@ -243,6 +243,103 @@ static void test_report_html_charts_pass_rate_over_time(void **state)
     free(noise);
 }
 
+/*
+ * The canary: four pinned classify tasks on cheap and mid alone, twice,
+ * against one mock. cheap's second answers are wrong for two tasks (the
+ * mock serves run 2 to the second request of a pair): it is named and the
+ * exit status is 4; mid, right both times, is not.
+ */
+static void test_canary_names_the_model_that_dropped(void **state)
+{
+    (void)state;
+    static const char *schema = "{\"type\":\"object\",\"properties\":{\"label\":"
+                                "{\"enum\":[\"bug\",\"feature\"]}},\"required\":[\"label\"]}";
+    const char *ok = "{\\\"label\\\": \\\"bug\\\"}", *bad = "{\\\"label\\\": \\\"bugg\\\"}";
+    wk_buf t, r;
+    wk_buf_init(&t, 1u << 20);
+    wk_buf_init(&r, 1u << 20);
+    for (int i = 0; i < 4; i++) {
+        wk_buf_appendf(&t, "{\"id\":\"c-%d\",\"kind\":\"classify\",\"prompt\":\"ticket %d\"}\n", i,
+                       i);
+        const char *models[] = {"cheap", "mid"};
+        for (int m = 0; m < 2; m++)
+            for (int run = 1; run <= 2; run++)
+                wk_buf_appendf(&r,
+                               "{\"task\":\"c-%d\",\"model\":\"%s\",\"run\":%d,"
+                               "\"answer\":\"%s\"}\n",
+                               i, models[m], run, m == 0 && run == 2 && i < 2 ? bad : ok);
+    }
+    char *tasks = h_write("canary-tasks.jsonl", t.buf);
+    char *recs = h_write("canary-recs.jsonl", r.buf);
+    char *models = h_write("canary-models.json", h_models_cheap_mid);
+    char *cas = wk_xasprintf("{\"name\":\"tickets\",\"validators\":[\"schema\"],\"schema\":%s,"
+                             "\"tiers\":[{\"model\":\"mid\"}]}",
+                             schema);
+    char *cascade = h_write("canary-cascade.json", cas);
+    char *store = h_tmp("canary-store");
+    wk_buf_release(&t);
+    wk_buf_release(&r);
+    h_mock m;
+    h_mock_start(&m, recs, NULL, NULL);
+    char *out = h_tmp("canary.out"), *err = h_tmp("canary.err");
+    const char *argv[] = {h_cascade_bin(), "drift",     "--canary", tasks,           "--models",
+                          "cheap,mid",     "--cascade", cascade,    "--models-file", models,
+                          "--store",       store,       NULL};
+    int rc1 = h_run((char *const *)argv, out, err, 60);
+    char *o1 = h_slurp(out);
+    int rc2 = h_run((char *const *)argv, out, err, 60);
+    h_mock_stop(&m);
+    char *o2 = h_slurp(out), *e2 = h_slurp(err);
+    printf("%s%s", o2, e2); /* the README's example is this output */
+    if (rc1 != 0 || rc2 != 4)
+        fail_msg("exit %d then %d (want 0 then 4)\n%s\n%s\n%s", rc1, rc2, o1, o2, e2);
+    assert_non_null(strstr(o1, "canary cheap: 4 of 4 passed (1.000); the first stored canary"));
+    assert_non_null(strstr(o2, "canary cheap: 2 of 4 passed (0.500), last time 4 of 4 (1.000): "
+                               "DROPPED"));
+    assert_non_null(strstr(o2, "canary mid: 4 of 4 passed (1.000), last time 4 of 4 (1.000)\n"));
+    assert_non_null(strstr(e2, "canary: cheap passed 2 of 4, 4 of 4 last time"));
+    assert_null(strstr(e2, "mid"));
+    free(o1);
+    free(o2);
+    free(e2);
+    free(out);
+    free(err);
+    free(cas);
+    free(cascade);
+    free(store);
+    free(models);
+    free(tasks);
+    free(recs);
+}
+
+/* A name longer than drift keeps is cut, and its lines still fall in one group. */
+static void test_long_names_share_one_group(void **state)
+{
+    (void)state;
+    char name[301];
+    memset(name, 'm', 300);
+    name[300] = '\0';
+    char *line = wk_xasprintf("{\"status\":\"accepted\",\"cascade\":\"c\",\"tier\":0,"
+                              "\"model\":\"%s\",\"ts\":\"2026-11-20T00:00:00Z\",\"attempts\":"
+                              "[{\"tier\":0,\"model\":\"%s\",\"verdict\":{\"pass\":true}}]}",
+                              name, name);
+    cJSON *j = cJSON_Parse(line);
+    wk_drift_opts o = {.window_ms = 86400000, .alpha = 0.01};
+    wk_drift *d = wk_drift_new(&o);
+    char err[128];
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(wk_drift_add(d, j, 0, err, sizeof err), 0);
+    assert_int_equal(wk_drift_finish(d, err, sizeof err), 0);
+    assert_int_equal(wk_drift_ngroups(d), 2);
+    const wk_drift_group *g = wk_drift_group_at(d, 1);
+    assert_int_equal((int)strlen(g->model), 200);
+    assert_int_equal(g->nw, 1);
+    assert_int_equal((int)g->w[0].n, 3);
+    wk_drift_free(d);
+    cJSON_Delete(j);
+    free(line);
+}
+
 static void test_usage_errors_exit_2(void **state)
 {
     (void)state;
@@ -264,6 +361,8 @@ int main(void)
         cmocka_unit_test(test_files_without_ts_are_windowed_by_mtime),
         cmocka_unit_test(test_ztest_matches_hand_worked_value),
         cmocka_unit_test(test_report_html_charts_pass_rate_over_time),
+        cmocka_unit_test(test_canary_names_the_model_that_dropped),
+        cmocka_unit_test(test_long_names_share_one_group),
         cmocka_unit_test(test_usage_errors_exit_2),
     };
     return cmocka_run_group_tests(tests, h_group_setup, h_group_teardown);

@@ -21,6 +21,9 @@
 
 #include "harness.h"
 #include "lib/util.h"
+#include "worker/config.h"
+#include "worker/router.h"
+#include "worker/task.h"
 
 /*
  * small (cloud) falls back to small-home; big is the vendor's alone and
@@ -318,6 +321,9 @@ static void test_cache_never_answers_from_a_disallowed_provider(void **state)
     assert_int_equal(run_cascade(open_tasks, out1, esc, cache, err), 0);
     assert_int_equal(run_cascade(sec_tasks, out2, esc, cache, err), 0);
     assert_int_equal(run_cascade(open_tasks, out3, esc, cache, err), 0);
+    char *out4 = h_tmp("cache-out4.jsonl");
+    unlink(out4);
+    assert_int_equal(run_cascade(sec_tasks, out4, esc, cache, err), 0);
     mocks_stop(&m);
 
     char *cloud_log = h_tmp("cache-cloud.log"), *home_log = h_tmp("cache-home.log");
@@ -332,6 +338,14 @@ static void test_cache_never_answers_from_a_disallowed_provider(void **state)
     const cJSON *a3 =
         cJSON_GetArrayItem(cJSON_GetObjectItem(h_find(r3, "id", "c-0"), "attempts"), 0);
     assert_true(cJSON_IsTrue(cJSON_GetObjectItem(a3, "cached")));
+    /* The restricted task again: the self-hosted entry serves it, and says whose it is. */
+    cJSON *r4 = h_jsonl(out4);
+    const cJSON *a4 =
+        cJSON_GetArrayItem(cJSON_GetObjectItem(h_find(r4, "id", "c-0"), "attempts"), 0);
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(a4, "cached")));
+    assert_string_equal(h_str(a4, "deployment"), "small-home");
+    cJSON_Delete(r4);
+    free(out4);
     cJSON_Delete(r2);
     cJSON_Delete(r3);
     free(cloud_log);
@@ -390,12 +404,85 @@ static void test_unknown_label_refused_at_startup(void **state)
     free(err);
 }
 
+/* ---- the router alone: what it hands a call, fed by hand ------------------------ */
+
+static wk_event response(void)
+{
+    return (wk_event){.kind = WK_EV_RESPONSE,
+                      .now_ms = 1700000000000,
+                      .text = "{\"label\": \"bugg\"}",
+                      .finish_reason = "stop",
+                      .prompt_tokens = 10,
+                      .completion_tokens = 5};
+}
+
+static void test_router_hands_calls_only_reachable_deployments(void **state)
+{
+    (void)state;
+    wk_config cfg;
+    char err[512];
+    if (wk_config_load(&cfg, models, cdir, WK_CONFIG_OFFLINE, err, sizeof err))
+        fail_msg("%s", err);
+    wk_buf line;
+    wk_buf_init(&line, 1u << 16);
+    task_line(&line, "u-1", "main", "restricted", "unit");
+    wk_task *t = NULL;
+    cJSON *inv = NULL;
+    assert_int_equal(wk_task_parse(line.buf, line.len - 1, 1, &cfg, NULL, &t, &inv), 0);
+    wk_actions a = {0};
+    wk_event start = {.kind = WK_EV_START, .now_ms = 1700000000000};
+    assert_int_equal(wk_task_feed(t, &start, &a), 1);
+    assert_int_equal(a.v[0].kind, WK_ACT_CALL);
+    assert_string_equal(a.v[0].model->name, "small");
+    assert_int_equal(a.v[0].deps->n, 1);
+    assert_string_equal(a.v[0].deps->v[0]->name, "small-home");
+    assert_true(a.v[0].deps->bound);
+    /* Two failed attempts at tier 0: the climb, the skip of the vendor's tier, the call. */
+    val_verdict v = {0};
+    for (int i = 0; i < 2; i++) {
+        wk_event r = response();
+        assert_int_equal(wk_task_feed(t, &r, &a), 1);
+        assert_int_equal(a.v[0].kind, WK_ACT_VALIDATE);
+        val_verdict_fail(&v, "schema", "invalid", "not in the enum", NULL);
+        wk_event ve = {.kind = WK_EV_VERDICT, .now_ms = 1700000000000, .verdict = &v};
+        wk_task_feed(t, &ve, &a);
+        val_verdict_clear(&v);
+    }
+    assert_int_equal(a.n, 3);
+    assert_int_equal(a.v[0].kind, WK_ACT_LOG);
+    assert_string_equal(h_str(a.v[0].line, "reason"), "invalid");
+    assert_int_equal(a.v[1].kind, WK_ACT_LOG);
+    assert_string_equal(h_str(a.v[1].line, "reason"), "data_policy");
+    assert_string_equal(h_str(a.v[1].line, "validator"), "policy");
+    assert_non_null(strstr(h_str(a.v[1].line, "evidence"), "cloud: vendor"));
+    assert_int_equal(a.v[2].kind, WK_ACT_CALL);
+    assert_string_equal(a.v[2].model->name, "big-home");
+    assert_int_equal(a.v[2].deps->n, 1);
+    wk_actions_release(&a);
+    wk_task_free(t);
+
+    /* A task without a class: the model and every fallback, unbound. */
+    wk_buf_reset(&line);
+    task_line(&line, "u-2", "main", NULL, "unit");
+    assert_int_equal(wk_task_parse(line.buf, line.len - 1, 2, &cfg, NULL, &t, &inv), 0);
+    assert_int_equal(wk_task_feed(t, &start, &a), 1);
+    assert_int_equal(a.v[0].deps->n, 2);
+    assert_string_equal(a.v[0].deps->v[0]->name, "small");
+    assert_string_equal(a.v[0].deps->v[1]->name, "small-home");
+    assert_false(a.v[0].deps->bound);
+    wk_actions_release(&a);
+    wk_task_free(t);
+    wk_buf_release(&line);
+    wk_config_free(&cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_restricted_task_reaches_only_the_self_hosted_provider),
         cmocka_unit_test(test_cache_never_answers_from_a_disallowed_provider),
         cmocka_unit_test(test_unknown_label_refused_at_startup),
+        cmocka_unit_test(test_router_hands_calls_only_reachable_deployments),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -353,6 +353,8 @@ void wk_ask_call(wk_ask *q, const wk_model *m, const wk_deployments *deps, const
                        .finish_reason = hit.finish,
                        .prompt_tokens = hit.pt,
                        .completion_tokens = hit.ct,
+                       /* the deployment asked first: a restricted task's, its provider's entry */
+                       .served = deps ? deps->v[0] : NULL,
                        .from_cache = 1};
         answer(c, &ev, 1);
         wk_cached_clear(&hit);

@@ -66,12 +66,19 @@ void wk_drift_free(wk_drift *d)
     free(d);
 }
 
+/* 1 when s, cut as names are kept, is the stored name. */
+static int same_name(const char *stored, const char *s)
+{
+    size_t n = strnlen(s, NAME_MAX_LEN);
+    return strlen(stored) == n && strncmp(stored, s, n) == 0;
+}
+
 static group *group_of(wk_drift *d, const char *cascade, int tier, const char *model)
 {
     for (int i = 0; i < d->ng; i++) {
         wk_drift_group *g = &d->g[i].g;
-        if (g->tier == tier && strcmp(g->cascade, cascade) == 0 &&
-            (model ? g->model && strcmp(g->model, model) == 0 : !g->model))
+        if (g->tier == tier && same_name(g->cascade, cascade) &&
+            (model ? g->model && same_name(g->model, model) : !g->model))
             return &d->g[i];
     }
     if (d->ng >= WK_DRIFT_GROUPS_MAX)
@@ -82,9 +89,9 @@ static group *group_of(wk_drift *d, const char *cascade, int tier, const char *m
     }
     group *n = &d->g[d->ng++];
     memset(n, 0, sizeof *n);
-    n->g.cascade = wk_xstrndup(cascade, NAME_MAX_LEN);
+    n->g.cascade = wk_xstrndup(cascade, strnlen(cascade, NAME_MAX_LEN));
     n->g.tier = tier;
-    n->g.model = model ? wk_xstrndup(model, NAME_MAX_LEN) : NULL;
+    n->g.model = model ? wk_xstrndup(model, strnlen(model, NAME_MAX_LEN)) : NULL;
     return n;
 }
 
@@ -170,7 +177,7 @@ int wk_drift_add(wk_drift *d, const cJSON *r, int64_t fallback_ms, char *err, si
         group *g = NULL;
         obs *o = NULL;
         for (int i = 0; i < nseen; i++)
-            if (seen_g[i]->g.tier == tier && strcmp(seen_g[i]->g.model, model) == 0)
+            if (seen_g[i]->g.tier == tier && same_name(seen_g[i]->g.model, model))
                 g = seen_g[i], o = seen[i];
         if (!g) {
             if (nseen == PAIRS_MAX)

@@ -58,6 +58,8 @@ void wk_report_text(const wk_report *r, FILE *f)
                 g->accepted, g->exhausted, g->over_budget, g->error);
         if (g->nothing)
             fprintf(f, ", %ld nothing_to_fix", g->nothing);
+        if (g->denied)
+            fprintf(f, ", %ld policy_denied", g->denied);
         fprintf(f, "\n");
         fprintf(f, "  pass rate %.3f   cost $%.6f   cost per solved task $%.6f\n",
                 wk_figures_pass_rate(g), g->cost_usd,
