@@ -26,6 +26,7 @@ static const wk_command commands[] = {
     {"tune", "learn the cheapest plan that reaches a target pass rate from results", wk_cmd_tune},
     {"enqueue", "push task lines onto a Redis stream for `run --queue` workers", wk_cmd_enqueue},
     {"results", "read a Redis stream's results as JSONL, one line per task", wk_cmd_results},
+    {"check", "validate cascades, models and tasks without calling anything", wk_cmd_check},
     {"fix", "CI bot: a patch for a repository's failing tests, committed on a branch", wk_cmd_fix},
     {NULL, NULL, NULL},
 };

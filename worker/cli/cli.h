@@ -63,4 +63,5 @@ int wk_cmd_tune(int argc, char **argv);    /* worker/tune_cli.c */
 int wk_cmd_enqueue(int argc, char **argv); /* worker/enqueue_cli.c */
 int wk_cmd_results(int argc, char **argv); /* worker/results_cli.c */
 int wk_cmd_fix(int argc, char **argv);     /* worker/cli/fix_cli.c */
+int wk_cmd_check(int argc, char **argv);   /* worker/cli/check_cli.c */
 #endif
