@@ -422,6 +422,150 @@ static void test_on_a_terminal_the_line_is_redrawn_in_place_and_ends_with_the_su
     wk_buf_release(&sh);
 }
 
+/* ---- logs ----------------------------------------------------------------------- */
+
+static void test_log_format_json_makes_every_stderr_line_a_json_object(void **state)
+{
+    (void)state;
+    wk_buf t, r;
+    wk_buf_init(&t, 1 << 20);
+    wk_buf_init(&r, 1 << 20);
+    tasks(&t, &r, 0, 4);
+    char *tf = h_write("j-tasks.jsonl", t.buf), *recs = h_write("j-recs.jsonl", r.buf);
+    char *out = h_tmp("j-out.jsonl"), *errf = h_tmp("j-err");
+    h_mock m;
+    const char *extra[] = {"--latency", "100", NULL};
+    h_mock_start(&m, recs, NULL, extra);
+    const char *argv[] = {h_cascade_bin(),
+                          "run",
+                          tf,
+                          "--cascades",
+                          cdir,
+                          "--models",
+                          models,
+                          "-o",
+                          out,
+                          "--concurrency",
+                          "1",
+                          "--journal",
+                          "none",
+                          "--progress-interval",
+                          "0.1",
+                          "--log-format",
+                          "json",
+                          "--metrics-addr",
+                          "127.0.0.1:0",
+                          NULL};
+    assert_int_equal(h_run((char *const *)argv, NULL, errf, 60), 0);
+    cJSON *lines = h_jsonl(errf);
+    char *err = h_slurp(errf);
+    int nl = count(err, "\n"), summary = 0, progress = 0;
+    assert_int_equal(cJSON_GetArraySize(lines), nl); /* each line is one JSON object */
+    const cJSON *x;
+    cJSON_ArrayForEach(x, lines)
+    {
+        const char *ts = h_str(x, "ts"), *level = h_str(x, "level"), *msg = h_str(x, "msg");
+        assert_non_null(ts);
+        assert_int_equal(ts[strlen(ts) - 1], 'Z');
+        assert_string_equal(level, "info");
+        summary += strncmp(msg, "4 tasks: 4 accepted", 19) == 0;
+        progress += strstr(msg, "/4 done, ") != NULL;
+    }
+    assert_int_equal(summary, 1);
+    assert_true(progress >= 1);
+    cJSON_Delete(lines);
+    free(err);
+    /* A startup error is logged at level error. */
+    char *missing = h_tmp("j-missing.jsonl");
+    argv[2] = missing;
+    assert_int_equal(h_run((char *const *)argv, NULL, errf, 60), 1);
+    lines = h_jsonl(errf);
+    assert_int_equal(cJSON_GetArraySize(lines), 1);
+    assert_string_equal(h_str(cJSON_GetArrayItem(lines, 0), "level"), "error");
+    assert_non_null(strstr(h_str(cJSON_GetArrayItem(lines, 0), "msg"), "cannot open tasks file"));
+    cJSON_Delete(lines);
+    /* --log-level error keeps it and drops the info lines of a good run. */
+    argv[2] = tf;
+    const char *argv2[24];
+    int n = 0;
+    for (; argv[n]; n++)
+        argv2[n] = argv[n];
+    argv2[n++] = "--log-level";
+    argv2[n++] = "error";
+    argv2[n] = NULL;
+    assert_int_equal(h_run((char *const *)argv2, NULL, errf, 60), 0);
+    err = h_slurp(errf);
+    assert_string_equal(err, "");
+    free(err);
+    h_mock_stop(&m);
+    free(missing);
+    free(tf);
+    free(recs);
+    free(out);
+    free(errf);
+    wk_buf_release(&t);
+    wk_buf_release(&r);
+}
+
+/* Runs line in a fresh tmux pane; returns the pane with its colours (-e) once it printed EXITED. */
+static char *in_tmux(const char *line)
+{
+    char *sock = h_tmp("tmux-c.sock"), *pane = h_tmp("pane-c.txt");
+    char *sh = wk_xasprintf("%s; echo EXITED=$?; sleep 60\n", line);
+    char *script = h_write("tty-c.sh", sh);
+    const char *argv[] = {"/usr/bin/tmux", "-S", sock, "-f", "/dev/null", "new-session", "-d", "-x",
+                          "150",           "-y", "20", "sh", script,      NULL};
+    assert_int_equal(h_run((char *const *)argv, NULL, NULL, 10), 0);
+    char *text = NULL;
+    for (int i = 0; i < 200; i++) {
+        h_sleep_ms(50);
+        const char *cap[] = {"/usr/bin/tmux", "-S", sock, "capture-pane", "-p", "-e", NULL};
+        if (h_run((char *const *)cap, pane, NULL, 10) != 0)
+            continue;
+        free(text);
+        text = h_slurp(pane);
+        if (strstr(text, "EXITED="))
+            break;
+    }
+    tmux(sock, "kill-server", NULL, NULL, NULL);
+    assert_non_null(strstr(text, "EXITED="));
+    free(sh);
+    free(script);
+    free(sock);
+    free(pane);
+    return text;
+}
+
+static void test_colour_only_on_a_terminal_and_never_with_no_color(void **state)
+{
+    (void)state;
+    char *missing = h_tmp("c-missing.jsonl");
+    char *cmd =
+        wk_xasprintf("%s run %s --cascades %s --models %s", h_cascade_bin(), missing, cdir, models);
+    char *text = in_tmux(cmd);
+    assert_non_null(strstr(text, "cannot open tasks file"));
+    assert_non_null(strstr(text, "\033[31m")); /* red on a terminal */
+    free(text);
+    char *nc = wk_xasprintf("NO_COLOR=1 %s", cmd);
+    text = in_tmux(nc);
+    assert_non_null(strstr(text, "cannot open tasks file"));
+    assert_null(strchr(text, '\033'));
+    free(text);
+    /* Off a terminal: no colour either. */
+    char *errf = h_tmp("c-err");
+    const char *argv[] = {h_cascade_bin(), "run",  missing, "--cascades", cdir,
+                          "--models",      models, NULL};
+    assert_int_equal(h_run((char *const *)argv, NULL, errf, 30), 1);
+    char *err = h_slurp(errf);
+    assert_non_null(strstr(err, "cannot open tasks file"));
+    assert_null(strchr(err, '\033'));
+    free(err);
+    free(errf);
+    free(nc);
+    free(cmd);
+    free(missing);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -429,6 +573,8 @@ int main(void)
         cmocka_unit_test(test_a_bad_metrics_address_stops_the_run_before_any_call),
         cmocka_unit_test(test_off_a_terminal_plain_progress_lines_come_at_the_interval),
         cmocka_unit_test(test_on_a_terminal_the_line_is_redrawn_in_place_and_ends_with_the_summary),
+        cmocka_unit_test(test_log_format_json_makes_every_stderr_line_a_json_object),
+        cmocka_unit_test(test_colour_only_on_a_terminal_and_never_with_no_color),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

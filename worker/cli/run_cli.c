@@ -10,6 +10,7 @@
 
 #include "cli.h"
 #include "lib/util.h"
+#include "worker/obs/log.h"
 #include "worker/run.h"
 
 static const char usage_run[] =
@@ -72,6 +73,9 @@ static const char usage_run[] =
     "                       none (on a terminal one line is redrawn in place) [60]\n"
     "  --metrics-addr HOST:PORT  serve Prometheus metrics at /metrics while the\n"
     "                       run lasts (port 0: any free port, named on stderr)\n"
+    "  --log-format text|json  stderr as text (colour on a terminal unless NO_COLOR\n"
+    "                       is set) or one JSON object a line: ts, level, msg [text]\n"
+    "  --log-level L        error, warn, info or debug: lines below L are dropped [info]\n"
     "  -q, --quiet          no progress line, no summary\n"
     "  -h, --help           this text\n"
     "\n"
@@ -164,7 +168,9 @@ int wk_cmd_run(int argc, char **argv)
         O_MAXPFILES,
         O_MAXLIST,
         O_PROGRESS,
-        O_METRICS
+        O_METRICS,
+        O_LOGFMT,
+        O_LOGLEVEL
     };
     static const struct option opts[] = {
         {"cascades", required_argument, NULL, WK_OPT_CASCADES},
@@ -204,6 +210,8 @@ int wk_cmd_run(int argc, char **argv)
         {"author", required_argument, NULL, WK_OPT_AUTHOR},
         {"progress-interval", required_argument, NULL, O_PROGRESS},
         {"metrics-addr", required_argument, NULL, O_METRICS},
+        {"log-format", required_argument, NULL, O_LOGFMT},
+        {"log-level", required_argument, NULL, O_LOGLEVEL},
         {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -211,6 +219,7 @@ int wk_cmd_run(int argc, char **argv)
     int c;
     long v;
     char *author_name = NULL, *author_email = NULL, *out_dir = NULL;
+    const char *log_format = NULL, *log_level = NULL;
     int code;
     o.commit.enabled = 1;
     o.progress_ms = 60000;
@@ -336,6 +345,17 @@ int wk_cmd_run(int argc, char **argv)
         case O_METRICS:
             o.metrics_addr = optarg;
             break;
+        case O_LOGFMT:
+            if (strcmp(optarg, "text") != 0 && strcmp(optarg, "json") != 0)
+                goto bad;
+            log_format = optarg;
+            break;
+        case O_LOGLEVEL:
+            if (strcmp(optarg, "error") != 0 && strcmp(optarg, "warn") != 0 &&
+                strcmp(optarg, "info") != 0 && strcmp(optarg, "debug") != 0)
+                goto bad;
+            log_level = optarg;
+            break;
         case 'q':
             o.quiet = 1;
             break;
@@ -368,8 +388,9 @@ int wk_cmd_run(int argc, char **argv)
     code = check_paths(&o);
     if (code)
         goto done;
-    /* On a terminal the line is redrawn in place; --quiet silences both kinds. */
-    o.progress_tty = !o.quiet && isatty(STDERR_FILENO);
+    wk_log_setup(log_format, log_level);
+    /* On a terminal the line is redrawn in place (not in JSON); --quiet silences both kinds. */
+    o.progress_tty = !o.quiet && !wk_log_json() && isatty(STDERR_FILENO);
     if (o.quiet)
         o.progress_ms = 0;
     /* The patch files go beside the results file unless told otherwise. */

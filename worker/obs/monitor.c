@@ -379,7 +379,7 @@ char *wk_mon_progress_line(const wk_mon *ob)
         tiers = WK_MON_TIERS;
     for (int i = 0; i < tiers; i++)
         wk_buf_appendf(&b, " t%d:%ld", i, ob->accepted_at[i]);
-    wk_buf_appendf(&b, ", %ld exhausted, %ld failed, $%.4f", ob->exhausted, ob->failed,
+    wk_buf_appendf(&b, ", %ld exhausted, %ld error/invalid, $%.4f", ob->exhausted, ob->failed,
                    ob->spent_usd);
     if (ob->o.budget_usd > 0)
         wk_buf_appendf(&b, " of $%.2f", ob->o.budget_usd);

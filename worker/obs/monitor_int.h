@@ -51,7 +51,7 @@ struct wk_mon {
     long total; /* task lines in the file; -1 unknown */
     long done;  /* result lines this run */
     long accepted_at[WK_MON_TIERS];
-    long exhausted, failed; /* failed: error, over_budget, invalid_task */
+    long exhausted, failed; /* failed: error, over_budget, invalid_task (shown as error/invalid) */
     double spent_usd;
     uint64_t t0; /* uv_hrtime at the start */
     /* progress.c */

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "lib/util.h"
+#include "log.h"
 
 #define REDRAW_MS 100
 
@@ -33,12 +34,13 @@ static void on_tick(uv_timer_t *t)
         size_t w = (size_t)columns() - 1;
         if (strlen(line) > w)
             line[w] = '\0';
-        fprintf(stderr, "\r%s\033[K", line);
+        fprintf(wk_log_term(), "\r%s\033[K", line);
+        fflush(wk_log_term());
         ob->line_shown = 1;
     } else {
         fprintf(stderr, "%s\n", line);
+        fflush(stderr);
     }
-    fflush(stderr);
     free(line);
 }
 
@@ -68,7 +70,7 @@ void wk_mon_clear_line(wk_mon *ob)
 {
     if (!ob || !ob->line_shown)
         return;
-    fputs("\r\033[K", stderr);
-    fflush(stderr);
+    fputs("\r\033[K", wk_log_term());
+    fflush(wk_log_term());
     ob->line_shown = 0;
 }
