@@ -28,7 +28,11 @@ static void family(wk_mon *ob, int i, const char *name, const char *help, const 
     ob->f[i].nbounds = nbounds;
 }
 
-/* Lines in a regular file (the last may lack its newline); -1 for anything else. */
+/*
+ * Task lines in a regular file: lines with something besides white space, as
+ * intake skips blank ones (the last may lack its newline); -1 for anything
+ * else (stdin, a FIFO), whose total is not known in advance.
+ */
 static long count_lines(const char *path)
 {
     struct stat st;
@@ -40,14 +44,18 @@ static long count_lines(const char *path)
     char buf[65536];
     long n = 0;
     size_t got;
-    int last = '\n';
-    while ((got = fread(buf, 1, sizeof buf, f)) > 0) {
-        for (size_t i = 0; i < got; i++)
-            n += buf[i] == '\n';
-        last = (unsigned char)buf[got - 1];
-    }
+    int content = 0;
+    while ((got = fread(buf, 1, sizeof buf, f)) > 0)
+        for (size_t i = 0; i < got; i++) {
+            if (buf[i] == '\n') {
+                n += content;
+                content = 0;
+            } else if (!strchr(" \t\r", buf[i])) {
+                content = 1;
+            }
+        }
     fclose(f);
-    return n + (last != '\n');
+    return n + content;
 }
 
 int wk_mon_new(uv_loop_t *loop, const wk_config *cfg, const wk_mon_opts *o, const int *active,
