@@ -38,6 +38,8 @@ static const wk_command commands[] = {
     {"results", "read a Redis stream's results as JSONL, one line per task", wk_cmd_results},
     {"check", "validate cascades, models and tasks without calling anything", wk_cmd_check},
     {"fix", "CI bot: a patch for a repository's failing tests, committed on a branch", wk_cmd_fix},
+    {"drift", "pass rate, cost and escalations over time per cascade, tier and model; flags drift",
+     wk_cmd_drift},
     {NULL, NULL, NULL},
 };
 

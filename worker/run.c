@@ -255,7 +255,8 @@ static void perform(slot *s, wk_actions *acts)
         wk_mon_action(r->obs, &s->obs, wk_task_cascade(s->task), a);
         switch (a->kind) {
         case WK_ACT_CALL:
-            wk_ask_call(&s->ask, a->model, a->messages, a->est_prompt_tokens, a->logprobs, a->n);
+            wk_ask_call(&s->ask, a->model, a->deps, a->messages, a->est_prompt_tokens, a->logprobs,
+                        a->n);
             break;
         case WK_ACT_VALIDATE:
             wk_ask_validate(&s->ask, a->answer, a->same_call);
