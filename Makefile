@@ -12,7 +12,7 @@ DEB_PKGS := build-essential pkg-config libuv1-dev libcurl4-openssl-dev libcjson-
             libgit2-dev libtree-sitter-dev libsqlite3-dev libhttp-parser-dev \
             libcmocka-dev bubblewrap python3 ca-certificates curl \
             chromium zlib1g-dev libhiredis-dev redis-server clang-format cppcheck \
-            git python3-pytest valgrind
+            git python3-pytest valgrind tmux man-db groff-base
 
 ifeq ($(SANITIZE),1)
 B       := build/san
@@ -41,12 +41,14 @@ MOCK_OBJ := $(MOCK_SRC:%.c=$(B)/obj/%.o) $(patsubst %.c,$(B)/obj/%.o,$(wildcard 
 TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(B)/tests/%)
 
-.PHONY: all deps deps-debs grammars test demo clean lint
+.PHONY: all deps deps-debs grammars test demo clean lint install man
 # Keep intermediate objects (tests/harness.o) so nothing rebuilds needlessly.
 .SECONDARY:
 .DEFAULT_GOAL := all
 
 all: $(B)/cascade $(B)/mock-llm
+
+man: $(B)/cascade.1
 
 # ---- dependencies --------------------------------------------------------
 
@@ -117,6 +119,28 @@ $(B)/libcore.a: $(CORE_OBJ)
 $(B)/cascade: $(B)/obj/worker/main.o $(B)/libcore.a $(GRAMMAR_LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# `cascade --version` names the tree-sitter it was built with (the library has no version
+# call); Debian's tree-sitter.pc says 0.6.3 for every release, so the package is asked first.
+TS_VERSION := $(shell dpkg-query -W -f='$${Version}' libtree-sitter-dev 2>/dev/null || \
+                pkg-config --modversion tree-sitter 2>/dev/null)
+$(B)/obj/worker/main.o: CPPFLAGS += -DCASCADE_TS_VERSION='"$(TS_VERSION)"'
+
+# The man page is made from `cascade help` and each `cascade COMMAND --help`,
+# so the two cannot drift apart: the help text is the one source.
+$(B)/cascade.1: $(B)/cascade tools/man.sh
+	sh tools/man.sh $(B)/cascade > $@.tmp && mv $@.tmp $@
+
+# `make install PREFIX=/usr/local DESTDIR=...`: the two programs, the man page,
+# and the example cascades, models file and docs under share/cascade/.
+PREFIX ?= /usr/local
+install: $(B)/cascade $(B)/mock-llm $(B)/cascade.1
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 \
+	  $(DESTDIR)$(PREFIX)/share/cascade/cascades $(DESTDIR)$(PREFIX)/share/cascade/examples
+	install -m 755 $(B)/cascade $(B)/mock-llm $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 $(B)/cascade.1 $(DESTDIR)$(PREFIX)/share/man/man1/cascade.1
+	install -m 644 cascades/*.json $(DESTDIR)$(PREFIX)/share/cascade/cascades/
+	install -m 644 docs/*.md docs/*.service docs/*.yml $(DESTDIR)$(PREFIX)/share/cascade/examples/
+
 $(B)/mock-llm: $(MOCK_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
@@ -149,7 +173,8 @@ eval: $(EVAL_TARGETS)
 test: deps
 	@$(MAKE) --no-print-directory all $(TEST_BIN) $(TOOL_BIN)
 	@CASCADE_BIN=$(CURDIR)/$(B)/cascade MOCK_BIN=$(CURDIR)/$(B)/mock-llm \
-	  SRC_DIR=$(CURDIR) sh tests/run.sh tests/boundaries.sh tests/eval_cibot.sh $(TEST_BIN)
+	  SRC_DIR=$(CURDIR) sh tests/run.sh tests/boundaries.sh tests/eval_cibot.sh tests/install.sh \
+	  $(TEST_BIN)
 
 demo: deps
 	@$(MAKE) --no-print-directory all

@@ -3,17 +3,27 @@
  * its own options and hands a plain options struct to the code that does the
  * work; this file only dispatches.
  */
+#include <cjson/cJSON.h>
+#include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <git2.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <tree_sitter/api.h>
 #include <unistd.h>
+#include <uv.h>
 
 #include "run.h"
 #include "worker/cli/cli.h"
 
 #define CASCADE_VERSION "0.1.0"
+/* tree-sitter has no run-time version call: the Makefile passes pkg-config's. */
+#ifndef CASCADE_TS_VERSION
+#define CASCADE_TS_VERSION "unknown"
+#endif
 
 static const wk_command commands[] = {
     {"run", "run a batch of tasks (JSONL) through their cascades", wk_cmd_run},
@@ -28,6 +38,7 @@ static const wk_command commands[] = {
      wk_cmd_bakeoff},
     {"enqueue", "push task lines onto a Redis stream for `run --queue` workers", wk_cmd_enqueue},
     {"results", "read a Redis stream's results as JSONL, one line per task", wk_cmd_results},
+    {"check", "validate cascades, models and tasks without calling anything", wk_cmd_check},
     {"fix", "CI bot: a patch for a repository's failing tests, committed on a branch", wk_cmd_fix},
     {"drift", "pass rate, cost and escalations over time per cascade, tier and model; flags drift",
      wk_cmd_drift},
@@ -46,8 +57,25 @@ static void usage(FILE *f)
     for (const wk_command *c = commands; c->name; c++)
         fprintf(f, "  %-10s %s\n", c->name, c->summary);
     fputs("  help       this text; `cascade COMMAND --help` for a command's options\n"
-          "  version    print the version\n",
+          "  version    the version, and those of the libraries it runs with\n",
           f);
+}
+
+/* The libraries this binary runs with: the loaded ones where they can say so. */
+static void version(void)
+{
+    int maj = 0, min = 0, rev = 0;
+    git_libgit2_version(&maj, &min, &rev);
+    printf("cascade %s\n"
+           "libuv %s\n"
+           "libcurl %s\n"
+           "libgit2 %d.%d.%d\n"
+           "tree-sitter %s (language ABI %d)\n"
+           "SQLite %s\n"
+           "cJSON %s\n",
+           CASCADE_VERSION, uv_version_string(), curl_version_info(CURLVERSION_NOW)->version, maj,
+           min, rev, CASCADE_TS_VERSION, TREE_SITTER_LANGUAGE_VERSION, sqlite3_libversion(),
+           cJSON_Version());
 }
 
 /*
@@ -97,7 +125,7 @@ int main(int argc, char **argv)
         if (strcmp(cmd, c->name) == 0)
             return c->main(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
-        printf("cascade %s\n", CASCADE_VERSION);
+        version();
         return 0;
     }
     if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {

@@ -44,6 +44,7 @@
 #include "lib/util.h"
 #include "validators/val.h"
 #include "worker/net/calls.h"
+#include "worker/obs/monitor.h"
 #include "worker/obs/summary.h"
 #include "worker/queues/q.h"
 #include "worker/sinks/commit.h"
@@ -61,6 +62,7 @@ typedef struct slot {
     wk_task *task;
     q_item *item; /* the queue item the task came in; owned */
     wk_ask ask;   /* where its answers and verdicts come from */
+    wk_mon_slot obs;
     struct slot *free_next;
 } slot;
 
@@ -95,6 +97,7 @@ struct run {
     wk_strset seen;           /* task ids met in this input */
     wk_results_file *results; /* the sink; NULL for Redis, whose ack writes the result */
     wk_summary sum;
+    wk_mon *obs; /* progress and metrics, fed where the summary is */
     long resumed, skipped;
     const char *abort_on_task; /* fault injection for tests; see on_item */
     char *task_dir;            /* the task file's directory: patch tasks' repo.path is read there */
@@ -220,9 +223,11 @@ static void on_answer(void *arg, const wk_event *ev)
         /* The run budget is spent: hold what we have, take nothing new. */
         r->budget_stop = 1;
         r->stopping = 1;
+        wk_mon_clear_line(r->obs);
         fprintf(stderr, "cascade: %s; taking no more tasks, finishing the %d in flight\n",
                 ev->error_message, r->active);
     }
+    wk_mon_event(r->obs, &s->obs, ev);
     feed(s, ev);
 }
 
@@ -249,6 +254,7 @@ static void perform(slot *s, wk_actions *acts)
     run *r = s->r;
     for (int i = 0; i < acts->n; i++) {
         wk_action *a = &acts->v[i];
+        wk_mon_action(r->obs, &s->obs, wk_task_cascade(s->task), a);
         switch (a->kind) {
         case WK_ACT_CALL:
             /* The calls of an agree tier's round come in one feed and are all sent. */
@@ -357,6 +363,7 @@ static void on_item(void *arg, q_item *it)
         break;
     case WK_INTAKE_INVALID:
         wk_summary_add(&r->sum, NULL, d.result);
+        wk_mon_result(r->obs, d.result);
         emit_result(r, it, d.key, d.line);
         break;
     case WK_INTAKE_RESUME: {
@@ -408,7 +415,7 @@ static void on_end(void *arg)
 
 static void on_note(void *arg, const char *msg)
 {
-    (void)arg;
+    wk_mon_clear_line(((run *)arg)->obs);
     char *e = wk_escape_ctl(msg, strlen(msg), 500);
     fprintf(stderr, "cascade: %s\n", e);
     free(e);
@@ -467,6 +474,7 @@ static void on_signal(uv_signal_t *h, int signum)
         fprintf(stderr, "cascade: second signal, exiting now\n");
         _exit(128 + signum);
     }
+    wk_mon_clear_line(r->obs);
     fprintf(stderr,
             "cascade: %s: taking no more tasks, finishing the %d in flight within "
             "%.0f s (signal again to quit now)\n",
@@ -487,6 +495,7 @@ static void shutdown_run(run *r)
     if (r->shut)
         return;
     r->shut = 1;
+    wk_mon_stop(r->obs);
     wk_calls_free(r->ans.calls);
     r->ans.calls = NULL;
     for (int i = 0; i < r->o->concurrency; i++)
@@ -642,6 +651,15 @@ int wk_run(const wk_run_opts *o)
         fprintf(stderr, "cascade: cannot set up libcurl\n");
         goto cleanup;
     }
+    wk_mon_opts oo = {.metrics_addr = o->metrics_addr,
+                      .progress_tty = o->progress_tty,
+                      .progress_ms = o->progress_ms,
+                      .tasks_path = o->queue_url ? NULL : o->tasks_path,
+                      .budget_usd = o->budget_usd};
+    if (wk_mon_new(&r->loop, &r->cfg, &oo, &r->active, &r->skipped, &r->obs, err, sizeof err)) {
+        fprintf(stderr, "cascade: %s\n", err);
+        goto cleanup;
+    }
     r->slots = wk_xcalloc((size_t)o->concurrency, sizeof(slot));
     for (int i = o->concurrency - 1; i >= 0; i--) {
         slot *s = &r->slots[i];
@@ -682,6 +700,7 @@ int wk_run(const wk_run_opts *o)
         code = WK_EXIT_OK;
 cleanup:
     if (!r->shut) {
+        wk_mon_stop(r->obs);
         wk_calls_free(r->ans.calls);
         if (r->queue)
             r->qops->close(r->queue, queue_closed, r);
@@ -695,6 +714,7 @@ cleanup:
         if (uv_loop_close(&r->loop) != 0)
             fprintf(stderr, "cascade: warning: handles left open at exit\n");
     }
+    wk_mon_free(r->obs);
     wk_cache_close(r->cache);
     if (r->esc)
         fclose(r->esc);

@@ -31,6 +31,9 @@ typedef struct wk_run_opts {
     unsigned long body_cap;     /* response body cap in bytes */
     unsigned test_timeout_ms;   /* sandbox wall clock per test run */
     int quiet;                  /* no summary */
+    int progress_tty;           /* a progress line redrawn on stderr (a terminal) */
+    long progress_ms;           /* else a plain progress line this often; 0: none */
+    const char *metrics_addr;   /* serve Prometheus metrics on HOST:PORT; NULL: none */
     /*
      * Offline replay: when set, calls are answered from these recordings
      * (borrowed) instead of over HTTP, and no API key is needed. Attempt i of

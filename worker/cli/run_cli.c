@@ -6,9 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "lib/util.h"
+#include "worker/obs/log.h"
 #include "worker/run.h"
 
 static const char usage_run[] =
@@ -67,7 +69,14 @@ static const char usage_run[] =
     "  --lease SEC          entries idle this long are claimed from dead workers [60]\n"
     "  --max-deliveries N   then an entry goes to STREAM:dead [5]\n"
     "  --drain              stop when the stream has nothing left for us\n"
-    "  -q, --quiet          no summary\n"
+    "  --progress-interval SEC  off a terminal, a progress line this often; 0:\n"
+    "                       none (on a terminal one line is redrawn in place) [60]\n"
+    "  --metrics-addr HOST:PORT  serve Prometheus metrics at /metrics while the\n"
+    "                       run lasts (port 0: any free port, named on stderr)\n"
+    "  --log-format text|json  stderr as text (colour on a terminal unless NO_COLOR\n"
+    "                       is set) or one JSON object a line: ts, level, msg [text]\n"
+    "  --log-level L        error, warn, info or debug: lines below L are dropped [info]\n"
+    "  -q, --quiet          no progress line, no summary\n"
     "  -h, --help           this text\n"
     "\n"
     "patch tasks (an accepted patch becomes a commit; README \"The CI bot\"):\n"
@@ -157,7 +166,11 @@ int wk_cmd_run(int argc, char **argv)
         O_MAXTOUT,
         O_MAXFILE,
         O_MAXPFILES,
-        O_MAXLIST
+        O_MAXLIST,
+        O_PROGRESS,
+        O_METRICS,
+        O_LOGFMT,
+        O_LOGLEVEL
     };
     static const struct option opts[] = {
         {"cascades", required_argument, NULL, WK_OPT_CASCADES},
@@ -195,6 +208,10 @@ int wk_cmd_run(int argc, char **argv)
         {"branch-prefix", required_argument, NULL, WK_OPT_BRANCHPFX},
         {"force-branch", no_argument, NULL, WK_OPT_FORCEBRANCH},
         {"author", required_argument, NULL, WK_OPT_AUTHOR},
+        {"progress-interval", required_argument, NULL, O_PROGRESS},
+        {"metrics-addr", required_argument, NULL, O_METRICS},
+        {"log-format", required_argument, NULL, O_LOGFMT},
+        {"log-level", required_argument, NULL, O_LOGLEVEL},
         {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -202,8 +219,10 @@ int wk_cmd_run(int argc, char **argv)
     int c;
     long v;
     char *author_name = NULL, *author_email = NULL, *out_dir = NULL;
+    const char *log_format = NULL, *log_level = NULL;
     int code;
     o.commit.enabled = 1;
+    o.progress_ms = 60000;
     optind = 1;
     while ((c = getopt_long(argc, argv, "o:qh", opts, NULL)) != -1) {
         int shared = wk_cli_run_opt(c, optarg, &o, &author_name, &author_email);
@@ -319,6 +338,24 @@ int wk_cmd_run(int argc, char **argv)
             if (wk_cli_secs(optarg, 0, 86400, &o.max_wait_ms))
                 goto bad;
             break;
+        case O_PROGRESS:
+            if (wk_cli_secs(optarg, 0, 86400, &o.progress_ms))
+                goto bad;
+            break;
+        case O_METRICS:
+            o.metrics_addr = optarg;
+            break;
+        case O_LOGFMT:
+            if (strcmp(optarg, "text") != 0 && strcmp(optarg, "json") != 0)
+                goto bad;
+            log_format = optarg;
+            break;
+        case O_LOGLEVEL:
+            if (strcmp(optarg, "error") != 0 && strcmp(optarg, "warn") != 0 &&
+                strcmp(optarg, "info") != 0 && strcmp(optarg, "debug") != 0)
+                goto bad;
+            log_level = optarg;
+            break;
         case 'q':
             o.quiet = 1;
             break;
@@ -351,6 +388,11 @@ int wk_cmd_run(int argc, char **argv)
     code = check_paths(&o);
     if (code)
         goto done;
+    wk_log_setup(log_format, log_level);
+    /* On a terminal the line is redrawn in place (not in JSON); --quiet silences both kinds. */
+    o.progress_tty = !o.quiet && !wk_log_json() && isatty(STDERR_FILENO);
+    if (o.quiet)
+        o.progress_ms = 0;
     /* The patch files go beside the results file unless told otherwise. */
     if (!o.commit.patch_dir && o.out_path && strcmp(o.out_path, "-") != 0) {
         const char *slash = strrchr(o.out_path, '/');
