@@ -131,7 +131,9 @@ static void on_call(void *arg, const wk_call_outcome *o)
                    .latency_ms = o->latency_ms,
                    .served = o->served,
                    .retries = o->retries,
-                   .fallbacks = o->fallbacks};
+                   .fallbacks = o->fallbacks,
+                   .flex_to_sync = o->flex_to_sync,
+                   .batch_id = o->batch_id};
     if (o->ok) {
         ev.kind = WK_EV_RESPONSE;
         ev.text = o->resp->text;
@@ -233,13 +235,15 @@ void wk_ask_call(wk_ask *q, const wk_model *m, const cJSON *messages, long est, 
     if (j && q->charged_seq != q->seq) {
         q->charged_seq = q->seq;
         q->seq--;
-        wk_event ev = {
-            .kind = WK_EV_LOST_CALL, .now_ms = wall_ms(), .lost_cost_usd = wk_cost_worst(m, est)};
+        wk_event ev = {.kind = WK_EV_LOST_CALL,
+                       .now_ms = wall_ms(),
+                       .lost_cost_usd = wk_cost_worst_at(m, q->lane, est)};
         q->on_event(q->arg, &ev);
         return;
     }
     wk_call_drop(q->call);
     q->call = wk_call_prepare(a->calls, m, wk_task_id(q->task), messages, est, q->seq, logprobs, n);
+    wk_call_set_lane(q->call, q->lane);
     wk_cached hit;
     if (wk_call_cached(q->call, &hit)) {
         wk_call_drop(q->call);

@@ -65,6 +65,7 @@ typedef struct wk_ask {
     int in_validate, have_pending, replayed_verdict;
     int same_call;       /* the validation in progress is of another answer of the same call */
     val_verdict pending; /* a verdict waiting to be fed */
+    int lane;            /* the next call's lane (lanes.h): the driver sets it from the CALL */
 } wk_ask;
 
 /* Sets up q (its timer on the loop); close with wk_ask_close, then run the loop. */

@@ -184,6 +184,9 @@ static int load_providers(wk_config *cfg, const cJSON *root, const char *path, i
                            path, pv->name);
         pv->breaker_failures = (int)bf;
         pv->breaker_cooldown_ms = (long)(bc * 1000);
+        int lrc = wk__lanes_provider(pv, p, path, err, errlen);
+        if (lrc)
+            return lrc;
     }
     return 0;
 }
@@ -246,6 +249,9 @@ static int load_models(wk_config *cfg, const cJSON *root, const char *path, char
             return wk_errf(WK_ECONFIG, err, errlen,
                            "%s: models.%s.max_tokens must be a number >= 1", path, md->name);
         md->max_tokens = to_long(v);
+        int lrc = wk__lanes_model(md, m, path, err, errlen);
+        if (lrc)
+            return lrc;
     }
     /* Fallbacks name other models, so they are resolved once all are known. */
     i = 0;
@@ -519,6 +525,9 @@ static int load_cascade(wk_config *cfg, wk_cascade *c, const char *path, char *e
         if (rc)
             goto cleanup;
         rc = load_doubt(cfg, c, &c->tiers[i], t, path, i, err, errlen);
+        if (rc)
+            goto cleanup;
+        rc = wk__lanes_tier(&c->tiers[i], t, path, i, err, errlen);
         if (rc)
             goto cleanup;
     }

@@ -9,6 +9,8 @@
 #include <cjson/cJSON.h>
 #include <stddef.h>
 
+#include "lanes.h"
+
 typedef struct wk_provider {
     char *name;
     char *api;      /* "openai", "anthropic" or "gemini" */
@@ -20,6 +22,8 @@ typedef struct wk_provider {
     double tpm;               /* tokens per minute (prompt estimate + max_tokens); 0: no limit */
     int breaker_failures;     /* consecutive failures that open the breaker [5] */
     long breaker_cooldown_ms; /* open this long, then one probe [30000] */
+    double batch_discount;    /* lane prices: sync price times these, unless a model says [0.5] */
+    double flex_discount;
 } wk_provider;
 
 typedef struct wk_model {
@@ -33,6 +37,7 @@ typedef struct wk_model {
     long max_tokens;                  /* completion cap sent with each request */
     struct wk_model **fallbacks;      /* the same model at other providers, in order; owned array */
     int nfallbacks;
+    wk_prices lane[WK_LANES]; /* prices per lane (lanes.h); [WK_LANE_SYNC] is the three above */
 } wk_model;
 
 /*
@@ -73,6 +78,7 @@ typedef struct wk_tier {
     int vote_min;
     double min_confidence;
     int confidence; /* WK_CONF_* */
+    int lane;       /* WK_LANE_*: how the tier's calls are sent (lanes.h) */
 } wk_tier;
 
 typedef struct wk_cascade {

@@ -305,10 +305,11 @@ static void finish(wk_task *t, const char *status, const char *reason, wk_action
  */
 static int over_budget(wk_task *t, int tier, const wk_model *m, wk_actions *out)
 {
-    (void)tier;
     if (t->budget_usd < 0)
         return 0;
-    double worst = wk_cost_worst(m, estimate_prompt_tokens(t->messages));
+    /* At the tier's lane: a batch tier's worst case is at the batch price. */
+    double worst =
+        wk_cost_worst_at(m, t->cascade->tiers[tier].lane, estimate_prompt_tokens(t->messages));
     if (t->cost_usd + worst <= t->budget_usd)
         return 0;
     char *why = wk_xasprintf("task budget $%.6g: spent $%.6g, the next call to %s may "
@@ -334,6 +335,7 @@ static void call_or_stop(wk_task *t, wk_actions *out)
     a->n = per - t->asked % per;
     a->messages = t->messages;
     a->est_prompt_tokens = estimate_prompt_tokens(t->messages);
+    a->lane = tr->lane;
 }
 
 /* The tier's skip rule that holds for this task, as words; NULL when none does. */
@@ -507,10 +509,12 @@ static cJSON *new_attempt(wk_task *t, const wk_event *ev, long pt, long ct)
      * (cost.h); a recording's own cost (replay) is what the call cost.
      */
     int estimated = 0;
+    /* Priced at the lane the call ran on (lanes.h): a flex call moved to sync pays sync. */
+    int ran = tr->lane == WK_LANE_FLEX && ev->flex_to_sync ? WK_RAN_FLEX_SYNC : tr->lane;
     double cost = ev->from_cache ? 0
                   : ev->has_cost ? ev->cost_usd
-                                 : wk_cost_charged(served, estimate_prompt_tokens(t->messages), pt,
-                                                   ct, ev->cached_tokens, &estimated);
+                                 : wk_cost_charged_at(served, ran, estimate_prompt_tokens(t->messages),
+                                                      pt, ct, ev->cached_tokens, &estimated);
     t->cost_usd += cost;
     cJSON *a = cJSON_CreateObject();
     cJSON_AddNumberToObject(a, "tier", t->tier);
@@ -520,6 +524,10 @@ static cJSON *new_attempt(wk_task *t, const wk_event *ev, long pt, long ct)
         cJSON_AddStringToObject(a, "deployment", served->name);
     if (ev->from_cache)
         cJSON_AddBoolToObject(a, "cached", 1);
+    if (ran != WK_LANE_SYNC) /* sync attempts read as they always did */
+        cJSON_AddStringToObject(a, "lane", wk_lane_name(ran));
+    if (ev->batch_id)
+        cJSON_AddStringToObject(a, "batch_id", ev->batch_id);
     if (ev->has_cost && !ev->from_cache) /* the recording's cost, not tokens x price */
         cJSON_AddBoolToObject(a, "cost_recorded", 1);
     if (t->lost_usd > 0) {

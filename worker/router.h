@@ -46,6 +46,9 @@ typedef struct wk_event {
     int retries;            /* transport retries inside this call */
     int fallbacks;          /* fallback deployments moved to inside this call */
     int from_cache;         /* RESPONSE: answered by the response cache, at no cost */
+    /* RESPONSE and CALL_FAILED on a flex or batch tier (lanes.h) */
+    int flex_to_sync;     /* the flex call hit a capacity error and went to the sync lane */
+    const char *batch_id; /* the provider's batch that carried the call; NULL: none */
     double lost_cost_usd;   /* LOST_CALL: what the lost call may have cost (worst case) */
     /* RESPONSE: a recording's own cost of the call, used instead of tokens x price */
     int has_cost;
@@ -82,6 +85,7 @@ typedef struct wk_action {
     long est_prompt_tokens; /* CALL: estimate for reservations and rate limits */
     int logprobs;           /* CALL: ask for the answer's token logprobs */
     int n;                  /* CALL: answers wanted of this model (samples); 1: one */
+    int lane;               /* CALL: the tier's lane, WK_LANE_* (lanes.h) */
     const char *answer;     /* VALIDATE: borrowed from the task, valid until the next feed */
     int same_call;          /* VALIDATE: another answer of the newest call (n > 1) */
     cJSON *line;            /* LOG and FINISH: owned by the action; the driver frees it */

@@ -249,6 +249,7 @@ static void perform(slot *s, wk_actions *acts)
         wk_action *a = &acts->v[i];
         switch (a->kind) {
         case WK_ACT_CALL:
+            s->ask.lane = a->lane; /* lanes.h: how the call is sent and priced */
             wk_ask_call(&s->ask, a->model, a->messages, a->est_prompt_tokens, a->logprobs, a->n);
             break;
         case WK_ACT_VALIDATE:
@@ -519,6 +520,11 @@ void wk_run_opts_default(wk_run_opts *o)
     o->lease_ms = 60000;
     o->max_deliveries = 5;
     wk_patch_opts_default(&o->patch);
+    o->flex_timeout_ms = 15 * 60000;
+    o->flex_max_wait_ms = 5 * 60000;
+    o->batch_max = 50000; /* OpenAI's limit per batch */
+    o->batch_linger_ms = 60000;
+    o->batch_poll_ms = 30000;
 }
 
 int wk_run(const wk_run_opts *o)
@@ -629,6 +635,8 @@ int wk_run(const wk_run_opts *o)
         .body_cap = o->body_cap,
         .run_budget_usd = o->budget_usd,
         .cache = r->cache,
+        .flex_first_byte_timeout_ms = o->flex_timeout_ms,
+        .flex_max_wait_ms = o->flex_max_wait_ms,
     };
     wk_retry_policy_default(&co.retry);
     co.retry.max_retries = o->max_retries;

@@ -51,6 +51,9 @@ typedef struct wk_run_opts {
     wk_run_stats *stats;   /* filled at the end when not NULL */
     wk_patch_opts patch;   /* patch tasks' caps (--max-repo-mb, --max-patch-kb, ...) */
     wk_commit_opts commit; /* patch tasks: the commit sink's branch, patch file and author */
+    /* Lanes (lanes.h): --flex-timeout, --flex-max-wait, --batch-max, --batch-linger, --batch-poll */
+    long flex_timeout_ms, flex_max_wait_ms;
+    long batch_max, batch_linger_ms, batch_poll_ms;
 } wk_run_opts;
 
 void wk_run_opts_default(wk_run_opts *o);

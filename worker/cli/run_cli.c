@@ -54,6 +54,7 @@ static const char usage_run[] =
     "  --max-file-kb N      each file shown in the prompt [32]\n"
     "  --max-prompt-files N files shown in the prompt [8]\n"
     "  --max-file-list N    paths in the prompt's file list [200]\n"
+    WK_CLI_LANE_USAGE
     "  --journal FILE|none  SQLite journal of every attempt, for resuming after a\n"
     "                       crash or a stop; one run at a time holds it (a second\n"
     "                       exits 1) [RESULTS.journal when -o names a file]\n"
@@ -195,6 +196,7 @@ int wk_cmd_run(int argc, char **argv)
         {"branch-prefix", required_argument, NULL, WK_OPT_BRANCHPFX},
         {"force-branch", no_argument, NULL, WK_OPT_FORCEBRANCH},
         {"author", required_argument, NULL, WK_OPT_AUTHOR},
+        WK_CLI_LANE_OPTIONS,
         {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -210,6 +212,11 @@ int wk_cmd_run(int argc, char **argv)
         if (shared < 0)
             goto bad;
         if (shared)
+            continue;
+        int lane = wk_cli_lane_opt(c, optarg, &o);
+        if (lane < 0)
+            goto bad;
+        if (lane)
             continue;
         switch (c) {
         case O_GOLD:

@@ -31,6 +31,9 @@ typedef struct wk_calls_opts {
     size_t body_cap;
     double run_budget_usd; /* 0: none */
     wk_cache *cache;       /* the response cache (borrowed); NULL: none */
+    /* The flex lane (lanes.h): a slow first byte is normal there, a capacity error is not final. */
+    long flex_first_byte_timeout_ms; /* [15 min] */
+    long flex_max_wait_ms;           /* capacity errors retried on flex this long, then sync */
 } wk_calls_opts;
 
 typedef struct wk_call_outcome {
@@ -43,6 +46,8 @@ typedef struct wk_call_outcome {
     const char *message;    /* !ok: one line */
     int budget_denied;      /* !ok: the run budget cannot hold the call */
     long latency_ms;        /* from the first send to the outcome */
+    int flex_to_sync;       /* a flex call that capacity errors moved to the sync lane */
+    const char *batch_id;   /* a batch-lane call: the provider's batch that carried it */
 } wk_call_outcome;
 
 typedef void (*wk_call_cb)(void *arg, const wk_call_outcome *o);
@@ -68,6 +73,11 @@ wk_call *wk_call_prepare(wk_calls *c, const wk_model *m, const char *task_id, co
 int wk_call_cached(const wk_call *k, wk_cached *hit);
 /* Sends a prepared call (consumed); cb fires exactly once, from the loop. */
 void wk_call_send(wk_call *k, wk_call_cb cb, void *arg);
+/*
+ * The lane the call goes on (WK_LANE_*, lanes.h; default sync), set before
+ * it is sent: it is priced, reserved and sent there.
+ */
+void wk_call_set_lane(wk_call *k, int lane);
 /* Frees a prepared call that is not sent; NULL is a no-op. */
 void wk_call_drop(wk_call *k);
 

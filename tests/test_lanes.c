@@ -1,0 +1,215 @@
+/*
+ * Lanes (issue 14): a tier's "lane" in a cascade file, the batch and flex
+ * prices it is charged at, and the flex lane against mock-llm (capacity
+ * 429s move a call to sync after --flex-max-wait, and it is priced there).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+#include "lib/util.h"
+#include "worker/config.h"
+#include "worker/cost.h"
+
+/* cheap has batch prices of its own; mid takes its provider's discounts (0.4 batch, 0.5 flex). */
+static const char *MODELS =
+    "{\"providers\":{\"mock\":{\"api\":\"openai\",\"base_url\":\"${MOCK_URL}/v1\","
+    "\"key_env\":null,\"batch_discount\":0.4},"
+    "\"claude\":{\"api\":\"anthropic\",\"base_url\":\"${MOCK_URL}/v1\",\"key_env\":null}},"
+    "\"models\":{"
+    "\"cheap\":{\"provider\":\"mock\",\"input_usd_per_mtok\":1,\"output_usd_per_mtok\":2,"
+    "\"batch_input_usd_per_mtok\":0.3,\"batch_output_usd_per_mtok\":0.7,\"max_tokens\":100},"
+    "\"mid\":{\"provider\":\"mock\",\"input_usd_per_mtok\":10,\"output_usd_per_mtok\":20,"
+    "\"max_tokens\":100},"
+    "\"sonnet\":{\"provider\":\"claude\",\"input_usd_per_mtok\":3,\"output_usd_per_mtok\":15,"
+    "\"max_tokens\":100}}}";
+
+static char *cdir, *models;
+
+static int group_setup(void **state)
+{
+    (void)state;
+    return h_config_setup(MODELS, &cdir, &models);
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    h_config_teardown(cdir, models);
+    return 0;
+}
+
+static void write_cascade(const char *name, const char *lane0, const char *lane1)
+{
+    char *path = wk_xasprintf("cascades/%s.json", name);
+    char *text = wk_xasprintf("{\"name\":\"%s\",\"validators\":[\"schema\"],\"tiers\":["
+                              "{\"model\":\"cheap\",\"lane\":\"%s\"},"
+                              "{\"model\":\"mid\",\"lane\":\"%s\"}]}",
+                              name, lane0, lane1);
+    free(h_write(path, text));
+    free(path);
+    free(text);
+}
+
+/* Prices per lane: a model's own, else the provider's discount, else 0.5. */
+static void prices_per_lane(void **state)
+{
+    (void)state;
+    write_cascade("main", "batch", "flex");
+    wk_config cfg;
+    char err[512];
+    int rc = wk_config_load(&cfg, models, cdir, WK_CONFIG_OFFLINE, err, sizeof err);
+    if (rc)
+        fail_msg("%s", err);
+    const wk_model *cheap = wk_config_model(&cfg, "cheap"), *mid = wk_config_model(&cfg, "mid");
+    const wk_cascade *c = wk_config_cascade(&cfg, "main");
+    assert_int_equal(c->tiers[0].lane, WK_LANE_BATCH);
+    assert_int_equal(c->tiers[1].lane, WK_LANE_FLEX);
+    /* 1M tokens in and 1M out */
+    assert_true(fabs(wk_cost_at(cheap, WK_LANE_SYNC, 1000000, 1000000, 0) - 3.0) < 1e-9);
+    assert_true(fabs(wk_cost_at(cheap, WK_LANE_BATCH, 1000000, 1000000, 0) - 1.0) < 1e-9);
+    assert_true(fabs(wk_cost_at(cheap, WK_LANE_FLEX, 1000000, 1000000, 0) - 1.5) < 1e-9);
+    assert_true(fabs(wk_cost_at(mid, WK_LANE_BATCH, 1000000, 1000000, 0) - 12.0) < 1e-9);
+    assert_true(fabs(wk_cost_at(mid, WK_LANE_FLEX, 1000000, 1000000, 0) - 15.0) < 1e-9);
+    /* flex moved to sync pays sync */
+    assert_true(fabs(wk_cost_at(mid, WK_RAN_FLEX_SYNC, 1000000, 1000000, 0) - 30.0) < 1e-9);
+    assert_true(fabs(wk_cost_worst_at(mid, WK_LANE_BATCH, 0) - 100 * 20 * 0.4 / 1e6) < 1e-12);
+    wk_config_free(&cfg);
+    char *p = h_tmp("cascades/main.json");
+    remove(p);
+    free(p);
+}
+
+static void bad_lane_is_refused(const char *tier_json, const char *want)
+{
+    char *text = wk_xasprintf("{\"name\":\"bad\",\"validators\":[\"schema\"],\"tiers\":[%s]}",
+                              tier_json);
+    char *path = h_write("cascades/bad.json", text);
+    wk_config cfg;
+    char err[512];
+    int rc = wk_config_load(&cfg, models, cdir, WK_CONFIG_OFFLINE, err, sizeof err);
+    wk_config_free(&cfg);
+    remove(path);
+    free(path);
+    free(text);
+    assert_int_equal(rc, WK_ECONFIG);
+    if (!strstr(err, want))
+        fail_msg("error \"%s\" does not say \"%s\"", err, want);
+}
+
+static void bad_lanes_are_refused(void **state)
+{
+    (void)state;
+    bad_lane_is_refused("{\"model\":\"cheap\",\"lane\":\"slow\"}", "tiers[0].lane must be");
+    bad_lane_is_refused("{\"model\":\"cheap\"},{\"model\":\"sonnet\",\"lane\":\"flex\"}",
+                        "tiers[1].lane: model sonnet is on an anthropic provider");
+}
+
+/* n classify tasks; cheap answers "b" (fails the enum), mid answers "a". */
+static void make_batch(const char *tag, int n, char **tasks, char **recs)
+{
+    wk_buf t, r;
+    wk_buf_init(&t, 1 << 24);
+    wk_buf_init(&r, 1 << 24);
+    for (int i = 0; i < n; i++) {
+        wk_buf_appendf(&t,
+                       "{\"id\":\"%s-%d\",\"kind\":\"classify\",\"cascade\":\"main\","
+                       "\"prompt\":\"p%d\",\"schema\":{\"enum\":[\"a\"]}}\n",
+                       tag, i, i);
+        for (int m = 0; m < 2; m++)
+            wk_buf_appendf(&r,
+                           "{\"task\":\"%s-%d\",\"model\":\"%s\",\"run\":1,\"answer\":"
+                           "\"\\\"%s\\\"\",\"usage\":{\"prompt_tokens\":1000,"
+                           "\"completion_tokens\":100}}\n",
+                           tag, i, m ? "mid" : "cheap", m ? "a" : "b");
+    }
+    char *tn = wk_xasprintf("%s-tasks.jsonl", tag), *rn = wk_xasprintf("%s-recs.jsonl", tag);
+    *tasks = h_write(tn, t.buf);
+    *recs = h_write(rn, r.buf);
+    free(tn);
+    free(rn);
+    wk_buf_release(&t);
+    wk_buf_release(&r);
+}
+
+static double num(const cJSON *o, const char *k)
+{
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(o, k);
+    return cJSON_IsNumber(f) ? f->valuedouble : -1;
+}
+
+/*
+ * Both tiers on flex: without faults every attempt says "lane": "flex" and
+ * costs half; with every flex request refused for capacity, mid's calls go
+ * to sync (--flex-max-wait 0) and are priced there, and the summary shows
+ * what the flex attempts would have cost on sync.
+ */
+static void flex_lane(void **state)
+{
+    (void)state;
+    write_cascade("main", "flex", "flex");
+    char *tasks, *recs;
+    make_batch("flex", 4, &tasks, &recs);
+    for (int faulted = 0; faulted < 2; faulted++) {
+        char *out = h_tmp(faulted ? "flex-f.jsonl" : "flex.jsonl");
+        char *errf = wk_xasprintf("%s.err", out), *log = wk_xasprintf("%s.log", out);
+        const char *margs[] = {"--fault", "flex-429:1@mid", NULL};
+        h_mock m;
+        h_mock_start(&m, recs, log, faulted ? margs : NULL);
+        const char *argv[] = {h_cascade_bin(), "run", tasks, "--cascades", cdir, "--models",
+                              models, "-o", out, "--flex-max-wait", "0", NULL};
+        int rc = h_run((char *const *)argv, NULL, errf, 60);
+        h_mock_stop(&m);
+        char *err = h_slurp(errf);
+        if (rc != 0)
+            fail_msg("exit %d: %s", rc, err);
+        cJSON *res = h_jsonl(out);
+        assert_int_equal(cJSON_GetArraySize(res), 4);
+        const cJSON *x;
+        cJSON_ArrayForEach(x, res)
+        {
+            assert_string_equal(h_str(x, "status"), "accepted");
+            const cJSON *att = cJSON_GetObjectItemCaseSensitive(x, "attempts");
+            assert_int_equal(cJSON_GetArraySize(att), 2);
+            const cJSON *a0 = cJSON_GetArrayItem(att, 0), *a1 = cJSON_GetArrayItem(att, 1);
+            assert_string_equal(h_str(a0, "lane"), "flex");
+            /* cheap at flex: (1000 x 1 + 100 x 2) / 1e6 x 0.5 */
+            assert_true(fabs(num(a0, "cost_usd") - 0.0006) < 1e-9);
+            assert_string_equal(h_str(a1, "lane"), faulted ? "flex→sync" : "flex");
+            /* mid: (1000 x 10 + 100 x 20) / 1e6 = 0.012 on sync */
+            assert_true(fabs(num(a1, "cost_usd") - (faulted ? 0.012 : 0.006)) < 1e-9);
+        }
+        if (!strstr(err, "on the sync lane $0.052800"))
+            fail_msg("the summary does not give the sync-lane cost: %s", err);
+        if (faulted && !strstr(err, "the flex tier has no capacity"))
+            fail_msg("the move to sync is not said: %s", err);
+        /* The mock refused the flex requests it was told to (and only then). */
+        char *mlog = h_slurp(log);
+        assert_int_equal(strstr(mlog, "flex-429") != NULL, faulted);
+        free(mlog);
+        cJSON_Delete(res);
+        free(err);
+        free(out);
+        free(errf);
+        free(log);
+    }
+    free(tasks);
+    free(recs);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(prices_per_lane),
+        cmocka_unit_test(bad_lanes_are_refused),
+        cmocka_unit_test(flex_lane),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
