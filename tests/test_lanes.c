@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "harness.h"
 #include "lib/util.h"
@@ -204,12 +205,175 @@ static void flex_lane(void **state)
     free(recs);
 }
 
+/* ---- the batch lane over the demo ------------------------------------------ */
+
+static const char *const DEMO_CASCADES[] = {"c-code", "js-code", "python-code",
+                                            "ticket-classify"};
+
+/* The demo's models and cascades in dir/, each tier on lanes[tier]. Returns the dir. */
+static char *demo_config(const char *dir, const char *const lanes[3])
+{
+    char *abs = h_tmp(dir);
+    mkdir(abs, 0755);
+    free(abs);
+    char *src = h_srcpath("fixtures/demo/models.json");
+    char *text = h_slurp(src);
+    char *name = wk_xasprintf("%s/models.json", dir);
+    free(h_write(name, text));
+    free(name);
+    free(text);
+    free(src);
+    for (size_t i = 0; i < sizeof DEMO_CASCADES / sizeof DEMO_CASCADES[0]; i++) {
+        char *rel = wk_xasprintf("fixtures/demo/cascades/%s.json", DEMO_CASCADES[i]);
+        char *path = h_srcpath(rel);
+        char *body = h_slurp(path);
+        cJSON *c = cJSON_Parse(body);
+        cJSON *t;
+        int k = 0;
+        cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(c, "tiers"))
+        {
+            cJSON_AddStringToObject(t, "lane", lanes[k < 3 ? k : 2]);
+            k++;
+        }
+        char *out = cJSON_PrintUnformatted(c);
+        char *oname = wk_xasprintf("%s/%s.json", dir, DEMO_CASCADES[i]);
+        free(h_write(oname, out));
+        free(oname);
+        free(out);
+        cJSON_Delete(c);
+        free(body);
+        free(path);
+        free(rel);
+    }
+    return h_tmp(dir);
+}
+
+/* Runs the demo tasks with the cascades in cdir; the mock's log in *log. */
+static int run_demo(const char *tag, const char *dir, char **out, char **log, char **err)
+{
+    char *recs = h_srcpath("fixtures/demo/recordings.jsonl");
+    char *tasks = h_srcpath("fixtures/demo/tasks.jsonl");
+    *out = wk_xasprintf("%s/%s.jsonl", dir, tag);
+    *log = wk_xasprintf("%s/%s.log", dir, tag);
+    char *errf = wk_xasprintf("%s/%s.err", dir, tag);
+    const char *margs[] = {"--batch-delay", "20", "--log-bodies", "0", NULL};
+    h_mock m;
+    h_mock_start(&m, recs, *log, margs);
+    const char *argv[] = {h_cascade_bin(), "run", tasks, "--cascades", dir, "-o", *out,
+                          "--batch-poll", "0.02", NULL};
+    int rc = h_run((char *const *)argv, NULL, errf, 240);
+    h_mock_stop(&m);
+    *err = h_slurp(errf);
+    free(errf);
+    free(recs);
+    free(tasks);
+    return rc;
+}
+
+static const cJSON *by_id(const cJSON *arr, const char *id)
+{
+    return h_find(arr, "id", id);
+}
+
+static int same_json(const cJSON *a, const cJSON *b)
+{
+    return (!a && !b) || (a && b && cJSON_Compare(a, b, 1));
+}
+
+/*
+ * Tiers on batch, batch, sync over the demo tasks: the same statuses, tiers
+ * and answers as all on sync; each batch attempt at half its sync cost (the
+ * demo models' default batch discount); the mock saw one batch per model
+ * and round (tier 0, tier 0's retries, tier 1, tier 1's retries), never one
+ * per task, and no request twice.
+ */
+static void batch_lane_matches_sync(void **state)
+{
+    (void)state;
+    const char *const sync[3] = {"sync", "sync", "sync"};
+    const char *const mixed[3] = {"batch", "batch", "sync"};
+    char *sdir = demo_config("demo-sync", sync), *bdir = demo_config("demo-batch", mixed);
+    char *sout, *slog, *serr, *bout, *blog, *berr;
+    int rc = run_demo("run", sdir, &sout, &slog, &serr);
+    if (rc != 0)
+        fail_msg("sync run: exit %d: %s", rc, serr);
+    rc = run_demo("run", bdir, &bout, &blog, &berr);
+    if (rc != 0)
+        fail_msg("batch run: exit %d: %s", rc, berr);
+    cJSON *s = h_jsonl(sout), *b = h_jsonl(bout);
+    assert_int_equal(cJSON_GetArraySize(s), cJSON_GetArraySize(b));
+    int batch_attempts = 0;
+    const cJSON *x;
+    cJSON_ArrayForEach(x, s)
+    {
+        if (!h_str(x, "id"))
+            continue; /* the demo's invalid tasks */
+        const cJSON *y = by_id(b, h_str(x, "id"));
+        assert_non_null(y);
+        assert_string_equal(h_str(x, "status"), h_str(y, "status"));
+        assert_true(same_json(cJSON_GetObjectItem(x, "tier"), cJSON_GetObjectItem(y, "tier")));
+        assert_true(same_json(cJSON_GetObjectItem(x, "answer"), cJSON_GetObjectItem(y, "answer")));
+        const cJSON *sa = cJSON_GetObjectItem(x, "attempts"), *ba = cJSON_GetObjectItem(y, "attempts");
+        assert_int_equal(cJSON_GetArraySize(sa), cJSON_GetArraySize(ba));
+        for (int i = 0; i < cJSON_GetArraySize(ba); i++) {
+            const cJSON *p = cJSON_GetArrayItem(sa, i), *q = cJSON_GetArrayItem(ba, i);
+            double tier = num(q, "tier");
+            if (tier < 2) {
+                batch_attempts++;
+                assert_string_equal(h_str(q, "lane"), "batch");
+                assert_non_null(h_str(q, "batch_id"));
+                assert_true(fabs(num(q, "cost_usd") - num(p, "cost_usd") / 2) < 2e-9);
+            } else {
+                assert_null(cJSON_GetObjectItem(q, "lane"));
+                assert_true(fabs(num(q, "cost_usd") - num(p, "cost_usd")) < 1e-12);
+            }
+        }
+    }
+    assert_true(batch_attempts > 40);
+    /* The mock's log: batches created, their requests, none twice. */
+    cJSON *ml = h_jsonl(blog);
+    int created = 0, requests = 0;
+    cJSON *seen = cJSON_CreateObject();
+    cJSON_ArrayForEach(x, ml)
+    {
+        if (strcmp(h_str(x, "batch") ? h_str(x, "batch") : "", "created") != 0)
+            continue;
+        created++;
+        const cJSON *id;
+        cJSON_ArrayForEach(id, cJSON_GetObjectItem(x, "custom_ids"))
+        {
+            requests++;
+            if (cJSON_GetObjectItem(seen, id->valuestring))
+                fail_msg("request %s was submitted twice", id->valuestring);
+            cJSON_AddTrueToObject(seen, id->valuestring);
+        }
+    }
+    assert_int_equal(requests, batch_attempts);
+    /* The demo's rounds: swift-mini, its retries, forge-medium, its retries. */
+    assert_int_equal(created, 4);
+    if (!strstr(berr, "on the sync lane $"))
+        fail_msg("no sync-lane cost in the summary: %s", berr);
+    cJSON_Delete(seen);
+    cJSON_Delete(ml);
+    cJSON_Delete(s);
+    cJSON_Delete(b);
+    free(sdir);
+    free(bdir);
+    free(sout);
+    free(slog);
+    free(serr);
+    free(bout);
+    free(blog);
+    free(berr);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(prices_per_lane),
         cmocka_unit_test(bad_lanes_are_refused),
         cmocka_unit_test(flex_lane),
+        cmocka_unit_test(batch_lane_matches_sync),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -12,6 +12,7 @@
 
 #include "cost.h"
 #include "lib/util.h"
+#include "worker/store/batchj.h"
 
 /* In-process validations of one answer that may kill the worker before it gets a verdict. */
 #define WK_VALIDATE_CRASHES_MAX 2
@@ -232,7 +233,8 @@ void wk_ask_call(wk_ask *q, const wk_model *m, const cJSON *messages, long est, 
      * have been billed. The router charges its worst case and says whether the
      * budget still holds a second send; the CALL that follows is the same call.
      */
-    if (j && q->charged_seq != q->seq) {
+    if (j && q->charged_seq != q->seq &&
+        !wk_journal_batch_pending(a->journal, wk_task_id(q->task), q->seq)) {
         q->charged_seq = q->seq;
         q->seq--;
         wk_event ev = {.kind = WK_EV_LOST_CALL,

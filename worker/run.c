@@ -504,6 +504,18 @@ static void shutdown_run(run *r)
 
 /* ---- entry ------------------------------------------------------------------- */
 
+/*
+ * The batch lane (net/batch.c): no call can join an open batch until one
+ * comes back, when every task in flight waits on a batch (or the budget)
+ * and no new task can come in.
+ */
+static int batches_idle(void *arg)
+{
+    run *r = arg;
+    return (r->eof || r->stopping || r->nfree == 0) && r->active > 0 &&
+           wk_calls_parked(r->ans.calls) >= r->active;
+}
+
 void wk_run_opts_default(wk_run_opts *o)
 {
     memset(o, 0, sizeof *o);
@@ -637,6 +649,12 @@ int wk_run(const wk_run_opts *o)
         .cache = r->cache,
         .flex_first_byte_timeout_ms = o->flex_timeout_ms,
         .flex_max_wait_ms = o->flex_max_wait_ms,
+        .batch_max = o->batch_max,
+        .batch_linger_ms = o->batch_linger_ms,
+        .batch_poll_ms = o->batch_poll_ms,
+        .journal = r->ans.journal,
+        .batch_idle = batches_idle,
+        .batch_idle_arg = r,
     };
     wk_retry_policy_default(&co.retry);
     co.retry.max_retries = o->max_retries;

@@ -101,6 +101,7 @@ struct wk_calls {
     int budget_hit;
     int closing; /* provider timers still closing at shutdown */
     uint64_t rng;
+    wk__batcher *batcher; /* the batch lane (batch.c) */
 };
 
 static void try_deployment(wk__call *k);
@@ -370,6 +371,10 @@ static void try_deployment(wk__call *k)
     }
     c->reserved += worst;
     k->reserved = worst;
+    if (k->ran == WK_LANE_BATCH) { /* no provider gate: the batch is one request later */
+        wk__batcher_add(c->batcher, k);
+        return;
+    }
     gate(k);
 }
 
@@ -818,6 +823,7 @@ wk_calls *wk_calls_new(uv_loop_t *loop, const wk_config *cfg, const wk_calls_opt
         ps->wake.data = ps;
     }
     c->unavailable_until = wk_xcalloc((size_t)cfg->nmodels + 1, sizeof(uint64_t));
+    c->batcher = wk__batcher_new(loop, c->http, &c->o, cfg);
     return c;
 }
 
@@ -836,6 +842,8 @@ void wk_calls_free(wk_calls *c)
 {
     if (!c)
         return;
+    wk__batcher_free(c->batcher);
+    c->batcher = NULL;
     wk_http_free(c->http);
     while (c->live) {
         wk__call *k = c->live;
@@ -906,6 +914,70 @@ void wk_call_drop(wk_call *k)
     cJSON_Delete(k->messages);
     prov_request_clear(&k->req);
     free(k);
+}
+
+/* ---- the batch lane (lanes_int.h) ----------------------------------------- */
+
+const wk_model *wk__call_dep(const wk_call *k)
+{
+    return k->dep;
+}
+
+const prov_request *wk__call_req(const wk_call *k)
+{
+    return &k->req;
+}
+
+const char *wk__call_task(const wk_call *k)
+{
+    return k->task_id;
+}
+
+int wk__call_seq(const wk_call *k)
+{
+    return k->attempt;
+}
+
+void wk__call_batched(wk_call *k, const char *batch_id, long status, const char *body, size_t len,
+                      const char *reason, const char *message)
+{
+    wk_calls *c = k->c;
+    snprintf(k->batch_id, sizeof k->batch_id, "%s", batch_id ? batch_id : "");
+    const prov_ops *ops = prov_find(k->dep->provider->api);
+    char r[PROV_REASON_MAX], m[MSG_MAX];
+    prov_response pr;
+    if (!reason) {
+        int bad = ops->parse(status, body ? body : "", len, &pr, r, m, sizeof m);
+        if (!bad && status >= 200 && status <= 299) {
+            finish(k, &pr, 0);
+            prov_response_clear(&pr);
+            return;
+        }
+        prov_response_clear(&pr);
+        char *msg = wk_xasprintf("%s (batch %s)", m, k->batch_id);
+        fail(k, r, msg);
+        free(msg);
+    } else {
+        fail(k, reason, message ? message : reason);
+    }
+    /* What a later batch may answer: no response, a garbled one, 408, 409, 429, 5xx. */
+    int transient = reason || (status >= 200 && status <= 299) || status == 408 ||
+                    status == 409 || status == 429 || status >= 500;
+    if (transient && k->retries_here < c->o.retry.max_retries) {
+        k->retries_here++;
+        k->retries++;
+        wk__batcher_add(c->batcher, k);
+        return;
+    }
+    next_deployment(k);
+}
+
+int wk_calls_parked(const wk_calls *c)
+{
+    int n = c->batcher ? wk__batcher_calls(c->batcher) : 0;
+    for (const wk__call *k = c->budget_head; k; k = k->wait_next)
+        n++;
+    return n;
 }
 
 void wk_call_set_lane(wk_call *k, int lane)

@@ -19,6 +19,7 @@
 #include "worker/config.h"
 #include "worker/providers/prov.h"
 #include "worker/store/cache.h"
+#include "worker/store/journal.h"
 
 typedef struct wk_calls wk_calls;
 typedef struct wk_call wk_call;
@@ -34,6 +35,16 @@ typedef struct wk_calls_opts {
     /* The flex lane (lanes.h): a slow first byte is normal there, a capacity error is not final. */
     long flex_first_byte_timeout_ms; /* [15 min] */
     long flex_max_wait_ms;           /* capacity errors retried on flex this long, then sync */
+    /* The batch lane (net/batch.c): requests per batch, linger, first poll interval. */
+    long batch_max, batch_linger_ms, batch_poll_ms;
+    wk_journal *journal; /* batches are journaled here (borrowed); NULL: none */
+    /*
+     * 1 when no call can join an open batch soon (every task in flight waits
+     * on a batch, and no new task comes): the open batches are sent then.
+     * NULL: only --batch-max and --batch-linger send them.
+     */
+    int (*batch_idle)(void *arg);
+    void *batch_idle_arg;
 } wk_calls_opts;
 
 typedef struct wk_call_outcome {
@@ -78,6 +89,8 @@ void wk_call_send(wk_call *k, wk_call_cb cb, void *arg);
  * it is sent: it is priced, reserved and sent there.
  */
 void wk_call_set_lane(wk_call *k, int lane);
+/* Calls parked until something else moves: in a batch, or waiting on the run budget. */
+int wk_calls_parked(const wk_calls *c);
 /* Frees a prepared call that is not sent; NULL is a no-op. */
 void wk_call_drop(wk_call *k);
 
