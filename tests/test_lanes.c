@@ -367,12 +367,137 @@ static void batch_lane_matches_sync(void **state)
     free(berr);
 }
 
+/* ---- kill -9 while a batch is out ------------------------------------------ */
+
+static double total_cost(const cJSON *res)
+{
+    double t = 0;
+    const cJSON *x;
+    cJSON_ArrayForEach(x, res)
+    {
+        t += num(x, "cost_usd");
+    }
+    return t;
+}
+
+/* One run of the "main" cascade (both tiers on batch) over tasks, with env NAME=VALUE. */
+static int run_batch_main(const char *tasks, const char *out, const char *errf, const char *env,
+                          const char *val)
+{
+    if (env)
+        setenv(env, val, 1);
+    const char *argv[] = {h_cascade_bin(), "run", tasks, "--cascades", cdir, "--models", models,
+                          "-o", out, "--batch-poll", "0.02", "-q", NULL};
+    int rc = h_run((char *const *)argv, NULL, errf, 60);
+    if (env)
+        unsetenv(env);
+    return rc;
+}
+
+/*
+ * The worker killed (SIGKILL) before a batch is submitted, after it is
+ * submitted but before its id is journaled, while polling, while fetching
+ * its results, and while validating an answer; a rerun of the same command
+ * finishes: every task has exactly one result, as uninterrupted; the mock
+ * saw no request submitted twice; the run costs what the uninterrupted one
+ * did.
+ */
+static void kill9_points(void **state)
+{
+    (void)state;
+    write_cascade("main", "batch", "batch");
+    char *tasks, *recs;
+    make_batch("k9", 6, &tasks, &recs);
+    static const struct {
+        const char *env, *val;
+    } points[] = {
+        {NULL, NULL}, /* the uninterrupted run */
+        {"CASCADE_FAULT_BATCH_KILL", "before_submit"},
+        {"CASCADE_FAULT_BATCH_KILL", "after_create"},
+        {"CASCADE_FAULT_BATCH_KILL", "polling"},
+        {"CASCADE_FAULT_BATCH_KILL", "fetching"},
+        {"CASCADE_FAULT_ABORT_IN_VALIDATE", "k9-3"},
+    };
+    double want_cost = -1;
+    for (size_t p = 0; p < sizeof points / sizeof points[0]; p++) {
+        char *tag = wk_xasprintf("k9-%zu", p);
+        char *out = h_tmp(tag), *errf = wk_xasprintf("%s.err", out);
+        char *log = wk_xasprintf("%s.log", out);
+        const char *margs[] = {"--batch-delay", "30", "--log-bodies", "0", NULL};
+        h_mock m;
+        h_mock_start(&m, recs, log, margs);
+        int rc = run_batch_main(tasks, out, errf, points[p].env, points[p].val);
+        if (points[p].env) {
+            if (rc == 0)
+                fail_msg("%s=%s: the run was not killed", points[p].env, points[p].val);
+            rc = run_batch_main(tasks, out, errf, NULL, NULL);
+        }
+        h_mock_stop(&m);
+        char *err = h_slurp(errf);
+        if (rc != 0)
+            fail_msg("%s: exit %d: %s", points[p].val ? points[p].val : "uninterrupted", rc, err);
+        /* The rerun says what it found of the batch that was out. */
+        const char *said = !points[p].val                             ? ""
+                           : !strcmp(points[p].val, "after_create")   ? "found at the provider"
+                           : !strcmp(points[p].val, "polling") ||
+                                   !strcmp(points[p].val, "fetching") ? "still out from the last run"
+                                                                      : "";
+        if (!strstr(err, said))
+            fail_msg("%s: the rerun does not say \"%s\": %s", points[p].val, said, err);
+        cJSON *res = h_jsonl(out);
+        assert_int_equal(cJSON_GetArraySize(res), 6);
+        for (int i = 0; i < 6; i++) {
+            char id[32];
+            snprintf(id, sizeof id, "k9-%d", i);
+            assert_int_equal(h_count(res, "id", id), 1);
+            const cJSON *x = h_find(res, "id", id);
+            assert_string_equal(h_str(x, "status"), "accepted");
+            assert_int_equal((int)num(x, "tier"), 1);
+        }
+        double cost = total_cost(res);
+        if (want_cost < 0)
+            want_cost = cost;
+        else if (fabs(cost - want_cost) > 1e-9)
+            fail_msg("%s: the run cost $%.9f, uninterrupted $%.9f", points[p].val, cost, want_cost);
+        cJSON *ml = h_jsonl(log);
+        cJSON *seen = cJSON_CreateObject();
+        const cJSON *x;
+        int created = 0;
+        cJSON_ArrayForEach(x, ml)
+        {
+            if (!h_str(x, "batch") || strcmp(h_str(x, "batch"), "created") != 0)
+                continue;
+            created++;
+            const cJSON *cid;
+            cJSON_ArrayForEach(cid, cJSON_GetObjectItem(x, "custom_ids"))
+            {
+                if (cJSON_GetObjectItem(seen, cid->valuestring))
+                    fail_msg("%s: request %s submitted twice", points[p].val,
+                             cid->valuestring);
+                cJSON_AddTrueToObject(seen, cid->valuestring);
+            }
+        }
+        assert_int_equal(created, 2); /* cheap's batch, then mid's */
+        cJSON_Delete(seen);
+        cJSON_Delete(ml);
+        cJSON_Delete(res);
+        free(err);
+        free(tag);
+        free(out);
+        free(errf);
+        free(log);
+    }
+    free(tasks);
+    free(recs);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(prices_per_lane),
         cmocka_unit_test(bad_lanes_are_refused),
         cmocka_unit_test(flex_lane),
+        cmocka_unit_test(kill9_points),
         cmocka_unit_test(batch_lane_matches_sync),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

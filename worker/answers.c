@@ -233,7 +233,12 @@ void wk_ask_call(wk_ask *q, const wk_model *m, const cJSON *messages, long est, 
      * have been billed. The router charges its worst case and says whether the
      * budget still holds a second send; the CALL that follows is the same call.
      */
-    if (j && q->charged_seq != q->seq &&
+    /*
+     * Not on the batch lane: its SENT row is written before the call joins a
+     * batch, and a batch still out is polled, not sent again (batchj.h); one
+     * never journaled never left.
+     */
+    if (j && q->charged_seq != q->seq && q->lane != WK_LANE_BATCH &&
         !wk_journal_batch_pending(a->journal, wk_task_id(q->task), q->seq)) {
         q->charged_seq = q->seq;
         q->seq--;

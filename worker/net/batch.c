@@ -23,9 +23,11 @@
  */
 #include "lanes_int.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "calls.h"
 #include "lib/util.h"
@@ -78,7 +80,23 @@ struct wk__batcher {
     int resumed; /* the journal's open batches were read */
 };
 
+/*
+ * Test hook: the worker killed (SIGKILL, as kill -9) at a point of a batch's
+ * life, so the tests of "never pay twice" can rerun from there. Points:
+ * before_submit (journaled, not uploaded), after_create (the provider has
+ * the batch, its id is not journaled), polling, fetching.
+ */
+static void fault_point(const char *where)
+{
+    const char *f = getenv("CASCADE_FAULT_BATCH_KILL");
+    if (f && strcmp(f, where) == 0) {
+        fprintf(stderr, "cascade: CASCADE_FAULT_BATCH_KILL: killed %s\n", where);
+        kill(getpid(), SIGKILL);
+    }
+}
+
 static void step(batch *bt);
+static void on_tick(uv_timer_t *t);
 static void fail_all(batch *bt, const char *reason, const char *msg);
 
 /* ---- requests ----------------------------------------------------------------- */
@@ -415,6 +433,7 @@ static void listed(batch *bt, const cJSON *list)
             i--;
         }
     later(bt, bt->b->o->batch_linger_ms);
+    uv_timer_start(&bt->b->tick, on_tick, TICK_MS, TICK_MS); /* and sent when nothing can join */
 }
 
 static void on_http(void *arg, const wk_http_result *res)
@@ -429,6 +448,7 @@ static void on_http(void *arg, const wk_http_result *res)
     }
     bt->tries = 0;
     if (bt->state == B_FETCHING) {
+        fault_point("fetching");
         results(bt, res->body, res->body_len);
         bt->fetch_step++;
         if (bt->fetch_step == 1 && !bt->err_file)
@@ -458,6 +478,7 @@ static void on_http(void *arg, const wk_http_result *res)
             step_failed(bt, res, "creating (no batch id)");
             break;
         }
+        fault_point("after_create");
         bt->batch_id = wk_xstrdup(id);
         /* The id, journaled: a rerun polls this batch instead of sending its requests again. */
         (void)wk_journal_batch_ids(bt->b->o->journal, bt->local, NULL, id);
@@ -469,6 +490,7 @@ static void on_http(void *arg, const wk_http_result *res)
         listed(bt, j);
         break;
     case B_POLLING:
+        fault_point("polling");
         batch_object(bt, j);
         break;
     default:
@@ -485,6 +507,7 @@ static void journaled(void *arg, int status)
         fail_all(bt, "journal", "the batch could not be journaled");
         return;
     }
+    fault_point("before_submit");
     upload(bt);
 }
 
