@@ -491,6 +491,54 @@ static void kill9_points(void **state)
     free(recs);
 }
 
+/*
+ * A request that errs inside a batch (the mock's 500 for cheap, every time)
+ * is retried in cheap's next batch within --retries, then the task climbs;
+ * the attempt says why and how often it was retried.
+ */
+static void batch_request_errors_retry_then_climb(void **state)
+{
+    (void)state;
+    write_cascade("main", "batch", "batch");
+    char *tasks, *recs;
+    make_batch("be", 3, &tasks, &recs);
+    char *out = h_tmp("be.jsonl"), *errf = wk_xasprintf("%s.err", out);
+    char *log = wk_xasprintf("%s.log", out);
+    const char *margs[] = {"--fault", "500:1@cheap", "--log-bodies", "0", NULL};
+    h_mock m;
+    h_mock_start(&m, recs, log, margs);
+    const char *argv[] = {h_cascade_bin(), "run", tasks, "--cascades", cdir, "--models", models,
+                          "-o", out, "--batch-poll", "0.02", "--retries", "1", "-q", NULL};
+    int rc = h_run((char *const *)argv, NULL, errf, 60);
+    h_mock_stop(&m);
+    char *err = h_slurp(errf);
+    if (rc != 0)
+        fail_msg("exit %d: %s", rc, err);
+    cJSON *res = h_jsonl(out);
+    const cJSON *x;
+    cJSON_ArrayForEach(x, res)
+    {
+        assert_string_equal(h_str(x, "status"), "accepted");
+        assert_int_equal((int)num(x, "tier"), 1);
+        const cJSON *a0 = cJSON_GetArrayItem(cJSON_GetObjectItem(x, "attempts"), 0);
+        assert_int_equal((int)num(a0, "retries"), 1);
+        const cJSON *v = cJSON_GetObjectItem(a0, "verdict");
+        assert_string_equal(h_str(v, "reason"), "http_500");
+        assert_true(num(a0, "cost_usd") == 0);
+    }
+    /* cheap's batch, its retry batch, mid's batch */
+    cJSON *ml = h_jsonl(log);
+    assert_int_equal(h_count(ml, "batch", "created"), 3);
+    cJSON_Delete(ml);
+    cJSON_Delete(res);
+    free(err);
+    free(out);
+    free(errf);
+    free(log);
+    free(tasks);
+    free(recs);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -498,6 +546,7 @@ int main(void)
         cmocka_unit_test(bad_lanes_are_refused),
         cmocka_unit_test(flex_lane),
         cmocka_unit_test(kill9_points),
+        cmocka_unit_test(batch_request_errors_retry_then_climb),
         cmocka_unit_test(batch_lane_matches_sync),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
