@@ -541,6 +541,59 @@ static void batch_request_errors_retry_then_climb(void **state)
     free(recs);
 }
 
+/*
+ * --deadline: a batch that will not finish in time (the mock holds it for
+ * ten minutes) is cancelled with a quarter of the deadline left; its
+ * requests, and the next tier's calls, go to the sync lane and are priced
+ * there ("lane": "batch→sync").
+ */
+static void deadline_moves_late_batches_to_sync(void **state)
+{
+    (void)state;
+    write_cascade("main", "batch", "batch");
+    char *tasks, *recs;
+    make_batch("dl", 3, &tasks, &recs);
+    char *out = h_tmp("dl.jsonl"), *errf = wk_xasprintf("%s.err", out);
+    char *log = wk_xasprintf("%s.log", out);
+    const char *margs[] = {"--batch-delay", "600000", "--log-bodies", "0", NULL};
+    h_mock m;
+    h_mock_start(&m, recs, log, margs);
+    const char *argv[] = {h_cascade_bin(), "run", tasks, "--cascades", cdir, "--models", models,
+                          "-o", out, "--batch-poll", "0.05", "--deadline", "2s", NULL};
+    int rc = h_run((char *const *)argv, NULL, errf, 60);
+    h_mock_stop(&m);
+    char *err = h_slurp(errf);
+    if (rc != 0)
+        fail_msg("exit %d: %s", rc, err);
+    cJSON *res = h_jsonl(out);
+    assert_int_equal(cJSON_GetArraySize(res), 3);
+    const cJSON *x;
+    cJSON_ArrayForEach(x, res)
+    {
+        assert_string_equal(h_str(x, "status"), "accepted");
+        const cJSON *att = cJSON_GetObjectItem(x, "attempts");
+        assert_int_equal(cJSON_GetArraySize(att), 2);
+        const cJSON *a0 = cJSON_GetArrayItem(att, 0), *a1 = cJSON_GetArrayItem(att, 1);
+        assert_string_equal(h_str(a0, "lane"), "batch→sync");
+        assert_string_equal(h_str(a1, "lane"), "batch→sync");
+        assert_true(fabs(num(a0, "cost_usd") - 0.0012) < 1e-9); /* cheap at sync */
+        assert_true(fabs(num(a1, "cost_usd") - 0.012) < 1e-9);  /* mid at sync */
+    }
+    if (!strstr(err, "--deadline: cancelling batch"))
+        fail_msg("the cancel is not said: %s", err);
+    cJSON *ml = h_jsonl(log);
+    assert_int_equal(h_count(ml, "batch", "created"), 1);
+    assert_int_equal(h_count(ml, "batch", "cancelled"), 1);
+    cJSON_Delete(ml);
+    cJSON_Delete(res);
+    free(err);
+    free(out);
+    free(errf);
+    free(log);
+    free(tasks);
+    free(recs);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -549,6 +602,7 @@ int main(void)
         cmocka_unit_test(flex_lane),
         cmocka_unit_test(kill9_points),
         cmocka_unit_test(batch_request_errors_retry_then_climb),
+        cmocka_unit_test(deadline_moves_late_batches_to_sync),
         cmocka_unit_test(batch_lane_matches_sync),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -133,7 +133,7 @@ static void on_call(void *arg, const wk_call_outcome *o)
                    .served = o->served,
                    .retries = o->retries,
                    .fallbacks = o->fallbacks,
-                   .flex_to_sync = o->flex_to_sync,
+                   .to_sync = o->to_sync,
                    .batch_id = o->batch_id};
     if (o->ok) {
         ev.kind = WK_EV_RESPONSE;

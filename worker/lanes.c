@@ -11,11 +11,11 @@
 #include "config.h"
 #include "lib/util.h"
 
-static const char *const NAMES[] = {"sync", "batch", "flex", "flex→sync"};
+static const char *const NAMES[] = {"sync", "batch", "flex", "flex→sync", "batch→sync"};
 
 const char *wk_lane_name(int lane)
 {
-    return lane >= 0 && lane <= WK_RAN_FLEX_SYNC ? NAMES[lane] : "sync";
+    return lane >= 0 && lane <= WK_RAN_BATCH_SYNC ? NAMES[lane] : "sync";
 }
 
 int wk_lane_parse(const char *name)
@@ -28,7 +28,7 @@ int wk_lane_parse(const char *name)
 
 int wk_lane_priced(int ran)
 {
-    return ran == WK_RAN_FLEX_SYNC || ran < 0 || ran >= WK_LANES ? WK_LANE_SYNC : ran;
+    return ran < 0 || ran >= WK_LANES ? WK_LANE_SYNC : ran;
 }
 
 /* 1 when o has the field; then *out is its value, or the call fails on a non-number. */

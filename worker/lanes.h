@@ -11,15 +11,22 @@
 #include <cjson/cJSON.h>
 #include <stddef.h>
 
-/* A tier's lane; WK_RAN_FLEX_SYNC is where a flex call ends up after a capacity error. */
-enum { WK_LANE_SYNC = 0, WK_LANE_BATCH = 1, WK_LANE_FLEX = 2, WK_LANES = 3, WK_RAN_FLEX_SYNC = 3 };
+/* A tier's lane; WK_RAN_* is where a call ends up when it leaves its lane for sync. */
+enum {
+    WK_LANE_SYNC = 0,
+    WK_LANE_BATCH = 1,
+    WK_LANE_FLEX = 2,
+    WK_LANES = 3,
+    WK_RAN_FLEX_SYNC = 3,  /* flex had no capacity for --flex-max-wait */
+    WK_RAN_BATCH_SYNC = 4, /* its batch was too late for --deadline */
+};
 
 /* USD per million tokens on one lane. */
 typedef struct wk_prices {
     double input, output, cached_input;
 } wk_prices;
 
-/* "sync", "batch", "flex", "flex→sync" (WK_RAN_FLEX_SYNC); static strings. */
+/* "sync", "batch", "flex", "flex→sync", "batch→sync"; static strings. */
 const char *wk_lane_name(int lane);
 /* The lane a name spells, or -1. */
 int wk_lane_parse(const char *name);

@@ -47,7 +47,7 @@ typedef struct wk_event {
     int fallbacks;          /* fallback deployments moved to inside this call */
     int from_cache;         /* RESPONSE: answered by the response cache, at no cost */
     /* RESPONSE and CALL_FAILED on a flex or batch tier (lanes.h) */
-    int flex_to_sync;     /* the flex call hit a capacity error and went to the sync lane */
+    int to_sync;          /* the flex or batch call went to the sync lane (lanes.h) */
     const char *batch_id; /* the provider's batch that carried the call; NULL: none */
     double lost_cost_usd;   /* LOST_CALL: what the lost call may have cost (worst case) */
     /* RESPONSE: a recording's own cost of the call, used instead of tokens x price */

@@ -655,6 +655,8 @@ int wk_run(const wk_run_opts *o)
         .journal = r->ans.journal,
         .batch_idle = batches_idle,
         .batch_idle_arg = r,
+        .deadline_at = o->deadline_ms > 0 ? wk_now_ms() + (uint64_t)o->deadline_ms : 0,
+        .deadline_ms = o->deadline_ms,
     };
     wk_retry_policy_default(&co.retry);
     co.retry.max_retries = o->max_retries;

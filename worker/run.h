@@ -54,6 +54,7 @@ typedef struct wk_run_opts {
     /* Lanes (lanes.h): --flex-timeout, --flex-max-wait, --batch-max, --batch-linger, --batch-poll */
     long flex_timeout_ms, flex_max_wait_ms;
     long batch_max, batch_linger_ms, batch_poll_ms;
+    long deadline_ms; /* --deadline; 0: none */
 } wk_run_opts;
 
 void wk_run_opts_default(wk_run_opts *o);

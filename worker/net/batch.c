@@ -60,6 +60,7 @@ typedef struct batch {
     char local[96]; /* run id, "-", a number */
     char *file_id, *batch_id, *out_file, *err_file;
     int fetch_step; /* 0: the output file, 1: the error file */
+    int cancelling; /* --deadline: cancel asked for */
     long poll_ms;
     int tries;
     int timer_on;
@@ -78,6 +79,9 @@ struct wk__batcher {
     char run_id[64];
     unsigned seq;
     int resumed; /* the journal's open batches were read */
+    int late;    /* --deadline: a quarter of it is left; batches go to sync */
+    uv_timer_t deadline;
+    int closed; /* handles closed at shutdown */
 };
 
 /*
@@ -96,6 +100,7 @@ static void fault_point(const char *where)
 }
 
 static void step(batch *bt);
+static void cancel(batch *bt);
 static void on_tick(uv_timer_t *t);
 static void fail_all(batch *bt, const char *reason, const char *msg);
 
@@ -129,6 +134,10 @@ static void answer(batch *bt, breq *r)
     r->answered = 1;
     r->k = NULL;
     bt->b->ncalls--;
+    if (bt->b->late && r->reason) { /* unanswered, and no time for another batch */
+        wk__call_to_sync(k);
+        return;
+    }
     wk__call_batched(k, bt->batch_id, r->status, r->body, r->body ? strlen(r->body) : 0,
                      r->reason, r->msg);
 }
@@ -305,6 +314,18 @@ static void create(batch *bt)
     free(s);
 }
 
+/* --deadline: the provider stops the batch; what it answered is fetched, the rest goes sync. */
+static void cancel(batch *bt)
+{
+    bt->cancelling = 1;
+    fprintf(stderr, "cascade: --deadline: cancelling batch %s; its unanswered requests go to "
+                    "the sync lane\n",
+            bt->batch_id);
+    char *path = wk_xasprintf("/batches/%s/cancel", bt->batch_id);
+    request(bt, path, "application/json", "{}", 2, 0);
+    free(path);
+}
+
 static void poll_now(batch *bt)
 {
     char *path = wk_xasprintf("/batches/%s", bt->batch_id);
@@ -386,6 +407,12 @@ static void batch_object(batch *bt, const cJSON *o)
     if (!status || !strcmp(status, "validating") || !strcmp(status, "in_progress") ||
         !strcmp(status, "finalizing") || !strcmp(status, "cancelling")) {
         bt->state = B_POLLING;
+        if (bt->b->late && !bt->cancelling) {
+            cancel(bt);
+            return;
+        }
+        if (bt->cancelling && bt->poll_ms > 1000)
+            bt->poll_ms = 1000; /* what it answered before the cancel is still to be fetched */
         later(bt, bt->poll_ms);
         bt->poll_ms = bt->poll_ms * 2 > POLL_MAX_MS ? POLL_MAX_MS : bt->poll_ms * 2;
         return;
@@ -646,6 +673,10 @@ void wk__batcher_add(wk__batcher *b, wk_call *k)
 {
     if (!b->resumed)
         resume(b);
+    if (b->late) { /* --deadline: no time left for a batch */
+        wk__call_to_sync(k);
+        return;
+    }
     b->ncalls++;
     char *cid = custom_id_of(k);
     const wk_model *m = wk__call_dep(k);
@@ -682,6 +713,39 @@ void wk__batcher_add(wk__batcher *b, wk_call *k)
         uv_timer_start(&b->tick, on_tick, TICK_MS, TICK_MS);
 }
 
+/* A quarter of --deadline is left: open batches go sync, batches out are cancelled. */
+static void on_deadline(uv_timer_t *t)
+{
+    wk__batcher *b = t->data;
+    b->late = 1;
+    fprintf(stderr,
+            "cascade: --deadline: %.0f s left; batch tiers' calls go to the sync lane from now "
+            "on\n",
+            (double)b->o->deadline_ms / 4000);
+    for (batch *bt = b->list; bt; bt = bt->next) {
+        if (bt->state == B_OPEN) {
+            if (bt->timer_on)
+                uv_timer_stop(&bt->timer);
+            bt->timer_on = 0;
+            bt->state = B_DONE;
+            for (int i = 0; i < bt->n; i++) {
+                breq *r = &bt->v[i];
+                if (!r->k)
+                    continue;
+                wk_call *k = r->k;
+                r->k = NULL;
+                r->answered = 1;
+                b->ncalls--;
+                wk__call_to_sync(k);
+            }
+        } else if (bt->state == B_POLLING && bt->timer_on && bt->batch_id) {
+            uv_timer_stop(&bt->timer);
+            bt->timer_on = 0;
+            cancel(bt);
+        }
+    }
+}
+
 int wk__batcher_calls(const wk__batcher *b)
 {
     return b->ncalls;
@@ -701,6 +765,12 @@ wk__batcher *wk__batcher_new(uv_loop_t *loop, wk_http *http, const wk_calls_opts
         snprintf(b->run_id, sizeof b->run_id, "run-%llx", (unsigned long long)wk_now_ms());
     uv_timer_init(loop, &b->tick);
     b->tick.data = b;
+    uv_timer_init(loop, &b->deadline);
+    b->deadline.data = b;
+    if (opts->deadline_at) {
+        uint64_t at = opts->deadline_at - (uint64_t)opts->deadline_ms / 4, now = wk_now_ms();
+        uv_timer_start(&b->deadline, on_deadline, at > now ? at - now : 0, 0);
+    }
     return b;
 }
 
@@ -723,7 +793,9 @@ static void batch_closed(uv_handle_t *h)
 
 static void batcher_closed(uv_handle_t *h)
 {
-    free(h->data);
+    wk__batcher *b = h->data;
+    if (++b->closed == 2) /* the tick and the deadline timers */
+        free(b);
 }
 
 void wk__batcher_free(wk__batcher *b)
@@ -738,5 +810,7 @@ void wk__batcher_free(wk__batcher *b)
         bt = next;
     }
     uv_timer_stop(&b->tick);
+    uv_timer_stop(&b->deadline);
     uv_close((uv_handle_t *)&b->tick, batcher_closed);
+    uv_close((uv_handle_t *)&b->deadline, batcher_closed);
 }

@@ -198,7 +198,7 @@ static void finish(wk__call *k, prov_response *resp, int budget_denied)
     out.message = k->msg;
     out.budget_denied = budget_denied;
     out.latency_ms = (long)(wk_now_ms() - k->started_ms);
-    out.flex_to_sync = k->ran == WK_RAN_FLEX_SYNC;
+    out.to_sync = k->ran == WK_RAN_FLEX_SYNC || k->ran == WK_RAN_BATCH_SYNC;
     out.batch_id = k->batch_id[0] ? k->batch_id : NULL;
     release(k);
     /* The cache keeps the primary's answers only: its key is the primary's request. */
@@ -970,6 +970,15 @@ void wk__call_batched(wk_call *k, const char *batch_id, long status, const char 
         return;
     }
     next_deployment(k);
+}
+
+void wk__call_to_sync(wk_call *k)
+{
+    release(k);
+    k->ran = WK_RAN_BATCH_SYNC;
+    k->retries_here = 0;
+    k->built_for = NULL;
+    try_deployment(k); /* reserved and sent at the sync price */
 }
 
 int wk_calls_parked(const wk_calls *c)

@@ -45,6 +45,14 @@ typedef struct wk_calls_opts {
      */
     int (*batch_idle)(void *arg);
     void *batch_idle_arg;
+    /*
+     * --deadline: when (wk_now_ms) the run must be done; 0: none. With a
+     * quarter of it left, batches still out are cancelled and their
+     * unanswered requests, like any call reaching a batch tier after that,
+     * go to the sync lane.
+     */
+    uint64_t deadline_at;
+    long deadline_ms;
 } wk_calls_opts;
 
 typedef struct wk_call_outcome {
@@ -57,7 +65,7 @@ typedef struct wk_call_outcome {
     const char *message;    /* !ok: one line */
     int budget_denied;      /* !ok: the run budget cannot hold the call */
     long latency_ms;        /* from the first send to the outcome */
-    int flex_to_sync;       /* a flex call that capacity errors moved to the sync lane */
+    int to_sync;            /* a flex or batch call moved to the sync lane (lanes.h) */
     const char *batch_id;   /* a batch-lane call: the provider's batch that carried it */
 } wk_call_outcome;
 

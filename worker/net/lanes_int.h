@@ -50,6 +50,8 @@ int wk__call_seq(const struct wk_call *k);
  * (errored, expired, cancelled, the batch failed). A failure is retried in
  * the model's next batch within --retries, then goes to fallbacks or fails.
  */
+/* --deadline: the call leaves the batch lane for sync, at the sync price. */
+void wk__call_to_sync(struct wk_call *k);
 void wk__call_batched(struct wk_call *k, const char *batch_id, long status, const char *body,
                       size_t len, const char *reason, const char *message);
 
