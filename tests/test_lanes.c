@@ -90,8 +90,8 @@ static void prices_per_lane(void **state)
 
 static void bad_lane_is_refused(const char *tier_json, const char *want)
 {
-    char *text = wk_xasprintf("{\"name\":\"bad\",\"validators\":[\"schema\"],\"tiers\":[%s]}",
-                              tier_json);
+    char *text =
+        wk_xasprintf("{\"name\":\"bad\",\"validators\":[\"schema\"],\"tiers\":[%s]}", tier_json);
     char *path = h_write("cascades/bad.json", text);
     wk_config cfg;
     char err[512];
@@ -166,8 +166,8 @@ static void flex_lane(void **state)
         const char *margs[] = {"--fault", "flex-429:1@mid", NULL};
         h_mock m;
         h_mock_start(&m, recs, log, faulted ? margs : NULL);
-        const char *argv[] = {h_cascade_bin(), "run", tasks, "--cascades", cdir, "--models",
-                              models, "-o", out, "--flex-max-wait", "0", NULL};
+        const char *argv[] = {h_cascade_bin(), "run", tasks, "--cascades",      cdir, "--models",
+                              models,          "-o",  out,   "--flex-max-wait", "0",  NULL};
         int rc = h_run((char *const *)argv, NULL, errf, 60);
         h_mock_stop(&m);
         char *err = h_slurp(errf);
@@ -209,8 +209,7 @@ static void flex_lane(void **state)
 
 /* ---- the batch lane over the demo ------------------------------------------ */
 
-static const char *const DEMO_CASCADES[] = {"c-code", "js-code", "python-code",
-                                            "ticket-classify"};
+static const char *const DEMO_CASCADES[] = {"c-code", "js-code", "python-code", "ticket-classify"};
 
 /* The demo's models and cascades in dir/, each tier on lanes[tier]. Returns the dir. */
 static char *demo_config(const char *dir, const char *const lanes[3])
@@ -261,8 +260,8 @@ static int run_demo(const char *tag, const char *dir, char **out, char **log, ch
     const char *margs[] = {"--batch-delay", "20", "--log-bodies", "0", NULL};
     h_mock m;
     h_mock_start(&m, recs, *log, margs);
-    const char *argv[] = {h_cascade_bin(), "run", tasks, "--cascades", dir, "-o", *out,
-                          "--batch-poll", "0.02", NULL};
+    const char *argv[] = {h_cascade_bin(), "run",  tasks, "--cascades", dir, "-o", *out,
+                          "--batch-poll",  "0.02", NULL};
     int rc = h_run((char *const *)argv, NULL, errf, 240);
     h_mock_stop(&m);
     *err = h_slurp(errf);
@@ -315,7 +314,8 @@ static void batch_lane_matches_sync(void **state)
         assert_string_equal(h_str(x, "status"), h_str(y, "status"));
         assert_true(same_json(cJSON_GetObjectItem(x, "tier"), cJSON_GetObjectItem(y, "tier")));
         assert_true(same_json(cJSON_GetObjectItem(x, "answer"), cJSON_GetObjectItem(y, "answer")));
-        const cJSON *sa = cJSON_GetObjectItem(x, "attempts"), *ba = cJSON_GetObjectItem(y, "attempts");
+        const cJSON *sa = cJSON_GetObjectItem(x, "attempts"),
+                    *ba = cJSON_GetObjectItem(y, "attempts");
         assert_int_equal(cJSON_GetArraySize(sa), cJSON_GetArraySize(ba));
         for (int i = 0; i < cJSON_GetArraySize(ba); i++) {
             const cJSON *p = cJSON_GetArrayItem(sa, i), *q = cJSON_GetArrayItem(ba, i);
@@ -388,8 +388,9 @@ static int run_batch_main(const char *tasks, const char *out, const char *errf, 
 {
     if (env)
         setenv(env, val, 1);
-    const char *argv[] = {h_cascade_bin(), "run", tasks, "--cascades", cdir, "--models", models,
-                          "-o", out, "--batch-poll", "0.02", "-q", NULL};
+    const char *argv[] = {h_cascade_bin(), "run",  tasks, "--cascades", cdir,
+                          "--models",      models, "-o",  out,          "--batch-poll",
+                          "0.02",          "-q",   NULL};
     int rc = h_run((char *const *)argv, NULL, errf, 60);
     if (env)
         unsetenv(env);
@@ -439,11 +440,11 @@ static void kill9_points(void **state)
         if (rc != 0)
             fail_msg("%s: exit %d: %s", points[p].val ? points[p].val : "uninterrupted", rc, err);
         /* The rerun says what it found of the batch that was out. */
-        const char *said = !points[p].val                             ? ""
-                           : !strcmp(points[p].val, "after_create")   ? "found at the provider"
-                           : !strcmp(points[p].val, "polling") ||
-                                   !strcmp(points[p].val, "fetching") ? "still out from the last run"
-                                                                      : "";
+        const char *said = !points[p].val                           ? ""
+                           : !strcmp(points[p].val, "after_create") ? "found at the provider"
+                           : !strcmp(points[p].val, "polling") || !strcmp(points[p].val, "fetching")
+                               ? "still out from the last run"
+                               : "";
         if (!strstr(err, said))
             fail_msg("%s: the rerun does not say \"%s\": %s", points[p].val, said, err);
         cJSON *res = h_jsonl(out);
@@ -474,8 +475,7 @@ static void kill9_points(void **state)
             cJSON_ArrayForEach(cid, cJSON_GetObjectItem(x, "custom_ids"))
             {
                 if (cJSON_GetObjectItem(seen, cid->valuestring))
-                    fail_msg("%s: request %s submitted twice", points[p].val,
-                             cid->valuestring);
+                    fail_msg("%s: request %s submitted twice", points[p].val, cid->valuestring);
                 cJSON_AddTrueToObject(seen, cid->valuestring);
             }
         }
@@ -509,8 +509,9 @@ static void batch_request_errors_retry_then_climb(void **state)
     const char *margs[] = {"--fault", "500:1@cheap", "--log-bodies", "0", NULL};
     h_mock m;
     h_mock_start(&m, recs, log, margs);
-    const char *argv[] = {h_cascade_bin(), "run", tasks, "--cascades", cdir, "--models", models,
-                          "-o", out, "--batch-poll", "0.02", "--retries", "1", "-q", NULL};
+    const char *argv[] = {h_cascade_bin(), "run",       tasks, "--cascades", cdir,
+                          "--models",      models,      "-o",  out,          "--batch-poll",
+                          "0.02",          "--retries", "1",   "-q",         NULL};
     int rc = h_run((char *const *)argv, NULL, errf, 60);
     h_mock_stop(&m);
     char *err = h_slurp(errf);
@@ -558,8 +559,9 @@ static void deadline_moves_late_batches_to_sync(void **state)
     const char *margs[] = {"--batch-delay", "600000", "--log-bodies", "0", NULL};
     h_mock m;
     h_mock_start(&m, recs, log, margs);
-    const char *argv[] = {h_cascade_bin(), "run", tasks, "--cascades", cdir, "--models", models,
-                          "-o", out, "--batch-poll", "0.05", "--deadline", "2s", NULL};
+    const char *argv[] = {h_cascade_bin(), "run",        tasks, "--cascades", cdir,
+                          "--models",      models,       "-o",  out,          "--batch-poll",
+                          "0.05",          "--deadline", "2s",  NULL};
     int rc = h_run((char *const *)argv, NULL, errf, 60);
     h_mock_stop(&m);
     char *err = h_slurp(errf);

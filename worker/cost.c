@@ -53,6 +53,6 @@ double wk_cost_charged_at(const wk_model *m, int ran, long est_prompt_tokens, lo
 double wk_cost_charged(const wk_model *m, long est_prompt_tokens, long prompt_tokens,
                        long completion_tokens, long cached_tokens, int *estimated)
 {
-    return wk_cost_charged_at(m, WK_LANE_SYNC, est_prompt_tokens, prompt_tokens,
-                              completion_tokens, cached_tokens, estimated);
+    return wk_cost_charged_at(m, WK_LANE_SYNC, est_prompt_tokens, prompt_tokens, completion_tokens,
+                              cached_tokens, estimated);
 }

@@ -124,8 +124,7 @@ int wk__lanes_tier(wk_tier *tr, const cJSON *t, const char *path, int i, char *e
     /* Batches are built per model; a vote across models needs each answer at once. */
     if (lane == WK_LANE_BATCH && tr->nagree > 0)
         return wk_errf(WK_ECONFIG, err, errlen,
-                       "%s: tiers[%d].lane: \"batch\" is not supported with agree.models", path,
-                       i);
+                       "%s: tiers[%d].lane: \"batch\" is not supported with agree.models", path, i);
     tr->lane = lane;
     return 0;
 }

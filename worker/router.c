@@ -510,14 +510,15 @@ static cJSON *new_attempt(wk_task *t, const wk_event *ev, long pt, long ct)
      */
     int estimated = 0;
     /* Priced at the lane the call ran on (lanes.h): a flex call moved to sync pays sync. */
-    int ran = !ev->to_sync                  ? tr->lane
-              : tr->lane == WK_LANE_FLEX   ? WK_RAN_FLEX_SYNC
+    int ran = !ev->to_sync                ? tr->lane
+              : tr->lane == WK_LANE_FLEX  ? WK_RAN_FLEX_SYNC
               : tr->lane == WK_LANE_BATCH ? WK_RAN_BATCH_SYNC
                                           : tr->lane;
     double cost = ev->from_cache ? 0
-                  : ev->has_cost ? ev->cost_usd
-                                 : wk_cost_charged_at(served, ran, estimate_prompt_tokens(t->messages),
-                                                      pt, ct, ev->cached_tokens, &estimated);
+                  : ev->has_cost
+                      ? ev->cost_usd
+                      : wk_cost_charged_at(served, ran, estimate_prompt_tokens(t->messages), pt, ct,
+                                           ev->cached_tokens, &estimated);
     t->cost_usd += cost;
     cJSON *a = cJSON_CreateObject();
     cJSON_AddNumberToObject(a, "tier", t->tier);

@@ -49,7 +49,7 @@ typedef struct wk_event {
     /* RESPONSE and CALL_FAILED on a flex or batch tier (lanes.h) */
     int to_sync;          /* the flex or batch call went to the sync lane (lanes.h) */
     const char *batch_id; /* the provider's batch that carried the call; NULL: none */
-    double lost_cost_usd;   /* LOST_CALL: what the lost call may have cost (worst case) */
+    double lost_cost_usd; /* LOST_CALL: what the lost call may have cost (worst case) */
     /* RESPONSE: a recording's own cost of the call, used instead of tokens x price */
     int has_cost;
     double cost_usd;

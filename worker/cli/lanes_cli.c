@@ -14,7 +14,10 @@ static int duration(const char *s, long *ms)
 {
     char *end;
     double v = strtod(s, &end);
-    double unit = !*end || !strcmp(end, "s") ? 1 : !strcmp(end, "m") ? 60 : !strcmp(end, "h") ? 3600 : -1;
+    double unit = !*end || !strcmp(end, "s") ? 1
+                  : !strcmp(end, "m")        ? 60
+                  : !strcmp(end, "h")        ? 3600
+                                             : -1;
     if (end == s || unit < 0 || !(v > 0) || v * unit > 30 * 86400)
         return -1;
     *ms = (long)(v * unit * 1000);

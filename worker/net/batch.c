@@ -35,8 +35,8 @@
 
 #define POLL_MAX_MS 600000L
 #define TICK_MS 50
-#define HTTP_TRIES 5                        /* failed steps of one batch in a row, then it fails */
-#define RESULTS_CAP ((size_t)1024 << 20)    /* one output file */
+#define HTTP_TRIES 5                     /* failed steps of one batch in a row, then it fails */
+#define RESULTS_CAP ((size_t)1024 << 20) /* one output file */
 #define CUSTOM_ID_MAX 512
 
 enum { B_OPEN, B_JOURNALING, B_UPLOADING, B_CREATING, B_LISTING, B_POLLING, B_FETCHING, B_DONE };
@@ -138,8 +138,8 @@ static void answer(batch *bt, breq *r)
         wk__call_to_sync(k);
         return;
     }
-    wk__call_batched(k, bt->batch_id, r->status, r->body, r->body ? strlen(r->body) : 0,
-                     r->reason, r->msg);
+    wk__call_batched(k, bt->batch_id, r->status, r->body, r->body ? strlen(r->body) : 0, r->reason,
+                     r->msg);
 }
 
 /* Journals the end once every request's outcome went back (the answers' rows commit with it). */
@@ -231,7 +231,8 @@ static void later(batch *bt, long ms)
 /* A failed protocol step: again after a wait, or every request fails after HTTP_TRIES. */
 static void step_failed(batch *bt, const wk_http_result *res, const char *what)
 {
-    char *e = res->rc ? wk_escape_ctl(res->error ? res->error : "", strlen(res->error ? res->error : ""), 200)
+    char *e = res->rc ? wk_escape_ctl(res->error ? res->error : "",
+                                      strlen(res->error ? res->error : ""), 200)
                       : wk_escape_ctl(res->body ? res->body : "", res->body_len, 200);
     char *msg = wk_xasprintf("batch %s: %s: %s%ld %s", bt->batch_id ? bt->batch_id : bt->local,
                              what, res->rc ? "transport " : "HTTP ", res->status, e);
@@ -318,8 +319,9 @@ static void create(batch *bt)
 static void cancel(batch *bt)
 {
     bt->cancelling = 1;
-    fprintf(stderr, "cascade: --deadline: cancelling batch %s; its unanswered requests go to "
-                    "the sync lane\n",
+    fprintf(stderr,
+            "cascade: --deadline: cancelling batch %s; its unanswered requests go to "
+            "the sync lane\n",
             bt->batch_id);
     char *path = wk_xasprintf("/batches/%s/cancel", bt->batch_id);
     request(bt, path, "application/json", "{}", 2, 0);
@@ -442,8 +444,8 @@ static void listed(batch *bt, const cJSON *list)
         if (id && run && local && !strcmp(run, bt->b->run_id) && !strcmp(local, bt->local)) {
             bt->batch_id = wk_xstrdup(id);
             (void)wk_journal_batch_ids(bt->b->o->journal, bt->local, NULL, id);
-            fprintf(stderr, "cascade: batch %s: found at the provider after a restart; polling it\n",
-                    id);
+            fprintf(stderr,
+                    "cascade: batch %s: found at the provider after a restart; polling it\n", id);
             bt->state = B_POLLING;
             poll_now(bt);
             return;
@@ -468,8 +470,8 @@ static void on_http(void *arg, const wk_http_result *res)
     batch *bt = arg;
     int ok = res->rc == 0 && res->status >= 200 && res->status <= 299;
     if (!ok) {
-        static const char *const what[] = {"", "", "uploading", "creating", "listing", "polling",
-                                           "fetching results"};
+        static const char *const what[] = {"",        "",        "uploading",       "creating",
+                                           "listing", "polling", "fetching results"};
         step_failed(bt, res, what[bt->state]);
         return;
     }
@@ -658,8 +660,9 @@ static void resume(wk__batcher *b)
         if (jb[i].batch_id) {
             bt->batch_id = wk_xstrdup(jb[i].batch_id);
             bt->state = B_POLLING;
-            fprintf(stderr, "cascade: batch %s (%d requests) is still out from the last run; "
-                            "polling it\n",
+            fprintf(stderr,
+                    "cascade: batch %s (%d requests) is still out from the last run; "
+                    "polling it\n",
                     bt->batch_id, bt->n);
         } else {
             bt->state = B_LISTING;

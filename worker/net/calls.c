@@ -961,8 +961,8 @@ void wk__call_batched(wk_call *k, const char *batch_id, long status, const char 
         fail(k, reason, message ? message : reason);
     }
     /* What a later batch may answer: no response, a garbled one, 408, 409, 429, 5xx. */
-    int transient = reason || (status >= 200 && status <= 299) || status == 408 ||
-                    status == 409 || status == 429 || status >= 500;
+    int transient = reason || (status >= 200 && status <= 299) || status == 408 || status == 409 ||
+                    status == 429 || status >= 500;
     if (transient && k->retries_here < c->o.retry.max_retries) {
         k->retries_here++;
         k->retries++;

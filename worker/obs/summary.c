@@ -65,7 +65,8 @@ static void add_lane_costs(wk_summary *s, const cJSON *attempts)
         if (!lane || wk_lane_priced(wk_lane_parse(lane)) == WK_LANE_SYNC ||
             cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(a, "cost_recorded")))
             continue;
-        const char *name = wk_jstr(a, "deployment") ? wk_jstr(a, "deployment") : wk_jstr(a, "model");
+        const char *name =
+            wk_jstr(a, "deployment") ? wk_jstr(a, "deployment") : wk_jstr(a, "model");
         const wk_model *m = name ? wk_config_model(s->cfg, name) : NULL;
         const cJSON *cost = cJSON_GetObjectItemCaseSensitive(a, "cost_usd");
         if (!m || !cJSON_IsNumber(cost))

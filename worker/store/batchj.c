@@ -69,15 +69,15 @@ int wk_journal_run_id(wk_journal *j, char *out, size_t outlen)
         return 0;
     }
     const char *v[] = {fresh};
-    int rc = exec_text(j, "writing the run id",
-                       "INSERT INTO meta(key, value) VALUES('run_id', ?1) ON CONFLICT DO NOTHING",
-                       1, v);
+    int rc =
+        exec_text(j, "writing the run id",
+                  "INSERT INTO meta(key, value) VALUES('run_id', ?1) ON CONFLICT DO NOTHING", 1, v);
     if (rc)
         return rc;
     sqlite3_stmt *s = NULL;
     rc = WK_EIO;
-    if (sqlite3_prepare_v2(wk__journal_db(j), "SELECT value FROM meta WHERE key = 'run_id'", -1,
-                           &s, NULL) == SQLITE_OK &&
+    if (sqlite3_prepare_v2(wk__journal_db(j), "SELECT value FROM meta WHERE key = 'run_id'", -1, &s,
+                           NULL) == SQLITE_OK &&
         sqlite3_step(s) == SQLITE_ROW) {
         snprintf(out, outlen, "%s", (const char *)sqlite3_column_text(s, 0));
         rc = 0;
@@ -93,9 +93,9 @@ int wk_journal_batch_new(wk_journal *j, const char *local, const char *model,
     if (!j)
         return 0;
     const char *v[] = {local, model};
-    int rc = exec_text(j, "writing a batch",
-                       "INSERT OR REPLACE INTO batches(local, model, state) VALUES(?1, ?2, 1)", 2,
-                       v);
+    int rc =
+        exec_text(j, "writing a batch",
+                  "INSERT OR REPLACE INTO batches(local, model, state) VALUES(?1, ?2, 1)", 2, v);
     if (rc)
         return rc;
     sqlite3_stmt *s = NULL;
