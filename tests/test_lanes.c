@@ -456,6 +456,14 @@ static void kill9_points(void **state)
             const cJSON *x = h_find(res, "id", id);
             assert_string_equal(h_str(x, "status"), "accepted");
             assert_int_equal((int)num(x, "tier"), 1);
+            /* Resumed or not, each attempt says which batch carried it. */
+            const cJSON *a;
+            cJSON_ArrayForEach(a, cJSON_GetObjectItem(x, "attempts"))
+            {
+                assert_string_equal(h_str(a, "lane"), "batch");
+                if (!h_str(a, "batch_id"))
+                    fail_msg("%s: %s has an attempt without its batch_id", points[p].val, id);
+            }
         }
         double cost = total_cost(res);
         if (want_cost < 0)

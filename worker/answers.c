@@ -81,6 +81,8 @@ static void feed_response(void *arg, int status)
     wk_ask *q = arg;
     char *t = q->resp_text, *f = q->resp_finish;
     cJSON *lp = q->resp_logprobs, *ch = q->resp_choices;
+    char *bid = q->resp_batch;
+    q->resp_batch = NULL;
     q->resp_text = q->resp_finish = NULL;
     q->resp_logprobs = q->resp_choices = NULL;
     if (status != 0) {
@@ -88,10 +90,12 @@ static void feed_response(void *arg, int status)
         free(f);
         cJSON_Delete(lp);
         cJSON_Delete(ch);
+        free(bid);
         q->on_abandon(q->arg, status);
         return;
     }
     wk_event ev = q->resp;
+    ev.batch_id = bid;
     ev.now_ms = wall_ms();
     ev.text = t;
     ev.finish_reason = f;
@@ -100,6 +104,7 @@ static void feed_response(void *arg, int status)
     q->on_event(q->arg, &ev);
     free(t);
     free(f);
+    free(bid);
     cJSON_Delete(lp);
     cJSON_Delete(ch);
 }
@@ -112,12 +117,18 @@ static void answer(wk_ask *q, const wk_event *ev, int journal)
     q->resp_finish = ev->finish_reason ? wk_xstrdup(ev->finish_reason) : NULL;
     q->resp_logprobs = ev->logprobs ? cJSON_Duplicate(ev->logprobs, 1) : NULL;
     q->resp_choices = ev->choices ? cJSON_Duplicate(ev->choices, 1) : NULL;
+    free(q->resp_batch);
+    q->resp_batch = ev->batch_id ? wk_xstrdup(ev->batch_id) : NULL;
     /* A failed write is the journal's failure: the commit below reports it. */
     if (journal)
         (void)wk_journal_received(q->a->journal, wk_task_id(q->task), q->seq, ev->text,
                                   ev->finish_reason, ev->prompt_tokens, ev->completion_tokens,
                                   ev->cached_tokens, ev->served ? ev->served->name : NULL,
                                   ev->retries, ev->fallbacks);
+    /* Its lane, when not the tier's own or when a batch carried it (store/batchj.h). */
+    if (journal && (ev->to_sync || ev->batch_id))
+        (void)wk_journal_attempt_lane(q->a->journal, wk_task_id(q->task), q->seq, ev->to_sync,
+                                      ev->batch_id);
     wk_journal_then(q->a->journal, feed_response, q);
 }
 
@@ -225,6 +236,10 @@ void wk_ask_call(wk_ask *q, const wk_model *m, const cJSON *messages, long est, 
                        .retries = j->retries,
                        .fallbacks = j->fallbacks,
                        .served = j->served ? wk_config_model(a->cfg, j->served) : NULL};
+        char batch_id[128];
+        (void)wk_journal_attempt_lane_get(a->journal, wk_task_id(q->task), q->seq, &ev.to_sync,
+                                          batch_id, sizeof batch_id);
+        ev.batch_id = batch_id[0] ? batch_id : NULL;
         answer(q, &ev, 0);
         return;
     }

@@ -66,6 +66,7 @@ typedef struct wk_ask {
     int same_call;       /* the validation in progress is of another answer of the same call */
     val_verdict pending; /* a verdict waiting to be fed */
     int lane;            /* the next call's lane (lanes.h): the driver sets it from the CALL */
+    char *resp_batch;    /* the held answer's batch id (lanes.h); owned */
 } wk_ask;
 
 /* Sets up q (its timer on the loop); close with wk_ask_close, then run the loop. */

@@ -19,7 +19,9 @@ static const char *const SCHEMA =
     "batch_id TEXT, state INTEGER);"
     "CREATE TABLE IF NOT EXISTS batch_reqs(local TEXT, custom_id TEXT, task TEXT, seq INTEGER, "
     "PRIMARY KEY(local, custom_id));"
-    "CREATE INDEX IF NOT EXISTS batch_reqs_task ON batch_reqs(task, seq);";
+    "CREATE INDEX IF NOT EXISTS batch_reqs_task ON batch_reqs(task, seq);"
+    "CREATE TABLE IF NOT EXISTS attempt_lanes(task TEXT, seq INTEGER, to_sync INTEGER, "
+    "batch_id TEXT, PRIMARY KEY(task, seq));";
 
 /* The tables, inside the open transaction. NULL: the journal failed. */
 static sqlite3 *db_of(wk_journal *j)
@@ -207,6 +209,48 @@ void wk_jbatches_free(wk_jbatch *b, int n)
         free(b[i].custom_ids);
     }
     free(b);
+}
+
+int wk_journal_attempt_lane(wk_journal *j, const char *task, int seq, int to_sync,
+                            const char *batch_id)
+{
+    if (!j)
+        return 0;
+    char s[16], t[4];
+    snprintf(s, sizeof s, "%d", seq);
+    snprintf(t, sizeof t, "%d", to_sync ? 1 : 0);
+    const char *v[] = {task, s, t, batch_id};
+    return exec_text(j, "writing an attempt's lane",
+                     "INSERT OR REPLACE INTO attempt_lanes(task, seq, to_sync, batch_id) "
+                     "VALUES(?1, CAST(?2 AS INTEGER), CAST(?3 AS INTEGER), ?4)",
+                     4, v);
+}
+
+int wk_journal_attempt_lane_get(wk_journal *j, const char *task, int seq, int *to_sync,
+                                char *batch_id, size_t len)
+{
+    *to_sync = 0;
+    batch_id[0] = '\0';
+    if (!j)
+        return 0;
+    sqlite3 *db = db_of(j);
+    if (!db)
+        return WK_EIO;
+    sqlite3_stmt *s = NULL;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT to_sync, batch_id FROM attempt_lanes WHERE task = ?1 AND "
+                           "seq = ?2",
+                           -1, &s, NULL) == SQLITE_OK) {
+        sqlite3_bind_text(s, 1, task, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int(s, 2, seq);
+        if (sqlite3_step(s) == SQLITE_ROW) {
+            *to_sync = sqlite3_column_int(s, 0);
+            const unsigned char *b = sqlite3_column_text(s, 1);
+            snprintf(batch_id, len, "%s", b ? (const char *)b : "");
+        }
+    }
+    sqlite3_finalize(s);
+    return 0;
 }
 
 int wk_journal_batch_pending(wk_journal *j, const char *task, int seq)

@@ -51,6 +51,16 @@ int wk_journal_batch_state(wk_journal *j, const char *local, int state);
 /* The batches in state JOURNALED or SUBMITTED, oldest first. 0 or WK_EIO. */
 int wk_journal_batches_open(wk_journal *j, wk_jbatch **out, int *n);
 void wk_jbatches_free(wk_jbatch *b, int n);
+/*
+ * Where an answered attempt ran, beside its RECEIVED row, so a rerun that
+ * takes the answer from the journal prices and shows it the same: moved to
+ * the sync lane (to_sync), and the batch that carried it (NULL: none).
+ */
+int wk_journal_attempt_lane(wk_journal *j, const char *task, int seq, int to_sync,
+                            const char *batch_id);
+/* What wk_journal_attempt_lane wrote; 0 with *to_sync 0 and batch_id "" when nothing. */
+int wk_journal_attempt_lane_get(wk_journal *j, const char *task, int seq, int *to_sync,
+                                char *batch_id, size_t len);
 /* 1 when attempt seq of the task is in a batch still out (not a lost call). */
 int wk_journal_batch_pending(wk_journal *j, const char *task, int seq);
 
