@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
 
 #include "harness.h"
@@ -604,6 +605,60 @@ static void deadline_moves_late_batches_to_sync(void **state)
     free(recs);
 }
 
+/*
+ * SIGTERM while a batch is out: the worker says the batch keeps running and
+ * how to collect it, exits after --grace, and the same command again polls
+ * the batch instead of sending its requests again.
+ */
+static void sigterm_leaves_batches_running(void **state)
+{
+    (void)state;
+    write_cascade("main", "batch", "batch");
+    char *tasks, *recs;
+    make_batch("st", 3, &tasks, &recs);
+    char *out = h_tmp("st.jsonl"), *errf = wk_xasprintf("%s.err", out);
+    char *log = wk_xasprintf("%s.log", out);
+    const char *margs[] = {"--batch-delay", "1500", "--log-bodies", "0", NULL};
+    h_mock m;
+    h_mock_start(&m, recs, log, margs);
+    const char *argv[] = {h_cascade_bin(), "run", tasks, "--cascades", cdir, "--models", models,
+                          "-o", out, "--batch-poll", "0.05", "--grace", "0.2", "-q", NULL};
+    pid_t pid = h_spawn((char *const *)argv, NULL, errf);
+    int up = 0;
+    for (int i = 0; i < 200 && !up; i++) { /* until the batch is created: 10 s at most */
+        h_sleep_ms(50);
+        char *l = h_slurp(log);
+        up = strstr(l, "\"created\"") != NULL;
+        free(l);
+    }
+    assert_true(up);
+    kill(pid, SIGTERM);
+    int rc = h_wait(pid, 20000);
+    assert_true(rc != 0 && rc != -1);
+    char *err = h_slurp(errf);
+    if (!strstr(err, "wait in provider batches, which keep running"))
+        fail_msg("SIGTERM does not say the batch keeps running: %s", err);
+    free(err);
+    rc = run_batch_main(tasks, out, errf, NULL, NULL);
+    h_mock_stop(&m);
+    err = h_slurp(errf);
+    if (rc != 0)
+        fail_msg("rerun: exit %d: %s", rc, err);
+    cJSON *res = h_jsonl(out);
+    assert_int_equal(cJSON_GetArraySize(res), 3);
+    assert_int_equal(h_count(res, "status", "accepted"), 3);
+    cJSON *ml = h_jsonl(log);
+    assert_int_equal(h_count(ml, "batch", "created"), 2); /* cheap's, once; then mid's */
+    cJSON_Delete(ml);
+    cJSON_Delete(res);
+    free(err);
+    free(out);
+    free(errf);
+    free(log);
+    free(tasks);
+    free(recs);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -612,6 +667,7 @@ int main(void)
         cmocka_unit_test(flex_lane),
         cmocka_unit_test(kill9_points),
         cmocka_unit_test(batch_request_errors_retry_then_climb),
+        cmocka_unit_test(sigterm_leaves_batches_running),
         cmocka_unit_test(deadline_moves_late_batches_to_sync),
         cmocka_unit_test(batch_lane_matches_sync),
     };

@@ -468,6 +468,12 @@ static void on_signal(uv_signal_t *h, int signum)
             "cascade: %s: taking no more tasks, finishing the %d in flight within "
             "%.0f s (signal again to quit now)\n",
             signum == SIGINT ? "interrupt" : "terminate", r->active, (double)r->o->grace_ms / 1000);
+    if (r->ans.calls && wk_calls_batched(r->ans.calls) > 0) /* lanes.h */
+        fprintf(stderr,
+                "cascade: %d calls wait in provider batches, which keep running at the "
+                "provider; run the same command again to collect their answers without "
+                "sending them again\n",
+                wk_calls_batched(r->ans.calls));
     r->stopping = 1;
     r->interrupted = 1;
     uv_timer_start(&r->grace, on_grace, (uint64_t)r->o->grace_ms, 0);

@@ -981,6 +981,11 @@ void wk__call_to_sync(wk_call *k)
     try_deployment(k); /* reserved and sent at the sync price */
 }
 
+int wk_calls_batched(const wk_calls *c)
+{
+    return c->batcher ? wk__batcher_calls(c->batcher) : 0;
+}
+
 int wk_calls_parked(const wk_calls *c)
 {
     int n = c->batcher ? wk__batcher_calls(c->batcher) : 0;

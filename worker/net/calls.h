@@ -97,6 +97,8 @@ void wk_call_send(wk_call *k, wk_call_cb cb, void *arg);
  * it is sent: it is priced, reserved and sent there.
  */
 void wk_call_set_lane(wk_call *k, int lane);
+/* Calls waiting in provider batches (lanes.h). */
+int wk_calls_batched(const wk_calls *c);
 /* Calls parked until something else moves: in a batch, or waiting on the run budget. */
 int wk_calls_parked(const wk_calls *c);
 /* Frees a prepared call that is not sent; NULL is a no-op. */
