@@ -621,8 +621,9 @@ static void sigterm_leaves_batches_running(void **state)
     const char *margs[] = {"--batch-delay", "1500", "--log-bodies", "0", NULL};
     h_mock m;
     h_mock_start(&m, recs, log, margs);
-    const char *argv[] = {h_cascade_bin(), "run", tasks, "--cascades", cdir, "--models", models,
-                          "-o", out, "--batch-poll", "0.05", "--grace", "0.2", "-q", NULL};
+    const char *argv[] = {h_cascade_bin(), "run",     tasks, "--cascades", cdir,
+                          "--models",      models,    "-o",  out,          "--batch-poll",
+                          "0.05",          "--grace", "0.2", "-q",         NULL};
     pid_t pid = h_spawn((char *const *)argv, NULL, errf);
     int up = 0;
     for (int i = 0; i < 200 && !up; i++) { /* until the batch is created: 10 s at most */
