@@ -660,6 +660,67 @@ static void sigterm_leaves_batches_running(void **state)
     free(recs);
 }
 
+/*
+ * Faults of the Batch API itself: a request that expires inside its batch
+ * is retried in the next batch (within --retries) and then answers; a batch
+ * that fails whole is tried once more, then its requests climb.
+ */
+static void batch_expiry_and_failure(void **state)
+{
+    (void)state;
+    write_cascade("main", "batch", "batch");
+    char *tasks, *recs;
+    make_batch("bx", 3, &tasks, &recs);
+    for (int kind = 0; kind < 2; kind++) {
+        char *out = h_tmp(kind ? "bx-failed.jsonl" : "bx-expired.jsonl");
+        char *errf = wk_xasprintf("%s.err", out), *log = wk_xasprintf("%s.log", out);
+        /* expired: mid's first request of each task; failed: every batch of cheap */
+        const char *margs[] = {"--fault",
+                               kind ? "batch-failed:1@cheap" : "batch-expired:every:1@mid",
+                               "--log-bodies", "0", NULL};
+        h_mock m;
+        h_mock_start(&m, recs, log, margs);
+        const char *argv[] = {h_cascade_bin(), "run",  tasks, "--cascades", cdir,
+                              "--models",      models, "-o",  out,          "--batch-poll",
+                              "0.02",          "-q",   NULL};
+        int rc = h_run((char *const *)argv, NULL, errf, 60);
+        h_mock_stop(&m);
+        char *err = h_slurp(errf);
+        if (rc != 0)
+            fail_msg("exit %d: %s", rc, err);
+        cJSON *res = h_jsonl(out);
+        const cJSON *x;
+        cJSON_ArrayForEach(x, res)
+        {
+            const cJSON *att = cJSON_GetObjectItem(x, "attempts");
+            if (kind) { /* cheap failed twice as a batch, then mid answered */
+                assert_string_equal(h_str(x, "status"), "accepted");
+                const cJSON *a0 = cJSON_GetArrayItem(att, 0);
+                assert_string_equal(h_str(cJSON_GetObjectItem(a0, "verdict"), "reason"),
+                                    "batch_failed");
+                assert_int_equal((int)num(a0, "retries"), 1);
+            } else { /* every mid request expires: retried --retries (3) times, then exhausted */
+                assert_string_equal(h_str(x, "status"), "exhausted");
+                const cJSON *a1 = cJSON_GetArrayItem(att, 1);
+                assert_string_equal(h_str(cJSON_GetObjectItem(a1, "verdict"), "reason"),
+                                    "batch_expired");
+                assert_int_equal((int)num(a1, "retries"), 3);
+            }
+        }
+        cJSON *ml = h_jsonl(log);
+        /* failed: cheap, cheap again, mid; expired: cheap, then mid four times */
+        assert_int_equal(h_count(ml, "batch", "created"), kind ? 3 : 5);
+        cJSON_Delete(ml);
+        cJSON_Delete(res);
+        free(err);
+        free(out);
+        free(errf);
+        free(log);
+    }
+    free(tasks);
+    free(recs);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -669,6 +730,7 @@ int main(void)
         cmocka_unit_test(kill9_points),
         cmocka_unit_test(batch_request_errors_retry_then_climb),
         cmocka_unit_test(sigterm_leaves_batches_running),
+        cmocka_unit_test(batch_expiry_and_failure),
         cmocka_unit_test(deadline_moves_late_batches_to_sync),
         cmocka_unit_test(batch_lane_matches_sync),
     };

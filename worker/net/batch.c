@@ -377,7 +377,9 @@ static void result_line(batch *bt, const cJSON *line)
     const char *code = wk_jstr(err, "code");
     const char *msg = wk_jstr(err, "message");
     char reason[PROV_REASON_MAX];
-    snprintf(reason, sizeof reason, "batch_%s", code ? code : "error");
+    /* OpenAI's codes for these already say batch_ (batch_expired, batch_cancelled). */
+    snprintf(reason, sizeof reason, "%s%s", code && !strncmp(code, "batch_", 6) ? "" : "batch_",
+             code ? code : "error");
     char *m = wk_escape_ctl(msg ? msg : "no response", strlen(msg ? msg : "no response"), 300);
     outcome(bt, cid, 0, NULL, reason, m);
     free(m);

@@ -963,7 +963,9 @@ void wk__call_batched(wk_call *k, const char *batch_id, long status, const char 
     /* What a later batch may answer: no response, a garbled one, 408, 409, 429, 5xx. */
     int transient = reason || (status >= 200 && status <= 299) || status == 408 || status == 409 ||
                     status == 429 || status >= 500;
-    if (transient && k->retries_here < c->o.retry.max_retries) {
+    /* A whole batch that failed is tried once more, then its requests climb. */
+    int limit = reason && strcmp(reason, "batch_failed") == 0 ? 1 : c->o.retry.max_retries;
+    if (transient && k->retries_here < limit) {
         k->retries_here++;
         k->retries++;
         wk__batcher_add(c->batcher, k);
