@@ -134,12 +134,16 @@ static void answer(batch *bt, breq *r)
     r->answered = 1;
     r->k = NULL;
     bt->b->ncalls--;
-    if (bt->b->late && r->reason) { /* unanswered, and no time for another batch */
+    if (bt->b->late && r->reason) /* unanswered, and no time for another batch */
         wk__call_to_sync(k);
-        return;
-    }
-    wk__call_batched(k, bt->batch_id, r->status, r->body, r->body ? strlen(r->body) : 0, r->reason,
-                     r->msg);
+    else
+        wk__call_batched(k, bt->batch_id, r->status, r->body, r->body ? strlen(r->body) : 0,
+                         r->reason, r->msg);
+    /* Handed over: a long run keeps no answer of a batch in memory. */
+    free(r->body);
+    free(r->reason);
+    free(r->msg);
+    r->body = r->reason = r->msg = NULL;
 }
 
 /* Journals the end once every request's outcome went back (the answers' rows commit with it). */
