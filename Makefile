@@ -135,7 +135,7 @@ include $(sort $(wildcard mk/*.mk))
 
 # The C tools of the fragments are built by `make test` too, so a change to
 # what they link cannot break them unseen.
-TOOL_BIN := $(SCHEMA_CONFORMANCE_BIN) $(VAL_EVAL_BIN) $(VAL_BENCH_BIN)
+TOOL_BIN := $(SCHEMA_CONFORMANCE_BIN) $(VAL_EVAL_BIN) $(VAL_BENCH_BIN) $(BENCH_DIRECT_BIN)
 
 .PHONY: conformance bench eval
 conformance: $(CONFORMANCE_TARGETS)

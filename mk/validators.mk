@@ -1,6 +1,6 @@
 # Validators (issue 3): `make eval-validators` measures the syntax and tests
 # validators against the recorded outcomes of the official HumanEval tests;
-# `make bench-validators` (part of `make bench`) times the syntax validator
+# `make bench-validators` (its rows are part of `make bench`'s table) times the syntax validator
 # against a bare tree-sitter loop and a sandboxed `true` against a bare
 # fork/exec of it. Both runners are C programs linked with libcore.
 #
@@ -13,7 +13,6 @@ VAL_BENCH_BIN := $(B)/tools/bench-validators
 EVAL_JOBS ?=
 
 EVAL_TARGETS += eval-validators
-BENCH_TARGETS += bench-validators
 .PHONY: eval-validators bench-validators
 
 eval-validators: $(VAL_EVAL_BIN)

@@ -25,7 +25,7 @@ lib;^lib/;^lib/;;all;lib/ depends on nothing of the project
 vcs;^vcs/;^(lib|vcs)/;;all;vcs/ depends on lib/ only
 validators;^validators/;^(lib|vcs|validators)/;;all;validators/ depends on lib/ and vcs/ only
 mock;^fixtures/mock-llm/;^(lib|fixtures/mock-llm)/;;all;the mock depends on lib/ only
-pure;^worker/(router|task|intake)\.[ch]$;;^worker/(net|store|sinks|providers)/;all;the router, task and intake do no I/O
+pure;^worker/(router|task|intake|policy)\.[ch]$;;^worker/(net|store|sinks|providers)/;all;the router, task and intake do no I/O
 wire;^worker/(run|intake|answers|router|task|config|cost)\.[ch]$;;^worker/providers/;direct;only net/ sees wire formats
 driver;^worker/(eval|obs)/;;^worker/run\.h$;all;eval/ and obs/ never reach into the driver
 EOF

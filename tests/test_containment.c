@@ -38,8 +38,15 @@ static void fork_bomb_is_stopped_by_process_limit_and_spares_a_neighbour(void **
                              "        os._exit(0)\\nfor i in range(20):\\n    os.wait()\\n"),
                "x = 1\n");
     run_loop(fx);
-    assert_verdict(&bomb, "failed");
-    assert_contains(bomb.v.evidence, "Resource temporarily unavailable");
+    /* On a quiet machine the bomb's processes die of EAGAIN and the test fails with the limit
+     * in its evidence; on a loaded one (or beside another run of this test, whose sandbox uids
+     * share the limit) they may keep forking until the wall clock. Either way the answer fails
+     * and the neighbour, below, is not starved. */
+    assert_false(bomb.v.pass);
+    if (strcmp(bomb.v.reason, "timeout") != 0) {
+        assert_verdict(&bomb, "failed");
+        assert_contains(bomb.v.evidence, "Resource temporarily unavailable");
+    }
     assert_verdict(&neighbour, NULL);
     assert_int_equal(fx->max_running, 2);
     assert_nothing_left(&bomb);

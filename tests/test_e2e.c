@@ -62,9 +62,9 @@ static int cmp_str(const void *a, const void *b)
 /*
  * Each line printed without the fields that legitimately differ between two
  * runs, sorted: tasks finish concurrently, so line order varies. Timings
- * differ: the latency, and which limit stops a runaway test first (its CPU
- * time or the wall clock, depending on the machine's load) and so the
- * wording of a timeout's message.
+ * differ: the latency, the time a task finished, and which limit stops a runaway test first (its
+ * CPU time or the wall clock, depending on the machine's load) and so the wording of a timeout's
+ * message.
  */
 static char **canonical_lines(cJSON *results, int *n)
 {
@@ -74,6 +74,7 @@ static char **canonical_lines(cJSON *results, int *n)
     cJSON *r;
     cJSON_ArrayForEach(r, results)
     {
+        cJSON_DeleteItemFromObjectCaseSensitive(r, "ts"); /* when it finished */
         cJSON *a;
         cJSON_ArrayForEach(a, cJSON_GetObjectItemCaseSensitive(r, "attempts"))
         {

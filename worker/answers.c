@@ -213,7 +213,8 @@ static void send_call(void *arg, int status)
     wk_call_send(k, on_call, q);
 }
 
-void wk_ask_call(wk_ask *q, const wk_model *m, const cJSON *messages, long est, int logprobs, int n)
+void wk_ask_call(wk_ask *q, const wk_model *m, const wk_deployments *deps, const cJSON *messages,
+                 long est, int logprobs, int n)
 {
     const wk_answers *a = q->a;
     q->model = m;
@@ -263,8 +264,18 @@ void wk_ask_call(wk_ask *q, const wk_model *m, const cJSON *messages, long est, 
         q->on_event(q->arg, &ev);
         return;
     }
+    if (deps && deps->n == 0) {
+        /* The router admits no tier without a deployment; should one come, nothing is sent. */
+        wk_event ev = {.kind = WK_EV_CALL_FAILED,
+                       .now_ms = wall_ms(),
+                       .error_reason = "data_policy",
+                       .error_message = "the task's data class may reach no deployment"};
+        q->on_event(q->arg, &ev);
+        return;
+    }
     wk_call_drop(q->call);
-    q->call = wk_call_prepare(a->calls, m, wk_task_id(q->task), messages, est, q->seq, logprobs, n);
+    q->call =
+        wk_call_prepare(a->calls, m, deps, wk_task_id(q->task), messages, est, q->seq, logprobs, n);
     wk_call_set_lane(q->call, q->lane);
     wk_cached hit;
     if (wk_call_cached(q->call, &hit)) {

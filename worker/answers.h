@@ -80,12 +80,13 @@ int wk_ask_begin(wk_ask *q, const wk_task *task);
 void wk_ask_end(wk_ask *q);
 
 /*
- * The router's CALL: messages are copied at once; logprobs: ask for the
- * tokens' logprobs; n > 1: ask for n answers in one call where the API takes
- * "n" (replay, the journal and the cache give one).
+ * The router's CALL: messages are copied at once; deps: the deployments of m
+ * the call may use (borrowed; NULL: m and all its fallbacks); logprobs: ask
+ * for the tokens' logprobs; n > 1: ask for n answers in one call where the
+ * API takes "n" (replay, the journal and the cache give one).
  */
-void wk_ask_call(wk_ask *q, const wk_model *m, const cJSON *messages, long est_prompt_tokens,
-                 int logprobs, int n);
+void wk_ask_call(wk_ask *q, const wk_model *m, const wk_deployments *deps, const cJSON *messages,
+                 long est_prompt_tokens, int logprobs, int n);
 /*
  * The router's VALIDATE: answer is borrowed until the verdict is fed.
  * same_call: another answer of the newest call (n > 1), whose verdict the

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 
 #include "lib/util.h"
+#include "policy.h"
 #include "validators/val.h"
 
 #define CONFIG_FILE_CAP (4u << 20)
@@ -184,6 +185,14 @@ static int load_providers(wk_config *cfg, const cJSON *root, const char *path, i
                            path, pv->name);
         pv->breaker_failures = (int)bf;
         pv->breaker_cooldown_ms = (long)(bc * 1000);
+        const cJSON *data = cJSON_GetObjectItemCaseSensitive(p, "data");
+        if (data && (!cJSON_IsString(data) || !data->valuestring[0] ||
+                     strlen(data->valuestring) > WK_POLICY_NAME_MAX))
+            return wk_errf(WK_ECONFIG, err, errlen,
+                           "%s: providers.%s.data must be a data label (a string of 1 to %d "
+                           "characters, e.g. \"self_hosted\")",
+                           path, pv->name, WK_POLICY_NAME_MAX);
+        pv->data = data ? wk_xstrdup(data->valuestring) : NULL;
         int lrc = wk__lanes_provider(pv, p, path, err, errlen);
         if (lrc)
             return lrc;
@@ -265,6 +274,9 @@ static int load_models(wk_config *cfg, const cJSON *root, const char *path, char
             return wk_errf(WK_ECONFIG, err, errlen,
                            "%s: models.%s.fallbacks must be an array of model names", path,
                            md->name);
+        if (cJSON_GetArraySize(fb) > WK_DEPLOY_MAX - 1)
+            return wk_errf(WK_ECONFIG, err, errlen, "%s: models.%s.fallbacks: at most %d", path,
+                           md->name, WK_DEPLOY_MAX - 1);
         md->fallbacks = wk_xcalloc((size_t)cJSON_GetArraySize(fb) + 1, sizeof(wk_model *));
         const cJSON *f;
         cJSON_ArrayForEach(f, fb)
@@ -559,6 +571,18 @@ static int load_cascade(wk_config *cfg, wk_cascade *c, const char *path, char *e
         c->schema = cJSON_Duplicate(schema, 1);
     }
     rc = load_labels(c, root, path, err, errlen);
+    if (rc)
+        goto cleanup;
+    /* The cascade's own data_policy, then the models file's classes it does not name. */
+    const cJSON *dp = cJSON_GetObjectItemCaseSensitive(root, "data_policy");
+    if (dp) {
+        rc = wk_policy_parse(&c->policy, dp, path, err, errlen);
+        if (!rc)
+            rc = wk_policy_check_labels(&c->policy, cfg, path, err, errlen);
+        if (rc)
+            goto cleanup;
+    }
+    wk_policy_merge(&c->policy, &cfg->policy);
 cleanup:
     cJSON_Delete(root);
     return rc;
@@ -656,6 +680,15 @@ int wk_config_load(wk_config *cfg, const char *models_path, const char *cascades
     rc = load_models(cfg, root, models_path, err, errlen);
     if (rc)
         goto cleanup;
+    /* Before the cascades: each one takes the classes it does not name from here. */
+    const cJSON *dp = cJSON_GetObjectItemCaseSensitive(root, "data_policy");
+    if (dp) {
+        rc = wk_policy_parse(&cfg->policy, dp, models_path, err, errlen);
+        if (!rc)
+            rc = wk_policy_check_labels(&cfg->policy, cfg, models_path, err, errlen);
+        if (rc)
+            goto cleanup;
+    }
     rc = load_cascades(cfg, cascades_dir, err, errlen);
     if (rc)
         goto cleanup;
@@ -676,6 +709,7 @@ void wk_config_free(wk_config *cfg)
         free(p->api);
         free(p->base_url);
         free(p->key_env);
+        free(p->data);
         if (p->key) {
             /* The key leaves memory as soon as it is no longer needed. */
             memset(p->key, 0, strlen(p->key));
@@ -708,8 +742,10 @@ void wk_config_free(wk_config *cfg)
         cJSON_Delete(c->schema);
         cJSON_Delete(c->compile);
         free(c->label_field);
+        wk_policy_release(&c->policy);
     }
     free(cfg->cascades);
+    wk_policy_release(&cfg->policy);
     free(cfg->gold_field);
     memset(cfg, 0, sizeof *cfg);
 }

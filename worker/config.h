@@ -24,6 +24,12 @@ typedef struct wk_provider {
     long breaker_cooldown_ms; /* open this long, then one probe [30000] */
     double batch_discount;    /* lane prices: sync price times these, unless a model says [0.5] */
     double flex_discount;
+    /*
+     * Where data sent here goes: a free-form label ("self_hosted", "eu", "us",
+     * "vendor") that data_policy names; NULL: undeclared, so no data class
+     * reaches it (README "Data sovereignty").
+     */
+    char *data;
 } wk_provider;
 
 typedef struct wk_model {
@@ -36,9 +42,36 @@ typedef struct wk_model {
     long context;                     /* tokens; 0 = unknown */
     long max_tokens;                  /* completion cap sent with each request */
     struct wk_model **fallbacks;      /* the same model at other providers, in order; owned array */
-    int nfallbacks;
+    int nfallbacks;                   /* at most WK_DEPLOY_MAX - 1 */
     wk_prices lane[WK_LANES]; /* prices per lane (lanes.h); [WK_LANE_SYNC] is the three above */
 } wk_model;
+
+/* A model and its fallbacks: the deployments one call may walk. */
+#define WK_DEPLOY_MAX 16
+
+/*
+ * The deployments one call may use, in order: the model where the task's
+ * data class may reach it, then the fallbacks it may reach (policy.h). The
+ * router hands them to the call; nothing else is sent to.
+ */
+typedef struct wk_deployments {
+    const wk_model *v[WK_DEPLOY_MAX];
+    int n;
+    int bound; /* the task has a data class: the cache answers only from v[0]'s provider */
+} wk_deployments;
+
+/* One entry of a data_policy: a task's data class and the provider labels it may reach. */
+typedef struct wk_data_class {
+    char *name;
+    char **labels;
+    int nlabels;
+} wk_data_class;
+
+/* A data_policy (README "Data sovereignty"); zero: none. */
+typedef struct wk_policy {
+    wk_data_class *v;
+    int n;
+} wk_policy;
 
 /*
  * A tier is skipped for a task when any of its rules holds; a rule holds
@@ -94,6 +127,7 @@ typedef struct wk_cascade {
     cJSON *compile;     /* optional: language -> argv of the compile validator ("{file}") */
     char *label_field;  /* the label validator's field (val_label_set); NULL: the default */
     int doubt_feedback; /* a disagreement or low_confidence climb carries feedback [0] */
+    wk_policy policy;   /* its data_policy, with the models file's classes it does not name */
 } wk_cascade;
 
 typedef struct wk_config {
@@ -105,6 +139,7 @@ typedef struct wk_config {
     int ncascades;
     /* The task field holding a classify task's gold label (--gold FIELD); NULL: "gold". */
     char *gold_field;
+    wk_policy policy; /* the models file's data_policy */
 } wk_config;
 
 /* How wk_config_load treats what only a call needs. */

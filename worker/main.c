@@ -27,6 +27,8 @@ static const wk_command commands[] = {
     {"enqueue", "push task lines onto a Redis stream for `run --queue` workers", wk_cmd_enqueue},
     {"results", "read a Redis stream's results as JSONL, one line per task", wk_cmd_results},
     {"fix", "CI bot: a patch for a repository's failing tests, committed on a branch", wk_cmd_fix},
+    {"drift", "pass rate, cost and escalations over time per cascade, tier and model; flags drift",
+     wk_cmd_drift},
     {NULL, NULL, NULL},
 };
 

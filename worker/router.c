@@ -19,6 +19,7 @@
 
 #include "cost.h"
 #include "lib/util.h"
+#include "policy.h"
 #include "validators/testlog.h"
 #include "validators/val.h"
 
@@ -264,6 +265,10 @@ static void finish(wk_task *t, const char *status, const char *reason, wk_action
     cJSON_AddStringToObject(r, "id", t->id);
     cJSON_AddStringToObject(r, "status", status);
     cJSON_AddStringToObject(r, "cascade", t->cascade->name);
+    if (t->data_class)
+        cJSON_AddStringToObject(r, "data_class", t->data_class);
+    if (t->now_ms > 0) /* when it finished: `drift` windows results by it */
+        add_iso_ts(r, t->now_ms);
     if (accepted) {
         cJSON_AddNumberToObject(r, "tier", t->tier);
         cJSON_AddStringToObject(r, "model", t->cascade->tiers[t->tier].model->name);
@@ -329,6 +334,9 @@ static void call_or_stop(wk_task *t, wk_actions *out)
     t->state = WK__ST_CALLING;
     wk_action *a = push(out, WK_ACT_CALL);
     a->model = m;
+    /* Only what the task's data class may reach; the tier's admission checked there is one. */
+    wk_policy_deployments(&t->cascade->policy, t->data_class, m, &t->deps);
+    a->deps = &t->deps;
     a->logprobs = tr->confidence == WK_CONF_LOGPROBS;
     /* Samples still wanted of this model: one call with n, where the API takes it. */
     int per = tr->samples > 1 ? tr->samples : 1;
@@ -358,14 +366,53 @@ static char *skip_rule_holds(const wk_task *t, int tier)
 }
 
 /*
+ * The data policy's admission of a tier: NULL when the task's data class (if
+ * any) may reach a deployment of every model the tier asks, else why not.
+ * Nothing is sent to a tier it refuses, not even a vote.
+ */
+static char *policy_blocks(const wk_task *t, int tier)
+{
+    if (!t->data_class)
+        return NULL;
+    const wk_tier *tr = &t->cascade->tiers[tier];
+    if (!wk_policy_class(&t->cascade->policy, t->data_class))
+        return wk_xasprintf("data class \"%s\" has no entry in the data_policy of cascade %s",
+                            t->data_class, t->cascade->name);
+    for (int i = 0; i < (tr->nagree > 0 ? tr->nagree : 1); i++) {
+        const wk_model *m = tr->nagree > 0 ? tr->agree[i] : tr->model;
+        wk_deployments d;
+        wk_policy_deployments(&t->cascade->policy, t->data_class, m, &d);
+        if (d.n > 0)
+            continue;
+        wk_buf b;
+        wk_buf_init(&b, 4096);
+        wk_buf_appendf(&b, "data class \"%s\" may reach no deployment of model %s (", t->data_class,
+                       m->name);
+        for (int f = -1; f < m->nfallbacks; f++) {
+            const wk_provider *p = (f < 0 ? m : m->fallbacks[f])->provider;
+            wk_buf_appendf(&b, "%s%s: %s", f < 0 ? "" : ", ", p->name,
+                           p->data ? p->data : "no data label");
+        }
+        wk_buf_appendf(&b, ")");
+        char *why = wk_xstrdup(b.buf);
+        wk_buf_release(&b);
+        return why;
+    }
+    return NULL;
+}
+
+/*
  * The first tier at or after `from` that may take the task; -1 if none. Each
  * tier skipped on the way is staged as a LOG action (any number of them).
+ * A tier is taken when no admission predicate refuses it: the data policy,
+ * the skip rules, the context window.
  */
 static int next_fitting(wk_task *t, int from, int64_t now, wk_actions *out)
 {
     for (int k = from; k < t->cascade->ntiers; k++) {
-        char *rule = skip_rule_holds(t, k);
-        if (!rule && tier_fits(t, k))
+        char *denied = policy_blocks(t, k);
+        char *rule = denied ? NULL : skip_rule_holds(t, k);
+        if (!denied && !rule && tier_fits(t, k))
             return k;
         /* A skipped tier is logged like a climb: nothing was sent to it. */
         if (k + 1 < t->cascade->ntiers) {
@@ -374,15 +421,20 @@ static int next_fitting(wk_task *t, int from, int64_t now, wk_actions *out)
             cJSON_AddStringToObject(l, "id", t->id);
             cJSON_AddItemToObject(l, "from", tier_obj(t, k));
             cJSON_AddItemToObject(l, "to", tier_obj(t, k + 1));
-            cJSON_AddStringToObject(l, "validator", rule ? "rule" : "context");
-            cJSON_AddStringToObject(l, "reason", rule ? "skip_rule" : "context_too_small");
+            cJSON_AddStringToObject(l, "validator", denied ? "policy" : rule ? "rule" : "context");
+            cJSON_AddStringToObject(l, "reason",
+                                    denied ? "data_policy"
+                                    : rule ? "skip_rule"
+                                           : "context_too_small");
             cJSON_AddStringToObject(l, "evidence",
-                                    rule ? rule
-                                         : "the prompt plus max_tokens exceeds the model's "
-                                           "context window");
+                                    denied ? denied
+                                    : rule ? rule
+                                           : "the prompt plus max_tokens exceeds the model's "
+                                             "context window");
             cJSON_AddNumberToObject(l, "cost_usd", round_usd(t->cost_usd));
             push(out, WK_ACT_LOG)->line = l;
         }
+        free(denied);
         free(rule);
     }
     return -1;
@@ -769,7 +821,19 @@ static void first_call(wk_task *t, int64_t now, wk_actions *out)
     int first = next_fitting(t, 0, now, out);
     if (first < 0) {
         drop_after(out, 0);
-        finish(t, "error", "no tier may take the task (context windows, skip rules)", out);
+        /* The data policy refuses every tier: no call could be made, now or on a rerun. */
+        char *denied = NULL;
+        for (int k = 0; k < t->cascade->ntiers; k++) {
+            free(denied);
+            denied = policy_blocks(t, k);
+            if (!denied)
+                break;
+        }
+        if (denied)
+            finish(t, "policy_denied", denied, out);
+        else
+            finish(t, "error", "no tier may take the task (context windows, skip rules)", out);
+        free(denied);
         return;
     }
     t->tier = first;
@@ -897,6 +961,7 @@ static void step(wk_task *t, const wk_event *ev, wk_actions *out)
 int wk_task_feed(wk_task *t, const wk_event *ev, wk_actions *out)
 {
     drop_after(out, 0);
+    t->now_ms = ev->now_ms;
     step(t, ev, out);
     return out->n;
 }

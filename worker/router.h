@@ -80,7 +80,9 @@ typedef enum wk_action_kind {
 
 typedef struct wk_action {
     wk_action_kind kind;
-    const wk_model *model;  /* CALL: borrowed from the config */
+    const wk_model *model; /* CALL: borrowed from the config */
+    /* CALL: the deployments of model the task may use (policy.h); borrowed from the task */
+    const wk_deployments *deps;
     const cJSON *messages;  /* CALL: borrowed from the task, valid until the next feed */
     long est_prompt_tokens; /* CALL: estimate for reservations and rate limits */
     int logprobs;           /* CALL: ask for the answer's token logprobs */

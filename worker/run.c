@@ -250,7 +250,8 @@ static void perform(slot *s, wk_actions *acts)
         switch (a->kind) {
         case WK_ACT_CALL:
             s->ask.lane = a->lane; /* lanes.h: how the call is sent and priced */
-            wk_ask_call(&s->ask, a->model, a->messages, a->est_prompt_tokens, a->logprobs, a->n);
+            wk_ask_call(&s->ask, a->model, a->deps, a->messages, a->est_prompt_tokens, a->logprobs,
+                        a->n);
             break;
         case WK_ACT_VALIDATE:
             wk_ask_validate(&s->ask, a->answer, a->same_call);

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "lib/util.h"
+#include "policy.h"
 #include "validators/testlog.h"
 #include "validators/val.h"
 
@@ -315,6 +316,14 @@ int wk_task_parse(const char *line, size_t len, long lineno, const wk_config *cf
         snprintf(why, sizeof why, "budget_usd must be a number >= 0");
         goto cleanup;
     }
+    /* Which deployments the task may reach is the data policy's (policy.h), asked per call. */
+    const cJSON *jdc = cJSON_GetObjectItemCaseSensitive(j, "data_class");
+    if (jdc && (!cJSON_IsString(jdc) || !jdc->valuestring[0] ||
+                strlen(jdc->valuestring) > WK_POLICY_NAME_MAX)) {
+        snprintf(why, sizeof why, "data_class must be a string of 1 to %d characters",
+                 WK_POLICY_NAME_MAX);
+        goto cleanup;
+    }
 
     t = wk_xcalloc(1, sizeof *t);
     t->id = id;
@@ -323,7 +332,8 @@ int wk_task_parse(const char *line, size_t len, long lineno, const wk_config *cf
     j = NULL;
     t->cascade = c;
     t->schema = schema;
-    t->budget_usd = jb ? jb->valuedouble : -1; /* 0 is a budget of nothing */
+    t->budget_usd = jb ? jb->valuedouble : -1;     /* 0 is a budget of nothing */
+    t->data_class = jdc ? jdc->valuestring : NULL; /* lives in t->json */
     t->gold = gold[0] ? wk_xstrdup(gold) : NULL;
     t->messages = first_messages(t->json, kind, language);
     t->attempts = cJSON_CreateArray();

@@ -7,6 +7,7 @@
 #define WK_TASK_INT_H
 
 #include <cjson/cJSON.h>
+#include <stdint.h>
 
 #include "task.h"
 #include "validators/val.h"
@@ -19,7 +20,10 @@ struct wk_task {
     const wk_cascade *cascade; /* borrowed from the config */
     const cJSON *schema;       /* borrowed from json or the cascade */
     double budget_usd;         /* < 0: none; 0 allows only free calls */
+    const char *data_class; /* the task's data class (policy.h); NULL: none; borrowed from json */
+    wk_deployments deps;    /* the deployments of the CALL in progress */
     int state;
+    int64_t now_ms;  /* the newest event's time: stamps the result line ("ts") */
     int tier;        /* current tier */
     int tries;       /* attempts made at the current tier */
     cJSON *messages; /* the conversation sent with the next call; owned */

@@ -83,6 +83,7 @@ enum {
     WK_EXIT_FAIL = 1,        /* startup or output error: see stderr */
     WK_EXIT_USAGE = 2,       /* bad command line */
     WK_EXIT_INTERRUPTED = 3, /* stopped (signal or run budget) before the input was done */
+    WK_EXIT_DRIFT = 4,       /* `drift`: a pass rate moved beyond chance, or a canary dropped */
 };
 
 typedef struct wk_command {
@@ -100,4 +101,5 @@ int wk_cmd_tune(int argc, char **argv);    /* worker/tune_cli.c */
 int wk_cmd_enqueue(int argc, char **argv); /* worker/enqueue_cli.c */
 int wk_cmd_results(int argc, char **argv); /* worker/results_cli.c */
 int wk_cmd_fix(int argc, char **argv);     /* worker/cli/fix_cli.c */
+int wk_cmd_drift(int argc, char **argv);   /* worker/cli/drift_cli.c */
 #endif

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include "cli.h"
+#include "worker/eval/drift.h"
 #include "worker/eval/report.h"
 
 static const char usage_report[] =
@@ -26,23 +27,29 @@ static const char usage_report[] =
     "  --table FILE         an eval table (replay --table) for the cost against pass\n"
     "                       rate chart: single models, cascades and the oracle\n"
     "  --html FILE          also write one self-contained HTML page with SVG charts\n"
+    "                       (with the pass rate over time per model when the results\n"
+    "                       span two windows; drifts ringed, as `cascade drift` finds)\n"
+    "  --window SPEC        those windows: 30m, 12h, 1d, 2w, or N trials [1d]\n"
     "  -q, --quiet          no text report\n"
     "  -h, --help           this text\n";
 
 int wk_cmd_report(int argc, char **argv)
 {
-    enum { O_MODELS = 256, O_CASCADES, O_TASKS, O_TABLE, O_HTML };
+    enum { O_MODELS = 256, O_CASCADES, O_TASKS, O_TABLE, O_HTML, O_WINDOW };
     static const struct option opts[] = {
         {"models", required_argument, NULL, O_MODELS},
         {"cascades", required_argument, NULL, O_CASCADES},
         {"tasks", required_argument, NULL, O_TASKS},
         {"table", required_argument, NULL, O_TABLE},
         {"html", required_argument, NULL, O_HTML},
+        {"window", required_argument, NULL, O_WINDOW},
         {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *models = NULL, *cascades = NULL, *tasks = NULL, *table = NULL, *html = NULL;
+    int64_t window_ms = 86400000;
+    long window_n = 0;
     int quiet = 0, c, code = WK_EXIT_FAIL;
     char err[512];
     optind = 1;
@@ -63,6 +70,13 @@ int wk_cmd_report(int argc, char **argv)
         case O_HTML:
             html = optarg;
             break;
+        case O_WINDOW:
+            if (wk_drift_parse_window(optarg, &window_ms, &window_n)) {
+                fprintf(stderr, "cascade report: --window: a time (30m, 12h, 1d, 2w) or a "
+                                "whole number of trials\n");
+                return WK_EXIT_USAGE;
+            }
+            break;
         case 'q':
             quiet = 1;
             break;
@@ -82,6 +96,7 @@ int wk_cmd_report(int argc, char **argv)
         return WK_EXIT_USAGE;
     }
     wk_report *r = wk_report_new();
+    wk_report_drift_window(r, window_ms, window_n);
     for (int i = optind; i < argc; i++)
         if (wk_report_add_results(r, argv[i], err, sizeof err) != 0)
             goto fail;

@@ -22,6 +22,8 @@ wk_fig_status wk_fig_status_of(const char *status)
         return WK_FIG_INVALID;
     if (strcmp(status, "nothing_to_fix") == 0)
         return WK_FIG_NOTHING;
+    if (strcmp(status, "policy_denied") == 0)
+        return WK_FIG_DENIED;
     return WK_FIG_ERROR;
 }
 
@@ -47,6 +49,9 @@ void wk_figures_count(wk_figures *f, wk_fig_status st, long tier, double cost_us
         break;
     case WK_FIG_NOTHING:
         f->nothing++;
+        break;
+    case WK_FIG_DENIED:
+        f->denied++;
         break;
     default:
         f->error++;

@@ -21,13 +21,14 @@ typedef enum wk_fig_status {
     WK_FIG_ERROR, /* "error", and any status not known here */
     WK_FIG_INVALID,
     WK_FIG_NOTHING, /* "nothing_to_fix": a patch task whose tests pass at base, no call */
+    WK_FIG_DENIED,  /* "policy_denied": the data policy lets no tier serve it, no call */
 } wk_fig_status;
 
 /* NULL (no status) is an error. */
 wk_fig_status wk_fig_status_of(const char *status);
 
 typedef struct wk_figures {
-    long tasks, accepted, exhausted, over_budget, error, invalid, nothing;
+    long tasks, accepted, exhausted, over_budget, error, invalid, nothing, denied;
     long accepted_at[WK_FIG_TIERS_MAX]; /* accepted per tier: meaningful for one cascade */
     double cost_usd;                    /* what the tasks cost */
     double top_cost_usd;                /* the same tasks at the top tier alone */

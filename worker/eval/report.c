@@ -9,6 +9,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "lib/jsonl.h"
 #include "lib/util.h"
@@ -68,13 +69,22 @@ static void free_casc(wk_report *r)
 
 wk_report *wk_report_new(void)
 {
-    return wk_xcalloc(1, sizeof(wk_report));
+    wk_report *r = wk_xcalloc(1, sizeof(wk_report));
+    wk_drift_opts o = {.window_ms = 86400000, .reference = WK_DRIFT_REF_POOLED, .alpha = 0.01};
+    r->drift = wk_drift_new(&o);
+    return r;
+}
+
+void wk_report_drift_window(wk_report *r, int64_t window_ms, long window_n)
+{
+    wk_drift_set_window(r->drift, window_ms, window_n);
 }
 
 void wk_report_free(wk_report *r)
 {
     if (!r)
         return;
+    wk_drift_free(r->drift);
     for (long i = 0; i < r->nrows; i++)
         free(r->rows[i].atts);
     free(r->rows);
@@ -112,6 +122,7 @@ typedef struct load_ctx {
     const char *path;
     char *err;
     size_t errlen;
+    int64_t mtime_ms; /* results: the time of a line without "ts" */
 } load_ctx;
 
 static int add_result(void *arg, const cJSON *res, long lineno)
@@ -143,6 +154,9 @@ static int add_result(void *arg, const cJSON *res, long lineno)
         r->rows_cap = r->rows_cap ? r->rows_cap * 2 : 256;
         r->rows = wk_xrealloc(r->rows, (size_t)r->rows_cap * sizeof(row));
     }
+    /* Past the drift's caps the chart stops counting; the report itself goes on. */
+    char derr[256];
+    (void)wk_drift_add(r->drift, res, c->mtime_ms, derr, sizeof derr);
     row *w = &r->rows[r->nrows++];
     memset(w, 0, sizeof *w);
     w->id = wk__report_name_id(r, id);
@@ -182,7 +196,10 @@ static int add_result(void *arg, const cJSON *res, long lineno)
 
 int wk_report_add_results(wk_report *r, const char *path, char *err, size_t errlen)
 {
-    load_ctx c = {r, path, err, errlen};
+    load_ctx c = {r, path, err, errlen, (int64_t)wk_now_ms()};
+    struct stat sb;
+    if (strcmp(path, "-") != 0 && stat(path, &sb) == 0)
+        c.mtime_ms = (int64_t)sb.st_mtim.tv_sec * 1000 + sb.st_mtim.tv_nsec / 1000000;
     int rc = wk_jsonl_each(path, add_result, &c, 0, err, errlen);
     if (!rc)
         r->files++;
@@ -213,7 +230,7 @@ static int add_task(void *arg, const cJSON *task, long lineno)
 
 int wk_report_add_tasks(wk_report *r, const char *path, char *err, size_t errlen)
 {
-    load_ctx c = {r, path, err, errlen};
+    load_ctx c = {r, path, err, errlen, 0};
     return wk_jsonl_each(path, add_task, &c, 1, err, errlen);
 }
 

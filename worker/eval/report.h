@@ -13,6 +13,7 @@
 #define WK_REPORT_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "figures.h"
@@ -21,6 +22,8 @@ typedef struct wk_report wk_report;
 
 wk_report *wk_report_new(void);
 void wk_report_free(wk_report *r);
+/* The windows of the HTML report's pass rate over time (drift.h) [1d]; before the results. */
+void wk_report_drift_window(wk_report *r, int64_t window_ms, long window_n);
 
 /* Adds every result line of a results file. Errors name the file and line. */
 int wk_report_add_results(wk_report *r, const char *path, char *err, size_t errlen);

@@ -303,6 +303,15 @@ int wk_report_html(const wk_report *r, const char *path, char *err, size_t errle
     if (!r->ntable)
         wk_buf_appendf(&b, "<p class=\"note\">No eval table was given (--table), so single "
                            "models and the oracle are not shown.</p>\n");
+    /* Pass rate over time per model, when the results span two windows (drift.h). */
+    char derr[256];
+    if (wk_drift_finish(r->drift, derr, sizeof derr) == 0)
+        wk_drift_html(r->drift, &b);
+    else {
+        wk_buf_appendf(&b, "<p class=\"note\">No chart of the pass rate over time: ");
+        esc(&b, derr);
+        wk_buf_appendf(&b, ".</p>\n");
+    }
 
     for (int k = 0; k < n; k++) {
         const casc_fig *c = &cf[k];

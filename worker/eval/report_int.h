@@ -7,6 +7,7 @@
 #ifndef WK_REPORT_INT_H
 #define WK_REPORT_INT_H
 
+#include "drift.h"
 #include "figures.h"
 #include "report.h"
 
@@ -70,6 +71,7 @@ struct wk_report {
     int kind_of_cap;
     table_row table[TABLE_ROWS_MAX];
     int ntable;
+    wk_drift *drift; /* the pass rate over time, for the HTML chart */
 };
 
 typedef struct tier_fig {

@@ -57,9 +57,10 @@ typedef struct pstate {
 
 struct wk_call {
     wk_calls *c;
-    const wk_model *primary;
-    const wk_model *dep; /* the deployment in use */
-    int dep_idx;         /* -1: primary; else index into primary->fallbacks */
+    const wk_model *primary; /* the first deployment: deps.v[0] */
+    const wk_model *dep;     /* the deployment in use */
+    int dep_idx;             /* -1: primary; else index into the fallbacks, deps.v[1..] */
+    wk_deployments deps;     /* what the call may walk (the task's data policy) */
     char *task_id;
     cJSON *messages;
     long est;
@@ -203,8 +204,9 @@ static void finish(wk__call *k, prov_response *resp, int budget_denied)
     release(k);
     /* The cache keeps the primary's answers only: its key is the primary's request. */
     if (resp && k->c->o.cache && out.served == k->primary && k->built_for == k->primary)
-        wk_cache_put(k->c->o.cache, k->primary->id, k->req.body, strlen(k->req.body), k->attempt,
-                     resp->text, resp->finish_reason, resp->prompt_tokens, resp->completion_tokens);
+        wk_cache_put(k->c->o.cache, k->primary->id, k->primary->provider->name, k->req.body,
+                     strlen(k->req.body), k->attempt, resp->text, resp->finish_reason,
+                     resp->prompt_tokens, resp->completion_tokens);
     if (resp) {
         int estimated;
         k->c->spent += wk_cost_charged_at(out.served, k->ran, k->est, resp->prompt_tokens,
@@ -291,15 +293,15 @@ static void next_deployment(wk__call *k)
     release(k);
     for (;;) {
         k->dep_idx++;
-        if (k->dep_idx >= k->primary->nfallbacks) {
+        if (k->dep_idx >= k->deps.n - 1) {
             if (!k->reason[0])
                 fail(k, "unavailable", "no deployment of the model can take the call");
             finish(k, NULL, 0);
             return;
         }
-        const wk_model *m = k->primary->fallbacks[k->dep_idx];
+        const wk_model *m = k->deps.v[k->dep_idx + 1];
         const char *why = unavailable(k, m);
-        if (!why && k->dep_idx + 1 < k->primary->nfallbacks && breaker_open(k->c, m))
+        if (!why && k->dep_idx + 2 < k->deps.n && breaker_open(k->c, m))
             why = "the provider's circuit breaker is open";
         if (why) {
             char *msg = wk_xasprintf("%s: %s", m->name, why);
@@ -755,7 +757,7 @@ static void on_http(void *arg, const wk_http_result *res)
          * The provider is down, not this request: try a fallback, or wait for
          * the provider without spending a retry.
          */
-        if (k->dep_idx + 1 < k->primary->nfallbacks)
+        if (k->dep_idx + 2 < k->deps.n)
             next_deployment(k);
         else
             gate(k);
@@ -869,7 +871,7 @@ static void on_start(uv_timer_t *t)
 {
     wk__call *k = t->data;
     const char *why = unavailable(k, k->primary);
-    if (!why && k->primary->nfallbacks > 0 && breaker_open(k->c, k->primary))
+    if (!why && k->deps.n > 1 && breaker_open(k->c, k->primary))
         why = "the provider's circuit breaker is open";
     if (why) {
         char *msg = wk_xasprintf("%s: %s", k->primary->name, why);
@@ -882,13 +884,21 @@ static void on_start(uv_timer_t *t)
     }
 }
 
-wk_call *wk_call_prepare(wk_calls *c, const wk_model *m, const char *task_id, const cJSON *messages,
-                         long est_prompt_tokens, int attempt, int logprobs, int n)
+wk_call *wk_call_prepare(wk_calls *c, const wk_model *m, const wk_deployments *deps,
+                         const char *task_id, const cJSON *messages, long est_prompt_tokens,
+                         int attempt, int logprobs, int n)
 {
     wk__call *k = wk_xcalloc(1, sizeof *k);
     k->attempt = attempt;
     k->c = c;
-    k->primary = m;
+    if (deps) {
+        k->deps = *deps; /* never empty: answers.c fails a call with none before it gets here */
+    } else {
+        for (int f = -1; f < m->nfallbacks && k->deps.n < WK_DEPLOY_MAX; f++)
+            k->deps.v[k->deps.n++] = f < 0 ? m : m->fallbacks[f];
+    }
+    /* The first deployment the task may reach: m itself unless its data class keeps it home. */
+    k->primary = k->deps.v[0];
     k->dep_idx = -1;
     k->task_id = wk_xstrdup(task_id);
     k->messages = cJSON_Duplicate(messages, 1);
@@ -896,14 +906,15 @@ wk_call *wk_call_prepare(wk_calls *c, const wk_model *m, const char *task_id, co
     k->logprobs = logprobs;
     k->n = n;
     /* Built now, once: the cache is keyed by this body, and it is what is sent. */
-    build_request(k, m);
+    build_request(k, k->primary);
     return k;
 }
 
 int wk_call_cached(const wk_call *k, wk_cached *hit)
 {
-    return k->c->o.cache && wk_cache_get(k->c->o.cache, k->primary->id, k->req.body,
-                                         strlen(k->req.body), k->attempt, hit);
+    return k->c->o.cache && wk_cache_get(k->c->o.cache, k->primary->id,
+                                         k->deps.bound ? k->primary->provider->name : NULL,
+                                         k->req.body, strlen(k->req.body), k->attempt, hit);
 }
 
 void wk_call_drop(wk_call *k)

@@ -85,9 +85,13 @@ void wk_calls_free(wk_calls *c);
  * cache, then sent or dropped. A prepared call must be sent or dropped.
  * An answer from the primary deployment is put in the cache when it comes.
  * attempt (the task's attempt number, from 1) is part of the cache key.
+ * `deps` (copied; NULL: m and all its fallbacks) are the deployments the call
+ * may walk, the first of them its primary; nothing else is sent to, and a
+ * bound set takes cache hits only from entries its primary's provider made.
  */
-wk_call *wk_call_prepare(wk_calls *c, const wk_model *m, const char *task_id, const cJSON *messages,
-                         long est_prompt_tokens, int attempt, int logprobs, int n);
+wk_call *wk_call_prepare(wk_calls *c, const wk_model *m, const wk_deployments *deps,
+                         const char *task_id, const cJSON *messages, long est_prompt_tokens,
+                         int attempt, int logprobs, int n);
 /* 1 with *hit filled (free with wk_cached_clear) when the cache has the answer. */
 int wk_call_cached(const wk_call *k, wk_cached *hit);
 /* Sends a prepared call (consumed); cb fires exactly once, from the loop. */

@@ -16,6 +16,9 @@
 
 #include "lib/util.h"
 
+/* Easy handles kept for reuse; more in flight than this are made afresh. */
+#define WK_HTTP_IDLE_MAX 64
+
 struct wk_http {
     uv_loop_t *loop;
     CURLM *multi;
@@ -23,6 +26,12 @@ struct wk_http {
     int inflight;
     struct wk__req *reqs; /* doubly linked, so shutdown can find them */
     int closing;
+    /*
+     * Easy handles of finished transfers, reset and kept for the next ones:
+     * curl_easy_init and curl_easy_cleanup were a tenth of a call's own cost.
+     */
+    CURL *idle[WK_HTTP_IDLE_MAX];
+    int nidle;
 };
 
 typedef struct wk__sock {
@@ -77,6 +86,17 @@ static void req_unlink(wk__req *r)
         r->next->prev = r->prev;
 }
 
+/* Keeps a handle whose transfer is over for the next request, or frees it. */
+static void easy_put(wk_http *h, CURL *easy)
+{
+    if (h->nidle < WK_HTTP_IDLE_MAX && !h->closing) {
+        curl_easy_reset(easy);
+        h->idle[h->nidle++] = easy;
+    } else {
+        curl_easy_cleanup(easy);
+    }
+}
+
 static void finish_transfer(wk_http *h, CURL *easy, CURLcode code)
 {
     wk__req *r = NULL;
@@ -107,7 +127,7 @@ static void finish_transfer(wk_http *h, CURL *easy, CURLcode code)
     }
     res.body = r->resp.buf ? r->resp.buf : "";
     res.body_len = r->resp.len;
-    curl_easy_cleanup(easy);
+    easy_put(h, easy);
     r->easy = NULL;
     r->cb(r->arg, &res);
     req_free(r);
@@ -376,6 +396,8 @@ void wk_http_free(wk_http *h)
         curl_easy_cleanup(r->easy);
         req_free(r);
     }
+    while (h->nidle > 0)
+        curl_easy_cleanup(h->idle[--h->nidle]);
     /* Removing the handles made curl send CURL_POLL_REMOVE for their sockets. */
     curl_multi_cleanup(h->multi);
     uv_timer_stop(&h->timer);
@@ -403,7 +425,7 @@ int wk_http_post(wk_http *h, const char *url, const char *const *headers, int nh
             goto cleanup;
         r->headers = l;
     }
-    r->easy = curl_easy_init();
+    r->easy = h->nidle > 0 ? h->idle[--h->nidle] : curl_easy_init();
     if (!r->easy)
         goto cleanup;
     CURL *e = r->easy;

@@ -119,6 +119,8 @@ void wk_summary_print(const wk_summary *s, FILE *f)
             st->tasks, st->accepted, st->exhausted, st->over_budget, st->error, st->invalid);
     if (st->nothing)
         fprintf(f, ", %ld nothing_to_fix", st->nothing);
+    if (st->denied)
+        fprintf(f, ", %ld policy_denied", st->denied);
     fprintf(f, "\n");
     for (int i = 0; i < s->cfg->ncascades; i++) {
         const wk_cascade *c = &s->cfg->cascades[i];

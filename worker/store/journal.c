@@ -35,6 +35,8 @@ enum {
     S_FORGET_TASK,
     S_FORGET_ATT,
     S_VSTART,
+    S_BEGIN,
+    S_COMMIT,
     S_COUNT
 };
 
@@ -55,6 +57,9 @@ static const char *const SQL[S_COUNT] = {
     "DELETE FROM attempts WHERE task = ?1",
     "UPDATE attempts SET vstarts = CASE WHEN ?3 THEN coalesce(vstarts, 0) + 1 ELSE 0 END "
     "WHERE task = ?1 AND seq = ?2",
+    /* Prepared once: sqlite3_exec would parse them again for every transaction. */
+    "BEGIN",
+    "COMMIT",
 };
 
 struct wk_journal {
@@ -117,7 +122,9 @@ static int need_txn(wk_journal *j)
     if (j->error)
         return WK_EIO;
     if (!j->in_txn) {
-        if (sqlite3_exec(j->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
+        int ok = sqlite3_step(j->st[S_BEGIN]) == SQLITE_DONE;
+        sqlite3_reset(j->st[S_BEGIN]);
+        if (!ok)
             return fail(j, "BEGIN");
         j->in_txn = 1;
         arm(j);
@@ -131,7 +138,11 @@ static int commit(wk_journal *j)
     if (j->error)
         return WK_EIO;
     if (j->in_txn) {
-        if (sqlite3_exec(j->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+        int ok = sqlite3_step(j->st[S_COMMIT]) == SQLITE_DONE;
+        if (!ok)
+            set_error(j, "COMMIT"); /* before the reset, which may change the message */
+        sqlite3_reset(j->st[S_COMMIT]);
+        if (!ok)
             return fail(j, "COMMIT");
         j->in_txn = 0;
         j->commits++;
