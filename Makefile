@@ -12,7 +12,7 @@ DEB_PKGS := build-essential pkg-config libuv1-dev libcurl4-openssl-dev libcjson-
             libgit2-dev libtree-sitter-dev libsqlite3-dev libhttp-parser-dev \
             libcmocka-dev bubblewrap python3 ca-certificates curl \
             chromium zlib1g-dev libhiredis-dev redis-server clang-format cppcheck \
-            git python3-pytest
+            git python3-pytest valgrind
 
 ifeq ($(SANITIZE),1)
 B       := build/san

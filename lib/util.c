@@ -4,6 +4,7 @@
 #include "util.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -243,30 +244,58 @@ static uint64_t strset_hash(const char *s)
     return wk_hash(WK_HASH_SEED, s);
 }
 
+static const char *strset_str(const wk_strset *set, uint32_t slot)
+{
+    uint32_t v = slot - 1;
+    return set->chunks[v >> 20] + (v & (WK_STRSET_CHUNK - 1));
+}
+
 int wk_strset_has(const wk_strset *set, const char *s)
 {
     if (!set->cap)
         return 0;
     size_t k = strset_hash(s) & (set->cap - 1);
     while (set->slots[k]) {
-        if (strcmp(set->slots[k], s) == 0)
+        if (strcmp(strset_str(set, set->slots[k]), s) == 0)
             return 1;
         k = (k + 1) & (set->cap - 1);
     }
     return 0;
 }
 
+/* Copies s into the chunks; returns its slot value. */
+static uint32_t strset_store(wk_strset *set, const char *s)
+{
+    size_t n = strlen(s) + 1;
+    /* A string that does not fit the rest of the chunk starts a new one, as
+     * big as it needs (a long id gets a chunk of its own). */
+    if (!set->nchunks || set->used + n > WK_STRSET_CHUNK) {
+        if (set->nchunks >= WK_STRSET_MAX_CHUNKS) {
+            fprintf(stderr, "cascade: more than %u MiB of distinct ids\n", WK_STRSET_MAX_CHUNKS);
+            abort();
+        }
+        set->chunks = wk_xrealloc(set->chunks, (set->nchunks + 1) * sizeof *set->chunks);
+        set->chunks[set->nchunks++] = wk_xmalloc(n > WK_STRSET_CHUNK ? n : WK_STRSET_CHUNK);
+        set->used = 0;
+    }
+    uint32_t at = (uint32_t)(set->nchunks - 1) << 20 | (uint32_t)set->used;
+    memcpy(set->chunks[set->nchunks - 1] + set->used, s, n);
+    set->used = n > WK_STRSET_CHUNK ? WK_STRSET_CHUNK : set->used + n;
+    return at + 1;
+}
+
 int wk_strset_add(wk_strset *set, const char *s)
 {
     if (wk_strset_has(set, s))
         return 1;
-    if ((set->len + 1) * 2 > set->cap) {
+    /* Linear probing stays short up to three quarters full. */
+    if ((set->len + 1) * 4 > set->cap * 3) {
         size_t ncap = set->cap ? set->cap * 2 : 1024;
-        char **n = wk_xcalloc(ncap, sizeof(char *));
+        uint32_t *n = wk_xcalloc(ncap, sizeof *n);
         for (size_t i = 0; i < set->cap; i++) {
             if (!set->slots[i])
                 continue;
-            size_t k = strset_hash(set->slots[i]) & (ncap - 1);
+            size_t k = strset_hash(strset_str(set, set->slots[i])) & (ncap - 1);
             while (n[k])
                 k = (k + 1) & (ncap - 1);
             n[k] = set->slots[i];
@@ -278,18 +307,87 @@ int wk_strset_add(wk_strset *set, const char *s)
     size_t k = strset_hash(s) & (set->cap - 1);
     while (set->slots[k])
         k = (k + 1) & (set->cap - 1);
-    set->slots[k] = wk_xstrdup(s);
+    set->slots[k] = strset_store(set, s);
     set->len++;
     return 0;
 }
 
 void wk_strset_release(wk_strset *set)
 {
-    for (size_t i = 0; i < set->cap; i++)
-        free(set->slots[i]);
+    for (size_t i = 0; i < set->nchunks; i++)
+        free(set->chunks[i]);
+    free(set->chunks);
     free(set->slots);
-    set->slots = NULL;
-    set->cap = set->len = 0;
+    memset(set, 0, sizeof *set);
+}
+
+/* Whole numbers whose "%1.15g" text is their "%lld" text. */
+static int json_whole(const cJSON *n)
+{
+    if (!cJSON_IsNumber(n))
+        return 0;
+    double d = n->valuedouble;
+    return d > -1e15 && d < 1e15 && d == floor(d) && !(d == 0 && signbit(d));
+}
+
+/* The whole numbers in the list starting at o and below; into items when not NULL. */
+static size_t json_collect(cJSON *o, cJSON **items, size_t k)
+{
+    for (; o; o = o->next) {
+        if (json_whole(o)) {
+            if (items)
+                items[k] = o;
+            k++;
+        }
+        k = json_collect(o->child, items, k);
+    }
+    return k;
+}
+
+/* "%lld" of v into out (24 bytes), without printf's machinery. */
+static void json_itoa(char *out, long long v)
+{
+    char tmp[24];
+    int n = 0;
+    unsigned long long u = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        *out++ = '-';
+    while (n)
+        *out++ = tmp[--n];
+    *out = '\0';
+}
+
+char *wk_json_print(cJSON *o)
+{
+    if (!o)
+        return NULL;
+    size_t k = json_whole(o) + json_collect(o->child, NULL, 0);
+    if (k == 0)
+        return cJSON_PrintUnformatted(o);
+    cJSON **items = wk_xmalloc(k * sizeof *items);
+    char *texts = wk_xmalloc(k * 24);
+    size_t n = 0;
+    if (json_whole(o))
+        items[n++] = o;
+    n = json_collect(o->child, items, n);
+    /* Printed as raw items, then made numbers again (a number has no valuestring). */
+    for (size_t i = 0; i < n; i++) {
+        json_itoa(texts + i * 24, (long long)items[i]->valuedouble);
+        items[i]->valuestring = texts + i * 24;
+        items[i]->type = (items[i]->type & ~0xFF) | cJSON_Raw;
+    }
+    char *out = cJSON_PrintUnformatted(o);
+    for (size_t i = 0; i < n; i++) {
+        items[i]->valuestring = NULL;
+        items[i]->type = (items[i]->type & ~0xFF) | cJSON_Number;
+    }
+    free(texts);
+    free(items);
+    return out;
 }
 
 const char *wk_jstr(const cJSON *o, const char *name)

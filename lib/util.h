@@ -73,16 +73,36 @@ int wk_read_file(const char *path, size_t cap, char **out, size_t *len);
 #define WK_HASH_SEED 1469598103934665603ull
 uint64_t wk_hash(uint64_t h, const char *s);
 
-/* A set of strings (open addressing); used for ids seen and results written. */
+/*
+ * A set of strings (open addressing); used for ids seen and results written,
+ * so it holds every id of a batch: compact, at about 20 bytes per short id.
+ * The strings are packed end to end in 1 MiB chunks (no allocation each);
+ * a slot is 4 bytes, 0 when empty, else 1 + (chunk << 20 | offset). At most
+ * WK_STRSET_MAX_CHUNKS chunks (about 4 GiB of strings); past that, adding
+ * aborts like a failed allocation.
+ */
+#define WK_STRSET_CHUNK (1u << 20)
+#define WK_STRSET_MAX_CHUNKS 4095u
 typedef struct wk_strset {
-    char **slots;
+    uint32_t *slots;
     size_t cap, len;
+    char **chunks; /* owned; the last one is being filled */
+    size_t nchunks, used;
 } wk_strset;
 
 /* Adds s (copied); returns 1 when it was already there. */
 int wk_strset_add(wk_strset *set, const char *s);
 int wk_strset_has(const wk_strset *set, const char *s);
 void wk_strset_release(wk_strset *set);
+
+/*
+ * cJSON_PrintUnformatted(o), byte for byte, faster: cJSON prints every number
+ * with "%1.15g" and reads it back with sscanf to check it (about 4,000
+ * instructions a number, a tenth of a task's own cost); whole numbers below
+ * 10^15 are printed with "%lld" instead, which gives the same text. o is
+ * changed during the call and restored. Caller frees; NULL when out of memory.
+ */
+char *wk_json_print(cJSON *o);
 
 /* The string member `name` of the JSON object o, or NULL (absent, not a string). */
 const char *wk_jstr(const cJSON *o, const char *name);

@@ -360,7 +360,9 @@ static const char *RECS_JSONL =
 
 static cJSON *results;  /* the batch's result lines */
 static char *report;    /* `cascade report` of them */
-static cJSON *requests; /* the mock's log, bodies included */
+static char *html;      /* and its --html page */
+static cJSON *requests; /* the mock's log of requests, bodies included */
+static cJSON *mock_log; /* the whole log: requests, and writes (--log-writes) in order */
 
 static int batch_setup(void **state)
 {
@@ -381,7 +383,12 @@ static int batch_setup(void **state)
     char *recs = h_write("recs.jsonl", RECS_JSONL);
     char *out = h_tmp("results.jsonl"), *errf = h_tmp("stderr"), *log = h_tmp("mock.log");
     char *rep = h_tmp("report.txt");
-    const char *extra[] = {"--log-bodies", "1", NULL};
+    /*
+     * --log-writes: the log shows each answer leaving too, so the order of
+     * the lines shows which calls were in flight together; --latency holds
+     * each answer back long enough for a call sent with it to arrive.
+     */
+    const char *extra[] = {"--log-bodies", "1", "--log-writes", "--latency", "200", NULL};
     h_mock m;
     h_mock_start(&m, recs, log, extra);
     char *argv[] = {(char *)h_cascade_bin(), "run", tasks, "--cascades", dir, "-o", out, NULL};
@@ -396,8 +403,21 @@ static int batch_setup(void **state)
     char *rargv[] = {(char *)h_cascade_bin(), "report", out, NULL};
     if (h_run(rargv, rep, errf, 30) != 0)
         return -1;
+    char *page = h_tmp("report.html");
+    char *hargv[] = {(char *)h_cascade_bin(), "report", out, "--html", page, NULL};
+    if (h_run(hargv, NULL, errf, 30) != 0)
+        return -1;
+    html = h_slurp(page);
+    free(page);
     results = h_jsonl(out);
-    requests = h_jsonl(log);
+    mock_log = h_jsonl(log);
+    requests = cJSON_CreateArray();
+    const cJSON *l;
+    cJSON_ArrayForEach(l, mock_log)
+    {
+        if (!cJSON_GetObjectItem(l, "event"))
+            cJSON_AddItemToArray(requests, cJSON_Duplicate(l, 1));
+    }
     report = h_slurp(rep);
     free(dir);
     free(models);
@@ -414,7 +434,9 @@ static int batch_teardown(void **state)
 {
     cJSON_Delete(results);
     cJSON_Delete(requests);
+    cJSON_Delete(mock_log);
     free(report);
+    free(html);
     return h_group_teardown(state);
 }
 
@@ -449,6 +471,28 @@ static void test_agreement_accepts_two_same_labels_and_climbs_on_two(void **stat
     assert_string_equal(h_str(cJSON_GetArrayItem(atts, 0), "model"), "a");
     assert_string_equal(h_str(cJSON_GetArrayItem(atts, 1), "model"), "b");
     assert_string_equal(h_str(r, "model"), "a"); /* the tier's model names the tier */
+    /*
+     * a and b were asked in parallel: both requests reached the mock before
+     * either answer left it (in the log's order, not by the clock).
+     */
+    int at = 0, last_request = -1, first_write = -1, nreq = 0, nwrite = 0;
+    const cJSON *l;
+    cJSON_ArrayForEach(l, mock_log)
+    {
+        if (!strcmp(h_str(l, "task"), "ag-same")) {
+            int write = cJSON_GetObjectItem(l, "event") != NULL;
+            nreq += !write;
+            nwrite += write;
+            if (!write)
+                last_request = at;
+            if (write && first_write < 0)
+                first_write = at;
+        }
+        at++;
+    }
+    assert_int_equal(nreq, 2);
+    assert_int_equal(nwrite, 2);
+    assert_true(last_request < first_write);
     r = expect("ag-differ", 1, "feature", 3);
     const cJSON *v = verdict_of(r, 1);
     assert_string_equal(h_str(v, "reason"), "disagreement");
@@ -545,6 +589,10 @@ static void test_report_gives_accuracy_per_cascade_and_tier_and_climbs_by_reason
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
         if (!strstr(report, want[i]))
             fail_msg("the report lacks \"%s\":\n%s", want[i], report);
+    /* Every cascade here has gold labels: the HTML chart plots accuracy, not pass rate. */
+    assert_non_null(strstr(html, "<h2>Cost against accuracy</h2>"));
+    assert_non_null(strstr(html, "<th>accuracy</th><th>cost</th>"));
+    assert_null(strstr(html, "against pass rate"));
 }
 
 /* ---- tune --metric accuracy ---------------------------------------------------- */
@@ -630,6 +678,151 @@ static void test_tune_accuracy_finds_an_agreement_pair(void **state)
         free(paths[m]);
 }
 
+/*
+ * A run that dies while validating a classify task, after its answers were
+ * journaled, then a rerun on the same journal: the tier's votes come back
+ * from the journal with what its doubt reads (the logprobs, the other
+ * choices of an n = 3 call), so nothing is asked of the mock again and the
+ * task is accepted at tier 0 as it would have been.
+ */
+static void test_resume_votes_on_the_journaled_answers_without_paying_again(void **state)
+{
+    (void)state;
+    char *dir = h_tmp("cascades"), *recs = h_tmp("recs.jsonl");
+    /* task, the requests its tier makes, its label */
+    const char *cases[][3] = {
+        {"lp-sure", "1", "won't fix"}, {"ag-same", "2", "bug"}, {"sa-most", "1", "bug"}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *id = cases[i][0];
+        const char *line = strstr(TASKS_JSONL, id) - strlen("{\"id\": \"");
+        char *one = wk_xstrndup(line, (size_t)(strchr(line, '\n') - line + 1));
+        char *name = wk_xasprintf("resume-%s.jsonl", id);
+        char *tasks = h_write(name, one);
+        char *out = h_tmp("resume-out.jsonl"), *journal = h_tmp("resume-out.jsonl.journal");
+        char *log = h_tmp("resume-mock.log"), *errf = h_tmp("resume-err");
+        unlink(out);
+        unlink(journal);
+        unlink(log);
+        h_mock m;
+        h_mock_start(&m, recs, log, NULL);
+        char *argv[] = {
+            (char *)h_cascade_bin(), "run", tasks, "--cascades", dir, "-o", out, "-q", NULL};
+        setenv("CASCADE_FAULT_ABORT_IN_VALIDATE", id, 1);
+        int rc = h_run(argv, NULL, errf, 60);
+        unsetenv("CASCADE_FAULT_ABORT_IN_VALIDATE");
+        if (rc == 0)
+            fail_msg("%s: the run did not die in the validation", id);
+        cJSON *first = h_jsonl(log);
+        int asked = cJSON_GetArraySize(first);
+        cJSON_Delete(first);
+        assert_int_equal(asked, atoi(cases[i][1]));
+        rc = h_run(argv, NULL, errf, 60);
+        h_mock_stop(&m);
+        if (rc != 0)
+            fail_msg("%s: the rerun exited %d: %s", id, rc, h_slurp(errf));
+        cJSON *log_lines = h_jsonl(log), *res = h_jsonl(out);
+        assert_int_equal(cJSON_GetArraySize(log_lines), asked); /* not one request more */
+        const cJSON *r = h_find(res, "id", id);
+        assert_non_null(r);
+        assert_string_equal(h_str(r, "status"), "accepted");
+        assert_int_equal(cJSON_GetObjectItem(r, "tier")->valueint, 0);
+        assert_string_equal(h_str(r, "label"), cases[i][2]);
+        if (!strcmp(id, "lp-sure")) {
+            const cJSON *a0 = cJSON_GetArrayItem(cJSON_GetObjectItem(r, "attempts"), 0);
+            assert_true(fabs(cJSON_GetObjectItem(a0, "confidence")->valuedouble - exp(-0.6)) <
+                        1e-6);
+        }
+        cJSON_Delete(log_lines);
+        cJSON_Delete(res);
+        free(one);
+        free(name);
+        free(tasks);
+        free(out);
+        free(journal);
+        free(log);
+        free(errf);
+    }
+    free(dir);
+    free(recs);
+}
+
+/*
+ * Four single-model results files over 400 four-way questions, built so that
+ * only a unanimous triple is worth its cost: a, b and c are each right on
+ * 60%, and every two of them agree on the same wrong letter on a fifth of
+ * the questions (a and b on one fifth, a and c on another, b and c on a
+ * third), so any pair lets a fifth of wrong labels through and two of three
+ * are as often wrong as right there; all three agree only where they are all
+ * right. top is right on 95% at 20 times the cost.
+ */
+static void test_tune_accuracy_finds_a_unanimous_triple(void **state)
+{
+    (void)state;
+    const char *L[] = {"A", "B", "C", "D"};
+    const char *M[] = {"a", "b", "c", "top"};
+    double cost[] = {0.001, 0.001, 0.001, 0.02};
+    char *paths[4];
+    for (int m = 0; m < 4; m++) {
+        wk_buf b;
+        wk_buf_init(&b, 1u << 22);
+        for (int i = 0; i < 400; i++) {
+            int g = i % 4, d = i % 10;
+            /* d 4-5: a and b wrong alike; 6-7: a and c; 8-9: b and c */
+            int wrong = m == 0   ? d >= 4 && d <= 7
+                        : m == 1 ? (d >= 4 && d <= 5) || d >= 8
+                        : m == 2 ? d >= 6
+                                 : i % 20 == 5;
+            const char *ans = L[wrong ? (g + 1) % 4 : g];
+            wk_buf_appendf(&b,
+                           "{\"id\":\"t%d\",\"status\":\"accepted\",\"cascade\":\"%s\","
+                           "\"tier\":0,\"model\":\"%s\",\"cost_usd\":%g,\"attempts\":[{"
+                           "\"tier\":0,\"model\":\"%s\",\"cost_usd\":%g,\"verdict\":{"
+                           "\"pass\":true,\"label\":\"%s\"}}],\"label\":\"%s\",\"gold\":"
+                           "\"%s\"}\n",
+                           i, M[m], M[m], cost[m], M[m], cost[m], ans, ans, L[g]);
+        }
+        char *name = wk_xasprintf("triple-%s.jsonl", M[m]);
+        paths[m] = h_write(name, b.buf);
+        free(name);
+        wk_buf_release(&b);
+    }
+    char *out = h_tmp("tuned3.json"), *rep = h_tmp("tune3.txt");
+    char *argv[] = {(char *)h_cascade_bin(),
+                    "tune",
+                    "--from",
+                    paths[0],
+                    "--from",
+                    paths[1],
+                    "--from",
+                    paths[2],
+                    "--from",
+                    paths[3],
+                    "--target",
+                    "0.9",
+                    "--metric",
+                    "accuracy",
+                    "-o",
+                    out,
+                    NULL};
+    assert_int_equal(h_run(argv, rep, NULL, 60), 0);
+    char *text = h_slurp(rep);
+    if (!strstr(text, "chosen plan: a=b=c/3*1>top*1"))
+        fail_msg("tune did not pick the unanimous triple:\n%s", text);
+    char *tuned = h_slurp(out);
+    cJSON *c = cJSON_Parse(tuned);
+    const cJSON *ag =
+        cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(c, "tiers"), 0), "agree");
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(ag, "models")), 3);
+    assert_int_equal(cJSON_GetObjectItem(ag, "min")->valueint, 3);
+    cJSON_Delete(c);
+    free(tuned);
+    free(text);
+    free(out);
+    free(rep);
+    for (int m = 0; m < 4; m++)
+        free(paths[m]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -639,6 +832,7 @@ int main(void)
         cmocka_unit_test(test_gold_outside_the_enum_is_invalid_task),
         cmocka_unit_test(test_classify_cascade_startup_errors),
         cmocka_unit_test(test_tune_accuracy_finds_an_agreement_pair),
+        cmocka_unit_test(test_tune_accuracy_finds_a_unanimous_triple),
     };
     const struct CMUnitTest mock_tests[] = {
         cmocka_unit_test(test_agreement_accepts_two_same_labels_and_climbs_on_two),
@@ -646,6 +840,7 @@ int main(void)
         cmocka_unit_test(test_logprob_confidence_accepts_a_sure_label_and_climbs_below),
         cmocka_unit_test(test_self_confidence_accepts_a_sure_label_and_climbs_below),
         cmocka_unit_test(test_report_gives_accuracy_per_cascade_and_tier_and_climbs_by_reason),
+        cmocka_unit_test(test_resume_votes_on_the_journaled_answers_without_paying_again),
     };
     int failed = cmocka_run_group_tests_name("classify", tests, h_group_setup, h_group_teardown);
     return failed | cmocka_run_group_tests_name("classify against the mock", mock_tests,

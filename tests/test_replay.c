@@ -257,6 +257,244 @@ static void test_offline_commands_need_no_url_or_key(void **state)
     free(models);
 }
 
+/* The row of `plan` in a table file's array; fails the test when missing. */
+static const cJSON *table_row_of(const cJSON *t, const char *plan)
+{
+    const cJSON *row = h_find(t, "plan", plan);
+    if (!row)
+        fail_msg("no row for plan \"%s\" in the table", plan);
+    return row;
+}
+
+/*
+ * --plan: plans in words beside a cascade file, named in the table as
+ * written; "cheap*2>dear" is the fixture's fx cascade, so its row is fx's
+ * (README: 0.8333 ± 0.1443, $0.06 over three runs), and "cheap" and "dear*1"
+ * are the single models. A plan naming an unknown model or a bad count is
+ * refused.
+ */
+static void test_plans_in_words_beside_cascades(void **state)
+{
+    (void)state;
+    char *table = h_tmp("plans.json"), *errf = h_tmp("plans.err");
+    char *dir = h_srcpath("fixtures/eval/replay/cascades");
+    const char *extra[] = {"--cascades",   dir,      "--cascade", "fx",     "--plan",
+                           "cheap*2>dear", "--plan", "cheap",     "--plan", "dear*1",
+                           "--runs",       "3",      "--table",   table,    NULL};
+    int rc = replay(errf, extra);
+    if (rc != 0) {
+        char *err = h_slurp(errf);
+        fail_msg("replay exited %d:\n%s", rc, err);
+    }
+    char *text = h_slurp(table);
+    cJSON *t = cJSON_Parse(text);
+    assert_int_equal(cJSON_GetArraySize(t), 4);
+    const cJSON *fx = table_row_of(t, "fx"), *plan = table_row_of(t, "cheap*2>dear");
+    assert_true(fabs(num(plan, "pass_rate") - 0.833333) < 1e-6);
+    assert_true(fabs(num(plan, "cost_usd") - 0.06) < 1e-9);
+    assert_true(fabs(num(plan, "pass_rate") - num(fx, "pass_rate")) < 1e-9);
+    assert_true(fabs(num(plan, "cost_usd") - num(fx, "cost_usd")) < 1e-9);
+    /* cheap alone: add passes every run, sub once in three: 4/12 = 0.333; 4 calls a run. */
+    assert_true(fabs(num(table_row_of(t, "cheap"), "pass_rate") - 1.0 / 3) < 1e-6);
+    assert_true(fabs(num(table_row_of(t, "cheap"), "cost_usd") - 0.008) < 1e-9);
+    assert_true(fabs(num(table_row_of(t, "dear*1"), "cost_usd") - 0.08) < 1e-9);
+    /* vs_top is against the priciest single model, the plan "dear*1". */
+    assert_true(fabs(num(plan, "vs_top") - 0.75) < 1e-9);
+    char *err = h_slurp(errf);
+    assert_non_null(strstr(err, "cheap*2>dear "));
+    /*
+     * Top tier alone: add and sub never reach dear in pass 1, so two of four
+     * tasks are priced from cheap's tokens; every call has the same tokens, so
+     * the price matches dear*1's replay exactly.
+     */
+    assert_non_null(strstr(err, "cheap*2>dear: top tier alone (dear) priced at $0.0800, 2 of 4 "
+                                "tasks from lower tiers' token counts (pass 1); dear*1 alone "
+                                "cost $0.0800 here, so that price is 0.0% over"));
+    const cJSON *top = cJSON_GetObjectItemCaseSensitive(plan, "top_tier_alone");
+    assert_int_equal((int)num(top, "tasks_from_lower_tiers"), 2);
+    free(err);
+
+    const char *unknown[] = {"--cascades", dir, "--plan", "cheap>nope*2", NULL};
+    assert_int_equal(replay(errf, unknown), 1);
+    err = h_slurp(errf);
+    assert_non_null(strstr(err, "unknown model \"nope\""));
+    free(err);
+    const char *bad[] = {"--cascades", dir, "--plan", "cheap*0>dear", NULL};
+    assert_int_equal(replay(errf, bad), 1);
+    err = h_slurp(errf);
+    assert_non_null(strstr(err, "1 to 100"));
+    free(err);
+    cJSON_Delete(t);
+    free(text);
+    free(table);
+    free(errf);
+    free(dir);
+}
+
+/*
+ * The top tier alone priced from lower tiers' tokens, against the top model's
+ * own replay: with cheap's calls at 500 + 500 tokens (dear's stay 1000 +
+ * 1000), add and sub, which never reach dear in pass 1, are priced at $0.01
+ * each instead of dear's $0.02: $0.06 against $0.08, 25% under.
+ */
+static void test_top_tier_alone_estimate_against_the_top_models_replay(void **state)
+{
+    (void)state;
+    char *fixture = h_srcpath("fixtures/eval/replay/recordings.jsonl");
+    cJSON *lines = h_jsonl(fixture);
+    wk_buf b;
+    wk_buf_init(&b, 1u << 20);
+    cJSON *l;
+    cJSON_ArrayForEach(l, lines)
+    {
+        if (strcmp(h_str(l, "model"), "cheap") == 0) {
+            cJSON *u = cJSON_GetObjectItemCaseSensitive(l, "usage");
+            cJSON_ReplaceItemInObject(u, "prompt_tokens", cJSON_CreateNumber(500));
+            cJSON_ReplaceItemInObject(u, "completion_tokens", cJSON_CreateNumber(500));
+        }
+        char *text = cJSON_PrintUnformatted(l);
+        wk_buf_appendf(&b, "%s\n", text);
+        free(text);
+    }
+    char *recs = h_write("half-cheap.jsonl", b.buf);
+    wk_buf_release(&b);
+    char *tasks = h_srcpath("fixtures/eval/replay/tasks.jsonl");
+    char *dir = h_srcpath("fixtures/eval/replay/cascades");
+    char *errf = h_tmp("top.err");
+    char *argv[] = {(char *)h_cascade_bin(),
+                    "replay",
+                    "--tasks",
+                    tasks,
+                    "--recordings",
+                    recs,
+                    "--cascades",
+                    dir,
+                    "--plan",
+                    "cheap*2>dear",
+                    "--plan",
+                    "dear",
+                    NULL};
+    assert_int_equal(h_run(argv, NULL, errf, 120), 0);
+    char *err = h_slurp(errf);
+    if (!strstr(err, "priced at $0.0600, 2 of 4 tasks from lower tiers' token counts (pass 1); "
+                     "dear alone cost $0.0800 here, so that price is 25.0% under"))
+        fail_msg("no 25%% under in:\n%s", err);
+    free(err);
+    free(errf);
+    free(dir);
+    free(tasks);
+    free(recs);
+    cJSON_Delete(lines);
+    free(fixture);
+}
+
+/* Rewrites every line of the cache whose answer holds `needle` to pass. */
+static void plant_pass(const char *path, const char *needle)
+{
+    cJSON *lines = h_jsonl(path);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    const cJSON *l;
+    int n = 0;
+    cJSON_ArrayForEach(l, lines)
+    {
+        if (strstr(h_str(l, "answer"), needle)) {
+            cJSON *v = cJSON_GetObjectItemCaseSensitive(l, "verdict");
+            cJSON_ReplaceItemInObject(v, "pass", cJSON_CreateTrue());
+            n++;
+        }
+        char *text = cJSON_PrintUnformatted(l);
+        fprintf(f, "%s\n", text);
+        free(text);
+    }
+    fclose(f);
+    assert_true(n > 0);
+    cJSON_Delete(lines);
+}
+
+/*
+ * --verdict-cache: the first invocation validates and writes the file; the
+ * second takes every verdict from it (proved by planting a false pass: a
+ * cached verdict wins over validating again), and a task whose line changed
+ * is validated again.
+ */
+static void test_verdict_cache_outlives_the_invocation(void **state)
+{
+    (void)state;
+    char *vc = h_tmp("verdicts.jsonl"), *errf = h_tmp("vc.err"), *out = h_tmp("vc.jsonl");
+    char *dir = h_srcpath("fixtures/eval/replay/cascades");
+    remove(vc);
+    const char *extra[] = {"--cascades",      dir, "--plan", "cheap*2>dear", "-o", out,
+                           "--verdict-cache", vc,  NULL};
+    assert_int_equal(replay(errf, extra), 0);
+    cJSON *first = h_jsonl(vc);
+    /* Start 0 validates 8 answers: 9 calls (README), less neg's cut-off one, never validated. */
+    assert_int_equal(cJSON_GetArraySize(first), 8);
+    cJSON_Delete(first);
+    cJSON *r = h_jsonl(out);
+    expect_task(r, "fx/mul", "exhausted", -1, 3, 0.024);
+    cJSON_Delete(r);
+
+    /* fx/mul's first cheap answer has a syntax error; the cache now says it passes. */
+    plant_pass(vc, "def mul(a, b) return");
+    assert_int_equal(replay(errf, extra), 0);
+    char *err = h_slurp(errf);
+    assert_non_null(strstr(err, "8 verdicts from"));
+    free(err);
+    r = h_jsonl(out);
+    expect_task(r, "fx/mul", "accepted", 0, 1, 0.002);
+    cJSON_Delete(r);
+
+    /* A tasks file whose fx/mul line differs: that entry is dropped, mul exhausted again. */
+    char *tasks = h_srcpath("fixtures/eval/replay/tasks.jsonl");
+    char *text = h_slurp(tasks);
+    char *edited = h_write("vc-tasks.jsonl", text);
+    cJSON *tl = h_jsonl(edited);
+    FILE *f = fopen(edited, "w");
+    const cJSON *l;
+    cJSON_ArrayForEach(l, tl)
+    {
+        if (strcmp(h_str(l, "id"), "fx/mul") == 0)
+            cJSON_AddStringToObject((cJSON *)l, "note", "edited");
+        char *line = cJSON_PrintUnformatted(l);
+        fprintf(f, "%s\n", line);
+        free(line);
+    }
+    fclose(f);
+    char *recs = h_srcpath("fixtures/eval/replay/recordings.jsonl");
+    char *argv[] = {(char *)h_cascade_bin(),
+                    "replay",
+                    "--tasks",
+                    edited,
+                    "--recordings",
+                    recs,
+                    "--cascades",
+                    dir,
+                    "--plan",
+                    "cheap*2>dear",
+                    "-o",
+                    out,
+                    "--verdict-cache",
+                    vc,
+                    NULL};
+    assert_int_equal(h_run(argv, NULL, errf, 120), 0);
+    err = h_slurp(errf);
+    assert_non_null(strstr(err, "dropped"));
+    free(err);
+    r = h_jsonl(out);
+    expect_task(r, "fx/mul", "exhausted", -1, 3, 0.024);
+    cJSON_Delete(r);
+    cJSON_Delete(tl);
+    free(recs);
+    free(edited);
+    free(text);
+    free(tasks);
+    free(vc);
+    free(errf);
+    free(out);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -264,6 +502,9 @@ int main(void)
         cmocka_unit_test(test_runs3_mean_sd_and_a_file_per_pass),
         cmocka_unit_test(test_usage_and_input_errors),
         cmocka_unit_test(test_offline_commands_need_no_url_or_key),
+        cmocka_unit_test(test_plans_in_words_beside_cascades),
+        cmocka_unit_test(test_verdict_cache_outlives_the_invocation),
+        cmocka_unit_test(test_top_tier_alone_estimate_against_the_top_models_replay),
     };
     return cmocka_run_group_tests_name("replay", tests, h_group_setup, h_group_teardown);
 }

@@ -276,6 +276,35 @@ static void test_last_tier_failing_ends_exhausted_with_best_answer(void **state)
     wk_task_free(t);
 }
 
+/*
+ * A skip rule on the last tier: a task that fails below it ends exhausted
+ * without calling it, and the result says which rule skipped the last tier
+ * (next_fitting logs skips only as climbs to a later tier).
+ */
+static void test_skip_rule_on_the_last_tier_is_said_in_the_result(void **state)
+{
+    (void)state;
+    wk_skip_rule rule = {.prompt_tokens_over = -1, .prompt_tokens_upto = 100, .has_tests = -1};
+    tiers[2].skip = &rule;
+    tiers[2].nskip = 1;
+    wk_task *t = parse_ok(TASK);
+    wk_action a[ACTS_MAX];
+    int n = feed(t, (wk_event){.kind = WK_EV_START}, a);
+    for (int i = 0; i < 3; i++) {
+        n = attempt(t, NULL, 0, "e", a);
+        for (int k = 0; k + 1 < n; k++)
+            cJSON_Delete(a[k].line);
+    }
+    assert_int_equal(a[n - 1].kind, WK_ACT_FINISH);
+    cJSON *r = a[n - 1].line;
+    assert_string_equal(jstr(r, "status"), "exhausted");
+    assert_non_null(strstr(jstr(r, "reason"), "the last tier skipped: skip rule 0 of tier 2"));
+    cJSON_Delete(r);
+    wk_task_free(t);
+    tiers[2].skip = NULL;
+    tiers[2].nskip = 0;
+}
+
 static void test_truncated_answer_fails_without_validation(void **state)
 {
     (void)state;
@@ -609,7 +638,26 @@ static int vote_once(wk_task *t, const char *answer, const cJSON *lp, const char
     return feed(t, label_verdict(label, score), a);
 }
 
-static void test_agree_tier_asks_each_model_then_climbs_on_disagreement(void **state)
+/* The answer of call `vote` of an agree tier's round. */
+static int round_answer(wk_task *t, int vote, const char *answer, const cJSON *choices,
+                        wk_action *a)
+{
+    wk_event r = response(answer, 10, 2);
+    r.vote = vote;
+    r.choices = choices;
+    return feed(t, r, a);
+}
+
+/* A VALIDATE of `answer` (from call `vote`), then its label's verdict fed. */
+static int validate_then(wk_task *t, wk_action *a, const char *answer, int vote, const char *label)
+{
+    assert_int_equal(a[0].kind, WK_ACT_VALIDATE);
+    assert_string_equal(a[0].answer, answer);
+    assert_int_equal(a[0].vote, vote);
+    return feed(t, label_verdict(label, -1), a);
+}
+
+static void test_agree_tier_asks_each_model_in_parallel_then_climbs_on_disagreement(void **state)
 {
     (void)state;
     classify_casc((wk_tier){.model = &models[0],
@@ -619,18 +667,31 @@ static void test_agree_tier_asks_each_model_then_climbs_on_disagreement(void **s
                             .vote_min = 2});
     wk_task *t = parse_ok(CLS_TASK);
     wk_action a[ACTS_MAX];
-    assert_int_equal(feed(t, (wk_event){.kind = WK_EV_START}, a), 1);
-    assert_string_equal(a[0].model->name, "cheap");
-    assert_false(a[0].logprobs);
-    assert_int_equal(vote_once(t, "bug", NULL, "bug", -1, a), 1);
+    /* Both listed models are asked in the one feed: both calls are in flight together. */
+    assert_int_equal(feed(t, (wk_event){.kind = WK_EV_START}, a), 2);
     assert_int_equal(a[0].kind, WK_ACT_CALL);
-    assert_string_equal(a[0].model->name, "mid"); /* the second listed model */
-    assert_int_equal(vote_once(t, "feature", NULL, "feature", -1, a), 2);
+    assert_string_equal(a[0].model->name, "cheap");
+    assert_int_equal(a[0].vote, 0);
+    assert_false(a[0].logprobs);
+    assert_int_equal(a[1].kind, WK_ACT_CALL);
+    assert_string_equal(a[1].model->name, "mid");
+    assert_int_equal(a[1].vote, 1);
+    /* Each CALL carries its own model's deployments (both are staged before either is sent). */
+    assert_ptr_equal(a[0].deps->v[0], &models[0]);
+    assert_ptr_equal(a[1].deps->v[0], &models[1]);
+    /* mid answers first: nothing happens until the round is in. */
+    assert_int_equal(round_answer(t, 1, "feature", NULL, a), 0);
+    assert_int_equal(round_answer(t, 1, "bug", NULL, a), 0); /* a second answer: ignored */
+    assert_int_equal(round_answer(t, 0, "bug", NULL, a), 1);
+    /* Then the votes, in the order of agree.models. */
+    assert_int_equal(validate_then(t, a, "bug", 0, "bug"), 1);
+    assert_int_equal(validate_then(t, a, "feature", 1, "feature"), 2);
     assert_int_equal(a[0].kind, WK_ACT_LOG);
     assert_string_equal(jstr(a[0].line, "reason"), "disagreement");
     assert_non_null(strstr(jstr(a[0].line, "evidence"), "cheap: bug\nmid: feature"));
     assert_int_equal(a[1].kind, WK_ACT_CALL);
     assert_string_equal(a[1].model->name, "top");
+    assert_int_equal(a[1].vote, 0);
     assert_int_equal(cJSON_GetArraySize(a[1].messages), 2); /* no feedback turns */
     cJSON_Delete(a[0].line);
     assert_int_equal(vote_once(t, "bug", NULL, "bug", -1, a), 1);
@@ -639,7 +700,9 @@ static void test_agree_tier_asks_each_model_then_climbs_on_disagreement(void **s
     assert_true(cJSON_IsTrue(cJSON_GetObjectItem(r, "correct")));
     const cJSON *atts = cJSON_GetObjectItem(r, "attempts");
     assert_int_equal(cJSON_GetArraySize(atts), 3); /* every call paid is listed */
+    assert_string_equal(jstr(cJSON_GetArrayItem(atts, 0), "model"), "cheap");
     assert_string_equal(jstr(cJSON_GetArrayItem(atts, 1), "model"), "mid");
+    assert_int_equal(cJSON_GetObjectItem(cJSON_GetArrayItem(atts, 1), "vote")->valueint, 1);
     /* 3 calls of 10 + 2 tokens at $1+2, $10+20, $100+200 per M */
     assert_float_equal(cJSON_GetObjectItem(r, "cost_usd")->valuedouble, (14 + 140 + 1400) * 1e-6,
                        1e-12);
@@ -658,17 +721,158 @@ static void test_agree_tier_accepts_when_enough_labels_match(void **state)
                             .vote_min = 3});
     wk_task *t = parse_ok(CLS_TASK);
     wk_action a[ACTS_MAX];
-    feed(t, (wk_event){.kind = WK_EV_START}, a);
-    const char *order[] = {"cheap", "cheap", "mid", "mid"};
-    const char *labels[] = {"bug", "feature", "bug", "bug"};
-    for (int i = 0; i < 4; i++) {
-        assert_string_equal(a[0].model->name, order[i]);
-        assert_int_equal(vote_once(t, labels[i], NULL, labels[i], -1, a), 1);
-    }
+    assert_int_equal(feed(t, (wk_event){.kind = WK_EV_START}, a), 2);
+    assert_int_equal(a[0].n, 2); /* each model for all its samples */
+    assert_int_equal(a[1].n, 2);
+    /* cheap gives both its answers in one call; mid's API gave one of the two. */
+    cJSON *more = cJSON_Parse("[{\"text\": \"feature\", \"finish_reason\": \"stop\"}]");
+    assert_int_equal(round_answer(t, 0, "bug", more, a), 0);
+    cJSON_Delete(more);
+    assert_int_equal(round_answer(t, 1, "bug", NULL, a), 1);
+    assert_int_equal(validate_then(t, a, "bug", 0, "bug"), 1);
+    assert_true(a[0].same_call);
+    assert_int_equal(validate_then(t, a, "feature", 0, "feature"), 1);
+    assert_int_equal(validate_then(t, a, "bug", 1, "bug"), 1);
+    /* mid's second sample: one more call, alone, once the round is voted on. */
+    assert_int_equal(a[0].kind, WK_ACT_CALL);
+    assert_string_equal(a[0].model->name, "mid");
+    assert_int_equal(a[0].vote, 1);
+    assert_int_equal(a[0].n, 1);
+    assert_int_equal(round_answer(t, 1, "bug", NULL, a), 1);
+    assert_int_equal(validate_then(t, a, "bug", 1, "bug"), 1);
     assert_int_equal(a[0].kind, WK_ACT_FINISH);
     assert_string_equal(jstr(a[0].line, "status"), "accepted");
     assert_string_equal(jstr(a[0].line, "model"), "cheap");
     assert_string_equal(jstr(a[0].line, "label"), "bug");
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(a[0].line, "attempts")), 4);
+    cJSON_Delete(a[0].line);
+    wk_task_free(t);
+}
+
+/* A vote's call that fails for good fails the tier as a failed call does, once the round is in. */
+static void test_agree_round_with_a_failed_call_climbs_after_all_are_in(void **state)
+{
+    (void)state;
+    classify_casc((wk_tier){.model = &models[0],
+                            .attempts = 1,
+                            .agree = {&models[0], &models[1]},
+                            .nagree = 2,
+                            .vote_min = 2});
+    wk_task *t = parse_ok(CLS_TASK);
+    wk_action a[ACTS_MAX];
+    feed(t, (wk_event){.kind = WK_EV_START}, a);
+    wk_event f = {.kind = WK_EV_CALL_FAILED,
+                  .vote = 0,
+                  .error_reason = "http_500",
+                  .error_message = "server error"};
+    assert_int_equal(feed(t, f, a), 0); /* mid's call is still out */
+    assert_int_equal(round_answer(t, 1, "bug", NULL, a), 2);
+    assert_int_equal(a[0].kind, WK_ACT_LOG);
+    assert_string_equal(jstr(a[0].line, "reason"), "http_500");
+    assert_int_equal(a[1].kind, WK_ACT_CALL);
+    assert_string_equal(a[1].model->name, "top");
+    cJSON_Delete(a[0].line);
+    assert_int_equal(vote_once(t, "bug", NULL, "bug", -1, a), 1);
+    const cJSON *atts = cJSON_GetObjectItem(a[0].line, "attempts");
+    assert_int_equal(cJSON_GetArraySize(atts), 3); /* mid's answer was paid: it is listed */
+    assert_string_equal(jstr(cJSON_GetArrayItem(atts, 0), "error"), "server error");
+    assert_string_equal(jstr(cJSON_GetArrayItem(atts, 1), "model"), "mid");
+    cJSON_Delete(a[0].line);
+    wk_task_free(t);
+}
+
+/*
+ * An answer of a round that fails its checks is a vote for no label (the
+ * others are paid and in hand): two of three still carry min 2, and with
+ * two models the tier climbs on disagreement with every attempt judged.
+ */
+static void test_agree_round_answer_failing_its_checks_votes_for_no_label(void **state)
+{
+    (void)state;
+    classify_casc((wk_tier){.model = &models[0],
+                            .attempts = 1,
+                            .agree = {&models[0], &models[1], &models[2]},
+                            .nagree = 3,
+                            .vote_min = 2});
+    wk_task *t = parse_ok(CLS_TASK);
+    wk_action a[ACTS_MAX];
+    assert_int_equal(feed(t, (wk_event){.kind = WK_EV_START}, a), 3);
+    assert_int_equal(round_answer(t, 2, "bug", NULL, a), 0);
+    assert_int_equal(round_answer(t, 0, "no idea", NULL, a), 0);
+    assert_int_equal(round_answer(t, 1, "bug", NULL, a), 1);
+    assert_int_equal(a[0].kind, WK_ACT_VALIDATE);
+    assert_int_equal(feed(t, verdict(0, "label", "no_label", NULL), a), 1);
+    assert_int_equal(validate_then(t, a, "bug", 1, "bug"), 1);
+    assert_int_equal(validate_then(t, a, "bug", 2, "bug"), 1);
+    assert_int_equal(a[0].kind, WK_ACT_FINISH);
+    assert_string_equal(jstr(a[0].line, "status"), "accepted");
+    assert_string_equal(jstr(a[0].line, "label"), "bug");
+    cJSON_Delete(a[0].line);
+    wk_task_free(t);
+
+    classify_casc((wk_tier){.model = &models[0],
+                            .attempts = 1,
+                            .agree = {&models[0], &models[1]},
+                            .nagree = 2,
+                            .vote_min = 2});
+    t = parse_ok(CLS_TASK);
+    feed(t, (wk_event){.kind = WK_EV_START}, a);
+    round_answer(t, 0, "no idea", NULL, a);
+    assert_int_equal(round_answer(t, 1, "bug", NULL, a), 1);
+    assert_int_equal(feed(t, verdict(0, "label", "no_label", NULL), a), 1);
+    assert_int_equal(validate_then(t, a, "bug", 1, "bug"), 2);
+    assert_int_equal(a[0].kind, WK_ACT_LOG);
+    assert_string_equal(jstr(a[0].line, "reason"), "disagreement");
+    assert_non_null(strstr(jstr(a[0].line, "evidence"), "cheap: (no label)\nmid: bug"));
+    cJSON_Delete(a[0].line);
+    assert_int_equal(vote_once(t, "bug", NULL, "bug", -1, a), 1);
+    const cJSON *atts = cJSON_GetObjectItem(a[0].line, "attempts");
+    const cJSON *v0 = cJSON_GetObjectItem(cJSON_GetArrayItem(atts, 0), "verdict");
+    const cJSON *v1 = cJSON_GetObjectItem(cJSON_GetArrayItem(atts, 1), "verdict");
+    assert_string_equal(jstr(v0, "reason"), "no_label");
+    assert_string_equal(jstr(v1, "reason"), "disagreement");
+    cJSON_Delete(a[0].line);
+    wk_task_free(t);
+}
+
+/* The task budget must hold every call of the round before any is sent; a lost one is resent alone.
+ */
+static void test_agree_round_reserves_all_votes_and_resends_a_lost_one_alone(void **state)
+{
+    (void)state;
+    classify_casc((wk_tier){.model = &models[0],
+                            .attempts = 1,
+                            .agree = {&models[0], &models[1]},
+                            .nagree = 2,
+                            .vote_min = 2});
+    /* About $0.002 for cheap's worst case and $0.02 for mid's: $0.01 holds one, not both. */
+    const char *poor = "{\"id\":\"c2\",\"kind\":\"classify\",\"prompt\":\"ticket\",\"budget_usd\":"
+                       "0.01,\"schema\":{\"type\":\"object\",\"properties\":{\"label\":{\"enum\":"
+                       "[\"bug\",\"feature\"]}}}}";
+    wk_task *t = parse_ok(poor);
+    wk_action a[ACTS_MAX];
+    assert_int_equal(feed(t, (wk_event){.kind = WK_EV_START}, a), 1);
+    assert_int_equal(a[0].kind, WK_ACT_FINISH);
+    assert_string_equal(jstr(a[0].line, "status"), "over_budget");
+    assert_non_null(strstr(jstr(a[0].line, "reason"), "the next 2 calls"));
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(a[0].line, "attempts")), 0);
+    cJSON_Delete(a[0].line);
+    wk_task_free(t);
+
+    t = parse_ok(CLS_TASK);
+    assert_int_equal(feed(t, (wk_event){.kind = WK_EV_START}, a), 2);
+    wk_event lost = {.kind = WK_EV_LOST_CALL, .vote = 1, .lost_cost_usd = 0.001};
+    assert_int_equal(feed(t, lost, a), 1);
+    assert_int_equal(a[0].kind, WK_ACT_CALL);
+    assert_string_equal(a[0].model->name, "mid");
+    assert_int_equal(a[0].vote, 1);
+    assert_int_equal(round_answer(t, 0, "bug", NULL, a), 0);
+    assert_int_equal(round_answer(t, 1, "bug", NULL, a), 1);
+    assert_int_equal(validate_then(t, a, "bug", 0, "bug"), 1);
+    assert_int_equal(validate_then(t, a, "bug", 1, "bug"), 1);
+    assert_string_equal(jstr(a[0].line, "status"), "accepted");
+    assert_float_equal(cJSON_GetObjectItem(a[0].line, "cost_usd")->valuedouble,
+                       0.001 + (14 + 140) * 1e-6, 1e-12);
     cJSON_Delete(a[0].line);
     wk_task_free(t);
 }
@@ -726,8 +930,10 @@ static void test_verdict_without_label_is_read_again_from_the_answer(void **stat
     wk_task *t = parse_ok(CLS_TASK);
     wk_action a[ACTS_MAX];
     feed(t, (wk_event){.kind = WK_EV_START}, a);
-    assert_int_equal(vote_once(t, "Feature: dark mode", NULL, "", -1, a), 1);
-    assert_int_equal(vote_once(t, "{\"label\": \"feature\"}", NULL, "", -1, a), 1);
+    assert_int_equal(round_answer(t, 0, "Feature: dark mode", NULL, a), 0);
+    assert_int_equal(round_answer(t, 1, "{\"label\": \"feature\"}", NULL, a), 1);
+    assert_int_equal(validate_then(t, a, "Feature: dark mode", 0, ""), 1);
+    assert_int_equal(validate_then(t, a, "{\"label\": \"feature\"}", 1, ""), 1);
     assert_string_equal(jstr(a[0].line, "status"), "accepted");
     assert_string_equal(jstr(a[0].line, "label"), "feature");
     assert_false(cJSON_IsTrue(cJSON_GetObjectItem(a[0].line, "correct")));
@@ -762,6 +968,7 @@ int main(void)
         cmocka_unit_test_setup(test_feedback_off_resends_the_original_prompt, setup),
         cmocka_unit_test_setup(test_attempts_retry_same_tier_before_climbing, setup),
         cmocka_unit_test_setup(test_last_tier_failing_ends_exhausted_with_best_answer, setup),
+        cmocka_unit_test_setup(test_skip_rule_on_the_last_tier_is_said_in_the_result, setup),
         cmocka_unit_test_setup(test_truncated_answer_fails_without_validation, setup),
         cmocka_unit_test_setup(test_call_failures_everywhere_end_in_error, setup),
         cmocka_unit_test_setup(test_budget_too_small_for_next_tier_ends_over_budget, setup),
@@ -772,8 +979,14 @@ int main(void)
         cmocka_unit_test_setup(test_lost_call_is_charged_and_resent_only_within_budget, setup),
         cmocka_unit_test_setup(test_bad_task_lines_become_invalid_task_results, setup),
         cmocka_unit_test_setup(test_events_after_finish_are_ignored, setup),
-        cmocka_unit_test_setup(test_agree_tier_asks_each_model_then_climbs_on_disagreement, setup),
+        cmocka_unit_test_setup(
+            test_agree_tier_asks_each_model_in_parallel_then_climbs_on_disagreement, setup),
         cmocka_unit_test_setup(test_agree_tier_accepts_when_enough_labels_match, setup),
+        cmocka_unit_test_setup(test_agree_round_with_a_failed_call_climbs_after_all_are_in, setup),
+        cmocka_unit_test_setup(test_agree_round_answer_failing_its_checks_votes_for_no_label,
+                               setup),
+        cmocka_unit_test_setup(test_agree_round_reserves_all_votes_and_resends_a_lost_one_alone,
+                               setup),
         cmocka_unit_test_setup(test_logprob_tier_reads_the_label_tokens_and_climbs_below_threshold,
                                setup),
         cmocka_unit_test_setup(test_self_confidence_tier_uses_the_verdict_score, setup),

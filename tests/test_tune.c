@@ -233,11 +233,51 @@ static void test_unreachable_target_returns_the_best_pass_rate(void **state)
     free(results);
 }
 
+/*
+ * The synthetic results as tune's CLI takes them: one file per model and run,
+ * one attempt per task (what `replay --plan MODEL --runs K --out-dir` writes).
+ * Returns the paths, NULL-terminated; caller frees each and the array.
+ */
+static char **write_split(void)
+{
+    static const char *models[] = {"cheap", "mid", "top"};
+    static const double cost[] = {0.002, 0.01, 0.1};
+    char **paths = calloc(3 * RUNS + 1, sizeof(char *));
+    for (int m = 0; m < 3; m++)
+        for (int k = 0; k < RUNS; k++) {
+            wk_buf r;
+            wk_buf_init(&r, 1u << 24);
+            for (int i = 0; i < NTASKS; i++) {
+                int lng = i % 2;
+                int pass = m == 2 || (m == 1 && !(lng && i % 5 == 0)) || (m == 0 && !lng);
+                wk_buf_appendf(&r,
+                               "{\"id\":\"s%03d\",\"status\":\"%s\",\"attempts\":[{\"model\":"
+                               "\"%s\",\"prompt_tokens\":%d,\"cost_usd\":%g,\"verdict\":{"
+                               "\"pass\":%s}}]}\n",
+                               i, pass ? "accepted" : "exhausted", models[m], lng ? 400 : 40,
+                               cost[m], pass ? "true" : "false");
+            }
+            char name[64];
+            snprintf(name, sizeof name, "split-%s-%02d.jsonl", models[m], k);
+            paths[m * RUNS + k] = h_write(name, r.buf);
+            wk_buf_release(&r);
+        }
+    return paths;
+}
+
+static void free_paths(char **paths)
+{
+    for (int i = 0; paths[i]; i++)
+        free(paths[i]);
+    free(paths);
+}
+
 static void test_cli_writes_cascade_and_summary(void **state)
 {
     (void)state;
     char *tasks, *results;
     write_synthetic(&tasks, &results);
+    char **split = write_split();
     char *out = h_tmp("cli-tuned.json"), *sum = h_tmp("cli-summary.json");
     char *stdo = h_tmp("cli.out"), *stde = h_tmp("cli.err");
     char *argv[] = {(char *)h_cascade_bin(),
@@ -252,10 +292,17 @@ static void test_cli_writes_cascade_and_summary(void **state)
                     out,
                     "--summary",
                     sum,
-                    "--from",
-                    results,
+                    NULL,
                     NULL};
-    int rc = h_run(argv, stdo, stde, 60);
+    char *args[64];
+    int n = 0;
+    for (; argv[n]; n++)
+        args[n] = argv[n];
+    args[n++] = "--from";
+    for (int i = 0; split[i]; i++)
+        args[n++] = split[i];
+    args[n] = NULL;
+    int rc = h_run(args, stdo, stde, 60);
     char *text = h_slurp(stdo);
     if (rc != 0) {
         char *e = h_slurp(stde);
@@ -263,6 +310,8 @@ static void test_cli_writes_cascade_and_summary(void **state)
     }
     assert_non_null(strstr(text, "chosen plan: cheap*1(1 skip rule)>mid*1>top*1"));
     assert_non_null(strstr(text, "held-out: pass rate 1.000 meets the target"));
+    /* The router honours skip_when: no figures "as a router that ignores it runs it". */
+    assert_null(strstr(text, "ignores skip_when"));
     char *s = h_slurp(sum);
     cJSON *j = cJSON_Parse(s);
     assert_true(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "met")));
@@ -282,6 +331,115 @@ static void test_cli_writes_cascade_and_summary(void **state)
     free(stde);
     free(tasks);
     free(results);
+    free_paths(split);
+}
+
+/*
+ * A results file of several models, or of several attempts per task, is a
+ * plan's: its attempts are not observations of one model. tune leaves such a
+ * file out and says so, and with nothing left it stops.
+ */
+static void test_cli_leaves_out_results_that_are_not_one_model_one_attempt(void **state)
+{
+    (void)state;
+    char *tasks, *results;
+    write_synthetic(&tasks, &results);
+    char **split = write_split();
+    char *plan = h_write("plan-results.jsonl",
+                         "{\"id\":\"s000\",\"status\":\"accepted\",\"attempts\":["
+                         "{\"model\":\"cheap\",\"cost_usd\":1,\"verdict\":{\"pass\":false}},"
+                         "{\"model\":\"cheap\",\"cost_usd\":1,\"verdict\":{\"pass\":true}}]}\n");
+    char *stdo = h_tmp("mix.out"), *stde = h_tmp("mix.err");
+    char *only[] = {
+        (char *)h_cascade_bin(), "tune", "--target", "0.9", "--from", results, plan, NULL};
+    assert_int_equal(h_run(only, stdo, stde, 60), 1);
+    char *err = h_slurp(stde);
+    assert_non_null(strstr(err, "attempts of two models (cheap and mid)"));
+    assert_non_null(strstr(err, "line 1 has 2 attempts"));
+    assert_non_null(strstr(err, "none of the results files"));
+    free(err);
+    /* Beside the single-model files, the combined one is left out and the plan is unchanged. */
+    char *args[64] = {(char *)h_cascade_bin(),
+                      "tune",
+                      "--tasks",
+                      tasks,
+                      "--target",
+                      "0.99",
+                      "--margin",
+                      "0",
+                      "-o",
+                      "/dev/null",
+                      "--from",
+                      results};
+    int n = 12;
+    for (int i = 0; split[i]; i++)
+        args[n++] = split[i];
+    args[n] = NULL;
+    assert_int_equal(h_run(args, stdo, stde, 60), 0);
+    err = h_slurp(stde);
+    assert_non_null(strstr(err, "leaving out"));
+    char *text = h_slurp(stdo);
+    assert_non_null(strstr(text, "30 results files"));
+    assert_non_null(strstr(text, "chosen plan: cheap*1(1 skip rule)>mid*1>top*1"));
+    free(text);
+    free(err);
+    free(stdo);
+    free(stde);
+    free(plan);
+    free(tasks);
+    free(results);
+    free_paths(split);
+}
+
+/*
+ * Four models, one run each: task i is solved by a when i % 4 == 0, by b when
+ * 1, by c when 2, and by d always. At pass rate 1 the cheapest plan is all
+ * four in price order ($0.0295 a task against $0.0525 for the best of three
+ * tiers), and the search is small, so without --max-tiers tune grows to 4.
+ * With --max-tiers 3 it keeps 3.
+ */
+static void test_cli_grows_max_tiers_to_the_models_when_the_search_is_small(void **state)
+{
+    (void)state;
+    static const char *models[] = {"a", "b", "c", "d"};
+    static const double cost[] = {0.001, 0.002, 0.004, 0.1};
+    char *args[16] = {(char *)h_cascade_bin(), "tune", "--target", "1",         "--margin", "0",
+                      "--max-rules",           "0",    "-o",       "/dev/null", "--from"};
+    int n = 11;
+    for (int m = 0; m < 4; m++) {
+        wk_buf r;
+        wk_buf_init(&r, 1u << 20);
+        for (int i = 0; i < 40; i++)
+            wk_buf_appendf(&r,
+                           "{\"id\":\"g%02d\",\"status\":\"accepted\",\"attempts\":[{"
+                           "\"model\":\"%s\",\"cost_usd\":%g,\"verdict\":{\"pass\":%s}}]}\n",
+                           i, models[m], cost[m], m == 3 || i % 4 == m ? "true" : "false");
+        char name[32];
+        snprintf(name, sizeof name, "grow-%s.jsonl", models[m]);
+        args[n++] = h_write(name, r.buf);
+        wk_buf_release(&r);
+    }
+    args[n] = NULL;
+    char *stdo = h_tmp("grow.out"), *stde = h_tmp("grow.err");
+    assert_int_equal(h_run(args, stdo, stde, 60), 0);
+    char *text = h_slurp(stdo);
+    assert_non_null(strstr(text, "up to 4 tiers of 4 models"));
+    assert_non_null(strstr(text, "chosen plan: a*1>b*1>c*1>d*1"));
+    free(text);
+    char *fixed[20];
+    memcpy(fixed, args, 4 * sizeof(char *));
+    fixed[4] = "--max-tiers";
+    fixed[5] = "3";
+    memcpy(fixed + 6, args + 4, (size_t)(n - 4 + 1) * sizeof(char *));
+    assert_int_equal(h_run(fixed, stdo, stde, 60), 0);
+    text = h_slurp(stdo);
+    assert_null(strstr(text, "up to 4 tiers"));
+    assert_null(strstr(text, "chosen plan: a*1>b*1>c*1>d*1"));
+    free(text);
+    for (int i = 11; i < n; i++)
+        free(args[i]);
+    free(stdo);
+    free(stde);
 }
 
 int main(void)
@@ -291,6 +449,8 @@ int main(void)
         cmocka_unit_test(test_tune_finds_the_known_best_plan),
         cmocka_unit_test(test_unreachable_target_returns_the_best_pass_rate),
         cmocka_unit_test(test_cli_writes_cascade_and_summary),
+        cmocka_unit_test(test_cli_leaves_out_results_that_are_not_one_model_one_attempt),
+        cmocka_unit_test(test_cli_grows_max_tiers_to_the_models_when_the_search_is_small),
     };
     return cmocka_run_group_tests_name("tune", tests, h_group_setup, h_group_teardown);
 }

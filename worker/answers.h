@@ -41,7 +41,30 @@ typedef struct wk_answers {
     size_t max_patch_bytes; /* patch tasks: the diff's cap (--max-patch-kb); 0: the default */
 } wk_answers;
 
-/* One task's questions: the call or validation in progress, and what the journal held. */
+struct wk_ask;
+
+/*
+ * One call in progress, by its vote index (router.h): an agree tier's round
+ * has one per listed model in flight at once; other tiers use the first.
+ */
+typedef struct wk_ask_call_slot {
+    struct wk_ask *q;
+    int vote;
+    int seq;               /* its journal row; kept when a lost call is sent again */
+    int lost;              /* a LOST_CALL was fed for seq: the next CALL re-sends it */
+    const wk_model *model; /* the call in progress */
+    wk_call *call;         /* prepared, waiting for its SENT row */
+    uv_timer_t timer;      /* replay: the recorded answer's arrival */
+    const wk_rec *rec;
+    wk_event resp; /* an answer waiting for its RECEIVED row, or a lost call */
+    char *resp_text, *resp_finish;
+    cJSON *resp_logprobs; /* the held answer's token logprobs; owned */
+    cJSON *resp_choices;  /* the held answer's other choices; owned */
+    int logprobs;         /* the call asks for logprobs */
+    char *resp_batch;     /* the held answer's batch id (lanes.h); owned */
+} wk_ask_call_slot;
+
+/* One task's questions: the calls or validation in progress, and what the journal held. */
 typedef struct wk_ask {
     const wk_answers *a;
     const wk_task *task; /* borrowed from the driver's slot */
@@ -49,24 +72,17 @@ typedef struct wk_ask {
     void (*on_abandon)(void *arg, int status);
     void *arg;
     int seq;           /* calls made by this task, counting from 1 */
-    int charged_seq;   /* the lost call (see wk_ask_call) already charged */
     wk_jattempt *jatt; /* what the journal held for the task at intake */
     int njatt;
-    const wk_model *model; /* the call in progress */
-    wk_call *call;         /* prepared, waiting for its SENT row */
-    uv_timer_t timer;      /* replay: the recorded answer's arrival */
-    const wk_rec *rec;
-    wk_event resp; /* an answer waiting for its RECEIVED row */
-    char *resp_text, *resp_finish;
-    cJSON *resp_logprobs; /* the held answer's token logprobs; owned */
-    cJSON *resp_choices;  /* the held answer's other choices; owned */
-    int logprobs;         /* the call in progress asks for logprobs */
-    val_input vin;        /* the validation in progress */
+    wk_ask_call_slot calls[WK_AGREE_MAX];
+    int outstanding; /* calls begun whose event is not yet fed */
+    int abandoned;   /* the journal's status once it failed under the task; 0: it has not */
+    int vseq;        /* the seq of the answer being validated */
+    val_input vin;   /* the validation in progress */
     int in_validate, have_pending, replayed_verdict;
     int same_call;       /* the validation in progress is of another answer of the same call */
     val_verdict pending; /* a verdict waiting to be fed */
     int lane;            /* the next call's lane (lanes.h): the driver sets it from the CALL */
-    char *resp_batch;    /* the held answer's batch id (lanes.h); owned */
 } wk_ask;
 
 /* Sets up q (its timer on the loop); close with wk_ask_close, then run the loop. */
@@ -83,16 +99,20 @@ void wk_ask_end(wk_ask *q);
  * The router's CALL: messages are copied at once; deps: the deployments of m
  * the call may use (borrowed; NULL: m and all its fallbacks); logprobs: ask
  * for the tokens' logprobs; n > 1: ask for n answers in one call where the
- * API takes "n" (replay, the journal and the cache give one).
+ * API takes "n" (replay and the cache give one). vote: the action's vote
+ * index; the calls of one round are in flight together, and each event
+ * carries its vote back. When the journal fails under a task, on_abandon is
+ * called once every call of it in flight is back.
  */
 void wk_ask_call(wk_ask *q, const wk_model *m, const wk_deployments *deps, const cJSON *messages,
-                 long est_prompt_tokens, int logprobs, int n);
+                 long est_prompt_tokens, int logprobs, int n, int vote);
 /*
- * The router's VALIDATE: answer is borrowed until the verdict is fed.
- * same_call: another answer of the newest call (n > 1), whose verdict the
- * journal does not keep (its row is the call's first answer's).
+ * The router's VALIDATE: answer is borrowed until the verdict is fed; vote:
+ * the action's, naming the call whose answer it is (its journal row).
+ * same_call: another answer of that call (n > 1), whose verdict the journal
+ * does not keep (its row is the call's first answer's).
  */
-void wk_ask_validate(wk_ask *q, const char *answer, int same_call);
+void wk_ask_validate(wk_ask *q, const char *answer, int same_call, int vote);
 /* 1 while a verdict taken from the journal is being fed (its climb was logged before). */
 int wk_ask_replayed(const wk_ask *q);
 

@@ -24,6 +24,8 @@ static const wk_command commands[] = {
     {"report", "per cascade, tier and kind: pass rate, cost, saving; --html for charts",
      wk_cmd_report},
     {"tune", "learn the cheapest plan that reaches a target pass rate from results", wk_cmd_tune},
+    {"bakeoff", "call candidate models on tasks K times; table, recordings, blind review",
+     wk_cmd_bakeoff},
     {"enqueue", "push task lines onto a Redis stream for `run --queue` workers", wk_cmd_enqueue},
     {"results", "read a Redis stream's results as JSONL, one line per task", wk_cmd_results},
     {"fix", "CI bot: a patch for a repository's failing tests, committed on a branch", wk_cmd_fix},

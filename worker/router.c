@@ -7,6 +7,12 @@
  * failure either another CALL at the same tier (attempts left), a LOG plus a
  * CALL one tier up, or a FINISH. A truncated answer and a failed call are
  * failures like a validator's and climb the same way.
+ *
+ * An agree tier asks its listed models in parallel: one feed emits a CALL
+ * per model (a round, each with its vote index), the outcomes are held as
+ * they come in any order, and only when the last is in are they voted on,
+ * in the order of agree.models, so a rerun fed from the journal takes the
+ * same path. The task never finishes with a call of its round still out.
  */
 #include "router.h"
 #include "task_int.h"
@@ -53,10 +59,20 @@ static const wk_model *vote_model(const wk_tier *tr, int i)
     return tr->agree[k < tr->nagree ? k : tr->nagree - 1];
 }
 
+/* 1 when the tier asks its listed models in parallel, one call each (a round). */
+static int tier_rounds(const wk_tier *tr)
+{
+    return tr->nagree > 1;
+}
+
 /* A new vote: at a new tier, on a retry, after a failure. */
 static void vote_reset(wk_task *t)
 {
     t->asked = 0;
+    t->inflight = 0;
+    t->call_vote = 0;
+    for (int i = 0; i < WK_AGREE_MAX; i++)
+        wk__held_clear(&t->held[i]);
     cJSON_Delete(t->votes);
     t->votes = NULL;
     cJSON_Delete(t->pending);
@@ -305,45 +321,74 @@ static void finish(wk_task *t, const char *status, const char *reason, wk_action
 }
 
 /*
- * Emits the next call, unless the task's budget cannot hold its worst case
- * (the whole prompt plus max_tokens of output), in which case the task ends.
+ * 1 (and the task finished over_budget) unless the task's budget holds the
+ * worst case (the whole prompt plus max_tokens of output) of the next calls
+ * at `tier`: an agree tier's round is reserved whole, every listed model's
+ * call, before any of them is sent.
  */
-static int over_budget(wk_task *t, int tier, const wk_model *m, wk_actions *out)
+static int over_budget(wk_task *t, int tier, wk_actions *out)
 {
     if (t->budget_usd < 0)
         return 0;
+    const wk_tier *tr = &t->cascade->tiers[tier];
+    long est = estimate_prompt_tokens(t->messages);
+    int round = tier_rounds(tr) && t->asked == 0;
+    double worst = 0;
     /* At the tier's lane: a batch tier's worst case is at the batch price. */
-    double worst =
-        wk_cost_worst_at(m, t->cascade->tiers[tier].lane, estimate_prompt_tokens(t->messages));
+    for (int k = 0; k < (round ? tr->nagree : 1); k++)
+        worst += wk_cost_worst_at(round ? tr->agree[k] : vote_model(tr, t->asked), tr->lane, est);
     if (t->cost_usd + worst <= t->budget_usd)
         return 0;
-    char *why = wk_xasprintf("task budget $%.6g: spent $%.6g, the next call to %s may "
+    char *why =
+        round ? wk_xasprintf("task budget $%.6g: spent $%.6g, the next %d calls "
+                             "(agree.models, asked together) may cost up to $%.6g",
+                             t->budget_usd, t->cost_usd, tr->nagree, worst)
+              : wk_xasprintf("task budget $%.6g: spent $%.6g, the next call to %s may "
                              "cost up to $%.6g",
-                             t->budget_usd, t->cost_usd, m->name, worst);
+                             t->budget_usd, t->cost_usd, vote_model(tr, t->asked)->name, worst);
     finish(t, "over_budget", why, out);
     free(why);
     return 1;
 }
 
-static void call_or_stop(wk_task *t, wk_actions *out)
+/* One CALL of the current tier: vote index `vote`, to m, for n answers. */
+static void push_call(wk_task *t, const wk_model *m, int vote, int n, wk_actions *out)
 {
     const wk_tier *tr = &t->cascade->tiers[t->tier];
-    const wk_model *m = vote_model(tr, t->asked);
-    if (over_budget(t, t->tier, m, out))
-        return;
-    t->state = WK__ST_CALLING;
     wk_action *a = push(out, WK_ACT_CALL);
     a->model = m;
     /* Only what the task's data class may reach; the tier's admission checked there is one. */
-    wk_policy_deployments(&t->cascade->policy, t->data_class, m, &t->deps);
-    a->deps = &t->deps;
+    wk_deployments *d = &t->deps[vote >= 0 && vote < WK_AGREE_MAX ? vote : 0];
+    wk_policy_deployments(&t->cascade->policy, t->data_class, m, d);
+    a->deps = d;
     a->logprobs = tr->confidence == WK_CONF_LOGPROBS;
-    /* Samples still wanted of this model: one call with n, where the API takes it. */
-    int per = tr->samples > 1 ? tr->samples : 1;
-    a->n = per - t->asked % per;
+    a->n = n;
+    a->vote = vote;
     a->messages = t->messages;
     a->est_prompt_tokens = estimate_prompt_tokens(t->messages);
     a->lane = tr->lane;
+}
+
+static void call_or_stop(wk_task *t, wk_actions *out)
+{
+    const wk_tier *tr = &t->cascade->tiers[t->tier];
+    if (over_budget(t, t->tier, out))
+        return;
+    t->state = WK__ST_CALLING;
+    /* Samples still wanted of this model: one call with n, where the API takes it. */
+    int per = tr->samples > 1 ? tr->samples : 1;
+    if (tier_rounds(tr) && t->asked == 0) {
+        /* A round: every listed model at once, each for all its samples. */
+        for (int k = 0; k < tr->nagree; k++)
+            wk__held_clear(&t->held[k]);
+        t->inflight = tr->nagree;
+        for (int k = 0; k < tr->nagree; k++)
+            push_call(t, tr->agree[k], k, per, out);
+        return;
+    }
+    /* One call: a tier without a round, or more samples of a model whose API gave fewer. */
+    t->call_vote = tier_rounds(tr) ? t->asked / per : 0;
+    push_call(t, vote_model(tr, t->asked), t->call_vote, per - t->asked % per, out);
 }
 
 /* The tier's skip rule that holds for this task, as words; NULL when none does. */
@@ -518,15 +563,24 @@ static void on_failure(wk_task *t, int64_t now, int feedback, const char *valida
     int next = from + 1 < t->cascade->ntiers ? next_fitting(t, from + 1, now, out) : -1;
     if (next < 0) {
         drop_after(out, mark);
-        char *why = t->answers ? wk_xasprintf("every tier failed; last: %s %s", validator, reason)
-                               : wk_xasprintf("no tier gave an answer; last: %s", reason);
+        /*
+         * Tiers were left but none may take the task: said in the result, since
+         * next_fitting logs a skip only as a climb to a tier after it.
+         */
+        char *last =
+            from + 1 < t->cascade->ntiers ? skip_rule_holds(t, t->cascade->ntiers - 1) : NULL;
+        char *why = t->answers
+                        ? wk_xasprintf("every tier failed; last: %s %s%s%s", validator, reason,
+                                       last ? "; the last tier skipped: " : "", last ? last : "")
+                        : wk_xasprintf("no tier gave an answer; last: %s", reason);
+        free(last);
         finish(t, t->answers ? "exhausted" : "error", why, out);
         free(why);
         return;
     }
     /* A climb the budget cannot pay for is not logged: the task ends here. */
     int n = out->n;
-    if (over_budget(t, next, vote_model(&t->cascade->tiers[next], 0), out)) {
+    if (over_budget(t, next, out)) {
         wk_action fin = out->v[n];
         out->v[n].line = NULL;
         drop_after(out, mark);
@@ -668,6 +722,105 @@ static void next_choice(wk_task *t, int64_t now, wk_actions *out)
     wk_action *v = push(out, WK_ACT_VALIDATE);
     v->answer = t->answer;
     v->same_call = 1;
+    v->vote = tier_rounds(tr) ? (t->asked / per_model(tr)) : 0;
+}
+
+/* A vote on the newest answer (below); v NULL: it failed its checks, a vote for no label. */
+static void vote(wk_task *t, const val_verdict *v, int64_t now, wk_actions *out);
+
+/*
+ * The answer of call k of the round, made the newest (its attempt was made
+ * when the round came in) and sent to the validators like any answer.
+ */
+static void take_held(wk_task *t, int k, int64_t now, wk_actions *out)
+{
+    wk__held *h = &t->held[k];
+    t->cur = h->attempt;
+    t->answers++;
+    free(t->answer);
+    t->answer = wk_xstrdup(h->ev.text ? h->ev.text : "");
+    keep_logprobs(t, h->logprobs);
+    cJSON_Delete(t->pending);
+    t->pending = h->choices;
+    h->choices = NULL;
+    if (h->ev.finish_reason && strcmp(h->ev.finish_reason, "length") == 0) {
+        /* Cut off: a vote for no label, as a failed check of a round's answer is. */
+        set_failed(t->cur, "truncation", "truncated", "the answer was cut off at max_tokens");
+        vote(t, NULL, now, out);
+        return;
+    }
+    t->state = WK__ST_VALIDATING;
+    wk_action *v = push(out, WK_ACT_VALIDATE);
+    v->answer = t->answer;
+    v->vote = k;
+}
+
+/* Keeps the outcome of call ev->vote of the round; 1 when it was the last one out. */
+static int hold(wk_task *t, const wk_event *ev)
+{
+    const wk_tier *tr = &t->cascade->tiers[t->tier];
+    if (ev->vote < 0 || ev->vote >= tr->nagree || t->held[ev->vote].in)
+        return 0; /* not a call of this round */
+    wk__held *h = &t->held[ev->vote];
+    h->in = 1;
+    h->ev = *ev;
+    h->ev.text = ev->text ? wk_xstrdup(ev->text) : NULL;
+    h->ev.finish_reason = ev->finish_reason ? wk_xstrdup(ev->finish_reason) : NULL;
+    h->ev.error_reason = ev->error_reason ? wk_xstrdup(ev->error_reason) : NULL;
+    h->ev.error_message = ev->error_message ? wk_xstrdup(ev->error_message) : NULL;
+    h->logprobs = ev->logprobs ? cJSON_Duplicate(ev->logprobs, 1) : NULL;
+    h->choices = ev->choices ? cJSON_Duplicate(ev->choices, 1) : NULL;
+    h->ev.logprobs = h->ev.choices = NULL; /* take_held reads them from h */
+    h->ev.verdict = NULL;
+    h->ev.prep = NULL;
+    return --t->inflight == 0;
+}
+
+/*
+ * The round is in. Every call made gets its attempt now, in the order of
+ * agree.models (so a rerun from the journal lists them alike), all paid;
+ * then the first call that failed decides as a failed call does alone, or
+ * the answers are voted on one by one from the first.
+ */
+static void round_done(wk_task *t, int64_t now, wk_actions *out)
+{
+    const wk_tier *tr = &t->cascade->tiers[t->tier];
+    for (int k = 0; k < tr->nagree; k++) {
+        wk__held *h = &t->held[k];
+        if (h->refused || h->ev.budget_denied)
+            continue; /* not sent (again): nothing to list */
+        t->asked = k * per_model(tr);
+        int ok = h->ev.kind == WK_EV_RESPONSE;
+        cJSON *a =
+            new_attempt(t, &h->ev, ok ? h->ev.prompt_tokens : 0, ok ? h->ev.completion_tokens : 0);
+        if (ok && h->ev.finish_reason)
+            cJSON_AddStringToObject(a, "finish_reason", h->ev.finish_reason);
+        if (!ok) {
+            const char *reason = h->ev.error_reason ? h->ev.error_reason : "call_failed";
+            cJSON_AddStringToObject(a, "error", h->ev.error_message ? h->ev.error_message : reason);
+            set_failed(a, "call", reason, h->ev.error_message);
+        }
+        h->attempt = a;
+    }
+    t->asked = 0;
+    for (int k = 0; k < tr->nagree; k++) {
+        wk__held *h = &t->held[k];
+        if (h->ev.kind == WK_EV_RESPONSE)
+            continue;
+        /* on_failure clears the round: what it reads of it is copied first. */
+        char *reason = wk_xstrdup(h->ev.error_reason ? h->ev.error_reason : "call_failed");
+        char *msg = h->ev.error_message ? wk_xstrdup(h->ev.error_message) : NULL;
+        if (h->refused || h->ev.budget_denied) {
+            finish(t, "over_budget", msg ? msg : "run budget", out);
+        } else {
+            t->cur = h->attempt;
+            on_failure(t, now, t->cascade->feedback, "call", reason, msg, NULL, out);
+        }
+        free(reason);
+        free(msg);
+        return;
+    }
+    take_held(t, 0, now, out);
 }
 
 /*
@@ -717,9 +870,10 @@ static void doubt_verdict(wk_task *t, const char *validator, const char *reason,
 static void vote(wk_task *t, const val_verdict *v, int64_t now, wk_actions *out)
 {
     const wk_tier *tr = &t->cascade->tiers[t->tier];
-    char label[VAL_LABEL_MAX];
-    double conf = -1, self;
-    label_of(t, v, label, &self);
+    char label[VAL_LABEL_MAX] = "";
+    double conf = -1, self = -1;
+    if (v)
+        label_of(t, v, label, &self);
     if (tr->confidence == WK_CONF_SELF)
         conf = self;
     else if (tr->confidence == WK_CONF_LOGPROBS && label[0])
@@ -738,6 +892,11 @@ static void vote(wk_task *t, const val_verdict *v, int64_t now, wk_actions *out)
     int need = tier_votes(tr);
     if (t->asked < need && cJSON_GetArraySize(t->pending) > 0 && t->asked % per_model(tr)) {
         next_choice(t, now, out); /* another answer of the same call */
+        return;
+    }
+    if (t->asked < need && tier_rounds(tr) && t->asked % per_model(tr) == 0 &&
+        t->held[t->asked / per_model(tr)].in) {
+        take_held(t, t->asked / per_model(tr), now, out); /* the next model's, already in */
         return;
     }
     if (t->asked < need) {
@@ -762,11 +921,13 @@ static void vote(wk_task *t, const val_verdict *v, int64_t now, wk_actions *out)
     cJSON_ArrayForEach(a, t->votes)
     {
         double c = cJSON_GetObjectItemCaseSensitive(a, "confidence")->valuedouble;
-        if (c >= 0)
-            wk_buf_appendf(&ev, "%s: %s (confidence %.3f)\n", wk_jstr(a, "model"),
-                           wk_jstr(a, "label"), c);
+        const char *l = wk_jstr(a, "label");
+        if (!*l) /* an answer of the round that failed its checks: a vote for no label */
+            wk_buf_appendf(&ev, "%s: (no label)\n", wk_jstr(a, "model"));
+        else if (c >= 0)
+            wk_buf_appendf(&ev, "%s: %s (confidence %.3f)\n", wk_jstr(a, "model"), l, c);
         else
-            wk_buf_appendf(&ev, "%s: %s\n", wk_jstr(a, "model"), wk_jstr(a, "label"));
+            wk_buf_appendf(&ev, "%s: %s\n", wk_jstr(a, "model"), l);
     }
     int min = tr->vote_min > 0 ? tr->vote_min : 1;
     char *msg = NULL;
@@ -813,6 +974,35 @@ static void vote(wk_task *t, const val_verdict *v, int64_t now, wk_actions *out)
 cleanup:
     free(msg);
     wk_buf_release(&ev);
+}
+
+/*
+ * A call of the round lost in a crash: sent again alone if the task budget
+ * holds it with the loss counted; else it is held as refused, and the task
+ * ends over_budget once the rest of the round is in.
+ */
+static void lost_in_round(wk_task *t, const wk_event *ev, wk_actions *out)
+{
+    const wk_tier *tr = &t->cascade->tiers[t->tier];
+    int k = ev->vote;
+    if (k < 0 || k >= tr->nagree || t->held[k].in)
+        return;
+    const wk_model *m = tr->agree[k];
+    double worst = wk_cost_worst(m, estimate_prompt_tokens(t->messages));
+    if (t->budget_usd < 0 || t->cost_usd + worst <= t->budget_usd) {
+        push_call(t, m, k, per_model(tr), out);
+        return;
+    }
+    char *why = wk_xasprintf("task budget $%.6g: spent $%.6g, the next call to %s may "
+                             "cost up to $%.6g",
+                             t->budget_usd, t->cost_usd, m->name, worst);
+    wk_event refused = {
+        .kind = WK_EV_CALL_FAILED, .vote = k, .error_reason = "task_budget", .error_message = why};
+    int last = hold(t, &refused);
+    t->held[k].refused = 1;
+    if (last)
+        round_done(t, ev->now_ms, out);
+    free(why);
 }
 
 /* The first call, at the first tier that may take the task. */
@@ -888,6 +1078,11 @@ static void step(wk_task *t, const wk_event *ev, wk_actions *out)
     case WK_EV_RESPONSE: {
         if (t->state != WK__ST_CALLING)
             return;
+        if (t->inflight > 0) { /* a call of the round: voted when the last is in */
+            if (hold(t, ev))
+                round_done(t, ev->now_ms, out);
+            return;
+        }
         cJSON *a = new_attempt(t, ev, ev->prompt_tokens, ev->completion_tokens);
         if (ev->finish_reason)
             cJSON_AddStringToObject(a, "finish_reason", ev->finish_reason);
@@ -905,12 +1100,19 @@ static void step(wk_task *t, const wk_event *ev, wk_actions *out)
             return;
         }
         t->state = WK__ST_VALIDATING;
-        push(out, WK_ACT_VALIDATE)->answer = t->answer;
+        wk_action *v = push(out, WK_ACT_VALIDATE);
+        v->answer = t->answer;
+        v->vote = t->call_vote;
         return;
     }
     case WK_EV_CALL_FAILED: {
         if (t->state != WK__ST_CALLING)
             return;
+        if (t->inflight > 0) { /* the task ends, or climbs, once the round is in */
+            if (hold(t, ev))
+                round_done(t, ev->now_ms, out);
+            return;
+        }
         if (ev->budget_denied) {
             /* No call was made: nothing to record but the reason. */
             finish(t, "over_budget", ev->error_message ? ev->error_message : "run budget", out);
@@ -929,8 +1131,10 @@ static void step(wk_task *t, const wk_event *ev, wk_actions *out)
             return;
         t->cost_usd += ev->lost_cost_usd;
         t->lost_usd += ev->lost_cost_usd;
-        /* The same call again, if the budget still holds it with the loss counted. */
-        call_or_stop(t, out);
+        if (t->inflight > 0)
+            lost_in_round(t, ev, out);
+        else /* the same call again, if the budget still holds it with the loss counted */
+            call_or_stop(t, out);
         return;
     }
     case WK_EV_VERDICT: {
@@ -945,6 +1149,12 @@ static void step(wk_task *t, const wk_event *ev, wk_actions *out)
         }
         if (v->pass && tier_doubts(&t->cascade->tiers[t->tier])) {
             vote(t, v, ev->now_ms, out);
+        } else if (tier_rounds(&t->cascade->tiers[t->tier])) {
+            /*
+             * A failed answer of a round (all paid, the rest in hand): a vote for
+             * no label, so the others are still read and min decides.
+             */
+            vote(t, NULL, ev->now_ms, out);
         } else if (v->pass) {
             double self;
             label_of(t, v, t->label, &self);

@@ -34,6 +34,8 @@ typedef enum wk_event_kind {
 typedef struct wk_event {
     wk_event_kind kind;
     int64_t now_ms; /* wall clock, unix ms: stamps the escalation lines */
+    /* RESPONSE, CALL_FAILED, LOST_CALL: the vote index of the CALL it answers (0: the only) */
+    int vote;
     /* WK_EV_RESPONSE */
     const char *text;
     const char *finish_reason; /* "stop", "length", ...; may be NULL */
@@ -88,9 +90,16 @@ typedef struct wk_action {
     int logprobs;           /* CALL: ask for the answer's token logprobs */
     int n;                  /* CALL: answers wanted of this model (samples); 1: one */
     int lane;               /* CALL: the tier's lane, WK_LANE_* (lanes.h) */
-    const char *answer;     /* VALIDATE: borrowed from the task, valid until the next feed */
-    int same_call;          /* VALIDATE: another answer of the newest call (n > 1) */
-    cJSON *line;            /* LOG and FINISH: owned by the action; the driver frees it */
+    /*
+     * CALL: which call of an agree tier's round (the model's place in
+     * agree.models; 0 otherwise): the round's calls are all in flight at
+     * once, and each event of one carries its vote index back.
+     * VALIDATE: the vote index of the call whose answer this is.
+     */
+    int vote;
+    const char *answer; /* VALIDATE: borrowed from the task, valid until the next feed */
+    int same_call;      /* VALIDATE: another answer of the newest call (n > 1) */
+    cJSON *line;        /* LOG and FINISH: owned by the action; the driver frees it */
 } wk_action;
 
 /*

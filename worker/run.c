@@ -19,7 +19,9 @@
  * and chains come back, and the run exits WK_EXIT_FAIL. A rerun on the same
  * journal resumes from what it holds.
  *
- * Concurrency: at most `concurrency` tasks are in flight, each in a slot.
+ * Concurrency: at most `concurrency` tasks are in flight, each in a slot;
+ * a slot may have several calls in flight (an agree tier's round, one call
+ * per listed model, all sent from one feed).
  * A verdict that arrives inside val_chain_start is held and fed after it
  * returns (answers.c), so the router is never re-entered.
  */
@@ -250,11 +252,12 @@ static void perform(slot *s, wk_actions *acts)
         switch (a->kind) {
         case WK_ACT_CALL:
             s->ask.lane = a->lane; /* lanes.h: how the call is sent and priced */
+            /* The calls of an agree tier's round come in one feed and are all sent. */
             wk_ask_call(&s->ask, a->model, a->deps, a->messages, a->est_prompt_tokens, a->logprobs,
-                        a->n);
+                        a->n, a->vote);
             break;
         case WK_ACT_VALIDATE:
-            wk_ask_validate(&s->ask, a->answer, a->same_call);
+            wk_ask_validate(&s->ask, a->answer, a->same_call, a->vote);
             break;
         case WK_ACT_LOG:
             /* A climb replayed from the journal was logged by the run that made it. */
@@ -281,7 +284,7 @@ static void perform(slot *s, wk_actions *acts)
                 wk_commit_sink(&r->o->commit, wk_task_json(s->task), a->line, cerr, sizeof cerr))
                 fprintf(stderr, "cascade: %s: no commit: %s\n", wk_task_id(s->task), cerr);
             wk_results_cap_answer(a->line); /* the whole answer stays in the journal */
-            char *line = cJSON_PrintUnformatted(a->line);
+            char *line = wk_json_print(a->line);
             wk_summary_add(&r->sum, wk_task_cascade(s->task), a->line);
             char *key = wk_rkey_task(wk_task_id(s->task));
             emit_result(r, s->item, key, line);

@@ -364,6 +364,8 @@ void wk_task_free(wk_task *t)
     free(t->gold);
     cJSON_Delete(t->votes);
     cJSON_Delete(t->pending);
+    for (int i = 0; i < WK_AGREE_MAX; i++)
+        wk__held_clear(&t->held[i]);
     free(t->logprobs_text);
     free(t->logprobs);
     if (t->baseline)

@@ -8,9 +8,36 @@
 
 #include <cjson/cJSON.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
+#include "router.h"
 #include "task.h"
 #include "validators/val.h"
+
+/*
+ * One call of an agree tier's round, held until every call of the round is
+ * in: the event as it came, its strings and JSON owned here.
+ */
+typedef struct wk__held {
+    int in;                    /* the call came back (answered or failed) */
+    int refused;               /* a lost call the task budget cannot send again */
+    wk_event ev;               /* RESPONSE or CALL_FAILED; text, finish_reason, error_* owned */
+    cJSON *logprobs, *choices; /* owned; ev points at them */
+    cJSON *attempt;            /* its attempt in the result, once made (inside attempts) */
+} wk__held;
+
+/* Empties h (what it owns freed); its attempt stays in the result's list. */
+static inline void wk__held_clear(wk__held *h)
+{
+    free((char *)h->ev.text);
+    free((char *)h->ev.finish_reason);
+    free((char *)h->ev.error_reason);
+    free((char *)h->ev.error_message);
+    cJSON_Delete(h->logprobs);
+    cJSON_Delete(h->choices);
+    memset(h, 0, sizeof *h);
+}
 
 enum { WK__ST_NEW, WK__ST_PREPARING, WK__ST_CALLING, WK__ST_VALIDATING, WK__ST_DONE };
 
@@ -21,7 +48,8 @@ struct wk_task {
     const cJSON *schema;       /* borrowed from json or the cascade */
     double budget_usd;         /* < 0: none; 0 allows only free calls */
     const char *data_class; /* the task's data class (policy.h); NULL: none; borrowed from json */
-    wk_deployments deps;    /* the deployments of the CALL in progress */
+    /* The deployments of the CALLs in progress, by vote index (an agree round has several). */
+    wk_deployments deps[WK_AGREE_MAX];
     int state;
     int64_t now_ms;  /* the newest event's time: stamps the result line ("ts") */
     int tier;        /* current tier */
@@ -44,6 +72,14 @@ struct wk_task {
     cJSON *pending;      /* the other choices of the newest call (n > 1), not yet voted; owned */
     char *logprobs_text; /* the newest answer's tokens joined, with logprobs below; owned */
     double *logprobs;    /* per byte of logprobs_text: the logprob of the token holding it */
+    /*
+     * An agree tier asks its listed models in parallel: one call each, all in
+     * flight at once (the round); their outcomes wait in held, by the model's
+     * place in the list, until the last is in, then are voted in that order.
+     */
+    int inflight;                /* calls of the round not yet back */
+    int call_vote;               /* the vote index of the single call in flight */
+    wk__held held[WK_AGREE_MAX]; /* the round's outcomes */
     /* Patch tasks (kind "patch"): the baseline, from WK_EV_PREPARED. */
     int is_patch;
     struct val_baseline *baseline; /* owned; NULL until prepared */

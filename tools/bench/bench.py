@@ -165,7 +165,10 @@ class Bench:
                "--concurrency", str(concurrency)]
         for h in headers:
             cmd += ["--header", h]
-        r = subprocess.run(cmd, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, check=True)
+        # Failed requests still give a line (exit 1); the rows say how many.
+        r = subprocess.run(cmd, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        if not r.stdout.strip():
+            raise RuntimeError("bench-direct exited %d without a result" % r.returncode)
         return json.loads(r.stdout)
 
     def cleanup(self):
@@ -234,9 +237,11 @@ def rows_latency(b, n, reps):
             d_p99.append(d["p99_us"])
             none.append(b.cascade(url, tasks, 1)[0] * 1e6 / n)
             jour.append(b.cascade(url, tasks, 1, journal=True)[0] * 1e6 / n)
-        dm, nm, jm = median(direct), median(none), median(jour)
-        b.row("direct client per request, concurrency 1 (mean; p50 %.0f, p99 %.0f us)"
-              % (median(d_p50), median(d_p99)), dm, "us")
+        # The least disturbed of the runs: on a shared machine the others carry
+        # other programs' time, not ours.
+        dm, nm, jm = min(direct), min(none), min(jour)
+        b.row("direct client per request, concurrency 1 (mean, best of %d; p50 %.0f, p99 %.0f us)"
+              % (reps, median(d_p50), median(d_p99)), dm, "us")
         b.row("cascade per task, concurrency 1, --journal none (added over direct)", nm - dm,
               "us", baseline=dm, ratio=nm / dm, target="<= +30 us", met=nm - dm <= 30)
         b.row("cascade per task, concurrency 1, journal on (added over direct)", jm - dm,
@@ -247,10 +252,55 @@ def rows_latency(b, n, reps):
         for _ in range(reps):
             w_none.append(b.cascade(url, tasks, 64)[0])
             w_jour.append(b.cascade(url, tasks, 64, journal=True)[0])
-        a, j = median(w_none), median(w_jour)
+        a, j = min(w_none), min(w_jour)
         b.row("journal cost at concurrency 64 (wall, journal vs none)", (j / a - 1) * 100, "%",
               baseline=a * 1e6 / n, ratio=j / a, target="<= 10%", met=j / a - 1 <= 0.10)
         return dm
+    finally:
+        b.stop(mock)
+
+
+def callgrind_ir(b, cmd, env=None):
+    """Instructions the command executes under valgrind's callgrind (repeatable
+    on a busy machine, unlike wall time)."""
+    out = os.path.join(b.work, "callgrind.out")
+    r = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out] + cmd,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                       stdin=subprocess.DEVNULL, env=env)
+    os.unlink(out)
+    for line in r.stderr.splitlines():
+        if "Collected :" in line:
+            return int(line.split(":")[-1].strip())
+    raise RuntimeError("no callgrind total (exit %d)" % r.returncode)
+
+
+def rows_instructions(b, small, big):
+    """Row 1 again, in instructions per task (callgrind): the difference of two
+    batch sizes cancels start-up; the direct client is the baseline."""
+    name = "instructions per task, concurrency 1 (callgrind, %s)"
+    if not shutil.which("valgrind"):
+        b.missing(name % "--journal none", "instr", None, "valgrind not installed")
+        return
+    mock, url = b.start_mock()
+    try:
+        def direct(n):
+            return callgrind_ir(b, [os.path.join(b.bin, "tools", "bench-direct"), "--url",
+                                    url + "/v1/chat/completions", "--requests", str(n)])
+
+        def casc(n, journal):
+            out = os.path.join(b.work, "cg-results.jsonl")
+            for p in (out, out + ".journal", out + ".journal-wal", out + ".journal-shm"):
+                if os.path.exists(p):
+                    os.unlink(p)
+            cmd = [os.path.join(b.bin, "cascade"), "run", b.tasks(n), "--cascades", b.cdir,
+                   "--models", os.path.join(b.work, "models.json"), "-o", out,
+                   "--concurrency", "1", "-q"] + ([] if journal else ["--journal", "none"])
+            return callgrind_ir(b, cmd, dict(os.environ, MOCK_URL=url))
+        d = (direct(big) - direct(small)) / (big - small)
+        b.row("direct client instructions per request (callgrind)", d, "instr")
+        for journal, label in ((False, "--journal none"), (True, "journal on")):
+            c = (casc(big, journal) - casc(small, journal)) / (big - small)
+            b.row(name % label, c, "instr", baseline=d, ratio=c / d)
     finally:
         b.stop(mock)
 
@@ -284,10 +334,13 @@ def rows_throughput(b, n, portkey):
 def rows_memory(b, n_small):
     """Row 3: peak RSS with 1,000 and 10,000 tasks in flight (a 2 s mock keeps them
     all in flight at once), over the peak of the same batch at concurrency 1."""
+    mock, url = b.start_mock()
+    try:
+        _, base, _ = b.cascade(url, b.tasks(200), 1)
+    finally:
+        b.stop(mock)
     mock, url = b.start_mock(latency_ms=2000)
     try:
-        base_tasks = b.tasks(200)
-        _, base, _ = b.cascade(url, base_tasks, 1)
         out = {}
         for c in (1000, 10000):
             tasks = b.tasks(c)
@@ -394,17 +447,21 @@ def rows_portkey(b, direct_c1_us, cascade_added_us, cascade_rps, n1, n1000):
             b.row("Portkey 1.15.2 per request, concurrency 1 (added over direct)", added, "us",
                   baseline=direct, ratio=r["per_request_us"] / direct)
             if cascade_added_us is not None:
-                ratio = added / max(cascade_added_us, 1e-9)
-                b.row(t1, ratio, "x", baseline=added, ratio=ratio, target=">= 30x",
-                      met=cascade_added_us <= 0 or ratio >= 30)
+                # Below 1 us the difference is noise; the ratio is then a floor.
+                floor = cascade_added_us < 1
+                ratio = added / max(cascade_added_us, 1)
+                b.row(t1 + (" (cascade's added time under 1 us, counted as 1)" if floor else ""),
+                      ratio, "x", baseline=added, ratio=ratio, target=">= 30x", met=ratio >= 30)
         finally:
             b.stop(mock)
         mock, url = b.start_mock(latency_ms=100)
         try:
             r = b.direct(pk_url, n1000, 1000, portkey_headers(url))
-            share = r["rps"] / 10000
-            b.row("Portkey 1.15.2 throughput at 1,000 in flight, 100 ms mock (share of 10,000/s)",
-                  share * 100, "%")
+            share = r["ok"] / r["wall_s"] / 10000
+            b.row("Portkey 1.15.2 throughput at 1,000 in flight, 100 ms mock (share of 10,000/s%s)"
+                  % (", %d of %d requests failed" % (r["errors"], r["requests"])
+                     if r["errors"] else ""), share * 100, "%")
+            r["rps"] = r["ok"] / r["wall_s"]
             if cascade_rps:
                 ratio = cascade_rps / r["rps"]
                 b.row(t2, ratio, "x", baseline=r["rps"], ratio=ratio, target=">= 15x",
@@ -495,7 +552,7 @@ def main():
     ap.add_argument("--bin", default="build")
     ap.add_argument("--out", default="build/bench")
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--only", default="", help="comma-separated row groups: latency,"
+    ap.add_argument("--only", default="", help="comma-separated row groups: latency,instructions,"
                     "throughput,memory,portkey,escalation,batch,validators")
     args = ap.parse_args()
     b = Bench(args)
@@ -508,25 +565,28 @@ def main():
         n = 2000 if q else 20000
         only = set(filter(None, args.only.split(",")))
 
-        def want(g):
-            return not only or g in only
         direct_us, added, rps = None, None, None
-        if want("latency"):
-            direct_us = rows_latency(b, n, 1 if q else 3)
-            added = next((r["value"] for r in b.rows
-                          if r["name"].startswith("cascade per task, concurrency 1, --j")), None)
-        if want("throughput"):
-            rps = rows_throughput(b, n, None).get("rps")
-        if want("memory"):
-            rows_memory(b, 200)
-        if want("portkey"):
-            rows_portkey(b, direct_us, added, rps, 500 if q else 5000, n // 2)
-        if want("escalation"):
-            rows_escalation(b, 500 if q else 2000, direct_us or 0)
-        if want("batch"):
-            rows_million(b, 100000 if q else 1000000)
-        if want("validators"):
-            rows_validators(b)
+
+        def group(g, fn, *a):
+            """Runs one group of rows; a failure becomes a row saying so."""
+            if only and g not in only:
+                return None
+            try:
+                return fn(*a)
+            except Exception as e:  # noqa: BLE001 -- the table still prints
+                b.missing(g + " rows", "-", None, "%s: %s" % (type(e).__name__, str(e)[:100]))
+                return None
+        direct_us = group("latency", rows_latency, b, n, 1 if q else 3)
+        added = next((r["value"] for r in b.rows
+                      if r["name"].startswith("cascade per task, concurrency 1, --j")), None)
+        group("instructions", rows_instructions, b, 200, 1200)
+        rps = (group("throughput", rows_throughput, b, n, None) or {}).get("rps")
+        group("memory", rows_memory, b, 200)
+        group("portkey", rows_portkey, b, direct_us, added, rps, 500 if q else 3000,
+              1000 if q else 3000)
+        group("escalation", rows_escalation, b, 500 if q else 2000, direct_us or 0)
+        group("batch", rows_million, b, 100000 if q else 1000000)
+        group("validators", rows_validators, b)
     finally:
         b.cleanup()
     os.makedirs(b.out, exist_ok=True)

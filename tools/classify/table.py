@@ -159,7 +159,7 @@ def set_table(out, key, title):
         if p:
             res_why[what] = dict(anatomy(d, p), plan=p)
     tunes = {}
-    for t in ("tune", "tune30"):
+    for t in ("tune", "tune30", "tune0"):
         path = os.path.join(d, t + ".json")
         if os.path.exists(path):
             tunes[t] = load(path)
@@ -195,7 +195,8 @@ def set_table(out, key, title):
            "agreement_plans": len(agree), "picks": res_why}
     res["tune"] = {}
     for t, what in (("tune", "tune --metric accuracy, target %.4f"),
-                    ("tune30", "tune, target %.4f within 30%% of gpt-4's cost")):
+                    ("tune30", "tune, target %.4f within 30%% of gpt-4's cost"),
+                    ("tune0", "tune, target %.4f with no margin and no budget")):
         if t not in tunes:
             continue
         j = tunes[t]

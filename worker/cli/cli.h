@@ -102,4 +102,5 @@ int wk_cmd_enqueue(int argc, char **argv); /* worker/enqueue_cli.c */
 int wk_cmd_results(int argc, char **argv); /* worker/results_cli.c */
 int wk_cmd_fix(int argc, char **argv);     /* worker/cli/fix_cli.c */
 int wk_cmd_drift(int argc, char **argv);   /* worker/cli/drift_cli.c */
+int wk_cmd_bakeoff(int argc, char **argv); /* worker/cli/bakeoff_cli.c */
 #endif

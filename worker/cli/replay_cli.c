@@ -25,12 +25,14 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "lib/jsonl.h"
 #include "lib/util.h"
 #include "worker/config.h"
 #include "worker/eval/figures.h"
+#include "worker/eval/plan_words.h"
 #include "worker/eval/tune.h"
 #include "worker/run.h"
 
@@ -38,7 +40,8 @@
 #define RUNS_MAX 1000
 
 static const char usage_replay[] =
-    "usage: cascade replay --tasks FILE --recordings FILE --cascade NAME|FILE [options]\n"
+    "usage: cascade replay --tasks FILE --recordings FILE --cascade NAME|FILE... [options]\n"
+    "       cascade replay --tasks FILE --recordings FILE --plan 'a*2>b'... [options]\n"
     "\n"
     "Runs the tasks through a cascade offline: each call is answered from the\n"
     "recordings (same JSONL as mock-llm's), with no HTTP and no API key; the router,\n"
@@ -50,6 +53,15 @@ static const char usage_replay[] =
     "  --recordings FILE    recorded answers JSONL\n"
     "  --cascade NAME|FILE  the cascade: a name in --cascades, or a cascade file;\n"
     "                       may be repeated to replay several (one shared verdict cache)\n"
+    "  --plan PLAN          a plan in words, as the tables name plans: tiers\n"
+    "                       separated by '>', each MODEL or MODEL*ATTEMPTS\n"
+    "                       ('cheap*2>dear'); may be repeated and mixed with\n"
+    "                       --cascade; the table names it as written\n"
+    "  --base FILE          a cascade file whose match, validators and feedback the\n"
+    "                       plans take [code; syntax, tests; no feedback]\n"
+    "  --verdict-cache FILE verdicts kept across invocations: read at the start\n"
+    "                       (none yet: empty), written back at the end; an entry\n"
+    "                       is used only while its task's line in --tasks is the same\n"
     "  --cascades DIR       where names are looked up [cascades]\n"
     "  --gold FIELD         the task field holding a classify task's gold label [gold]\n"
     "  --models FILE        models file [DIR/models.json, or models.json beside FILE]\n"
@@ -80,10 +92,13 @@ static const char usage_replay[] =
 
 typedef struct spec {
     const char *arg;
-    char *cascades; /* a directory, or the cascade file itself */
+    int is_plan;     /* arg is a plan in words ("a*1>b*2"), not a cascade */
+    char *plan_file; /* the plan written as a cascade file in the temporary directory */
+    char *cascades;  /* a directory, or the cascade file itself */
     char *models;
     char *name;
     char *stem;          /* file-safe name for --out-dir */
+    char *top_model;     /* the model of the cascade's top tier */
     int single;          /* one tier of one attempt: a single model, for the oracle */
     int estimated;       /* a tier's model has estimated token counts */
     char *results, *esc; /* pass-1 paths; NULL: not written */
@@ -92,6 +107,9 @@ typedef struct spec {
 
 typedef struct replay {
     const char *tasks, *recordings, *cascades_dir, *models, *out, *esc, *out_dir, *table;
+    const char *base_path, *vcache_path;
+    cJSON *plan_base; /* --base: what plans take match, validators and feedback from */
+    char *tmpdir;     /* where plans are written as cascade files; NULL until one is */
     int runs, oracle, quiet;
     wk_run_opts base;
     spec specs[SPECS_MAX];
@@ -164,13 +182,79 @@ static int collect_estimated(void *arg, const cJSON *rec, long lineno)
     return 0;
 }
 
+/* The --base cascade file, whose match, validators and feedback plans take. */
+static int load_base(const char *path, cJSON **out)
+{
+    char *text = NULL;
+    size_t len = 0;
+    int rc = wk_read_file(path, 4u << 20, &text, &len);
+    if (rc) {
+        fprintf(stderr, "cascade replay: cannot read %s (%s)\n", path, wk_strerror(rc));
+        return rc;
+    }
+    *out = cJSON_ParseWithLength(text, len);
+    free(text);
+    if (!cJSON_IsObject(*out)) {
+        fprintf(stderr, "cascade replay: %s is not a cascade (a JSON object)\n", path);
+        cJSON_Delete(*out);
+        *out = NULL;
+        return WK_EPARSE;
+    }
+    return 0;
+}
+
+/* Writes the plan s->arg as a cascade file in R's temporary directory; errors on stderr. */
+static int write_plan(replay *R, spec *s)
+{
+    char err[512];
+    cJSON *c = NULL;
+    char *text = NULL;
+    int rc = wk_plan_words_cascade(s->arg, R->plan_base, &c, err, sizeof err);
+    if (rc) {
+        fprintf(stderr, "cascade replay: --plan \"%s\": %s\n", s->arg, err);
+        goto cleanup;
+    }
+    if (!R->tmpdir) {
+        const char *tmp = getenv("TMPDIR");
+        char *templ = wk_xasprintf("%s/cascade-replay-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+        if (!mkdtemp(templ)) {
+            fprintf(stderr, "cascade replay: cannot make a temporary directory: %s\n",
+                    strerror(errno));
+            free(templ);
+            rc = WK_EIO;
+            goto cleanup;
+        }
+        R->tmpdir = templ;
+    }
+    s->plan_file = wk_xasprintf("%s/plan%02d.json", R->tmpdir, (int)(s - R->specs));
+    text = cJSON_Print(c);
+    FILE *f = fopen(s->plan_file, "w");
+    if (!f || fputs(text, f) == EOF || fflush(f) == EOF) {
+        fprintf(stderr, "cascade replay: cannot write %s: %s\n", s->plan_file, strerror(errno));
+        rc = WK_EIO;
+    }
+    if (f)
+        fclose(f);
+cleanup:
+    free(text);
+    cJSON_Delete(c);
+    return rc;
+}
+
 /* Finds the cascade behind s->arg and fills in the spec; errors on stderr. */
 static int resolve(replay *R, spec *s)
 {
     char err[512];
     wk_config cfg;
     int rc;
-    if (is_file(s->arg)) {
+    if (s->is_plan) {
+        rc = write_plan(R, s);
+        if (rc)
+            return rc;
+        s->cascades = wk_xstrdup(s->plan_file);
+        s->models =
+            R->models ? wk_xstrdup(R->models) : wk_xasprintf("%s/models.json", R->cascades_dir);
+    } else if (is_file(s->arg)) {
         s->cascades = wk_xstrdup(s->arg);
         if (R->models) {
             s->models = wk_xstrdup(R->models);
@@ -189,7 +273,8 @@ static int resolve(replay *R, spec *s)
         fprintf(stderr, "cascade replay: %s\n", err);
         return rc;
     }
-    const wk_cascade *c = is_file(s->arg) ? &cfg.cascades[0] : wk_config_cascade(&cfg, s->arg);
+    const wk_cascade *c =
+        s->is_plan || is_file(s->arg) ? &cfg.cascades[0] : wk_config_cascade(&cfg, s->arg);
     if (!c) {
         fprintf(stderr, "cascade replay: no cascade named \"%s\" in %s (and no such file)\n",
                 s->arg, s->cascades);
@@ -199,6 +284,7 @@ static int resolve(replay *R, spec *s)
     s->name = wk_xstrdup(c->name);
     s->stem = file_stem(c->name);
     s->single = c->ntiers == 1 && c->tiers[0].attempts == 1;
+    s->top_model = wk_xstrdup(c->tiers[c->ntiers - 1].model->name);
     for (int t = 0; t < c->ntiers; t++)
         for (int i = 0; i < R->nestimated; i++)
             s->estimated |= strcmp(c->tiers[t].model->name, R->estimated_models[i]) == 0;
@@ -208,6 +294,7 @@ static int resolve(replay *R, spec *s)
 
 typedef struct figs {
     double rate, rate_sd, cost, cost_sd, top, vs_top;
+    long top_estimated; /* tasks whose top-tier-alone price came from lower tiers' tokens */
     long tasks;
     long gold;               /* classify tasks with a gold label (pass 1) */
     double acc, acc_sd, cpc; /* accuracy and cost per correct label, mean over passes */
@@ -235,6 +322,7 @@ static void spec_figs(const replay *R, const spec *s, figs *f)
     wk_fig_mean_sd(acc, R->runs, &f->acc, &f->acc_sd);
     wk_fig_mean_sd(cpc, R->runs, &f->cpc, &sd);
     f->gold = s->st[0].gold;
+    f->top_estimated = s->st[0].top_estimated;
     f->cost_recorded = s->st[0].cost_recorded > 0;
 }
 
@@ -270,6 +358,10 @@ static void rebase(const replay *R, figs *f)
 static cJSON *table_row(const char *plan, const figs *f, int runs, int estimated)
 {
     cJSON *o = cJSON_CreateObject();
+    /* The price of the top tier alone, and how many tasks it took from lower tiers' tokens. */
+    cJSON *top = cJSON_CreateObject();
+    cJSON_AddNumberToObject(top, "cost_usd", round(f->top * 1e6) / 1e6);
+    cJSON_AddNumberToObject(top, "tasks_from_lower_tiers", (double)f->top_estimated);
     cJSON_AddStringToObject(o, "plan", plan);
     cJSON_AddNumberToObject(o, "pass_rate", round(f->rate * 1e6) / 1e6);
     cJSON_AddNumberToObject(o, "pass_rate_sd", round(f->rate_sd * 1e6) / 1e6);
@@ -288,6 +380,7 @@ static cJSON *table_row(const char *plan, const figs *f, int runs, int estimated
     }
     if (f->cost_recorded)
         cJSON_AddBoolToObject(o, "cost_recorded", 1);
+    cJSON_AddItemToObject(o, "top_tier_alone", top);
     return o;
 }
 
@@ -375,6 +468,68 @@ static int write_table(const replay *R, const figs *oracle, int oracle_est)
     return rc;
 }
 
+/* The single-model spec of `model` replayed here, one attempt; NULL when none. */
+static const spec *single_of(const replay *R, const char *model)
+{
+    for (int i = 0; i < R->nspecs; i++)
+        if (R->specs[i].single && strcmp(R->specs[i].top_model, model) == 0)
+            return &R->specs[i];
+    return NULL;
+}
+
+/*
+ * "Top tier alone" is priced per task from the top tier's own attempt, else
+ * from a lower tier's token counts at the top tier's prices. Say how many
+ * tasks were priced the second way, and, when the top model was also
+ * replayed alone here, how far that price is from what it really cost.
+ */
+#define TOP_NOTES_MAX 16
+
+static void top_only_notes(const replay *R)
+{
+    int plans = 0, unpriced = 0;
+    long from_lower = 0;
+    for (int i = 0; i < R->nspecs; i++)
+        plans += !R->specs[i].single;
+    for (int i = 0; i < R->nspecs; i++) {
+        const spec *s = &R->specs[i];
+        figs f;
+        if (s->single)
+            continue;
+        spec_figs(R, s, &f);
+        from_lower += f.top_estimated;
+        /* Recordings with a cost but no token counts leave nothing to price the top tier by. */
+        if (f.top <= 0) {
+            unpriced++;
+            continue;
+        }
+        if (plans > TOP_NOTES_MAX)
+            continue; /* one line for them all, below: a line per plan would bury the table */
+        fprintf(stderr,
+                "  %s: top tier alone (%s) priced at $%.4f, %ld of %ld tasks from lower "
+                "tiers' token counts (pass 1)",
+                s->name, s->top_model, f.top, f.top_estimated, f.tasks);
+        const spec *alone = single_of(R, s->top_model);
+        if (alone) {
+            figs a;
+            spec_figs(R, alone, &a);
+            double off = wk_fig_percent_of(f.top - a.cost, a.cost);
+            fprintf(stderr, "; %s alone cost $%.4f here, so that price is %.1f%% %s", alone->name,
+                    a.cost, off < 0 ? -off : off, off < 0 ? "under" : "over");
+        }
+        fprintf(stderr, "\n");
+    }
+    if (plans > TOP_NOTES_MAX && plans > unpriced)
+        fprintf(stderr,
+                "  top tier alone: %ld tasks over %d plans priced from lower tiers' token counts "
+                "(pass 1); per plan in --table's top_tier_alone\n",
+                from_lower, plans - unpriced);
+    if (unpriced)
+        fprintf(stderr,
+                "  top tier alone: %d plan%s not priced (the attempts carry no token counts)\n",
+                unpriced, unpriced == 1 ? "" : "s");
+}
+
 static int run_all(replay *R)
 {
     int code = WK_EXIT_OK;
@@ -388,6 +543,20 @@ static int run_all(replay *R)
         fprintf(stderr, "cascade replay: %s\n", err);
         code = WK_EXIT_FAIL;
         goto cleanup;
+    }
+    if (R->vcache_path) {
+        long loaded, stale;
+        if (wk_vcache_load(vc, R->vcache_path, R->tasks, &loaded, &stale, err, sizeof err) != 0) {
+            fprintf(stderr, "cascade replay: --verdict-cache: %s\n", err);
+            code = WK_EXIT_FAIL;
+            goto cleanup;
+        }
+        if (!R->quiet)
+            fprintf(stderr, "replay: %ld verdicts from %s%s", loaded, R->vcache_path,
+                    stale ? "" : "\n");
+        if (!R->quiet && stale)
+            fprintf(stderr, " (%ld dropped: their task is not in --tasks or its line changed)\n",
+                    stale);
     }
     for (int i = 0; i < R->nspecs; i++) {
         spec *s = &R->specs[i];
@@ -479,6 +648,7 @@ static int run_all(replay *R)
         else
             fprintf(stderr, "  vs top: the cost against each cascade's top tier alone, "
                             "priced as run's summary does\n");
+        top_only_notes(R);
         if (any_est) {
             fprintf(stderr, "  * token counts of");
             for (int i = 0; i < R->nestimated; i++)
@@ -488,6 +658,15 @@ static int run_all(replay *R)
     }
     if (R->table && write_table(R, R->oracle ? &oracle : NULL, oracle_est) != 0)
         code = WK_EXIT_FAIL;
+    if (R->vcache_path) {
+        long saved;
+        if (wk_vcache_save(vc, R->vcache_path, R->tasks, &saved, err, sizeof err) != 0) {
+            fprintf(stderr, "cascade replay: --verdict-cache: %s\n", err);
+            code = WK_EXIT_FAIL;
+        } else if (!R->quiet) {
+            fprintf(stderr, "replay: %ld verdicts kept in %s\n", saved, R->vcache_path);
+        }
+    }
 cleanup:
     for (int i = 0; i < R->nspecs; i++) {
         spec *s = &R->specs[i];
@@ -495,10 +674,18 @@ cleanup:
         free(s->models);
         free(s->name);
         free(s->stem);
+        free(s->top_model);
         free(s->results);
         free(s->esc);
         free(s->st);
+        if (s->plan_file)
+            unlink(s->plan_file);
+        free(s->plan_file);
     }
+    if (R->tmpdir)
+        rmdir(R->tmpdir);
+    free(R->tmpdir);
+    cJSON_Delete(R->plan_base);
     for (int i = 0; i < R->nestimated; i++)
         free(R->estimated_models[i]);
     wk_vcache_free(vc);
@@ -517,6 +704,9 @@ int wk_cmd_replay(int argc, char **argv)
         O_TASKS = 256,
         O_RECS,
         O_CASCADE,
+        O_PLAN,
+        O_BASE,
+        O_VCACHE,
         O_GOLD,
         O_CASCADES,
         O_MODELS,
@@ -533,6 +723,9 @@ int wk_cmd_replay(int argc, char **argv)
         {"tasks", required_argument, NULL, O_TASKS},
         {"recordings", required_argument, NULL, O_RECS},
         {"cascade", required_argument, NULL, O_CASCADE},
+        {"plan", required_argument, NULL, O_PLAN},
+        {"base", required_argument, NULL, O_BASE},
+        {"verdict-cache", required_argument, NULL, O_VCACHE},
         {"gold", required_argument, NULL, O_GOLD},
         {"cascades", required_argument, NULL, O_CASCADES},
         {"models", required_argument, NULL, O_MODELS},
@@ -561,11 +754,19 @@ int wk_cmd_replay(int argc, char **argv)
             R->recordings = optarg;
             break;
         case O_CASCADE:
+        case O_PLAN:
             if (R->nspecs == SPECS_MAX) {
-                fprintf(stderr, "cascade replay: at most %d cascades\n", SPECS_MAX);
+                fprintf(stderr, "cascade replay: at most %d cascades and plans\n", SPECS_MAX);
                 goto cleanup;
             }
+            R->specs[R->nspecs].is_plan = c == O_PLAN;
             R->specs[R->nspecs++].arg = optarg;
+            break;
+        case O_BASE:
+            R->base_path = optarg;
+            break;
+        case O_VCACHE:
+            R->vcache_path = optarg;
             break;
         case O_CASCADES:
             R->cascades_dir = optarg;
@@ -627,7 +828,7 @@ int wk_cmd_replay(int argc, char **argv)
     if (optind != argc)
         why = "unexpected argument";
     else if (!R->tasks || !R->recordings || R->nspecs == 0)
-        why = "--tasks, --recordings and --cascade are required";
+        why = "--tasks, --recordings and a --cascade or --plan are required";
     else if ((R->out || R->esc) && R->nspecs > 1)
         why = "-o and --escalations take one cascade; use --out-dir for several";
     else if ((R->out || R->esc) && R->out_dir)
@@ -636,6 +837,10 @@ int wk_cmd_replay(int argc, char **argv)
         why = "--oracle reads the single models' results back: it needs --out-dir";
     if (why) {
         fprintf(stderr, "cascade replay: %s\n\n%s", why, usage_replay);
+        goto cleanup;
+    }
+    if (R->base_path && load_base(R->base_path, &R->plan_base) != 0) {
+        code = WK_EXIT_FAIL;
         goto cleanup;
     }
     code = run_all(R);

@@ -7,8 +7,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli.h"
+#include "lib/jsonl.h"
 #include "lib/util.h"
 #include "worker/eval/figures.h"
 #include "worker/eval/tune.h"
@@ -45,7 +47,8 @@ static const char usage_tune[] =
     "                       the time [0.01]\n"
     "  --budget-per-task USD  mean cost per task the plan may not exceed\n"
     "  --max-attempts N     attempts per tier [observations per (task, model)]\n"
-    "  --max-tiers N        tiers in a plan [3]\n"
+    "  --max-tiers N        tiers in a plan [3, or up to the number of models (6 at\n"
+    "                       most) while the search is estimated under 5 seconds]\n"
     "  --max-rules N        skip rules in all, 0 for none [2]\n"
     "  --runs K             starting runs to average over [observations]\n"
     "  --base FILE          a cascade file whose match, validators and feedback the\n"
@@ -55,9 +58,9 @@ static const char usage_tune[] =
     "  --summary FILE       the figures (fit, held-out, top model, oracle) as JSON\n"
     "  -h, --help           this text\n"
     "\n"
-    "Skip rules are written as \"skip_when\" in the tier; a router that does not\n"
-    "know them runs the plan without them, so the figures of that plan are printed\n"
-    "too.\n"
+    "Skip rules are written as \"skip_when\" in the tier, which the router honours.\n"
+    "Only results of one model with one attempt per task are observations: a file\n"
+    "with two models, or a task with two attempts, is left out (and said so).\n"
     "\n"
     "exit status: 0 a plan reaches the target on the fit half; 1 none does (the\n"
     "plan with the best pass rate is written) or an input error; 2 usage error.\n";
@@ -103,9 +106,124 @@ static int load_base(const char *path, cJSON **out)
     return 0;
 }
 
+/* What one results file holds: the models of its attempts, and its most attempts on a line. */
+typedef struct file_shape {
+    char model[256]; /* the first attempt's model */
+    char other[256]; /* a second model, "" when none */
+    long max_attempts;
+    long max_line;
+} file_shape;
+
+static int shape_line(void *arg, const cJSON *line, long lineno)
+{
+    file_shape *fs = arg;
+    const cJSON *atts = cJSON_GetObjectItemCaseSensitive(line, "attempts");
+    long n = cJSON_GetArraySize(atts);
+    if (n > fs->max_attempts) {
+        fs->max_attempts = n;
+        fs->max_line = lineno;
+    }
+    const cJSON *a;
+    cJSON_ArrayForEach(a, atts)
+    {
+        const cJSON *m = cJSON_GetObjectItemCaseSensitive(a, "model");
+        if (!cJSON_IsString(m))
+            continue;
+        if (!fs->model[0])
+            snprintf(fs->model, sizeof fs->model, "%s", m->valuestring);
+        else if (!fs->other[0] && strcmp(fs->model, m->valuestring) != 0)
+            snprintf(fs->other, sizeof fs->other, "%s", m->valuestring);
+    }
+    return 0;
+}
+
+/*
+ * 1 when the results file is one model with one attempt per task (what tune
+ * observes), 0 when not (why says how, for the terminal), negative when it
+ * cannot be read. A plan's results would count its attempts at a model as
+ * that model's repeated observations, and its climbs as a second model's.
+ */
+static int one_model_one_attempt(const char *path, char *why, size_t whylen)
+{
+    char err[512];
+    file_shape fs = {0};
+    int rc = wk_jsonl_each(path, shape_line, &fs, 1, err, sizeof err);
+    if (rc) {
+        fprintf(stderr, "cascade tune: %s\n", err);
+        return rc;
+    }
+    char *a = wk_escape_ctl(fs.model, strlen(fs.model), 200);
+    char *b = wk_escape_ctl(fs.other, strlen(fs.other), 200);
+    if (fs.other[0])
+        snprintf(why, whylen, "attempts of two models (%s and %s)", a, b);
+    else if (fs.max_attempts > 1)
+        snprintf(why, whylen, "line %ld has %ld attempts", fs.max_line, fs.max_attempts);
+    free(a);
+    free(b);
+    return !fs.other[0] && fs.max_attempts <= 1;
+}
+
 typedef struct tune_paths {
     const char *tasks, *base, *name, *out, *summary;
+    int grow_tiers; /* no --max-tiers: grow past 3 while the search stays short */
 } tune_paths;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Ordered plans of up to k tiers of m models, a attempts each: sum of m!/(m-j)! a^j. */
+static double plans_upto(int m, int k, int a)
+{
+    double total = 0, term = 1;
+    for (int j = 1; j <= k && j <= m; j++) {
+        term *= (double)(m - j + 1) * a;
+        total += term;
+    }
+    return total;
+}
+
+#define GROW_BUDGET_S 5.0
+
+/*
+ * The default of --max-tiers: 3, grown towards the number of models while the
+ * search, estimated from the time the 3-tier one took per plan, stays under
+ * GROW_BUDGET_S. A longer plan can be far cheaper at the same pass rate, and
+ * a few models search in well under a second.
+ */
+static int grow_tiers(const wk_obs *o, const wk_tune_opts *opts, double took, wk_tune_result *res,
+                      FILE *rep, char *err, size_t errlen)
+{
+    wk_tune_opts t = *opts;
+    int m = wk_obs_nmodels(o), cap = m < WK_PLAN_TIERS_MAX ? m : WK_PLAN_TIERS_MAX;
+    int a = t.max_attempts > 0 ? t.max_attempts : wk_obs_max_runs(o);
+    if (cap <= 3)
+        return 0;
+    double base = plans_upto(m, 3, a);
+    int k = 3;
+    double est = took;
+    while (k < cap && took * plans_upto(m, k + 1, a) / base <= GROW_BUDGET_S) {
+        k++;
+        est = took * plans_upto(m, k, a) / base;
+    }
+    if (k == 3) {
+        fprintf(rep,
+                "tune: 3 tiers of %d models (the search at 3 took %.2f s; 4 would take about "
+                "%.0f s: give --max-tiers to try it)\n",
+                m, took, took * plans_upto(m, 4, a) / base);
+        return 0;
+    }
+    t.max_tiers = k;
+    if (wk_tune(o, &t, res, err, errlen) != 0)
+        return WK_EINVAL;
+    fprintf(rep,
+            "tune: up to %d tiers of %d models (the search at 3 took %.2f s, at %d about %.1f s)\n",
+            k, m, took, k, est);
+    return 0;
+}
 
 static cJSON *sim_json(const wk_sim *s)
 {
@@ -159,15 +277,37 @@ static int tune_main(const char **from, int nfrom, const tune_paths *pp, const w
     char err[512];
     int code = WK_EXIT_FAIL;
     cJSON *base = NULL, *cascade = NULL;
-    char *json = NULL, *words = NULL, *pname = NULL, *bname = NULL;
+    char *json = NULL, *words = NULL, *pname = NULL;
     FILE *of = NULL;
     FILE *rep = out_path && strcmp(out_path, "-") ? stdout : stderr;
     wk_obs *o = wk_obs_new();
     wk_tune_result res;
 
-    for (int i = 0; i < nfrom; i++)
+    int used = 0;
+    for (int i = 0; i < nfrom; i++) {
+        char why[600];
+        int ok = one_model_one_attempt(from[i], why, sizeof why);
+        if (ok < 0)
+            goto cleanup;
+        if (!ok) {
+            char *p = wk_escape_ctl(from[i], strlen(from[i]), 300);
+            fprintf(stderr,
+                    "tune: leaving out %s: %s; tune observes one model with one attempt per "
+                    "task (replay --plan MODEL --runs K writes such files)\n",
+                    p, why);
+            free(p);
+            continue;
+        }
         if (wk_obs_add_results(o, from[i], err, sizeof err) != 0)
             goto fail;
+        used++;
+    }
+    if (used == 0) {
+        fprintf(stderr, "cascade tune: none of the results files is one model with one "
+                        "attempt per task\n");
+        goto cleanup;
+    }
+    nfrom = used;
     if (tasks && wk_obs_add_tasks(o, tasks, err, sizeof err) != 0)
         goto fail;
     if (base_path && load_base(base_path, &base) != 0)
@@ -177,7 +317,10 @@ static int tune_main(const char **from, int nfrom, const tune_paths *pp, const w
     if (t->metric == WK_METRIC_ACCURACY && !base) /* a classify cascade by default */
         base = cJSON_Parse("{\"match\": {\"kind\": \"classify\"}, \"validators\": "
                            "[\"label\"], \"feedback\": false}");
+    double t0 = now_s();
     if (wk_tune(o, t, &res, err, sizeof err) != 0)
+        goto fail;
+    if (pp->grow_tiers && grow_tiers(o, t, now_s() - t0, &res, rep, err, sizeof err) != 0)
         goto fail;
 
     int top = wk_obs_top_model(o);
@@ -222,18 +365,12 @@ static int tune_main(const char **from, int nfrom, const tune_paths *pp, const w
     char what[200];
     snprintf(what, sizeof what, "held-out half: always %.24s", wk_obs_model(o, top));
     print_sim(rep, what, &res.top_held, &res.top_held);
-    int rules = 0;
-    for (int k = 0; k < res.plan.ntiers; k++)
-        rules += res.plan.tiers[k].nskips;
-    if (rules) {
-        bname = wk_plan_name(o, &res.base);
+    const wk_plan_tier *last = &res.plan.tiers[res.plan.ntiers - 1];
+    if (last->nskips)
         fprintf(rep,
-                "  without its skip rules (%s), as a router that ignores skip_when runs "
-                "it:\n",
-                bname);
-        print_sim(rep, "fit half: without rules", &res.base_fit, &res.top_fit);
-        print_sim(rep, "held-out half: without rules", &res.base_held, &res.top_held);
-    }
+                "  note: the last tier (%s) has a skip rule: a task it matches that fails "
+                "below ends exhausted without it (the router logs the skip)\n",
+                wk_obs_model(o, last->model));
     fprintf(rep, "\nheld-out: %s %.3f %s the target %.3f, at %.1f%% of the cost of %s\n", mname,
             res.held.pass_rate, res.held.pass_rate + 1e-9 >= t->target ? "meets" : "is BELOW",
             t->target, wk_fig_percent_of(res.held.cost_usd, res.top_held.cost_usd), topname);
@@ -263,7 +400,6 @@ cleanup:
     free(json);
     free(words);
     free(pname);
-    free(bname);
     cJSON_Delete(cascade);
     cJSON_Delete(base);
     wk_obs_free(o);
@@ -306,7 +442,7 @@ int wk_cmd_tune(int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     const char **from = wk_xcalloc(FROM_MAX, sizeof(char *));
-    int nfrom = 0, c, code = WK_EXIT_USAGE, have_target = 0;
+    int nfrom = 0, c, code = WK_EXIT_USAGE, have_target = 0, tiers_given = 0;
     const char *tasks = NULL, *base = NULL, *name = "tuned", *out = NULL, *summary = NULL;
     wk_tune_opts t;
     wk_tune_opts_default(&t);
@@ -347,6 +483,7 @@ int wk_cmd_tune(int argc, char **argv)
             break;
         case O_MAXTIERS:
             bad = parse_int(optarg, 1, WK_PLAN_TIERS_MAX, &t.max_tiers);
+            tiers_given = 1;
             break;
         case O_MAXRULES:
             bad = parse_int(optarg, 0, WK_PLAN_SKIPS_MAX, &t.max_skips);
@@ -388,7 +525,7 @@ int wk_cmd_tune(int argc, char **argv)
         fprintf(stderr, "cascade tune: --from and --target are required\n\n%s", usage_tune);
         goto cleanup;
     }
-    tune_paths paths = {tasks, base, name, out, summary};
+    tune_paths paths = {tasks, base, name, out, summary, !tiers_given};
     code = tune_main(from, nfrom, &paths, &t);
 cleanup:
     free(from);

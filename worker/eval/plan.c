@@ -17,6 +17,9 @@ char *wk_plan_name(const wk_obs *o, const wk_plan *p)
         wk_buf_appendf(&b, "%s%s", k ? ">" : "", wk_obs_model(o, p->tiers[k].model));
         if (p->tiers[k].agree > 0) /* an agreement pair: "a=b" */
             wk_buf_appendf(&b, "=%s", wk_obs_model(o, p->tiers[k].agree - 1));
+        if (p->tiers[k].agree3 > 0) /* a triple: "a=b=c/2" when two of three must agree */
+            wk_buf_appendf(&b, "=%s/%d", wk_obs_model(o, p->tiers[k].agree3 - 1),
+                           p->tiers[k].agree_min > 0 ? p->tiers[k].agree_min : 3);
         wk_buf_appendf(&b, "*%d", p->tiers[k].attempts);
         if (p->tiers[k].min_conf > 0)
             wk_buf_appendf(&b, "@%.2g", p->tiers[k].min_conf);
@@ -55,7 +58,11 @@ char *wk_plan_describe(const wk_obs *o, const wk_plan *p)
     for (int k = 0; k < p->ntiers; k++) {
         const wk_plan_tier *t = &p->tiers[k];
         wk_buf_appendf(&b, "%s ask %s", k ? "Then" : "First", wk_obs_model(o, t->model));
-        if (t->agree > 0)
+        if (t->agree3 > 0)
+            wk_buf_appendf(&b, ", %s and %s together (%s of the three labels must agree)",
+                           wk_obs_model(o, t->agree - 1), wk_obs_model(o, t->agree3 - 1),
+                           t->agree_min == 2 ? "two" : "all");
+        else if (t->agree > 0)
             wk_buf_appendf(&b, " and %s (their labels must agree)", wk_obs_model(o, t->agree - 1));
         if (t->min_conf > 0)
             wk_buf_appendf(&b, " with label confidence at least %.2g", t->min_conf);
@@ -125,7 +132,13 @@ cJSON *wk_plan_cascade(const wk_obs *o, const wk_plan *p, const char *name, cons
             cJSON *ms = cJSON_AddArrayToObject(ag, "models");
             cJSON_AddItemToArray(ms, cJSON_CreateString(wk_obs_model(o, p->tiers[k].model)));
             cJSON_AddItemToArray(ms, cJSON_CreateString(wk_obs_model(o, p->tiers[k].agree - 1)));
-            cJSON_AddNumberToObject(ag, "min", 2);
+            if (p->tiers[k].agree3 > 0)
+                cJSON_AddItemToArray(ms,
+                                     cJSON_CreateString(wk_obs_model(o, p->tiers[k].agree3 - 1)));
+            int min = p->tiers[k].agree3 > 0 && p->tiers[k].agree_min > 0 ? p->tiers[k].agree_min
+                      : p->tiers[k].agree3 > 0                            ? 3
+                                                                          : 2;
+            cJSON_AddNumberToObject(ag, "min", min);
         }
         if (p->tiers[k].min_conf > 0)
             cJSON_AddNumberToObject(t, "min_confidence", p->tiers[k].min_conf);

@@ -299,6 +299,8 @@ int wk_report_add_table(wk_report *r, const char *path, char *err, size_t errlen
         t->plan = wk_xstrdup(plan);
         t->pass_rate = pr->valuedouble;
         t->cost = cost->valuedouble;
+        const cJSON *acc = cJSON_GetObjectItemCaseSensitive(e, "accuracy");
+        t->accuracy = cJSON_IsNumber(acc) ? acc->valuedouble : -1;
     }
 cleanup:
     cJSON_Delete(j);

@@ -130,8 +130,11 @@ typedef struct point {
     const char *what; /* for the legend */
 } point;
 
-/* Cost (log scale) against pass rate, numbered points; the legend is an HTML table. */
-static void scatter(wk_buf *b, const point *p, int n)
+/*
+ * Cost (log scale) against `metric` (pass rate, or accuracy for classify
+ * results with gold), numbered points; the legend is an HTML table.
+ */
+static void scatter(wk_buf *b, const point *p, int n, const char *metric)
 {
     const int W = 760, H = 420, L = 70, R = 30, T = 30, B = 50;
     double cmin = 0, cmax = 0, rmin = 1;
@@ -159,10 +162,10 @@ static void scatter(wk_buf *b, const point *p, int n)
     wk_buf_appendf(b,
                    "<svg class=\"chart scatter\" xmlns=\"http://www.w3.org/2000/svg\" "
                    "width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" role=\"img\">\n"
-                   "<title>Cost against pass rate</title>\n"
-                   "<text x=\"%d\" y=\"18\" class=\"ct\">Cost (USD, log scale) against pass "
-                   "rate</text>\n",
-                   W, H, W, H, L);
+                   "<title>Cost against %s</title>\n"
+                   "<text x=\"%d\" y=\"18\" class=\"ct\">Cost (USD, log scale) against "
+                   "%s</text>\n",
+                   W, H, W, H, metric, L, metric);
     for (double e = lo; e <= hi + 1e-9; e++) {
         int x = L + (int)lround(pw * (e - lo) / (hi - lo));
         wk_buf_appendf(b,
@@ -183,8 +186,8 @@ static void scatter(wk_buf *b, const point *p, int n)
     wk_buf_appendf(b,
                    "<text x=\"%d\" y=\"%d\" class=\"ax\" text-anchor=\"middle\">cost</text>"
                    "<text x=\"14\" y=\"%d\" class=\"ax\" transform=\"rotate(-90 14 %d)\" "
-                   "text-anchor=\"middle\">pass rate</text>\n",
-                   L + pw / 2, H - 8, T + ph / 2, T + ph / 2);
+                   "text-anchor=\"middle\">%s</text>\n",
+                   L + pw / 2, H - 8, T + ph / 2, T + ph / 2, metric);
     int *labx = wk_xcalloc((size_t)n + 1, sizeof(int));
     int *laby = wk_xcalloc((size_t)n + 1, sizeof(int));
     int nlab = 0;
@@ -262,14 +265,25 @@ int wk_report_html(const wk_report *r, const char *path, char *err, size_t errle
                    r->files == 1 ? "" : "s",
                    r->invalid ? " (invalid_task lines are not counted)" : "");
 
-    /* Cost against pass rate: the eval table's plans, then this report's cascades. */
+    /*
+     * Cost against pass rate: the eval table's plans, then this report's
+     * cascades. When every cascade here is a classify one with gold labels
+     * (and every table row gives an accuracy), against accuracy instead: a
+     * valid label passes, so the pass rate says nothing of its being right.
+     */
+    int by_acc = n > 0;
+    for (int k = 0; k < n; k++)
+        by_acc &= cf[k].f.gold > 0;
+    for (int i = 0; i < r->ntable; i++)
+        by_acc &= r->table[i].accuracy >= 0;
+    const char *metric = by_acc ? "accuracy" : "pass rate";
     for (int i = 0; i < r->ntable; i++) {
         const table_row *t = &r->table[i];
         int oracle = strcmp(t->plan, "oracle") == 0;
         int single = !strchr(t->plan, '>') && !oracle;
         pts[npts++] = (point){t->plan,
                               t->cost,
-                              t->pass_rate,
+                              by_acc ? t->accuracy : t->pass_rate,
                               oracle   ? COLOR_ORACLE
                               : single ? COLOR_SINGLE
                                        : COLOR_PLAN,
@@ -281,16 +295,19 @@ int wk_report_html(const wk_report *r, const char *path, char *err, size_t errle
                                        : "cascade (eval table)"};
     }
     for (int k = 0; k < n; k++)
-        pts[npts++] = (point){wk__report_name(r, cf[k].name),
-                              cf[k].f.cost_usd,
-                              wk_figures_pass_rate(&cf[k].f),
-                              COLOR_HERE,
-                              1,
-                              "cascade in these results"};
-    wk_buf_appendf(&b, "<h2>Cost against pass rate</h2>\n<div class=\"charts\">\n");
-    scatter(&b, pts, npts);
-    wk_buf_appendf(&b, "</div>\n<table><tr><th>#</th><th class=\"l\">plan</th><th>pass rate</th>"
-                       "<th>cost</th><th class=\"l\">what</th></tr>\n");
+        pts[npts++] =
+            (point){wk__report_name(r, cf[k].name),
+                    cf[k].f.cost_usd,
+                    by_acc ? wk_figures_accuracy(&cf[k].f) : wk_figures_pass_rate(&cf[k].f),
+                    COLOR_HERE,
+                    1,
+                    "cascade in these results"};
+    wk_buf_appendf(&b, "<h2>Cost against %s</h2>\n<div class=\"charts\">\n", metric);
+    scatter(&b, pts, npts, metric);
+    wk_buf_appendf(&b,
+                   "</div>\n<table><tr><th>#</th><th class=\"l\">plan</th><th>%s</th>"
+                   "<th>cost</th><th class=\"l\">what</th></tr>\n",
+                   metric);
     for (int i = 0; i < npts; i++) {
         wk_buf_appendf(&b, "<tr><td>%d</td><td class=\"l\">", i + 1);
         esc(&b, pts[i].label);

@@ -56,6 +56,7 @@ typedef struct rcasc {
 typedef struct table_row {
     char *plan;
     double pass_rate, cost;
+    double accuracy; /* classify plans with gold: the row's accuracy; -1: none given */
 } table_row;
 
 struct wk_report {

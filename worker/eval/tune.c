@@ -436,10 +436,12 @@ static int sure(const wk_plan_tier *tier, const obs_att *a)
 }
 
 /*
- * A classify task, as the router runs a classify plan: a tier's label is
- * accepted when its answer has one (and, with agree, the second model's is
- * the same) and its confidence clears the threshold; the task counts when
- * the accepted label is the gold one.
+ * A classify task, as the router runs a classify plan: a tier asks its one,
+ * two or three models (all paid); the label with the most votes (the first
+ * listed on a tie) is accepted when it has the votes the tier needs (all
+ * the models of a pair; agree_min of a triple) and each of those answers'
+ * confidence clears the threshold; the task counts when the accepted label
+ * is the gold one.
  */
 static int simulate_label(const obs_task *t, const wk_plan *p, int start, double *cost)
 {
@@ -448,15 +450,34 @@ static int simulate_label(const obs_task *t, const wk_plan *p, int start, double
         const wk_plan_tier *tier = &p->tiers[k];
         if (tier_skipped(tier, t))
             continue;
+        int models[3] = {tier->model, tier->agree - 1, tier->agree3 - 1};
+        int nm = tier->agree3 > 0 ? 3 : tier->agree > 0 ? 2 : 1;
+        int need = nm == 3 && tier->agree_min > 0 ? tier->agree_min : nm;
         for (int i = 0; i < tier->attempts; i++) {
-            const obs_att *a = next_obs(t, tier->model, start, used);
-            const obs_att *b = tier->agree > 0 ? next_obs(t, tier->agree - 1, start, used) : NULL;
-            *cost += (a ? a->cost : 0) + (b ? b->cost : 0);
-            if (!a || a->label < 0 || (tier->agree > 0 && (!b || b->label != a->label)))
+            const obs_att *v[3];
+            for (int j = 0; j < nm; j++) {
+                v[j] = next_obs(t, models[j], start, used);
+                *cost += v[j] ? v[j]->cost : 0;
+            }
+            int best = -1, best_n = 0;
+            for (int j = 0; j < nm; j++) {
+                if (!v[j] || v[j]->label < 0)
+                    continue;
+                int n = 0;
+                for (int q = 0; q < nm; q++)
+                    n += v[q] && v[q]->label == v[j]->label;
+                if (n > best_n)
+                    best = v[j]->label, best_n = n;
+            }
+            if (best < 0 || best_n < need)
                 continue;
-            if (!sure(tier, a) || (b && !sure(tier, b)))
+            int ok = 1;
+            for (int j = 0; j < nm; j++)
+                if (v[j] && v[j]->label == best && !sure(tier, v[j]))
+                    ok = 0;
+            if (!ok)
                 continue;
-            return t->gold >= 0 && a->label == t->gold;
+            return t->gold >= 0 && best == t->gold;
         }
     }
     return 0;
@@ -674,7 +695,22 @@ static void attempts_rec(search *S, wk_plan *p, int k)
     }
 }
 
-/* Every ordered subset of the models with up to max_tiers tiers. */
+/* 1 when a tier of p asks three models: the search puts at most one such in a plan. */
+static int has_triple(const wk_plan *p)
+{
+    for (int k = 0; k < p->ntiers; k++)
+        if (p->tiers[k].agree3 > 0)
+            return 1;
+    return 0;
+}
+
+/*
+ * Every ordered subset of the models with up to max_tiers tiers; for
+ * classify plans a tier may also be a pair (min 2) or a triple (min 2 or
+ * 3) of models in their index order. Triples are bounded to one per plan:
+ * with 11 models that is 330 triple tiers, each followed by what the
+ * remaining models allow, some 10^5 plans more rather than 10^7.
+ */
 static void orders_rec(search *S, wk_plan *p, unsigned used, int max_tiers)
 {
     if (p->ntiers > 0)
@@ -696,6 +732,21 @@ static void orders_rec(search *S, wk_plan *p, unsigned used, int max_tiers)
             t->model = m;
             t->agree = m2 + 1;
             orders_rec(S, p, used | (1u << m) | (1u << m2), max_tiers);
+            p->ntiers--;
+            int triple = has_triple(p);
+            p->ntiers++;
+            for (int m3 = m2 + 1; !triple && m3 < S->o->nmodels; m3++) {
+                if (used & (1u << m3))
+                    continue;
+                for (int min = 2; min <= 3; min++) {
+                    memset(t, 0, sizeof *t);
+                    t->model = m;
+                    t->agree = m2 + 1;
+                    t->agree3 = m3 + 1;
+                    t->agree_min = min;
+                    orders_rec(S, p, used | (1u << m) | (1u << m2) | (1u << m3), max_tiers);
+                }
+            }
         }
         p->ntiers--;
     }

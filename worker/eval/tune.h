@@ -76,10 +76,14 @@ typedef struct wk_plan_tier {
     /*
      * Classify plans (metric accuracy): 1 + the index of a second model asked
      * beside `model`, the label accepted only when both give it (agree, min
-     * 2); 0: none, so a zeroed tier is a plain one.
+     * 2); 0: none, so a zeroed tier is a plain one. agree3: 1 + the index of
+     * a third model asked with them (0: none), and agree_min the votes a
+     * label needs among the three (2 or 3).
      * min_conf: the label's confidence an answer needs (0: no check).
      */
     int agree;
+    int agree3;
+    int agree_min;
     double min_conf;
     int attempts;
     int nskips;

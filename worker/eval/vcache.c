@@ -101,3 +101,24 @@ long wk_vcache_hits(const wk_vcache *c)
 {
     return c->hits;
 }
+
+long wk_vcache_len(const wk_vcache *c)
+{
+    return (long)c->len;
+}
+
+int wk_vcache_each(const wk_vcache *c,
+                   int (*fn)(void *arg, const char *task_id, const char *answer,
+                             const val_verdict *v),
+                   void *arg)
+{
+    for (size_t i = 0; i < c->cap; i++) {
+        const ent *e = &c->slots[i];
+        if (!e->task)
+            continue;
+        int rc = fn(arg, e->task, e->answer, &e->v);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}

@@ -18,6 +18,12 @@
 
 /* Easy handles kept for reuse; more in flight than this are made afresh. */
 #define WK_HTTP_IDLE_MAX 64
+/*
+ * libcurl's receive buffer, one per transfer in flight (its default is 16 KiB):
+ * a model's answer arrives in a few reads either way, and a thousand
+ * transfers in flight hold a thousand buffers.
+ */
+#define WK_HTTP_RECV_BUF 4096L
 
 struct wk_http {
     uv_loop_t *loop;
@@ -449,6 +455,7 @@ int wk_http_post(wk_http *h, const char *url, const char *const *headers, int nh
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, opts->connect_timeout_ms);
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, opts->total_timeout_ms);
     curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
+    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, WK_HTTP_RECV_BUF);
     r->started_ms = wk_now_ms();
     if (curl_multi_add_handle(h->multi, e) != CURLM_OK)
         goto cleanup;

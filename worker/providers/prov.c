@@ -87,7 +87,7 @@ int prov__parse_begin(long status, const char *body, size_t len, prov_response *
 
 void prov__set_body(prov_request *out, cJSON *body)
 {
-    out->body = cJSON_PrintUnformatted(body);
+    out->body = wk_json_print(body);
     out->body_len = strlen(out->body);
     cJSON_Delete(body);
 }

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "lib/util.h"
@@ -126,7 +127,9 @@ int wk_results_file_open(const char *path, int resume, wk_results_file **out, ch
                      path, strerror(errno));
             goto cleanup;
         }
-        if (!resume && ftruncate(fd, 0) != 0) {
+        /* A device (replay's /dev/null for plans whose lines nobody keeps) is not emptied. */
+        struct stat sb;
+        if (!resume && fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && ftruncate(fd, 0) != 0) {
             snprintf(err, errlen, "cannot empty results file %s: %s", path, strerror(errno));
             goto cleanup;
         }

@@ -35,6 +35,7 @@ enum {
     S_FORGET_TASK,
     S_FORGET_ATT,
     S_VSTART,
+    S_EXTRA,
     S_BEGIN,
     S_COMMIT,
     S_COUNT
@@ -51,12 +52,13 @@ static const char *const SQL[S_COUNT] = {
     "ON CONFLICT(id) DO UPDATE SET done = 1, result = ?2",
     "SELECT result FROM tasks WHERE id = ?1 AND done = 1",
     "SELECT seq, state, model, text, finish, served, pt, ct, cached, retries, fallbacks, pass, "
-    "validator, reason, message, evidence, note, vstarts FROM attempts WHERE task = ?1 "
+    "validator, reason, message, evidence, note, vstarts, extra FROM attempts WHERE task = ?1 "
     "ORDER BY seq",
     "DELETE FROM tasks WHERE id = ?1",
     "DELETE FROM attempts WHERE task = ?1",
     "UPDATE attempts SET vstarts = CASE WHEN ?3 THEN coalesce(vstarts, 0) + 1 ELSE 0 END "
     "WHERE task = ?1 AND seq = ?2",
+    "UPDATE attempts SET extra = ?3 WHERE task = ?1 AND seq = ?2",
     /* Prepared once: sqlite3_exec would parse them again for every transaction. */
     "BEGIN",
     "COMMIT",
@@ -251,6 +253,8 @@ int wk_journal_open(uv_loop_t *loop, const char *path, wk_journal **out, char *e
     sqlite3_exec(j->db, "ALTER TABLE attempts ADD COLUMN note TEXT", NULL, NULL, NULL);
     /* Likewise the count of validations started (wk_journal_validating). */
     sqlite3_exec(j->db, "ALTER TABLE attempts ADD COLUMN vstarts INTEGER", NULL, NULL, NULL);
+    /* And the answer's logprobs and other choices (wk_journal_received_extra). */
+    sqlite3_exec(j->db, "ALTER TABLE attempts ADD COLUMN extra TEXT", NULL, NULL, NULL);
     for (int i = 0; i < S_COUNT; i++)
         if (sqlite3_prepare_v2(j->db, SQL[i], -1, &j->st[i], NULL) != SQLITE_OK) {
             snprintf(err, errlen, "journal %s: %s", path, sqlite3_errmsg(j->db));
@@ -366,6 +370,17 @@ int wk_journal_received(wk_journal *j, const char *id, int seq, const char *text
     bind_text(s, 8, served);
     sqlite3_bind_int(s, 9, retries);
     sqlite3_bind_int(s, 10, fallbacks);
+    return step(j, s, "writing RECEIVED");
+}
+
+int wk_journal_received_extra(wk_journal *j, const char *id, int seq, const char *extra)
+{
+    if (!j)
+        return 0;
+    sqlite3_stmt *s = row(j, S_EXTRA, id, seq);
+    if (!s)
+        return WK_EIO;
+    bind_text(s, 3, extra);
     return step(j, s, "writing RECEIVED");
 }
 
@@ -494,6 +509,7 @@ int wk_journal_attempts(wk_journal *j, const char *id, wk_jattempt **out, int *n
         v->evidence = col_str(s, 15);
         v->note = col_str(s, 16);
         a->vstarts = sqlite3_column_int(s, 17);
+        a->extra = col_str(s, 18);
     }
     sqlite3_reset(s);
     sqlite3_clear_bindings(s);
@@ -507,6 +523,7 @@ void wk_journal_attempts_free(wk_jattempt *a, int n)
         free(a[i].text);
         free(a[i].finish);
         free(a[i].served);
+        free(a[i].extra);
         val_verdict_clear(&a[i].verdict);
     }
     free(a);

@@ -37,6 +37,7 @@ typedef struct wk_jattempt {
     int retries, fallbacks;
     val_verdict verdict; /* state WK_J_VERDICT */
     int vstarts; /* in-process validations started, never returned (wk_journal_validating) */
+    char *extra; /* the answer's logprobs and other choices, JSON; NULL: none */
 } wk_jattempt;
 
 int wk_journal_open(uv_loop_t *loop, const char *path, wk_journal **out, char *err, size_t errlen);
@@ -77,6 +78,12 @@ int wk_journal_sent(wk_journal *j, const char *id, int seq, const char *model);
 int wk_journal_received(wk_journal *j, const char *id, int seq, const char *text,
                         const char *finish, long pt, long ct, long cached, const char *served,
                         int retries, int fallbacks);
+/*
+ * Beside RECEIVED, what a classify tier's doubt reads of the answer: a JSON
+ * object {"logprobs": [...], "choices": [...]} (either may be absent), so a
+ * resumed run votes on the same tokens and choices without paying again.
+ */
+int wk_journal_received_extra(wk_journal *j, const char *id, int seq, const char *extra);
 int wk_journal_verdict(wk_journal *j, const char *id, int seq, const val_verdict *v);
 int wk_journal_done(wk_journal *j, const char *id, const char *result);
 /*

@@ -1,0 +1,108 @@
+/*
+ * The compact string set (ids seen, results written) and wk_json_print, the
+ * faster cJSON_PrintUnformatted: both are speed work (issue 13), so these
+ * tests hold them to the behaviour of what they replaced.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/util.h"
+
+static void test_strset_many(void **state)
+{
+    (void)state;
+    wk_strset s = {0};
+    char id[32];
+    for (int i = 0; i < 200000; i++) {
+        snprintf(id, sizeof id, "task-%d", i);
+        assert_int_equal(wk_strset_add(&s, id), 0);
+    }
+    for (int i = 0; i < 200000; i++) {
+        snprintf(id, sizeof id, "task-%d", i);
+        assert_true(wk_strset_has(&s, id));
+        assert_int_equal(wk_strset_add(&s, id), 1);
+    }
+    assert_false(wk_strset_has(&s, "task-200000"));
+    assert_false(wk_strset_has(&s, ""));
+    assert_int_equal(wk_strset_add(&s, ""), 0);
+    assert_true(wk_strset_has(&s, ""));
+    assert_int_equal(s.len, 200001);
+    wk_strset_release(&s);
+    assert_false(wk_strset_has(&s, "task-1"));
+}
+
+/* Strings longer than a chunk get their own, and the set goes on after them. */
+static void test_strset_long(void **state)
+{
+    (void)state;
+    wk_strset s = {0};
+    size_t n = WK_STRSET_CHUNK + 100;
+    char *big = malloc(n + 1);
+    assert_non_null(big);
+    memset(big, 'x', n);
+    big[n] = '\0';
+    assert_int_equal(wk_strset_add(&s, "a"), 0);
+    assert_int_equal(wk_strset_add(&s, big), 0);
+    assert_int_equal(wk_strset_add(&s, "b"), 0);
+    assert_true(wk_strset_has(&s, big));
+    big[n - 1] = 'y';
+    assert_false(wk_strset_has(&s, big));
+    assert_true(wk_strset_has(&s, "a"));
+    assert_true(wk_strset_has(&s, "b"));
+    free(big);
+    wk_strset_release(&s);
+}
+
+static void same_as_cjson(const char *json)
+{
+    cJSON *o = cJSON_Parse(json);
+    assert_non_null(o);
+    char *want = cJSON_PrintUnformatted(o);
+    char *got = wk_json_print(o);
+    assert_string_equal(got, want);
+    /* The tree is as it was: printing it again gives the same text. */
+    char *again = cJSON_PrintUnformatted(o);
+    assert_string_equal(again, want);
+    free(want);
+    free(got);
+    free(again);
+    cJSON_Delete(o);
+}
+
+static void test_json_print(void **state)
+{
+    (void)state;
+    same_as_cjson("{\"a\":1,\"b\":-2,\"c\":0,\"d\":-0.0,\"e\":1.5,\"f\":1e20,\"g\":999999999999999,"
+                  "\"h\":1000000000000000,\"i\":-999999999999999,\"j\":0.1,\"k\":123456789}");
+    same_as_cjson("[1,[2,[3,{\"x\":[4,5.25,\"6\",null,true]}]],-7]");
+    same_as_cjson("42");
+    same_as_cjson("-0.0");
+    same_as_cjson("{\"s\":\"text\",\"n\":null,\"t\":true,\"o\":{},\"a\":[]}");
+    /* A raw item of the caller's own stays raw. */
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddRawToObject(o, "raw", "[1,2]");
+    cJSON_AddNumberToObject(o, "n", 3);
+    char *got = wk_json_print(o);
+    assert_string_equal(got, "{\"raw\":[1,2],\"n\":3}");
+    assert_true(cJSON_IsNumber(cJSON_GetObjectItem(o, "n")));
+    assert_true(cJSON_IsRaw(cJSON_GetObjectItem(o, "raw")));
+    free(got);
+    cJSON_Delete(o);
+    assert_null(wk_json_print(NULL));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_strset_many),
+        cmocka_unit_test(test_strset_long),
+        cmocka_unit_test(test_json_print),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
