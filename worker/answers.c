@@ -12,6 +12,7 @@
 
 #include "cost.h"
 #include "lib/util.h"
+#include "worker/store/batchj.h"
 
 /* In-process validations of one answer that may kill the worker before it gets a verdict. */
 #define WK_VALIDATE_CRASHES_MAX 2
@@ -125,6 +126,8 @@ static void feed_response(void *arg, int status)
     wk_ask_call_slot *c = arg;
     char *t = c->resp_text, *f = c->resp_finish;
     cJSON *lp = c->resp_logprobs, *ch = c->resp_choices;
+    char *bid = c->resp_batch;
+    c->resp_batch = NULL;
     c->resp_text = c->resp_finish = NULL;
     c->resp_logprobs = c->resp_choices = NULL;
     if (status != 0) {
@@ -137,10 +140,12 @@ static void feed_response(void *arg, int status)
         ev.finish_reason = f;
         ev.logprobs = lp;
         ev.choices = ch;
+        ev.batch_id = bid;
         feed_call(c, &ev);
     }
     free(t);
     free(f);
+    free(bid);
     cJSON_Delete(lp);
     cJSON_Delete(ch);
 }
@@ -154,6 +159,8 @@ static void answer(wk_ask_call_slot *c, const wk_event *ev, int journal)
     c->resp_finish = ev->finish_reason ? wk_xstrdup(ev->finish_reason) : NULL;
     c->resp_logprobs = ev->logprobs ? cJSON_Duplicate(ev->logprobs, 1) : NULL;
     c->resp_choices = ev->choices ? cJSON_Duplicate(ev->choices, 1) : NULL;
+    free(c->resp_batch);
+    c->resp_batch = ev->batch_id ? wk_xstrdup(ev->batch_id) : NULL;
     /* A failed write is the journal's failure: the commit below reports it. */
     if (journal)
         (void)wk_journal_received(q->a->journal, wk_task_id(q->task), c->seq, ev->text,
@@ -172,6 +179,10 @@ static void answer(wk_ask_call_slot *c, const wk_event *ev, int journal)
         free(js);
         cJSON_Delete(x);
     }
+    /* Its lane, when not the tier's own or when a batch carried it (store/batchj.h). */
+    if (journal && (ev->to_sync || ev->batch_id))
+        (void)wk_journal_attempt_lane(q->a->journal, wk_task_id(q->task), c->seq, ev->to_sync,
+                                      ev->batch_id);
     wk_journal_then(q->a->journal, feed_response, c);
 }
 
@@ -188,7 +199,9 @@ static void on_call(void *arg, const wk_call_outcome *o)
                    .latency_ms = o->latency_ms,
                    .served = o->served,
                    .retries = o->retries,
-                   .fallbacks = o->fallbacks};
+                   .fallbacks = o->fallbacks,
+                   .to_sync = o->to_sync,
+                   .batch_id = o->batch_id};
     if (o->ok) {
         ev.kind = WK_EV_RESPONSE;
         ev.text = o->resp->text;
@@ -315,6 +328,10 @@ void wk_ask_call(wk_ask *q, const wk_model *m, const wk_deployments *deps, const
         const cJSON *ch = cJSON_GetObjectItemCaseSensitive(x, "choices");
         ev.logprobs = cJSON_IsArray(lp) ? lp : NULL;
         ev.choices = cJSON_IsArray(ch) ? ch : NULL;
+        char batch_id[128];
+        (void)wk_journal_attempt_lane_get(a->journal, wk_task_id(q->task), c->seq, &ev.to_sync,
+                                          batch_id, sizeof batch_id);
+        ev.batch_id = batch_id[0] ? batch_id : NULL;
         answer(c, &ev, 0);
         cJSON_Delete(x);
         return;
@@ -324,9 +341,16 @@ void wk_ask_call(wk_ask *q, const wk_model *m, const wk_deployments *deps, const
      * have been billed. The router charges its worst case and says whether the
      * budget still holds a second send; the CALL that follows is the same call.
      */
-    if (j && !resend) {
+    /*
+     * Not on the batch lane: its SENT row is written before the call joins a
+     * batch, and a batch still out is polled, not sent again (batchj.h); one
+     * never journaled never left.
+     */
+    if (j && !resend && q->lane != WK_LANE_BATCH &&
+        !wk_journal_batch_pending(a->journal, wk_task_id(q->task), c->seq)) {
         c->lost = 1;
-        c->resp = (wk_event){.kind = WK_EV_LOST_CALL, .lost_cost_usd = wk_cost_worst(m, est)};
+        c->resp =
+            (wk_event){.kind = WK_EV_LOST_CALL, .lost_cost_usd = wk_cost_worst_at(m, q->lane, est)};
         wk_journal_then(a->journal, feed_lost, c);
         return;
     }
@@ -344,6 +368,7 @@ void wk_ask_call(wk_ask *q, const wk_model *m, const wk_deployments *deps, const
     wk_call_drop(c->call);
     c->call =
         wk_call_prepare(a->calls, m, deps, wk_task_id(q->task), messages, est, c->seq, logprobs, n);
+    wk_call_set_lane(c->call, q->lane);
     wk_cached hit;
     if (wk_call_cached(c->call, &hit)) {
         wk_call_drop(c->call);

@@ -61,6 +61,7 @@ typedef struct wk_ask_call_slot {
     cJSON *resp_logprobs; /* the held answer's token logprobs; owned */
     cJSON *resp_choices;  /* the held answer's other choices; owned */
     int logprobs;         /* the call asks for logprobs */
+    char *resp_batch;     /* the held answer's batch id (lanes.h); owned */
 } wk_ask_call_slot;
 
 /* One task's questions: the calls or validation in progress, and what the journal held. */
@@ -81,6 +82,7 @@ typedef struct wk_ask {
     int in_validate, have_pending, replayed_verdict;
     int same_call;       /* the validation in progress is of another answer of the same call */
     val_verdict pending; /* a verdict waiting to be fed */
+    int lane;            /* the next call's lane (lanes.h): the driver sets it from the CALL */
 } wk_ask;
 
 /* Sets up q (its timer on the loop); close with wk_ask_close, then run the loop. */

@@ -193,6 +193,9 @@ static int load_providers(wk_config *cfg, const cJSON *root, const char *path, i
                            "characters, e.g. \"self_hosted\")",
                            path, pv->name, WK_POLICY_NAME_MAX);
         pv->data = data ? wk_xstrdup(data->valuestring) : NULL;
+        int lrc = wk__lanes_provider(pv, p, path, err, errlen);
+        if (lrc)
+            return lrc;
     }
     return 0;
 }
@@ -255,6 +258,9 @@ static int load_models(wk_config *cfg, const cJSON *root, const char *path, char
             return wk_errf(WK_ECONFIG, err, errlen,
                            "%s: models.%s.max_tokens must be a number >= 1", path, md->name);
         md->max_tokens = to_long(v);
+        int lrc = wk__lanes_model(md, m, path, err, errlen);
+        if (lrc)
+            return lrc;
     }
     /* Fallbacks name other models, so they are resolved once all are known. */
     i = 0;
@@ -531,6 +537,9 @@ static int load_cascade(wk_config *cfg, wk_cascade *c, const char *path, char *e
         if (rc)
             goto cleanup;
         rc = load_doubt(cfg, c, &c->tiers[i], t, path, i, err, errlen);
+        if (rc)
+            goto cleanup;
+        rc = wk__lanes_tier(&c->tiers[i], t, path, i, err, errlen);
         if (rc)
             goto cleanup;
     }

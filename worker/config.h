@@ -9,6 +9,8 @@
 #include <cjson/cJSON.h>
 #include <stddef.h>
 
+#include "lanes.h"
+
 typedef struct wk_provider {
     char *name;
     char *api;      /* "openai", "anthropic" or "gemini" */
@@ -20,6 +22,8 @@ typedef struct wk_provider {
     double tpm;               /* tokens per minute (prompt estimate + max_tokens); 0: no limit */
     int breaker_failures;     /* consecutive failures that open the breaker [5] */
     long breaker_cooldown_ms; /* open this long, then one probe [30000] */
+    double batch_discount;    /* lane prices: sync price times these, unless a model says [0.5] */
+    double flex_discount;
     /*
      * Where data sent here goes: a free-form label ("self_hosted", "eu", "us",
      * "vendor") that data_policy names; NULL: undeclared, so no data class
@@ -39,6 +43,7 @@ typedef struct wk_model {
     long max_tokens;                  /* completion cap sent with each request */
     struct wk_model **fallbacks;      /* the same model at other providers, in order; owned array */
     int nfallbacks;                   /* at most WK_DEPLOY_MAX - 1 */
+    wk_prices lane[WK_LANES]; /* prices per lane (lanes.h); [WK_LANE_SYNC] is the three above */
 } wk_model;
 
 /* A model and its fallbacks: the deployments one call may walk. */
@@ -106,6 +111,7 @@ typedef struct wk_tier {
     int vote_min;
     double min_confidence;
     int confidence; /* WK_CONF_* */
+    int lane;       /* WK_LANE_*: how the tier's calls are sent (lanes.h) */
 } wk_tier;
 
 typedef struct wk_cascade {

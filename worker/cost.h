@@ -31,4 +31,15 @@ double wk_cost_charged(const wk_model *m, long est_prompt_tokens, long prompt_to
 /* The worst case of a call: the whole prompt uncached plus max_tokens of output. */
 double wk_cost_worst(const wk_model *m, long est_prompt_tokens);
 
+/*
+ * The same three on a lane (lanes.h): `ran` is where the call ran
+ * (WK_LANE_* or WK_RAN_FLEX_SYNC), priced at that lane's prices. The
+ * functions above are these on WK_LANE_SYNC.
+ */
+double wk_cost_at(const wk_model *m, int ran, long prompt_tokens, long completion_tokens,
+                  long cached_tokens);
+double wk_cost_charged_at(const wk_model *m, int ran, long est_prompt_tokens, long prompt_tokens,
+                          long completion_tokens, long cached_tokens, int *estimated);
+double wk_cost_worst_at(const wk_model *m, int ran, long est_prompt_tokens);
+
 #endif

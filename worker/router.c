@@ -334,8 +334,9 @@ static int over_budget(wk_task *t, int tier, wk_actions *out)
     long est = estimate_prompt_tokens(t->messages);
     int round = tier_rounds(tr) && t->asked == 0;
     double worst = 0;
+    /* At the tier's lane: a batch tier's worst case is at the batch price. */
     for (int k = 0; k < (round ? tr->nagree : 1); k++)
-        worst += wk_cost_worst(round ? tr->agree[k] : vote_model(tr, t->asked), est);
+        worst += wk_cost_worst_at(round ? tr->agree[k] : vote_model(tr, t->asked), tr->lane, est);
     if (t->cost_usd + worst <= t->budget_usd)
         return 0;
     char *why =
@@ -365,6 +366,7 @@ static void push_call(wk_task *t, const wk_model *m, int vote, int n, wk_actions
     a->vote = vote;
     a->messages = t->messages;
     a->est_prompt_tokens = estimate_prompt_tokens(t->messages);
+    a->lane = tr->lane;
 }
 
 static void call_or_stop(wk_task *t, wk_actions *out)
@@ -613,10 +615,16 @@ static cJSON *new_attempt(wk_task *t, const wk_event *ev, long pt, long ct)
      * (cost.h); a recording's own cost (replay) is what the call cost.
      */
     int estimated = 0;
+    /* Priced at the lane the call ran on (lanes.h): a flex call moved to sync pays sync. */
+    int ran = !ev->to_sync                ? tr->lane
+              : tr->lane == WK_LANE_FLEX  ? WK_RAN_FLEX_SYNC
+              : tr->lane == WK_LANE_BATCH ? WK_RAN_BATCH_SYNC
+                                          : tr->lane;
     double cost = ev->from_cache ? 0
-                  : ev->has_cost ? ev->cost_usd
-                                 : wk_cost_charged(served, estimate_prompt_tokens(t->messages), pt,
-                                                   ct, ev->cached_tokens, &estimated);
+                  : ev->has_cost
+                      ? ev->cost_usd
+                      : wk_cost_charged_at(served, ran, estimate_prompt_tokens(t->messages), pt, ct,
+                                           ev->cached_tokens, &estimated);
     t->cost_usd += cost;
     cJSON *a = cJSON_CreateObject();
     cJSON_AddNumberToObject(a, "tier", t->tier);
@@ -626,6 +634,10 @@ static cJSON *new_attempt(wk_task *t, const wk_event *ev, long pt, long ct)
         cJSON_AddStringToObject(a, "deployment", served->name);
     if (ev->from_cache)
         cJSON_AddBoolToObject(a, "cached", 1);
+    if (ran != WK_LANE_SYNC) /* sync attempts read as they always did */
+        cJSON_AddStringToObject(a, "lane", wk_lane_name(ran));
+    if (ev->batch_id)
+        cJSON_AddStringToObject(a, "batch_id", ev->batch_id);
     if (ev->has_cost && !ev->from_cache) /* the recording's cost, not tokens x price */
         cJSON_AddBoolToObject(a, "cost_recorded", 1);
     if (t->lost_usd > 0) {

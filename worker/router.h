@@ -48,7 +48,10 @@ typedef struct wk_event {
     int retries;            /* transport retries inside this call */
     int fallbacks;          /* fallback deployments moved to inside this call */
     int from_cache;         /* RESPONSE: answered by the response cache, at no cost */
-    double lost_cost_usd;   /* LOST_CALL: what the lost call may have cost (worst case) */
+    /* RESPONSE and CALL_FAILED on a flex or batch tier (lanes.h) */
+    int to_sync;          /* the flex or batch call went to the sync lane (lanes.h) */
+    const char *batch_id; /* the provider's batch that carried the call; NULL: none */
+    double lost_cost_usd; /* LOST_CALL: what the lost call may have cost (worst case) */
     /* RESPONSE: a recording's own cost of the call, used instead of tokens x price */
     int has_cost;
     double cost_usd;
@@ -86,6 +89,7 @@ typedef struct wk_action {
     long est_prompt_tokens; /* CALL: estimate for reservations and rate limits */
     int logprobs;           /* CALL: ask for the answer's token logprobs */
     int n;                  /* CALL: answers wanted of this model (samples); 1: one */
+    int lane;               /* CALL: the tier's lane, WK_LANE_* (lanes.h) */
     /*
      * CALL: which call of an agree tier's round (the model's place in
      * agree.models; 0 otherwise): the round's calls are all in flight at

@@ -257,6 +257,7 @@ static void perform(slot *s, wk_actions *acts)
         wk_mon_action(r->obs, &s->obs, wk_task_cascade(s->task), a);
         switch (a->kind) {
         case WK_ACT_CALL:
+            s->ask.lane = a->lane; /* lanes.h: how the call is sent and priced */
             /* The calls of an agree tier's round come in one feed and are all sent. */
             wk_ask_call(&s->ask, a->model, a->deps, a->messages, a->est_prompt_tokens, a->logprobs,
                         a->n, a->vote);
@@ -479,6 +480,12 @@ static void on_signal(uv_signal_t *h, int signum)
             "cascade: %s: taking no more tasks, finishing the %d in flight within "
             "%.0f s (signal again to quit now)\n",
             signum == SIGINT ? "interrupt" : "terminate", r->active, (double)r->o->grace_ms / 1000);
+    if (r->ans.calls && wk_calls_batched(r->ans.calls) > 0) /* lanes.h */
+        fprintf(stderr,
+                "cascade: %d calls wait in provider batches, which keep running at the "
+                "provider; run the same command again to collect their answers without "
+                "sending them again\n",
+                wk_calls_batched(r->ans.calls));
     r->stopping = 1;
     r->interrupted = 1;
     uv_timer_start(&r->grace, on_grace, (uint64_t)r->o->grace_ms, 0);
@@ -516,6 +523,18 @@ static void shutdown_run(run *r)
 
 /* ---- entry ------------------------------------------------------------------- */
 
+/*
+ * The batch lane (net/batch.c): no call can join an open batch until one
+ * comes back, when every task in flight waits on a batch (or the budget)
+ * and no new task can come in.
+ */
+static int batches_idle(void *arg)
+{
+    run *r = arg;
+    return (r->eof || r->stopping || r->nfree == 0) && r->active > 0 &&
+           wk_calls_parked(r->ans.calls) >= r->active;
+}
+
 void wk_run_opts_default(wk_run_opts *o)
 {
     memset(o, 0, sizeof *o);
@@ -532,6 +551,11 @@ void wk_run_opts_default(wk_run_opts *o)
     o->lease_ms = 60000;
     o->max_deliveries = 5;
     wk_patch_opts_default(&o->patch);
+    o->flex_timeout_ms = 15 * 60000;
+    o->flex_max_wait_ms = 5 * 60000;
+    o->batch_max = 50000; /* OpenAI's limit per batch */
+    o->batch_linger_ms = 60000;
+    o->batch_poll_ms = 30000;
 }
 
 int wk_run(const wk_run_opts *o)
@@ -642,6 +666,16 @@ int wk_run(const wk_run_opts *o)
         .body_cap = o->body_cap,
         .run_budget_usd = o->budget_usd,
         .cache = r->cache,
+        .flex_first_byte_timeout_ms = o->flex_timeout_ms,
+        .flex_max_wait_ms = o->flex_max_wait_ms,
+        .batch_max = o->batch_max,
+        .batch_linger_ms = o->batch_linger_ms,
+        .batch_poll_ms = o->batch_poll_ms,
+        .journal = r->ans.journal,
+        .batch_idle = batches_idle,
+        .batch_idle_arg = r,
+        .deadline_at = o->deadline_ms > 0 ? wk_now_ms() + (uint64_t)o->deadline_ms : 0,
+        .deadline_ms = o->deadline_ms,
     };
     wk_retry_policy_default(&co.retry);
     co.retry.max_retries = o->max_retries;

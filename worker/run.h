@@ -54,6 +54,10 @@ typedef struct wk_run_opts {
     wk_run_stats *stats;   /* filled at the end when not NULL */
     wk_patch_opts patch;   /* patch tasks' caps (--max-repo-mb, --max-patch-kb, ...) */
     wk_commit_opts commit; /* patch tasks: the commit sink's branch, patch file and author */
+    /* Lanes (lanes.h): --flex-timeout, --flex-max-wait, --batch-*, --deadline. */
+    long flex_timeout_ms, flex_max_wait_ms;
+    long batch_max, batch_linger_ms, batch_poll_ms;
+    long deadline_ms; /* --deadline; 0: none */
 } wk_run_opts;
 
 void wk_run_opts_default(wk_run_opts *o);

@@ -40,6 +40,43 @@ struct wk_run_opts;
 int wk_cli_run_opt(int c, const char *arg, struct wk_run_opts *o, char **author_name,
                    char **author_email);
 
+/*
+ * The lane options of `cascade run` (lanes.h, README "Lanes"), kept apart
+ * from the others: WK_CLI_LANE_OPTIONS goes in the getopt table,
+ * WK_CLI_LANE_USAGE in the usage text, and wk_cli_lane_opt applies one
+ * (1 done, 0 not a lane option, -1 bad value).
+ */
+enum {
+    WK_OPT_FLEX_TIMEOUT = 1500,
+    WK_OPT_FLEX_MAX_WAIT,
+    WK_OPT_BATCH_MAX,
+    WK_OPT_BATCH_LINGER,
+    WK_OPT_BATCH_POLL,
+    WK_OPT_DEADLINE,
+};
+/* clang-format off */
+#define WK_CLI_LANE_OPTIONS                                                 \
+    {"flex-timeout", required_argument, NULL, WK_OPT_FLEX_TIMEOUT},         \
+    {"flex-max-wait", required_argument, NULL, WK_OPT_FLEX_MAX_WAIT},       \
+    {"batch-max", required_argument, NULL, WK_OPT_BATCH_MAX},               \
+    {"batch-linger", required_argument, NULL, WK_OPT_BATCH_LINGER},         \
+    {"batch-poll", required_argument, NULL, WK_OPT_BATCH_POLL},             \
+    {"deadline", required_argument, NULL, WK_OPT_DEADLINE}
+/* clang-format on */
+#define WK_CLI_LANE_USAGE                                                                          \
+    "  --flex-timeout SEC   flex tiers: until the response starts [900]\n"                         \
+    "  --flex-max-wait SEC  flex tiers: how long a call retries flex after the tier\n"             \
+    "                       says it has no capacity, then goes to sync [300]\n"                    \
+    "  --batch-max N        batch tiers: requests in one batch [50000]\n"                          \
+    "  --batch-linger SEC   batch tiers: a batch is sent this long after its first\n"              \
+    "                       request at the latest [60]\n"                                          \
+    "  --batch-poll SEC     batch tiers: first wait between status checks, doubling\n"             \
+    "                       to 10 min [30]\n"                                                      \
+    "  --deadline DURATION  the run's time (90s, 30m, 2h): with a quarter of it left,\n"           \
+    "                       batches still out are cancelled and their unanswered\n"                \
+    "                       requests, like later batch-tier calls, go sync [none]\n"
+int wk_cli_lane_opt(int c, const char *arg, struct wk_run_opts *o);
+
 /* Exit codes of every subcommand (`cascade run` uses them all). */
 enum {
     WK_EXIT_OK = 0,          /* every task has its result line */

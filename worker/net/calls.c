@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "http.h"
+#include "lanes_int.h"
 #include "lib/util.h"
 #include "worker/cost.h"
 
@@ -48,6 +49,7 @@ typedef struct pstate {
     int told_open;         /* the open breaker was said on stderr (this episode) */
     int told_held;         /* calls given up after --max-wait were said (this episode) */
     int told_far_reset;    /* a rate-limit reset past --max-wait was said */
+    int told_flex;         /* flex capacity errors moving calls to sync were said */
     uint64_t down_since;   /* when the breaker opened (this episode) */
     wk__call *wait_head, *wait_tail;
     uv_timer_t wake;
@@ -81,6 +83,10 @@ struct wk_call {
     wk__call *prev, *next; /* every live call, for shutdown */
     char reason[PROV_REASON_MAX];
     char msg[MSG_MAX];
+    /* Lanes (lanes_int.h): the tier's lane, where the call runs now, and since when flex waits. */
+    int lane, ran;
+    uint64_t flex_since;
+    char batch_id[WK_BATCH_ID_MAX];
 };
 
 struct wk_calls {
@@ -96,6 +102,7 @@ struct wk_calls {
     int budget_hit;
     int closing; /* provider timers still closing at shutdown */
     uint64_t rng;
+    wk__batcher *batcher; /* the batch lane (batch.c) */
 };
 
 static void try_deployment(wk__call *k);
@@ -192,6 +199,8 @@ static void finish(wk__call *k, prov_response *resp, int budget_denied)
     out.message = k->msg;
     out.budget_denied = budget_denied;
     out.latency_ms = (long)(wk_now_ms() - k->started_ms);
+    out.to_sync = k->ran == WK_RAN_FLEX_SYNC || k->ran == WK_RAN_BATCH_SYNC;
+    out.batch_id = k->batch_id[0] ? k->batch_id : NULL;
     release(k);
     /* The cache keeps the primary's answers only: its key is the primary's request. */
     if (resp && k->c->o.cache && out.served == k->primary && k->built_for == k->primary)
@@ -200,8 +209,8 @@ static void finish(wk__call *k, prov_response *resp, int budget_denied)
                      resp->prompt_tokens, resp->completion_tokens);
     if (resp) {
         int estimated;
-        k->c->spent += wk_cost_charged(out.served, k->est, resp->prompt_tokens,
-                                       resp->completion_tokens, resp->cached_tokens, &estimated);
+        k->c->spent += wk_cost_charged_at(out.served, k->ran, k->est, resp->prompt_tokens,
+                                          resp->completion_tokens, resp->cached_tokens, &estimated);
     }
     unlink_call(k);
     k->cb(k->arg, &out);
@@ -322,6 +331,8 @@ static void build_request(wk__call *k, const wk_model *m)
         (void)ops->ask_logprobs(&k->req);
     if (k->n > 1 && ops->ask_n)
         (void)ops->ask_n(&k->req, k->n);
+    if (k->ran == WK_LANE_FLEX)
+        (void)wk__flex_ask(&k->req, m->provider->api);
     k->built_for = m;
 }
 
@@ -334,7 +345,7 @@ static void try_deployment(wk__call *k)
         prov_request_clear(&k->req);
         build_request(k, m);
     }
-    double worst = wk_cost_worst(m, k->est);
+    double worst = wk_cost_worst_at(m, k->ran, k->est); /* at the lane's price */
     if (c->o.run_budget_usd > 0 && c->spent + worst <= c->o.run_budget_usd &&
         c->spent + c->reserved + worst > c->o.run_budget_usd) {
         /*
@@ -362,6 +373,10 @@ static void try_deployment(wk__call *k)
     }
     c->reserved += worst;
     k->reserved = worst;
+    if (k->ran == WK_LANE_BATCH) { /* no provider gate: the batch is one request later */
+        wk__batcher_add(c->batcher, k);
+        return;
+    }
     gate(k);
 }
 
@@ -454,6 +469,10 @@ static void send_now(pstate *ps, wk__call *k)
         .total_timeout_ms = c->o.total_timeout_ms,
         .body_cap = c->o.body_cap,
     };
+    if (k->ran == WK_LANE_FLEX) { /* flex queues the request: its first byte may take minutes */
+        ho.first_byte_timeout_ms = c->o.flex_first_byte_timeout_ms;
+        ho.total_timeout_ms += c->o.flex_first_byte_timeout_ms;
+    }
     if (wk_http_post(c->http, k->req.url, (const char *const *)k->req.headers, k->req.nheaders,
                      k->req.body, k->req.body_len, &ho, on_http, k) != 0) {
         ps->inflight--;
@@ -636,6 +655,39 @@ static void breaker_success(pstate *ps)
     ps->told_open = ps->told_held = 0;
 }
 
+/*
+ * The flex tier has no capacity for the call now (lanes_int.h): wait and
+ * try flex again, without spending a retry, until --flex-max-wait has
+ * passed since the first such answer; then the call goes to the sync lane,
+ * reserved and priced there.
+ */
+static void flex_capacity(pstate *ps, wk__call *k, const wk_http_result *res)
+{
+    wk_calls *c = k->c;
+    uint64_t now = wk_now_ms();
+    if (!k->flex_since)
+        k->flex_since = now;
+    long waited = (long)(now - k->flex_since);
+    if (waited >= c->o.flex_max_wait_ms) {
+        if (!ps->told_flex)
+            fprintf(stderr,
+                    "cascade: provider %s: the flex tier has no capacity (HTTP %ld) after "
+                    "--flex-max-wait (%.0f s); such calls go to the sync lane at the sync price\n",
+                    ps->p->name, res->status, (double)c->o.flex_max_wait_ms / 1000);
+        ps->told_flex = 1;
+        release(k);
+        k->ran = WK_RAN_FLEX_SYNC;
+        k->built_for = NULL; /* rebuilt without service_tier */
+        try_deployment(k);
+        return;
+    }
+    long delay = res->retry_after_ms > 0 ? res->retry_after_ms : 1000;
+    if (delay > c->o.flex_max_wait_ms - waited)
+        delay = c->o.flex_max_wait_ms - waited;
+    k->timer.data = k;
+    uv_timer_start(&k->timer, on_backoff, (uint64_t)(delay > 0 ? delay : 0), 0);
+}
+
 static void on_http(void *arg, const wk_http_result *res)
 {
     wk__call *k = arg;
@@ -650,6 +702,11 @@ static void on_http(void *arg, const wk_http_result *res)
     const prov_ops *ops = prov_find(k->dep->provider->api);
     char reason[PROV_REASON_MAX], msg[MSG_MAX];
     wk_http_result r = *res;
+    if (k->ran == WK_LANE_FLEX && wk__flex_capacity(k->dep->provider->api, res)) {
+        flex_capacity(ps, k, res);
+        pump(ps);
+        return;
+    }
 
     if (res->rc == 0 && res->status >= 200 && res->status <= 299) {
         prov_response pr;
@@ -773,6 +830,7 @@ wk_calls *wk_calls_new(uv_loop_t *loop, const wk_config *cfg, const wk_calls_opt
         ps->wake.data = ps;
     }
     c->unavailable_until = wk_xcalloc((size_t)cfg->nmodels + 1, sizeof(uint64_t));
+    c->batcher = wk__batcher_new(loop, c->http, &c->o, cfg);
     return c;
 }
 
@@ -791,6 +849,8 @@ void wk_calls_free(wk_calls *c)
 {
     if (!c)
         return;
+    wk__batcher_free(c->batcher);
+    c->batcher = NULL;
     wk_http_free(c->http);
     while (c->live) {
         wk__call *k = c->live;
@@ -870,6 +930,95 @@ void wk_call_drop(wk_call *k)
     cJSON_Delete(k->messages);
     prov_request_clear(&k->req);
     free(k);
+}
+
+/* ---- the batch lane (lanes_int.h) ----------------------------------------- */
+
+const wk_model *wk__call_dep(const wk_call *k)
+{
+    return k->dep;
+}
+
+const prov_request *wk__call_req(const wk_call *k)
+{
+    return &k->req;
+}
+
+const char *wk__call_task(const wk_call *k)
+{
+    return k->task_id;
+}
+
+int wk__call_seq(const wk_call *k)
+{
+    return k->attempt;
+}
+
+void wk__call_batched(wk_call *k, const char *batch_id, long status, const char *body, size_t len,
+                      const char *reason, const char *message)
+{
+    wk_calls *c = k->c;
+    snprintf(k->batch_id, sizeof k->batch_id, "%s", batch_id ? batch_id : "");
+    const prov_ops *ops = prov_find(k->dep->provider->api);
+    char r[PROV_REASON_MAX], m[MSG_MAX];
+    prov_response pr;
+    if (!reason) {
+        int bad = ops->parse(status, body ? body : "", len, &pr, r, m, sizeof m);
+        if (!bad && status >= 200 && status <= 299) {
+            finish(k, &pr, 0);
+            prov_response_clear(&pr);
+            return;
+        }
+        prov_response_clear(&pr);
+        char *msg = wk_xasprintf("%s (batch %s)", m, k->batch_id);
+        fail(k, r, msg);
+        free(msg);
+    } else {
+        fail(k, reason, message ? message : reason);
+    }
+    /* What a later batch may answer: no response, a garbled one, 408, 409, 429, 5xx. */
+    int transient = reason || (status >= 200 && status <= 299) || status == 408 || status == 409 ||
+                    status == 429 || status >= 500;
+    /* A whole batch that failed is tried once more, then its requests climb. */
+    int limit = reason && strcmp(reason, "batch_failed") == 0 ? 1 : c->o.retry.max_retries;
+    if (transient && k->retries_here < limit) {
+        k->retries_here++;
+        k->retries++;
+        wk__batcher_add(c->batcher, k);
+        return;
+    }
+    next_deployment(k);
+}
+
+void wk__call_to_sync(wk_call *k)
+{
+    release(k);
+    k->ran = WK_RAN_BATCH_SYNC;
+    k->retries_here = 0;
+    k->built_for = NULL;
+    try_deployment(k); /* reserved and sent at the sync price */
+}
+
+int wk_calls_batched(const wk_calls *c)
+{
+    return c->batcher ? wk__batcher_calls(c->batcher) : 0;
+}
+
+int wk_calls_parked(const wk_calls *c)
+{
+    int n = c->batcher ? wk__batcher_calls(c->batcher) : 0;
+    for (const wk__call *k = c->budget_head; k; k = k->wait_next)
+        n++;
+    return n;
+}
+
+void wk_call_set_lane(wk_call *k, int lane)
+{
+    k->lane = k->ran = lane;
+    if (lane == WK_LANE_FLEX) { /* the body asks for the flex tier */
+        prov_request_clear(&k->req);
+        build_request(k, k->primary);
+    }
 }
 
 void wk_call_send(wk_call *k, wk_call_cb cb, void *arg)

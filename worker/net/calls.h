@@ -19,6 +19,7 @@
 #include "worker/config.h"
 #include "worker/providers/prov.h"
 #include "worker/store/cache.h"
+#include "worker/store/journal.h"
 
 typedef struct wk_calls wk_calls;
 typedef struct wk_call wk_call;
@@ -31,6 +32,27 @@ typedef struct wk_calls_opts {
     size_t body_cap;
     double run_budget_usd; /* 0: none */
     wk_cache *cache;       /* the response cache (borrowed); NULL: none */
+    /* The flex lane (lanes.h): a slow first byte is normal there, a capacity error is not final. */
+    long flex_first_byte_timeout_ms; /* [15 min] */
+    long flex_max_wait_ms;           /* capacity errors retried on flex this long, then sync */
+    /* The batch lane (net/batch.c): requests per batch, linger, first poll interval. */
+    long batch_max, batch_linger_ms, batch_poll_ms;
+    wk_journal *journal; /* batches are journaled here (borrowed); NULL: none */
+    /*
+     * 1 when no call can join an open batch soon (every task in flight waits
+     * on a batch, and no new task comes): the open batches are sent then.
+     * NULL: only --batch-max and --batch-linger send them.
+     */
+    int (*batch_idle)(void *arg);
+    void *batch_idle_arg;
+    /*
+     * --deadline: when (wk_now_ms) the run must be done; 0: none. With a
+     * quarter of it left, batches still out are cancelled and their
+     * unanswered requests, like any call reaching a batch tier after that,
+     * go to the sync lane.
+     */
+    uint64_t deadline_at;
+    long deadline_ms;
 } wk_calls_opts;
 
 typedef struct wk_call_outcome {
@@ -43,6 +65,8 @@ typedef struct wk_call_outcome {
     const char *message;    /* !ok: one line */
     int budget_denied;      /* !ok: the run budget cannot hold the call */
     long latency_ms;        /* from the first send to the outcome */
+    int to_sync;            /* a flex or batch call moved to the sync lane (lanes.h) */
+    const char *batch_id;   /* a batch-lane call: the provider's batch that carried it */
 } wk_call_outcome;
 
 typedef void (*wk_call_cb)(void *arg, const wk_call_outcome *o);
@@ -72,6 +96,15 @@ wk_call *wk_call_prepare(wk_calls *c, const wk_model *m, const wk_deployments *d
 int wk_call_cached(const wk_call *k, wk_cached *hit);
 /* Sends a prepared call (consumed); cb fires exactly once, from the loop. */
 void wk_call_send(wk_call *k, wk_call_cb cb, void *arg);
+/*
+ * The lane the call goes on (WK_LANE_*, lanes.h; default sync), set before
+ * it is sent: it is priced, reserved and sent there.
+ */
+void wk_call_set_lane(wk_call *k, int lane);
+/* Calls waiting in provider batches (lanes.h). */
+int wk_calls_batched(const wk_calls *c);
+/* Calls parked until something else moves: in a batch, or waiting on the run budget. */
+int wk_calls_parked(const wk_calls *c);
 /* Frees a prepared call that is not sent; NULL is a no-op. */
 void wk_call_drop(wk_call *k);
 

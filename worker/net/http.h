@@ -34,6 +34,7 @@ typedef struct wk_http_opts {
     long first_byte_timeout_ms; /* until the status line arrives; 0: none */
     long total_timeout_ms;
     size_t body_cap;
+    int get; /* 1: a GET; the body is not sent */
 } wk_http_opts;
 
 /* Creates the client on `loop`; NULL when curl cannot be set up. */

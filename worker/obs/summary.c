@@ -52,6 +52,33 @@ static void add_top_cost(wk_summary *s, const wk_cascade *c, const cJSON *attemp
                        estimated);
 }
 
+/*
+ * Attempts priced at a batch or flex lane: what they cost, and what the same
+ * usage costs on the sync lane, with the model (or deployment) that answered.
+ */
+static void add_lane_costs(wk_summary *s, const cJSON *attempts)
+{
+    const cJSON *a;
+    cJSON_ArrayForEach(a, attempts)
+    {
+        const char *lane = wk_jstr(a, "lane");
+        if (!lane || wk_lane_priced(wk_lane_parse(lane)) == WK_LANE_SYNC ||
+            cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(a, "cost_recorded")))
+            continue;
+        const char *name =
+            wk_jstr(a, "deployment") ? wk_jstr(a, "deployment") : wk_jstr(a, "model");
+        const wk_model *m = name ? wk_config_model(s->cfg, name) : NULL;
+        const cJSON *cost = cJSON_GetObjectItemCaseSensitive(a, "cost_usd");
+        if (!m || !cJSON_IsNumber(cost))
+            continue;
+        long cached = jlong(a, "cached_tokens");
+        s->lane_attempts++;
+        s->lane_usd += cost->valuedouble;
+        s->lane_sync_usd += wk_cost(m, jlong(a, "prompt_tokens"), jlong(a, "completion_tokens"),
+                                    cached > 0 ? cached : 0);
+    }
+}
+
 void wk_summary_add(wk_summary *s, const wk_cascade *c, const cJSON *res)
 {
     const cJSON *st = cJSON_GetObjectItemCaseSensitive(res, "status");
@@ -80,6 +107,7 @@ void wk_summary_add(wk_summary *s, const wk_cascade *c, const cJSON *res)
         recorded |= cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(a, "cost_recorded"));
     }
     s->st.cost_recorded += recorded;
+    add_lane_costs(s, cJSON_GetObjectItemCaseSensitive(res, "attempts"));
 }
 
 void wk_summary_print(const wk_summary *s, FILE *f)
@@ -117,6 +145,12 @@ void wk_summary_print(const wk_summary *s, FILE *f)
     if (st->cost_recorded)
         fprintf(f, " (%ld tasks at their recordings' own cost)", st->cost_recorded);
     fprintf(f, "\n");
+    if (s->lane_attempts)
+        fprintf(f,
+                "  on the sync lane $%.6f (the same attempts; %ld ran on batch or flex for "
+                "$%.6f instead of $%.6f)\n",
+                st->cost_usd - s->lane_usd + s->lane_sync_usd, s->lane_attempts, s->lane_usd,
+                s->lane_sync_usd);
     fprintf(f, "  top tier only    $%.6f", st->top_cost_usd);
     if (st->top_estimated)
         fprintf(f, " (%ld tasks priced from lower tiers' token counts)", st->top_estimated);

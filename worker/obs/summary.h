@@ -20,6 +20,9 @@ typedef struct wk_summary {
     const wk_config *cfg; /* borrowed */
     wk_figures st;        /* the whole run */
     wk_figures *per;      /* [cascade]: for the accepted per tier */
+    /* Attempts that ran on the batch or flex lane (lanes.h): their cost, and on sync. */
+    long lane_attempts;
+    double lane_usd, lane_sync_usd;
 } wk_summary;
 
 void wk_summary_init(wk_summary *s, const wk_config *cfg);

@@ -533,3 +533,21 @@ const char *wk_journal_error(const wk_journal *j)
 {
     return j ? j->error : NULL;
 }
+
+/* ---- for the store's other files (store_int.h) ------------------------------ */
+
+sqlite3 *wk__journal_db(wk_journal *j)
+{
+    return j->db;
+}
+
+int wk__journal_txn(wk_journal *j)
+{
+    return need_txn(j);
+}
+
+int wk__journal_fail(wk_journal *j, const char *what)
+{
+    set_error(j, what);
+    return fail(j, what);
+}

@@ -4,7 +4,18 @@
 #ifndef WK_STORE_INT_H
 #define WK_STORE_INT_H
 
+#include <sqlite3.h>
+
+#include "journal.h"
 #include "lib/util.h"
+
+/*
+ * journal.c, for batchj.c: the database, the open transaction (begun when
+ * none is; 0 or WK_EIO), and breaking the journal on a failed write.
+ */
+sqlite3 *wk__journal_db(wk_journal *j);
+int wk__journal_txn(wk_journal *j);
+int wk__journal_fail(wk_journal *j, const char *what);
 
 /*
  * Registers (once) the full-disk VFS of faultvfs.c and arms it: the next
