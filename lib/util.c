@@ -137,6 +137,37 @@ int wk_buf_appendf(wk_buf *b, const char *fmt, ...)
     return rc;
 }
 
+int wk_buf_append_html(wk_buf *b, const char *s)
+{
+    int rc = 0;
+    for (; *s && rc == 0; s++) {
+        unsigned char c = (unsigned char)*s;
+        switch (c) {
+        case '&':
+            rc = wk_buf_appendf(b, "&amp;");
+            break;
+        case '<':
+            rc = wk_buf_appendf(b, "&lt;");
+            break;
+        case '>':
+            rc = wk_buf_appendf(b, "&gt;");
+            break;
+        case '"':
+            rc = wk_buf_appendf(b, "&quot;");
+            break;
+        case '\'':
+            rc = wk_buf_appendf(b, "&#39;");
+            break;
+        default:
+            if (c < 0x20 && c != '\n' && c != '\t')
+                rc = wk_buf_appendf(b, "\\x%02x", c);
+            else
+                rc = wk_buf_append(b, s, 1);
+        }
+    }
+    return rc;
+}
+
 char *wk_buf_detach(wk_buf *b, size_t *len)
 {
     char *p = b->buf ? b->buf : wk_xstrdup("");

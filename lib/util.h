@@ -51,6 +51,12 @@ void wk_buf_init(wk_buf *b, size_t cap);
 /* Returns 0, or WK_ETOOBIG (the buffer is unchanged) when len + n > cap. */
 int wk_buf_append(wk_buf *b, const void *data, size_t n);
 int wk_buf_appendf(wk_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/*
+ * Appends `s` for HTML element content or a quoted attribute: & < > " ' as
+ * entities, control characters other than newline and tab as \xNN so they show.
+ * Returns 0 or WK_ETOOBIG (what fit stays appended).
+ */
+int wk_buf_append_html(wk_buf *b, const char *s);
 /* Hands the data to the caller (who frees it) and resets the buffer. */
 char *wk_buf_detach(wk_buf *b, size_t *len);
 void wk_buf_reset(wk_buf *b);   /* len = 0, keeps memory */

@@ -97,12 +97,30 @@ static void test_json_print(void **state)
     assert_null(wk_json_print(NULL));
 }
 
+/* Model text in a report page: markup and quotes become entities, hidden controls show. */
+static void test_buf_append_html(void **state)
+{
+    (void)state;
+    wk_buf b;
+    wk_buf_init(&b, 1024);
+    assert_int_equal(wk_buf_append_html(&b, "<a href=\"x\">Tom's & co</a>\n\tend\x1b[2J"), 0);
+    assert_string_equal(b.buf,
+                        "&lt;a href=&quot;x&quot;&gt;Tom&#39;s &amp; co&lt;/a&gt;\n\tend\\x1b[2J");
+    wk_buf_release(&b);
+    /* Past the cap the error comes back and what fit stays. */
+    wk_buf_init(&b, 6);
+    assert_int_not_equal(wk_buf_append_html(&b, "ab<cd"), 0);
+    assert_string_equal(b.buf, "ab&lt;");
+    wk_buf_release(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_strset_many),
         cmocka_unit_test(test_strset_long),
         cmocka_unit_test(test_json_print),
+        cmocka_unit_test(test_buf_append_html),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

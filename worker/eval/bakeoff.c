@@ -423,33 +423,6 @@ static void blind_release(blind_ctx *B)
     free(B->prompts);
 }
 
-/* Text into HTML element content or a double-quoted attribute. */
-static void html_text(wk_buf *b, const char *s)
-{
-    for (; *s; s++) {
-        switch (*s) {
-        case '&':
-            wk_buf_appendf(b, "&amp;");
-            break;
-        case '<':
-            wk_buf_appendf(b, "&lt;");
-            break;
-        case '>':
-            wk_buf_appendf(b, "&gt;");
-            break;
-        case '"':
-            wk_buf_appendf(b, "&quot;");
-            break;
-        default:
-            /* Control characters other than newline and tab would not show; mark them. */
-            if ((unsigned char)*s < 0x20 && *s != '\n' && *s != '\t')
-                wk_buf_appendf(b, "\\x%02x", (unsigned char)*s);
-            else
-                wk_buf_append(b, s, 1);
-        }
-    }
-}
-
 /* splitmix64: a seeded, portable shuffle (rand() differs between libcs). */
 static uint64_t mix(uint64_t *s)
 {
@@ -537,12 +510,12 @@ int wk_bake_blind(const wk_bake *b, const char *tasks_path, const char *html_pat
             mine[j] = tmp;
         }
         wk_buf_appendf(&page, "<section class=\"task\" data-task=\"");
-        html_text(&page, B.task_ids[t]);
+        wk_buf_append_html(&page, B.task_ids[t]);
         wk_buf_appendf(&page, "\">\n<h2>Task ");
-        html_text(&page, B.task_ids[t]);
+        wk_buf_append_html(&page, B.task_ids[t]);
         /* The newline after <pre> is the one the HTML parser drops, so the text keeps its own. */
         wk_buf_appendf(&page, "</h2>\n<pre class=\"prompt\">\n");
-        html_text(&page, B.prompts[t]);
+        wk_buf_append_html(&page, B.prompts[t]);
         wk_buf_appendf(&page, "</pre>\n");
         for (int i = 0; i < k; i++) {
             char id[32];
@@ -554,7 +527,7 @@ int wk_bake_blind(const wk_bake *b, const char *tasks_path, const char *html_pat
                            "<div class=\"answer\" data-id=\"%s\"><h3>Answer %d</h3>\n"
                            "<pre class=\"text\">\n",
                            id, i + 1);
-            html_text(&page, mine[i]->text);
+            wk_buf_append_html(&page, mine[i]->text);
             wk_buf_appendf(&page, "</pre>\n<fieldset><legend>Score</legend>");
             for (int s = 1; s <= 5; s++)
                 wk_buf_appendf(&page,

@@ -458,32 +458,6 @@ static const char *const palette[] = {"#2b7bb9", "#3a9b3a", "#d9822b", "#7b3fa0"
 #define HTML_SERIES_MAX 16
 #define HTML_WINDOWS_MAX 120
 
-static void html_esc(wk_buf *b, const char *s)
-{
-    for (; *s; s++) {
-        switch (*s) {
-        case '&':
-            wk_buf_appendf(b, "&amp;");
-            break;
-        case '<':
-            wk_buf_appendf(b, "&lt;");
-            break;
-        case '>':
-            wk_buf_appendf(b, "&gt;");
-            break;
-        case '"':
-            wk_buf_appendf(b, "&quot;");
-            break;
-        case '\'':
-            wk_buf_appendf(b, "&#39;");
-            break;
-        default:
-            if ((unsigned char)*s >= 0x20)
-                wk_buf_append(b, s, 1);
-        }
-    }
-}
-
 /* Where a window sits on the x axis: its start for time windows, its index for trial ones. */
 static int64_t x_key(const wk_drift_window *w, int i)
 {
@@ -545,7 +519,7 @@ static void html_chart(const wk_drift *d, int from, int to, wk_buf *b)
         int x = L + (shown > 1 ? (int)(pw * (xi - first) / (shown - 1)) : pw / 2);
         wk_buf_appendf(b, "<text x=\"%d\" y=\"%d\" class=\"ax\" text-anchor=\"middle\">", x,
                        T + ph + 18);
-        html_esc(b, lab ? lab->label : "");
+        wk_buf_append_html(b, lab ? lab->label : "");
         wk_buf_appendf(b, "</text>\n");
     }
     int series = 0;
@@ -589,9 +563,9 @@ static void html_chart(const wk_drift *d, int from, int to, wk_buf *b)
                            "<circle class=\"pt\" cx=\"%d\" cy=\"%d\" r=\"4\" fill=\"%s\">"
                            "<title>",
                            px, py, color);
-            html_esc(b, g->model);
+            wk_buf_append_html(b, g->model);
             wk_buf_appendf(b, " ");
-            html_esc(b, x->label);
+            wk_buf_append_html(b, x->label);
             wk_buf_appendf(b, ": %ld of %ld passed%s</title></circle>\n", x->k, x->n,
                            flag ? " (drift)" : "");
         }
@@ -618,7 +592,7 @@ void wk_drift_html(const wk_drift *d, wk_buf *b)
         while (to < d->ng && strcmp(d->g[to].g.cascade, d->g[from].g.cascade) == 0)
             to++;
         wk_buf_appendf(b, "<h3>");
-        html_esc(b, d->g[from].g.cascade);
+        wk_buf_append_html(b, d->g[from].g.cascade);
         wk_buf_appendf(b, "</h3>\n<div class=\"charts\">\n");
         html_chart(d, from, to, b);
         wk_buf_appendf(b, "</div>\n<table><tr><th class=\"l\">tier</th><th class=\"l\">model"
@@ -638,7 +612,7 @@ void wk_drift_html(const wk_drift *d, wk_buf *b)
                                "%d</td><td class=\"l\"><span class=\"sw\" "
                                "style=\"background:%s\"></span>",
                                g->tier, color);
-                html_esc(b, g->model);
+                wk_buf_append_html(b, g->model);
             }
             wk_buf_appendf(b,
                            "</td><td>%.3f (%ld/%ld)</td><td>%.3f (%ld/%ld)</td><td>%.2f</td>"

@@ -19,31 +19,6 @@
 #define COLOR_ORACLE "#d62728"
 #define COLOR_HERE "#222222"
 
-static void esc(wk_buf *b, const char *s)
-{
-    for (; *s; s++) {
-        switch (*s) {
-        case '&':
-            wk_buf_appendf(b, "&amp;");
-            break;
-        case '<':
-            wk_buf_appendf(b, "&lt;");
-            break;
-        case '>':
-            wk_buf_appendf(b, "&gt;");
-            break;
-        case '"':
-            wk_buf_appendf(b, "&quot;");
-            break;
-        case '\'':
-            wk_buf_appendf(b, "&#39;");
-            break;
-        default:
-            wk_buf_append(b, s, 1);
-        }
-    }
-}
-
 /* A "nice" axis maximum: 1, 2 or 5 times a power of ten at or above v. */
 static double nice_max(double v)
 {
@@ -79,9 +54,9 @@ static void bar_chart(wk_buf *b, const char *title, const char *cls, const char 
                    "height=\"%d\" viewBox=\"0 0 %d %d\" role=\"img\">\n",
                    cls, W, H, W, H);
     wk_buf_appendf(b, "<title>");
-    esc(b, title);
+    wk_buf_append_html(b, title);
     wk_buf_appendf(b, "</title>\n<text x=\"%d\" y=\"18\" class=\"ct\">", L);
-    esc(b, title);
+    wk_buf_append_html(b, title);
     wk_buf_appendf(b, "</text>\n");
     int ph = H - T - B, pw = W - L - R;
     for (int g = 0; g <= 4; g++) {
@@ -114,7 +89,7 @@ static void bar_chart(wk_buf *b, const char *title, const char *cls, const char 
                        "tier %d</text><text x=\"%d\" y=\"%d\" class=\"ax\" "
                        "text-anchor=\"middle\">",
                        i, x + bw / 2, T + ph + 32);
-        esc(b, labels[i]);
+        wk_buf_append_html(b, labels[i]);
         wk_buf_appendf(b, "</text>\n");
     }
     wk_buf_appendf(b, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" class=\"axis\"/>\n", L, T + ph,
@@ -310,7 +285,7 @@ int wk_report_html(const wk_report *r, const char *path, char *err, size_t errle
                    metric);
     for (int i = 0; i < npts; i++) {
         wk_buf_appendf(&b, "<tr><td>%d</td><td class=\"l\">", i + 1);
-        esc(&b, pts[i].label);
+        wk_buf_append_html(&b, pts[i].label);
         wk_buf_appendf(&b,
                        "</td><td>%.3f</td><td>$%.4f</td><td class=\"l\"><span class=\"sw\" "
                        "style=\"background:%s\"></span>%s</td></tr>\n",
@@ -326,7 +301,7 @@ int wk_report_html(const wk_report *r, const char *path, char *err, size_t errle
         wk_drift_html(r->drift, &b);
     else {
         wk_buf_appendf(&b, "<p class=\"note\">No chart of the pass rate over time: ");
-        esc(&b, derr);
+        wk_buf_append_html(&b, derr);
         wk_buf_appendf(&b, ".</p>\n");
     }
 
@@ -334,7 +309,7 @@ int wk_report_html(const wk_report *r, const char *path, char *err, size_t errle
         const casc_fig *c = &cf[k];
         const wk_figures *g = &c->f;
         wk_buf_appendf(&b, "<h2>Cascade ");
-        esc(&b, wk__report_name(r, c->name));
+        wk_buf_append_html(&b, wk__report_name(r, c->name));
         wk_buf_appendf(&b, "</h2>\n<table><tr><th>tasks</th><th>accepted</th><th>exhausted"
                            "</th><th>over_budget</th><th>error</th><th>pass rate</th><th>cost"
                            "</th><th>per solved task</th><th>top tier alone</th><th>saving"
@@ -352,7 +327,8 @@ int wk_report_html(const wk_report *r, const char *path, char *err, size_t errle
                                "<th>correct</th><th>accuracy</th></tr>\n");
             for (int t = 0; t < c->ntiers; t++) {
                 wk_buf_appendf(&b, "<tr><td>%d</td><td>", t);
-                esc(&b, c->tiers[t].model >= 0 ? wk__report_name(r, c->tiers[t].model) : "-");
+                wk_buf_append_html(
+                    &b, c->tiers[t].model >= 0 ? wk__report_name(r, c->tiers[t].model) : "-");
                 wk_buf_appendf(&b, "</td><td>%ld</td><td>%ld</td><td>%.3f</td></tr>\n",
                                c->gold_at[t], g->correct_at[t],
                                wk_fig_ratio((double)g->correct_at[t], (double)c->gold_at[t]));
@@ -366,7 +342,7 @@ int wk_report_html(const wk_report *r, const char *path, char *err, size_t errle
                            wk_fig_ratio((double)c->climbs_total, (double)g->tasks));
         }
         wk_buf_appendf(&b, "<p class=\"note\">Top tier: ");
-        esc(&b, c->top_model);
+        wk_buf_append_html(&b, c->top_model);
         if (g->top_estimated)
             wk_buf_appendf(&b, "; %ld tasks priced from lower tiers' token counts",
                            g->top_estimated);
@@ -393,7 +369,7 @@ int wk_report_html(const wk_report *r, const char *path, char *err, size_t errle
         for (int t = 0; t < c->ntiers; t++) {
             const tier_fig *x = &c->tiers[t];
             wk_buf_appendf(&b, "<tr><td>%d</td><td class=\"l\">", t);
-            esc(&b, labels[t]);
+            wk_buf_append_html(&b, labels[t]);
             wk_buf_appendf(&b,
                            "</td><td>%ld</td><td>%ld</td><td>%ld</td><td>%ld</td><td>%.3f"
                            "</td><td>$%.6f</td></tr>\n",
@@ -403,7 +379,7 @@ int wk_report_html(const wk_report *r, const char *path, char *err, size_t errle
                            "<th>pass rate</th><th>cost</th></tr>\n");
         for (int j = 0; j < c->nkinds; j++) {
             wk_buf_appendf(&b, "<tr><td>");
-            esc(&b, wk__report_name(r, c->kinds[j].kind));
+            wk_buf_append_html(&b, wk__report_name(r, c->kinds[j].kind));
             wk_buf_appendf(&b, "</td><td>%ld</td><td>%ld</td><td>%.3f</td><td>$%.6f</td></tr>\n",
                            c->kinds[j].tasks, c->kinds[j].accepted,
                            wk_fig_ratio((double)c->kinds[j].accepted, (double)c->kinds[j].tasks),
@@ -415,7 +391,7 @@ int wk_report_html(const wk_report *r, const char *path, char *err, size_t errle
                        TOP_REASONS);
         for (int j = 0; j < c->nreasons && j < TOP_REASONS; j++) {
             wk_buf_appendf(&b, "<tr><td>");
-            esc(&b, wk__report_name(r, c->reasons[j].reason));
+            wk_buf_append_html(&b, wk__report_name(r, c->reasons[j].reason));
             wk_buf_appendf(&b, "</td><td>%ld</td></tr>\n", c->reasons[j].n);
         }
         wk_buf_appendf(&b, "</table>\n");
