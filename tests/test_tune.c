@@ -198,6 +198,16 @@ static void test_tune_finds_the_known_best_plan(void **state)
     assert_int_equal(cfg.ncascades, 1);
     assert_int_equal(cfg.cascades[0].ntiers, 3);
     wk_config_free(&cfg);
+    /* A base's data policy goes with the tuned tiers, or they could reach more than it allows. */
+    cJSON *base = cJSON_Parse("{\"data_policy\": {\"internal\": [\"self_hosted\"]}}");
+    cJSON *narrowed = wk_plan_cascade(o, &res.plan, "tuned", base);
+    const cJSON *dp = cJSON_GetObjectItemCaseSensitive(narrowed, "data_policy");
+    assert_non_null(dp);
+    assert_string_equal(
+        cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(dp, "internal"), 0)->valuestring,
+        "self_hosted");
+    cJSON_Delete(narrowed);
+    cJSON_Delete(base);
     assert_non_null(strstr(text, "\"prompt_tokens_over\""));
 
     free(cpath);

@@ -135,8 +135,13 @@ static cJSON *model_cascade(const char *model, const cJSON *base)
         cJSON_AddItemToArray(v, cJSON_CreateString("syntax"));
         cJSON_AddItemToArray(v, cJSON_CreateString("tests"));
     }
-    /* Copied for a classify base: the schema and label settings its validators read. */
-    static const char *const keep[] = {"schema", "label_field", "doubt_feedback", NULL};
+    /*
+     * Copied from the base: a classify base's schema and label settings, which its
+     * validators read, and its data policy, which must narrow each model's runs as it
+     * narrows the base's (a models-file policy alone may allow more).
+     */
+    static const char *const keep[] = {"schema", "label_field", "doubt_feedback", "data_policy",
+                                       NULL};
     for (int i = 0; keep[i]; i++) {
         const cJSON *k = cJSON_GetObjectItemCaseSensitive(base, keep[i]);
         if (k)

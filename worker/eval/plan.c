@@ -122,6 +122,10 @@ cJSON *wk_plan_cascade(const wk_obs *o, const wk_plan *p, const char *name, cons
         cJSON_AddItemToArray(v, cJSON_CreateString("tests"));
     }
     cJSON_AddBoolToObject(c, "feedback", cJSON_IsBool(fb) ? cJSON_IsTrue(fb) : 0);
+    /* The base's data policy narrows what the tuned tiers may reach, as it did the base's. */
+    const cJSON *dp = cJSON_GetObjectItemCaseSensitive(base, "data_policy");
+    if (dp)
+        cJSON_AddItemToObject(c, "data_policy", cJSON_Duplicate(dp, 1));
     cJSON *tiers = cJSON_AddArrayToObject(c, "tiers");
     for (int k = 0; k < p->ntiers; k++) {
         cJSON *t = cJSON_CreateObject();
