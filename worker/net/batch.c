@@ -248,7 +248,8 @@ static void step_failed(batch *bt, const wk_http_result *res, const char *what)
         fail_all(bt, "batch_failed", msg);
     } else {
         long wait = res->retry_after_ms > 0 ? res->retry_after_ms : 1000L << bt->tries;
-        later(bt, wait);
+        /* A Retry-After of days would park the batch and the run: no wait beyond the poll cap. */
+        later(bt, wait < POLL_MAX_MS ? wait : POLL_MAX_MS);
     }
     free(msg);
 }
