@@ -179,7 +179,7 @@ static void writes_outside_the_workdir_fail(void **state)
 static void environment_of_worker_is_not_visible(void **state)
 {
     (void)state;
-    setenv("CASCADE_FAKE_API_KEY", "sk-cascade-fake-secret", 1);
+    setenv("CASCADE_FAKE_API_KEY", "fake-cascade-secret-value", 1);
     outcome o;
     /* The answer prints its whole environment and fails so the output becomes evidence. */
     run_task(NULL, "python", IMPORT_TASK,
@@ -191,7 +191,7 @@ static void environment_of_worker_is_not_visible(void **state)
     assert_contains(o.v.message, "exit status 3");
     assert_contains(o.v.evidence, "PATH=/usr/local/bin:/usr/bin:/bin");
     assert_contains(o.v.evidence, "HOME=/run/cascade/home");
-    assert_null(strstr(o.v.evidence, "sk-cascade-fake-secret"));
+    assert_null(strstr(o.v.evidence, "fake-cascade-secret-value"));
     assert_null(strstr(o.v.evidence, "CASCADE_FAKE_API_KEY"));
     outcome_release(&o);
 }

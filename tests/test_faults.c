@@ -68,7 +68,7 @@ static int group_setup(void **state)
     (void)state;
     if (h_config_setup(MODELS, &cdir, &models))
         return -1;
-    setenv("CASCADE_MOCK_KEY", "sk-test-not-a-secret", 1);
+    setenv("CASCADE_MOCK_KEY", "fake-test-key-not-a-secret", 1);
     write_cascade("main", "[{\"model\":\"cheap\"},{\"model\":\"mid\"}]");
     write_cascade("solo-c", "[{\"model\":\"solo\"}]");
     write_cascade("spend-c", "[{\"model\":\"solo\"},{\"model\":\"mid\"}]");
@@ -267,9 +267,9 @@ static void test_401_is_not_retried_and_names_provider_and_key(void **state)
     const char *e = h_str(attempt(o.results, "r401-0", 0), "error");
     if (!strstr(e, "provider mock") || !strstr(e, "$CASCADE_MOCK_KEY"))
         fail_msg("401 error \"%s\" does not name the provider and the key variable", e);
-    assert_null(strstr(o.err, "sk-test-not-a-secret"));
+    assert_null(strstr(o.err, "fake-test-key-not-a-secret"));
     char *all = cJSON_PrintUnformatted(o.results);
-    assert_null(strstr(all, "sk-test-not-a-secret"));
+    assert_null(strstr(all, "fake-test-key-not-a-secret"));
     free(all);
     run_out_free(&o);
     free(tasks);

@@ -1196,8 +1196,8 @@ static void log_records_faults_and_redacts_keys(void **state)
     wk_buf_init(&resp, RESP_CAP);
     struct curl_slist *hdrs =
         prepare(h, "/v1/messages", "t-anth", ANTH_BODY("m-claude"), &resp, &url);
-    hdrs = curl_slist_append(hdrs, "x-api-key: sk-ant-SECRET1");
-    hdrs = curl_slist_append(hdrs, "Authorization: Bearer sk-SECRET2");
+    hdrs = curl_slist_append(hdrs, "x-api-key: fake-SECRET1");
+    hdrs = curl_slist_append(hdrs, "Authorization: Bearer fake-SECRET2");
     hdrs = curl_slist_append(hdrs, "x-goog-api-key: SECRET3");
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
     fx.requests++;

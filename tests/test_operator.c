@@ -576,7 +576,7 @@ static void test_a_retry_of_the_same_request_reaches_the_model_not_the_cache(voi
 
 /* ---- secrets and output hygiene (item 5) ------------------------------------------- */
 
-#define SECRET "sk-test-FAKEKEY-not-real"
+#define SECRET "fake-test-key-not-real"
 #define SECRET2 "gm-OTHER-not-real"
 
 /* Every file under dir, read whole: does any hold needle? Names the first that does. */

@@ -19,7 +19,7 @@
 
 static wk_provider prov = {.name = "p",
                            .base_url = "http://h/v1",
-                           .key = "sk-test",
+                           .key = "fake-test-key",
                            .key_env = "P_KEY",
                            .max_inflight = 1};
 static wk_model model = {.name = "m",
@@ -54,7 +54,7 @@ static void test_openai_request_has_bearer_task_header_and_messages(void **state
     prov_request r;
     assert_int_equal(prov_find("openai")->build(&model, "t\n1", msgs, &r), 0);
     assert_string_equal(r.url, "http://h/v1/chat/completions");
-    assert_true(has_header(&r, "Authorization: Bearer sk-test"));
+    assert_true(has_header(&r, "Authorization: Bearer fake-test-key"));
     assert_true(has_header(&r, "X-Cascade-Task: t\\n1")); /* a newline cannot split headers */
     cJSON *b = cJSON_Parse(r.body);
     assert_string_equal(cJSON_GetObjectItem(b, "model")->valuestring, "m-id");
@@ -72,7 +72,7 @@ static void test_anthropic_request_moves_system_out_and_sends_version(void **sta
     prov_request r;
     assert_int_equal(prov_find("anthropic")->build(&model, "t1", msgs, &r), 0);
     assert_string_equal(r.url, "http://h/v1/messages");
-    assert_true(has_header(&r, "x-api-key: sk-test"));
+    assert_true(has_header(&r, "x-api-key: fake-test-key"));
     assert_true(has_header(&r, "anthropic-version: 2026-10-21"));
     cJSON *b = cJSON_Parse(r.body);
     assert_string_equal(cJSON_GetObjectItem(b, "system")->valuestring, "be brief");
@@ -91,7 +91,7 @@ static void test_gemini_request_uses_model_path_key_header_and_roles(void **stat
     prov_request r;
     assert_int_equal(prov_find("gemini")->build(&model, "t1", msgs, &r), 0);
     assert_string_equal(r.url, "http://h/v1/models/m-id:generateContent");
-    assert_true(has_header(&r, "x-goog-api-key: sk-test"));
+    assert_true(has_header(&r, "x-goog-api-key: fake-test-key"));
     cJSON *b = cJSON_Parse(r.body);
     cJSON *c = cJSON_GetObjectItem(b, "contents");
     assert_int_equal(cJSON_GetArraySize(c), 3);

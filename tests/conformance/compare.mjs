@@ -291,7 +291,7 @@ async function main() {
   const recPath = path.join(tmp, 'recordings.jsonl');
   const logPath = path.join(tmp, 'requests.jsonl');
   fs.writeFileSync(recPath, recordings(fixed));
-  const keys = Object.fromEntries(APIS.map((a) => [a, `sk-cascade-conf-${a}-${crypto.randomBytes(12).toString('hex')}`]));
+  const keys = Object.fromEntries(APIS.map((a) => [a, `fake-cascade-conf-${a}-${crypto.randomBytes(12).toString('hex')}`]));
   const outputs = {};
   let mock = null;
   try {

@@ -103,12 +103,12 @@ after(async () => {
 const base = () => `http://127.0.0.1:${port}`;
 
 function openai(task) {
-  return new OpenAI({ apiKey: 'sk-conformance-openai', baseURL: `${base()}/v1`, maxRetries: 0,
+  return new OpenAI({ apiKey: 'fake-conformance-openai', baseURL: `${base()}/v1`, maxRetries: 0,
     timeout: CALL_TIMEOUT_MS, defaultHeaders: { 'X-Cascade-Task': task } });
 }
 
 function anthropic(task) {
-  return new Anthropic({ apiKey: 'sk-ant-conformance', baseURL: base(), maxRetries: 0,
+  return new Anthropic({ apiKey: 'fake-conformance-anthropic', baseURL: base(), maxRetries: 0,
     timeout: CALL_TIMEOUT_MS, defaultHeaders: { 'X-Cascade-Task': task } });
 }
 

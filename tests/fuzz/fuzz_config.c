@@ -20,9 +20,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     (void)argv;
     /* What the seeds' ${VAR} and key_env name; FUZZ_UNSET stays unset. */
     setenv("MOCK_URL", "http://127.0.0.1:9", 1);
-    setenv("FUZZ_KEY", "sk-fuzz", 1);
-    setenv("DEEPSEEK_API_KEY", "sk-fuzz", 1);
-    setenv("ANTHROPIC_API_KEY", "sk-fuzz", 1);
+    setenv("FUZZ_KEY", "fake-fuzz-key", 1);
+    setenv("DEEPSEEK_API_KEY", "fake-fuzz-key", 1);
+    setenv("ANTHROPIC_API_KEY", "fake-fuzz-key", 1);
     unsetenv("FUZZ_UNSET");
     return 0;
 }
