@@ -98,26 +98,6 @@ static int write_json(const char *path, const cJSON *j)
     return rc;
 }
 
-static int read_json(const char *path, cJSON **out)
-{
-    char *text = NULL;
-    size_t len = 0;
-    int rc = wk_read_file(path, 4u << 20, &text, &len);
-    if (rc) {
-        fprintf(stderr, "cascade bakeoff: cannot read %s (%s)\n", path, wk_strerror(rc));
-        return rc;
-    }
-    *out = cJSON_ParseWithLength(text, len);
-    free(text);
-    if (!cJSON_IsObject(*out)) {
-        fprintf(stderr, "cascade bakeoff: %s is not a JSON object\n", path);
-        cJSON_Delete(*out);
-        *out = NULL;
-        return WK_EPARSE;
-    }
-    return 0;
-}
-
 /* A one-tier cascade of one attempt at `model`, named after it, with base's validators. */
 static cJSON *model_cascade(const char *model, const cJSON *base)
 {
@@ -300,7 +280,7 @@ static int bake(bakeoff *B)
         code = WK_EXIT_USAGE;
         goto cleanup;
     }
-    if (B->base_path && read_json(B->base_path, &base) != 0)
+    if (B->base_path && wk_cli_json_object("bakeoff", B->base_path, &base) != 0)
         goto cleanup;
     char *sub[3] = {wk_xasprintf("%s/results", B->dir), wk_xasprintf("%s/journal", B->dir),
                     wk_xasprintf("%s/cascades", B->dir)};
@@ -424,7 +404,7 @@ static int unblind(const bakeoff *B)
     char *key = wk_xasprintf("%s/blind-key.json", B->dir);
     const char *names[WK_BAKE_MODELS_MAX];
     int n = 0;
-    if (read_json(mpath, &man) != 0)
+    if (wk_cli_json_object("bakeoff", mpath, &man) != 0)
         goto cleanup;
     const cJSON *m;
     cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(man, "models"))

@@ -4,9 +4,12 @@
  */
 #include "cli.h"
 
+#include <cjson/cJSON.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 
+#include "lib/util.h"
 #include "worker/run.h"
 #include "worker/sinks/commit.h"
 
@@ -38,6 +41,27 @@ int wk_cli_secs(const char *s, double lo, double hi, long *ms)
     if (wk_cli_double(s, lo, hi, &v))
         return -1;
     *ms = (long)(v * 1000 + 0.5);
+    return 0;
+}
+
+int wk_cli_json_object(const char *cmd, const char *path, cJSON **out)
+{
+    char *text = NULL;
+    size_t len = 0;
+    *out = NULL;
+    int rc = wk_read_file(path, 4u << 20, &text, &len);
+    if (rc) {
+        fprintf(stderr, "cascade %s: cannot read %s (%s)\n", cmd, path, wk_strerror(rc));
+        return rc;
+    }
+    *out = cJSON_ParseWithLength(text, len);
+    free(text);
+    if (!cJSON_IsObject(*out)) {
+        fprintf(stderr, "cascade %s: %s is not a JSON object\n", cmd, path);
+        cJSON_Delete(*out);
+        *out = NULL;
+        return WK_EPARSE;
+    }
     return 0;
 }
 

@@ -15,6 +15,14 @@ int wk_cli_double(const char *s, double lo, double hi, double *out);
 int wk_cli_secs(const char *s, double lo, double hi, long *ms);
 
 /*
+ * A JSON object from a file of at most 4 MiB (a --base cascade, a manifest):
+ * 0 and *out (the caller's, cJSON_Delete), or an error said on stderr as
+ * "cascade CMD: ..." with *out NULL.
+ */
+struct cJSON;
+int wk_cli_json_object(const char *cmd, const char *path, struct cJSON **out);
+
+/*
  * Options `cascade run` and `cascade fix` share, with one meaning, default
  * and error each: the getopt codes both option tables use (above any short
  * option and each command's own codes), and the parser (worker/cli/cli.c).

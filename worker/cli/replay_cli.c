@@ -182,27 +182,6 @@ static int collect_estimated(void *arg, const cJSON *rec, long lineno)
     return 0;
 }
 
-/* The --base cascade file, whose match, validators and feedback plans take. */
-static int load_base(const char *path, cJSON **out)
-{
-    char *text = NULL;
-    size_t len = 0;
-    int rc = wk_read_file(path, 4u << 20, &text, &len);
-    if (rc) {
-        fprintf(stderr, "cascade replay: cannot read %s (%s)\n", path, wk_strerror(rc));
-        return rc;
-    }
-    *out = cJSON_ParseWithLength(text, len);
-    free(text);
-    if (!cJSON_IsObject(*out)) {
-        fprintf(stderr, "cascade replay: %s is not a cascade (a JSON object)\n", path);
-        cJSON_Delete(*out);
-        *out = NULL;
-        return WK_EPARSE;
-    }
-    return 0;
-}
-
 /* Writes the plan s->arg as a cascade file in R's temporary directory; errors on stderr. */
 static int write_plan(replay *R, spec *s)
 {
@@ -839,7 +818,7 @@ int wk_cmd_replay(int argc, char **argv)
         fprintf(stderr, "cascade replay: %s\n\n%s", why, usage_replay);
         goto cleanup;
     }
-    if (R->base_path && load_base(R->base_path, &R->plan_base) != 0) {
+    if (R->base_path && wk_cli_json_object("replay", R->base_path, &R->plan_base) != 0) {
         code = WK_EXIT_FAIL;
         goto cleanup;
     }

@@ -86,26 +86,6 @@ static void print_sim(FILE *f, const char *what, const wk_sim *s, const wk_sim *
     fprintf(f, "\n");
 }
 
-static int load_base(const char *path, cJSON **out)
-{
-    char *text = NULL;
-    size_t len = 0;
-    int rc = wk_read_file(path, 4u << 20, &text, &len);
-    if (rc) {
-        fprintf(stderr, "cascade tune: cannot read %s (%s)\n", path, wk_strerror(rc));
-        return rc;
-    }
-    *out = cJSON_ParseWithLength(text, len);
-    free(text);
-    if (!cJSON_IsObject(*out)) {
-        fprintf(stderr, "cascade tune: %s is not a cascade (a JSON object)\n", path);
-        cJSON_Delete(*out);
-        *out = NULL;
-        return WK_EPARSE;
-    }
-    return 0;
-}
-
 /* What one results file holds: the models of its attempts, and its most attempts on a line. */
 typedef struct file_shape {
     char model[256]; /* the first attempt's model */
@@ -310,7 +290,7 @@ static int tune_main(const char **from, int nfrom, const tune_paths *pp, const w
     nfrom = used;
     if (tasks && wk_obs_add_tasks(o, tasks, err, sizeof err) != 0)
         goto fail;
-    if (base_path && load_base(base_path, &base) != 0)
+    if (base_path && wk_cli_json_object("tune", base_path, &base) != 0)
         goto cleanup;
     wk_obs_set_metric(o, t->metric);
     const char *mname = t->metric == WK_METRIC_ACCURACY ? "accuracy" : "pass rate";
