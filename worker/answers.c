@@ -150,7 +150,12 @@ static void feed_response(void *arg, int status)
     cJSON_Delete(ch);
 }
 
-/* Holds an answer until its RECEIVED row is committed, then feeds it. */
+/*
+ * Holds an answer until the check phase, then feeds it. Its RECEIVED row is
+ * committed before anything the answer leads to happens: validation commits
+ * first (wk_journal_validating), and so do a next call (SENT) and the result
+ * line (DONE); with no validator the three rows are one commit.
+ */
 static void answer(wk_ask_call_slot *c, const wk_event *ev, int journal)
 {
     wk_ask *q = c->q;
@@ -183,7 +188,7 @@ static void answer(wk_ask_call_slot *c, const wk_event *ev, int journal)
     if (journal && (ev->to_sync || ev->batch_id))
         (void)wk_journal_attempt_lane(q->a->journal, wk_task_id(q->task), c->seq, ev->to_sync,
                                       ev->batch_id);
-    wk_journal_then(q->a->journal, feed_response, c);
+    wk_journal_later(q->a->journal, feed_response, c);
 }
 
 static void on_call(void *arg, const wk_call_outcome *o)

@@ -62,6 +62,15 @@ typedef void (*wk_journal_cb)(void *arg, int status);
  * calls fn(arg, 0) now.
  */
 void wk_journal_then(wk_journal *j, wk_journal_cb fn, void *arg);
+/*
+ * Calls fn(arg, status) in this loop iteration's check phase like
+ * wk_journal_then, without waiting for a commit: for a step that no side
+ * effect hangs on (validating a received answer), so its rows join the
+ * commit of the next side effect instead of costing one of their own. They
+ * are committed by the end of the iteration at the latest. status < 0: the
+ * journal failed or was closed. With no journal, calls fn(arg, 0) now.
+ */
+void wk_journal_later(wk_journal *j, wk_journal_cb fn, void *arg);
 
 /* 1 and the stored result line (caller frees) when the task is done. */
 int wk_journal_done_result(wk_journal *j, const char *id, char **result);
