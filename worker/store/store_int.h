@@ -24,4 +24,14 @@ int wk__journal_fail(wk_journal *j, const char *what);
  */
 int wk__fault_vfs(long writes, const char **name);
 
+/*
+ * walvfs.c: the VFS that wraps `base` (NULL: the default) and writes each
+ * WAL commit in one piece; *name is its name for sqlite3_open_v2. Returns 0
+ * or WK_EIO. wk__wal_flush hands db's held WAL bytes to the file: 0
+ * (SQLITE_OK), or SQLite's error code, after which the WAL file fails every
+ * call.
+ */
+int wk__wal_vfs(const char *base, const char **name);
+int wk__wal_flush(sqlite3 *db);
+
 #endif
