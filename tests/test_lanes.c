@@ -753,8 +753,8 @@ static int created_once_each(const cJSON *ml)
  * command runs again. The results, the mock's log and stderr come back.
  */
 static void run_batch_fault(const char *tag, const char *fault, const char *delay,
-                            const char *const *extra, const char *kill_at, cJSON **res,
-                            cJSON **ml, char **err)
+                            const char *const *extra, const char *kill_at, cJSON **res, cJSON **ml,
+                            char **err)
 {
     write_cascade("main", "batch", "batch");
     char *tasks, *recs;
@@ -764,9 +764,8 @@ static void run_batch_fault(const char *tag, const char *fault, const char *dela
     free(name);
     char *log = wk_xasprintf("%s.log", out);
     const char *margs[] = {"--fault", fault, "--batch-delay", delay, "--log-bodies", "0", NULL};
-    const char *argv[24] = {h_cascade_bin(), "run",  tasks, "--cascades", cdir,
-                            "--models",      models, "-o",  out,          "--batch-poll",
-                            "0.02",          "-q"};
+    const char *argv[24] = {h_cascade_bin(), "run", tasks, "--cascades",   cdir,   "--models",
+                            models,          "-o",  out,   "--batch-poll", "0.02", "-q"};
     int n = 12;
     for (int i = 0; extra && extra[i] && n < 23; i++)
         argv[n++] = extra[i];
@@ -863,8 +862,7 @@ static void refused_cancel_uses_the_batch(void **state)
     cJSON *res, *ml;
     char *err;
     const char *const extra[] = {"--deadline", "2s", NULL};
-    run_batch_fault("bk", "batch-cancel-refused:1@cheap", "600000", extra, NULL, &res, &ml,
-                    &err);
+    run_batch_fault("bk", "batch-cancel-refused:1@cheap", "600000", extra, NULL, &res, &ml, &err);
     const cJSON *x;
     cJSON_ArrayForEach(x, res)
     {

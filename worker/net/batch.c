@@ -83,7 +83,7 @@ typedef struct batch {
     int n, cap;
     char local[96]; /* run id, "-", a number */
     char *file_id, *batch_id, *out_file, *err_file;
-    int fetch_step; /* 0: the output file, 1: the error file */
+    int fetch_step;   /* 0: the output file, 1: the error file */
     int cancelling;   /* --deadline: cancel asked for */
     int cancel_tries; /* cancels that failed */
     long poll_ms;
