@@ -774,10 +774,15 @@ static void run_batch_fault(const char *tag, const char *fault, const char *dela
     h_mock_start(&m, recs, log, margs);
     if (kill_at) {
         setenv("CASCADE_FAULT_BATCH_KILL", kill_at, 1);
-        int rc = h_run((char *const *)argv, NULL, errf, 60);
-        unsetenv("CASCADE_FAULT_BATCH_KILL");
-        if (rc == 0)
-            fail_msg("%s: the run was not killed at %s", tag, kill_at);
+        pid_t pid = h_spawn((char *const *)argv, NULL, errf);
+        unsetenv("CASCADE_FAULT_BATCH_KILL"); /* the child has it; the later runs must not */
+        int rc = h_wait(pid, 60000);
+        if (rc != 128 + SIGKILL) {
+            if (rc < 0)
+                kill(pid, SIGKILL);
+            char *e = h_slurp(errf);
+            fail_msg("%s: the run was not killed at %s (%d): %s", tag, kill_at, rc, e);
+        }
     }
     int rc = h_run((char *const *)argv, NULL, errf, 90);
     h_mock_stop(&m);
