@@ -18,8 +18,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Held appends at most: at concurrency 64 a commit is about 75 frames (300 KiB). */
-#define WAL_HOLD_MAX (512u << 10)
+/*
+ * Held appends at most: SQLite's unix VFS writes at most 128 KiB - 1 in one
+ * call (seekAndWriteFd masks the length to 17 bits, and a longer write comes
+ * out short and reads as a full disk). A commit of a task's rows is a few
+ * pages; a long answer's is written in 64 KiB pieces.
+ */
+#define WAL_HOLD_MAX (64u << 10)
 
 typedef struct wfile {
     sqlite3_file base;
