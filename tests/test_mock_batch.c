@@ -32,7 +32,8 @@
 static const char recordings[] =
     "{\"task\":\"t1\",\"model\":\"m-ok\",\"run\":1,\"answer\":\"one\","
     "\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2}}\n"
-    "{\"task\":\"t2\",\"model\":\"m-ok\",\"run\":1,\"answer\":\"two\",\"finish_reason\":\"length\"}\n"
+    "{\"task\":\"t2\",\"model\":\"m-ok\",\"run\":1,\"answer\":\"two\",\"finish_reason\":\"length\"}"
+    "\n"
     "{\"task\":\"t3\",\"model\":\"m-ok\",\"run\":1,\"answer\":\"three\"}\n";
 
 static h_mock mock;
@@ -45,9 +46,15 @@ static int group_setup(void **state)
         return -1;
     char *recs = h_write("recordings.jsonl", recordings);
     log_path = h_tmp("mock.log");
-    const char *extra[] = {"--batch-delay", "50",    "--fault", "batch-expired:1@m-exp",
-                           "--fault",       "500:1@m-500",      "--fault",
-                           "batch-failed:1@m-fail", NULL};
+    const char *extra[] = {"--batch-delay",
+                           "50",
+                           "--fault",
+                           "batch-expired:1@m-exp",
+                           "--fault",
+                           "500:1@m-500",
+                           "--fault",
+                           "batch-failed:1@m-fail",
+                           NULL};
     h_mock_start(&mock, recs, log_path, extra);
     free(recs);
     return 0;
@@ -236,17 +243,18 @@ static void anthropic_batch_answers_from_recordings_with_faults(void **state)
                         "one");
     assert_string_equal(h_str(msg, "stop_reason"), "end_turn");
     assert_int_equal((int)num(msg, "usage.output_tokens"), 2);
-    assert_string_equal(h_str(cJSON_GetObjectItem(result_of(res, "t2__1"), "message"),
-                              "stop_reason"),
-                        "max_tokens");
+    assert_string_equal(
+        h_str(cJSON_GetObjectItem(result_of(res, "t2__1"), "message"), "stop_reason"),
+        "max_tokens");
     assert_string_equal(h_str(result_of(res, "t3"), "type"), "expired");
     r = result_of(res, "t1__2");
     assert_string_equal(h_str(r, "type"), "errored");
-    assert_string_equal(h_str(cJSON_GetObjectItem(cJSON_GetObjectItem(r, "error"), "error"), "type"),
-                        "api_error");
+    assert_string_equal(
+        h_str(cJSON_GetObjectItem(cJSON_GetObjectItem(r, "error"), "error"), "type"), "api_error");
     r = result_of(res, "t9__1"); /* no recording for t9 */
-    assert_string_equal(h_str(cJSON_GetObjectItem(cJSON_GetObjectItem(r, "error"), "error"), "type"),
-                        "not_found_error");
+    assert_string_equal(
+        h_str(cJSON_GetObjectItem(cJSON_GetObjectItem(r, "error"), "error"), "type"),
+        "not_found_error");
 
     assert_int_equal(log_count("created", id), 1);
     assert_true(log_count("polled", id) >= 1);
@@ -475,8 +483,7 @@ static void gemini_expired_and_failed_batches(void **state)
     const char *pairs[] = {"t1#2", "", "t2#2", "m-exp", NULL};
     char *name = gemini_create("m-ok", pairs, 200);
     cJSON *op = gemini_wait(name);
-    assert_string_equal(h_str(cJSON_GetObjectItem(op, "metadata"), "state"),
-                        "BATCH_STATE_EXPIRED");
+    assert_string_equal(h_str(cJSON_GetObjectItem(op, "metadata"), "state"), "BATCH_STATE_EXPIRED");
     assert_null(cJSON_GetObjectItem(op, "response"));
     cJSON_Delete(op);
     free(name);
@@ -484,8 +491,7 @@ static void gemini_expired_and_failed_batches(void **state)
     const char *pf[] = {"t1#3", "", NULL};
     name = gemini_create("m-fail", pf, 200);
     op = gemini_wait(name);
-    assert_string_equal(h_str(cJSON_GetObjectItem(op, "metadata"), "state"),
-                        "BATCH_STATE_FAILED");
+    assert_string_equal(h_str(cJSON_GetObjectItem(op, "metadata"), "state"), "BATCH_STATE_FAILED");
     assert_int_equal((int)num(op, "error.code"), 13);
     cJSON_Delete(op);
     free(name);
