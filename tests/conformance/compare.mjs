@@ -25,6 +25,15 @@
 //
 // Writes OUT_DIR/our-requests.json (same layout as official-requests.json) and
 // OUT_DIR/comparison.json (every row), and prints one table per API.
+//
+// Batches (issue 14, part 6): the same for cascade's OpenAI batch requests
+// (worker/net/batch.c: POST /files, multipart, and POST /batches of a
+// one-task run on a batch-lane tier) against the openai client's
+// (OFFICIAL_BATCH, written by batch.test.mjs). The multipart upload is
+// compared part by part (name, filename, content type) and its JSONL line
+// field by field, the line's body with the same rules as the sync request.
+// cascade has no Anthropic or Gemini batch client yet, so those two are
+// checked on the mock's side only (batch.test.mjs).
 
 import { spawn, spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
@@ -37,6 +46,8 @@ const CASCADE_BIN = path.resolve(process.env.CASCADE_BIN ?? 'build/cascade');
 const MOCK_BIN = path.resolve(process.env.MOCK_BIN ?? 'build/mock-llm');
 const OUT_DIR = path.resolve(process.env.OUT_DIR ?? 'build/conformance');
 const OFFICIAL = path.resolve(process.env.OFFICIAL ?? path.join(OUT_DIR, 'official-requests.json'));
+const OFFICIAL_BATCH = path.resolve(process.env.OFFICIAL_BATCH
+  ?? path.join(path.dirname(OFFICIAL), 'official-batch-requests.json'));
 const RUN_TIMEOUT_MS = 60000; // one `cascade run` of one task (sanitizer builds are slow to start)
 
 const APIS = ['openai', 'anthropic', 'gemini'];
@@ -77,15 +88,37 @@ const HEADER_RULES = [
     : null)],
   ['accept', (o, s) => (o === '*/*' && s !== undefined
     ? "libcurl's default; the APIs answer JSON whatever Accept says (@google/genai sends */* too)" : null)],
-  ['content-length', (o, s) => (o !== undefined && s !== undefined
-    ? 'the body length; the system text differs (see body rows), so the length does' : null)],
+  ['content-length', (o, s, api) => (o !== undefined && s !== undefined
+    ? (api === 'openai-batch' ? 'the body length; the bodies differ where the explained body rows say'
+      : 'the body length; the system text differs (see body rows), so the length does') : null)],
+  ['content-type', (o, s, api) => (api === 'openai-batch' && /^multipart\/form-data; boundary=/.test(o ?? '')
+    && /^multipart\/form-data; boundary=/.test(s ?? '')
+    ? 'multipart/form-data both; each picks its own random boundary (RFC 7578)' : null)],
 ];
 
 // The router's system turn: where each API carries it.
 const SYSTEM_TEXT = { openai: 'messages[0].content', anthropic: 'system', gemini: 'systemInstruction.parts[0].text' };
 
+// The chat request inside a batch line: where the system text sits there.
+SYSTEM_TEXT['openai-batch'] = 'line.body.messages[0].content';
+
 const BODY_RULES = [
   // (api, path, ours, official) -> reason | null
+  (api, p, o, s) => (api === 'openai-batch' && p === 'batches.input_file_id' && o?.type === 'string' && s?.type === 'string'
+    ? "the id the mock's POST /files gave each upload; both send the id they were given" : null),
+  (api, p, o, s) => (api === 'openai-batch' && p === 'batches.metadata.cascade_run' && o?.type === 'string' && s?.type === 'string'
+    ? 'the run id cascade tags its batches with (found again after a crash by listing); the official side was given a fixed one'
+    : null),
+  (api, p, o, s) => (api === 'openai-batch' && p === 'batches.metadata.cascade_batch' && o?.type === 'string' && s === undefined
+    ? "cascade's local batch number, its second tag for finding a batch after a crash; metadata is free-form (up to 16 pairs)"
+    : null),
+  (api, p, o, s) => (api === 'openai-batch' && p === 'files.part file.filename' && /\.jsonl$/.test(o?.value ?? '') && /\.jsonl$/.test(s?.value ?? '')
+    ? 'any name; the API reads the purpose and the JSONL, not the file name' : null),
+  (api, p, o, s) => (api === 'openai-batch' && p === 'files.part file.content-type' && o?.value === 'application/jsonl'
+    && s?.value === 'application/octet-stream'
+    ? "toFile() has no type for a Buffer and sends octet-stream; cascade names the JSONL's type; the API takes either" : null),
+  (api, p, o, s) => (api === 'openai-batch' && p === 'files part order' && o && s
+    ? 'multipart/form-data parts are named, not positional (RFC 7578, section 5.2)' : null),
   (api, p, o, s) => (p === SYSTEM_TEXT[api] && o?.type === 'string' && s?.type === 'string'
     ? 'system text is written by task intake (worker/task.c first_messages), not by the task; both are strings in the same place'
     : null),
@@ -119,7 +152,7 @@ const taskId = (api) => `capture-${api}`;
 const keyEnv = (api) => `CASCADE_CONFORMANCE_${api.toUpperCase()}_KEY`;
 
 function recordings(fixed) {
-  return APIS.map((api) => JSON.stringify({ task: taskId(api), model: fixed.model, run: 1,
+  return [...APIS.map(taskId), 'capture-batch'].map((task) => JSON.stringify({ task, model: fixed.model, run: 1,
     answer: '```python\ndef add(a, b):\n    return a + b\n```\n',
     usage: { prompt_tokens: 40, completion_tokens: 12 } })).join('\n') + '\n';
 }
@@ -247,7 +280,7 @@ function compare(api, ours, off) {
     if (n === 'host') { o = o?.replace(/:\d+$/, ':PORT'); s = s?.replace(/:\d+$/, ':PORT'); }
     if (o === s) { row(`header ${n}`, o, s, 'same'); continue; }
     const f = ruleFor(n);
-    row(`header ${n}`, o, s, f ? f(o, s) : null);
+    row(`header ${n}`, o, s, f ? f(o, s, api) : null);
   }
 
   const fo = flatten(ours.body), fs_ = flatten(off.body);
@@ -269,6 +302,85 @@ function compare(api, ours, off) {
     row('body member order', `differs in ${od.join(', ')}`, '', 'JSON object members are unordered (RFC 8259, section 4)');
   return rows;
 }
+
+// ---- batches (OpenAI) ----------------------------------------------------
+
+// The parts of a multipart/form-data body: [{name, filename, type, content}].
+function multipart(text, contentType) {
+  const m = /boundary=(.+)$/.exec(contentType ?? '');
+  if (!m || typeof text !== 'string') return null;
+  const parts = [];
+  for (const chunk of text.split(`--${m[1]}`).slice(1)) {
+    if (chunk.startsWith('--')) break;
+    const end = chunk.indexOf('\r\n\r\n');
+    if (end < 0) return null;
+    const head = chunk.slice(0, end);
+    parts.push({ name: /name="([^"]*)"/.exec(head)?.[1], filename: /filename="([^"]*)"/.exec(head)?.[1],
+      type: /content-type:\s*([^\r\n]+)/i.exec(head)?.[1], content: chunk.slice(end + 4).replace(/\r\n$/, '') });
+  }
+  return parts;
+}
+
+// The rows of one batch: the upload's headers, parts and JSONL line, then the
+// create's headers and body. Bodies are flattened under "files ..." and
+// "batches ..." prefixes so the rules can tell them apart.
+function compareBatch(ours, off) {
+  const rows = [];
+  const flatFiles = (req) => {
+    const parts = multipart(req.body_text, req.headers['content-type']) ?? [];
+    const o = { files: {} };
+    for (const p of parts) {
+      o.files[`part ${p.name}`] = p.name === 'file' ? { filename: p.filename, 'content-type': p.type } : p.content;
+    }
+    const file = parts.find((p) => p.name === 'file');
+    const lines = (file?.content ?? '').split('\n').filter(Boolean);
+    o.lines = lines.length;
+    o.line = lines.length ? JSON.parse(lines[0]) : undefined;
+    o.order = parts.map((p) => p.name).join(',');
+    return o;
+  };
+  const fo = flatFiles(ours.files), fs_ = flatFiles(off.files);
+  const sub = (a, b, label) => {
+    const r = compare('openai-batch', { method: 'POST', path: a.path, headers: a.headers, body: a.body },
+      { method: 'POST', path: b.path, headers: b.headers, body: b.body });
+    for (const x of r) rows.push({ ...x, field: `${label} ${x.field}` });
+  };
+  // The upload: headers via compare(), its body as the parsed parts and line.
+  sub({ ...ours.files, body: { files: fo.files, line: fo.line, lines: fo.lines } },
+    { ...off.files, body: { files: fs_.files, line: fs_.line, lines: fs_.lines } }, 'POST /files');
+  if (fo.order !== fs_.order) {
+    let why = null;
+    for (const r of BODY_RULES) if ((why = r('openai-batch', 'files part order', { value: fo.order }, { value: fs_.order }))) break;
+    rows.push({ field: 'POST /files part order', ours: fo.order, official: fs_.order, verdict: why ? `explained: ${why}` : 'DIFFERENT' });
+  }
+  sub({ ...ours.batches, body: { batches: ours.batches.body } }, { ...off.batches, body: { batches: off.batches.body } },
+    'POST /batches');
+  return rows;
+}
+
+// One task through cascade on a batch-lane OpenAI tier; returns its two batch requests.
+function runBatchCascade(fixed, dir, mockUrl, key) {
+  const d = path.join(dir, 'openai-batch');
+  const cascades = path.join(d, 'cascades');
+  fs.mkdirSync(cascades, { recursive: true });
+  const models = {
+    providers: { 'conf-openai': { api: 'openai', base_url: `\${MOCK_URL}${BASE_PATH.openai}`, key_env: keyEnv('openai') } },
+    models: { 'conf-openai-model': { provider: 'conf-openai', id: fixed.model, input_usd_per_mtok: 1,
+      output_usd_per_mtok: 1, context: 100000, max_tokens: fixed.max_tokens } },
+  };
+  fs.writeFileSync(path.join(cascades, 'models.json'), JSON.stringify(models, null, 2));
+  fs.writeFileSync(path.join(cascades, 'conf.json'), JSON.stringify({ name: 'conf-openai-batch',
+    match: { kind: 'code', language: 'python' }, validators: ['syntax'],
+    tiers: [{ model: 'conf-openai-model', attempts: 1, lane: 'batch' }] }));
+  const tasks = path.join(d, 'tasks.jsonl');
+  fs.writeFileSync(tasks, JSON.stringify({ id: BATCH_TASK, kind: 'code', language: 'python', prompt: fixed.user }) + '\n');
+  const env = { ...process.env, MOCK_URL: mockUrl, [keyEnv('openai')]: key };
+  return spawnSync(CASCADE_BIN, ['run', tasks, '--cascades', cascades, '--retries', '0',
+    '--timeout', '20', '--connect-timeout', '5', '--concurrency', '1', '--batch-poll', '0.05', '-q'],
+  { env, cwd: d, encoding: 'utf8', timeout: RUN_TIMEOUT_MS, killSignal: 'SIGKILL' });
+}
+
+const BATCH_TASK = 'capture-batch';
 
 function printTable(title, rows) {
   const cols = ['field', 'ours', 'official', 'verdict'];
@@ -308,6 +420,12 @@ async function main() {
       if (res?.status !== 'accepted')
         problems.push(`${api}: our client did not accept the mock's answer: ${r.stdout.trim()}`);
     }
+    const r = runBatchCascade(fixed, tmp, mock.url, keys.openai);
+    outputs['openai-batch'] = `${r.stdout ?? ''}\n${r.stderr ?? ''}`;
+    if (r.error || r.status !== 0)
+      problems.push(`openai-batch: cascade run failed (${r.error?.message ?? `exit ${r.status ?? r.signal}`}):\n${r.stderr}`);
+    else if (JSON.parse(r.stdout.trim().split('\n').pop() || '{}').status !== 'accepted')
+      problems.push(`openai-batch: our batch client did not accept the mock's answer: ${r.stdout.trim()}`);
   } finally {
     if (mock) {
       const code = await stopMock(mock);
@@ -322,7 +440,8 @@ async function main() {
   let failed = problems.length > 0;
 
   // The keys: never in the clear, in the log or in anything cascade printed.
-  const texts = [['the mock log', rawLog], ...APIS.map((a) => [`the output of the ${a} run`, outputs[a] ?? ''])];
+  const texts = [['the mock log', rawLog],
+    ...[...APIS, 'openai-batch'].map((a) => [`the output of the ${a} run`, outputs[a] ?? ''])];
   for (const [where, text] of texts)
     for (const [api, k] of Object.entries(keys))
       if (text.includes(k)) problems.push(`${api}: our fake key appears unredacted in ${where}`);
@@ -350,6 +469,29 @@ async function main() {
     const rows = compare(api, ours, official.clients[api]);
     report[api] = rows;
     printTable(`${api}: cascade vs ${official.clients[api].package}`, rows);
+    for (const r of rows) if (r.verdict === 'DIFFERENT') failed = true;
+  }
+
+  // The batch: cascade's upload holds the batch task's line; its create is the POST with a body.
+  const upload = lines.find((l) => l.path === '/v1/files' && l.body_text?.includes(`"${BATCH_TASK}#`));
+  const create = lines.find((l) => l.path === '/v1/batches' && l.body?.input_file_id);
+  let officialBatch = null;
+  try {
+    officialBatch = JSON.parse(fs.readFileSync(OFFICIAL_BATCH, 'utf8')).clients?.openai;
+  } catch (e) {
+    problems.push(`cannot read ${OFFICIAL_BATCH} (${e.message}); run 'make conformance-clients' first`);
+  }
+  if (!upload || !create) {
+    problems.push(`openai-batch: want cascade's POST /files and POST /batches in the mock's log, got ${!!upload} and ${!!create}`);
+  } else if (officialBatch) {
+    const req = (l) => ({ method: 'POST', path: l.path,
+      headers: { ...l.headers, ...(l.headers?.host ? { host: l.headers.host.replace(/:\d+$/, ':PORT') } : {}) },
+      ...(l.body ? { body: l.body } : {}), ...(l.body_text !== undefined ? { body_text: l.body_text } : {}) });
+    const ours = { package: 'cascade (worker/net/batch.c)', files: req(upload), batches: req(create) };
+    ourRequests.clients['openai-batch'] = ours;
+    const rows = compareBatch(ours, officialBatch);
+    report['openai-batch'] = rows;
+    printTable(`openai batch: cascade vs ${officialBatch.package}`, rows);
     for (const r of rows) if (r.verdict === 'DIFFERENT') failed = true;
   }
 
