@@ -24,7 +24,7 @@ static int64_t wall_ms(void)
     return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
 }
 
-void wk_ask_init(wk_ask *q, uv_loop_t *loop, const wk_answers *a,
+void wk_ask_init(wk_ask *q, uv_loop_t *loop, const wk_answers *a, int ncalls,
                  void (*on_event)(void *arg, const wk_event *ev),
                  void (*on_abandon)(void *arg, int status), void *arg)
 {
@@ -33,7 +33,9 @@ void wk_ask_init(wk_ask *q, uv_loop_t *loop, const wk_answers *a,
     q->on_event = on_event;
     q->on_abandon = on_abandon;
     q->arg = arg;
-    for (int i = 0; i < WK_AGREE_MAX; i++) {
+    q->ncalls = ncalls < 1 ? 1 : ncalls > WK_AGREE_MAX ? WK_AGREE_MAX : ncalls;
+    q->calls = wk_xcalloc((size_t)q->ncalls, sizeof *q->calls);
+    for (int i = 0; i < q->ncalls; i++) {
         wk_ask_call_slot *c = &q->calls[i];
         c->q = q;
         c->vote = i;
@@ -44,8 +46,15 @@ void wk_ask_init(wk_ask *q, uv_loop_t *loop, const wk_answers *a,
 
 void wk_ask_close(wk_ask *q)
 {
-    for (int i = 0; i < WK_AGREE_MAX; i++)
+    for (int i = 0; i < q->ncalls; i++)
         uv_close((uv_handle_t *)&q->calls[i].timer, NULL);
+}
+
+void wk_ask_release(wk_ask *q)
+{
+    free(q->calls);
+    q->calls = NULL;
+    q->ncalls = 0;
 }
 
 int wk_ask_begin(wk_ask *q, const wk_task *task)
@@ -55,7 +64,7 @@ int wk_ask_begin(wk_ask *q, const wk_task *task)
     q->vseq = 0;
     q->outstanding = 0;
     q->abandoned = 0;
-    for (int i = 0; i < WK_AGREE_MAX; i++)
+    for (int i = 0; i < q->ncalls; i++)
         q->calls[i].seq = q->calls[i].lost = 0;
     wk_journal_attempts(q->a->journal, wk_task_id(task), &q->jatt, &q->njatt);
     return q->njatt > 0;
@@ -66,7 +75,7 @@ void wk_ask_end(wk_ask *q)
     wk_journal_attempts_free(q->jatt, q->njatt);
     q->jatt = NULL;
     q->njatt = 0;
-    for (int i = 0; i < WK_AGREE_MAX; i++) {
+    for (int i = 0; i < q->ncalls; i++) {
         wk_call_drop(q->calls[i].call);
         q->calls[i].call = NULL;
     }
@@ -301,7 +310,7 @@ void wk_ask_call(wk_ask *q, const wk_model *m, const wk_deployments *deps, const
                  long est, int logprobs, int n, int vote)
 {
     const wk_answers *a = q->a;
-    wk_ask_call_slot *c = &q->calls[vote >= 0 && vote < WK_AGREE_MAX ? vote : 0];
+    wk_ask_call_slot *c = &q->calls[vote >= 0 && vote < q->ncalls ? vote : 0];
     c->model = m;
     c->logprobs = logprobs;
     q->outstanding++;
@@ -446,7 +455,7 @@ void wk_ask_validate(wk_ask *q, const char *answer, int same_call, int vote)
     const wk_answers *a = q->a;
     const wk_cascade *c = wk_task_cascade(q->task);
     q->same_call = same_call;
-    q->vseq = q->calls[vote >= 0 && vote < WK_AGREE_MAX ? vote : 0].seq;
+    q->vseq = q->calls[vote >= 0 && vote < q->ncalls ? vote : 0].seq;
     /* A verdict the journal holds, or one the replay cache knows, is not redone. */
     const wk_jattempt *j = same_call ? NULL : stored(q, q->vseq);
     if (j && j->state >= WK_J_VERDICT) {

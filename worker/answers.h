@@ -74,7 +74,13 @@ typedef struct wk_ask {
     int seq;           /* calls made by this task, counting from 1 */
     wk_jattempt *jatt; /* what the journal held for the task at intake */
     int njatt;
-    wk_ask_call_slot calls[WK_AGREE_MAX];
+    /*
+     * One per call of a round in flight at once: the config's widest agree
+     * round (1 without one), not WK_AGREE_MAX, since every task in flight
+     * holds them (make bench, memory per task in flight). Owned.
+     */
+    wk_ask_call_slot *calls;
+    int ncalls;
     int outstanding; /* calls begun whose event is not yet fed */
     int abandoned;   /* the journal's status once it failed under the task; 0: it has not */
     int vseq;        /* the seq of the answer being validated */
@@ -85,11 +91,17 @@ typedef struct wk_ask {
     int lane;            /* the next call's lane (lanes.h): the driver sets it from the CALL */
 } wk_ask;
 
-/* Sets up q (its timer on the loop); close with wk_ask_close, then run the loop. */
-void wk_ask_init(wk_ask *q, uv_loop_t *loop, const wk_answers *a,
+/*
+ * Sets up q with ncalls call slots (the widest round it will be asked for;
+ * clamped to 1..WK_AGREE_MAX), their timers on the loop. Close with
+ * wk_ask_close, run the loop until the close callbacks are done, then free
+ * the slots with wk_ask_release.
+ */
+void wk_ask_init(wk_ask *q, uv_loop_t *loop, const wk_answers *a, int ncalls,
                  void (*on_event)(void *arg, const wk_event *ev),
                  void (*on_abandon)(void *arg, int status), void *arg);
 void wk_ask_close(wk_ask *q);
+void wk_ask_release(wk_ask *q);
 
 /* A task starts (borrowed until wk_ask_end): 1 when the journal holds attempts of it. */
 int wk_ask_begin(wk_ask *q, const wk_task *task);

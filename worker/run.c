@@ -694,11 +694,17 @@ int wk_run(const wk_run_opts *o)
         fprintf(stderr, "cascade: %s\n", err);
         goto cleanup;
     }
+    /* A task's calls in flight at once: its tier's agree round, else one. */
+    int ncalls = 1;
+    for (int c = 0; c < r->cfg.ncascades; c++)
+        for (int t = 0; t < r->cfg.cascades[c].ntiers; t++)
+            if (r->cfg.cascades[c].tiers[t].nagree > ncalls)
+                ncalls = r->cfg.cascades[c].tiers[t].nagree;
     r->slots = wk_xcalloc((size_t)o->concurrency, sizeof(slot));
     for (int i = o->concurrency - 1; i >= 0; i--) {
         slot *s = &r->slots[i];
         s->r = r;
-        wk_ask_init(&s->ask, &r->loop, &r->ans, on_answer, on_abandon, s);
+        wk_ask_init(&s->ask, &r->loop, &r->ans, ncalls, on_answer, on_abandon, s);
         s->free_next = r->free_slots;
         r->free_slots = s;
         r->nfree++;
@@ -754,6 +760,8 @@ cleanup:
         fclose(r->esc);
     wk_strset_release(&r->seen);
     wk_results_file_close(r->results);
+    for (int i = 0; r->slots && i < o->concurrency; i++)
+        wk_ask_release(&r->slots[i].ask); /* after the loop ran the timers' close callbacks */
     free(r->slots);
     free(journal_path);
     free(r->task_dir);
