@@ -2,7 +2,11 @@
  * The nearest-neighbour index of the semantic start tier (worker/similar.h)
  * and the hashed embedding (lib/embed.h): cosine similarity, the majority
  * rule over the k nearest, min_history, eviction of the oldest at the cap,
- * groups kept apart, and bad input refused.
+ * groups kept apart, and bad input refused. Then end to end against mock-llm:
+ * history kept in the journal across runs, a task that starts at the tier
+ * its neighbours were accepted at (the climb logged as similar_history), a
+ * restricted task never sent to an embeddings provider its class may not
+ * reach, and a failed embedding that starts the task at the first tier.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,8 +14,10 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "harness.h"
 #include "lib/embed.h"
 #include "lib/util.h"
 #include "worker/similar.h"
@@ -174,6 +180,167 @@ static void test_hashed_embedding_puts_similar_prompts_near(void **state)
     assert_true(dot(c, c, WK_EMBED_HASH_DIM) == 0);
 }
 
+
+static const char *MODELS_SIM =
+    "{\"providers\":{"
+    "\"mock\":{\"api\":\"openai\",\"base_url\":\"${MOCK_URL}/v1\",\"key_env\":null,"
+    "\"data\":\"self_hosted\"},"
+    "\"embedder\":{\"api\":\"openai\",\"base_url\":\"${MOCK_URL}/v1\",\"key_env\":null,"
+    "\"data\":\"us\"}},"
+    "\"models\":{"
+    "\"cheap\":{\"provider\":\"mock\",\"input_usd_per_mtok\":0.5,\"output_usd_per_mtok\":1,"
+    "\"max_tokens\":200},"
+    "\"top\":{\"provider\":\"mock\",\"input_usd_per_mtok\":5,\"output_usd_per_mtok\":10,"
+    "\"max_tokens\":200},"
+    "\"emb\":{\"provider\":\"embedder\",\"id\":\"emb-small\",\"input_usd_per_mtok\":20,"
+    "\"output_usd_per_mtok\":0}},"
+    "\"embeddings\":{\"model\":\"emb\",\"dimensions\":64},"
+    "\"data_policy\":{\"restricted\":[\"self_hosted\"]}}";
+
+static const char *CASCADE_SIM =
+    "{\"name\":\"sim\",\"match\":{\"kind\":\"json\"},\"validators\":[\"schema\"],"
+    "\"schema\":{\"type\":\"object\",\"required\":[\"ok\"]},"
+    "\"tiers\":[{\"model\":\"cheap\"},{\"model\":\"top\"}],"
+    "\"start\":{\"by\":\"similar\",\"k\":3,\"min_history\":4}}";
+
+/* The cheap model fails every task but the greetings; the top one passes all. */
+static const char *RECS_SIM =
+    "{\"task\":\"*\",\"model\":\"cheap\",\"run\":1,\"answer\":\"nope\"}\n"
+    "{\"task\":\"*\",\"model\":\"top\",\"run\":1,\"answer\":\"{\\\"ok\\\": 1}\"}\n"
+    "{\"task\":\"g1\",\"model\":\"cheap\",\"run\":1,\"answer\":\"{\\\"ok\\\": 1}\"}\n"
+    "{\"task\":\"g2\",\"model\":\"cheap\",\"run\":1,\"answer\":\"{\\\"ok\\\": 1}\"}\n";
+
+#define SUM_TASK(id, n, extra)                                                                     \
+    "{\"id\":\"" id "\",\"kind\":\"json\",\"prompt\":\"Sum the prime numbers in the list and "   \
+    "return the total as JSON, list " n "\"" extra "}\n"
+#define GREET_TASK(id)                                                                             \
+    "{\"id\":\"" id "\",\"kind\":\"json\",\"prompt\":\"Say hello to the new user politely, in "  \
+    "one short friendly sentence\"}\n"
+
+/* Runs the batch in tasks against the mock (one task at a time, so history grows in order). */
+static void run_batch(const char *cdir, const char *models, const char *tasks, const char *out,
+                      const char *esc)
+{
+    const char *argv[] = {h_cascade_bin(), "run",  "--cascades", cdir, "--models",
+                          models,          tasks,  "-o",         out,  "--escalations",
+                          esc,             "--concurrency", "1", NULL};
+    assert_int_equal(h_run((char *const *)argv, NULL, NULL, 60), 0);
+}
+
+static const cJSON *start_of(const cJSON *results, const char *id)
+{
+    const cJSON *r = h_find(results, "id", id);
+    assert_non_null(r);
+    const cJSON *st = cJSON_GetObjectItem(r, "start");
+    assert_non_null(st);
+    assert_string_equal(h_str(st, "by"), "similar");
+    return st;
+}
+
+/* The embeddings requests the mock saw for a task. */
+static int embeddings_of(const cJSON *log, const char *task)
+{
+    int n = 0;
+    const cJSON *l;
+    cJSON_ArrayForEach(l, log)
+    {
+        const char *t = h_str(l, "task"), *p = h_str(l, "path");
+        n += t && p && strcmp(t, task) == 0 && strstr(p, "/embeddings") != NULL;
+    }
+    return n;
+}
+
+static void test_run_starts_similar_tasks_where_they_succeeded(void **state)
+{
+    (void)state;
+    char *cdir = NULL, *models = NULL;
+    assert_int_equal(h_config_setup(MODELS_SIM, &cdir, &models), 0);
+    free(h_write("cascades/sim.json", CASCADE_SIM));
+    char *recs = h_write("recs.jsonl", RECS_SIM), *log = h_tmp("mock.log");
+    char *out = h_tmp("results.jsonl"), *esc = h_tmp("esc.jsonl");
+    h_mock m;
+    h_mock_start(&m, recs, log, NULL);
+    /* Run 1: four tasks of history (two sums climb to top, two greetings pass cheap), then s3. */
+    char *t1 = h_write("t1.jsonl", SUM_TASK("s1", "one", "") SUM_TASK("s2", "two", "")
+                                       GREET_TASK("g1") GREET_TASK("g2")
+                                           SUM_TASK("s3", "three", ""));
+    run_batch(cdir, models, t1, out, esc);
+    cJSON *res = h_jsonl(out);
+    const cJSON *st = start_of(res, "s1");
+    assert_true(cJSON_IsNull(cJSON_GetObjectItem(st, "tier")));
+    assert_non_null(strstr(h_str(st, "reason"), "history of 0 tasks is under min_history 4"));
+    /* s3's nearest three: s1 and s2 (top) and a greeting (cheap): it starts at top. */
+    st = start_of(res, "s3");
+    assert_int_equal(cJSON_GetObjectItem(st, "tier")->valueint, 1);
+    assert_int_equal(cJSON_GetObjectItem(st, "votes")->valueint, 2);
+    assert_int_equal(cJSON_GetObjectItem(st, "history")->valueint, 4);
+    const cJSON *s3 = h_find(res, "id", "s3");
+    assert_string_equal(h_str(s3, "status"), "accepted");
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(s3, "attempts")), 1);
+    assert_string_equal(h_str(cJSON_GetArrayItem(cJSON_GetObjectItem(s3, "attempts"), 0), "model"),
+                        "top");
+    /* Its cost carries the embedding's: more than the top call's alone. */
+    const cJSON *a0 = cJSON_GetArrayItem(cJSON_GetObjectItem(s3, "attempts"), 0);
+    assert_true(cJSON_GetObjectItem(s3, "cost_usd")->valuedouble >
+                cJSON_GetObjectItem(a0, "cost_usd")->valuedouble);
+    cJSON *escs = h_jsonl(esc);
+    int similar = 0;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, escs)
+    {
+        if (strcmp(h_str(e, "id"), "s3") != 0)
+            continue;
+        assert_string_equal(h_str(e, "reason"), "similar_history");
+        similar++;
+    }
+    assert_int_equal(similar, 1);
+    cJSON_Delete(escs);
+    cJSON_Delete(res);
+
+    /* Run 2, same journal: the history is read back; a restricted task is not embedded. */
+    char *t2 = h_write("t2.jsonl", SUM_TASK("s5", "five", "")
+                                       SUM_TASK("s6", "six", ",\"data_class\":\"restricted\""));
+    run_batch(cdir, models, t2, out, esc);
+    res = h_jsonl(out);
+    st = start_of(res, "s5");
+    assert_int_equal(cJSON_GetObjectItem(st, "tier")->valueint, 1);
+    assert_int_equal(cJSON_GetObjectItem(st, "history")->valueint, 5);
+    st = start_of(res, "s6");
+    assert_true(cJSON_IsNull(cJSON_GetObjectItem(st, "tier")));
+    assert_non_null(strstr(h_str(st, "reason"), "may reach no deployment of the embeddings"));
+    assert_int_equal(
+        cJSON_GetArraySize(cJSON_GetObjectItem(h_find(res, "id", "s6"), "attempts")), 2);
+    cJSON_Delete(res);
+    h_mock_stop(&m);
+    cJSON *lines = h_jsonl(log);
+    assert_int_equal(embeddings_of(lines, "s5"), 1);
+    assert_int_equal(embeddings_of(lines, "s6"), 0);
+    cJSON_Delete(lines);
+
+    /* Run 3: the embeddings call fails; the task starts at the first tier, and says why. */
+    const char *fault[] = {"--fault", "500:1@emb-small", NULL};
+    h_mock_start(&m, recs, log, fault);
+    char *t3 = h_write("t3.jsonl", SUM_TASK("s7", "seven", ""));
+    run_batch(cdir, models, t3, out, esc);
+    h_mock_stop(&m);
+    res = h_jsonl(out);
+    st = start_of(res, "s7");
+    assert_true(cJSON_IsNull(cJSON_GetObjectItem(st, "tier")));
+    assert_non_null(strstr(h_str(st, "reason"), "embeddings call to emb failed (http_500"));
+    const cJSON *s7 = h_find(res, "id", "s7");
+    assert_string_equal(h_str(s7, "status"), "accepted");
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(s7, "attempts")), 2);
+    cJSON_Delete(res);
+    free(t1);
+    free(t2);
+    free(t3);
+    free(recs);
+    free(log);
+    free(out);
+    free(esc);
+    h_config_teardown(cdir, models);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -182,6 +349,7 @@ int main(void)
         cmocka_unit_test(test_the_oldest_are_evicted_at_the_cap),
         cmocka_unit_test(test_bad_input_is_refused),
         cmocka_unit_test(test_hashed_embedding_puts_similar_prompts_near),
+        cmocka_unit_test(test_run_starts_similar_tasks_where_they_succeeded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -5,6 +5,7 @@
 #include "history.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "store_int.h"
@@ -13,7 +14,8 @@
 static const char *const SCHEMA =
     "CREATE TABLE IF NOT EXISTS history(seq INTEGER PRIMARY KEY AUTOINCREMENT, task TEXT, "
     "cascade TEXT, model TEXT, dim INTEGER, vec BLOB, tier INTEGER);"
-    "CREATE INDEX IF NOT EXISTS history_model ON history(model, seq);";
+    "CREATE INDEX IF NOT EXISTS history_model ON history(model, seq);"
+    "CREATE TABLE IF NOT EXISTS starts(task TEXT PRIMARY KEY, note TEXT, dim INTEGER, vec BLOB);";
 
 int wk_history_add(wk_journal *j, const char *task, const char *cascade, const char *model,
                    const float *vec, int dim, int tier)
@@ -103,4 +105,61 @@ int wk_history_load_file(const char *path, const char *model, long max, wk_histo
 cleanup:
     sqlite3_close(db);
     return rc;
+}
+
+int wk_history_start_put(wk_journal *j, const char *task, const char *note, const float *vec,
+                         int dim)
+{
+    if (!j)
+        return 0;
+    if (wk__journal_txn(j))
+        return WK_EIO;
+    sqlite3 *db = wk__journal_db(j);
+    sqlite3_stmt *s = NULL;
+    int rc = WK_EIO;
+    if (sqlite3_exec(db, SCHEMA, NULL, NULL, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO starts(task, note, dim, vec) "
+                               "VALUES(?1, ?2, ?3, ?4)",
+                           -1, &s, NULL) != SQLITE_OK)
+        goto cleanup;
+    sqlite3_bind_text(s, 1, task, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(s, 2, note, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int(s, 3, vec ? dim : 0);
+    if (vec && dim > 0)
+        sqlite3_bind_blob(s, 4, vec, (int)((size_t)dim * sizeof *vec), SQLITE_TRANSIENT);
+    if (sqlite3_step(s) == SQLITE_DONE)
+        rc = 0;
+cleanup:
+    sqlite3_finalize(s);
+    return rc ? wk__journal_fail(j, "writing a task's start") : 0;
+}
+
+int wk_history_start_get(wk_journal *j, const char *task, char **note, float **vec, int *dim)
+{
+    *note = NULL;
+    *vec = NULL;
+    *dim = 0;
+    if (!j)
+        return 0;
+    sqlite3_stmt *s = NULL;
+    int found = 0;
+    if (sqlite3_prepare_v2(wk__journal_db(j), "SELECT note, dim, vec FROM starts WHERE task = ?1",
+                           -1, &s, NULL) != SQLITE_OK)
+        goto cleanup; /* no starts table: no task started by similarity yet */
+    sqlite3_bind_text(s, 1, task, -1, SQLITE_TRANSIENT);
+    if (sqlite3_step(s) != SQLITE_ROW || !sqlite3_column_text(s, 0))
+        goto cleanup;
+    *note = wk_xstrdup((const char *)sqlite3_column_text(s, 0));
+    int d = sqlite3_column_int(s, 1);
+    const void *blob = sqlite3_column_blob(s, 2);
+    if (d > 0 && d <= WK_SIMILAR_DIM_MAX && blob &&
+        (size_t)sqlite3_column_bytes(s, 2) == (size_t)d * sizeof(float)) {
+        *vec = wk_xmalloc((size_t)d * sizeof(float));
+        memcpy(*vec, blob, (size_t)d * sizeof(float));
+        *dim = d;
+    }
+    found = 1;
+cleanup:
+    sqlite3_finalize(s);
+    return found;
 }

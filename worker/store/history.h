@@ -31,4 +31,16 @@ int wk_history_load(wk_journal *j, const char *model, long max, wk_history_fn ea
 int wk_history_load_file(const char *path, const char *model, long max, wk_history_fn each,
                          void *arg, char *err, size_t errlen);
 
+/*
+ * The advice a task started with (the result's "start" object as JSON) and
+ * its embedding, written before its first call: a rerun after a crash
+ * starts the task at the same tier, so the journal's attempts line up,
+ * without paying for the embedding again. put: 0 or WK_EIO; get: 1 with
+ * *note (caller frees) and *vec (caller frees; *dim floats, NULL when none)
+ * when the journal has the row, else 0.
+ */
+int wk_history_start_put(wk_journal *j, const char *task, const char *note, const float *vec,
+                         int dim);
+int wk_history_start_get(wk_journal *j, const char *task, char **note, float **vec, int *dim);
+
 #endif
