@@ -129,15 +129,17 @@ static int parse_line(const char *path, int lineno, const char *line, size_t len
     const cJSON *emb = cJSON_GetObjectItemCaseSensitive(obj, "embedding");
     if (emb) {
         int n = cJSON_GetArraySize(emb), ok = cJSON_IsArray(emb) && n > 0 && n <= WK_REC_DIM_MAX;
-        const cJSON *x;
-        cJSON_ArrayForEach(x, emb) ok = ok && cJSON_IsNumber(x);
+        for (const cJSON *x = ok ? emb->child : NULL; x; x = x->next)
+            ok = ok && cJSON_IsNumber(x);
         if (!ok) {
             why = "\"embedding\" must be an array of 1 to 8192 numbers";
             goto cleanup;
         }
         rec->embedding = wk_xmalloc((size_t)n * sizeof *rec->embedding);
-        rec->embedding_dim = 0;
-        cJSON_ArrayForEach(x, emb) rec->embedding[rec->embedding_dim++] = (float)x->valuedouble;
+        int k = 0;
+        for (const cJSON *x = emb->child; x && k < n; x = x->next)
+            rec->embedding[k++] = (float)x->valuedouble;
+        rec->embedding_dim = k;
     }
     if (!cJSON_IsString(answer) && !(emb && !answer)) {
         why = "\"answer\" must be a string";

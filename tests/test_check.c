@@ -177,14 +177,13 @@ static void test_unknown_data_class_and_an_oversized_line_are_errors(void **stat
     free(h_write("dc-cascades/a.json",
                  "{\"name\": \"a\", \"validators\": [], \"tiers\": [{\"model\": \"free\"}],\n"
                  " \"data_policy\": {\"internal\": []}}\n"));
-    char *tasks = h_write("dc-tasks.jsonl",
-                          "{\"id\":\"k\",\"kind\":\"json\",\"prompt\":\"p\","
-                          "\"data_class\":\"internal\"}\n"
-                          "{\"id\":\"u\",\"kind\":\"json\",\"prompt\":\"p\","
-                          "\"data_class\":\"secret\"}\n");
+    char *tasks = h_write("dc-tasks.jsonl", "{\"id\":\"k\",\"kind\":\"json\",\"prompt\":\"p\","
+                                            "\"data_class\":\"internal\"}\n"
+                                            "{\"id\":\"u\",\"kind\":\"json\",\"prompt\":\"p\","
+                                            "\"data_class\":\"secret\"}\n");
     assert_int_equal(check(dir, models, tasks, &out), 1);
-    char *want = wk_xasprintf("%s:2: error: data_class: task u: unknown data class \"secret\"",
-                              tasks);
+    char *want =
+        wk_xasprintf("%s:2: error: data_class: task u: unknown data class \"secret\"", tasks);
     expect(out, want);
     free(want);
     expect(out, "cascade check: 1 error,");

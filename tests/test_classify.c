@@ -828,7 +828,6 @@ static void test_tune_accuracy_finds_a_unanimous_triple(void **state)
         free(paths[m]);
 }
 
-
 /*
  * A crash left both calls of an agree round sent and unanswered. On the
  * rerun the task budget holds a second send of the first (a) but not of the
@@ -854,16 +853,18 @@ static void test_a_refused_resend_leaves_no_stale_lost_call(void **state)
     char *dir = h_tmp("lost-cascades");
     mkdir(dir, 0700);
     char *mpath = h_write("lost-cascades/models.json", models);
-    free(h_write("lost-cascades/c.json",
-                 "{\"name\":\"c\",\"validators\":[\"label\"],\"schema\":{\"enum\":[\"yes\",\"no\"]},"
-                 "\"tiers\":[{\"model\":\"a\",\"agree\":{\"models\":[\"a\",\"b\"],\"min\":2}},"
-                 "{\"model\":\"c\",\"agree\":{\"models\":[\"c\",\"d\"],\"min\":2}}]}"));
+    free(
+        h_write("lost-cascades/c.json",
+                "{\"name\":\"c\",\"validators\":[\"label\"],\"schema\":{\"enum\":[\"yes\",\"no\"]},"
+                "\"tiers\":[{\"model\":\"a\",\"agree\":{\"models\":[\"a\",\"b\"],\"min\":2}},"
+                "{\"model\":\"c\",\"agree\":{\"models\":[\"c\",\"d\"],\"min\":2}}]}"));
     /* a has no recording: its resend fails (404) and the task climbs. */
     char *recs = h_write("lost-recs.jsonl",
                          "{\"task\":\"x\",\"model\":\"b\",\"run\":1,\"answer\":\"yes\"}\n"
                          "{\"task\":\"x\",\"model\":\"c\",\"run\":1,\"answer\":\"yes\"}\n"
                          "{\"task\":\"x\",\"model\":\"d\",\"run\":1,\"answer\":\"yes\"}\n");
-    /* Worst cases a $1, b $4: the round fits $6, a resent after both losses ($5 + $1) too, b not. */
+    /* Worst cases a $1, b $4: the round fits $6, a resent after both losses ($5 + $1) too, b not.
+     */
     char *tasks = h_write("lost-tasks.jsonl", "{\"id\":\"x\",\"kind\":\"classify\",\"prompt\":"
                                               "\"p\",\"budget_usd\":6}\n");
     char *out = h_tmp("lost-out.jsonl"), *jpath = h_tmp("lost-out.jsonl.journal");
@@ -883,8 +884,17 @@ static void test_a_refused_resend_leaves_no_stale_lost_call(void **state)
 
     h_mock m;
     h_mock_start(&m, recs, log, NULL);
-    char *argv[] = {(char *)h_cascade_bin(), "run", tasks, "--cascades", dir, "--models", mpath,
-                    "-o", out, "-q", NULL};
+    char *argv[] = {(char *)h_cascade_bin(),
+                    "run",
+                    tasks,
+                    "--cascades",
+                    dir,
+                    "--models",
+                    mpath,
+                    "-o",
+                    out,
+                    "-q",
+                    NULL};
     int rc = h_run(argv, NULL, errf, 60);
     h_mock_stop(&m);
     if (rc != 0)
@@ -899,8 +909,9 @@ static void test_a_refused_resend_leaves_no_stale_lost_call(void **state)
     sqlite3 *db = NULL;
     assert_int_equal(sqlite3_open_v2(jpath, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
     sqlite3_stmt *st = NULL;
-    assert_int_equal(sqlite3_prepare_v2(db, "SELECT seq, model FROM attempts WHERE task = 'x' "
-                                            "ORDER BY seq",
+    assert_int_equal(sqlite3_prepare_v2(db,
+                                        "SELECT seq, model FROM attempts WHERE task = 'x' "
+                                        "ORDER BY seq",
                                         -1, &st, NULL),
                      SQLITE_OK);
     wk_buf rows;

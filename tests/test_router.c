@@ -984,9 +984,8 @@ static void test_similar_start_skips_lower_tiers_within_the_rules(void **state)
         assert_int_equal(a[i].kind, WK_ACT_LOG);
         assert_string_equal(jstr(a[i].line, "reason"), "similar_history");
         assert_string_equal(jstr(a[i].line, "validator"), "similar");
-        assert_int_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(a[i].line, "from"), "tier")
-                             ->valueint,
-                         i);
+        assert_int_equal(
+            cJSON_GetObjectItem(cJSON_GetObjectItem(a[i].line, "from"), "tier")->valueint, i);
         assert_non_null(strstr(jstr(a[i].line, "evidence"), "accepted 6 of the task's 10"));
         cJSON_Delete(a[i].line);
     }

@@ -159,8 +159,7 @@ static double dot(const float *a, const float *b, int dim)
 static void test_hashed_embedding_puts_similar_prompts_near(void **state)
 {
     (void)state;
-    float a[WK_EMBED_HASH_DIM], b[WK_EMBED_HASH_DIM], c[WK_EMBED_HASH_DIM],
-        a2[WK_EMBED_HASH_DIM];
+    float a[WK_EMBED_HASH_DIM], b[WK_EMBED_HASH_DIM], c[WK_EMBED_HASH_DIM], a2[WK_EMBED_HASH_DIM];
     const char *pa = "Write a function that returns the sum of a list of integers.";
     const char *pb = "Write a function that returns the product of a list of integers.";
     const char *pc = "Translate this sentence into French, please: good morning.";
@@ -179,7 +178,6 @@ static void test_hashed_embedding_puts_similar_prompts_near(void **state)
     wk_embed_hash("... !!", 6, c, WK_EMBED_HASH_DIM);
     assert_true(dot(c, c, WK_EMBED_HASH_DIM) == 0);
 }
-
 
 static const char *MODELS_SIM =
     "{\"providers\":{"
@@ -211,19 +209,19 @@ static const char *RECS_SIM =
     "{\"task\":\"g2\",\"model\":\"cheap\",\"run\":1,\"answer\":\"{\\\"ok\\\": 1}\"}\n";
 
 #define SUM_TASK(id, n, extra)                                                                     \
-    "{\"id\":\"" id "\",\"kind\":\"json\",\"prompt\":\"Sum the prime numbers in the list and "   \
+    "{\"id\":\"" id "\",\"kind\":\"json\",\"prompt\":\"Sum the prime numbers in the list and "     \
     "return the total as JSON, list " n "\"" extra "}\n"
 #define GREET_TASK(id)                                                                             \
-    "{\"id\":\"" id "\",\"kind\":\"json\",\"prompt\":\"Say hello to the new user politely, in "  \
+    "{\"id\":\"" id "\",\"kind\":\"json\",\"prompt\":\"Say hello to the new user politely, in "    \
     "one short friendly sentence\"}\n"
 
 /* Runs the batch in tasks against the mock (one task at a time, so history grows in order). */
 static void run_batch(const char *cdir, const char *models, const char *tasks, const char *out,
                       const char *esc)
 {
-    const char *argv[] = {h_cascade_bin(), "run",  "--cascades", cdir, "--models",
-                          models,          tasks,  "-o",         out,  "--escalations",
-                          esc,             "--concurrency", "1", NULL};
+    const char *argv[] = {
+        h_cascade_bin(), "run", "--cascades",    cdir, "--models", models, tasks, "-o", out,
+        "--escalations", esc,   "--concurrency", "1",  NULL};
     assert_int_equal(h_run((char *const *)argv, NULL, NULL, 60), 0);
 }
 
@@ -261,9 +259,8 @@ static void test_run_starts_similar_tasks_where_they_succeeded(void **state)
     h_mock m;
     h_mock_start(&m, recs, log, NULL);
     /* Run 1: four tasks of history (two sums climb to top, two greetings pass cheap), then s3. */
-    char *t1 = h_write("t1.jsonl", SUM_TASK("s1", "one", "") SUM_TASK("s2", "two", "")
-                                       GREET_TASK("g1") GREET_TASK("g2")
-                                           SUM_TASK("s3", "three", ""));
+    char *t1 = h_write("t1.jsonl", SUM_TASK("s1", "one", "") SUM_TASK("s2", "two", "") GREET_TASK(
+                                       "g1") GREET_TASK("g2") SUM_TASK("s3", "three", ""));
     run_batch(cdir, models, t1, out, esc);
     cJSON *res = h_jsonl(out);
     const cJSON *st = start_of(res, "s1");
@@ -308,8 +305,8 @@ static void test_run_starts_similar_tasks_where_they_succeeded(void **state)
     st = start_of(res, "s6");
     assert_true(cJSON_IsNull(cJSON_GetObjectItem(st, "tier")));
     assert_non_null(strstr(h_str(st, "reason"), "may reach no deployment of the embeddings"));
-    assert_int_equal(
-        cJSON_GetArraySize(cJSON_GetObjectItem(h_find(res, "id", "s6"), "attempts")), 2);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(h_find(res, "id", "s6"), "attempts")),
+                     2);
     cJSON_Delete(res);
     h_mock_stop(&m);
     cJSON *lines = h_jsonl(log);

@@ -519,8 +519,8 @@ static int load_embeddings(wk_config *cfg, const cJSON *root, const char *path, 
                        "%s: embeddings: must be {\"model\": NAME} naming a model", path);
     cfg->embed_model = wk_config_model(cfg, name);
     if (!cfg->embed_model)
-        return wk_errf(WK_ECONFIG, err, errlen, "%s: embeddings.model: unknown model \"%s\"",
-                       path, name);
+        return wk_errf(WK_ECONFIG, err, errlen, "%s: embeddings.model: unknown model \"%s\"", path,
+                       name);
     if (strcmp(cfg->embed_model->provider->api, "openai") != 0)
         return wk_errf(WK_ECONFIG, err, errlen,
                        "%s: embeddings.model: %s is on provider %s, whose api is %s: only an "

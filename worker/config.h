@@ -134,7 +134,7 @@ typedef struct wk_cascade {
      * accepted most of its K nearest past tasks. 0: the first tier, as always.
      */
     int start_similar;
-    int start_k;           /* [10] */
+    int start_k;            /* [10] */
     long start_min_history; /* [50] */
 } wk_cascade;
 

@@ -61,8 +61,8 @@ typedef struct run run;
 typedef struct slot {
     run *r;
     wk_task *task;
-    q_item *item; /* the queue item the task came in; owned */
-    wk_ask ask;   /* where its answers and verdicts come from */
+    q_item *item;   /* the queue item the task came in; owned */
+    wk_ask ask;     /* where its answers and verdicts come from */
     wk_start start; /* the semantic start tier's embedding (start.h) */
     wk_mon_slot obs;
     struct slot *free_next;
@@ -80,7 +80,7 @@ struct run {
     const wk_run_opts *o;
     uv_loop_t loop;
     wk_config cfg;
-    wk_answers ans; /* the sources: calls, journal, recordings, caches, validators */
+    wk_answers ans;      /* the sources: calls, journal, recordings, caches, validators */
     wk_starter *starter; /* the semantic start tier (start.h); NULL: no cascade uses it */
     wk_cache *cache;
     const q_ops *qops;
@@ -294,8 +294,7 @@ static void perform(slot *s, wk_actions *acts)
                 wk_commit_sink(&r->o->commit, wk_task_json(s->task), a->line, cerr, sizeof cerr))
                 fprintf(stderr, "cascade: %s: no commit: %s\n", wk_task_id(s->task), cerr);
             /* Its history row joins the transaction of its DONE row (start.h). */
-            if (!r->journal_failed &&
-                wk_start_finish(r->starter, &s->start, s->task, a->line))
+            if (!r->journal_failed && wk_start_finish(r->starter, &s->start, s->task, a->line))
                 journal_failed(r);
             wk_results_cap_answer(a->line); /* the whole answer stays in the journal */
             char *line = wk_json_print(a->line);

@@ -98,8 +98,7 @@ void wk_start_release(wk_start *ts)
 }
 
 /* The advice for the task's embedding (ts->vec), as the result's "start" note; *tier: -1 none. */
-static cJSON *advise(wk_starter *s, const wk_start *ts, const wk_cascade *c, double cost,
-                     int *tier)
+static cJSON *advise(wk_starter *s, const wk_start *ts, const wk_cascade *c, double cost, int *tier)
 {
     cJSON *n = cJSON_CreateObject();
     cJSON_AddStringToObject(n, "by", "similar");
@@ -256,13 +255,13 @@ void wk_start_begin(wk_starter *s, wk_start *ts, const wk_task *t, int resumed, 
     }
     /* The embeddings provider is a provider: the task's data class must reach it. */
     wk_deployments deps;
-    wk_policy_deployments(&c->policy, wk_jstr(wk_task_json(t), "data_class"),
-                          s->o.cfg->embed_model, &deps);
+    wk_policy_deployments(&c->policy, wk_jstr(wk_task_json(t), "data_class"), s->o.cfg->embed_model,
+                          &deps);
     if (deps.n == 0) {
-        char *why = wk_xasprintf("data class \"%s\" may reach no deployment of the embeddings "
-                                 "model %s: the task starts at the cascade's first tier",
-                                 wk_jstr(wk_task_json(t), "data_class"),
-                                 s->o.cfg->embed_model->name);
+        char *why =
+            wk_xasprintf("data class \"%s\" may reach no deployment of the embeddings "
+                         "model %s: the task starts at the cascade's first tier",
+                         wk_jstr(wk_task_json(t), "data_class"), s->o.cfg->embed_model->name);
         plain(s, t, why, 0, ready, arg);
         free(why);
         return;
@@ -281,8 +280,9 @@ void wk_start_begin(wk_starter *s, wk_start *ts, const wk_task *t, int resumed, 
     if (wk_embed(s->emb, &deps, s->o.cfg->embed_dimensions, wk_task_id(t), prompt, on_embedding,
                  ts)) {
         ts->busy = 0;
-        plain(s, t, "the embeddings call could not be sent: the task starts at the cascade's "
-                    "first tier",
+        plain(s, t,
+              "the embeddings call could not be sent: the task starts at the cascade's "
+              "first tier",
               0, ready, arg);
     }
 }
@@ -296,8 +296,8 @@ int wk_start_finish(wk_starter *s, wk_start *ts, const wk_task *t, const cJSON *
     if (!status || (strcmp(status, "accepted") != 0 && strcmp(status, "exhausted") != 0))
         return 0; /* an error or a budget says nothing about which tier would have passed */
     const cJSON *tier = cJSON_GetObjectItemCaseSensitive(result, "tier");
-    int tr = strcmp(status, "accepted") == 0 && cJSON_IsNumber(tier) ? tier->valueint
-                                                                       : WK_SIMILAR_NONE;
+    int tr =
+        strcmp(status, "accepted") == 0 && cJSON_IsNumber(tier) ? tier->valueint : WK_SIMILAR_NONE;
     int rc = wk_history_add(s->o.journal, wk_task_id(t), c->name, s->o.cfg->embed_model->name,
                             ts->vec, ts->dim, tr);
     if (!rc)

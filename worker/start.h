@@ -27,13 +27,13 @@
 typedef struct wk_starter wk_starter;
 
 typedef struct wk_starter_opts {
-    const wk_config *cfg;  /* borrowed; outlives the starter */
+    const wk_config *cfg; /* borrowed; outlives the starter */
     uv_loop_t *loop;
-    wk_calls *calls;       /* charged for embeddings; NULL in replay */
-    const wk_calls_opts *co; /* timeouts and body cap of the embeddings calls */
-    wk_journal *journal;   /* the history's rows; NULL: none kept */
-    wk_recs *recs;         /* replay: embeddings from here (else hashed); NULL: call */
-    long history_max;      /* --history-max [WK_SIMILAR_CAP_DEFAULT] */
+    wk_calls *calls;          /* charged for embeddings; NULL in replay */
+    const wk_calls_opts *co;  /* timeouts and body cap of the embeddings calls */
+    wk_journal *journal;      /* the history's rows; NULL: none kept */
+    wk_recs *recs;            /* replay: embeddings from here (else hashed); NULL: call */
+    long history_max;         /* --history-max [WK_SIMILAR_CAP_DEFAULT] */
     const char *history_from; /* --history-from: another run's journal, read only; NULL: none */
 } wk_starter_opts;
 

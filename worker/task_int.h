@@ -87,7 +87,7 @@ struct wk_task {
     int baseline_runs;
     /* The semantic start tier's advice, from WK_EV_START (router.h). */
     int start_tier;
-    cJSON *start_note; /* owned; NULL: none */
+    cJSON *start_note;     /* owned; NULL: none */
     val_test_counts tests; /* the accepted verdict's counts */
     char *tests_note;      /* and its note, which names the pre-existing failures; owned */
 };

@@ -55,7 +55,8 @@ static const char usage_run[] =
     "  --max-test-output-kb N  test output in the prompt, tail kept [16]\n"
     "  --max-file-kb N      each file shown in the prompt [32]\n"
     "  --max-prompt-files N files shown in the prompt [8]\n"
-    "  --max-file-list N    paths in the prompt's file list [200]\n" WK_CLI_LANE_USAGE WK_CLI_HISTORY_USAGE
+    "  --max-file-list N    paths in the prompt's file list [200]\n" WK_CLI_LANE_USAGE
+        WK_CLI_HISTORY_USAGE
     "  --journal FILE|none  SQLite journal of every attempt, for resuming after a\n"
     "                       crash or a stop; one run at a time holds it (a second\n"
     "                       exits 1) [RESULTS.journal when -o names a file]\n"

@@ -93,8 +93,8 @@ static void on_http(void *arg, const wk_http_result *res)
         snprintf(msg, sizeof msg, "%s", res->error ? res->error : "transport error");
         rc = WK_EIO;
     } else {
-        rc = prov_embed_parse(res->status, res->body, res->body_len, WK_SIMILAR_DIM_MAX, &vec,
-                              &dim, &pt, reason, msg, sizeof msg);
+        rc = prov_embed_parse(res->status, res->body, res->body_len, WK_SIMILAR_DIM_MAX, &vec, &dim,
+                              &pt, reason, msg, sizeof msg);
     }
     if (rc && r->at + 1 < r->deps.n) {
         r->at++; /* the next deployment the task may reach */

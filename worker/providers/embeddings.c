@@ -32,9 +32,8 @@ void prov_embed_build(const wk_model *m, const char *task_id, const char *text, 
     prov__set_body(out, body);
 }
 
-int prov_embed_parse(long status, const char *body, size_t len, int dim_max, float **vec,
-                     int *dim, long *prompt_tokens, char reason[PROV_REASON_MAX], char *msg,
-                     size_t msglen)
+int prov_embed_parse(long status, const char *body, size_t len, int dim_max, float **vec, int *dim,
+                     long *prompt_tokens, char reason[PROV_REASON_MAX], char *msg, size_t msglen)
 {
     prov_response r;
     cJSON *j = NULL;

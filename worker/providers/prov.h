@@ -101,9 +101,8 @@ void prov_embed_build(const wk_model *m, const char *task_id, const char *text, 
  * Its reply: 0 with *vec (caller frees; *dim floats, at most dim_max) and
  * *prompt_tokens (-1: not said), or non-zero with reason and msg as parse().
  */
-int prov_embed_parse(long status, const char *body, size_t len, int dim_max, float **vec,
-                     int *dim, long *prompt_tokens, char reason[PROV_REASON_MAX], char *msg,
-                     size_t msglen);
+int prov_embed_parse(long status, const char *body, size_t len, int dim_max, float **vec, int *dim,
+                     long *prompt_tokens, char reason[PROV_REASON_MAX], char *msg, size_t msglen);
 
 void prov_request_clear(prov_request *r);
 void prov_response_clear(prov_response *r);

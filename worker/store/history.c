@@ -118,8 +118,9 @@ int wk_history_start_put(wk_journal *j, const char *task, const char *note, cons
     sqlite3_stmt *s = NULL;
     int rc = WK_EIO;
     if (sqlite3_exec(db, SCHEMA, NULL, NULL, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO starts(task, note, dim, vec) "
-                               "VALUES(?1, ?2, ?3, ?4)",
+        sqlite3_prepare_v2(db,
+                           "INSERT OR REPLACE INTO starts(task, note, dim, vec) "
+                           "VALUES(?1, ?2, ?3, ?4)",
                            -1, &s, NULL) != SQLITE_OK)
         goto cleanup;
     sqlite3_bind_text(s, 1, task, -1, SQLITE_TRANSIENT);
