@@ -338,6 +338,64 @@ static void test_run_starts_similar_tasks_where_they_succeeded(void **state)
     h_config_teardown(cdir, models);
 }
 
+/*
+ * replay: embeddings from the recordings. The history (replayed into a
+ * journal) and the new task share a recorded vector though their prompts
+ * share no word, so only the recordings can make them neighbours.
+ */
+static void test_replay_takes_embeddings_from_the_recordings(void **state)
+{
+    (void)state;
+    char *cdir = NULL, *models = NULL;
+    assert_int_equal(h_config_setup(MODELS_SIM, &cdir, &models), 0);
+    char *casc = h_write("sim.json", "{\"name\":\"sim\",\"match\":{\"kind\":\"json\"},"
+                                     "\"validators\":[\"schema\"],\"schema\":{\"type\":\"object\","
+                                     "\"required\":[\"ok\"]},\"tiers\":[{\"model\":\"cheap\"},"
+                                     "{\"model\":\"top\"}],\"start\":{\"by\":\"similar\","
+                                     "\"k\":2,\"min_history\":2}}");
+    /* replay has no "*" recordings: each task's own. */
+    char *recs =
+        h_write("rrecs.jsonl",
+                "{\"task\":\"a1\",\"model\":\"cheap\",\"run\":1,\"answer\":\"nope\"}\n"
+                "{\"task\":\"a1\",\"model\":\"top\",\"run\":1,\"answer\":\"{\\\"ok\\\": 1}\"}\n"
+                "{\"task\":\"a2\",\"model\":\"cheap\",\"run\":1,\"answer\":\"nope\"}\n"
+                "{\"task\":\"a2\",\"model\":\"top\",\"run\":1,\"answer\":\"{\\\"ok\\\": 1}\"}\n"
+                "{\"task\":\"q\",\"model\":\"cheap\",\"run\":1,\"answer\":\"nope\"}\n"
+                "{\"task\":\"q\",\"model\":\"top\",\"run\":1,\"answer\":\"{\\\"ok\\\": 1}\"}\n"
+                "{\"task\":\"a1\",\"model\":\"emb\",\"run\":1,\"embedding\":[1,0,0,0]}\n"
+                "{\"task\":\"a2\",\"model\":\"emb\",\"run\":1,\"embedding\":[1,0.1,0,0]}\n"
+                "{\"task\":\"q\",\"model\":\"emb\",\"run\":1,\"embedding\":[1,0,0.1,0]}\n");
+    char *hist =
+        h_write("rhist.jsonl", "{\"id\":\"a1\",\"kind\":\"json\",\"prompt\":\"alpha beta gamma\"}\n"
+                               "{\"id\":\"a2\",\"kind\":\"json\",\"prompt\":\"delta epsilon\"}\n");
+    char *q =
+        h_write("rq.jsonl", "{\"id\":\"q\",\"kind\":\"json\",\"prompt\":\"zeta eta theta\"}\n");
+    char *journal = h_tmp("rhist.journal"), *out1 = h_tmp("rout1.jsonl"),
+         *out2 = h_tmp("rout2.jsonl");
+    const char *a1[] = {h_cascade_bin(), "replay", "--tasks",  hist,   "--recordings", recs,
+                        "--cascade",     casc,     "--models", models, "-o",           out1,
+                        "--journal",     journal,  "-q",       NULL};
+    assert_int_equal(h_run((char *const *)a1, NULL, NULL, 60), 0);
+    const char *a2[] = {h_cascade_bin(),  "replay", "--tasks",  q,      "--recordings", recs,
+                        "--cascade",      casc,     "--models", models, "-o",           out2,
+                        "--history-from", journal,  "-q",       NULL};
+    assert_int_equal(h_run((char *const *)a2, NULL, NULL, 60), 0);
+    cJSON *res = h_jsonl(out2);
+    const cJSON *st = start_of(res, "q");
+    assert_int_equal(cJSON_GetObjectItem(st, "tier")->valueint, 1);
+    assert_int_equal(cJSON_GetObjectItem(st, "neighbours")->valueint, 2);
+    assert_int_equal(cJSON_GetObjectItem(st, "history")->valueint, 2);
+    cJSON_Delete(res);
+    free(casc);
+    free(recs);
+    free(hist);
+    free(q);
+    free(journal);
+    free(out1);
+    free(out2);
+    h_config_teardown(cdir, models);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -347,6 +405,7 @@ int main(void)
         cmocka_unit_test(test_bad_input_is_refused),
         cmocka_unit_test(test_hashed_embedding_puts_similar_prompts_near),
         cmocka_unit_test(test_run_starts_similar_tasks_where_they_succeeded),
+        cmocka_unit_test(test_replay_takes_embeddings_from_the_recordings),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
