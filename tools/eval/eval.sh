@@ -17,7 +17,9 @@
 #    on the other;
 # 6. replays the plan plain and with a semantic start tier on the odd-numbered
 #    tasks, the even ones its history (tools/eval/similar.py);
-# 7. writes the HTML report of the cascade plan, with the table's chart.
+# 7. writes the HTML report of the cascade plan, with the table's chart;
+# 8. prices the cheapest plan that beats always-gpt-4 on pass rate on the
+#    batch lane as well as the sync lane (issue 14).
 # Exits non-zero when a check fails.
 
 [ $# -eq 2 ] || { echo "usage: sh tools/eval/eval.sh DATA_DIR BUILD_DIR" >&2; exit 2; }
@@ -36,14 +38,14 @@ if [ ! -d "$data" ]; then
     exit 1
 fi
 step "converting $data"
-rm -rf "$out/results" "$out/http"
+rm -rf "$out/results" "$out/http" "$out/verdicts.jsonl" "$out/batch"
 python3 tools/eval/convert.py "$data" "$out" || exit 1
 
 step "replaying $(wc -l < "$out/plans.txt") plans x 10 runs (2 sandboxes)"
 # shellcheck disable=SC2046 # one --cascade per line of plans.txt
 "$bin/cascade" replay --tasks "$out/tasks.jsonl" --recordings "$out/recordings.jsonl" \
     $(sed 's/^/--cascade /' "$out/plans.txt") --runs 10 --sandboxes 2 \
-    --out-dir "$out/results" --table "$out/table.json" --oracle || exit 1
+    --verdict-cache "$out/verdicts.jsonl" --out-dir "$out/results" --table "$out/table.json" --oracle || exit 1
 
 step "tuning for pass rate 0.85 on half the tasks"
 r=$out/results
@@ -69,6 +71,9 @@ step "HTML report"
     --cascades "$out/cascades" --tasks "$out/tasks.jsonl" --table "$out/table.json" \
     --html "$out/report.html" > "$out/report.txt" || status=1
 echo "eval: $out/report.txt and $out/report.html"
+
+step "batch lane: the cheapest plan that beats always-gpt-4, on both lanes"
+sh tools/eval/batch_lane.sh "$bin" "$out" || status=1
 
 step "done: $( [ $status -eq 0 ] && echo 'all checks pass' || echo 'SOME CHECKS FAILED')"
 exit $status
