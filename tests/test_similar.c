@@ -296,7 +296,8 @@ static void test_run_starts_similar_tasks_where_they_succeeded(void **state)
 
     /* Run 2, same journal: the history is read back; a restricted task is not embedded. */
     char *t2 = h_write("t2.jsonl", SUM_TASK("s5", "five", "")
-                                       SUM_TASK("s6", "six", ",\"data_class\":\"restricted\""));
+                                       SUM_TASK("s6", "six", ",\"data_class\":\"restricted\"")
+                                           SUM_TASK("s8", "eight", ",\"budget_usd\":0"));
     run_batch(cdir, models, t2, out, esc);
     res = h_jsonl(out);
     st = start_of(res, "s5");
@@ -307,11 +308,15 @@ static void test_run_starts_similar_tasks_where_they_succeeded(void **state)
     assert_non_null(strstr(h_str(st, "reason"), "may reach no deployment of the embeddings"));
     assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(h_find(res, "id", "s6"), "attempts")),
                      2);
+    /* A budget of nothing calls only free models: the priced embedding is not made either. */
+    st = start_of(res, "s8");
+    assert_non_null(strstr(h_str(st, "reason"), "task budget $0 cannot hold the embedding"));
     cJSON_Delete(res);
     h_mock_stop(&m);
     cJSON *lines = h_jsonl(log);
     assert_int_equal(embeddings_of(lines, "s5"), 1);
     assert_int_equal(embeddings_of(lines, "s6"), 0);
+    assert_int_equal(embeddings_of(lines, "s8"), 0);
     cJSON_Delete(lines);
 
     /* Run 3: the embeddings call fails; the task starts at the first tier, and says why. */

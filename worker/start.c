@@ -266,6 +266,20 @@ void wk_start_begin(wk_starter *s, wk_start *ts, const wk_task *t, int resumed, 
         free(why);
         return;
     }
+    /* The task's budget holds the embedding too: budget_usd 0 calls only free models. */
+    const cJSON *budget = cJSON_GetObjectItemCaseSensitive(wk_task_json(t), "budget_usd");
+    size_t len = strlen(prompt);
+    double worst =
+        wk_cost(s->o.cfg->embed_model,
+                (long)((len < WK_EMBED_INPUT_MAX ? len : WK_EMBED_INPUT_MAX) + 3) / 4, 0, 0);
+    if (cJSON_IsNumber(budget) && worst > budget->valuedouble) {
+        char *why = wk_xasprintf("task budget $%.6g cannot hold the embedding (up to $%.6g): the "
+                                 "task starts at the cascade's first tier",
+                                 budget->valuedouble, worst);
+        plain(s, t, why, 0, ready, arg);
+        free(why);
+        return;
+    }
     if (s->o.recs) {
         double cost = 0;
         replay_embedding(s, ts, t, prompt, &cost);
