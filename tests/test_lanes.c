@@ -721,6 +721,218 @@ static void batch_expiry_and_failure(void **state)
     free(recs);
 }
 
+/* ---- the Batch API's own faults: never paying twice ------------------------ */
+
+/* No custom id in two batches the mock created; returns how many batches it created. */
+static int created_once_each(const cJSON *ml)
+{
+    cJSON *seen = cJSON_CreateObject();
+    const cJSON *x;
+    int created = 0;
+    cJSON_ArrayForEach(x, ml)
+    {
+        if (!h_str(x, "batch") || strcmp(h_str(x, "batch"), "created") != 0)
+            continue;
+        created++;
+        const cJSON *cid;
+        cJSON_ArrayForEach(cid, cJSON_GetObjectItem(x, "custom_ids"))
+        {
+            if (cJSON_GetObjectItem(seen, cid->valuestring))
+                fail_msg("request %s submitted twice", cid->valuestring);
+            cJSON_AddTrueToObject(seen, cid->valuestring);
+        }
+    }
+    cJSON_Delete(seen);
+    return created;
+}
+
+/*
+ * The "main" cascade (both tiers on batch) over n tasks, against a mock with
+ * the Batch API fault `fault`, extra the run's further arguments; with kill
+ * set, the first run is killed there (CASCADE_FAULT_BATCH_KILL) and the same
+ * command runs again. The results, the mock's log and stderr come back.
+ */
+static void run_batch_fault(const char *tag, const char *fault, const char *delay,
+                            const char *const *extra, const char *kill_at, cJSON **res, cJSON **ml,
+                            char **err)
+{
+    write_cascade("main", "batch", "batch");
+    char *tasks, *recs;
+    make_batch(tag, 3, &tasks, &recs);
+    char *name = wk_xasprintf("%s.jsonl", tag);
+    char *out = h_tmp(name), *errf = wk_xasprintf("%s.err", out);
+    free(name);
+    char *log = wk_xasprintf("%s.log", out);
+    const char *margs[] = {"--fault", fault, "--batch-delay", delay, "--log-bodies", "0", NULL};
+    const char *argv[24] = {h_cascade_bin(), "run", tasks, "--cascades",   cdir,   "--models",
+                            models,          "-o",  out,   "--batch-poll", "0.02", "-q"};
+    int n = 12;
+    for (int i = 0; extra && extra[i] && n < 23; i++)
+        argv[n++] = extra[i];
+    argv[n] = NULL;
+    h_mock m;
+    h_mock_start(&m, recs, log, margs);
+    if (kill_at) {
+        setenv("CASCADE_FAULT_BATCH_KILL", kill_at, 1);
+        pid_t pid = h_spawn((char *const *)argv, NULL, errf);
+        unsetenv("CASCADE_FAULT_BATCH_KILL"); /* the child has it; the later runs must not */
+        int rc = h_wait(pid, 60000);
+        if (rc != 128 + SIGKILL) {
+            if (rc < 0)
+                kill(pid, SIGKILL);
+            char *e = h_slurp(errf);
+            fail_msg("%s: the run was not killed at %s (%d): %s", tag, kill_at, rc, e);
+        }
+    }
+    int rc = h_run((char *const *)argv, NULL, errf, 90);
+    h_mock_stop(&m);
+    *err = h_slurp(errf);
+    if (rc != 0)
+        fail_msg("%s: exit %d: %s", tag, rc, *err);
+    *res = h_jsonl(out);
+    *ml = h_jsonl(log);
+    assert_int_equal(cJSON_GetArraySize(*res), 3);
+    free(out);
+    free(errf);
+    free(log);
+    free(tasks);
+    free(recs);
+}
+
+/* Every task accepted by mid, its cheap attempt answered by cheap's first batch. */
+static void answered_by_first_batches(const cJSON *res)
+{
+    const cJSON *x;
+    cJSON_ArrayForEach(x, res)
+    {
+        assert_string_equal(h_str(x, "status"), "accepted");
+        assert_int_equal((int)num(x, "tier"), 1);
+        const cJSON *a;
+        cJSON_ArrayForEach(a, cJSON_GetObjectItem(x, "attempts"))
+        {
+            assert_string_equal(h_str(a, "lane"), "batch");
+            assert_int_equal((int)num(a, "retries"), 0);
+        }
+    }
+}
+
+/*
+ * POST /batches answers 500 after the provider made the batch: the batch is
+ * found among the provider's batches by its metadata and polled, never
+ * created a second time.
+ */
+static void failed_create_is_looked_for(void **state)
+{
+    (void)state;
+    cJSON *res, *ml;
+    char *err;
+    run_batch_fault("bc", "batch-create-500:1", "30", NULL, NULL, &res, &ml, &err);
+    answered_by_first_batches(res);
+    assert_int_equal(created_once_each(ml), 2); /* cheap's, mid's */
+    assert_int_equal(h_count(ml, "batch", "create-500"), 2);
+    if (!strstr(err, "found at the provider after a failed create"))
+        fail_msg("the lookup is not said: %s", err);
+    cJSON_Delete(res);
+    cJSON_Delete(ml);
+    free(err);
+}
+
+/*
+ * Polls and fetches that fail (503) six times per batch, more than the five
+ * a step of the protocol is tried: the batches are polled on, never failed
+ * and sent again; every answer comes from the first batch of its tier.
+ */
+static void failed_polls_never_fail_a_batch(void **state)
+{
+    (void)state;
+    cJSON *res, *ml;
+    char *err;
+    run_batch_fault("bg", "batch-get-503:1:6", "30", NULL, NULL, &res, &ml, &err);
+    answered_by_first_batches(res);
+    assert_int_equal(created_once_each(ml), 2);
+    assert_int_equal(h_count(ml, "batch", "get-refused"), 12);
+    cJSON_Delete(res);
+    cJSON_Delete(ml);
+    free(err);
+}
+
+/*
+ * --deadline cancels cheap's batch, and the provider refuses: the batch has
+ * completed. Its answers are used at the batch price; only what comes
+ * after the deadline (mid's calls) goes to the sync lane.
+ */
+static void refused_cancel_uses_the_batch(void **state)
+{
+    (void)state;
+    cJSON *res, *ml;
+    char *err;
+    const char *const extra[] = {"--deadline", "2s", NULL};
+    run_batch_fault("bk", "batch-cancel-refused:1@cheap", "600000", extra, NULL, &res, &ml, &err);
+    const cJSON *x;
+    cJSON_ArrayForEach(x, res)
+    {
+        assert_string_equal(h_str(x, "status"), "accepted");
+        const cJSON *att = cJSON_GetObjectItem(x, "attempts");
+        assert_int_equal(cJSON_GetArraySize(att), 2);
+        const cJSON *a0 = cJSON_GetArrayItem(att, 0), *a1 = cJSON_GetArrayItem(att, 1);
+        assert_string_equal(h_str(a0, "lane"), "batch");
+        assert_true(fabs(num(a0, "cost_usd") - 0.00037) < 1e-9); /* cheap's batch prices */
+        assert_string_equal(h_str(a1, "lane"), "batch→sync");
+        assert_true(fabs(num(a1, "cost_usd") - 0.012) < 1e-9); /* mid at sync */
+    }
+    if (!strstr(err, "--deadline: cancelling batch"))
+        fail_msg("the cancel is not said: %s", err);
+    assert_int_equal(created_once_each(ml), 1);
+    assert_int_equal(h_count(ml, "batch", "cancel-refused"), 1);
+    cJSON_Delete(res);
+    cJSON_Delete(ml);
+    free(err);
+}
+
+/*
+ * Killed after the create, before the batch id is journaled, while 250
+ * newer batches of another run crowd the provider's list: the rerun pages
+ * through the list (100 a page) to find it, and sends nothing twice.
+ */
+static void lost_batch_found_past_first_page(void **state)
+{
+    (void)state;
+    cJSON *res, *ml;
+    char *err;
+    run_batch_fault("bl", "batch-crowd:1:250", "30", NULL, "after_create", &res, &ml, &err);
+    answered_by_first_batches(res);
+    if (!strstr(err, "found at the provider after a restart"))
+        fail_msg("the rerun does not find the batch: %s", err);
+    assert_int_equal(created_once_each(ml), 2);
+    cJSON_Delete(res);
+    cJSON_Delete(ml);
+    free(err);
+}
+
+/* A batch line whose status_code is no HTTP status (1e300) is that request's failure. */
+static void absurd_status_code_is_a_failure(void **state)
+{
+    (void)state;
+    cJSON *res, *ml;
+    char *err;
+    const char *const extra[] = {"--retries", "1", NULL};
+    run_batch_fault("bs", "batch-bad-status:1@cheap", "30", extra, NULL, &res, &ml, &err);
+    const cJSON *x;
+    cJSON_ArrayForEach(x, res)
+    {
+        assert_string_equal(h_str(x, "status"), "accepted");
+        assert_int_equal((int)num(x, "tier"), 1);
+        const cJSON *a0 = cJSON_GetArrayItem(cJSON_GetObjectItem(x, "attempts"), 0);
+        assert_string_equal(h_str(cJSON_GetObjectItem(a0, "verdict"), "reason"),
+                            "batch_bad_response");
+        assert_int_equal((int)num(a0, "retries"), 1);
+    }
+    assert_int_equal(h_count(ml, "batch", "created"), 3); /* cheap's, its retry, mid's */
+    cJSON_Delete(res);
+    cJSON_Delete(ml);
+    free(err);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -733,6 +945,11 @@ int main(void)
         cmocka_unit_test(batch_expiry_and_failure),
         cmocka_unit_test(deadline_moves_late_batches_to_sync),
         cmocka_unit_test(batch_lane_matches_sync),
+        cmocka_unit_test(failed_create_is_looked_for),
+        cmocka_unit_test(failed_polls_never_fail_a_batch),
+        cmocka_unit_test(refused_cancel_uses_the_batch),
+        cmocka_unit_test(lost_batch_found_past_first_page),
+        cmocka_unit_test(absurd_status_code_is_a_failure),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

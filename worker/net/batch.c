@@ -19,10 +19,17 @@
  * in one of them joins it instead of a new batch. A batch journaled but
  * without a batch id (a crash during the submission) is looked for among
  * the provider's batches by its metadata, never blindly sent again; when
- * the provider has none, its requests were never sent and go out anew.
+ * the provider has none, its requests were never sent and go out anew. A
+ * POST /batches that fails is looked for the same way before it is made
+ * again, as the provider may have made the batch before the error. Once a
+ * batch is (or may be) at the provider, no error of ours ends it: a poll,
+ * a fetch or a lookup that fails is tried again, backing off to 10 min,
+ * and only a final status the provider reports (failed, expired,
+ * cancelled) fails its unanswered requests.
  */
 #include "lanes_int.h"
 
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,11 +42,28 @@
 
 #define POLL_MAX_MS 600000L
 #define TICK_MS 50
-#define HTTP_TRIES 5                     /* failed steps of one batch in a row, then it fails */
+#define HTTP_TRIES 5 /* failed uploads in a row, or creates the provider has no trace of */
+/*
+ * Pages of 100 read when looking for a batch by its metadata. The list is
+ * newest first and the batch was made by this run or the one killed before
+ * it, so 5,000 batches made on the account since then is far beyond any
+ * real gap; the cap bounds a lookup to 50 GETs when the cursor never ends.
+ */
+#define LIST_PAGES_MAX 50
 #define RESULTS_CAP ((size_t)1024 << 20) /* one output file */
 #define CUSTOM_ID_MAX 512
 
-enum { B_OPEN, B_JOURNALING, B_UPLOADING, B_CREATING, B_LISTING, B_POLLING, B_FETCHING, B_DONE };
+enum {
+    B_OPEN,
+    B_JOURNALING,
+    B_UPLOADING,
+    B_CREATING,
+    B_LISTING,
+    B_POLLING,
+    B_FETCHING,
+    B_CANCELLING,
+    B_DONE
+};
 
 typedef struct breq {
     wk_call *k; /* NULL: in a batch a rerun found, its call not come yet */
@@ -59,10 +83,15 @@ typedef struct batch {
     int n, cap;
     char local[96]; /* run id, "-", a number */
     char *file_id, *batch_id, *out_file, *err_file;
-    int fetch_step; /* 0: the output file, 1: the error file */
-    int cancelling; /* --deadline: cancel asked for */
+    int fetch_step;   /* 0: the output file, 1: the error file */
+    int cancelling;   /* --deadline: cancel asked for */
+    int cancel_tries; /* cancels that failed */
     long poll_ms;
-    int tries;
+    int tries;        /* failed uploads in a row */
+    int create_fails; /* POST /batches that failed; the batch is looked for after each */
+    int create_final; /* the last one was refused outright (a 4xx) */
+    char *list_after; /* the lookup's cursor: the last id of the page read; NULL: first page */
+    int list_pages;   /* pages of the lookup read */
     int timer_on;
     uv_timer_t timer;
     struct batch *next;
@@ -194,6 +223,7 @@ static int headers(const batch *bt, const char *ctype, char **h)
 }
 
 static void on_http(void *arg, const wk_http_result *res);
+static void step_failed(batch *bt, const wk_http_result *res);
 
 /* A request of the batch's protocol; its answer goes to step() through on_http. */
 static void request(batch *bt, const char *path, const char *ctype, const char *body, size_t len,
@@ -208,8 +238,13 @@ static void request(batch *bt, const char *path, const char *ctype, const char *
                        .body_cap = RESULTS_CAP,
                        .get = get};
     if (wk_http_post(bt->b->http, url, (const char *const *)h, nh, body ? body : "", len, &ho,
-                     on_http, bt) != 0)
-        fail_all(bt, "batch_transport", "could not start an HTTP request of the batch");
+                     on_http, bt) != 0) {
+        /* As a failed request: a batch that may be at the provider is not failed for it. */
+        wk_http_result r = {.rc = WK_EIO,
+                            .error = "could not start an HTTP request of the batch",
+                            .retry_after_ms = -1};
+        step_failed(bt, &r);
+    }
     for (int i = 0; i < nh; i++)
         free(h[i]);
     free(url);
@@ -232,24 +267,94 @@ static void later(batch *bt, long ms)
     uv_timer_start(&bt->timer, on_timer, (uint64_t)(ms > 0 ? ms : 0), 0);
 }
 
-/* A failed protocol step: again after a wait, or every request fails after HTTP_TRIES. */
-static void step_failed(batch *bt, const wk_http_result *res, const char *what)
+static const char *doing(int state)
+{
+    switch (state) {
+    case B_UPLOADING:
+        return "uploading";
+    case B_CREATING:
+        return "creating";
+    case B_LISTING:
+        return "looking for it among the provider's batches";
+    case B_POLLING:
+        return "polling";
+    case B_FETCHING:
+        return "fetching results";
+    case B_CANCELLING:
+        return "cancelling";
+    default:
+        return "";
+    }
+}
+
+static void list_from_start(batch *bt)
+{
+    free(bt->list_after);
+    bt->list_after = NULL;
+    bt->list_pages = 0;
+    bt->state = B_LISTING;
+}
+
+/* A wait after a failed step: the provider's Retry-After, else what it brings; 10 min at most. */
+static long wait_ms(const wk_http_result *res, long backoff)
+{
+    /* A Retry-After of days would park the batch and the run: no wait beyond the poll cap. */
+    long wait = res->retry_after_ms > 0 ? res->retry_after_ms : backoff;
+    return wait < POLL_MAX_MS ? wait : POLL_MAX_MS;
+}
+
+/*
+ * A failed protocol step. An upload is tried HTTP_TRIES times, then every
+ * request fails (nothing was submitted). A failed create is looked for
+ * before it is made again. A poll, fetch, lookup or cancel that fails never
+ * fails the batch, which may be running at the provider: sending its
+ * requests again would pay for them twice.
+ */
+static void step_failed(batch *bt, const wk_http_result *res)
 {
     char *e = res->rc ? wk_escape_ctl(res->error ? res->error : "",
                                       strlen(res->error ? res->error : ""), 200)
                       : wk_escape_ctl(res->body ? res->body : "", res->body_len, 200);
     char *msg = wk_xasprintf("batch %s: %s: %s%ld %s", bt->batch_id ? bt->batch_id : bt->local,
-                             what, res->rc ? "transport " : "HTTP ", res->status, e);
+                             doing(bt->state), res->rc ? "transport " : "HTTP ", res->status, e);
     free(e);
-    int final = res->status == 400 || res->status == 401 || res->status == 403 ||
-                res->status == 404 || res->status == 422;
-    if (++bt->tries >= HTTP_TRIES || final) {
-        fprintf(stderr, "cascade: %s; its requests fail\n", msg);
-        fail_all(bt, "batch_failed", msg);
-    } else {
-        long wait = res->retry_after_ms > 0 ? res->retry_after_ms : 1000L << bt->tries;
-        /* A Retry-After of days would park the batch and the run: no wait beyond the poll cap. */
-        later(bt, wait < POLL_MAX_MS ? wait : POLL_MAX_MS);
+    int final = res->rc == 0 && (res->status == 400 || res->status == 401 || res->status == 403 ||
+                                 res->status == 404 || res->status == 422);
+    long wait;
+    switch (bt->state) {
+    case B_UPLOADING:
+        if (++bt->tries >= HTTP_TRIES || final) {
+            fprintf(stderr, "cascade: %s; its requests fail\n", msg);
+            fail_all(bt, "batch_failed", msg);
+            break;
+        }
+        later(bt, wait_ms(res, 1000L << bt->tries));
+        break;
+    case B_CREATING:
+        /* The provider may have made the batch before the error (a 500, a reset). */
+        bt->create_fails++;
+        bt->create_final = final;
+        fprintf(stderr,
+                "cascade: %s; looking for it among the provider's batches before creating it "
+                "again\n",
+                msg);
+        list_from_start(bt);
+        later(bt, wait_ms(res, bt->poll_ms));
+        break;
+    case B_CANCELLING:
+        /* Refused (it may have completed) or lost: what the batch returns is used. */
+        bt->cancelling = 0;
+        bt->cancel_tries++;
+        bt->state = B_POLLING;
+        fprintf(stderr, "cascade: %s; polling it, its answers are used as they come\n", msg);
+        later(bt, wait_ms(res, bt->poll_ms < 1000 ? bt->poll_ms : 1000));
+        break;
+    default: /* B_LISTING, B_POLLING, B_FETCHING: the same step again, later */
+        wait = wait_ms(res, bt->poll_ms);
+        bt->poll_ms = bt->poll_ms * 2 > POLL_MAX_MS ? POLL_MAX_MS : bt->poll_ms * 2;
+        fprintf(stderr, "cascade: %s; again in %.1f s\n", msg, (double)wait / 1000);
+        later(bt, wait);
+        break;
     }
     free(msg);
 }
@@ -320,14 +425,20 @@ static void create(batch *bt)
     free(s);
 }
 
-/* --deadline: the provider stops the batch; what it answered is fetched, the rest goes sync. */
+/*
+ * --deadline: the provider stops the batch; what it answered is fetched,
+ * the rest goes sync. A cancel that fails leaves the batch polled (asked
+ * again at the next poll that finds it running, HTTP_TRIES times at most).
+ */
 static void cancel(batch *bt)
 {
     bt->cancelling = 1;
-    fprintf(stderr,
-            "cascade: --deadline: cancelling batch %s; its unanswered requests go to "
-            "the sync lane\n",
-            bt->batch_id);
+    bt->state = B_CANCELLING;
+    if (!bt->cancel_tries)
+        fprintf(stderr,
+                "cascade: --deadline: cancelling batch %s; its unanswered requests go to "
+                "the sync lane\n",
+                bt->batch_id);
     char *path = wk_xasprintf("/batches/%s/cancel", bt->batch_id);
     request(bt, path, "application/json", "{}", 2, 0);
     free(path);
@@ -374,8 +485,15 @@ static void result_line(batch *bt, const cJSON *line)
     const cJSON *sc = cJSON_GetObjectItemCaseSensitive(resp, "status_code");
     const cJSON *body = cJSON_GetObjectItemCaseSensitive(resp, "body");
     if (cJSON_IsNumber(sc) && body) {
+        /* Checked before the cast: a huge or non-finite double as a long is undefined. */
+        double d = sc->valuedouble;
+        if (!isfinite(d) || d < 100 || d > 599 || d != floor(d)) {
+            outcome(bt, cid, 0, NULL, "batch_bad_response",
+                    "the batch's line has no HTTP status from 100 to 599");
+            return;
+        }
         char *b = cJSON_PrintUnformatted(body);
-        outcome(bt, cid, (long)sc->valuedouble, b, NULL, NULL);
+        outcome(bt, cid, (long)d, b, NULL, NULL);
         free(b);
         return;
     }
@@ -416,11 +534,11 @@ static void batch_object(batch *bt, const cJSON *o)
     if (!status || !strcmp(status, "validating") || !strcmp(status, "in_progress") ||
         !strcmp(status, "finalizing") || !strcmp(status, "cancelling")) {
         bt->state = B_POLLING;
-        if (bt->b->late && !bt->cancelling) {
+        if (bt->b->late && !bt->cancelling && bt->cancel_tries < HTTP_TRIES) {
             cancel(bt);
             return;
         }
-        if (bt->cancelling && bt->poll_ms > 1000)
+        if (bt->b->late && bt->poll_ms > 1000)
             bt->poll_ms = 1000; /* what it answered before the cancel is still to be fetched */
         later(bt, bt->poll_ms);
         bt->poll_ms = bt->poll_ms * 2 > POLL_MAX_MS ? POLL_MAX_MS : bt->poll_ms * 2;
@@ -439,10 +557,24 @@ static void batch_object(batch *bt, const cJSON *o)
     fetch(bt);
 }
 
-/* The provider's recent batches: the one tagged with this batch's local id, if any. */
+/* A list cursor goes into the query as it is: a batch id of the provider's usual characters. */
+static int cursor_ok(const char *id)
+{
+    size_t n = strlen(id);
+    if (n == 0 || n >= WK_BATCH_ID_MAX)
+        return 0;
+    return strspn(id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-") == n;
+}
+
+/*
+ * A page of the provider's batches (newest first): the one tagged with this
+ * batch's local id is polled; else the next page is read, up to
+ * LIST_PAGES_MAX; else the batch never reached the provider.
+ */
 static void listed(batch *bt, const cJSON *list)
 {
     const cJSON *o;
+    const char *last = NULL;
     cJSON_ArrayForEach(o, cJSON_GetObjectItemCaseSensitive(list, "data"))
     {
         const cJSON *md = cJSON_GetObjectItemCaseSensitive(o, "metadata");
@@ -451,12 +583,38 @@ static void listed(batch *bt, const cJSON *list)
         if (id && run && local && !strcmp(run, bt->b->run_id) && !strcmp(local, bt->local)) {
             bt->batch_id = wk_xstrdup(id);
             (void)wk_journal_batch_ids(bt->b->o->journal, bt->local, NULL, id);
-            fprintf(stderr,
-                    "cascade: batch %s: found at the provider after a restart; polling it\n", id);
+            fprintf(stderr, "cascade: batch %s: found at the provider after %s; polling it\n", id,
+                    bt->create_fails ? "a failed create" : "a restart");
+            bt->poll_ms = bt->b->o->batch_poll_ms;
             bt->state = B_POLLING;
             poll_now(bt);
             return;
         }
+        if (id)
+            last = id;
+    }
+    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(list, "has_more"))) {
+        if (++bt->list_pages < LIST_PAGES_MAX && last && cursor_ok(last)) {
+            free(bt->list_after);
+            bt->list_after = wk_xstrdup(last);
+            step(bt); /* the next page */
+            return;
+        }
+        fprintf(stderr,
+                "cascade: batch %s: not among the provider's %d most recent batches; taken as "
+                "never sent\n",
+                bt->local, bt->list_pages * 100);
+    }
+    if (bt->create_fails) {
+        /* This run's create failed and the provider has no such batch. */
+        if (bt->create_final || bt->create_fails >= HTTP_TRIES) {
+            char *msg = wk_xasprintf("batch %s: the provider did not create it", bt->local);
+            fail_all(bt, "batch_failed", msg);
+            free(msg);
+        } else {
+            create(bt);
+        }
+        return;
     }
     /* Never reached the provider: its requests go out again in a new batch. */
     (void)wk_journal_batch_state(bt->b->o->journal, bt->local, WK_JB_NOT_SENT);
@@ -477,9 +635,7 @@ static void on_http(void *arg, const wk_http_result *res)
     batch *bt = arg;
     int ok = res->rc == 0 && res->status >= 200 && res->status <= 299;
     if (!ok) {
-        static const char *const what[] = {"",        "",        "uploading",       "creating",
-                                           "listing", "polling", "fetching results"};
-        step_failed(bt, res, what[bt->state]);
+        step_failed(bt, res);
         return;
     }
     bt->tries = 0;
@@ -502,7 +658,7 @@ static void on_http(void *arg, const wk_http_result *res)
     switch (bt->state) {
     case B_UPLOADING:
         if (!id) {
-            step_failed(bt, res, "uploading (no file id)");
+            step_failed(bt, res); /* a 2xx without a file id */
             break;
         }
         bt->file_id = wk_xstrdup(id);
@@ -511,7 +667,7 @@ static void on_http(void *arg, const wk_http_result *res)
         break;
     case B_CREATING:
         if (!id) {
-            step_failed(bt, res, "creating (no batch id)");
+            step_failed(bt, res); /* a 2xx without a batch id: looked for */
             break;
         }
         fault_point("after_create");
@@ -527,6 +683,11 @@ static void on_http(void *arg, const wk_http_result *res)
         break;
     case B_POLLING:
         fault_point("polling");
+        batch_object(bt, j);
+        break;
+    case B_CANCELLING:
+        /* The batch as the cancel left it: cancelling, cancelled, or completed already. */
+        bt->state = B_POLLING;
         batch_object(bt, j);
         break;
     default:
@@ -577,9 +738,13 @@ static void step(batch *bt)
     case B_CREATING:
         create(bt);
         break;
-    case B_LISTING:
-        request(bt, "/batches?limit=100", NULL, NULL, 0, 1);
+    case B_LISTING: {
+        char *path = bt->list_after ? wk_xasprintf("/batches?limit=100&after=%s", bt->list_after)
+                                    : wk_xstrdup("/batches?limit=100");
+        request(bt, path, NULL, NULL, 0, 1);
+        free(path);
         break;
+    }
     case B_POLLING:
         poll_now(bt);
         break;
@@ -798,6 +963,7 @@ static void batch_closed(uv_handle_t *h)
     free(bt->batch_id);
     free(bt->out_file);
     free(bt->err_file);
+    free(bt->list_after);
     free(bt);
 }
 
