@@ -34,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "calls.h"
@@ -147,7 +148,7 @@ static void fail_all(batch *bt, const char *reason, const char *msg);
 static void local_tag(batch *bt)
 {
     snprintf(bt->local, sizeof bt->local, "%s-%u-t%lld", bt->b->run_id, ++bt->b->seq,
-             (long long)(wk_now_ms() / 1000));
+             (long long)time(NULL));
 }
 
 static breq *add_req(batch *bt, wk_call *k, const char *custom_id)
