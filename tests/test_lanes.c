@@ -19,6 +19,7 @@
 #include "lib/util.h"
 #include "worker/config.h"
 #include "worker/cost.h"
+#include "worker/net/lanes_int.h"
 
 /* cheap has batch prices of its own; mid takes its provider's discounts (0.4 batch, 0.5 flex). */
 static const char *MODELS =
@@ -141,6 +142,50 @@ static void bad_lanes_are_refused(void **state)
     bad_lane_is_refused("{\"model\":\"cheap\",\"lane\":\"slow\"}", "tiers[0].lane must be");
     bad_lane_is_refused("{\"model\":\"cheap\"},{\"model\":\"sonnet\",\"lane\":\"flex\"}",
                         "tiers[1].lane: model sonnet is on an anthropic provider");
+}
+
+static int anthropic_id_ok(const char *s)
+{
+    size_t n = strlen(s);
+    return n >= 1 && n <= 64 &&
+           strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") == n;
+}
+
+/*
+ * Anthropic's custom ids: [a-zA-Z0-9_-]{1,64} whatever the task id; the
+ * same in every run; distinct for distinct tasks and attempts (escaped, or
+ * hashed when too long); "__ATTEMPT" last, which mock-llm cuts at.
+ */
+static void anthropic_custom_ids(void **state)
+{
+    (void)state;
+    char lng[300];
+    memset(lng, 'x', sizeof lng - 1);
+    lng[sizeof lng - 1] = '\0';
+    const char *tasks[] = {"py/fizzbuzz", "py-fizzbuzz", "py_fizzbuzz", "a__b", "a_", "a b",
+                           "t\xc3\xa9", "#1", lng, "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx1"};
+    const size_t n = sizeof tasks / sizeof tasks[0];
+    char *ids[2 * (sizeof tasks / sizeof tasks[0])];
+    for (size_t i = 0; i < n; i++)
+        for (int seq = 1; seq <= 2; seq++) {
+            char *id = wk__bfmt_anthropic.custom_id(tasks[i], seq * 7);
+            if (!anthropic_id_ok(id))
+                fail_msg("task \"%s\": custom id \"%s\" is not [a-zA-Z0-9_-]{1,64}", tasks[i], id);
+            char *again = wk__bfmt_anthropic.custom_id(tasks[i], seq * 7);
+            assert_string_equal(id, again);
+            free(again);
+            char tail[8];
+            snprintf(tail, sizeof tail, "__%d", seq * 7);
+            assert_string_equal(id + strlen(id) - strlen(tail), tail);
+            ids[2 * i + (size_t)seq - 1] = id;
+        }
+    for (size_t i = 0; i < 2 * n; i++)
+        for (size_t k = i + 1; k < 2 * n; k++)
+            if (!strcmp(ids[i], ids[k]))
+                fail_msg("two requests share custom id %s", ids[i]);
+    assert_string_equal(ids[0], "py-2ffizzbuzz__7");
+    for (size_t i = 0; i < 2 * n; i++)
+        free(ids[i]);
 }
 
 /* n classify tasks; cheap answers "b" (fails the enum), mid answers "a". */
@@ -1041,6 +1086,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(prices_per_lane),
         cmocka_unit_test(bad_lanes_are_refused),
+        cmocka_unit_test(anthropic_custom_ids),
         cmocka_unit_test(flex_lane),
         cmocka_unit_test(kill9_points),
         cmocka_unit_test(batch_request_errors_retry_then_climb),

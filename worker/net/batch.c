@@ -6,21 +6,24 @@
  * of the dispatcher a batched call is a call whose answer comes late: each
  * request's outcome goes back through wk__call_batched.
  *
- * OpenAI's Batch API (https://platform.openai.com/docs/api-reference/batch):
- * POST /files (purpose=batch, a JSONL of /v1/chat/completions requests whose
- * custom_id is "TASK#ATTEMPT"), POST /batches (completion_window 24h,
- * metadata {"cascade_run": RUN, "cascade_batch": LOCAL}), GET /batches/{id}
- * with a backoff from --batch-poll doubling to 10 min (Retry-After
- * honoured), then GET /files/{id}/content for the output and error files.
+ * How each step is spelled is its provider's batch format (lanes_int.h):
+ * OpenAI's Batch API (batch_openai.c: an uploaded JSONL file, then the
+ * batch), Anthropic's Message Batches (batch_anthropic.c) and Gemini's
+ * batch mode (batch_gemini.c), both one create with the requests inside.
+ * Here is what they share: the journal, the poll with a backoff from
+ * --batch-poll doubling to 10 min (Retry-After honoured), the results
+ * (fetched, or inline in the batch), the cancel, and the lookup.
  *
  * Never paying twice (store/batchj.h): a batch is journaled with its custom
  * ids before the upload, and its ids once they come back. A rerun finds the
  * batches still out and polls them; a call of the rerun whose custom id is
  * in one of them joins it instead of a new batch. A batch journaled but
  * without a batch id (a crash during the submission) is looked for among
- * the provider's batches by its metadata, never blindly sent again; when
- * the provider has none, its requests were never sent and go out anew. A
- * POST /batches that fails is looked for the same way before it is made
+ * the provider's batches by its tag (OpenAI's metadata, Gemini's
+ * displayName) or, Anthropic's having none, by its results' custom ids
+ * once the batches that may be it have ended; never blindly sent again.
+ * When the provider has none, its requests were never sent and go out
+ * anew. A create that fails is looked for the same way before it is made
  * again, as the provider may have made the batch before the error. Once a
  * batch is (or may be) at the provider, no error of ours ends it: a poll,
  * a fetch or a lookup that fails is tried again, backing off to 10 min,
@@ -29,7 +32,6 @@
  */
 #include "lanes_int.h"
 
-#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,7 +47,7 @@
 #define TICK_MS 50
 #define HTTP_TRIES 5 /* failed uploads in a row, or creates the provider has no trace of */
 /*
- * Pages of 100 read when looking for a batch by its metadata. The list is
+ * Pages of 100 read when looking for a lost batch. The list is
  * newest first and the batch was made by this run or the one killed before
  * it, so 5,000 batches made on the account since then is far beyond any
  * real gap; the cap bounds a lookup to 50 GETs when the cursor never ends.
