@@ -162,8 +162,12 @@ static void anthropic_custom_ids(void **state)
     char lng[300];
     memset(lng, 'x', sizeof lng - 1);
     lng[sizeof lng - 1] = '\0';
-    const char *tasks[] = {"py/fizzbuzz", "py-fizzbuzz", "py_fizzbuzz", "a__b", "a_", "a b",
-                           "t\xc3\xa9", "#1", lng, "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx1"};
+    const char *tasks[] = {
+        "py/fizzbuzz", "py-fizzbuzz",
+        "py_fizzbuzz", "a__b",
+        "a_",          "a b",
+        "t\xc3\xa9",   "#1",
+        lng,           "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx1"};
     const size_t n = sizeof tasks / sizeof tasks[0];
     char *ids[2 * (sizeof tasks / sizeof tasks[0])];
     for (size_t i = 0; i < n; i++)
@@ -296,9 +300,9 @@ static char *demo_config(const char *dir, const char *const lanes[3], const char
         cJSON *mj = cJSON_Parse(text);
         cJSON *pv = cJSON_GetObjectItem(cJSON_GetObjectItem(mj, "providers"), "mock");
         cJSON_ReplaceItemInObject(pv, "api", cJSON_CreateString(api));
-        cJSON_ReplaceItemInObject(pv, "base_url",
-                                  cJSON_CreateString(strcmp(api, "gemini") ? "${MOCK_URL}/v1"
-                                                                           : "${MOCK_URL}/v1beta"));
+        cJSON_ReplaceItemInObject(
+            pv, "base_url",
+            cJSON_CreateString(strcmp(api, "gemini") ? "${MOCK_URL}/v1" : "${MOCK_URL}/v1beta"));
         free(text);
         text = cJSON_Print(mj);
         cJSON_Delete(mj);
@@ -647,9 +651,9 @@ static void request_errors_on(const char *api)
     const char *margs[] = {"--fault", "500:1@cheap", "--log-bodies", "0", NULL};
     h_mock m;
     h_mock_start(&m, recs, log, margs);
-    const char *argv[] = {h_cascade_bin(), "run",       tasks, "--cascades", cdir,
+    const char *argv[] = {h_cascade_bin(), "run",          tasks, "--cascades", cdir,
                           "--models",      models_of(api), "-o",  out,          "--batch-poll",
-                          "0.02",          "--retries", "1",   "-q",         NULL};
+                          "0.02",          "--retries",    "1",   "-q",         NULL};
     int rc = h_run((char *const *)argv, NULL, errf, 60);
     h_mock_stop(&m);
     char *err = h_slurp(errf);

@@ -84,11 +84,11 @@ typedef struct batch {
     int state;
     breq *v;
     int n, cap;
-    char local[96]; /* run id, "-", a number */
+    char local[96];    /* run id, "-", a number */
     const wk__bfmt *f; /* its provider's format */
     char *file_id, *batch_id;
-    char *files[2]; /* the results to fetch (OpenAI: the output and the error file) */
-    int fetch_step; /* the next of files[] */
+    char *files[2];   /* the results to fetch (OpenAI: the output and the error file) */
+    int fetch_step;   /* the next of files[] */
     int cancelling;   /* --deadline: cancel asked for */
     int cancel_tries; /* cancels that failed */
     long poll_ms;
@@ -491,8 +491,7 @@ static void result_line(batch *bt, const cJSON *line)
 }
 
 /* Calls fn on each JSON line of a JSONL body. */
-static void each_line(const char *body, size_t len, void (*fn)(batch *, const cJSON *),
-                      batch *bt)
+static void each_line(const char *body, size_t len, void (*fn)(batch *, const cJSON *), batch *bt)
 {
     const char *p = body, *end = body + len;
     while (p < end) {

@@ -141,11 +141,10 @@ static long status_of(const char *type)
     static const struct {
         const char *type;
         long status;
-    } map[] = {{"invalid_request_error", 400}, {"authentication_error", 401},
-               {"billing_error", 402},         {"permission_error", 403},
-               {"not_found_error", 404},       {"request_too_large", 413},
-               {"rate_limit_error", 429},      {"timeout_error", 504},
-               {"overloaded_error", 529}};
+    } map[] = {
+        {"invalid_request_error", 400}, {"authentication_error", 401}, {"billing_error", 402},
+        {"permission_error", 403},      {"not_found_error", 404},      {"request_too_large", 413},
+        {"rate_limit_error", 429},      {"timeout_error", 504},        {"overloaded_error", 529}};
     for (size_t i = 0; type && i < sizeof map / sizeof map[0]; i++)
         if (!strcmp(type, map[i].type))
             return map[i].status;
@@ -167,8 +166,7 @@ static int line(const cJSON *l, wk__bout *out)
         out->body = cJSON_PrintUnformatted(msg);
     } else if (type && !strcmp(type, "errored") && cJSON_IsObject(err)) {
         /* An ErrorResponse, as POST /messages would have answered with its status. */
-        out->status =
-            status_of(wk_jstr(cJSON_GetObjectItemCaseSensitive(err, "error"), "type"));
+        out->status = status_of(wk_jstr(cJSON_GetObjectItemCaseSensitive(err, "error"), "type"));
         out->body = cJSON_PrintUnformatted(err);
     } else {
         snprintf(out->reason, sizeof out->reason, "batch_%s",

@@ -106,8 +106,8 @@ static int object(const cJSON *o, wk__bobj *out)
     const cJSON *resp = cJSON_GetObjectItemCaseSensitive(o, "response");
     const cJSON *w = cJSON_GetObjectItemCaseSensitive(resp, "inlinedResponses");
     if (!w) /* the batch itself carries them too */
-        w = cJSON_GetObjectItemCaseSensitive(
-            cJSON_GetObjectItemCaseSensitive(md, "output"), "inlinedResponses");
+        w = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(md, "output"),
+                                             "inlinedResponses");
     out->inline_results = cJSON_GetObjectItemCaseSensitive(w, "inlinedResponses");
     out->phase = WK_BS_INLINE;
     return 0;

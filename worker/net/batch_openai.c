@@ -169,8 +169,7 @@ static void list(const cJSON *page, const char *run_id, const char *local, int n
         const cJSON *md = cJSON_GetObjectItemCaseSensitive(o, "metadata");
         const char *run = wk_jstr(md, "cascade_run"), *loc = wk_jstr(md, "cascade_batch");
         const char *id = wk_jstr(o, "id");
-        if (id && run && loc && !strcmp(run, run_id) && !strcmp(loc, local) &&
-            wk__bid_ok(id, 0)) {
+        if (id && run && loc && !strcmp(run, run_id) && !strcmp(loc, local) && wk__bid_ok(id, 0)) {
             out->found = wk_xstrdup(id);
             return;
         }
