@@ -709,20 +709,22 @@ static void batch_request_errors_gemini(void **state)
  * requests, and the next tier's calls, go to the sync lane and are priced
  * there ("lane": "batch→sync").
  */
-static void deadline_moves_late_batches_to_sync(void **state)
+static void deadline_on(const char *api)
 {
-    (void)state;
     write_cascade("main", "batch", "batch");
     char *tasks, *recs;
-    make_batch("dl", 3, &tasks, &recs);
-    char *out = h_tmp("dl.jsonl"), *errf = wk_xasprintf("%s.err", out);
+    const char *tag = !api ? "dl" : !strcmp(api, "anthropic") ? "dla" : "dlg";
+    make_batch(tag, 3, &tasks, &recs);
+    char *name = wk_xasprintf("%s.jsonl", tag);
+    char *out = h_tmp(name), *errf = wk_xasprintf("%s.err", out);
+    free(name);
     char *log = wk_xasprintf("%s.log", out);
     const char *margs[] = {"--batch-delay", "600000", "--log-bodies", "0", NULL};
     h_mock m;
     h_mock_start(&m, recs, log, margs);
-    const char *argv[] = {h_cascade_bin(), "run",        tasks, "--cascades", cdir,
-                          "--models",      models,       "-o",  out,          "--batch-poll",
-                          "0.05",          "--deadline", "2s",  NULL};
+    const char *argv[] = {h_cascade_bin(), "run",          tasks, "--cascades", cdir,
+                          "--models",      models_of(api), "-o",  out,          "--batch-poll",
+                          "0.05",          "--deadline",   "2s",  NULL};
     int rc = h_run((char *const *)argv, NULL, errf, 60);
     h_mock_stop(&m);
     char *err = h_slurp(errf);
@@ -755,6 +757,25 @@ static void deadline_moves_late_batches_to_sync(void **state)
     free(log);
     free(tasks);
     free(recs);
+}
+
+static void deadline_moves_late_batches_to_sync(void **state)
+{
+    (void)state;
+    deadline_on(NULL);
+}
+
+/* The same on Anthropic (cancelled: canceled results) and Gemini (a cancelled operation). */
+static void deadline_anthropic(void **state)
+{
+    (void)state;
+    deadline_on("anthropic");
+}
+
+static void deadline_gemini(void **state)
+{
+    (void)state;
+    deadline_on("gemini");
 }
 
 /*
@@ -1109,6 +1130,8 @@ int main(void)
         cmocka_unit_test(batch_request_errors_gemini),
         cmocka_unit_test(kill9_points_anthropic),
         cmocka_unit_test(kill9_points_gemini),
+        cmocka_unit_test(deadline_anthropic),
+        cmocka_unit_test(deadline_gemini),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

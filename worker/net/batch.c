@@ -84,7 +84,7 @@ typedef struct batch {
     int state;
     breq *v;
     int n, cap;
-    char local[96];    /* run id, "-", a number */
+    char local[96];    /* run id, "-", a number, "-t", the time it was made (local_tag) */
     const wk__bfmt *f; /* its provider's format */
     char *file_id, *batch_id;
     char *files[2];   /* the results to fetch (OpenAI: the output and the error file) */
@@ -285,6 +285,8 @@ static const char *doing(int state)
         return "creating";
     case B_LISTING:
         return "looking for it among the provider's batches";
+    case B_CHECKING:
+        return "reading the results of a batch that may be it";
     case B_POLLING:
         return "polling";
     case B_FETCHING:
@@ -359,7 +361,7 @@ static void step_failed(batch *bt, const wk_http_result *res)
         fprintf(stderr, "cascade: %s; polling it, its answers are used as they come\n", msg);
         later(bt, wait_ms(res, bt->poll_ms < 1000 ? bt->poll_ms : 1000));
         break;
-    default: /* B_LISTING, B_POLLING, B_FETCHING: the same step again, later */
+    default: /* B_LISTING, B_CHECKING, B_POLLING, B_FETCHING: the same step again, later */
         wait = wait_ms(res, bt->poll_ms);
         bt->poll_ms = bt->poll_ms * 2 > POLL_MAX_MS ? POLL_MAX_MS : bt->poll_ms * 2;
         fprintf(stderr, "cascade: %s; again in %.1f s\n", msg, (double)wait / 1000);
@@ -820,6 +822,9 @@ static void step(batch *bt)
         free(path);
         break;
     }
+    case B_CHECKING:
+        check_next(bt); /* the same candidate again */
+        break;
     case B_POLLING:
         poll_now(bt);
         break;
