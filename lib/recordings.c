@@ -57,6 +57,7 @@ static void rec_clear(wk_rec *r)
     free(r->answer);
     free(r->finish_reason);
     free(r->logprobs);
+    free(r->embedding);
     memset(r, 0, sizeof *r);
 }
 
@@ -124,11 +125,27 @@ static int parse_line(const char *path, int lineno, const char *line, size_t len
         why = "\"run\" must be an integer >= 1";
         goto cleanup;
     }
-    if (!cJSON_IsString(answer)) {
+    /* An embedding's recording (README "Similar tasks ...") carries a vector, not an answer. */
+    const cJSON *emb = cJSON_GetObjectItemCaseSensitive(obj, "embedding");
+    if (emb) {
+        int n = cJSON_GetArraySize(emb), ok = cJSON_IsArray(emb) && n > 0 && n <= WK_REC_DIM_MAX;
+        for (const cJSON *x = ok ? emb->child : NULL; x; x = x->next)
+            ok = ok && cJSON_IsNumber(x);
+        if (!ok) {
+            why = "\"embedding\" must be an array of 1 to 8192 numbers";
+            goto cleanup;
+        }
+        rec->embedding = wk_xmalloc((size_t)n * sizeof *rec->embedding);
+        int k = 0;
+        for (const cJSON *x = emb->child; x && k < n; x = x->next)
+            rec->embedding[k++] = (float)x->valuedouble;
+        rec->embedding_dim = k;
+    }
+    if (!cJSON_IsString(answer) && !(emb && !answer)) {
         why = "\"answer\" must be a string";
         goto cleanup;
     }
-    rec->answer = wk_xstrdup(answer->valuestring);
+    rec->answer = wk_xstrdup(cJSON_IsString(answer) ? answer->valuestring : "");
     if (usage) {
         const cJSON *pt = cJSON_GetObjectItemCaseSensitive(usage, "prompt_tokens");
         const cJSON *ct = cJSON_GetObjectItemCaseSensitive(usage, "completion_tokens");

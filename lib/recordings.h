@@ -12,7 +12,9 @@
  * tokens x price, and says so); "logprobs", the answer's tokens as
  * [{"token": T, "logprob": L}, ...] (their tokens joined must be the
  * answer); "token_prob", a probability in (0, 1] that every word of the
- * answer gets (see wk_rec_logprobs).
+ * answer gets (see wk_rec_logprobs). A line of an embeddings model may carry
+ * "embedding": [numbers] instead of an answer: the vector its /embeddings
+ * call gave for the task's prompt.
  */
 #ifndef WK_RECORDINGS_H
 #define WK_RECORDINGS_H
@@ -33,7 +35,12 @@ typedef struct wk_rec {
     double cost_usd;   /* the recorded cost of the call; -1: none */
     char *logprobs;    /* the "logprobs" array as JSON text; NULL: none */
     double token_prob; /* -1: none */
+    float *embedding;  /* "embedding": the vector of an embeddings model's call; NULL: none */
+    int embedding_dim;
 } wk_rec;
+
+/* The longest "embedding" a recording may hold. */
+#define WK_REC_DIM_MAX 8192
 
 /*
  * The answer's tokens with their logprobs, as [{"token", "logprob"}, ...]:

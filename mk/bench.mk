@@ -9,12 +9,13 @@
 
 BENCH_DIR := build/bench
 BENCH_DIRECT_BIN := $(B)/tools/bench-direct
+BENCH_SIMILAR_BIN := $(B)/tools/bench-similar
 PORTKEY_LOCK := tools/bench/portkey.lock
 
 BENCH_TARGETS += bench-scale
 .PHONY: bench-scale bench-portkey
 
-bench-scale: $(B)/cascade $(B)/mock-llm $(BENCH_DIRECT_BIN) $(VAL_BENCH_BIN)
+bench-scale: $(B)/cascade $(B)/mock-llm $(BENCH_DIRECT_BIN) $(VAL_BENCH_BIN) $(BENCH_SIMILAR_BIN)
 	@-$(MAKE) --no-print-directory bench-portkey
 	@python3 tools/bench/bench.py --bin $(B) --out $(BENCH_DIR) $(if $(BENCH_QUICK),--quick)
 
@@ -40,5 +41,10 @@ $(BENCH_DIR)/portkey/.installed: $(PORTKEY_LOCK)
 	touch portkey/.installed
 
 $(BENCH_DIRECT_BIN): $(B)/obj/tools/bench/direct.o
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# The semantic start tier's nearest-neighbour search (worker/similar.c).
+$(BENCH_SIMILAR_BIN): $(B)/obj/tools/bench/similar_bench.o $(B)/libcore.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)

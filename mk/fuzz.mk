@@ -59,7 +59,8 @@ $(FB)/libcore.a: $(FUZZ_CORE_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(FB)/mock_request: $(FUZZ_MOCK_OBJ)
+# lib/embed.o as an object too: embeddings.c comes after libcore.a on the link line.
+$(FB)/mock_request: $(FUZZ_MOCK_OBJ) $(FB)/obj/lib/embed.o
 
 $(FUZZ_BIN): $(FB)/%: $(FB)/obj/tests/fuzz/fuzz_%.o $(FB)/obj/tests/fuzz/fuzz.o $(FB)/libcore.a \
                       $(GRAMMAR_LIB)

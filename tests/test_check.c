@@ -161,10 +161,56 @@ static void test_planted_errors_are_reported_with_file_line_and_field(void **sta
     free(models);
 }
 
+/*
+ * A task whose data_class the cascade's policy does not name is an error (run
+ * would end it policy_denied); a line over the 16 MiB cap is reported without
+ * reading it whole: under a 300 MB address-space limit a 600 MB line on stdin
+ * is still named, where an unbounded getline ran out of memory and the check
+ * ended early saying "0 errors".
+ */
+static void test_unknown_data_class_and_an_oversized_line_are_errors(void **state)
+{
+    (void)state;
+    setenv("CASCADE_TEST_UNSET_KEY", "k", 1);
+    char *models = h_write("dc-models.json", MODELS), *dir = h_tmp("dc-cascades"), *out = NULL;
+    assert_int_equal(mkdir(dir, 0700), 0);
+    free(h_write("dc-cascades/a.json",
+                 "{\"name\": \"a\", \"validators\": [], \"tiers\": [{\"model\": \"free\"}],\n"
+                 " \"data_policy\": {\"internal\": []}}\n"));
+    char *tasks = h_write("dc-tasks.jsonl", "{\"id\":\"k\",\"kind\":\"json\",\"prompt\":\"p\","
+                                            "\"data_class\":\"internal\"}\n"
+                                            "{\"id\":\"u\",\"kind\":\"json\",\"prompt\":\"p\","
+                                            "\"data_class\":\"secret\"}\n");
+    assert_int_equal(check(dir, models, tasks, &out), 1);
+    char *want =
+        wk_xasprintf("%s:2: error: data_class: task u: unknown data class \"secret\"", tasks);
+    expect(out, want);
+    free(want);
+    expect(out, "cascade check: 1 error,");
+    free(out);
+#if !defined(__SANITIZE_ADDRESS__)
+    char *of = h_tmp("dc-big.out");
+    char *script = wk_xasprintf("ulimit -v 300000; head -c 600000000 /dev/zero | tr '\\0' x | "
+                                "'%s' check --cascades '%s' --models '%s' -",
+                                h_cascade_bin(), dir, models);
+    const char *argv[] = {"/bin/sh", "-c", script, NULL};
+    assert_int_equal(h_run((char *const *)argv, of, NULL, 120), 1);
+    out = h_slurp(of);
+    expect(out, "-:1: error: line over 16 MiB: run takes it as invalid_task");
+    free(out);
+    free(script);
+    free(of);
+#endif
+    free(tasks);
+    free(dir);
+    free(models);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_planted_errors_are_reported_with_file_line_and_field),
+        cmocka_unit_test(test_unknown_data_class_and_an_oversized_line_are_errors),
     };
     return cmocka_run_group_tests(tests, h_group_setup, h_group_teardown);
 }

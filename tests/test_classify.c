@@ -15,8 +15,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sqlite3.h>
+#include <sys/stat.h>
+#include <uv.h>
+
 #include "harness.h"
 #include "lib/util.h"
+#include "worker/store/journal.h"
 #include "validators/val.h"
 #include "worker/config.h"
 #include "worker/task.h"
@@ -823,6 +828,111 @@ static void test_tune_accuracy_finds_a_unanimous_triple(void **state)
         free(paths[m]);
 }
 
+/*
+ * A crash left both calls of an agree round sent and unanswered. On the
+ * rerun the task budget holds a second send of the first (a) but not of the
+ * second (b); a's resend fails, the task climbs, and the next tier's round
+ * asks c and d. d's call is a new one: it must take a journal row of its own
+ * (seq 4), not be taken for b's refused resend and slip into b's row under
+ * b's name (the slot's stale "lost" flag, answers.c).
+ */
+static void test_a_refused_resend_leaves_no_stale_lost_call(void **state)
+{
+    (void)state;
+    const char *models =
+        "{\"providers\":{\"mock\":{\"api\":\"openai\",\"base_url\":\"${MOCK_URL}/v1\","
+        "\"key_env\":null}},\"models\":{"
+        "\"a\":{\"provider\":\"mock\",\"input_usd_per_mtok\":0,\"output_usd_per_mtok\":100000,"
+        "\"max_tokens\":10},"
+        "\"b\":{\"provider\":\"mock\",\"input_usd_per_mtok\":0,\"output_usd_per_mtok\":400000,"
+        "\"max_tokens\":10},"
+        "\"c\":{\"provider\":\"mock\",\"input_usd_per_mtok\":0,\"output_usd_per_mtok\":0,"
+        "\"max_tokens\":10},"
+        "\"d\":{\"provider\":\"mock\",\"input_usd_per_mtok\":0,\"output_usd_per_mtok\":0,"
+        "\"max_tokens\":10}}}";
+    char *dir = h_tmp("lost-cascades");
+    mkdir(dir, 0700);
+    char *mpath = h_write("lost-cascades/models.json", models);
+    free(
+        h_write("lost-cascades/c.json",
+                "{\"name\":\"c\",\"validators\":[\"label\"],\"schema\":{\"enum\":[\"yes\",\"no\"]},"
+                "\"tiers\":[{\"model\":\"a\",\"agree\":{\"models\":[\"a\",\"b\"],\"min\":2}},"
+                "{\"model\":\"c\",\"agree\":{\"models\":[\"c\",\"d\"],\"min\":2}}]}"));
+    /* a has no recording: its resend fails (404) and the task climbs. */
+    char *recs = h_write("lost-recs.jsonl",
+                         "{\"task\":\"x\",\"model\":\"b\",\"run\":1,\"answer\":\"yes\"}\n"
+                         "{\"task\":\"x\",\"model\":\"c\",\"run\":1,\"answer\":\"yes\"}\n"
+                         "{\"task\":\"x\",\"model\":\"d\",\"run\":1,\"answer\":\"yes\"}\n");
+    /* Worst cases a $1, b $4: the round fits $6, a resent after both losses ($5 + $1) too, b not.
+     */
+    char *tasks = h_write("lost-tasks.jsonl", "{\"id\":\"x\",\"kind\":\"classify\",\"prompt\":"
+                                              "\"p\",\"budget_usd\":6}\n");
+    char *out = h_tmp("lost-out.jsonl"), *jpath = h_tmp("lost-out.jsonl.journal");
+    char *errf = h_tmp("lost-err"), *log = h_tmp("lost-mock.log");
+
+    /* The journal a crash left: both calls of tier 0's round SENT, neither answered. */
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    wk_journal *j = NULL;
+    char err[256];
+    assert_int_equal(wk_journal_open(&loop, jpath, &j, err, sizeof err), 0);
+    assert_int_equal(wk_journal_sent(j, "x", 1, "a"), 0);
+    assert_int_equal(wk_journal_sent(j, "x", 2, "b"), 0);
+    assert_int_equal(wk_journal_close(j), 0);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+
+    h_mock m;
+    h_mock_start(&m, recs, log, NULL);
+    char *argv[] = {(char *)h_cascade_bin(),
+                    "run",
+                    tasks,
+                    "--cascades",
+                    dir,
+                    "--models",
+                    mpath,
+                    "-o",
+                    out,
+                    "-q",
+                    NULL};
+    int rc = h_run(argv, NULL, errf, 60);
+    h_mock_stop(&m);
+    if (rc != 0)
+        fail_msg("the rerun exited %d: %s", rc, h_slurp(errf));
+    cJSON *res = h_jsonl(out);
+    const cJSON *r = h_find(res, "id", "x");
+    assert_non_null(r);
+    assert_string_equal(h_str(r, "status"), "accepted");
+    assert_int_equal(cJSON_GetObjectItem(r, "tier")->valueint, 1);
+    cJSON_Delete(res);
+
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open_v2(jpath, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db,
+                                        "SELECT seq, model FROM attempts WHERE task = 'x' "
+                                        "ORDER BY seq",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    wk_buf rows;
+    wk_buf_init(&rows, 4096);
+    while (sqlite3_step(st) == SQLITE_ROW)
+        wk_buf_appendf(&rows, "%d:%s ", sqlite3_column_int(st, 0),
+                       (const char *)sqlite3_column_text(st, 1));
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    assert_string_equal(rows.buf, "1:a 2:b 3:c 4:d ");
+    wk_buf_release(&rows);
+    free(dir);
+    free(mpath);
+    free(recs);
+    free(tasks);
+    free(out);
+    free(jpath);
+    free(errf);
+    free(log);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -833,6 +943,7 @@ int main(void)
         cmocka_unit_test(test_classify_cascade_startup_errors),
         cmocka_unit_test(test_tune_accuracy_finds_an_agreement_pair),
         cmocka_unit_test(test_tune_accuracy_finds_a_unanimous_triple),
+        cmocka_unit_test(test_a_refused_resend_leaves_no_stale_lost_call),
     };
     const struct CMUnitTest mock_tests[] = {
         cmocka_unit_test(test_agreement_accepts_two_same_labels_and_climbs_on_two),

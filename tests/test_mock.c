@@ -502,11 +502,34 @@ static void bad_json_gets_400(void **state)
     cJSON_Delete(resp);
 }
 
+/* /v1/embeddings: the hashed bag of words at the asked dimensions, the same every time. */
+static void embeddings_are_served(void **state)
+{
+    (void)state;
+    cJSON *a = NULL, *b = NULL;
+    const char *body = "{\"model\": \"emb\", \"input\": \"sum the list\", \"dimensions\": 16}";
+    assert_int_equal(request("/v1/embeddings", "t-emb", body, &a), 200);
+    assert_int_equal(request("/v1/embeddings", "t-emb", body, &b), 200);
+    const cJSON *ea =
+        cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(a, "data"), 0), "embedding");
+    const cJSON *eb =
+        cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(b, "data"), 0), "embedding");
+    assert_int_equal(cJSON_GetArraySize(ea), 16);
+    assert_true(cJSON_Compare(ea, eb, 1));
+    assert_int_equal(
+        cJSON_GetObjectItem(cJSON_GetObjectItem(a, "usage"), "prompt_tokens")->valueint, 3);
+    cJSON_Delete(a);
+    cJSON_Delete(b);
+    assert_int_equal(request("/v1/embeddings", "t-emb", "{\"model\": \"emb\"}", &a), 400);
+    assert_openai_error(a, NULL);
+    cJSON_Delete(a);
+}
+
 static void other_paths_get_404(void **state)
 {
     (void)state;
     cJSON *resp = NULL;
-    assert_int_equal(request("/v1/embeddings", "t-cycle", "{\"model\": \"m-small\"}", &resp), 404);
+    assert_int_equal(request("/v1/moderations", "t-cycle", "{\"model\": \"m-small\"}", &resp), 404);
     assert_openai_error(resp, NULL);
     cJSON_Delete(resp);
     assert_int_equal(request("/", NULL, NULL, &resp), 404);
@@ -1476,6 +1499,7 @@ int main(void)
         cmocka_unit_test(response_is_openai_shaped_with_usage),
         cmocka_unit_test(unknown_pair_gets_404_model_not_found),
         cmocka_unit_test(bad_json_gets_400),
+        cmocka_unit_test(embeddings_are_served),
         cmocka_unit_test(other_paths_get_404),
         cmocka_unit_test(body_over_16_mib_gets_413),
         cmocka_unit_test(keep_alive_reuses_one_connection),

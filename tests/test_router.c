@@ -960,6 +960,72 @@ static void test_self_confidence_tier_uses_the_verdict_score(void **state)
     wk_task_free(t);
 }
 
+/*
+ * The semantic start tier: the advice moves the first call up, each tier
+ * passed over logged as a climb with reason similar_history; a tier the
+ * rules refuse is not taken because of the advice, and advice above every
+ * tier the rules take falls back to the cascade's first tier.
+ */
+static void test_similar_start_skips_lower_tiers_within_the_rules(void **state)
+{
+    (void)state;
+    cJSON *note = cJSON_Parse("{\"by\":\"similar\",\"tier\":2,\"neighbours\":10,"
+                              "\"votes\":6,\"history\":80}");
+    wk_task *t = parse_ok(TASK);
+    wk_action a[ACTS_MAX];
+    wk_event st = {.kind = WK_EV_START,
+                   .now_ms = 1700000000000,
+                   .start_tier = 2,
+                   .start_note = note,
+                   .start_cost_usd = 0.00001};
+    int n = feed(t, st, a);
+    assert_int_equal(n, 3);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(a[i].kind, WK_ACT_LOG);
+        assert_string_equal(jstr(a[i].line, "reason"), "similar_history");
+        assert_string_equal(jstr(a[i].line, "validator"), "similar");
+        assert_int_equal(
+            cJSON_GetObjectItem(cJSON_GetObjectItem(a[i].line, "from"), "tier")->valueint, i);
+        assert_non_null(strstr(jstr(a[i].line, "evidence"), "accepted 6 of the task's 10"));
+        cJSON_Delete(a[i].line);
+    }
+    assert_int_equal(a[2].kind, WK_ACT_CALL);
+    assert_string_equal(a[2].model->name, "top");
+    /* Accepted there: the result carries the advice and the embedding's cost. */
+    n = attempt(t, "top", 1, NULL, a);
+    cJSON *res = a[n - 1].line;
+    assert_int_equal(cJSON_GetObjectItem(res, "tier")->valueint, 2);
+    const cJSON *start = cJSON_GetObjectItem(res, "start");
+    assert_non_null(start);
+    assert_int_equal(cJSON_GetObjectItem(start, "tier")->valueint, 2);
+    assert_float_equal(cJSON_GetObjectItem(res, "cost_usd")->valuedouble, 0.02001, 1e-9);
+    cJSON_Delete(res);
+    wk_task_free(t);
+
+    /* The top tier's context cannot hold the prompt: the advice is dropped, tier 0 starts. */
+    models[2].context = 1;
+    t = parse_ok(TASK);
+    n = feed(t, st, a);
+    assert_int_equal(n, 1);
+    assert_int_equal(a[0].kind, WK_ACT_CALL);
+    assert_string_equal(a[0].model->name, "cheap");
+    wk_task_free(t);
+    models[2].context = 100000;
+
+    /* Advice of tier 1 where tier 0 is skipped by the context window already: no similar log. */
+    models[0].context = 1;
+    st.start_tier = 1;
+    t = parse_ok(TASK);
+    n = feed(t, st, a);
+    assert_int_equal(n, 2);
+    assert_string_equal(jstr(a[0].line, "reason"), "context_too_small");
+    cJSON_Delete(a[0].line);
+    assert_string_equal(a[1].model->name, "mid");
+    wk_task_free(t);
+    models[0].context = 100000;
+    cJSON_Delete(note);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -977,6 +1043,7 @@ int main(void)
         cmocka_unit_test_setup(test_four_skipped_tiers_are_each_logged, setup),
         cmocka_unit_test_setup(test_has_tests_is_a_non_empty_command_for_router_and_tune, setup),
         cmocka_unit_test_setup(test_lost_call_is_charged_and_resent_only_within_budget, setup),
+        cmocka_unit_test_setup(test_similar_start_skips_lower_tiers_within_the_rules, setup),
         cmocka_unit_test_setup(test_bad_task_lines_become_invalid_task_results, setup),
         cmocka_unit_test_setup(test_events_after_finish_are_ignored, setup),
         cmocka_unit_test_setup(

@@ -290,6 +290,13 @@ static void feed_lost(void *arg, int status)
     wk_event ev = c->resp;
     ev.now_ms = wall_ms();
     feed_call(c, &ev);
+    /*
+     * The router sends the lost call again within this feed or never (its
+     * budget refused it): either way the next CALL on this slot, say a vote
+     * of the next tier's round after a climb, is a new call with a row of
+     * its own, not this one sent again under the old row.
+     */
+    c->lost = 0;
 }
 
 void wk_ask_call(wk_ask *q, const wk_model *m, const wk_deployments *deps, const cJSON *messages,

@@ -14,6 +14,7 @@
 
 #include "lib/util.h"
 #include "policy.h"
+#include "similar.h"
 #include "validators/val.h"
 
 #define CONFIG_FILE_CAP (4u << 20)
@@ -469,6 +470,73 @@ static int load_labels(wk_cascade *c, const cJSON *root, const char *path, char 
     return 0;
 }
 
+/*
+ * A cascade's "start" (README "Similar tasks start where they succeeded"):
+ * {"by": "similar", "k": K, "min_history": N}; it needs the models file's
+ * "embeddings".
+ */
+static int load_start(const wk_config *cfg, wk_cascade *c, const cJSON *root, const char *path,
+                      char *err, size_t errlen)
+{
+    const cJSON *st = cJSON_GetObjectItemCaseSensitive(root, "start");
+    if (!st)
+        return 0;
+    const char *by = str_field(st, "by");
+    if (!cJSON_IsObject(st) || !by || strcmp(by, "similar") != 0)
+        return wk_errf(WK_ECONFIG, err, errlen,
+                       "%s: start: must be {\"by\": \"similar\", \"k\": K, \"min_history\": N}",
+                       path);
+    double k = 10, mh = 50;
+    if (cJSON_GetObjectItemCaseSensitive(st, "k") &&
+        (num_field(st, "k", &k) || k < 1 || k > 100 || k != (int)k))
+        return wk_errf(WK_ECONFIG, err, errlen, "%s: start.k must be a whole number from 1 to 100",
+                       path);
+    if (cJSON_GetObjectItemCaseSensitive(st, "min_history") &&
+        (num_field(st, "min_history", &mh) || mh < 0 || mh > 1e7 || mh != (long)mh))
+        return wk_errf(WK_ECONFIG, err, errlen,
+                       "%s: start.min_history must be a whole number from 0 to 10000000", path);
+    if (!cfg->embed_model)
+        return wk_errf(WK_ECONFIG, err, errlen,
+                       "%s: start: \"by\": \"similar\" needs \"embeddings\": {\"model\": ...} "
+                       "in the models file",
+                       path);
+    c->start_similar = 1;
+    c->start_k = (int)k;
+    c->start_min_history = (long)mh;
+    return 0;
+}
+
+/* The models file's "embeddings": {"model": NAME, "dimensions": D}. */
+static int load_embeddings(wk_config *cfg, const cJSON *root, const char *path, char *err,
+                           size_t errlen)
+{
+    const cJSON *e = cJSON_GetObjectItemCaseSensitive(root, "embeddings");
+    if (!e)
+        return 0;
+    const char *name = str_field(e, "model");
+    if (!cJSON_IsObject(e) || !name)
+        return wk_errf(WK_ECONFIG, err, errlen,
+                       "%s: embeddings: must be {\"model\": NAME} naming a model", path);
+    cfg->embed_model = wk_config_model(cfg, name);
+    if (!cfg->embed_model)
+        return wk_errf(WK_ECONFIG, err, errlen, "%s: embeddings.model: unknown model \"%s\"", path,
+                       name);
+    if (strcmp(cfg->embed_model->provider->api, "openai") != 0)
+        return wk_errf(WK_ECONFIG, err, errlen,
+                       "%s: embeddings.model: %s is on provider %s, whose api is %s: only an "
+                       "openai-api provider serves /embeddings here",
+                       path, name, cfg->embed_model->provider->name,
+                       cfg->embed_model->provider->api);
+    double d = 0;
+    if (cJSON_GetObjectItemCaseSensitive(e, "dimensions") &&
+        (num_field(e, "dimensions", &d) || d < 1 || d > WK_SIMILAR_DIM_MAX || d != (int)d))
+        return wk_errf(WK_ECONFIG, err, errlen,
+                       "%s: embeddings.dimensions must be a whole number from 1 to %d", path,
+                       WK_SIMILAR_DIM_MAX);
+    cfg->embed_dimensions = (int)d;
+    return 0;
+}
+
 static int load_cascade(wk_config *cfg, wk_cascade *c, const char *path, char *err, size_t errlen)
 {
     cJSON *root = NULL;
@@ -583,6 +651,7 @@ static int load_cascade(wk_config *cfg, wk_cascade *c, const char *path, char *e
             goto cleanup;
     }
     wk_policy_merge(&c->policy, &cfg->policy);
+    rc = load_start(cfg, c, root, path, err, errlen);
 cleanup:
     cJSON_Delete(root);
     return rc;
@@ -663,6 +732,19 @@ static int read_keys(wk_config *cfg, const char *path, char *err, size_t errlen)
                 p->key = wk_xstrdup(v);
             }
         }
+    /* The embeddings model's provider, when a cascade starts by similarity. */
+    for (int i = 0; i < cfg->ncascades; i++) {
+        wk_provider *p = cfg->cascades[i].start_similar ? cfg->embed_model->provider : NULL;
+        if (!p || !p->key_env || p->key)
+            continue;
+        const char *v = getenv(p->key_env);
+        if (!v || !*v)
+            return wk_errf(WK_ECONFIG, err, errlen,
+                           "%s: provider \"%s\" (embeddings) needs the API key in $%s, which is "
+                           "not set",
+                           path, p->name, p->key_env);
+        p->key = wk_xstrdup(v);
+    }
     return 0;
 }
 
@@ -678,6 +760,9 @@ int wk_config_load(wk_config *cfg, const char *models_path, const char *cascades
     if (rc)
         goto cleanup;
     rc = load_models(cfg, root, models_path, err, errlen);
+    if (rc)
+        goto cleanup;
+    rc = load_embeddings(cfg, root, models_path, err, errlen);
     if (rc)
         goto cleanup;
     /* Before the cascades: each one takes the classes it does not name from here. */

@@ -128,6 +128,14 @@ typedef struct wk_cascade {
     char *label_field;  /* the label validator's field (val_label_set); NULL: the default */
     int doubt_feedback; /* a disagreement or low_confidence climb carries feedback [0] */
     wk_policy policy;   /* its data_policy, with the models file's classes it does not name */
+    /*
+     * "start": {"by": "similar", "k": K, "min_history": N} (README "Similar
+     * tasks start where they succeeded"): the task starts at the tier that
+     * accepted most of its K nearest past tasks. 0: the first tier, as always.
+     */
+    int start_similar;
+    int start_k;            /* [10] */
+    long start_min_history; /* [50] */
 } wk_cascade;
 
 typedef struct wk_config {
@@ -140,6 +148,13 @@ typedef struct wk_config {
     /* The task field holding a classify task's gold label (--gold FIELD); NULL: "gold". */
     char *gold_field;
     wk_policy policy; /* the models file's data_policy */
+    /*
+     * "embeddings": {"model": NAME, "dimensions": D}: the model (of `models`,
+     * on an openai-api provider) whose /embeddings a similar-start cascade
+     * asks; NULL: none. dimensions 0: the model's own (not sent).
+     */
+    wk_model *embed_model;
+    int embed_dimensions;
 } wk_config;
 
 /* How wk_config_load treats what only a call needs. */

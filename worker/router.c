@@ -308,6 +308,10 @@ static void finish(wk_task *t, const char *status, const char *reason, wk_action
     }
     if (reason)
         cJSON_AddStringToObject(r, "reason", reason);
+    if (t->start_note) {
+        cJSON_AddItemToObject(r, "start", t->start_note);
+        t->start_note = NULL;
+    }
     /* A classify task: the label accepted, the gold one, and whether they match. */
     if (accepted && t->label[0])
         cJSON_AddStringToObject(r, "label", t->label);
@@ -444,6 +448,17 @@ static char *policy_blocks(const wk_task *t, int tier)
         return why;
     }
     return NULL;
+}
+
+/* 1 when an admission rule refuses the tier (the policy, a skip rule, the context window). */
+static int policy_blocks_or_skips(const wk_task *t, int tier)
+{
+    char *denied = policy_blocks(t, tier);
+    char *rule = denied ? NULL : skip_rule_holds(t, tier);
+    int refused = denied || rule || !tier_fits(t, tier);
+    free(denied);
+    free(rule);
+    return refused;
 }
 
 /*
@@ -1005,10 +1020,58 @@ static void lost_in_round(wk_task *t, const wk_event *ev, wk_actions *out)
     free(why);
 }
 
-/* The first call, at the first tier that may take the task. */
+/*
+ * The semantic start tier: from `first` (the first tier the cascade's rules
+ * take), the task climbs to the advised tier at once, each tier passed over
+ * logged as a climb with reason similar_history; a tier the rules refuse at
+ * or above the advice is passed over as next_fitting does. The advice never
+ * overrides the rules: when no tier from the advised one up takes the task,
+ * it starts at `first` and nothing is logged for the advice.
+ */
+static int similar_start(wk_task *t, int first, int64_t now, wk_actions *out)
+{
+    int want = t->start_tier;
+    if (want <= first || want >= t->cascade->ntiers)
+        return first;
+    int mark = out->n;
+    for (int k = first; k < want; k++) {
+        if (policy_blocks_or_skips(t, k))
+            continue; /* refused by the rules anyway: nothing would have been sent there */
+        cJSON *l = cJSON_CreateObject();
+        add_iso_ts(l, now);
+        cJSON_AddStringToObject(l, "id", t->id);
+        cJSON_AddItemToObject(l, "from", tier_obj(t, k));
+        cJSON_AddItemToObject(l, "to", tier_obj(t, want));
+        cJSON_AddStringToObject(l, "validator", "similar");
+        cJSON_AddStringToObject(l, "reason", "similar_history");
+        const cJSON *n = t->start_note;
+        const cJSON *votes = cJSON_GetObjectItemCaseSensitive(n, "votes");
+        const cJSON *nb = cJSON_GetObjectItemCaseSensitive(n, "neighbours");
+        const cJSON *hist = cJSON_GetObjectItemCaseSensitive(n, "history");
+        char *why = wk_xasprintf("tier %d accepted %d of the task's %d nearest past tasks "
+                                 "(of %ld in the cascade's history); tier %d is passed over",
+                                 want, cJSON_IsNumber(votes) ? votes->valueint : 0,
+                                 cJSON_IsNumber(nb) ? nb->valueint : 0,
+                                 cJSON_IsNumber(hist) ? (long)hist->valuedouble : 0L, k);
+        cJSON_AddStringToObject(l, "evidence", why);
+        free(why);
+        cJSON_AddNumberToObject(l, "cost_usd", round_usd(t->cost_usd));
+        push(out, WK_ACT_LOG)->line = l;
+    }
+    int s = next_fitting(t, want, now, out);
+    if (s < 0) {
+        drop_after(out, mark);
+        return first;
+    }
+    return s;
+}
+
+/* The first call, at the first tier that may take the task (or the similar start's). */
 static void first_call(wk_task *t, int64_t now, wk_actions *out)
 {
     int first = next_fitting(t, 0, now, out);
+    if (first >= 0)
+        first = similar_start(t, first, now, out);
     if (first < 0) {
         drop_after(out, 0);
         /* The data policy refuses every tier: no call could be made, now or on a rerun. */
@@ -1062,6 +1125,10 @@ static void step(wk_task *t, const wk_event *ev, wk_actions *out)
     case WK_EV_START:
         if (t->state != WK__ST_NEW)
             return;
+        t->start_tier = ev->start_tier;
+        cJSON_Delete(t->start_note);
+        t->start_note = ev->start_note ? cJSON_Duplicate(ev->start_note, 1) : NULL;
+        t->cost_usd += ev->start_cost_usd > 0 ? ev->start_cost_usd : 0;
         if (t->is_patch) {
             /* The baseline and the prompt come first; PREPARED takes it from there. */
             t->state = WK__ST_PREPARING;

@@ -70,6 +70,18 @@ typedef struct wk_event {
     const val_verdict *verdict;
     /* WK_EV_PREPARED: what the preparation found, borrowed for the feed */
     const wk_prep *prep;
+    /*
+     * WK_EV_START: the semantic start tier (README "Similar tasks start where
+     * they succeeded"). start_tier: the tier most of the task's nearest past
+     * tasks were accepted at (0: no advice); the task starts there when the
+     * cascade's own admission rules take it, the tiers below logged as climbs
+     * with reason similar_history. start_note: how the advice was found,
+     * copied into the result as "start" (borrowed; NULL: none).
+     * start_cost_usd: what the embedding call cost, charged to the task.
+     */
+    int start_tier;
+    const cJSON *start_note;
+    double start_cost_usd;
 } wk_event;
 
 typedef enum wk_action_kind {

@@ -40,6 +40,7 @@
 #include "intake.h"
 #include "rkey.h"
 #include "router.h"
+#include "start.h"
 #include "worker/cli/cli.h"
 #include "lib/util.h"
 #include "validators/val.h"
@@ -60,8 +61,9 @@ typedef struct run run;
 typedef struct slot {
     run *r;
     wk_task *task;
-    q_item *item; /* the queue item the task came in; owned */
-    wk_ask ask;   /* where its answers and verdicts come from */
+    q_item *item;   /* the queue item the task came in; owned */
+    wk_ask ask;     /* where its answers and verdicts come from */
+    wk_start start; /* the semantic start tier's embedding (start.h) */
     wk_mon_slot obs;
     struct slot *free_next;
 } slot;
@@ -78,7 +80,8 @@ struct run {
     const wk_run_opts *o;
     uv_loop_t loop;
     wk_config cfg;
-    wk_answers ans; /* the sources: calls, journal, recordings, caches, validators */
+    wk_answers ans;      /* the sources: calls, journal, recordings, caches, validators */
+    wk_starter *starter; /* the semantic start tier (start.h); NULL: no cascade uses it */
     wk_cache *cache;
     const q_ops *qops;
     q_queue *queue;
@@ -203,6 +206,7 @@ static void release_slot(slot *s)
 {
     run *r = s->r;
     wk_ask_end(&s->ask);
+    wk_start_release(&s->start);
     wk_task_free(s->task);
     s->task = NULL;
     s->free_next = r->free_slots;
@@ -289,6 +293,9 @@ static void perform(slot *s, wk_actions *acts)
             if (!r->journal_failed &&
                 wk_commit_sink(&r->o->commit, wk_task_json(s->task), a->line, cerr, sizeof cerr))
                 fprintf(stderr, "cascade: %s: no commit: %s\n", wk_task_id(s->task), cerr);
+            /* Its history row joins the transaction of its DONE row (start.h). */
+            if (!r->journal_failed && wk_start_finish(r->starter, &s->start, s->task, a->line))
+                journal_failed(r);
             wk_results_cap_answer(a->line); /* the whole answer stays in the journal */
             char *line = wk_json_print(a->line);
             wk_summary_add(&r->sum, wk_task_cascade(s->task), a->line);
@@ -327,6 +334,14 @@ static int fact_seen(void *arg, const char *id)
 static int fact_repo(void *arg, const cJSON *task, char *why, size_t whylen)
 {
     return wk_patch_check_repo(task, &((run *)arg)->o->patch, why, whylen);
+}
+
+/* The task's START, with the semantic start tier's advice when its cascade asks for it. */
+static void on_start(void *arg, const wk_event *ev)
+{
+    slot *s = arg;
+    if (s->task)
+        feed(s, ev);
 }
 
 /* Carries out intake's decision (see intake.h) for one item. */
@@ -396,11 +411,11 @@ static void on_item(void *arg, q_item *it)
         s->task = d.task;
         d.task = NULL;
         s->item = it;
-        if (wk_ask_begin(&s->ask, s->task))
-            r->resumed++;
+        int resumed = wk_ask_begin(&s->ask, s->task);
+        r->resumed += resumed;
         r->active++;
-        wk_event ev = {.kind = WK_EV_START, .now_ms = wall_ms()};
-        feed(s, &ev);
+        /* Now, or once its embedding is in (a cascade that starts by similarity). */
+        wk_start_begin(r->starter, &s->start, s->task, resumed, on_start, s);
         break;
     }
     }
@@ -503,6 +518,8 @@ static void shutdown_run(run *r)
         return;
     r->shut = 1;
     wk_mon_stop(r->obs);
+    wk_starter_free(r->starter);
+    r->starter = NULL;
     wk_calls_free(r->ans.calls);
     r->ans.calls = NULL;
     for (int i = 0; i < r->o->concurrency; i++)
@@ -694,6 +711,18 @@ int wk_run(const wk_run_opts *o)
         fprintf(stderr, "cascade: %s\n", err);
         goto cleanup;
     }
+    wk_starter_opts so = {.cfg = &r->cfg,
+                          .loop = &r->loop,
+                          .calls = r->ans.calls,
+                          .co = &co,
+                          .journal = r->ans.journal,
+                          .recs = o->recs,
+                          .history_max = o->history_max,
+                          .history_from = o->history_from};
+    if (wk_starter_new(&so, &r->starter, err, sizeof err)) {
+        fprintf(stderr, "cascade: %s\n", err);
+        goto cleanup;
+    }
     r->slots = wk_xcalloc((size_t)o->concurrency, sizeof(slot));
     for (int i = o->concurrency - 1; i >= 0; i--) {
         slot *s = &r->slots[i];
@@ -735,6 +764,7 @@ int wk_run(const wk_run_opts *o)
 cleanup:
     if (!r->shut) {
         wk_mon_stop(r->obs);
+        wk_starter_free(r->starter);
         wk_calls_free(r->ans.calls);
         if (r->queue)
             r->qops->close(r->queue, queue_closed, r);

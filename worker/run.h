@@ -58,6 +58,9 @@ typedef struct wk_run_opts {
     long flex_timeout_ms, flex_max_wait_ms;
     long batch_max, batch_linger_ms, batch_poll_ms;
     long deadline_ms; /* --deadline; 0: none */
+    /* The semantic start tier (start.h): --history-max [100,000], --history-from FILE. */
+    long history_max;
+    const char *history_from;
 } wk_run_opts;
 
 void wk_run_opts_default(wk_run_opts *o);

@@ -372,6 +372,7 @@ void wk_task_free(wk_task *t)
         val_baseline_release(t->baseline);
     free(t->baseline);
     free(t->tests_note);
+    cJSON_Delete(t->start_note);
     free(t);
 }
 

@@ -85,6 +85,9 @@ struct wk_task {
     struct val_baseline *baseline; /* owned; NULL until prepared */
     long baseline_ms;              /* how long the preparation took */
     int baseline_runs;
+    /* The semantic start tier's advice, from WK_EV_START (router.h). */
+    int start_tier;
+    cJSON *start_note;     /* owned; NULL: none */
     val_test_counts tests; /* the accepted verdict's counts */
     char *tests_note;      /* and its note, which names the pre-existing failures; owned */
 };

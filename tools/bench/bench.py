@@ -500,6 +500,21 @@ def rows_escalation(b, n, direct_us):
           target="no more than tier 1 alone", met=ec <= dc)
 
 
+def rows_similar(b):
+    """The semantic start tier's search: the k nearest of 100,000 vectors, brute force."""
+    exe = os.path.join(b.bin, "tools", "bench-similar")
+    for dim in (256, 1536):
+        name = "similar start: 10 nearest of 100,000 vectors of %d floats, per task" % dim
+        try:
+            r = subprocess.run([exe, "100000", str(dim), "200", "10"], stdout=subprocess.PIPE,
+                               stdin=subprocess.DEVNULL, text=True, check=True, timeout=600)
+            m = json.loads(r.stdout)
+        except (OSError, subprocess.SubprocessError, ValueError) as e:
+            b.missing(name, "ms", None, str(e)[:80])
+            continue
+        b.row("%s (index %.0f MB)" % (name, m["bytes"] / 1e6), m["per_query_us"] / 1000.0, "ms")
+
+
 def rows_validators(b):
     """Row 6: the existing bench-validators rows, parsed from its table."""
     exe = os.path.join(b.bin, "tools", "bench-validators")
@@ -586,6 +601,7 @@ def main():
         group("escalation", rows_escalation, b, 500 if q else 2000, direct_us or 0)
         group("batch", rows_million, b, 100000 if q else 1000000)
         group("validators", rows_validators, b)
+        group("similar", rows_similar, b)
     finally:
         b.cleanup()
     os.makedirs(b.out, exist_ok=True)

@@ -15,8 +15,10 @@
 #    it gives the replay's results task by task;
 # 5. tunes a plan for pass rate 0.85 on one half of the tasks and judges it
 #    on the other;
-# 6. writes the HTML report of the cascade plan, with the table's chart;
-# 7. prices the cheapest plan that beats always-gpt-4 on pass rate on the
+# 6. replays the plan plain and with a semantic start tier on the odd-numbered
+#    tasks, the even ones its history (tools/eval/similar.py);
+# 7. writes the HTML report of the cascade plan, with the table's chart;
+# 8. prices the cheapest plan that beats always-gpt-4 on pass rate on the
 #    batch lane as well as the sync lane (issue 14).
 # Exits non-zero when a check fails.
 
@@ -60,6 +62,9 @@ python3 tools/eval/check.py "$out" || status=1
 step "HTTP cross-check: $plan through mock-llm with cascade run"
 sh tools/eval/http_check.sh "$bin" "$out" "$out/cascades/$plan.json" \
     "$out/results/$plan.jsonl" || status=1
+
+step "semantic start tier: $plan plain and with a similar start, on held-out tasks"
+python3 tools/eval/similar.py "$bin/cascade" "$out" "$plan" || status=1
 
 step "HTML report"
 "$bin/cascade" report "$out/results/$plan.jsonl" --models "$out/cascades/models.json" \

@@ -15,8 +15,10 @@
 #include <sys/stat.h>
 
 #include "cli.h"
+#include "lib/jsonl.h"
 #include "lib/util.h"
 #include "worker/config.h"
+#include "worker/policy.h"
 #include "worker/task.h"
 
 #define FILE_CAP (4u << 20)       /* as config.c reads a config file */
@@ -316,7 +318,80 @@ static void config_warnings(report *r, const wk_config *cfg, const char *models)
     spots_release(&s);
 }
 
-/* Each task line parsed as `run` parses it; a prompt over a tier's context window warns. */
+/* What check_line needs between lines. */
+typedef struct task_check {
+    report *r;
+    const wk_config *cfg;
+    const char *path;
+    wk_strset ids;
+} task_check;
+
+/*
+ * One task line parsed as `run` parses it; a prompt over a tier's context
+ * window warns, a data_class the cascade's policy does not name is an error.
+ */
+static int check_line(void *arg, const char *line, size_t n, int cut, long lineno)
+{
+    task_check *tc = arg;
+    report *r = tc->r;
+    const char *path = tc->path;
+    if (cut) {
+        /* The reader kept no more than the cap: a longer line never grows a buffer. */
+        say(r, 1, path, (int)lineno, "", "line over 16 MiB: run takes it as invalid_task");
+        return 0;
+    }
+    while (n > 0 && line[n - 1] == '\r')
+        n--;
+    if (n == 0 || wk_jsonl_blank(line, n))
+        return 0;
+    wk_task *t = NULL;
+    cJSON *inv = NULL;
+    if (wk_task_parse(line, n, lineno, tc->cfg, NULL, &t, &inv)) {
+        const char *why = wk_jstr(inv, "reason"), *id = wk_jstr(inv, "id");
+        char *msg = wk_xasprintf("%s%s%s%s", id ? "task " : "", id ? id : "", id ? ": " : "",
+                                 why ? why : "not a task");
+        say(r, 1, path, (int)lineno, NULL, msg);
+        free(msg);
+        cJSON_Delete(inv);
+        return 0;
+    }
+    const char *id = wk_task_id(t);
+    if (wk_strset_has(&tc->ids, id)) {
+        char *msg = wk_xasprintf("task %s: this id was used by an earlier line: run takes "
+                                 "the line as invalid_task",
+                                 id);
+        say(r, 1, path, (int)lineno, NULL, msg);
+        free(msg);
+    } else
+        wk_strset_add(&tc->ids, id);
+    const wk_cascade *c = wk_task_cascade(t);
+    /* A class the policy does not name reaches nothing: run would end the task policy_denied. */
+    const char *dc = wk_jstr(wk_task_json(t), "data_class");
+    if (c && dc && !wk_policy_class(&c->policy, dc)) {
+        char *msg = wk_xasprintf("task %s: unknown data class \"%s\" (the data_policy of "
+                                 "cascade %s names no such class): run ends the task "
+                                 "policy_denied",
+                                 id, dc, c->name);
+        say(r, 1, path, (int)lineno, "data_class", msg);
+        free(msg);
+    }
+    wk_task_features feat;
+    wk_task_features_of(wk_task_json(t), &feat);
+    for (int k = 0; c && k < c->ntiers; k++) {
+        const wk_model *m = c->tiers[k].model;
+        if (m->context <= 0 || feat.prompt_tokens <= m->context)
+            continue;
+        char *msg = wk_xasprintf("prompt of about %ld tokens is over the %ld-token context "
+                                 "of cascade %s tier %d (%s)",
+                                 feat.prompt_tokens, m->context, c->name, k, m->name);
+        say(r, 0, path, (int)lineno, "prompt", msg);
+        free(msg);
+    }
+    wk_task_free(t);
+    return 0;
+}
+
+/* Each task line of the file (\"-\": standard input), read with run's line cap. */
 static int check_tasks(report *r, const wk_config *cfg, const char *path)
 {
     FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
@@ -324,61 +399,14 @@ static int check_tasks(report *r, const wk_config *cfg, const char *path)
         say(r, 1, path, 0, "", "cannot open the tasks file");
         return -1;
     }
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t n;
-    long lineno = 0;
-    wk_strset ids = {0};
-    while ((n = getline(&line, &cap, f)) >= 0) {
-        lineno++;
-        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
-            line[--n] = '\0';
-        if (n == 0)
-            continue;
-        if ((size_t)n > TASK_LINE_CAP) {
-            say(r, 1, path, (int)lineno, "", "line over 16 MiB: run takes it as invalid_task");
-            continue;
-        }
-        wk_task *t = NULL;
-        cJSON *inv = NULL;
-        if (wk_task_parse(line, (size_t)n, lineno, cfg, NULL, &t, &inv)) {
-            const char *why = wk_jstr(inv, "reason"), *id = wk_jstr(inv, "id");
-            char *msg = wk_xasprintf("%s%s%s%s", id ? "task " : "", id ? id : "", id ? ": " : "",
-                                     why ? why : "not a task");
-            say(r, 1, path, (int)lineno, NULL, msg);
-            free(msg);
-            cJSON_Delete(inv);
-            continue;
-        }
-        const char *id = wk_task_id(t);
-        if (wk_strset_has(&ids, id)) {
-            char *msg = wk_xasprintf("task %s: this id was used by an earlier line: run takes "
-                                     "the line as invalid_task",
-                                     id);
-            say(r, 1, path, (int)lineno, NULL, msg);
-            free(msg);
-        } else
-            wk_strset_add(&ids, id);
-        wk_task_features feat;
-        wk_task_features_of(wk_task_json(t), &feat);
-        const wk_cascade *c = wk_task_cascade(t);
-        for (int k = 0; c && k < c->ntiers; k++) {
-            const wk_model *m = c->tiers[k].model;
-            if (m->context <= 0 || feat.prompt_tokens <= m->context)
-                continue;
-            char *msg = wk_xasprintf("prompt of about %ld tokens is over the %ld-token context "
-                                     "of cascade %s tier %d (%s)",
-                                     feat.prompt_tokens, m->context, c->name, k, m->name);
-            say(r, 0, path, (int)lineno, "prompt", msg);
-            free(msg);
-        }
-        wk_task_free(t);
-    }
-    free(line);
-    wk_strset_release(&ids);
+    task_check tc = {.r = r, .cfg = cfg, .path = path};
+    int rc = wk_jsonl_read(f, TASK_LINE_CAP, check_line, &tc);
+    if (rc == WK_EIO)
+        say(r, 1, path, 0, "", "cannot read the tasks file");
+    wk_strset_release(&tc.ids);
     if (f != stdin)
         fclose(f);
-    return 0;
+    return rc ? -1 : 0;
 }
 
 static const char usage_check[] =

@@ -11,6 +11,7 @@
 
 #include "lib/util.h"
 #include "worker/run.h"
+#include "worker/similar.h"
 #include "worker/sinks/commit.h"
 
 int wk_cli_long(const char *s, long lo, long hi, long *out)
@@ -104,6 +105,22 @@ int wk_cli_run_opt(int c, const char *arg, struct wk_run_opts *o, char **author_
         if (wk_cli_secs(arg, 0.001, 3600, &v))
             return -1;
         o->test_timeout_ms = (unsigned)v;
+        return 1;
+    }
+    return 0;
+}
+
+int wk_cli_history_opt(int c, const char *arg, struct wk_run_opts *o)
+{
+    long v;
+    switch (c) {
+    case WK_OPT_HISTORY_MAX:
+        if (wk_cli_long(arg, 1, WK_SIMILAR_CAP_MAX, &v))
+            return -1;
+        o->history_max = v;
+        return 1;
+    case WK_OPT_HISTORY_FROM:
+        o->history_from = arg;
         return 1;
     }
     return 0;

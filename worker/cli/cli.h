@@ -85,6 +85,26 @@ enum {
     "                       requests, like later batch-tier calls, go sync [none]\n"
 int wk_cli_lane_opt(int c, const char *arg, struct wk_run_opts *o);
 
+/*
+ * The semantic start tier's options of `run` and `replay` (README "Similar
+ * tasks start where they succeeded"), as the lane options are shared.
+ */
+enum {
+    WK_OPT_HISTORY_MAX = 1600,
+    WK_OPT_HISTORY_FROM,
+};
+/* clang-format off */
+#define WK_CLI_HISTORY_OPTIONS                                              \
+    {"history-max", required_argument, NULL, WK_OPT_HISTORY_MAX},           \
+    {"history-from", required_argument, NULL, WK_OPT_HISTORY_FROM}
+/* clang-format on */
+#define WK_CLI_HISTORY_USAGE                                                                       \
+    "  --history-max N      similar start: past tasks' embeddings held in memory,\n"               \
+    "                       the oldest dropped first [100000]\n"                                   \
+    "  --history-from FILE  similar start: read the history of another run's\n"                    \
+    "                       journal too (read only) [none]\n"
+int wk_cli_history_opt(int c, const char *arg, struct wk_run_opts *o);
+
 /* Exit codes of every subcommand (`cascade run` uses them all). */
 enum {
     WK_EXIT_OK = 0,          /* every task has its result line */

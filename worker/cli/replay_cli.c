@@ -80,6 +80,8 @@ static const char usage_replay[] =
     "  --sandboxes N        sandboxed test runs at once [number of CPUs]\n"
     "  --concurrency N      tasks in flight at once [64]\n"
     "  --test-timeout SEC   wall-clock limit of one sandboxed test run [10]\n"
+    "  --journal FILE       keep a journal, and so a similar-start cascade's history\n"
+    "                       (one cascade, one run) [none]\n" WK_CLI_HISTORY_USAGE
     "  -q, --quiet          no progress lines\n"
     "  -h, --help           this text\n"
     "\n"
@@ -696,7 +698,8 @@ int wk_cmd_replay(int argc, char **argv)
         O_ORACLE,
         O_SANDBOXES,
         O_CONC,
-        O_TTIMEOUT
+        O_TTIMEOUT,
+        O_JOURNAL
     };
     static const struct option opts[] = {
         {"tasks", required_argument, NULL, O_TASKS},
@@ -717,6 +720,8 @@ int wk_cmd_replay(int argc, char **argv)
         {"sandboxes", required_argument, NULL, O_SANDBOXES},
         {"concurrency", required_argument, NULL, O_CONC},
         {"test-timeout", required_argument, NULL, O_TTIMEOUT},
+        {"journal", required_argument, NULL, O_JOURNAL},
+        WK_CLI_HISTORY_OPTIONS,
         {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -725,6 +730,11 @@ int wk_cmd_replay(int argc, char **argv)
     long v;
     optind = 1;
     while ((c = getopt_long(argc, argv, "o:qh", opts, NULL)) != -1) {
+        int hist = wk_cli_history_opt(c, optarg, &R->base);
+        if (hist < 0)
+            goto bad;
+        if (hist)
+            continue;
         switch (c) {
         case O_TASKS:
             R->tasks = optarg;
@@ -791,6 +801,9 @@ int wk_cmd_replay(int argc, char **argv)
                 goto bad;
             R->base.test_timeout_ms = (unsigned)(v * 1000);
             break;
+        case O_JOURNAL:
+            R->base.journal_path = optarg;
+            break;
         case 'q':
             R->quiet = 1;
             break;
@@ -812,6 +825,8 @@ int wk_cmd_replay(int argc, char **argv)
         why = "-o and --escalations take one cascade; use --out-dir for several";
     else if ((R->out || R->esc) && R->out_dir)
         why = "give -o/--escalations or --out-dir, not both";
+    else if (R->base.journal_path && (R->nspecs > 1 || R->runs > 1))
+        why = "--journal takes one cascade and one run (a second pass would resume from it)";
     else if (R->oracle && !R->out_dir)
         why = "--oracle reads the single models' results back: it needs --out-dir";
     if (why) {

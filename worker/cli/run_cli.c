@@ -56,6 +56,7 @@ static const char usage_run[] =
     "  --max-file-kb N      each file shown in the prompt [32]\n"
     "  --max-prompt-files N files shown in the prompt [8]\n"
     "  --max-file-list N    paths in the prompt's file list [200]\n" WK_CLI_LANE_USAGE
+        WK_CLI_HISTORY_USAGE
     "  --journal FILE|none  SQLite journal of every attempt, for resuming after a\n"
     "                       crash or a stop; one run at a time holds it (a second\n"
     "                       exits 1) [RESULTS.journal when -o names a file]\n"
@@ -213,6 +214,7 @@ int wk_cmd_run(int argc, char **argv)
         {"log-format", required_argument, NULL, O_LOGFMT},
         {"log-level", required_argument, NULL, O_LOGLEVEL},
         WK_CLI_LANE_OPTIONS,
+        WK_CLI_HISTORY_OPTIONS,
         {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -235,6 +237,11 @@ int wk_cmd_run(int argc, char **argv)
         if (lane < 0)
             goto bad;
         if (lane)
+            continue;
+        int hist = wk_cli_history_opt(c, optarg, &o);
+        if (hist < 0)
+            goto bad;
+        if (hist)
             continue;
         switch (c) {
         case O_GOLD:

@@ -1036,3 +1036,9 @@ void wk_call_send(wk_call *k, wk_call_cb cb, void *arg)
     /* The first step runs from the loop, so cb never fires inside this call. */
     uv_timer_start(&k->timer, on_start, 0, 0);
 }
+
+void wk_calls_charge(wk_calls *c, double usd)
+{
+    if (c && usd > 0)
+        c->spent += usd;
+}

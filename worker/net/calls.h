@@ -108,4 +108,7 @@ int wk_calls_parked(const wk_calls *c);
 /* Frees a prepared call that is not sent; NULL is a no-op. */
 void wk_call_drop(wk_call *k);
 
+/* Counts usd spent outside a chat call (an embedding, embed.h) against the run budget. */
+void wk_calls_charge(wk_calls *c, double usd);
+
 #endif

@@ -93,6 +93,19 @@ char *prov__system_text(const cJSON *messages);
 
 const prov_ops *prov_find(const char *api);
 
+/*
+ * The OpenAI-compatible embeddings request (embeddings.c) for the len bytes
+ * of text; dimensions > 0 asks for that many. out: prov_request_clear.
+ */
+void prov_embed_build(const wk_model *m, const char *task_id, const char *text, size_t len,
+                      int dimensions, prov_request *out);
+/*
+ * Its reply: 0 with *vec (caller frees; *dim floats, at most dim_max) and
+ * *prompt_tokens (-1: not said), or non-zero with reason and msg as parse().
+ */
+int prov_embed_parse(long status, const char *body, size_t len, int dim_max, float **vec, int *dim,
+                     long *prompt_tokens, char reason[PROV_REASON_MAX], char *msg, size_t msglen);
+
 void prov_request_clear(prov_request *r);
 void prov_response_clear(prov_response *r);
 
