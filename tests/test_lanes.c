@@ -19,6 +19,7 @@
 #include "lib/util.h"
 #include "worker/config.h"
 #include "worker/cost.h"
+#include "worker/net/lanes_int.h"
 
 /* cheap has batch prices of its own; mid takes its provider's discounts (0.4 batch, 0.5 flex). */
 static const char *MODELS =
@@ -34,17 +35,46 @@ static const char *MODELS =
     "\"max_tokens\":100}}}";
 
 static char *cdir, *models;
+/* MODELS with cheap and mid on an anthropic or a gemini provider; cur_models: the one in use. */
+static char *models_anthropic, *models_gemini;
+static const char *cur_models;
+
+/* text with its first `from` replaced by `to` (owned). */
+static char *replaced(const char *text, const char *from, const char *to)
+{
+    const char *at = strstr(text, from);
+    assert_non_null(at);
+    return wk_xasprintf("%.*s%s%s", (int)(at - text), text, to, at + strlen(from));
+}
 
 static int group_setup(void **state)
 {
     (void)state;
-    return h_config_setup(MODELS, &cdir, &models);
+    if (h_config_setup(MODELS, &cdir, &models))
+        return -1;
+    static const char from[] = "\"api\":\"openai\",\"base_url\":\"${MOCK_URL}/v1\"";
+    char *a = replaced(MODELS, from, "\"api\":\"anthropic\",\"base_url\":\"${MOCK_URL}/v1\"");
+    char *g = replaced(MODELS, from, "\"api\":\"gemini\",\"base_url\":\"${MOCK_URL}/v1beta\"");
+    models_anthropic = h_write("models-anthropic.json", a);
+    models_gemini = h_write("models-gemini.json", g);
+    free(a);
+    free(g);
+    cur_models = models;
+    return 0;
+}
+
+/* The models file whose cheap and mid are on a provider of this api (NULL: openai). */
+static const char *models_of(const char *api)
+{
+    return !api ? models : !strcmp(api, "anthropic") ? models_anthropic : models_gemini;
 }
 
 static int group_teardown(void **state)
 {
     (void)state;
     h_config_teardown(cdir, models);
+    free(models_anthropic);
+    free(models_gemini);
     return 0;
 }
 
@@ -112,8 +142,54 @@ static void bad_lanes_are_refused(void **state)
     bad_lane_is_refused("{\"model\":\"cheap\",\"lane\":\"slow\"}", "tiers[0].lane must be");
     bad_lane_is_refused("{\"model\":\"cheap\"},{\"model\":\"sonnet\",\"lane\":\"flex\"}",
                         "tiers[1].lane: model sonnet is on an anthropic provider");
-    bad_lane_is_refused("{\"model\":\"sonnet\",\"lane\":\"batch\"}",
-                        "supported on openai providers only");
+}
+
+static int anthropic_id_ok(const char *s)
+{
+    size_t n = strlen(s);
+    return n >= 1 && n <= 64 &&
+           strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") == n;
+}
+
+/*
+ * Anthropic's custom ids: [a-zA-Z0-9_-]{1,64} whatever the task id; the
+ * same in every run; distinct for distinct tasks and attempts (escaped, or
+ * hashed when too long); "__ATTEMPT" last, which mock-llm cuts at.
+ */
+static void anthropic_custom_ids(void **state)
+{
+    (void)state;
+    char lng[300];
+    memset(lng, 'x', sizeof lng - 1);
+    lng[sizeof lng - 1] = '\0';
+    const char *tasks[] = {
+        "py/fizzbuzz", "py-fizzbuzz",
+        "py_fizzbuzz", "a__b",
+        "a_",          "a b",
+        "t\xc3\xa9",   "#1",
+        lng,           "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx1"};
+    const size_t n = sizeof tasks / sizeof tasks[0];
+    char *ids[2 * (sizeof tasks / sizeof tasks[0])];
+    for (size_t i = 0; i < n; i++)
+        for (int seq = 1; seq <= 2; seq++) {
+            char *id = wk__bfmt_anthropic.custom_id(tasks[i], seq * 7);
+            if (!anthropic_id_ok(id))
+                fail_msg("task \"%s\": custom id \"%s\" is not [a-zA-Z0-9_-]{1,64}", tasks[i], id);
+            char *again = wk__bfmt_anthropic.custom_id(tasks[i], seq * 7);
+            assert_string_equal(id, again);
+            free(again);
+            char tail[8];
+            snprintf(tail, sizeof tail, "__%d", seq * 7);
+            assert_string_equal(id + strlen(id) - strlen(tail), tail);
+            ids[2 * i + (size_t)seq - 1] = id;
+        }
+    for (size_t i = 0; i < 2 * n; i++)
+        for (size_t k = i + 1; k < 2 * n; k++)
+            if (!strcmp(ids[i], ids[k]))
+                fail_msg("two requests share custom id %s", ids[i]);
+    assert_string_equal(ids[0], "py-2ffizzbuzz__7");
+    for (size_t i = 0; i < 2 * n; i++)
+        free(ids[i]);
 }
 
 /* n classify tasks; cheap answers "b" (fails the enum), mid answers "a". */
@@ -213,13 +289,24 @@ static void flex_lane(void **state)
 static const char *const DEMO_CASCADES[] = {"c-code", "js-code", "python-code", "ticket-classify"};
 
 /* The demo's models and cascades in dir/, each tier on lanes[tier]. Returns the dir. */
-static char *demo_config(const char *dir, const char *const lanes[3])
+static char *demo_config(const char *dir, const char *const lanes[3], const char *api)
 {
     char *abs = h_tmp(dir);
     mkdir(abs, 0755);
     free(abs);
     char *src = h_srcpath("fixtures/demo/models.json");
     char *text = h_slurp(src);
+    if (api) { /* the demo's provider speaks api */
+        cJSON *mj = cJSON_Parse(text);
+        cJSON *pv = cJSON_GetObjectItem(cJSON_GetObjectItem(mj, "providers"), "mock");
+        cJSON_ReplaceItemInObject(pv, "api", cJSON_CreateString(api));
+        cJSON_ReplaceItemInObject(
+            pv, "base_url",
+            cJSON_CreateString(strcmp(api, "gemini") ? "${MOCK_URL}/v1" : "${MOCK_URL}/v1beta"));
+        free(text);
+        text = cJSON_Print(mj);
+        cJSON_Delete(mj);
+    }
     char *name = wk_xasprintf("%s/models.json", dir);
     free(h_write(name, text));
     free(name);
@@ -289,12 +376,15 @@ static int same_json(const cJSON *a, const cJSON *b)
  * and round (tier 0, tier 0's retries, tier 1, tier 1's retries), never one
  * per task, and no request twice.
  */
-static void batch_lane_matches_sync(void **state)
+static void matches_sync_on(const char *api)
 {
-    (void)state;
     const char *const sync[3] = {"sync", "sync", "sync"};
     const char *const mixed[3] = {"batch", "batch", "sync"};
-    char *sdir = demo_config("demo-sync", sync), *bdir = demo_config("demo-batch", mixed);
+    char *sn = wk_xasprintf("demo-sync-%s", api ? api : "openai");
+    char *bn = wk_xasprintf("demo-batch-%s", api ? api : "openai");
+    char *sdir = demo_config(sn, sync, api), *bdir = demo_config(bn, mixed, api);
+    free(sn);
+    free(bn);
     char *sout, *slog, *serr, *bout, *blog, *berr;
     int rc = run_demo("run", sdir, &sout, &slog, &serr);
     if (rc != 0)
@@ -370,6 +460,25 @@ static void batch_lane_matches_sync(void **state)
     free(berr);
 }
 
+static void batch_lane_matches_sync(void **state)
+{
+    (void)state;
+    matches_sync_on(NULL);
+}
+
+/* The same over Anthropic's Message Batches and over Gemini's batch mode. */
+static void anthropic_batch_matches_sync(void **state)
+{
+    (void)state;
+    matches_sync_on("anthropic");
+}
+
+static void gemini_batch_matches_sync(void **state)
+{
+    (void)state;
+    matches_sync_on("gemini");
+}
+
 /* ---- kill -9 while a batch is out ------------------------------------------ */
 
 static double total_cost(const cJSON *res)
@@ -389,9 +498,9 @@ static int run_batch_main(const char *tasks, const char *out, const char *errf, 
 {
     if (env)
         setenv(env, val, 1);
-    const char *argv[] = {h_cascade_bin(), "run",  tasks, "--cascades", cdir,
-                          "--models",      models, "-o",  out,          "--batch-poll",
-                          "0.02",          "-q",   NULL};
+    const char *argv[] = {h_cascade_bin(), "run",      tasks, "--cascades", cdir,
+                          "--models",      cur_models, "-o",  out,          "--batch-poll",
+                          "0.02",          "-q",       NULL};
     int rc = h_run((char *const *)argv, NULL, errf, 60);
     if (env)
         unsetenv(env);
@@ -406,9 +515,9 @@ static int run_batch_main(const char *tasks, const char *out, const char *errf, 
  * saw no request submitted twice; the run costs what the uninterrupted one
  * did.
  */
-static void kill9_points(void **state)
+static void kill9_points_on(const char *api)
 {
-    (void)state;
+    cur_models = models_of(api);
     write_cascade("main", "batch", "batch");
     char *tasks, *recs;
     make_batch("k9", 6, &tasks, &recs);
@@ -424,7 +533,7 @@ static void kill9_points(void **state)
     };
     double want_cost = -1;
     for (size_t p = 0; p < sizeof points / sizeof points[0]; p++) {
-        char *tag = wk_xasprintf("k9-%zu", p);
+        char *tag = wk_xasprintf("k9-%s-%zu", api ? api : "openai", p);
         char *out = h_tmp(tag), *errf = wk_xasprintf("%s.err", out);
         char *log = wk_xasprintf("%s.log", out);
         const char *margs[] = {"--batch-delay", "30", "--log-bodies", "0", NULL};
@@ -500,6 +609,31 @@ static void kill9_points(void **state)
     }
     free(tasks);
     free(recs);
+    cur_models = models;
+}
+
+static void kill9_points(void **state)
+{
+    (void)state;
+    kill9_points_on(NULL);
+}
+
+/*
+ * The same on Anthropic's Message Batches and Gemini's batch mode. After a
+ * kill between the create and the journaling of its id, the rerun finds
+ * the batch: Gemini's by its displayName, Anthropic's (which has no tag)
+ * by the custom ids of its results once it has ended.
+ */
+static void kill9_points_anthropic(void **state)
+{
+    (void)state;
+    kill9_points_on("anthropic");
+}
+
+static void kill9_points_gemini(void **state)
+{
+    (void)state;
+    kill9_points_on("gemini");
 }
 
 /*
@@ -507,9 +641,8 @@ static void kill9_points(void **state)
  * is retried in cheap's next batch within --retries, then the task climbs;
  * the attempt says why and how often it was retried.
  */
-static void batch_request_errors_retry_then_climb(void **state)
+static void request_errors_on(const char *api)
 {
-    (void)state;
     write_cascade("main", "batch", "batch");
     char *tasks, *recs;
     make_batch("be", 3, &tasks, &recs);
@@ -518,9 +651,9 @@ static void batch_request_errors_retry_then_climb(void **state)
     const char *margs[] = {"--fault", "500:1@cheap", "--log-bodies", "0", NULL};
     h_mock m;
     h_mock_start(&m, recs, log, margs);
-    const char *argv[] = {h_cascade_bin(), "run",       tasks, "--cascades", cdir,
-                          "--models",      models,      "-o",  out,          "--batch-poll",
-                          "0.02",          "--retries", "1",   "-q",         NULL};
+    const char *argv[] = {h_cascade_bin(), "run",          tasks, "--cascades", cdir,
+                          "--models",      models_of(api), "-o",  out,          "--batch-poll",
+                          "0.02",          "--retries",    "1",   "-q",         NULL};
     int rc = h_run((char *const *)argv, NULL, errf, 60);
     h_mock_stop(&m);
     char *err = h_slurp(errf);
@@ -551,26 +684,47 @@ static void batch_request_errors_retry_then_climb(void **state)
     free(recs);
 }
 
+static void batch_request_errors_retry_then_climb(void **state)
+{
+    (void)state;
+    request_errors_on(NULL);
+}
+
+/* The same on Anthropic (an errored result, api_error) and Gemini (an inlined error). */
+static void batch_request_errors_anthropic(void **state)
+{
+    (void)state;
+    request_errors_on("anthropic");
+}
+
+static void batch_request_errors_gemini(void **state)
+{
+    (void)state;
+    request_errors_on("gemini");
+}
+
 /*
  * --deadline: a batch that will not finish in time (the mock holds it for
  * ten minutes) is cancelled with a quarter of the deadline left; its
  * requests, and the next tier's calls, go to the sync lane and are priced
  * there ("lane": "batch→sync").
  */
-static void deadline_moves_late_batches_to_sync(void **state)
+static void deadline_on(const char *api)
 {
-    (void)state;
     write_cascade("main", "batch", "batch");
     char *tasks, *recs;
-    make_batch("dl", 3, &tasks, &recs);
-    char *out = h_tmp("dl.jsonl"), *errf = wk_xasprintf("%s.err", out);
+    const char *tag = !api ? "dl" : !strcmp(api, "anthropic") ? "dla" : "dlg";
+    make_batch(tag, 3, &tasks, &recs);
+    char *name = wk_xasprintf("%s.jsonl", tag);
+    char *out = h_tmp(name), *errf = wk_xasprintf("%s.err", out);
+    free(name);
     char *log = wk_xasprintf("%s.log", out);
     const char *margs[] = {"--batch-delay", "600000", "--log-bodies", "0", NULL};
     h_mock m;
     h_mock_start(&m, recs, log, margs);
-    const char *argv[] = {h_cascade_bin(), "run",        tasks, "--cascades", cdir,
-                          "--models",      models,       "-o",  out,          "--batch-poll",
-                          "0.05",          "--deadline", "2s",  NULL};
+    const char *argv[] = {h_cascade_bin(), "run",          tasks, "--cascades", cdir,
+                          "--models",      models_of(api), "-o",  out,          "--batch-poll",
+                          "0.05",          "--deadline",   "2s",  NULL};
     int rc = h_run((char *const *)argv, NULL, errf, 60);
     h_mock_stop(&m);
     char *err = h_slurp(errf);
@@ -603,6 +757,25 @@ static void deadline_moves_late_batches_to_sync(void **state)
     free(log);
     free(tasks);
     free(recs);
+}
+
+static void deadline_moves_late_batches_to_sync(void **state)
+{
+    (void)state;
+    deadline_on(NULL);
+}
+
+/* The same on Anthropic (cancelled: canceled results) and Gemini (a cancelled operation). */
+static void deadline_anthropic(void **state)
+{
+    (void)state;
+    deadline_on("anthropic");
+}
+
+static void deadline_gemini(void **state)
+{
+    (void)state;
+    deadline_on("gemini");
 }
 
 /*
@@ -938,6 +1111,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(prices_per_lane),
         cmocka_unit_test(bad_lanes_are_refused),
+        cmocka_unit_test(anthropic_custom_ids),
         cmocka_unit_test(flex_lane),
         cmocka_unit_test(kill9_points),
         cmocka_unit_test(batch_request_errors_retry_then_climb),
@@ -950,6 +1124,14 @@ int main(void)
         cmocka_unit_test(refused_cancel_uses_the_batch),
         cmocka_unit_test(lost_batch_found_past_first_page),
         cmocka_unit_test(absurd_status_code_is_a_failure),
+        cmocka_unit_test(anthropic_batch_matches_sync),
+        cmocka_unit_test(gemini_batch_matches_sync),
+        cmocka_unit_test(batch_request_errors_anthropic),
+        cmocka_unit_test(batch_request_errors_gemini),
+        cmocka_unit_test(kill9_points_anthropic),
+        cmocka_unit_test(kill9_points_gemini),
+        cmocka_unit_test(deadline_anthropic),
+        cmocka_unit_test(deadline_gemini),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -115,12 +115,6 @@ int wk__lanes_tier(wk_tier *tr, const cJSON *t, const char *path, int i, char *e
                        "%s: tiers[%d].lane: model %s is on an anthropic provider, which has no "
                        "flex tier (use \"batch\" or \"sync\")",
                        path, i, tr->model->name);
-    /* Only OpenAI's Batch API is spoken so far (net/batch.c). */
-    if (lane == WK_LANE_BATCH && strcmp(tr->model->provider->api, "openai") != 0)
-        return wk_errf(WK_ECONFIG, err, errlen,
-                       "%s: tiers[%d].lane: \"batch\" is supported on openai providers only so "
-                       "far; model %s is on a %s provider",
-                       path, i, tr->model->name, tr->model->provider->api);
     /* Batches are built per model; a vote across models needs each answer at once. */
     if (lane == WK_LANE_BATCH && tr->nagree > 0)
         return wk_errf(WK_ECONFIG, err, errlen,

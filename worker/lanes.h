@@ -1,6 +1,6 @@
 /*
  * Lanes: how a tier's calls are sent, and what they cost. "sync" is the
- * plain call; "batch" waits in a provider batch (net/batch.h) and "flex"
+ * plain call; "batch" waits in a provider batch (net/batch.c) and "flex"
  * goes to the provider's flex tier (OpenAI service_tier "flex", Gemini's
  * flex setting). Both bill about half the sync price, so every price a call
  * is charged at (cost.h) is the price of the lane it ran on.

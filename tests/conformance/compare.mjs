@@ -32,8 +32,10 @@
 // (OFFICIAL_BATCH, written by batch.test.mjs). The multipart upload is
 // compared part by part (name, filename, content type) and its JSONL line
 // field by field, the line's body with the same rules as the sync request.
-// cascade has no Anthropic or Gemini batch client yet, so those two are
-// checked on the mock's side only (batch.test.mjs).
+// Anthropic's and Gemini's batch creates (worker/net/batch_anthropic.c,
+// batch_gemini.c: one POST with the requests inside) are compared with the
+// first request of the official clients' (@anthropic-ai/sdk
+// messages.batches.create, @google/genai batches.create) field by field.
 
 import { spawn, spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
@@ -89,7 +91,7 @@ const HEADER_RULES = [
   ['accept', (o, s) => (o === '*/*' && s !== undefined
     ? "libcurl's default; the APIs answer JSON whatever Accept says (@google/genai sends */* too)" : null)],
   ['content-length', (o, s, api) => (o !== undefined && s !== undefined
-    ? (api === 'openai-batch' ? 'the body length; the bodies differ where the explained body rows say'
+    ? (api.endsWith('-batch') ? 'the body length; the bodies differ where the explained body rows say'
       : 'the body length; the system text differs (see body rows), so the length does') : null)],
   ['content-type', (o, s, api) => (api === 'openai-batch' && /^multipart\/form-data; boundary=/.test(o ?? '')
     && /^multipart\/form-data; boundary=/.test(s ?? '')
@@ -101,6 +103,10 @@ const SYSTEM_TEXT = { openai: 'messages[0].content', anthropic: 'system', gemini
 
 // The chat request inside a batch line: where the system text sits there.
 SYSTEM_TEXT['openai-batch'] = 'line.body.messages[0].content';
+// Where the one compared request sits in an Anthropic or a Gemini batch create.
+const BATCH_REQ = { 'anthropic-batch': 'requests[0].params', 'gemini-batch': 'batch.inputConfig.requests.requests[0].request' };
+SYSTEM_TEXT['anthropic-batch'] = `${BATCH_REQ['anthropic-batch']}.system`;
+SYSTEM_TEXT['gemini-batch'] = `${BATCH_REQ['gemini-batch']}.systemInstruction.parts[0].text`;
 
 const BODY_RULES = [
   // (api, path, ours, official) -> reason | null
@@ -121,6 +127,19 @@ const BODY_RULES = [
     ? 'multipart/form-data parts are named, not positional (RFC 7578, section 5.2)' : null),
   (api, p, o, s) => (p === SYSTEM_TEXT[api] && o?.type === 'string' && s?.type === 'string'
     ? 'system text is written by task intake (worker/task.c first_messages), not by the task; both are strings in the same place'
+    : null),
+  (api, p, o, s) => (api === 'anthropic-batch' && p === 'requests[0].custom_id' && /^[a-zA-Z0-9_-]{1,61}__1$/.test(o?.value ?? '')
+    && /__1$/.test(s?.value ?? '')
+    ? "TASK__ATTEMPT on both sides, each its own task; cascade escapes the task to Anthropic's [a-zA-Z0-9_-]{1,64} "
+      + '(a byte outside [a-zA-Z0-9_] as - and two hex digits; a task too long as -h and its hash)' : null),
+  (api, p, o, s) => (api === 'gemini-batch' && p === 'batch.inputConfig.requests.requests[0].metadata.key'
+    && /#1$/.test(o?.value ?? '') && /#1$/.test(s?.value ?? '')
+    ? 'TASK#ATTEMPT on both sides, each its own task; metadata is free-form and comes back with its response' : null),
+  (api, p, o, s) => (api === 'gemini-batch' && p === 'batch.displayName' && o?.type === 'string' && s?.type === 'string'
+    ? "cascade's local batch tag (run, number, time), how a batch is found again after a crash; the official side was given a fixed name"
+    : null),
+  (api, p, o, s) => (api === 'gemini-batch' && p === `${BATCH_REQ[api]}.systemInstruction.role` && o === undefined && s?.value === 'user'
+    ? "optional on systemInstruction, as on the sync request; @google/genai fills in 'user' when it wraps a string"
     : null),
   (api, p, o, s) => (api === 'gemini' && p === 'systemInstruction.role' && o === undefined && s?.value === 'user'
     ? "optional on systemInstruction (Content.role may be left unset outside multi-turn contents); @google/genai fills in 'user' when it wraps a string"
@@ -152,7 +171,7 @@ const taskId = (api) => `capture-${api}`;
 const keyEnv = (api) => `CASCADE_CONFORMANCE_${api.toUpperCase()}_KEY`;
 
 function recordings(fixed) {
-  return [...APIS.map(taskId), 'capture-batch'].map((task) => JSON.stringify({ task, model: fixed.model, run: 1,
+  return [...APIS.map(taskId), ...APIS.map((a) => (a === 'openai' ? 'capture-batch' : `capture-batch-${a}`))].map((task) => JSON.stringify({ task, model: fixed.model, run: 1,
     answer: '```python\ndef add(a, b):\n    return a + b\n```\n',
     usage: { prompt_tokens: 40, completion_tokens: 12 } })).join('\n') + '\n';
 }
@@ -267,7 +286,7 @@ function compare(api, ours, off) {
   const fmt = (c) => (c.length ? c.map(([k, v]) => `${k}: ${v}`).join(', ') : undefined);
   const sameCred = fmt(oc) === fmt(sc);
   row('auth header', fmt(oc), fmt(sc), sameCred ? 'same'
-    : api === 'anthropic' && fmt(oc) === 'x-api-key: <redacted>' && fmt(sc) === 'authorization: Bearer <redacted>'
+    : (api === 'anthropic' || api === 'anthropic-batch') && fmt(oc) === 'x-api-key: <redacted>' && fmt(sc) === 'authorization: Bearer <redacted>'
       ? 'the API takes a key in either; x-api-key is the header its API reference and curl examples give for keys '
         + '(for 2026-10-21 too) and the one Anthropic-compatible gateways read; @anthropic-ai/sdk 1.x moved to Bearer'
       : null);
@@ -358,29 +377,31 @@ function compareBatch(ours, off) {
   return rows;
 }
 
-// One task through cascade on a batch-lane OpenAI tier; returns its two batch requests.
-function runBatchCascade(fixed, dir, mockUrl, key) {
-  const d = path.join(dir, 'openai-batch');
+// One task through cascade on a batch-lane tier of `api`; returns what cascade printed.
+function runBatchCascade(api, fixed, dir, mockUrl, key) {
+  const d = path.join(dir, `${api}-batch`);
   const cascades = path.join(d, 'cascades');
   fs.mkdirSync(cascades, { recursive: true });
   const models = {
-    providers: { 'conf-openai': { api: 'openai', base_url: `\${MOCK_URL}${BASE_PATH.openai}`, key_env: keyEnv('openai') } },
-    models: { 'conf-openai-model': { provider: 'conf-openai', id: fixed.model, input_usd_per_mtok: 1,
+    providers: { [`conf-${api}`]: { api, base_url: `\${MOCK_URL}${BASE_PATH[api]}`, key_env: keyEnv(api) } },
+    models: { [`conf-${api}-model`]: { provider: `conf-${api}`, id: fixed.model, input_usd_per_mtok: 1,
       output_usd_per_mtok: 1, context: 100000, max_tokens: fixed.max_tokens } },
   };
   fs.writeFileSync(path.join(cascades, 'models.json'), JSON.stringify(models, null, 2));
-  fs.writeFileSync(path.join(cascades, 'conf.json'), JSON.stringify({ name: 'conf-openai-batch',
+  fs.writeFileSync(path.join(cascades, 'conf.json'), JSON.stringify({ name: `conf-${api}-batch`,
     match: { kind: 'code', language: 'python' }, validators: ['syntax'],
-    tiers: [{ model: 'conf-openai-model', attempts: 1, lane: 'batch' }] }));
+    tiers: [{ model: `conf-${api}-model`, attempts: 1, lane: 'batch' }] }));
   const tasks = path.join(d, 'tasks.jsonl');
-  fs.writeFileSync(tasks, JSON.stringify({ id: BATCH_TASK, kind: 'code', language: 'python', prompt: fixed.user }) + '\n');
-  const env = { ...process.env, MOCK_URL: mockUrl, [keyEnv('openai')]: key };
+  fs.writeFileSync(tasks, JSON.stringify({ id: batchTask(api), kind: 'code', language: 'python', prompt: fixed.user }) + '\n');
+  const env = { ...process.env, MOCK_URL: mockUrl, [keyEnv(api)]: key };
   return spawnSync(CASCADE_BIN, ['run', tasks, '--cascades', cascades, '--retries', '0',
     '--timeout', '20', '--connect-timeout', '5', '--concurrency', '1', '--batch-poll', '0.05', '-q'],
   { env, cwd: d, encoding: 'utf8', timeout: RUN_TIMEOUT_MS, killSignal: 'SIGKILL' });
 }
 
 const BATCH_TASK = 'capture-batch';
+// Anthropic's and Gemini's batch task: its own, so the mock's log tells the runs apart.
+const batchTask = (api) => (api === 'openai' ? BATCH_TASK : `${BATCH_TASK}-${api}`);
 
 function printTable(title, rows) {
   const cols = ['field', 'ours', 'official', 'verdict'];
@@ -420,12 +441,14 @@ async function main() {
       if (res?.status !== 'accepted')
         problems.push(`${api}: our client did not accept the mock's answer: ${r.stdout.trim()}`);
     }
-    const r = runBatchCascade(fixed, tmp, mock.url, keys.openai);
-    outputs['openai-batch'] = `${r.stdout ?? ''}\n${r.stderr ?? ''}`;
-    if (r.error || r.status !== 0)
-      problems.push(`openai-batch: cascade run failed (${r.error?.message ?? `exit ${r.status ?? r.signal}`}):\n${r.stderr}`);
-    else if (JSON.parse(r.stdout.trim().split('\n').pop() || '{}').status !== 'accepted')
-      problems.push(`openai-batch: our batch client did not accept the mock's answer: ${r.stdout.trim()}`);
+    for (const api of APIS) {
+      const r = runBatchCascade(api, fixed, tmp, mock.url, keys[api]);
+      outputs[`${api}-batch`] = `${r.stdout ?? ''}\n${r.stderr ?? ''}`;
+      if (r.error || r.status !== 0)
+        problems.push(`${api}-batch: cascade run failed (${r.error?.message ?? `exit ${r.status ?? r.signal}`}):\n${r.stderr}`);
+      else if (JSON.parse(r.stdout.trim().split('\n').pop() || '{}').status !== 'accepted')
+        problems.push(`${api}-batch: our batch client did not accept the mock's answer: ${r.stdout.trim()}`);
+    }
   } finally {
     if (mock) {
       const code = await stopMock(mock);
@@ -441,7 +464,7 @@ async function main() {
 
   // The keys: never in the clear, in the log or in anything cascade printed.
   const texts = [['the mock log', rawLog],
-    ...[...APIS, 'openai-batch'].map((a) => [`the output of the ${a} run`, outputs[a] ?? ''])];
+    ...[...APIS, ...APIS.map((a) => `${a}-batch`)].map((a) => [`the output of the ${a} run`, outputs[a] ?? ''])];
   for (const [where, text] of texts)
     for (const [api, k] of Object.entries(keys))
       if (text.includes(k)) problems.push(`${api}: our fake key appears unredacted in ${where}`);
@@ -492,6 +515,47 @@ async function main() {
     const rows = compareBatch(ours, officialBatch);
     report['openai-batch'] = rows;
     printTable(`openai batch: cascade vs ${officialBatch.package}`, rows);
+    for (const r of rows) if (r.verdict === 'DIFFERENT') failed = true;
+  }
+
+  // Anthropic and Gemini: one create each, the requests inside; compared with the official
+  // create's first request (the official one carries four, for its own cases).
+  const creates = {
+    // The mock logs no method: the create is the one with requests in its body.
+    anthropic: lines.find((l) => l.path === '/v1/messages/batches'
+      && l.body?.requests?.[0]?.custom_id?.startsWith('capture')),
+    gemini: lines.find((l) => /:batchGenerateContent$/.test(l.path ?? '')
+      && l.body?.batch?.inputConfig?.requests?.requests?.[0]?.metadata?.key === `${batchTask('gemini')}#1`),
+  };
+  let officialAll = null;
+  try {
+    officialAll = JSON.parse(fs.readFileSync(OFFICIAL_BATCH, 'utf8')).clients;
+  } catch { /* reported above */ }
+  for (const api of ['anthropic', 'gemini']) {
+    const name = `${api}-batch`, l = creates[api], off = officialAll?.[api]?.create;
+    if (!l) {
+      problems.push(`${name}: want cascade's batch create in the mock's log, found none`);
+      continue;
+    }
+    if (!off) {
+      problems.push(`${name}: ${OFFICIAL_BATCH} has no ${api} create`);
+      continue;
+    }
+    const ours = { package: `cascade (worker/net/batch_${api}.c)`, method: 'POST', path: l.path,
+      headers: { ...l.headers, ...(l.headers?.host ? { host: l.headers.host.replace(/:\d+$/, ':PORT') } : {}) },
+      body: l.body };
+    ourRequests.clients[name] = ours;
+    const offBody = structuredClone(off.body);
+    if (api === 'anthropic') offBody.requests = offBody.requests.slice(0, 1);
+    else offBody.batch.inputConfig.requests.requests = offBody.batch.inputConfig.requests.requests.slice(0, 1);
+    const want = AUTH[api];
+    const carrying = Object.entries(ours.headers).filter(([, v]) => String(v).includes('<redacted>'));
+    if (carrying.length !== 1 || carrying[0][0] !== want.name || carrying[0][1] !== want.value)
+      problems.push(`${name}: want the key in "${want.name}: ${want.value}" only, got `
+        + `${JSON.stringify(Object.fromEntries(carrying))}`);
+    const rows = compare(name, ours, { ...off, body: offBody });
+    report[name] = rows;
+    printTable(`${api} batch: cascade vs ${officialAll[api].package} (the first request of its create)`, rows);
     for (const r of rows) if (r.verdict === 'DIFFERENT') failed = true;
   }
 

@@ -6,21 +6,24 @@
  * of the dispatcher a batched call is a call whose answer comes late: each
  * request's outcome goes back through wk__call_batched.
  *
- * OpenAI's Batch API (https://platform.openai.com/docs/api-reference/batch):
- * POST /files (purpose=batch, a JSONL of /v1/chat/completions requests whose
- * custom_id is "TASK#ATTEMPT"), POST /batches (completion_window 24h,
- * metadata {"cascade_run": RUN, "cascade_batch": LOCAL}), GET /batches/{id}
- * with a backoff from --batch-poll doubling to 10 min (Retry-After
- * honoured), then GET /files/{id}/content for the output and error files.
+ * How each step is spelled is its provider's batch format (lanes_int.h):
+ * OpenAI's Batch API (batch_openai.c: an uploaded JSONL file, then the
+ * batch), Anthropic's Message Batches (batch_anthropic.c) and Gemini's
+ * batch mode (batch_gemini.c), both one create with the requests inside.
+ * Here is what they share: the journal, the poll with a backoff from
+ * --batch-poll doubling to 10 min (Retry-After honoured), the results
+ * (fetched, or inline in the batch), the cancel, and the lookup.
  *
  * Never paying twice (store/batchj.h): a batch is journaled with its custom
  * ids before the upload, and its ids once they come back. A rerun finds the
  * batches still out and polls them; a call of the rerun whose custom id is
  * in one of them joins it instead of a new batch. A batch journaled but
  * without a batch id (a crash during the submission) is looked for among
- * the provider's batches by its metadata, never blindly sent again; when
- * the provider has none, its requests were never sent and go out anew. A
- * POST /batches that fails is looked for the same way before it is made
+ * the provider's batches by its tag (OpenAI's metadata, Gemini's
+ * displayName) or, Anthropic's having none, by its results' custom ids
+ * once the batches that may be it have ended; never blindly sent again.
+ * When the provider has none, its requests were never sent and go out
+ * anew. A create that fails is looked for the same way before it is made
  * again, as the provider may have made the batch before the error. Once a
  * batch is (or may be) at the provider, no error of ours ends it: a poll,
  * a fetch or a lookup that fails is tried again, backing off to 10 min,
@@ -29,11 +32,11 @@
  */
 #include "lanes_int.h"
 
-#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "calls.h"
@@ -44,14 +47,13 @@
 #define TICK_MS 50
 #define HTTP_TRIES 5 /* failed uploads in a row, or creates the provider has no trace of */
 /*
- * Pages of 100 read when looking for a batch by its metadata. The list is
+ * Pages of 100 read when looking for a lost batch. The list is
  * newest first and the batch was made by this run or the one killed before
  * it, so 5,000 batches made on the account since then is far beyond any
  * real gap; the cap bounds a lookup to 50 GETs when the cursor never ends.
  */
 #define LIST_PAGES_MAX 50
 #define RESULTS_CAP ((size_t)1024 << 20) /* one output file */
-#define CUSTOM_ID_MAX 512
 
 enum {
     B_OPEN,
@@ -59,6 +61,7 @@ enum {
     B_UPLOADING,
     B_CREATING,
     B_LISTING,
+    B_CHECKING,
     B_POLLING,
     B_FETCHING,
     B_CANCELLING,
@@ -81,9 +84,11 @@ typedef struct batch {
     int state;
     breq *v;
     int n, cap;
-    char local[96]; /* run id, "-", a number */
-    char *file_id, *batch_id, *out_file, *err_file;
-    int fetch_step;   /* 0: the output file, 1: the error file */
+    char local[96];    /* run id, "-", a number, "-t", the time it was made (local_tag) */
+    const wk__bfmt *f; /* its provider's format */
+    char *file_id, *batch_id;
+    char *files[2];   /* the results to fetch (OpenAI: the output and the error file) */
+    int fetch_step;   /* the next of files[] */
     int cancelling;   /* --deadline: cancel asked for */
     int cancel_tries; /* cancels that failed */
     long poll_ms;
@@ -92,6 +97,10 @@ typedef struct batch {
     int create_final; /* the last one was refused outright (a 4xx) */
     char *list_after; /* the lookup's cursor: the last id of the page read; NULL: first page */
     int list_pages;   /* pages of the lookup read */
+    int waiting;      /* the lookup saw a batch that may be ours, not ended */
+    char **cands;     /* the lookup's ended batches that may be ours */
+    int ncands, cand; /* how many; the one being checked */
+    int cand_lines, cand_ours; /* its results' lines; those with a custom id of ours */
     int timer_on;
     uv_timer_t timer;
     struct batch *next;
@@ -129,18 +138,19 @@ static void fault_point(const char *where)
 }
 
 static void step(batch *bt);
+static void create(batch *bt);
+static void poll_now(batch *bt);
 static void cancel(batch *bt);
 static void on_tick(uv_timer_t *t);
 static void fail_all(batch *bt, const char *reason, const char *msg);
 
 /* ---- requests ----------------------------------------------------------------- */
 
-static char *custom_id_of(const wk_call *k)
+/* Our tag of a batch: the run, a number, and the time ("-t" SECONDS), as a lookup may need it. */
+static void local_tag(batch *bt)
 {
-    char *id = wk_xasprintf("%s#%d", wk__call_task(k), wk__call_seq(k));
-    if (strlen(id) > CUSTOM_ID_MAX)
-        id[CUSTOM_ID_MAX] = '\0'; /* task ids are capped far below this at intake */
-    return id;
+    snprintf(bt->local, sizeof bt->local, "%s-%u-t%lld", bt->b->run_id, ++bt->b->seq,
+             (long long)time(NULL));
 }
 
 static breq *add_req(batch *bt, wk_call *k, const char *custom_id)
@@ -216,8 +226,7 @@ static int headers(const batch *bt, const char *ctype, char **h)
     int n = 0;
     if (ctype)
         h[n++] = wk_xasprintf("Content-Type: %s", ctype);
-    if (bt->m->provider->key)
-        h[n++] = wk_xasprintf("Authorization: Bearer %s", bt->m->provider->key);
+    n += bt->f->auth(bt->m->provider, h + n);
     h[n++] = wk_xstrdup("Expect:");
     return n;
 }
@@ -229,7 +238,7 @@ static void step_failed(batch *bt, const wk_http_result *res);
 static void request(batch *bt, const char *path, const char *ctype, const char *body, size_t len,
                     int get)
 {
-    char *h[4];
+    char *h[5];
     int nh = headers(bt, ctype, h);
     char *url = wk_xasprintf("%s%s", base_url(bt), path);
     wk_http_opts ho = {.connect_timeout_ms = 10000,
@@ -276,6 +285,8 @@ static const char *doing(int state)
         return "creating";
     case B_LISTING:
         return "looking for it among the provider's batches";
+    case B_CHECKING:
+        return "reading the results of a batch that may be it";
     case B_POLLING:
         return "polling";
     case B_FETCHING:
@@ -292,6 +303,7 @@ static void list_from_start(batch *bt)
     free(bt->list_after);
     bt->list_after = NULL;
     bt->list_pages = 0;
+    bt->waiting = 0;
     bt->state = B_LISTING;
 }
 
@@ -349,7 +361,7 @@ static void step_failed(batch *bt, const wk_http_result *res)
         fprintf(stderr, "cascade: %s; polling it, its answers are used as they come\n", msg);
         later(bt, wait_ms(res, bt->poll_ms < 1000 ? bt->poll_ms : 1000));
         break;
-    default: /* B_LISTING, B_POLLING, B_FETCHING: the same step again, later */
+    default: /* B_LISTING, B_CHECKING, B_POLLING, B_FETCHING: the same step again, later */
         wait = wait_ms(res, bt->poll_ms);
         bt->poll_ms = bt->poll_ms * 2 > POLL_MAX_MS ? POLL_MAX_MS : bt->poll_ms * 2;
         fprintf(stderr, "cascade: %s; again in %.1f s\n", msg, (double)wait / 1000);
@@ -361,68 +373,63 @@ static void step_failed(batch *bt, const wk_http_result *res)
 
 /* ---- the protocol ------------------------------------------------------------- */
 
-static char *jsonl_of(batch *bt, size_t *len)
+/* The batch's requests whose calls are here, as its format builds the submission from them. */
+static void submission(batch *bt, wk__bsub *s)
 {
-    wk_buf b;
-    wk_buf_init(&b, SIZE_MAX / 2);
+    const char **ids = wk_xcalloc((size_t)bt->n + 1, sizeof *ids);
+    const prov_request **reqs = wk_xcalloc((size_t)bt->n + 1, sizeof *reqs);
+    int n = 0;
     for (int i = 0; i < bt->n; i++) {
-        breq *r = &bt->v[i];
-        if (!r->k)
+        if (!bt->v[i].k)
             continue;
-        cJSON *line = cJSON_CreateObject();
-        cJSON_AddStringToObject(line, "custom_id", r->custom_id);
-        cJSON_AddStringToObject(line, "method", "POST");
-        cJSON_AddStringToObject(line, "url", "/v1/chat/completions");
-        const prov_request *q = wk__call_req(r->k);
-        cJSON *body = cJSON_ParseWithLength(q->body, q->body_len);
-        cJSON_AddItemToObject(line, "body", body ? body : cJSON_CreateObject());
-        char *s = cJSON_PrintUnformatted(line);
-        wk_buf_append(&b, s, strlen(s));
-        wk_buf_append(&b, "\n", 1);
-        free(s);
-        cJSON_Delete(line);
+        ids[n] = bt->v[i].custom_id;
+        reqs[n++] = wk__call_req(bt->v[i].k);
     }
-    return wk_buf_detach(&b, len);
+    *s = (wk__bsub){.m = bt->m,
+                    .run_id = bt->b->run_id,
+                    .local = bt->local,
+                    .n = n,
+                    .custom_ids = ids,
+                    .reqs = (const prov_request *const *)reqs};
 }
 
+static void submission_free(wk__bsub *s)
+{
+    free((void *)s->custom_ids);
+    free((void *)s->reqs);
+}
+
+/* The first step of the submission: the upload (OpenAI), or the create itself. */
 static void upload(batch *bt)
 {
-    size_t n;
-    char *jsonl = jsonl_of(bt, &n);
-    static const char bound[] = "cascade-batch-5f1d0c9a";
-    wk_buf b;
-    wk_buf_init(&b, SIZE_MAX / 2);
-    wk_buf_appendf(&b,
-                   "--%s\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n"
-                   "--%s\r\nContent-Disposition: form-data; name=\"file\"; "
-                   "filename=\"%s.jsonl\"\r\nContent-Type: application/jsonl\r\n\r\n",
-                   bound, bound, bt->local);
-    wk_buf_append(&b, jsonl, n);
-    wk_buf_appendf(&b, "\r\n--%s--\r\n", bound);
-    free(jsonl);
+    if (!bt->f->upload || bt->file_id) {
+        create(bt);
+        return;
+    }
+    wk__bsub s;
+    submission(bt, &s);
     size_t len;
-    char *body = wk_buf_detach(&b, &len);
+    const char *path;
     char ctype[96];
-    snprintf(ctype, sizeof ctype, "multipart/form-data; boundary=%s", bound);
+    char *body = bt->f->upload(&s, &len, &path, ctype, sizeof ctype);
+    submission_free(&s);
     bt->state = B_UPLOADING;
-    request(bt, "/files", ctype, body, len, 0);
+    request(bt, path, ctype, body, len, 0);
     free(body);
 }
 
 static void create(batch *bt)
 {
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "input_file_id", bt->file_id);
-    cJSON_AddStringToObject(o, "endpoint", "/v1/chat/completions");
-    cJSON_AddStringToObject(o, "completion_window", "24h");
-    cJSON *md = cJSON_AddObjectToObject(o, "metadata");
-    cJSON_AddStringToObject(md, "cascade_run", bt->b->run_id);
-    cJSON_AddStringToObject(md, "cascade_batch", bt->local);
-    char *s = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
+    wk__bsub s;
+    submission(bt, &s);
+    char *path;
+    size_t len;
+    char *body = bt->f->create(&s, bt->file_id, &path, &len);
+    submission_free(&s);
     bt->state = B_CREATING;
-    request(bt, "/batches", "application/json", s, strlen(s), 0);
-    free(s);
+    request(bt, path, "application/json", body, len, 0);
+    free(body);
+    free(path);
 }
 
 /*
@@ -439,76 +446,54 @@ static void cancel(batch *bt)
                 "cascade: --deadline: cancelling batch %s; its unanswered requests go to "
                 "the sync lane\n",
                 bt->batch_id);
-    char *path = wk_xasprintf("/batches/%s/cancel", bt->batch_id);
+    char *path = bt->f->cancel_path(bt->batch_id);
     request(bt, path, "application/json", "{}", 2, 0);
     free(path);
 }
 
 static void poll_now(batch *bt)
 {
-    char *path = wk_xasprintf("/batches/%s", bt->batch_id);
+    char *path = bt->f->poll_path(bt->batch_id);
     request(bt, path, NULL, NULL, 0, 1);
     free(path);
+}
+
+/* Every request with no outcome once all its results are read: that attempt's failure. */
+static void results_read(batch *bt)
+{
+    bt->state = B_DONE;
+    for (int i = 0; i < bt->n; i++)
+        if (!bt->v[i].have)
+            outcome(bt, bt->v[i].custom_id, 0, NULL, "batch_missing",
+                    "the batch's results have no line for this request");
+    maybe_done(bt);
 }
 
 static void fetch(batch *bt)
 {
-    const char *id = bt->fetch_step == 0 ? bt->out_file : bt->err_file;
-    while (!id && bt->fetch_step < 1) {
+    while (bt->fetch_step < 2 && !bt->files[bt->fetch_step])
         bt->fetch_step++;
-        id = bt->err_file;
-    }
-    if (!id) {
-        /* Every file read: a request with no line in either is that attempt's failure. */
-        bt->state = B_DONE;
-        for (int i = 0; i < bt->n; i++)
-            if (!bt->v[i].have)
-                outcome(bt, bt->v[i].custom_id, 0, NULL, "batch_missing",
-                        "the batch's results have no line for this request");
-        maybe_done(bt);
+    if (bt->fetch_step >= 2) {
+        results_read(bt);
         return;
     }
     bt->state = B_FETCHING;
-    char *path = wk_xasprintf("/files/%s/content", id);
+    char *path = bt->f->fetch_path(bt->batch_id, bt->files[bt->fetch_step]);
     request(bt, path, NULL, NULL, 0, 1);
     free(path);
 }
 
-/* One line of an output or error file: the request's response or its error. */
+/* One line of results: the request's response or its error. */
 static void result_line(batch *bt, const cJSON *line)
 {
-    const char *cid = wk_jstr(line, "custom_id");
-    if (!cid)
-        return;
-    const cJSON *resp = cJSON_GetObjectItemCaseSensitive(line, "response");
-    const cJSON *err = cJSON_GetObjectItemCaseSensitive(line, "error");
-    const cJSON *sc = cJSON_GetObjectItemCaseSensitive(resp, "status_code");
-    const cJSON *body = cJSON_GetObjectItemCaseSensitive(resp, "body");
-    if (cJSON_IsNumber(sc) && body) {
-        /* Checked before the cast: a huge or non-finite double as a long is undefined. */
-        double d = sc->valuedouble;
-        if (!isfinite(d) || d < 100 || d > 599 || d != floor(d)) {
-            outcome(bt, cid, 0, NULL, "batch_bad_response",
-                    "the batch's line has no HTTP status from 100 to 599");
-            return;
-        }
-        char *b = cJSON_PrintUnformatted(body);
-        outcome(bt, cid, (long)d, b, NULL, NULL);
-        free(b);
-        return;
-    }
-    const char *code = wk_jstr(err, "code");
-    const char *msg = wk_jstr(err, "message");
-    char reason[PROV_REASON_MAX];
-    /* OpenAI's codes for these already say batch_ (batch_expired, batch_cancelled). */
-    snprintf(reason, sizeof reason, "%s%s", code && !strncmp(code, "batch_", 6) ? "" : "batch_",
-             code ? code : "error");
-    char *m = wk_escape_ctl(msg ? msg : "no response", strlen(msg ? msg : "no response"), 300);
-    outcome(bt, cid, 0, NULL, reason, m);
-    free(m);
+    wk__bout o;
+    if (bt->f->line(line, &o) == 0)
+        outcome(bt, o.custom_id, o.status, o.body, o.reason[0] ? o.reason : NULL, o.msg);
+    wk__bout_clear(&o);
 }
 
-static void results(batch *bt, const char *body, size_t len)
+/* Calls fn on each JSON line of a JSONL body. */
+static void each_line(const char *body, size_t len, void (*fn)(batch *, const cJSON *), batch *bt)
 {
     const char *p = body, *end = body + len;
     while (p < end) {
@@ -516,94 +501,96 @@ static void results(batch *bt, const char *body, size_t len)
         const char *e = nl ? nl : end;
         cJSON *line = cJSON_ParseWithLength(p, (size_t)(e - p));
         if (line)
-            result_line(bt, line);
+            fn(bt, line);
         cJSON_Delete(line);
         p = e + 1;
     }
 }
 
-/* The batch object of a GET or POST /batches: its status and files. */
+/* The batch object of a poll or a cancel: running, or its results where they are. */
 static void batch_object(batch *bt, const cJSON *o)
 {
-    const char *status = wk_jstr(o, "status");
-    const char *out = wk_jstr(o, "output_file_id"), *err = wk_jstr(o, "error_file_id");
-    if (out && !bt->out_file)
-        bt->out_file = wk_xstrdup(out);
-    if (err && !bt->err_file)
-        bt->err_file = wk_xstrdup(err);
-    if (!status || !strcmp(status, "validating") || !strcmp(status, "in_progress") ||
-        !strcmp(status, "finalizing") || !strcmp(status, "cancelling")) {
+    wk__bobj ob;
+    if (bt->f->object(o, &ob) != 0)
+        ob.phase = WK_BS_RUNNING; /* no batch object: polled again */
+    for (int i = 0; i < 2; i++)
+        if (ob.files[i] && !bt->files[i]) {
+            bt->files[i] = ob.files[i];
+            ob.files[i] = NULL;
+        }
+    switch (ob.phase) {
+    case WK_BS_RUNNING:
         bt->state = B_POLLING;
         if (bt->b->late && !bt->cancelling && bt->cancel_tries < HTTP_TRIES) {
             cancel(bt);
-            return;
+            break;
         }
         if (bt->b->late && bt->poll_ms > 1000)
             bt->poll_ms = 1000; /* what it answered before the cancel is still to be fetched */
         later(bt, bt->poll_ms);
         bt->poll_ms = bt->poll_ms * 2 > POLL_MAX_MS ? POLL_MAX_MS : bt->poll_ms * 2;
-        return;
-    }
-    if (strcmp(status, "completed") != 0 && !out && !err) {
+        break;
+    case WK_BS_FAILED: {
         /* failed, expired or cancelled with nothing done: each request fails alike. */
-        char *msg = wk_xasprintf("batch %s ended %s", bt->batch_id, status);
+        char *msg = wk_xasprintf("batch %s ended %s", bt->batch_id, ob.status);
         char reason[PROV_REASON_MAX];
-        snprintf(reason, sizeof reason, "batch_%s", status);
+        snprintf(reason, sizeof reason, "batch_%s", ob.status);
         fail_all(bt, reason, msg);
         free(msg);
-        return;
+        break;
     }
-    bt->fetch_step = 0;
-    fetch(bt);
+    case WK_BS_INLINE: {
+        fault_point("fetching");
+        const cJSON *line;
+        cJSON_ArrayForEach(line, ob.inline_results)
+        {
+            result_line(bt, line);
+        }
+        results_read(bt);
+        break;
+    }
+    default:
+        bt->fetch_step = 0;
+        fetch(bt);
+        break;
+    }
+    wk__bobj_clear(&ob);
 }
 
-/* A list cursor goes into the query as it is: a batch id of the provider's usual characters. */
-static int cursor_ok(const char *id)
+static void found(batch *bt, const char *id)
 {
-    size_t n = strlen(id);
-    if (n == 0 || n >= WK_BATCH_ID_MAX)
-        return 0;
-    return strspn(id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-") == n;
+    bt->batch_id = wk_xstrdup(id);
+    (void)wk_journal_batch_ids(bt->b->o->journal, bt->local, NULL, id);
+    fprintf(stderr, "cascade: batch %s: found at the provider after %s; polling it\n", id,
+            bt->create_fails ? "a failed create" : "a restart");
+    bt->poll_ms = bt->b->o->batch_poll_ms;
+    bt->state = B_POLLING;
+    poll_now(bt);
 }
 
-/*
- * A page of the provider's batches (newest first): the one tagged with this
- * batch's local id is polled; else the next page is read, up to
- * LIST_PAGES_MAX; else the batch never reached the provider.
- */
-static void listed(batch *bt, const cJSON *list)
+static void cands_clear(batch *bt)
 {
-    const cJSON *o;
-    const char *last = NULL;
-    cJSON_ArrayForEach(o, cJSON_GetObjectItemCaseSensitive(list, "data"))
-    {
-        const cJSON *md = cJSON_GetObjectItemCaseSensitive(o, "metadata");
-        const char *run = wk_jstr(md, "cascade_run"), *local = wk_jstr(md, "cascade_batch");
-        const char *id = wk_jstr(o, "id");
-        if (id && run && local && !strcmp(run, bt->b->run_id) && !strcmp(local, bt->local)) {
-            bt->batch_id = wk_xstrdup(id);
-            (void)wk_journal_batch_ids(bt->b->o->journal, bt->local, NULL, id);
-            fprintf(stderr, "cascade: batch %s: found at the provider after %s; polling it\n", id,
-                    bt->create_fails ? "a failed create" : "a restart");
-            bt->poll_ms = bt->b->o->batch_poll_ms;
-            bt->state = B_POLLING;
-            poll_now(bt);
-            return;
-        }
-        if (id)
-            last = id;
-    }
-    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(list, "has_more"))) {
-        if (++bt->list_pages < LIST_PAGES_MAX && last && cursor_ok(last)) {
-            free(bt->list_after);
-            bt->list_after = wk_xstrdup(last);
-            step(bt); /* the next page */
-            return;
-        }
+    for (int i = 0; i < bt->ncands; i++)
+        free(bt->cands[i]);
+    free(bt->cands);
+    bt->cands = NULL;
+    bt->ncands = bt->cand = 0;
+}
+
+/* The lookup is over and found nothing of ours: made again, or taken as never sent. */
+static void not_found(batch *bt)
+{
+    cands_clear(bt);
+    if (bt->waiting) {
+        /* A batch that may be ours is running: looked at again once it may have ended. */
         fprintf(stderr,
-                "cascade: batch %s: not among the provider's %d most recent batches; taken as "
-                "never sent\n",
-                bt->local, bt->list_pages * 100);
+                "cascade: batch %s: a batch at the provider may be this one; waiting for it to "
+                "end to compare its requests\n",
+                bt->local);
+        list_from_start(bt);
+        later(bt, bt->poll_ms);
+        bt->poll_ms = bt->poll_ms * 2 > POLL_MAX_MS ? POLL_MAX_MS : bt->poll_ms * 2;
+        return;
     }
     if (bt->create_fails) {
         /* This run's create failed and the provider has no such batch. */
@@ -619,7 +606,9 @@ static void listed(batch *bt, const cJSON *list)
     /* Never reached the provider: its requests go out again in a new batch. */
     (void)wk_journal_batch_state(bt->b->o->journal, bt->local, WK_JB_NOT_SENT);
     bt->state = B_OPEN;
-    snprintf(bt->local, sizeof bt->local, "%s-%u", bt->b->run_id, ++bt->b->seq);
+    local_tag(bt);
+    free(bt->file_id);
+    bt->file_id = NULL;
     for (int i = 0; i < bt->n; i++)
         if (!bt->v[i].k) { /* its call has not come: it joins when it does */
             free(bt->v[i].custom_id);
@@ -628,6 +617,90 @@ static void listed(batch *bt, const cJSON *list)
         }
     later(bt, bt->b->o->batch_linger_ms);
     uv_timer_start(&bt->b->tick, on_tick, TICK_MS, TICK_MS); /* and sent when nothing can join */
+}
+
+/* The next candidate's results are read (Anthropic: a batch is known by its requests). */
+static void check_next(batch *bt)
+{
+    if (bt->cand >= bt->ncands) {
+        not_found(bt);
+        return;
+    }
+    bt->state = B_CHECKING;
+    bt->cand_lines = bt->cand_ours = 0;
+    char *path = bt->f->fetch_path(bt->cands[bt->cand], NULL);
+    request(bt, path, NULL, NULL, 0, 1);
+    free(path);
+}
+
+static void check_line(batch *bt, const cJSON *line)
+{
+    wk__bout o;
+    if (bt->f->line(line, &o) == 0) {
+        bt->cand_lines++;
+        for (int i = 0; i < bt->n; i++)
+            if (!strcmp(bt->v[i].custom_id, o.custom_id)) {
+                bt->cand_ours++;
+                break;
+            }
+    }
+    wk__bout_clear(&o);
+}
+
+/* A candidate's results: ours when they hold exactly this batch's custom ids. */
+static void checked(batch *bt, const char *body, size_t len)
+{
+    each_line(body, len, check_line, bt);
+    if (bt->cand_lines == bt->n && bt->cand_ours == bt->n) {
+        char *id = wk_xstrdup(bt->cands[bt->cand]);
+        cands_clear(bt);
+        found(bt, id);
+        free(id);
+        return;
+    }
+    bt->cand++;
+    check_next(bt);
+}
+
+/*
+ * A page of the provider's batches (newest first): the one its format
+ * knows as ours is polled; else the next page is read, up to
+ * LIST_PAGES_MAX; then the candidates' results are compared; else the batch
+ * never reached the provider.
+ */
+static void listed(batch *bt, const cJSON *page)
+{
+    wk__blist l;
+    bt->f->list(page, bt->b->run_id, bt->local, bt->n, &l);
+    if (l.found) {
+        cands_clear(bt);
+        found(bt, l.found);
+        wk__blist_clear(&l);
+        return;
+    }
+    bt->waiting |= l.waiting;
+    for (int i = 0; i < l.ncands; i++) {
+        bt->cands = wk_xrealloc(bt->cands, (size_t)(bt->ncands + 1) * sizeof *bt->cands);
+        bt->cands[bt->ncands++] = l.cands[i];
+        l.cands[i] = NULL;
+    }
+    if (l.next) {
+        if (++bt->list_pages < LIST_PAGES_MAX) {
+            free(bt->list_after);
+            bt->list_after = l.next;
+            l.next = NULL;
+            wk__blist_clear(&l);
+            step(bt); /* the next page */
+            return;
+        }
+        fprintf(stderr,
+                "cascade: batch %s: not among the provider's %d most recent batches; taken as "
+                "never sent\n",
+                bt->local, bt->list_pages * 100);
+    }
+    wk__blist_clear(&l);
+    bt->cand = 0;
+    check_next(bt);
 }
 
 static void on_http(void *arg, const wk_http_result *res)
@@ -641,39 +714,43 @@ static void on_http(void *arg, const wk_http_result *res)
     bt->tries = 0;
     if (bt->state == B_FETCHING) {
         fault_point("fetching");
-        results(bt, res->body, res->body_len);
+        each_line(res->body, res->body_len, result_line, bt);
         bt->fetch_step++;
-        if (bt->fetch_step == 1 && !bt->err_file)
-            bt->fetch_step++;
-        if (bt->fetch_step > 1) {
-            free(bt->out_file);
-            free(bt->err_file);
-            bt->out_file = bt->err_file = NULL;
-        }
+        if (bt->fetch_step > 1)
+            for (int i = 0; i < 2; i++) {
+                free(bt->files[i]);
+                bt->files[i] = NULL;
+            }
         fetch(bt);
         return;
     }
+    if (bt->state == B_CHECKING) {
+        checked(bt, res->body, res->body_len);
+        return;
+    }
     cJSON *j = cJSON_ParseWithLength(res->body, res->body_len);
-    const char *id = wk_jstr(j, "id");
+    char *id = NULL;
     switch (bt->state) {
     case B_UPLOADING:
-        if (!id) {
+        if (!(id = bt->f->created_id(j))) {
             step_failed(bt, res); /* a 2xx without a file id */
             break;
         }
-        bt->file_id = wk_xstrdup(id);
-        (void)wk_journal_batch_ids(bt->b->o->journal, bt->local, id, NULL);
+        bt->file_id = id;
+        id = NULL;
+        (void)wk_journal_batch_ids(bt->b->o->journal, bt->local, bt->file_id, NULL);
         create(bt);
         break;
     case B_CREATING:
-        if (!id) {
+        if (!(id = bt->f->created_id(j))) {
             step_failed(bt, res); /* a 2xx without a batch id: looked for */
             break;
         }
         fault_point("after_create");
-        bt->batch_id = wk_xstrdup(id);
+        bt->batch_id = id;
+        id = NULL;
         /* The id, journaled: a rerun polls this batch instead of sending its requests again. */
-        (void)wk_journal_batch_ids(bt->b->o->journal, bt->local, NULL, id);
+        (void)wk_journal_batch_ids(bt->b->o->journal, bt->local, NULL, bt->batch_id);
         bt->poll_ms = bt->b->o->batch_poll_ms;
         bt->state = B_POLLING;
         later(bt, bt->poll_ms);
@@ -693,6 +770,7 @@ static void on_http(void *arg, const wk_http_result *res)
     default:
         break;
     }
+    free(id);
     cJSON_Delete(j);
 }
 
@@ -739,12 +817,14 @@ static void step(batch *bt)
         create(bt);
         break;
     case B_LISTING: {
-        char *path = bt->list_after ? wk_xasprintf("/batches?limit=100&after=%s", bt->list_after)
-                                    : wk_xstrdup("/batches?limit=100");
+        char *path = bt->f->list_path(bt->list_after);
         request(bt, path, NULL, NULL, 0, 1);
         free(path);
         break;
     }
+    case B_CHECKING:
+        check_next(bt); /* the same candidate again */
+        break;
     case B_POLLING:
         poll_now(bt);
         break;
@@ -787,7 +867,8 @@ static batch *new_batch(wk__batcher *b, const wk_model *m)
     bt->m = m;
     bt->state = B_OPEN;
     bt->poll_ms = b->o->batch_poll_ms;
-    snprintf(bt->local, sizeof bt->local, "%s-%u", b->run_id, ++b->seq);
+    bt->f = wk__bfmt_of(m->provider->api);
+    local_tag(bt);
     uv_timer_init(b->loop, &bt->timer);
     bt->timer.data = bt;
     bt->next = b->list;
@@ -853,8 +934,8 @@ void wk__batcher_add(wk__batcher *b, wk_call *k)
         return;
     }
     b->ncalls++;
-    char *cid = custom_id_of(k);
     const wk_model *m = wk__call_dep(k);
+    char *cid = wk__bfmt_of(m->provider->api)->custom_id(wk__call_task(k), wk__call_seq(k));
     /* A request a rerun found in a batch already out joins it (its outcome may be in). */
     for (batch *bt = b->list; bt; bt = bt->next) {
         if (bt->state == B_OPEN || bt->state == B_JOURNALING)
@@ -961,9 +1042,12 @@ static void batch_closed(uv_handle_t *h)
     free(bt->v);
     free(bt->file_id);
     free(bt->batch_id);
-    free(bt->out_file);
-    free(bt->err_file);
+    free(bt->files[0]);
+    free(bt->files[1]);
     free(bt->list_after);
+    for (int i = 0; i < bt->ncands; i++)
+        free(bt->cands[i]);
+    free(bt->cands);
     free(bt);
 }
 
@@ -989,4 +1073,55 @@ void wk__batcher_free(wk__batcher *b)
     uv_timer_stop(&b->deadline);
     uv_close((uv_handle_t *)&b->tick, batcher_closed);
     uv_close((uv_handle_t *)&b->deadline, batcher_closed);
+}
+
+/* ---- what the formats share --------------------------------------------------- */
+
+const wk__bfmt *wk__bfmt_of(const char *api)
+{
+    if (!strcmp(api, "anthropic"))
+        return &wk__bfmt_anthropic;
+    if (!strcmp(api, "gemini"))
+        return &wk__bfmt_gemini;
+    return &wk__bfmt_openai; /* the openai api: OpenAI and what speaks its Batch API */
+}
+
+void wk__bobj_clear(wk__bobj *o)
+{
+    free(o->files[0]);
+    free(o->files[1]);
+    o->files[0] = o->files[1] = NULL;
+}
+
+void wk__bout_clear(wk__bout *o)
+{
+    free(o->body);
+    free(o->msg);
+    o->body = o->msg = NULL;
+}
+
+void wk__blist_clear(wk__blist *l)
+{
+    free(l->found);
+    for (int i = 0; i < l->ncands; i++)
+        free(l->cands[i]);
+    free(l->cands);
+    free(l->next);
+    memset(l, 0, sizeof *l);
+}
+
+int wk__bid_ok(const char *id, int slash)
+{
+    size_t n = strlen(id);
+    if (n == 0 || n >= WK_BATCH_ID_MAX || id[0] == '/' || id[n - 1] == '/' || strstr(id, "//"))
+        return 0;
+    return strspn(id, slash ? "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-/"
+                            : "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-") ==
+           n;
+}
+
+cJSON *wk__breq_body(const prov_request *q)
+{
+    cJSON *body = cJSON_ParseWithLength(q->body, q->body_len);
+    return body ? body : cJSON_CreateObject();
 }

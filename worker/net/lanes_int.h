@@ -39,6 +39,94 @@ void wk__batcher_add(wk__batcher *b, struct wk_call *k);
 /* Calls in batches. */
 int wk__batcher_calls(const wk__batcher *b);
 
+/*
+ * ---- a batch format (batch_openai.c, batch_anthropic.c, batch_gemini.c) ----
+ *
+ * batch.c runs the life of a batch (journal, submit, poll, fetch, cancel,
+ * look for a lost one) the same for every provider; a format says how each
+ * step is spelled on its API. Paths are relative to the provider's base_url.
+ */
+
+/* The requests of one batch, as a format builds its submission from them. */
+typedef struct wk__bsub {
+    const wk_model *m;
+    const char *run_id, *local; /* our tags of the batch */
+    int n;
+    const char *const *custom_ids;
+    const prov_request *const *reqs; /* each as the sync lane would send it */
+} wk__bsub;
+
+enum {
+    WK_BS_RUNNING, /* not ended: polled again */
+    WK_BS_FETCH,   /* ended: its results are at files[0] and files[1] (either may be NULL) */
+    WK_BS_INLINE,  /* ended with its results in the object (`inline_results`) */
+    WK_BS_FAILED,  /* ended with no result: each request fails as batch_<status> */
+};
+
+/* A batch object (a poll's answer) in common words; files owned, inline_results borrowed. */
+typedef struct wk__bobj {
+    int phase;
+    char status[24]; /* the provider's word for it, for messages and reasons (batch_WORD) */
+    char *files[2];
+    const cJSON *inline_results; /* an array of result lines for `line` */
+} wk__bobj;
+
+/* One request's outcome from a results line; body and msg owned, custom_id borrowed. */
+typedef struct wk__bout {
+    const char *custom_id;
+    long status; /* an HTTP status with body; 0: no response, see reason */
+    char *body;
+    char reason[PROV_REASON_MAX];
+    char *msg;
+} wk__bout;
+
+/* One page of the provider's batches, read when looking for a lost batch; all owned. */
+typedef struct wk__blist {
+    char *found;  /* the batch tagged as ours */
+    char **cands; /* ended batches that may be ours: their results' custom ids tell */
+    int ncands;
+    int waiting; /* a batch that may be ours has not ended: the lookup waits for it */
+    char *next;  /* the next page's cursor; NULL: no page after this one */
+} wk__blist;
+
+typedef struct wk__bfmt {
+    const char *api;
+    /* The custom id of attempt seq of task (owned); the same in every run. */
+    char *(*custom_id)(const char *task, int seq);
+    /* The auth headers (owned) into h, at most 2; their count. */
+    int (*auth)(const wk_provider *pv, char **h);
+    /* NULL: the requests go in the create. Else the upload's body (owned), path and type. */
+    char *(*upload)(const wk__bsub *s, size_t *len, const char **path, char *ctype, size_t ctcap);
+    /* The create's body (owned) and path (owned); file_id is the upload's, or NULL. */
+    char *(*create)(const wk__bsub *s, const char *file_id, char **path, size_t *len);
+    /* The batch id in a create's answer (owned), NULL when there is none fit for a path. */
+    char *(*created_id)(const cJSON *o);
+    /* Paths (owned): a poll, a cancel, a results file (file NULL: the batch's results). */
+    char *(*poll_path)(const char *id);
+    char *(*cancel_path)(const char *id);
+    char *(*fetch_path)(const char *id, const char *file);
+    /* A poll's (or a cancel's) answer. 0, or WK_EPARSE when it is no batch object. */
+    int (*object)(const cJSON *o, wk__bobj *out);
+    /* One results line; 0 when it names a custom id, else WK_EPARSE (skipped). */
+    int (*line)(const cJSON *line, wk__bout *out);
+    /* The list's path (owned) from a cursor (NULL: the first page). */
+    char *(*list_path)(const char *cursor);
+    /* A list page, looking for batch `local` of run_id with n requests. */
+    void (*list)(const cJSON *page, const char *run_id, const char *local, int n, wk__blist *out);
+} wk__bfmt;
+
+extern const wk__bfmt wk__bfmt_openai, wk__bfmt_anthropic, wk__bfmt_gemini;
+/* The format of an api ("openai", "anthropic", "gemini"), or NULL. */
+const wk__bfmt *wk__bfmt_of(const char *api);
+/* Helpers the formats share (batch.c). */
+void wk__bobj_clear(wk__bobj *o);
+void wk__bout_clear(wk__bout *o);
+void wk__blist_clear(wk__blist *l);
+/* 1 when id is fit for a URL path or query: [A-Za-z0-9_-] and '/' inside, under WK_BATCH_ID_MAX. */
+int wk__bid_ok(const char *id, int slash);
+/* The body of a built request as JSON (owned; an empty object when it does not parse). */
+cJSON *wk__breq_body(const prov_request *q);
+
 /* calls.c, for batch.c: what a call sends, and its outcome. */
 const wk_model *wk__call_dep(const struct wk_call *k);
 const prov_request *wk__call_req(const struct wk_call *k);

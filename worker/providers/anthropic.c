@@ -10,16 +10,13 @@
 #include "prov.h"
 #include "lib/util.h"
 
-/* The version the official SDK sends (checked by make conformance). */
-#define ANTHROPIC_VERSION "2026-10-21"
-
 static int anthropic_build(const wk_model *m, const char *task_id, const cJSON *messages,
                            prov_request *out)
 {
     memset(out, 0, sizeof *out);
     out->url = wk_xasprintf("%s/messages", m->provider->base_url);
     prov__base_headers(out, task_id);
-    out->headers[out->nheaders++] = wk_xstrdup("anthropic-version: " ANTHROPIC_VERSION);
+    out->headers[out->nheaders++] = wk_xstrdup("anthropic-version: " PROV_ANTHROPIC_VERSION);
     if (m->provider->key)
         out->headers[out->nheaders++] = wk_xasprintf("x-api-key: %s", m->provider->key);
 

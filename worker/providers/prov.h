@@ -12,6 +12,8 @@
 #include "worker/config.h"
 
 #define PROV_HEADERS_MAX 8
+/* The anthropic-version the official SDK sends (checked by make conformance). */
+#define PROV_ANTHROPIC_VERSION "2026-10-21"
 
 typedef struct prov_request {
     char *url;                       /* owned */
