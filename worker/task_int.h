@@ -82,8 +82,9 @@ struct wk_task {
     double *logprobs;    /* per byte of logprobs_text: the logprob of the token holding it */
     /*
      * An agree tier asks its listed models in parallel: one call each, all in
-     * flight at once (the round); their outcomes wait in held, by the model's
-     * place in the list, until the last is in, then are voted in that order.
+     * flight at once (the round); their outcomes wait in call[k].held, k the
+     * model's place in the list, until the last is in, then are voted in
+     * that order.
      */
     int inflight;  /* calls of the round not yet back */
     int call_vote; /* the vote index of the single call in flight */
