@@ -194,24 +194,64 @@ void wk_buf_release(wk_buf *b)
     b->alloc = 0;
 }
 
+/*
+ * Length of the well-formed UTF-8 sequence at s[0..n) (RFC 3629: no
+ * overlongs, no surrogates, nothing past U+10FFFF) with its code point, or 0.
+ */
+static size_t utf8_seq(const unsigned char *s, size_t n, unsigned *cp)
+{
+    size_t len = s[0] >= 0xf0 ? 4 : s[0] >= 0xe0 ? 3 : s[0] >= 0xc2 ? 2 : 0;
+    if (len == 0 || s[0] > 0xf4 || len > n)
+        return 0;
+    unsigned c = s[0] & (0x7f >> len);
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        c = c << 6 | (s[i] & 0x3f);
+    }
+    if ((len == 3 && (c < 0x800 || (c >= 0xd800 && c <= 0xdfff))) ||
+        (len == 4 && (c < 0x10000 || c > 0x10ffff)))
+        return 0;
+    *cp = c;
+    return len;
+}
+
+/*
+ * Code points a terminal acts on or a reader is misled by: the C1 controls
+ * (U+009B is CSI on terminals that honour 8-bit controls), the line and
+ * paragraph separators, and the bidirectional overrides and isolates that
+ * reorder what a reviewer sees ("Trojan Source", CVE-2021-42574).
+ */
+static int hidden_cp(unsigned c)
+{
+    return (c >= 0x80 && c <= 0x9f) || c == 0x2028 || c == 0x2029 ||
+           (c >= 0x202a && c <= 0x202e) || (c >= 0x2066 && c <= 0x2069) || c == 0x200e ||
+           c == 0x200f || c == 0x061c;
+}
+
 char *wk_escape_ctl(const char *s, size_t n, size_t max)
 {
     wk_buf b;
-    /* Worst case 4 output bytes per input byte, plus the ellipsis. */
     size_t take = n < max ? n : max;
+    /* Worst case 4 output bytes per input byte, plus the ellipsis. */
     wk_buf_init(&b, take * 4 + 8);
-    for (size_t i = 0; i < take; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '\n')
+    for (size_t i = 0; i < take;) {
+        const unsigned char *c = (const unsigned char *)s + i;
+        unsigned cp = 0;
+        size_t len = *c < 0x80 ? 1 : utf8_seq(c, take - i, &cp);
+        if (*c == '\n')
             wk_buf_append(&b, "\\n", 2);
-        else if (c == '\t')
+        else if (*c == '\t')
             wk_buf_append(&b, "\\t", 2);
-        else if (c == '\r')
+        else if (*c == '\r')
             wk_buf_append(&b, "\\r", 2);
-        else if (c < 0x20 || c == 0x7f)
-            wk_buf_appendf(&b, "\\x%02x", c);
+        else if (*c < 0x20 || *c == 0x7f || len == 0)
+            wk_buf_appendf(&b, "\\x%02x", *c); /* a control, or a byte of no character */
+        else if (len > 1 && hidden_cp(cp))
+            wk_buf_appendf(&b, "\\u%04x", cp);
         else
-            wk_buf_append(&b, &s[i], 1);
+            wk_buf_append(&b, (const char *)c, len);
+        i += len ? len : 1;
     }
     if (take < n)
         wk_buf_append(&b, "...", 3);

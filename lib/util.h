@@ -64,8 +64,11 @@ void wk_buf_release(wk_buf *b); /* frees memory */
 
 /*
  * Copy of `s` (length n) safe for a terminal or a one-line log: control
- * characters and DEL become \n, \t, \xNN; at most `max` input bytes are taken
- * and "..." marks the cut. Caller frees.
+ * characters and DEL become \n, \t, \xNN, bytes that are not well-formed
+ * UTF-8 \xNN, and the C1 controls, line separators and bidi overrides
+ * \uNNNN; other UTF-8 passes as it is. At most `max` input bytes are taken
+ * (a character cut there is escaped byte by byte) and "..." marks the cut.
+ * Caller frees.
  */
 char *wk_escape_ctl(const char *s, size_t n, size_t max);
 

@@ -114,6 +114,39 @@ static void test_buf_append_html(void **state)
     wk_buf_release(&b);
 }
 
+/*
+ * Text for a terminal: C0 controls, C1 controls as UTF-8 (U+009B is CSI on
+ * terminals that take 8-bit controls), bidi overrides and bytes of no
+ * character are escaped; other UTF-8 passes whole, and the cut never leaves
+ * half a character.
+ */
+static void test_escape_ctl(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in, *out;
+    } cases[] = {
+        {"plain \xc3\xa9t\xc3\xa9 \xe2\x82\xac \xf0\x9f\x99\x82", "plain \xc3\xa9t\xc3\xa9 \xe2\x82\xac \xf0\x9f\x99\x82"},
+        {"a\x1b[2Jb\n\t\r\x7f", "a\\x1b[2Jb\\n\\t\\r\\x7f"},
+        {"csi \xc2\x9b" "31m", "csi \\u009b31m"},
+        {"raw \x9b" "31m", "raw \\x9b31m"},
+        {"if ok \xe2\x80\xae gnirts \xe2\x81\xa6", "if ok \\u202e gnirts \\u2066"},
+        {"sep\xe2\x80\xa8x", "sep\\u2028x"},
+        {"overlong \xc0\xaf \xe0\x80\xaf", "overlong \\xc0\\xaf \\xe0\\x80\\xaf"},
+        {"surrogate \xed\xa0\x80", "surrogate \\xed\\xa0\\x80"},
+        {"short \xe2\x82", "short \\xe2\\x82"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *got = wk_escape_ctl(cases[i].in, strlen(cases[i].in), 1000);
+        assert_string_equal(got, cases[i].out);
+        free(got);
+    }
+    /* A cut inside a character escapes its bytes; the ellipsis marks it. */
+    char *got = wk_escape_ctl("ab\xe2\x82\xac", 5, 4);
+    assert_string_equal(got, "ab\\xe2\\x82...");
+    free(got);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -121,6 +154,7 @@ int main(void)
         cmocka_unit_test(test_strset_long),
         cmocka_unit_test(test_json_print),
         cmocka_unit_test(test_buf_append_html),
+        cmocka_unit_test(test_escape_ctl),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
