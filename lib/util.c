@@ -224,9 +224,8 @@ static size_t utf8_seq(const unsigned char *s, size_t n, unsigned *cp)
  */
 static int hidden_cp(unsigned c)
 {
-    return (c >= 0x80 && c <= 0x9f) || c == 0x2028 || c == 0x2029 ||
-           (c >= 0x202a && c <= 0x202e) || (c >= 0x2066 && c <= 0x2069) || c == 0x200e ||
-           c == 0x200f || c == 0x061c;
+    return (c >= 0x80 && c <= 0x9f) || c == 0x2028 || c == 0x2029 || (c >= 0x202a && c <= 0x202e) ||
+           (c >= 0x2066 && c <= 0x2069) || c == 0x200e || c == 0x200f || c == 0x061c;
 }
 
 char *wk_escape_ctl(const char *s, size_t n, size_t max)

@@ -126,10 +126,15 @@ static void test_escape_ctl(void **state)
     static const struct {
         const char *in, *out;
     } cases[] = {
-        {"plain \xc3\xa9t\xc3\xa9 \xe2\x82\xac \xf0\x9f\x99\x82", "plain \xc3\xa9t\xc3\xa9 \xe2\x82\xac \xf0\x9f\x99\x82"},
+        {"plain \xc3\xa9t\xc3\xa9 \xe2\x82\xac \xf0\x9f\x99\x82",
+         "plain \xc3\xa9t\xc3\xa9 \xe2\x82\xac \xf0\x9f\x99\x82"},
         {"a\x1b[2Jb\n\t\r\x7f", "a\\x1b[2Jb\\n\\t\\r\\x7f"},
-        {"csi \xc2\x9b" "31m", "csi \\u009b31m"},
-        {"raw \x9b" "31m", "raw \\x9b31m"},
+        {"csi \xc2\x9b"
+         "31m",
+         "csi \\u009b31m"},
+        {"raw \x9b"
+         "31m",
+         "raw \\x9b31m"},
         {"if ok \xe2\x80\xae gnirts \xe2\x81\xa6", "if ok \\u202e gnirts \\u2066"},
         {"sep\xe2\x80\xa8x", "sep\\u2028x"},
         {"overlong \xc0\xaf \xe0\x80\xaf", "overlong \\xc0\\xaf \\xe0\\x80\\xaf"},
@@ -150,10 +155,8 @@ static void test_escape_ctl(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_strset_many),
-        cmocka_unit_test(test_strset_long),
-        cmocka_unit_test(test_json_print),
-        cmocka_unit_test(test_buf_append_html),
+        cmocka_unit_test(test_strset_many), cmocka_unit_test(test_strset_long),
+        cmocka_unit_test(test_json_print),  cmocka_unit_test(test_buf_append_html),
         cmocka_unit_test(test_escape_ctl),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
