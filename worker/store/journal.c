@@ -89,6 +89,7 @@ struct wk_journal {
     long commits;
     char *path;
     int lock_fd; /* flock(LOCK_EX) on the database file while it is open */
+    int fresh;   /* it held no task and no attempt when opened (wk_journal_fresh) */
     /* Set by the first failed write or commit; the journal writes nothing after it. */
     char *error;
 };
@@ -322,6 +323,14 @@ int wk_journal_open(uv_loop_t *loop, const char *path, wk_journal **out, char *e
             snprintf(err, errlen, "journal %s: %s", path, sqlite3_errmsg(j->db));
             goto cleanup;
         }
+    sqlite3_stmt *e = NULL;
+    if (sqlite3_prepare_v2(j->db,
+                           "SELECT NOT EXISTS(SELECT 1 FROM tasks) AND "
+                           "NOT EXISTS(SELECT 1 FROM attempts)",
+                           -1, &e, NULL) == SQLITE_OK &&
+        sqlite3_step(e) == SQLITE_ROW)
+        j->fresh = sqlite3_column_int(e, 0);
+    sqlite3_finalize(e);
     uv_check_init(loop, &j->check);
     j->check.data = j;
     uv_idle_init(loop, &j->wake);
@@ -594,6 +603,11 @@ void wk_journal_attempts_free(wk_jattempt *a, int n)
         val_verdict_clear(&a[i].verdict);
     }
     free(a);
+}
+
+int wk_journal_fresh(const wk_journal *j)
+{
+    return j && j->fresh;
 }
 
 const char *wk_journal_error(const wk_journal *j)
