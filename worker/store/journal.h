@@ -90,6 +90,9 @@ void wk_journal_attempts_free(wk_jattempt *a, int n);
  * The writers add a row to the open transaction. Each returns 0 (or 0 with
  * no journal), or WK_EIO once the journal has failed: the row is not there,
  * and neither is anything else of the transaction it would have joined.
+ * RECEIVED may be written late, within the same transaction (joined with its
+ * VERDICT when that comes first): a failed write of it is reported by the
+ * next write, read or commit, before any side effect runs.
  */
 int wk_journal_sent(wk_journal *j, const char *id, int seq, const char *model);
 int wk_journal_received(wk_journal *j, const char *id, int seq, const char *text,
