@@ -71,8 +71,8 @@ static void vote_reset(wk_task *t)
     t->asked = 0;
     t->inflight = 0;
     t->call_vote = 0;
-    for (int i = 0; i < WK_AGREE_MAX; i++)
-        wk__held_clear(&t->held[i]);
+    for (int i = 0; i < t->ncalls; i++)
+        wk__held_clear(&t->call[i].held);
     cJSON_Delete(t->votes);
     t->votes = NULL;
     cJSON_Delete(t->pending);
@@ -362,7 +362,7 @@ static void push_call(wk_task *t, const wk_model *m, int vote, int n, wk_actions
     wk_action *a = push(out, WK_ACT_CALL);
     a->model = m;
     /* Only what the task's data class may reach; the tier's admission checked there is one. */
-    wk_deployments *d = &t->deps[vote >= 0 && vote < WK_AGREE_MAX ? vote : 0];
+    wk_deployments *d = &t->call[vote >= 0 && vote < t->ncalls ? vote : 0].deps;
     wk_policy_deployments(&t->cascade->policy, t->data_class, m, d);
     a->deps = d;
     a->logprobs = tr->confidence == WK_CONF_LOGPROBS;
@@ -384,7 +384,7 @@ static void call_or_stop(wk_task *t, wk_actions *out)
     if (tier_rounds(tr) && t->asked == 0) {
         /* A round: every listed model at once, each for all its samples. */
         for (int k = 0; k < tr->nagree; k++)
-            wk__held_clear(&t->held[k]);
+            wk__held_clear(&t->call[k].held);
         t->inflight = tr->nagree;
         for (int k = 0; k < tr->nagree; k++)
             push_call(t, tr->agree[k], k, per, out);
@@ -749,7 +749,7 @@ static void vote(wk_task *t, const val_verdict *v, int64_t now, wk_actions *out)
  */
 static void take_held(wk_task *t, int k, int64_t now, wk_actions *out)
 {
-    wk__held *h = &t->held[k];
+    wk__held *h = &t->call[k].held;
     t->cur = h->attempt;
     t->answers++;
     free(t->answer);
@@ -774,9 +774,9 @@ static void take_held(wk_task *t, int k, int64_t now, wk_actions *out)
 static int hold(wk_task *t, const wk_event *ev)
 {
     const wk_tier *tr = &t->cascade->tiers[t->tier];
-    if (ev->vote < 0 || ev->vote >= tr->nagree || t->held[ev->vote].in)
+    if (ev->vote < 0 || ev->vote >= tr->nagree || t->call[ev->vote].held.in)
         return 0; /* not a call of this round */
-    wk__held *h = &t->held[ev->vote];
+    wk__held *h = &t->call[ev->vote].held;
     h->in = 1;
     h->ev = *ev;
     h->ev.text = ev->text ? wk_xstrdup(ev->text) : NULL;
@@ -801,7 +801,7 @@ static void round_done(wk_task *t, int64_t now, wk_actions *out)
 {
     const wk_tier *tr = &t->cascade->tiers[t->tier];
     for (int k = 0; k < tr->nagree; k++) {
-        wk__held *h = &t->held[k];
+        wk__held *h = &t->call[k].held;
         if (h->refused || h->ev.budget_denied)
             continue; /* not sent (again): nothing to list */
         t->asked = k * per_model(tr);
@@ -819,7 +819,7 @@ static void round_done(wk_task *t, int64_t now, wk_actions *out)
     }
     t->asked = 0;
     for (int k = 0; k < tr->nagree; k++) {
-        wk__held *h = &t->held[k];
+        wk__held *h = &t->call[k].held;
         if (h->ev.kind == WK_EV_RESPONSE)
             continue;
         /* on_failure clears the round: what it reads of it is copied first. */
@@ -910,7 +910,7 @@ static void vote(wk_task *t, const val_verdict *v, int64_t now, wk_actions *out)
         return;
     }
     if (t->asked < need && tier_rounds(tr) && t->asked % per_model(tr) == 0 &&
-        t->held[t->asked / per_model(tr)].in) {
+        t->call[t->asked / per_model(tr)].held.in) {
         take_held(t, t->asked / per_model(tr), now, out); /* the next model's, already in */
         return;
     }
@@ -1000,7 +1000,7 @@ static void lost_in_round(wk_task *t, const wk_event *ev, wk_actions *out)
 {
     const wk_tier *tr = &t->cascade->tiers[t->tier];
     int k = ev->vote;
-    if (k < 0 || k >= tr->nagree || t->held[k].in)
+    if (k < 0 || k >= tr->nagree || t->call[k].held.in)
         return;
     const wk_model *m = tr->agree[k];
     double worst = wk_cost_worst(m, estimate_prompt_tokens(t->messages));
@@ -1014,7 +1014,7 @@ static void lost_in_round(wk_task *t, const wk_event *ev, wk_actions *out)
     wk_event refused = {
         .kind = WK_EV_CALL_FAILED, .vote = k, .error_reason = "task_budget", .error_message = why};
     int last = hold(t, &refused);
-    t->held[k].refused = 1;
+    t->call[k].held.refused = 1;
     if (last)
         round_done(t, ev->now_ms, out);
     free(why);

@@ -229,6 +229,16 @@ static cJSON *first_messages(const cJSON *task, const char *kind, const char *la
     return msgs;
 }
 
+/* The most calls a task of cascade c has in flight at once: its widest agree round, else one. */
+static int widest_round(const wk_cascade *c)
+{
+    int n = 1;
+    for (int i = 0; i < c->ntiers; i++)
+        if (c->tiers[i].nagree > n)
+            n = c->tiers[i].nagree;
+    return n > WK_AGREE_MAX ? WK_AGREE_MAX : n; /* the config holds it to that already */
+}
+
 int wk_task_parse(const char *line, size_t len, long lineno, const wk_config *cfg,
                   const char *cascade_name, wk_task **out, cJSON **invalid)
 {
@@ -325,7 +335,9 @@ int wk_task_parse(const char *line, size_t len, long lineno, const wk_config *cf
         goto cleanup;
     }
 
-    t = wk_xcalloc(1, sizeof *t);
+    int ncalls = widest_round(c);
+    t = wk_xcalloc(1, sizeof *t + (size_t)ncalls * sizeof t->call[0]);
+    t->ncalls = ncalls;
     t->id = id;
     id = NULL;
     t->json = j;
@@ -364,8 +376,8 @@ void wk_task_free(wk_task *t)
     free(t->gold);
     cJSON_Delete(t->votes);
     cJSON_Delete(t->pending);
-    for (int i = 0; i < WK_AGREE_MAX; i++)
-        wk__held_clear(&t->held[i]);
+    for (int i = 0; i < t->ncalls; i++)
+        wk__held_clear(&t->call[i].held);
     free(t->logprobs_text);
     free(t->logprobs);
     if (t->baseline)

@@ -39,6 +39,16 @@ static inline void wk__held_clear(wk__held *h)
     memset(h, 0, sizeof *h);
 }
 
+/*
+ * What a task keeps per vote index (per call of an agree round, or the one
+ * call of a tier without a round): the deployments of its CALL in progress
+ * and, in a round, its outcome held until the round is in.
+ */
+typedef struct wk__call {
+    wk_deployments deps;
+    wk__held held;
+} wk__call;
+
 enum { WK__ST_NEW, WK__ST_PREPARING, WK__ST_CALLING, WK__ST_VALIDATING, WK__ST_DONE };
 
 struct wk_task {
@@ -48,8 +58,6 @@ struct wk_task {
     const cJSON *schema;       /* borrowed from json or the cascade */
     double budget_usd;         /* < 0: none; 0 allows only free calls */
     const char *data_class; /* the task's data class (policy.h); NULL: none; borrowed from json */
-    /* The deployments of the CALLs in progress, by vote index (an agree round has several). */
-    wk_deployments deps[WK_AGREE_MAX];
     int state;
     int64_t now_ms;  /* the newest event's time: stamps the result line ("ts") */
     int tier;        /* current tier */
@@ -74,12 +82,12 @@ struct wk_task {
     double *logprobs;    /* per byte of logprobs_text: the logprob of the token holding it */
     /*
      * An agree tier asks its listed models in parallel: one call each, all in
-     * flight at once (the round); their outcomes wait in held, by the model's
-     * place in the list, until the last is in, then are voted in that order.
+     * flight at once (the round); their outcomes wait in call[k].held, k the
+     * model's place in the list, until the last is in, then are voted in
+     * that order.
      */
-    int inflight;                /* calls of the round not yet back */
-    int call_vote;               /* the vote index of the single call in flight */
-    wk__held held[WK_AGREE_MAX]; /* the round's outcomes */
+    int inflight;  /* calls of the round not yet back */
+    int call_vote; /* the vote index of the single call in flight */
     /* Patch tasks (kind "patch"): the baseline, from WK_EV_PREPARED. */
     int is_patch;
     struct val_baseline *baseline; /* owned; NULL until prepared */
@@ -90,6 +98,13 @@ struct wk_task {
     cJSON *start_note;     /* owned; NULL: none */
     val_test_counts tests; /* the accepted verdict's counts */
     char *tests_note;      /* and its note, which names the pre-existing failures; owned */
+    /*
+     * By vote index, ncalls of them: the cascade's widest agree round (1
+     * without one), not WK_AGREE_MAX, since every task in flight holds them
+     * (make bench, memory per task in flight). In the task's own allocation.
+     */
+    int ncalls;
+    wk__call call[];
 };
 
 #endif
