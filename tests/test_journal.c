@@ -19,6 +19,7 @@
 
 #include "harness.h"
 #include "lib/util.h"
+#include "worker/store/journal.h"
 
 enum { NTASKS = 60 };
 
@@ -224,11 +225,103 @@ static void test_full_disk_at_the_first_commit_sends_nothing_and_writes_nothing(
     assert_int_equal(lines, 0);
 }
 
+static void committed(void *arg, int status)
+{
+    *(int *)arg = status == 0 ? 1 : -1;
+}
+
+/* Runs the loop until what was written so far is committed. */
+static void commit_now(uv_loop_t *loop, wk_journal *j)
+{
+    int done = 0;
+    wk_journal_then(j, committed, &done);
+    for (int i = 0; i < 100 && !done; i++)
+        uv_run(loop, UV_RUN_NOWAIT);
+    assert_int_equal(done, 1);
+}
+
+/* The attempt seq of task id as the journal holds it (its text, verdict...). */
+static wk_jattempt *attempt(wk_journal *j, const char *id, int *n)
+{
+    wk_jattempt *a = NULL;
+    assert_int_equal(wk_journal_attempts(j, id, &a, n), 0);
+    return a;
+}
+
+/*
+ * A RECEIVED row is held until its VERDICT joins it in one write, or until
+ * anything reads, commits or writes after it: what the journal holds is the
+ * same either way, and a fresh journal is told apart from one with work.
+ */
+static void test_received_rows_read_the_same_held_or_joined_with_their_verdict(void **state)
+{
+    (void)state;
+    char *path = h_tmp("held.journal");
+    remove(path);
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    char err[512];
+    wk_journal *j = NULL;
+    assert_int_equal(wk_journal_open(&loop, path, &j, err, sizeof err), 0);
+    assert_int_equal(wk_journal_fresh(j), 1);
+    assert_int_equal(wk_journal_sent(j, "a", 1, "cheap"), 0);
+    assert_int_equal(wk_journal_sent(j, "b", 1, "cheap"), 0);
+    assert_int_equal(wk_journal_sent(j, "c", 1, "cheap"), 0);
+    commit_now(&loop, j);
+    /* a: answer and verdict in one commit, as with no validator. */
+    assert_int_equal(wk_journal_received(j, "a", 1, "ans-a", "stop", 10, 5, 2, "cheap", 1, 0), 0);
+    val_verdict v = {0};
+    val_verdict_fail(&v, "schema", "invalid", "not an object", NULL);
+    assert_int_equal(wk_journal_verdict(j, "a", 1, &v), 0);
+    val_verdict_clear(&v);
+    /* b: read back before any commit. */
+    assert_int_equal(wk_journal_received(j, "b", 1, "ans-b", NULL, 3, 4, 0, NULL, 0, 2), 0);
+    int n = 0;
+    wk_jattempt *a = attempt(j, "b", &n);
+    assert_int_equal(n, 1);
+    assert_int_equal(a[0].state, WK_J_RECEIVED);
+    assert_string_equal(a[0].text, "ans-b");
+    assert_int_equal(a[0].fallbacks, 2);
+    wk_journal_attempts_free(a, n);
+    /* c: left held when the journal closes. */
+    assert_int_equal(wk_journal_received(j, "c", 1, "ans-c", "length", 1, 1, 0, "cheap", 0, 0), 0);
+    assert_int_equal(wk_journal_close(j), 0);
+    uv_run(&loop, UV_RUN_DEFAULT);
+
+    assert_int_equal(wk_journal_open(&loop, path, &j, err, sizeof err), 0);
+    assert_int_equal(wk_journal_fresh(j), 0);
+    a = attempt(j, "a", &n);
+    assert_int_equal(n, 1);
+    assert_int_equal(a[0].state, WK_J_VERDICT);
+    assert_string_equal(a[0].text, "ans-a");
+    assert_string_equal(a[0].finish, "stop");
+    assert_string_equal(a[0].served, "cheap");
+    assert_int_equal(a[0].pt, 10);
+    assert_int_equal(a[0].ct, 5);
+    assert_int_equal(a[0].cached, 2);
+    assert_int_equal(a[0].retries, 1);
+    assert_int_equal(a[0].verdict.pass, 0);
+    assert_string_equal(a[0].verdict.reason, "invalid");
+    assert_string_equal(a[0].verdict.message, "not an object");
+    wk_journal_attempts_free(a, n);
+    a = attempt(j, "c", &n);
+    assert_int_equal(n, 1);
+    assert_int_equal(a[0].state, WK_J_RECEIVED);
+    assert_string_equal(a[0].text, "ans-c");
+    assert_string_equal(a[0].finish, "length");
+    wk_journal_attempts_free(a, n);
+    assert_int_equal(wk_journal_close(j), 0);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    free(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_full_disk_mid_run_runs_no_unjournaled_side_effect_and_rerun_finishes),
         cmocka_unit_test(test_full_disk_at_the_first_commit_sends_nothing_and_writes_nothing),
+        cmocka_unit_test(test_received_rows_read_the_same_held_or_joined_with_their_verdict),
     };
     return cmocka_run_group_tests_name("journal", tests, group_setup, group_teardown);
 }

@@ -290,6 +290,9 @@ static void intake_refuses_bad_repos_and_fields_before_any_call(void **state)
         "{\"id\":\"ctx\",\"kind\":\"patch\",\"repo\":{\"path\":\"r_intake\"},"
         "\"tests\":{\"command\":[\"sh\"]},\"context_files\":[1]}\n"
         "{\"id\":\"big\",\"kind\":\"patch\",\"repo\":{\"path\":\"r_intake\"},"
+        "\"tests\":{\"command\":[\"sh\",\"run_tests.sh\"]}}\n"
+        /* The id of a refused task again: a duplicate, neither run nor a second refusal. */
+        "{\"id\":\"norepo\",\"kind\":\"patch\",\"repo\":{\"path\":\"r_intake\"},"
         "\"tests\":{\"command\":[\"sh\",\"run_tests.sh\"]}}\n";
     cJSON *res = run_tasks("intake", tasks, "", "--max-repo-mb", "1");
     struct {
@@ -299,7 +302,10 @@ static void intake_refuses_bad_repos_and_fields_before_any_call(void **state)
                 {"cmd", "tests.command"},
                 {"ctx", "context_files"},
                 {"big", "--max-repo-mb 1"}};
-    assert_int_equal(cJSON_GetArraySize(res), 5);
+    assert_int_equal(cJSON_GetArraySize(res), 6);
+    const cJSON *last = cJSON_GetArrayItem(res, 5);
+    assert_string_equal(h_str(last, "status"), "invalid_task");
+    assert_non_null(strstr(h_str(last, "reason"), "duplicate id \"norepo\""));
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
         const cJSON *r = h_find(res, "id", want[i].id);
         assert_non_null(r);

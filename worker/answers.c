@@ -57,7 +57,7 @@ void wk_ask_release(wk_ask *q)
     q->ncalls = 0;
 }
 
-int wk_ask_begin(wk_ask *q, const wk_task *task)
+int wk_ask_begin(wk_ask *q, const wk_task *task, int fresh)
 {
     q->task = task;
     q->seq = 0;
@@ -66,7 +66,8 @@ int wk_ask_begin(wk_ask *q, const wk_task *task)
     q->abandoned = 0;
     for (int i = 0; i < q->ncalls; i++)
         q->calls[i].seq = q->calls[i].lost = 0;
-    wk_journal_attempts(q->a->journal, wk_task_id(task), &q->jatt, &q->njatt);
+    if (!fresh)
+        wk_journal_attempts(q->a->journal, wk_task_id(task), &q->jatt, &q->njatt);
     return q->njatt > 0;
 }
 

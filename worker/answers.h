@@ -103,8 +103,12 @@ void wk_ask_init(wk_ask *q, uv_loop_t *loop, const wk_answers *a, int ncalls,
 void wk_ask_close(wk_ask *q);
 void wk_ask_release(wk_ask *q);
 
-/* A task starts (borrowed until wk_ask_end): 1 when the journal holds attempts of it. */
-int wk_ask_begin(wk_ask *q, const wk_task *task);
+/*
+ * A task starts (borrowed until wk_ask_end): 1 when the journal holds
+ * attempts of it. fresh 1: the caller knows it holds none (wk_journal_fresh),
+ * and it is not asked.
+ */
+int wk_ask_begin(wk_ask *q, const wk_task *task, int fresh);
 void wk_ask_end(wk_ask *q);
 
 /*

@@ -139,9 +139,11 @@ void wk_intake_decide(const q_item *it, const wk_intake_facts *f, wk_intake *d)
         d->key = key;
         key = NULL;
     } else if (repo_invalid(it, f, t, key, d)) {
-        key = NULL; /* the INVALID decision's key now */
-        d->task = NULL;
-        wk_task_free(t);
+        /*
+         * The INVALID decision's key now. The task stays, as above: a later
+         * line with its id is a duplicate, not a second result under the key.
+         */
+        key = NULL;
     } else {
         d->kind = WK_INTAKE_RUN;
     }

@@ -97,7 +97,14 @@ struct run {
     int stopping, interrupted, failed, budget_stop, eof, shut;
     int journal_failed; /* the journal failed: see journal_failed() */
     FILE *esc;
-    wk_strset seen;           /* task ids met in this input */
+    wk_strset seen; /* task ids met in this input */
+    /*
+     * The item at intake is a line of a file and the journal was fresh
+     * (wk_journal_fresh): its key and id are new to the journal, whose
+     * look-ups are skipped. Every key a line looks up is its own: its line
+     * number's, or its id's, which the seen set keeps to one line.
+     */
+    int intake_fresh;
     wk_results_file *results; /* the sink; NULL for Redis, whose ack writes the result */
     wk_summary sum;
     wk_mon *obs; /* progress and metrics, fed where the summary is */
@@ -323,7 +330,8 @@ static int fact_written(void *arg, const char *key)
 
 static int fact_done(void *arg, const char *key, char **result)
 {
-    return wk_journal_done_result(((run *)arg)->ans.journal, key, result);
+    run *r = arg;
+    return !r->intake_fresh && wk_journal_done_result(r->ans.journal, key, result);
 }
 
 static int fact_seen(void *arg, const char *id)
@@ -356,6 +364,7 @@ static void on_item(void *arg, q_item *it)
         return;
     }
     request_intake(r);
+    r->intake_fresh = it->lineno > 0 && wk_journal_fresh(r->ans.journal);
     wk_intake_facts f = {.cfg = &r->cfg,
                          .cascade_name = r->o->cascade_name,
                          .line_cap = LINE_CAP,
@@ -411,7 +420,7 @@ static void on_item(void *arg, q_item *it)
         s->task = d.task;
         d.task = NULL;
         s->item = it;
-        int resumed = wk_ask_begin(&s->ask, s->task);
+        int resumed = wk_ask_begin(&s->ask, s->task, r->intake_fresh);
         r->resumed += resumed;
         r->active++;
         /* Now, or once its embedding is in (a cascade that starts by similarity). */

@@ -11,7 +11,10 @@
  * write touches one b-tree, not a table and its primary-key index), pages
  * are 2 KiB (a commit writes whole pages; a task's rows are small), the WAL
  * is checkpointed every 8000 pages rather than 1000 (each checkpoint syncs
- * the disk twice), and a commit reaches the WAL file in one write (walvfs.c).
+ * the disk twice), a commit reaches the WAL file in one write (walvfs.c), a
+ * RECEIVED row and its VERDICT are one write when they share a transaction
+ * (struct held), and a fresh journal is not searched at intake
+ * (wk_journal_fresh).
  */
 #include "journal.h"
 
@@ -45,6 +48,7 @@ enum {
     S_FORGET_ATT,
     S_VSTART,
     S_EXTRA,
+    S_RECEIVED_VERDICT,
     S_BEGIN,
     S_COMMIT,
     S_COUNT
@@ -68,10 +72,32 @@ static const char *const SQL[S_COUNT] = {
     "UPDATE attempts SET vstarts = CASE WHEN ?3 THEN coalesce(vstarts, 0) + 1 ELSE 0 END "
     "WHERE task = ?1 AND seq = ?2",
     "UPDATE attempts SET extra = ?3 WHERE task = ?1 AND seq = ?2",
+    /* A held RECEIVED row and its VERDICT in one write (struct held). */
+    "UPDATE attempts SET state = 3, text = ?3, finish = ?4, pt = ?5, ct = ?6, cached = ?7, "
+    "served = ?8, retries = ?9, fallbacks = ?10, pass = ?11, validator = ?12, reason = ?13, "
+    "message = ?14, evidence = ?15, note = ?16 WHERE task = ?1 AND seq = ?2",
     /* Prepared once: sqlite3_exec would parse them again for every transaction. */
     "BEGIN",
     "COMMIT",
 };
+
+/*
+ * A RECEIVED row not yet written (wk_journal_received), with copies of its
+ * strings. When its VERDICT comes before the transaction commits (with no
+ * validator, in the same check phase), the two are one UPDATE instead of
+ * two. Held rows are written before any commit, any read, any write of the
+ * store's other files and any other write of an attempt of their task, so
+ * every commit and every read holds the same rows as if they had been
+ * written at once; the rows of the tasks table (DONE) are apart.
+ */
+typedef struct held {
+    char *id, *text, *finish, *served;
+    int seq, retries, fallbacks;
+    long pt, ct, cached;
+} held;
+
+/* At most this many held at once (the tasks whose answers one iteration feeds). */
+#define HELD_MAX 64
 
 struct wk_journal {
     sqlite3 *db;
@@ -89,6 +115,9 @@ struct wk_journal {
     long commits;
     char *path;
     int lock_fd; /* flock(LOCK_EX) on the database file while it is open */
+    int fresh;   /* it held no task and no attempt when opened (wk_journal_fresh) */
+    held held[HELD_MAX];
+    int nheld;
     /* Set by the first failed write or commit; the journal writes nothing after it. */
     char *error;
 };
@@ -116,6 +145,9 @@ static int fail(wk_journal *j, const char *what)
 }
 
 static void on_check(uv_check_t *h);
+static int flush_held(wk_journal *j);
+static void drop_held(wk_journal *j);
+static int find_held(const wk_journal *j, const char *id, int seq);
 
 /* Idle callbacks run before poll: this one stays active until on_check is done. */
 static void on_wake(uv_idle_t *h)
@@ -147,8 +179,10 @@ static int need_txn(wk_journal *j)
 /* 0 when everything written so far is committed; WK_EIO once the journal failed. */
 static int commit(wk_journal *j)
 {
-    if (j->error)
+    if (j->error || flush_held(j)) {
+        drop_held(j);
         return WK_EIO;
+    }
     if (j->in_txn) {
         int ok = sqlite3_step(j->st[S_COMMIT]) == SQLITE_DONE;
         if (!ok)
@@ -322,6 +356,14 @@ int wk_journal_open(uv_loop_t *loop, const char *path, wk_journal **out, char *e
             snprintf(err, errlen, "journal %s: %s", path, sqlite3_errmsg(j->db));
             goto cleanup;
         }
+    sqlite3_stmt *e = NULL;
+    if (sqlite3_prepare_v2(j->db,
+                           "SELECT NOT EXISTS(SELECT 1 FROM tasks) AND "
+                           "NOT EXISTS(SELECT 1 FROM attempts)",
+                           -1, &e, NULL) == SQLITE_OK &&
+        sqlite3_step(e) == SQLITE_ROW)
+        j->fresh = sqlite3_column_int(e, 0);
+    sqlite3_finalize(e);
     uv_check_init(loop, &j->check);
     j->check.data = j;
     uv_idle_init(loop, &j->wake);
@@ -331,6 +373,7 @@ int wk_journal_open(uv_loop_t *loop, const char *path, wk_journal **out, char *e
     rc = 0;
 cleanup:
     if (j) {
+        drop_held(j);
         for (int i = 0; i < S_COUNT; i++)
             sqlite3_finalize(j->st[i]);
         sqlite3_close(j->db);
@@ -347,6 +390,7 @@ static void check_closed(uv_handle_t *h)
 {
     wk_journal *j = h->data;
     /* The idle handle was closed first; this is the last of the two. */
+    drop_held(j);
     for (int i = 0; i < S_COUNT; i++)
         sqlite3_finalize(j->st[i]);
     sqlite3_close(j->db);
@@ -400,6 +444,10 @@ static int step(wk_journal *j, sqlite3_stmt *s, const char *what)
  */
 static sqlite3_stmt *row(wk_journal *j, int which, const char *id, int seq)
 {
+    /* Held rows go first, unless the write is apart from them (struct held). */
+    if (j->nheld && which != S_DONE && which != S_RECEIVED_VERDICT &&
+        (which != S_SENT || find_held(j, id, -1) >= 0) && flush_held(j))
+        return NULL;
     if (need_txn(j))
         return NULL;
     sqlite3_stmt *s = j->st[which];
@@ -407,6 +455,71 @@ static sqlite3_stmt *row(wk_journal *j, int which, const char *id, int seq)
     if (seq >= 0)
         sqlite3_bind_int(s, 2, seq);
     return s;
+}
+
+/* The index of the held row of task id (and attempt seq, when >= 0), or -1. */
+static int find_held(const wk_journal *j, const char *id, int seq)
+{
+    for (int i = 0; i < j->nheld; i++)
+        if ((seq < 0 || j->held[i].seq == seq) && strcmp(j->held[i].id, id) == 0)
+            return i;
+    return -1;
+}
+
+static void free_held(held *h)
+{
+    free(h->id);
+    free(h->text);
+    free(h->finish);
+    free(h->served);
+}
+
+/* Drops the held row i (written, or lost with a failed transaction). */
+static void forget_held(wk_journal *j, int i)
+{
+    free_held(&j->held[i]);
+    j->held[i] = j->held[--j->nheld];
+}
+
+static void drop_held(wk_journal *j)
+{
+    while (j->nheld)
+        forget_held(j, j->nheld - 1);
+}
+
+/* Binds held row h's RECEIVED fields as ?3..?10 (the id and seq are row()'s). */
+static void bind_held(sqlite3_stmt *s, const held *h)
+{
+    bind_text(s, 3, h->text);
+    bind_text(s, 4, h->finish);
+    sqlite3_bind_int64(s, 5, h->pt);
+    sqlite3_bind_int64(s, 6, h->ct);
+    sqlite3_bind_int64(s, 7, h->cached);
+    bind_text(s, 8, h->served);
+    sqlite3_bind_int(s, 9, h->retries);
+    sqlite3_bind_int(s, 10, h->fallbacks);
+}
+
+/* Writes the held rows: 0, or WK_EIO when one fails (the others are dropped). */
+static int flush_held(wk_journal *j)
+{
+    while (j->nheld) {
+        held *h = &j->held[j->nheld - 1];
+        int rc = WK_EIO;
+        if (!need_txn(j)) {
+            sqlite3_stmt *s = j->st[S_RECEIVED];
+            bind_text(s, 1, h->id);
+            sqlite3_bind_int(s, 2, h->seq);
+            bind_held(s, h);
+            rc = step(j, s, "writing RECEIVED");
+        }
+        forget_held(j, j->nheld - 1);
+        if (rc) {
+            drop_held(j);
+            return rc;
+        }
+    }
+    return 0;
 }
 
 int wk_journal_sent(wk_journal *j, const char *id, int seq, const char *model)
@@ -426,18 +539,22 @@ int wk_journal_received(wk_journal *j, const char *id, int seq, const char *text
 {
     if (!j)
         return 0;
-    sqlite3_stmt *s = row(j, S_RECEIVED, id, seq);
-    if (!s)
+    /* Held (struct held): one per task, at most HELD_MAX; the open transaction is its. */
+    if (j->nheld && (j->nheld == HELD_MAX || find_held(j, id, -1) >= 0) && flush_held(j))
         return WK_EIO;
-    bind_text(s, 3, text);
-    bind_text(s, 4, finish);
-    sqlite3_bind_int64(s, 5, pt);
-    sqlite3_bind_int64(s, 6, ct);
-    sqlite3_bind_int64(s, 7, cached);
-    bind_text(s, 8, served);
-    sqlite3_bind_int(s, 9, retries);
-    sqlite3_bind_int(s, 10, fallbacks);
-    return step(j, s, "writing RECEIVED");
+    if (need_txn(j))
+        return WK_EIO;
+    j->held[j->nheld++] = (held){.id = wk_xstrdup(id),
+                                 .text = text ? wk_xstrdup(text) : NULL,
+                                 .finish = finish ? wk_xstrdup(finish) : NULL,
+                                 .served = served ? wk_xstrdup(served) : NULL,
+                                 .seq = seq,
+                                 .retries = retries,
+                                 .fallbacks = fallbacks,
+                                 .pt = pt,
+                                 .ct = ct,
+                                 .cached = cached};
+    return 0;
 }
 
 int wk_journal_received_extra(wk_journal *j, const char *id, int seq, const char *extra)
@@ -455,16 +572,27 @@ int wk_journal_verdict(wk_journal *j, const char *id, int seq, const val_verdict
 {
     if (!j)
         return 0;
-    sqlite3_stmt *s = row(j, S_VERDICT, id, seq);
+    /* Its RECEIVED row still held: both in one write, the verdict's fields from ?11. */
+    int h = find_held(j, id, seq);
+    sqlite3_stmt *s = row(j, h >= 0 ? S_RECEIVED_VERDICT : S_VERDICT, id, seq);
     if (!s)
         return WK_EIO;
-    sqlite3_bind_int(s, 3, v->pass);
-    bind_text(s, 4, v->validator);
-    bind_text(s, 5, v->reason);
-    bind_text(s, 6, v->message);
-    bind_text(s, 7, v->evidence);
-    bind_text(s, 8, v->note);
-    return step(j, s, "writing VERDICT");
+    int at = 3;
+    if (h >= 0) {
+        bind_held(s, &j->held[h]);
+        at = 11;
+    }
+    sqlite3_bind_int(s, at, v->pass);
+    bind_text(s, at + 1, v->validator);
+    bind_text(s, at + 2, v->reason);
+    bind_text(s, at + 3, v->message);
+    bind_text(s, at + 4, v->evidence);
+    bind_text(s, at + 5, v->note);
+    int rc = step(j, s, "writing VERDICT");
+    /* Bound without a copy: the held strings live until the step is done. */
+    if (h >= 0)
+        forget_held(j, h);
+    return rc;
 }
 
 int wk_journal_validating(wk_journal *j, const char *id, int seq, int started)
@@ -498,7 +626,7 @@ int wk_journal_done(wk_journal *j, const char *id, const char *result)
 
 int wk_journal_done_result(wk_journal *j, const char *id, char **result)
 {
-    if (!j)
+    if (!j || flush_held(j))
         return 0;
     sqlite3_stmt *s = j->st[S_GET_DONE];
     bind_text(s, 1, id);
@@ -549,7 +677,7 @@ int wk_journal_attempts(wk_journal *j, const char *id, wk_jattempt **out, int *n
 {
     *out = NULL;
     *n = 0;
-    if (!j)
+    if (!j || flush_held(j))
         return 0;
     sqlite3_stmt *s = j->st[S_GET_ATT];
     bind_text(s, 1, id);
@@ -596,6 +724,11 @@ void wk_journal_attempts_free(wk_jattempt *a, int n)
     free(a);
 }
 
+int wk_journal_fresh(const wk_journal *j)
+{
+    return j && j->fresh;
+}
+
 const char *wk_journal_error(const wk_journal *j)
 {
     return j ? j->error : NULL;
@@ -603,14 +736,16 @@ const char *wk_journal_error(const wk_journal *j)
 
 /* ---- for the store's other files (store_int.h) ------------------------------ */
 
+/* The store's other files read and write the database: the held rows are in it first. */
 sqlite3 *wk__journal_db(wk_journal *j)
 {
+    (void)flush_held(j); /* a failure breaks the journal; their writes then fail */
     return j->db;
 }
 
 int wk__journal_txn(wk_journal *j)
 {
-    return need_txn(j);
+    return flush_held(j) ? WK_EIO : need_txn(j);
 }
 
 int wk__journal_fail(wk_journal *j, const char *what)

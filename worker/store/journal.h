@@ -72,6 +72,14 @@ void wk_journal_then(wk_journal *j, wk_journal_cb fn, void *arg);
  */
 void wk_journal_later(wk_journal *j, wk_journal_cb fn, void *arg);
 
+/*
+ * 1 when the journal held no task and no attempt when it was opened: a fresh
+ * run. What it holds then was written by this run, so a key or a task id
+ * met for the first time in this run is not in it and need not be looked up
+ * (the driver's intake, for the lines of a file, whose ids it tracks).
+ */
+int wk_journal_fresh(const wk_journal *j);
+
 /* 1 and the stored result line (caller frees) when the task is done. */
 int wk_journal_done_result(wk_journal *j, const char *id, char **result);
 /* The task's attempts in seq order (caller frees with wk_journal_attempts_free). */
@@ -82,6 +90,9 @@ void wk_journal_attempts_free(wk_jattempt *a, int n);
  * The writers add a row to the open transaction. Each returns 0 (or 0 with
  * no journal), or WK_EIO once the journal has failed: the row is not there,
  * and neither is anything else of the transaction it would have joined.
+ * RECEIVED may be written late, within the same transaction (joined with its
+ * VERDICT when that comes first): a failed write of it is reported by the
+ * next write, read or commit, before any side effect runs.
  */
 int wk_journal_sent(wk_journal *j, const char *id, int seq, const char *model);
 int wk_journal_received(wk_journal *j, const char *id, int seq, const char *text,
