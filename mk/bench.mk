@@ -15,7 +15,10 @@ PORTKEY_LOCK := tools/bench/portkey.lock
 BENCH_TARGETS += bench-scale
 .PHONY: bench-scale bench-portkey
 
-bench-scale: $(B)/cascade $(B)/mock-llm $(BENCH_DIRECT_BIN) $(VAL_BENCH_BIN) $(BENCH_SIMILAR_BIN)
+# bench-validators is named here, not by $(VAL_BENCH_BIN): mk/validators.mk is
+# read after this file, and a prerequisite is expanded when its rule is read.
+bench-scale: $(B)/cascade $(B)/mock-llm $(BENCH_DIRECT_BIN) $(B)/tools/bench-validators \
+             $(BENCH_SIMILAR_BIN)
 	@-$(MAKE) --no-print-directory bench-portkey
 	@python3 tools/bench/bench.py --bin $(B) --out $(BENCH_DIR) $(if $(BENCH_QUICK),--quick)
 
