@@ -17,21 +17,34 @@ static const char *const SCHEMA =
     "CREATE INDEX IF NOT EXISTS history_model ON history(model, seq);"
     "CREATE TABLE IF NOT EXISTS starts(task TEXT PRIMARY KEY, note TEXT, dim INTEGER, vec BLOB);";
 
+/*
+ * A write of this file: inside the journal's open transaction, the tables made
+ * on first use (a journal without a similar start never has them). *s is NULL
+ * on failure; the caller finalizes it either way.
+ */
+static int write_stmt(wk_journal *j, const char *sql, sqlite3_stmt **s)
+{
+    *s = NULL;
+    if (wk__journal_txn(j))
+        return WK_EIO;
+    sqlite3 *db = wk__journal_db(j);
+    if (sqlite3_exec(db, SCHEMA, NULL, NULL, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(db, sql, -1, s, NULL) != SQLITE_OK)
+        return WK_EIO;
+    return 0;
+}
+
 int wk_history_add(wk_journal *j, const char *task, const char *cascade, const char *model,
                    const float *vec, int dim, int tier)
 {
     if (!j)
         return 0;
-    if (wk__journal_txn(j))
-        return WK_EIO;
-    sqlite3 *db = wk__journal_db(j);
     sqlite3_stmt *s = NULL;
     int rc = WK_EIO;
-    if (sqlite3_exec(db, SCHEMA, NULL, NULL, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(db,
-                           "INSERT INTO history(task, cascade, model, dim, vec, tier) "
-                           "VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
-                           -1, &s, NULL) != SQLITE_OK)
+    if (write_stmt(j,
+                   "INSERT INTO history(task, cascade, model, dim, vec, tier) "
+                   "VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+                   &s))
         goto cleanup;
     sqlite3_bind_text(s, 1, task, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(s, 2, cascade, -1, SQLITE_TRANSIENT);
@@ -112,16 +125,10 @@ int wk_history_start_put(wk_journal *j, const char *task, const char *note, cons
 {
     if (!j)
         return 0;
-    if (wk__journal_txn(j))
-        return WK_EIO;
-    sqlite3 *db = wk__journal_db(j);
     sqlite3_stmt *s = NULL;
     int rc = WK_EIO;
-    if (sqlite3_exec(db, SCHEMA, NULL, NULL, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(db,
-                           "INSERT OR REPLACE INTO starts(task, note, dim, vec) "
-                           "VALUES(?1, ?2, ?3, ?4)",
-                           -1, &s, NULL) != SQLITE_OK)
+    if (write_stmt(j, "INSERT OR REPLACE INTO starts(task, note, dim, vec) VALUES(?1, ?2, ?3, ?4)",
+                   &s))
         goto cleanup;
     sqlite3_bind_text(s, 1, task, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(s, 2, note, -1, SQLITE_TRANSIENT);
