@@ -23,9 +23,8 @@ struct wk_similar {
     int *group;     /* per slot */
     int *tier;      /* per slot */
     uint64_t *seq;  /* per slot: insertion order, for ties and eviction */
-    long n;         /* slots in use */
-    long next;      /* the slot the next add writes (the oldest once full) */
-    uint64_t added; /* adds so far */
+    long n;         /* slots in use: min(added, cap) */
+    uint64_t added; /* adds so far; the next add writes slot added % cap (the oldest once full) */
     long *count;    /* entries per group */
 };
 
@@ -92,7 +91,7 @@ int wk_similar_add(wk_similar *s, int group, const float *v, int dim, int tier)
         s->tier = wk_xmalloc((size_t)s->cap * sizeof *s->tier);
         s->seq = wk_xmalloc((size_t)s->cap * sizeof *s->seq);
     }
-    long at = s->next;
+    long at = (long)(s->added % (uint64_t)s->cap);
     if (s->n == s->cap)
         s->count[s->group[at]]--; /* the oldest goes */
     else
@@ -105,7 +104,6 @@ int wk_similar_add(wk_similar *s, int group, const float *v, int dim, int tier)
     s->tier[at] = tier < 0 ? WK_SIMILAR_NONE : tier;
     s->seq[at] = ++s->added;
     s->count[group]++;
-    s->next = (at + 1) % s->cap;
     return 0;
 }
 

@@ -21,7 +21,6 @@ struct wk_starter {
     wk_starter_opts o;
     wk_similar *index;
     wk_embedder *emb; /* NULL in replay */
-    int journal_failed;
 };
 
 /* The cascade's place in the config (the index's group); -1: none. */
@@ -95,6 +94,15 @@ void wk_start_release(wk_start *ts)
 {
     free(ts->vec);
     memset(ts, 0, sizeof *ts);
+}
+
+/* ts's embedding becomes a copy of the dim floats of v. */
+static void set_vec(wk_start *ts, const float *v, int dim)
+{
+    free(ts->vec);
+    ts->vec = wk_xmalloc((size_t)dim * sizeof *ts->vec);
+    memcpy(ts->vec, v, (size_t)dim * sizeof *ts->vec);
+    ts->dim = dim;
 }
 
 /* The advice for the task's embedding (ts->vec), as the result's "start" note; *tier: -1 none. */
@@ -187,10 +195,7 @@ static void on_embedding(void *arg, const wk_embed_outcome *o)
         free(why);
         return;
     }
-    free(ts->vec);
-    ts->vec = wk_xmalloc((size_t)o->dim * sizeof *ts->vec);
-    memcpy(ts->vec, o->vec, (size_t)o->dim * sizeof *ts->vec);
-    ts->dim = o->dim;
+    set_vec(ts, o->vec, o->dim);
     advise_and_go(ts->s, ts, ts->t, o->cost_usd, ts->ready, ts->arg);
 }
 
@@ -201,12 +206,10 @@ static void replay_embedding(wk_starter *s, wk_start *ts, const wk_task *t, cons
     const wk_model *m = s->o.cfg->embed_model;
     const wk_rec *r = wk_recs_next(s->o.recs, wk_task_id(t), m->name, 0);
     size_t len = strlen(prompt);
-    free(ts->vec);
     if (r && r->embedding) {
-        ts->dim = r->embedding_dim;
-        ts->vec = wk_xmalloc((size_t)ts->dim * sizeof *ts->vec);
-        memcpy(ts->vec, r->embedding, (size_t)ts->dim * sizeof *ts->vec);
+        set_vec(ts, r->embedding, r->embedding_dim);
     } else {
+        free(ts->vec);
         ts->dim = s->o.cfg->embed_dimensions > 0 ? s->o.cfg->embed_dimensions : WK_EMBED_HASH_DIM;
         ts->vec = wk_xmalloc((size_t)ts->dim * sizeof *ts->vec);
         wk_embed_hash(prompt, len, ts->vec, ts->dim);

@@ -1,6 +1,7 @@
 /*
  * The history rows (history.h), in a table of their own made on first use,
- * beside the attempts (as batchj.c does): journal.c is not touched.
+ * beside the attempts (as batchj.c does); journal.c keeps the two writes'
+ * statements prepared (wk__journal_stmt), as a task makes one of each.
  */
 #include "history.h"
 
@@ -17,21 +18,24 @@ static const char *const SCHEMA =
     "CREATE INDEX IF NOT EXISTS history_model ON history(model, seq);"
     "CREATE TABLE IF NOT EXISTS starts(task TEXT PRIMARY KEY, note TEXT, dim INTEGER, vec BLOB);";
 
+/* The writes, prepared once per journal (wk__journal_stmt keys them by address). */
+static const char ADD[] = "INSERT INTO history(task, cascade, model, dim, vec, tier) "
+                          "VALUES(?1, ?2, ?3, ?4, ?5, ?6)";
+static const char START_PUT[] =
+    "INSERT OR REPLACE INTO starts(task, note, dim, vec) VALUES(?1, ?2, ?3, ?4)";
+
 /*
  * A write of this file: inside the journal's open transaction, the tables made
- * on first use (a journal without a similar start never has them). *s is NULL
- * on failure; the caller finalizes it either way.
+ * on its first use (a journal without a similar start never has them). *s is
+ * NULL on failure; the caller resets it either way.
  */
 static int write_stmt(wk_journal *j, const char *sql, sqlite3_stmt **s)
 {
     *s = NULL;
     if (wk__journal_txn(j))
         return WK_EIO;
-    sqlite3 *db = wk__journal_db(j);
-    if (sqlite3_exec(db, SCHEMA, NULL, NULL, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(db, sql, -1, s, NULL) != SQLITE_OK)
-        return WK_EIO;
-    return 0;
+    *s = wk__journal_stmt(j, SCHEMA, sql);
+    return *s ? 0 : WK_EIO;
 }
 
 int wk_history_add(wk_journal *j, const char *task, const char *cascade, const char *model,
@@ -41,10 +45,7 @@ int wk_history_add(wk_journal *j, const char *task, const char *cascade, const c
         return 0;
     sqlite3_stmt *s = NULL;
     int rc = WK_EIO;
-    if (write_stmt(j,
-                   "INSERT INTO history(task, cascade, model, dim, vec, tier) "
-                   "VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
-                   &s))
+    if (write_stmt(j, ADD, &s))
         goto cleanup;
     sqlite3_bind_text(s, 1, task, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(s, 2, cascade, -1, SQLITE_TRANSIENT);
@@ -55,7 +56,10 @@ int wk_history_add(wk_journal *j, const char *task, const char *cascade, const c
     if (sqlite3_step(s) == SQLITE_DONE)
         rc = 0;
 cleanup:
-    sqlite3_finalize(s);
+    if (s) { /* kept by the journal: no binding may leak into the next write */
+        sqlite3_reset(s);
+        sqlite3_clear_bindings(s);
+    }
     return rc ? wk__journal_fail(j, "writing the similar-start history") : 0;
 }
 
@@ -127,8 +131,7 @@ int wk_history_start_put(wk_journal *j, const char *task, const char *note, cons
         return 0;
     sqlite3_stmt *s = NULL;
     int rc = WK_EIO;
-    if (write_stmt(j, "INSERT OR REPLACE INTO starts(task, note, dim, vec) VALUES(?1, ?2, ?3, ?4)",
-                   &s))
+    if (write_stmt(j, START_PUT, &s))
         goto cleanup;
     sqlite3_bind_text(s, 1, task, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(s, 2, note, -1, SQLITE_TRANSIENT);
@@ -138,7 +141,10 @@ int wk_history_start_put(wk_journal *j, const char *task, const char *note, cons
     if (sqlite3_step(s) == SQLITE_DONE)
         rc = 0;
 cleanup:
-    sqlite3_finalize(s);
+    if (s) { /* kept by the journal: no binding may leak into the next write */
+        sqlite3_reset(s);
+        sqlite3_clear_bindings(s);
+    }
     return rc ? wk__journal_fail(j, "writing a task's start") : 0;
 }
 

@@ -99,6 +99,9 @@ typedef struct held {
 /* At most this many held at once (the tasks whose answers one iteration feeds). */
 #define HELD_MAX 64
 
+/* The store's other files' statements kept prepared (wk__journal_stmt); history.c has two. */
+#define KEPT_MAX 8
+
 struct wk_journal {
     sqlite3 *db;
     sqlite3_stmt *st[S_COUNT];
@@ -118,6 +121,11 @@ struct wk_journal {
     int fresh;   /* it held no task and no attempt when opened (wk_journal_fresh) */
     held held[HELD_MAX];
     int nheld;
+    struct {
+        const char *sql;
+        sqlite3_stmt *s;
+    } kept[KEPT_MAX];
+    int nkept;
     /* Set by the first failed write or commit; the journal writes nothing after it. */
     char *error;
 };
@@ -147,6 +155,7 @@ static int fail(wk_journal *j, const char *what)
 static void on_check(uv_check_t *h);
 static int flush_held(wk_journal *j);
 static void drop_held(wk_journal *j);
+static void finalize_all(wk_journal *j);
 static int find_held(const wk_journal *j, const char *id, int seq);
 
 /* Idle callbacks run before poll: this one stays active until on_check is done. */
@@ -374,8 +383,7 @@ int wk_journal_open(uv_loop_t *loop, const char *path, wk_journal **out, char *e
 cleanup:
     if (j) {
         drop_held(j);
-        for (int i = 0; i < S_COUNT; i++)
-            sqlite3_finalize(j->st[i]);
+        finalize_all(j);
         sqlite3_close(j->db);
         if (j->lock_fd >= 0)
             close(j->lock_fd);
@@ -386,13 +394,22 @@ cleanup:
     return rc;
 }
 
+/* Every statement, before the database closes (sqlite3_close refuses while one lives). */
+static void finalize_all(wk_journal *j)
+{
+    for (int i = 0; i < S_COUNT; i++)
+        sqlite3_finalize(j->st[i]);
+    for (int i = 0; i < j->nkept; i++)
+        sqlite3_finalize(j->kept[i].s);
+    j->nkept = 0;
+}
+
 static void check_closed(uv_handle_t *h)
 {
     wk_journal *j = h->data;
     /* The idle handle was closed first; this is the last of the two. */
     drop_held(j);
-    for (int i = 0; i < S_COUNT; i++)
-        sqlite3_finalize(j->st[i]);
+    finalize_all(j);
     sqlite3_close(j->db);
     close(j->lock_fd);
     free(j->error);
@@ -746,6 +763,22 @@ sqlite3 *wk__journal_db(wk_journal *j)
 int wk__journal_txn(wk_journal *j)
 {
     return flush_held(j) ? WK_EIO : need_txn(j);
+}
+
+sqlite3_stmt *wk__journal_stmt(wk_journal *j, const char *schema, const char *sql)
+{
+    for (int i = 0; i < j->nkept; i++)
+        if (j->kept[i].sql == sql)
+            return j->kept[i].s;
+    sqlite3_stmt *s = NULL;
+    if (j->nkept == KEPT_MAX || sqlite3_exec(j->db, schema, NULL, NULL, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(j->db, sql, -1, &s, NULL) != SQLITE_OK) {
+        sqlite3_finalize(s);
+        return NULL;
+    }
+    j->kept[j->nkept].sql = sql;
+    j->kept[j->nkept++].s = s;
+    return s;
 }
 
 int wk__journal_fail(wk_journal *j, const char *what)

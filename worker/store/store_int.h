@@ -16,6 +16,14 @@
 sqlite3 *wk__journal_db(wk_journal *j);
 int wk__journal_txn(wk_journal *j);
 int wk__journal_fail(wk_journal *j, const char *what);
+/*
+ * The statement sql, prepared on its first use after the tables of `schema`
+ * (CREATE ... IF NOT EXISTS) are made, and kept until the journal closes:
+ * borrowed; the caller resets it after each step. sql is keyed by its
+ * address, so it is a string that lives as long as the program. NULL when
+ * it cannot be prepared or KEPT_MAX (journal.c) are kept already.
+ */
+sqlite3_stmt *wk__journal_stmt(wk_journal *j, const char *schema, const char *sql);
 
 /*
  * Registers (once) the full-disk VFS of faultvfs.c and arms it: the next
