@@ -54,6 +54,7 @@
  */
 #define LIST_PAGES_MAX 50
 #define RESULTS_CAP ((size_t)1024 << 20) /* one output file */
+#define CUSTOM_ID_MAX 512                /* a "TASK#SEQ" custom id (wk__bcustom_id) */
 
 enum {
     B_OPEN,
@@ -1108,6 +1109,20 @@ void wk__blist_clear(wk__blist *l)
     free(l->cands);
     free(l->next);
     memset(l, 0, sizeof *l);
+}
+
+char *wk__bcustom_id(const char *task, int seq)
+{
+    char *id = wk_xasprintf("%s#%d", task, seq);
+    if (strlen(id) > CUSTOM_ID_MAX)
+        id[CUSTOM_ID_MAX] = '\0';
+    return id;
+}
+
+char *wk__bcreated_id(const cJSON *o)
+{
+    const char *id = wk_jstr(o, "id");
+    return id && wk__bid_ok(id, 0) ? wk_xstrdup(id) : NULL;
 }
 
 int wk__bid_ok(const char *id, int slash)

@@ -95,12 +95,6 @@ static char *create(const wk__bsub *s, const char *file_id, char **path, size_t 
     return body;
 }
 
-static char *created_id(const cJSON *o)
-{
-    const char *id = wk_jstr(o, "id");
-    return id && wk__bid_ok(id, 0) ? wk_xstrdup(id) : NULL;
-}
-
 static char *poll_path(const char *id)
 {
     return wk_xasprintf("/messages/batches/%s", id);
@@ -259,7 +253,7 @@ const wk__bfmt wk__bfmt_anthropic = {
     .auth = auth,
     .upload = NULL,
     .create = create,
-    .created_id = created_id,
+    .created_id = wk__bcreated_id,
     .poll_path = poll_path,
     .cancel_path = cancel_path,
     .fetch_path = fetch_path,

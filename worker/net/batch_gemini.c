@@ -20,16 +20,7 @@
 
 #include "lib/util.h"
 
-#define CUSTOM_ID_MAX 512
 #define TOKEN_MAX 1024 /* a page token longer than this ends the lookup */
-
-static char *custom_id(const char *task, int seq)
-{
-    char *id = wk_xasprintf("%s#%d", task, seq);
-    if (strlen(id) > CUSTOM_ID_MAX)
-        id[CUSTOM_ID_MAX] = '\0';
-    return id;
-}
 
 static int auth(const wk_provider *pv, char **h)
 {
@@ -194,7 +185,7 @@ static void list(const cJSON *page, const char *run_id, const char *local, int n
 
 const wk__bfmt wk__bfmt_gemini = {
     .api = "gemini",
-    .custom_id = custom_id,
+    .custom_id = wk__bcustom_id,
     .auth = auth,
     .upload = NULL,
     .create = create,
