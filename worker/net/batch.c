@@ -447,14 +447,14 @@ static void cancel(batch *bt)
                 "cascade: --deadline: cancelling batch %s; its unanswered requests go to "
                 "the sync lane\n",
                 bt->batch_id);
-    char *path = bt->f->cancel_path(bt->batch_id);
+    char *path = wk_xasprintf("%s%s%s", bt->f->batch_path, bt->batch_id, bt->f->cancel_suffix);
     request(bt, path, "application/json", "{}", 2, 0);
     free(path);
 }
 
 static void poll_now(batch *bt)
 {
-    char *path = bt->f->poll_path(bt->batch_id);
+    char *path = wk_xasprintf("%s%s", bt->f->batch_path, bt->batch_id);
     request(bt, path, NULL, NULL, 0, 1);
     free(path);
 }

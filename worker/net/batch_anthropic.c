@@ -95,16 +95,6 @@ static char *create(const wk__bsub *s, const char *file_id, char **path, size_t 
     return body;
 }
 
-static char *poll_path(const char *id)
-{
-    return wk_xasprintf("/messages/batches/%s", id);
-}
-
-static char *cancel_path(const char *id)
-{
-    return wk_xasprintf("/messages/batches/%s/cancel", id);
-}
-
 /*
  * The results of the batch, from its id: results_url names the same place
  * on the same host, and our key goes to no URL an answer names.
@@ -254,8 +244,8 @@ const wk__bfmt wk__bfmt_anthropic = {
     .upload = NULL,
     .create = create,
     .created_id = wk__bcreated_id,
-    .poll_path = poll_path,
-    .cancel_path = cancel_path,
+    .batch_path = "/messages/batches/",
+    .cancel_suffix = "/cancel",
     .fetch_path = fetch_path,
     .object = object,
     .line = line,

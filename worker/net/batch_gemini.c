@@ -58,16 +58,6 @@ static char *created_id(const cJSON *o)
     return id && !strncmp(id, "batches/", 8) && wk__bid_ok(id, 1) ? wk_xstrdup(id) : NULL;
 }
 
-static char *poll_path(const char *id)
-{
-    return wk_xasprintf("/%s", id);
-}
-
-static char *cancel_path(const char *id)
-{
-    return wk_xasprintf("/%s:cancel", id);
-}
-
 static char *fetch_path(const char *id, const char *file)
 {
     (void)file;
@@ -190,8 +180,8 @@ const wk__bfmt wk__bfmt_gemini = {
     .upload = NULL,
     .create = create,
     .created_id = created_id,
-    .poll_path = poll_path,
-    .cancel_path = cancel_path,
+    .batch_path = "/", /* the id is "batches/{id}" */
+    .cancel_suffix = ":cancel",
     .fetch_path = fetch_path,
     .object = object,
     .line = line,

@@ -69,16 +69,6 @@ static char *create(const wk__bsub *s, const char *file_id, char **path, size_t 
     return body;
 }
 
-static char *poll_path(const char *id)
-{
-    return wk_xasprintf("/batches/%s", id);
-}
-
-static char *cancel_path(const char *id)
-{
-    return wk_xasprintf("/batches/%s/cancel", id);
-}
-
 static char *fetch_path(const char *id, const char *file)
 {
     (void)id;
@@ -172,8 +162,8 @@ const wk__bfmt wk__bfmt_openai = {
     .upload = upload,
     .create = create,
     .created_id = wk__bcreated_id,
-    .poll_path = poll_path,
-    .cancel_path = cancel_path,
+    .batch_path = "/batches/",
+    .cancel_suffix = "/cancel",
     .fetch_path = fetch_path,
     .object = object,
     .line = line,

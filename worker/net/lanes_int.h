@@ -101,9 +101,9 @@ typedef struct wk__bfmt {
     char *(*create)(const wk__bsub *s, const char *file_id, char **path, size_t *len);
     /* The batch id in a create's answer (owned), NULL when there is none fit for a path. */
     char *(*created_id)(const cJSON *o);
-    /* Paths (owned): a poll, a cancel, a results file (file NULL: the batch's results). */
-    char *(*poll_path)(const char *id);
-    char *(*cancel_path)(const char *id);
+    /* A poll's path is batch_path and the id; a cancel's, that and cancel_suffix. */
+    const char *batch_path, *cancel_suffix;
+    /* A results file's path (owned; file NULL: the batch's results). */
     char *(*fetch_path)(const char *id, const char *file);
     /* A poll's (or a cancel's) answer. 0, or WK_EPARSE when it is no batch object. */
     int (*object)(const cJSON *o, wk__bobj *out);
