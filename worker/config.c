@@ -715,35 +715,35 @@ cleanup:
 }
 
 /* Only providers some cascade uses need a key: an unused one may stay unset. */
+/* The key of provider p from its $key_env, once; `what` names the use in the error. */
+static int read_key(wk_provider *p, const char *what, const char *path, char *err, size_t errlen)
+{
+    if (!p->key_env || p->key)
+        return 0;
+    const char *v = getenv(p->key_env);
+    if (!v || !*v)
+        return wk_errf(WK_ECONFIG, err, errlen,
+                       "%s: provider \"%s\"%s needs the API key in $%s, which is not set", path,
+                       p->name, what, p->key_env);
+    p->key = wk_xstrdup(v);
+    return 0;
+}
+
 static int read_keys(wk_config *cfg, const char *path, char *err, size_t errlen)
 {
-    for (int i = 0; i < cfg->ncascades; i++)
-        for (int t = 0; t < cfg->cascades[i].ntiers; t++) {
-            const wk_model *m = cfg->cascades[i].tiers[t].model;
-            for (int f = -1; f < m->nfallbacks; f++) {
-                wk_provider *p = f < 0 ? m->provider : m->fallbacks[f]->provider;
-                if (!p->key_env || p->key)
-                    continue;
-                const char *v = getenv(p->key_env);
-                if (!v || !*v)
-                    return wk_errf(WK_ECONFIG, err, errlen,
-                                   "%s: provider \"%s\" needs the API key in $%s, which is not set",
-                                   path, p->name, p->key_env);
-                p->key = wk_xstrdup(v);
-            }
-        }
-    /* The embeddings model's provider, when a cascade starts by similarity. */
     for (int i = 0; i < cfg->ncascades; i++) {
-        wk_provider *p = cfg->cascades[i].start_similar ? cfg->embed_model->provider : NULL;
-        if (!p || !p->key_env || p->key)
-            continue;
-        const char *v = getenv(p->key_env);
-        if (!v || !*v)
-            return wk_errf(WK_ECONFIG, err, errlen,
-                           "%s: provider \"%s\" (embeddings) needs the API key in $%s, which is "
-                           "not set",
-                           path, p->name, p->key_env);
-        p->key = wk_xstrdup(v);
+        const wk_cascade *c = &cfg->cascades[i];
+        for (int t = 0; t < c->ntiers; t++) {
+            const wk_model *m = c->tiers[t].model;
+            for (int f = -1; f < m->nfallbacks; f++)
+                if (read_key(f < 0 ? m->provider : m->fallbacks[f]->provider, "", path, err,
+                             errlen))
+                    return WK_ECONFIG;
+        }
+        /* The embeddings model's provider, when the cascade starts by similarity. */
+        if (c->start_similar &&
+            read_key(cfg->embed_model->provider, " (embeddings)", path, err, errlen))
+            return WK_ECONFIG;
     }
     return 0;
 }

@@ -217,6 +217,26 @@ static cJSON *tier_obj(const wk_task *t, int tier)
     return o;
 }
 
+/*
+ * One line of the escalation log: the task went from tier `from` to `to`.
+ * Every climb has this shape, whether the answer failed, an admission rule
+ * skipped a tier or the similar start passed over one.
+ */
+static cJSON *climb_line(const wk_task *t, int from, int to, const char *validator,
+                         const char *reason, const char *evidence, int64_t now)
+{
+    cJSON *l = cJSON_CreateObject();
+    add_iso_ts(l, now);
+    cJSON_AddStringToObject(l, "id", t->id);
+    cJSON_AddItemToObject(l, "from", tier_obj(t, from));
+    cJSON_AddItemToObject(l, "to", tier_obj(t, to));
+    cJSON_AddStringToObject(l, "validator", validator);
+    cJSON_AddStringToObject(l, "reason", reason);
+    cJSON_AddStringToObject(l, "evidence", evidence);
+    cJSON_AddNumberToObject(l, "cost_usd", round_usd(t->cost_usd));
+    return l;
+}
+
 /* The names after "label: " in a note, up to the next "; ". */
 static void note_names(cJSON *arr, const char *note, const char *label)
 {
@@ -450,15 +470,16 @@ static char *policy_blocks(const wk_task *t, int tier)
     return NULL;
 }
 
-/* 1 when an admission rule refuses the tier (the policy, a skip rule, the context window). */
-static int policy_blocks_or_skips(const wk_task *t, int tier)
+/*
+ * 1 when an admission rule refuses tier k: the data policy (its reason in
+ * *denied), a skip rule (*rule) or the context window (both NULL). The
+ * caller frees both.
+ */
+static int refused(const wk_task *t, int k, char **denied, char **rule)
 {
-    char *denied = policy_blocks(t, tier);
-    char *rule = denied ? NULL : skip_rule_holds(t, tier);
-    int refused = denied || rule || !tier_fits(t, tier);
-    free(denied);
-    free(rule);
-    return refused;
+    *denied = policy_blocks(t, k);
+    *rule = *denied ? NULL : skip_rule_holds(t, k);
+    return *denied || *rule || !tier_fits(t, k);
 }
 
 /*
@@ -470,30 +491,23 @@ static int policy_blocks_or_skips(const wk_task *t, int tier)
 static int next_fitting(wk_task *t, int from, int64_t now, wk_actions *out)
 {
     for (int k = from; k < t->cascade->ntiers; k++) {
-        char *denied = policy_blocks(t, k);
-        char *rule = denied ? NULL : skip_rule_holds(t, k);
-        if (!denied && !rule && tier_fits(t, k))
+        char *denied, *rule;
+        if (!refused(t, k, &denied, &rule))
             return k;
         /* A skipped tier is logged like a climb: nothing was sent to it. */
-        if (k + 1 < t->cascade->ntiers) {
-            cJSON *l = cJSON_CreateObject();
-            add_iso_ts(l, now);
-            cJSON_AddStringToObject(l, "id", t->id);
-            cJSON_AddItemToObject(l, "from", tier_obj(t, k));
-            cJSON_AddItemToObject(l, "to", tier_obj(t, k + 1));
-            cJSON_AddStringToObject(l, "validator", denied ? "policy" : rule ? "rule" : "context");
-            cJSON_AddStringToObject(l, "reason",
-                                    denied ? "data_policy"
-                                    : rule ? "skip_rule"
-                                           : "context_too_small");
-            cJSON_AddStringToObject(l, "evidence",
-                                    denied ? denied
-                                    : rule ? rule
-                                           : "the prompt plus max_tokens exceeds the model's "
-                                             "context window");
-            cJSON_AddNumberToObject(l, "cost_usd", round_usd(t->cost_usd));
-            push(out, WK_ACT_LOG)->line = l;
-        }
+        if (k + 1 < t->cascade->ntiers)
+            push(out, WK_ACT_LOG)->line =
+                climb_line(t, k, k + 1,
+                           denied ? "policy"
+                           : rule ? "rule"
+                                  : "context",
+                           denied ? "data_policy"
+                           : rule ? "skip_rule"
+                                  : "context_too_small",
+                           denied ? denied
+                           : rule ? rule
+                                  : "the prompt plus max_tokens exceeds the model's context window",
+                           now);
         free(denied);
         free(rule);
     }
@@ -602,19 +616,10 @@ static void on_failure(wk_task *t, int64_t now, int feedback, const char *valida
         *push(out, WK_ACT_FINISH) = fin;
         return;
     }
-    cJSON *l = cJSON_CreateObject();
-    add_iso_ts(l, now);
-    cJSON_AddStringToObject(l, "id", t->id);
-    cJSON_AddItemToObject(l, "from", tier_obj(t, from));
-    cJSON_AddItemToObject(l, "to", tier_obj(t, from + 1));
-    cJSON_AddStringToObject(l, "validator", validator);
-    cJSON_AddStringToObject(l, "reason", reason);
     char *ev = wk_head_lines(evidence ? evidence : (message ? message : ""),
                              WK_FEEDBACK_EVIDENCE_LINES, 1000);
-    cJSON_AddStringToObject(l, "evidence", ev);
+    out->v[mark].line = climb_line(t, from, from + 1, validator, reason, ev, now);
     free(ev);
-    cJSON_AddNumberToObject(l, "cost_usd", round_usd(t->cost_usd));
-    out->v[mark].line = l;
     t->tier = next;
     t->tries = 0;
     call_or_stop(t, out);
@@ -1035,15 +1040,12 @@ static int similar_start(wk_task *t, int first, int64_t now, wk_actions *out)
         return first;
     int mark = out->n;
     for (int k = first; k < want; k++) {
-        if (policy_blocks_or_skips(t, k))
+        char *denied, *rule;
+        int no = refused(t, k, &denied, &rule);
+        free(denied);
+        free(rule);
+        if (no)
             continue; /* refused by the rules anyway: nothing would have been sent there */
-        cJSON *l = cJSON_CreateObject();
-        add_iso_ts(l, now);
-        cJSON_AddStringToObject(l, "id", t->id);
-        cJSON_AddItemToObject(l, "from", tier_obj(t, k));
-        cJSON_AddItemToObject(l, "to", tier_obj(t, want));
-        cJSON_AddStringToObject(l, "validator", "similar");
-        cJSON_AddStringToObject(l, "reason", "similar_history");
         const cJSON *n = t->start_note;
         const cJSON *votes = cJSON_GetObjectItemCaseSensitive(n, "votes");
         const cJSON *nb = cJSON_GetObjectItemCaseSensitive(n, "neighbours");
@@ -1053,10 +1055,9 @@ static int similar_start(wk_task *t, int first, int64_t now, wk_actions *out)
                                  want, cJSON_IsNumber(votes) ? votes->valueint : 0,
                                  cJSON_IsNumber(nb) ? nb->valueint : 0,
                                  cJSON_IsNumber(hist) ? (long)hist->valuedouble : 0L, k);
-        cJSON_AddStringToObject(l, "evidence", why);
+        push(out, WK_ACT_LOG)->line =
+            climb_line(t, k, want, "similar", "similar_history", why, now);
         free(why);
-        cJSON_AddNumberToObject(l, "cost_usd", round_usd(t->cost_usd));
-        push(out, WK_ACT_LOG)->line = l;
     }
     int s = next_fitting(t, want, now, out);
     if (s < 0) {
