@@ -54,6 +54,7 @@
  */
 #define LIST_PAGES_MAX 50
 #define RESULTS_CAP ((size_t)1024 << 20) /* one output file */
+#define CUSTOM_ID_MAX 512                /* a "TASK#SEQ" custom id (wk__bcustom_id) */
 
 enum {
     B_OPEN,
@@ -446,14 +447,14 @@ static void cancel(batch *bt)
                 "cascade: --deadline: cancelling batch %s; its unanswered requests go to "
                 "the sync lane\n",
                 bt->batch_id);
-    char *path = bt->f->cancel_path(bt->batch_id);
+    char *path = wk_xasprintf("%s%s%s", bt->f->batch_path, bt->batch_id, bt->f->cancel_suffix);
     request(bt, path, "application/json", "{}", 2, 0);
     free(path);
 }
 
 static void poll_now(batch *bt)
 {
-    char *path = bt->f->poll_path(bt->batch_id);
+    char *path = wk_xasprintf("%s%s", bt->f->batch_path, bt->batch_id);
     request(bt, path, NULL, NULL, 0, 1);
     free(path);
 }
@@ -1108,6 +1109,20 @@ void wk__blist_clear(wk__blist *l)
     free(l->cands);
     free(l->next);
     memset(l, 0, sizeof *l);
+}
+
+char *wk__bcustom_id(const char *task, int seq)
+{
+    char *id = wk_xasprintf("%s#%d", task, seq);
+    if (strlen(id) > CUSTOM_ID_MAX)
+        id[CUSTOM_ID_MAX] = '\0';
+    return id;
+}
+
+char *wk__bcreated_id(const cJSON *o)
+{
+    const char *id = wk_jstr(o, "id");
+    return id && wk__bid_ok(id, 0) ? wk_xstrdup(id) : NULL;
 }
 
 int wk__bid_ok(const char *id, int slash)

@@ -95,22 +95,6 @@ static char *create(const wk__bsub *s, const char *file_id, char **path, size_t 
     return body;
 }
 
-static char *created_id(const cJSON *o)
-{
-    const char *id = wk_jstr(o, "id");
-    return id && wk__bid_ok(id, 0) ? wk_xstrdup(id) : NULL;
-}
-
-static char *poll_path(const char *id)
-{
-    return wk_xasprintf("/messages/batches/%s", id);
-}
-
-static char *cancel_path(const char *id)
-{
-    return wk_xasprintf("/messages/batches/%s/cancel", id);
-}
-
 /*
  * The results of the batch, from its id: results_url names the same place
  * on the same host, and our key goes to no URL an answer names.
@@ -259,9 +243,9 @@ const wk__bfmt wk__bfmt_anthropic = {
     .auth = auth,
     .upload = NULL,
     .create = create,
-    .created_id = created_id,
-    .poll_path = poll_path,
-    .cancel_path = cancel_path,
+    .created_id = wk__bcreated_id,
+    .batch_path = "/messages/batches/",
+    .cancel_suffix = "/cancel",
     .fetch_path = fetch_path,
     .object = object,
     .line = line,

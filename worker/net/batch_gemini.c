@@ -20,16 +20,7 @@
 
 #include "lib/util.h"
 
-#define CUSTOM_ID_MAX 512
 #define TOKEN_MAX 1024 /* a page token longer than this ends the lookup */
-
-static char *custom_id(const char *task, int seq)
-{
-    char *id = wk_xasprintf("%s#%d", task, seq);
-    if (strlen(id) > CUSTOM_ID_MAX)
-        id[CUSTOM_ID_MAX] = '\0';
-    return id;
-}
 
 static int auth(const wk_provider *pv, char **h)
 {
@@ -65,16 +56,6 @@ static char *created_id(const cJSON *o)
 {
     const char *id = wk_jstr(o, "name");
     return id && !strncmp(id, "batches/", 8) && wk__bid_ok(id, 1) ? wk_xstrdup(id) : NULL;
-}
-
-static char *poll_path(const char *id)
-{
-    return wk_xasprintf("/%s", id);
-}
-
-static char *cancel_path(const char *id)
-{
-    return wk_xasprintf("/%s:cancel", id);
 }
 
 static char *fetch_path(const char *id, const char *file)
@@ -194,13 +175,13 @@ static void list(const cJSON *page, const char *run_id, const char *local, int n
 
 const wk__bfmt wk__bfmt_gemini = {
     .api = "gemini",
-    .custom_id = custom_id,
+    .custom_id = wk__bcustom_id,
     .auth = auth,
     .upload = NULL,
     .create = create,
     .created_id = created_id,
-    .poll_path = poll_path,
-    .cancel_path = cancel_path,
+    .batch_path = "/", /* the id is "batches/{id}" */
+    .cancel_suffix = ":cancel",
     .fetch_path = fetch_path,
     .object = object,
     .line = line,

@@ -17,16 +17,6 @@
 
 #include "lib/util.h"
 
-#define CUSTOM_ID_MAX 512
-
-static char *custom_id(const char *task, int seq)
-{
-    char *id = wk_xasprintf("%s#%d", task, seq);
-    if (strlen(id) > CUSTOM_ID_MAX)
-        id[CUSTOM_ID_MAX] = '\0'; /* task ids are capped far below this at intake */
-    return id;
-}
-
 static int auth(const wk_provider *pv, char **h)
 {
     if (!pv->key)
@@ -77,22 +67,6 @@ static char *create(const wk__bsub *s, const char *file_id, char **path, size_t 
     *path = wk_xstrdup("/batches");
     *len = strlen(body);
     return body;
-}
-
-static char *created_id(const cJSON *o)
-{
-    const char *id = wk_jstr(o, "id");
-    return id && wk__bid_ok(id, 0) ? wk_xstrdup(id) : NULL;
-}
-
-static char *poll_path(const char *id)
-{
-    return wk_xasprintf("/batches/%s", id);
-}
-
-static char *cancel_path(const char *id)
-{
-    return wk_xasprintf("/batches/%s/cancel", id);
 }
 
 static char *fetch_path(const char *id, const char *file)
@@ -183,13 +157,13 @@ static void list(const cJSON *page, const char *run_id, const char *local, int n
 
 const wk__bfmt wk__bfmt_openai = {
     .api = "openai",
-    .custom_id = custom_id,
+    .custom_id = wk__bcustom_id,
     .auth = auth,
     .upload = upload,
     .create = create,
-    .created_id = created_id,
-    .poll_path = poll_path,
-    .cancel_path = cancel_path,
+    .created_id = wk__bcreated_id,
+    .batch_path = "/batches/",
+    .cancel_suffix = "/cancel",
     .fetch_path = fetch_path,
     .object = object,
     .line = line,

@@ -101,9 +101,9 @@ typedef struct wk__bfmt {
     char *(*create)(const wk__bsub *s, const char *file_id, char **path, size_t *len);
     /* The batch id in a create's answer (owned), NULL when there is none fit for a path. */
     char *(*created_id)(const cJSON *o);
-    /* Paths (owned): a poll, a cancel, a results file (file NULL: the batch's results). */
-    char *(*poll_path)(const char *id);
-    char *(*cancel_path)(const char *id);
+    /* A poll's path is batch_path and the id; a cancel's, that and cancel_suffix. */
+    const char *batch_path, *cancel_suffix;
+    /* A results file's path (owned; file NULL: the batch's results). */
     char *(*fetch_path)(const char *id, const char *file);
     /* A poll's (or a cancel's) answer. 0, or WK_EPARSE when it is no batch object. */
     int (*object)(const cJSON *o, wk__bobj *out);
@@ -122,6 +122,10 @@ const wk__bfmt *wk__bfmt_of(const char *api);
 void wk__bobj_clear(wk__bobj *o);
 void wk__bout_clear(wk__bout *o);
 void wk__blist_clear(wk__blist *l);
+/* A custom id "TASK#SEQ" (owned), capped at 512 bytes (task ids are capped far below at intake). */
+char *wk__bcustom_id(const char *task, int seq);
+/* The batch id in a create's answer's "id" (owned), or NULL when it is not fit for a path. */
+char *wk__bcreated_id(const cJSON *o);
 /* 1 when id is fit for a URL path or query: [A-Za-z0-9_-] and '/' inside, under WK_BATCH_ID_MAX. */
 int wk__bid_ok(const char *id, int slash);
 /* The body of a built request as JSON (owned; an empty object when it does not parse). */
