@@ -524,29 +524,42 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
  * behind and waits until it is gone, then prints the end marker with the
  * command's status and the read-only files' hashes.
  */
+/*
+ * The value for `ulimit FLAG` (units of `unit` bytes, as dash counts them):
+ * want, or the worker's own hard limit when that is lower. A limit above the
+ * hard one cannot be set (ulimit -n 256 under a hard limit of 64): the
+ * sandbox gets the lower one instead of failing every answer with a sandbox
+ * error. The hard limit is read here, not by the sandbox's shell: bwrap and
+ * the shell inherit this process's limits unchanged, and each `$(ulimit -H)`
+ * there would cost a fork per limit on every run.
+ */
+static unsigned long long clamp_hard(int resource, unsigned long long want, unsigned long unit)
+{
+    struct rlimit rl;
+    if (getrlimit(resource, &rl) != 0 || rl.rlim_max == RLIM_INFINITY)
+        return want;
+    unsigned long long hard = (unsigned long long)rl.rlim_max / unit;
+    return hard < want ? hard : want;
+}
+
 static char *shell_script(const val__job *j)
 {
     const val_limits *l = &j->limits;
     wk_buf b;
     wk_buf_init(&b, 4096);
-    /*
-     * A limit above the worker's own hard limit cannot be set (ulimit -n 256
-     * under a hard limit of 64): the sandbox gets the lower one instead of
-     * failing every answer with a sandbox error.
-     */
-    wk_buf_appendf(&b, "lim() { h=$(ulimit -H $1); if [ \"$h\" != unlimited ] && [ \"$h\" -lt "
-                       "\"$2\" ]; then ulimit $1 \"$h\"; else ulimit $1 \"$2\"; fi; }\n");
     wk_buf_appendf(&b, "{ ");
     if (l->cpu_s)
         wk_buf_appendf(&b, "ulimit -S -t %u && ulimit -H -t %u && ", l->cpu_s, l->cpu_s + 1);
     if (l->mem_bytes)
-        wk_buf_appendf(&b, "lim -v %lu && ", l->mem_bytes / 1024);
+        wk_buf_appendf(&b, "ulimit -v %llu && ",
+                       clamp_hard(RLIMIT_AS, l->mem_bytes / 1024, 1024));
     if (l->nproc)
-        wk_buf_appendf(&b, "lim -p %u && ", l->nproc);
+        wk_buf_appendf(&b, "ulimit -p %llu && ", clamp_hard(RLIMIT_NPROC, l->nproc, 1));
     if (l->fsize_bytes) /* dash counts file sizes in 512-byte blocks */
-        wk_buf_appendf(&b, "lim -f %lu && ", (l->fsize_bytes + 511) / 512);
+        wk_buf_appendf(&b, "ulimit -f %llu && ",
+                       clamp_hard(RLIMIT_FSIZE, (l->fsize_bytes + 511) / 512, 512));
     if (l->nofile)
-        wk_buf_appendf(&b, "lim -n %u && ", l->nofile);
+        wk_buf_appendf(&b, "ulimit -n %llu && ", clamp_hard(RLIMIT_NOFILE, l->nofile, 1));
     wk_buf_appendf(&b, "ulimit -c 0; } || { echo 'cascade-sandbox: could not set the limits' >&2; "
                        "exit 125; }\n");
     /* -n: the files bwrap put in /box first (read-only tests) are the task's; keep them. */
@@ -556,15 +569,15 @@ static char *shell_script(const val__job *j)
     /*
      * Module-shadowing files before and after a test run (one with a mark):
      * new ones were planted. Membership, not order, is compared: no sort.
+     * Without a mark there is nothing to look for, and both lists are empty
+     * as written: no `$(...)`, whose fork every run would pay for.
      */
     if (j->mark[0])
         wk_buf_appendf(&b, "shadows() { find /box -xdev \\( -name conftest.py -o -name "
                            "sitecustomize.py -o -name usercustomize.py -o -name unittest.py -o "
                            "-name pytest.py -o -name '*.pth' \\) -print 2>/dev/null; }\n");
-    else
-        wk_buf_appendf(&b, "shadows() { :; }\n");
     /* Without a copied tree, what was there before is the task's files, known here. */
-    wk_buf_appendf(&b, j->hostdir ? "before=$(shadows)\n" : "before=\n");
+    wk_buf_appendf(&b, j->hostdir && j->mark[0] ? "before=$(shadows)\n" : "before=\n");
     wk_buf_appendf(&b,
                    "n=$1; shift\n"
                    "( shift \"$n\"; exec \"$@\" )\n"
@@ -575,14 +588,15 @@ static char *shell_script(const val__job *j)
                    /* Keep only the first n arguments: the read-only files. */
                    "t=$#; i=0; for a; do [ $i -lt \"$n\" ] || break; set -- \"$@\" \"$a\"; "
                    "i=$((i+1)); done; shift \"$t\"\n"
-                   "after=$(shadows)\n"
+                   "%s"
                    "printf '"
                    "\\n@@cascade-sandbox-end %%d\\n' \"$rc\"\n"
                    "[ \"$after\" = \"$before\" ] || printf '%%s\\n' \"$after\" | "
                    "while IFS= read -r f; do case \"\n$before\n\" in *\"\n$f\n\"*) ;; "
                    "*) printf '" PLANTED_MARK "%%s\\n' \"$f\" ;; esac; done\n"
                    "[ \"$n\" -eq 0 ] || /usr/bin/sha256sum -- \"$@\" 2>&1\n"
-                   "exit \"$rc\"\n");
+                   "exit \"$rc\"\n",
+                   j->mark[0] ? "after=$(shadows)\n" : "after=\n");
     return wk_buf_detach(&b, NULL);
 }
 
