@@ -27,6 +27,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <malloc.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -235,6 +237,45 @@ static void parse_here(TSParser *p, const char *code, uint32_t len, parse_out *o
 }
 
 /*
+ * In the parse child, before the parse: the parent never parses (its
+ * parser's memory is grown in children), so the child's heap is fresh and
+ * the parse took a page fault for each 4 KiB it touched, about 40 bytes of
+ * heap per byte of code, a fifth of the child's time. The heap is grown
+ * once by about that much (capped) and the new pages made present in one
+ * call, which costs a fraction of the faults. Best effort: without
+ * MADV_POPULATE_WRITE (Linux 5.14) the pages fault in as before.
+ */
+#define HEAP_PER_BYTE 40u
+#define HEAP_PREFAULT_MAX (256u << 20)
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+static void heap_for_parse(uint32_t len)
+{
+    size_t want = (size_t)len * HEAP_PER_BYTE;
+    if (want > HEAP_PREFAULT_MAX)
+        want = HEAP_PREFAULT_MAX;
+    if (want < (1u << 20))
+        return;
+    /* The next growth of the heap takes `want` more, and a free keeps it. */
+    mallopt(M_TRIM_THRESHOLD, (int)(HEAP_PREFAULT_MAX * 2u));
+    mallopt(M_TOP_PAD, (int)want);
+    /* Grow it now: ask for more than its top has left, below the mmap threshold (at most 32 MiB). */
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);
+    struct mallinfo2 mi = mallinfo2();
+    if (mi.keepcost >= (16u << 20))
+        return; /* room enough already */
+    char *lo = sbrk(0);
+    void *grow = malloc(mi.keepcost + 4096);
+    char *hi = sbrk(0);
+    free(grow);
+    uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t start = ((uintptr_t)lo + pg - 1) & ~(pg - 1);
+    if (grow && lo != (char *)-1 && hi != (char *)-1 && (uintptr_t)hi > start)
+        madvise((void *)start, (uintptr_t)hi - start, MADV_POPULATE_WRITE);
+}
+
+/*
  * Reads len bytes from fd within timeout_ms; returns the bytes read, and in
  * *eof whether the writer closed its end (rather than the time ran out).
  */
@@ -305,6 +346,7 @@ static int parse_isolated(TSParser *p, const char *code, uint32_t len, parse_out
         /* Test hook: a parser that crashes, as libtree-sitter does on deep nesting. */
         if (getenv("CASCADE_FAULT_PARSER_CRASH"))
             raise(SIGSEGV);
+        heap_for_parse(len);
         parse_out po;
         parse_here(p, code, len, &po, 1);
         ssize_t w = write(fds[1], &po, sizeof po);
