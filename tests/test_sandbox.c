@@ -9,8 +9,11 @@
  */
 #include "sandbox_fixture.h"
 
+#include "harness.h"
+
 #include <dirent.h>
 #include <git2.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <utime.h>
@@ -527,6 +530,31 @@ static void sweep_removes_only_old_task_directories_of_ours(void **state)
     val__hostdir_remove(base);
 }
 
+/*
+ * A limit above the worker's own hard limit cannot be set inside: the
+ * sandbox gets the hard one instead (not a sandbox error on every answer).
+ * Run in a child, whose lowered hard limit cannot be raised again.
+ */
+static void limits_above_the_workers_hard_limit_are_lowered_to_it(void **state)
+{
+    (void)state;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        /* Below the default of 256 open files. */
+        struct rlimit rl = {200, 200};
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            _exit(3);
+        outcome o;
+        run_task(NULL, "python",
+                 "{\"tests\": {\"command\": [\"sh\", \"-c\", \"[ $(ulimit -n) -eq 200 ] && "
+                 "[ $(ulimit -H -n) -eq 200 ]\"]}}",
+                 "x = 1\n", &o);
+        _exit(o.calls == 1 && o.v.pass ? 0 : 1);
+    }
+    assert_int_equal(h_wait(pid, 120000), 0);
+}
+
 static void missing_command_fails_sandbox_error(void **state)
 {
     (void)state;
@@ -661,6 +689,7 @@ int main(void)
         cmocka_unit_test(too_many_files_fail_before_any_spawn),
         cmocka_unit_test(wall_clock_counts_from_the_start_not_from_a_stale_loop_time),
         cmocka_unit_test(sandboxes_beyond_limit_wait_in_fifo_order),
+        cmocka_unit_test(limits_above_the_workers_hard_limit_are_lowered_to_it),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
