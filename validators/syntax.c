@@ -260,7 +260,7 @@ static void heap_for_parse(uint32_t len)
     /* The next growth of the heap takes `want` more, and a free keeps it. */
     mallopt(M_TRIM_THRESHOLD, (int)(HEAP_PREFAULT_MAX * 2u));
     mallopt(M_TOP_PAD, (int)want);
-    /* Grow it now: ask for more than its top has left, below the mmap threshold (at most 32 MiB). */
+    /* Grow it now: more than its top has left, below the mmap threshold (32 MiB at most). */
     mallopt(M_MMAP_THRESHOLD, 32 << 20);
     struct mallinfo2 mi = mallinfo2();
     if (mi.keepcost >= (16u << 20))

@@ -551,8 +551,7 @@ static char *shell_script(const val__job *j)
     if (l->cpu_s)
         wk_buf_appendf(&b, "ulimit -S -t %u && ulimit -H -t %u && ", l->cpu_s, l->cpu_s + 1);
     if (l->mem_bytes)
-        wk_buf_appendf(&b, "ulimit -v %llu && ",
-                       clamp_hard(RLIMIT_AS, l->mem_bytes / 1024, 1024));
+        wk_buf_appendf(&b, "ulimit -v %llu && ", clamp_hard(RLIMIT_AS, l->mem_bytes / 1024, 1024));
     if (l->nproc)
         wk_buf_appendf(&b, "ulimit -p %llu && ", clamp_hard(RLIMIT_NPROC, l->nproc, 1));
     if (l->fsize_bytes) /* dash counts file sizes in 512-byte blocks */
