@@ -140,8 +140,8 @@ struct wk_journal {
     uv_loop_t *loop;
     int in_txn;
     then_node *head, *tail;
-    int ncommit; /* nodes in the list that wait for a commit now (W_COMMIT) */
-    int nlazy;   /* nodes that wait for a commit that may be put off (W_LAZY) */
+    int ncommit;  /* nodes in the list that wait for a commit now (W_COMMIT) */
+    int nlazy;    /* nodes that wait for a commit that may be put off (W_LAZY) */
     int deferred; /* check phases in a row that put the commit off */
     long commits;
     char *path;
@@ -318,8 +318,7 @@ static void settle(wk_journal *j, int may_put_off)
                 break;
             continue;
         }
-        run_waiting(j, j->ncommit || j->nlazy || !j->head ? commit(j) : j->error ? WK_EIO : 0,
-                    0);
+        run_waiting(j, j->ncommit || j->nlazy || !j->head ? commit(j) : j->error ? WK_EIO : 0, 0);
     }
     if (deferring && (j->in_txn || j->head)) {
         /* Our idle handle would keep the next poll from waiting; on_settle decides. */
