@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "harness.h"
 #include "lib/util.h"
@@ -316,12 +318,111 @@ static void test_received_rows_read_the_same_held_or_joined_with_their_verdict(v
     free(path);
 }
 
+/*
+ * A lazy side effect (wk_journal_then_lazy, a result line) runs only once its
+ * row is committed, whether its commit is made at once (nothing else is
+ * ready) or put off to join the next side effect's rows (the loop is busy).
+ * The child "dies" (_exit, as kill -9: no close, no checkpoint) inside the
+ * side effect it runs last; what it ran must be in the journal it left, and
+ * a put-off commit must never leave the loop waiting with nothing to do.
+ */
+typedef struct lazy_child {
+    wk_journal *j;
+    int busy;     /* 1: an idle handle keeps the loop busy and writes b's SENT */
+    int lazy_ran; /* the lazy side effect ran */
+    uv_idle_t idle;
+} lazy_child;
+
+static void lazy_done(void *arg, int status)
+{
+    lazy_child *c = arg;
+    if (status != 0)
+        _exit(2);
+    c->lazy_ran = 1;
+    if (!c->busy)
+        _exit(0); /* killed right after the side effect */
+}
+
+static void then_sent(void *arg, int status)
+{
+    lazy_child *c = arg;
+    /* b's SENT was written after a's DONE: a's side effect came first. */
+    _exit(status != 0 ? 2 : c->lazy_ran ? 0 : 3);
+}
+
+static void busy_idle(uv_idle_t *h)
+{
+    lazy_child *c = h->data;
+    uv_idle_stop(h);
+    if (wk_journal_sent(c->j, "b", 1, "cheap") != 0)
+        _exit(2);
+    wk_journal_then(c->j, then_sent, c);
+}
+
+static void lazy_run(const char *path, int busy)
+{
+    remove(path);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        alarm(20); /* a commit put off forever would hang here */
+        uv_loop_t loop;
+        uv_loop_init(&loop);
+        char err[512];
+        lazy_child c = {.busy = busy};
+        if (wk_journal_open(&loop, path, &c.j, err, sizeof err) != 0 ||
+            wk_journal_done(c.j, "a", "{\"id\":\"a\"}") != 0)
+            _exit(2);
+        wk_journal_then_lazy(c.j, lazy_done, &c);
+        if (busy) {
+            uv_idle_init(&loop, &c.idle);
+            c.idle.data = &c;
+            uv_idle_start(&c.idle, busy_idle);
+        }
+        uv_run(&loop, UV_RUN_DEFAULT);
+        _exit(4); /* the side effects never ran */
+    }
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    char err[512];
+    wk_journal *j = NULL;
+    assert_int_equal(wk_journal_open(&loop, path, &j, err, sizeof err), 0);
+    char *result = NULL;
+    assert_int_equal(wk_journal_done_result(j, "a", &result), 1);
+    assert_string_equal(result, "{\"id\":\"a\"}");
+    free(result);
+    int n = 0;
+    wk_jattempt *a = attempt(j, "b", &n);
+    assert_int_equal(n, busy ? 1 : 0);
+    if (busy)
+        assert_int_equal(a[0].state, WK_J_SENT);
+    wk_journal_attempts_free(a, n);
+    assert_int_equal(wk_journal_close(j), 0);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+static void test_lazy_side_effect_runs_only_once_committed_at_once_or_put_off(void **state)
+{
+    (void)state;
+    char *path = h_tmp("lazy.journal");
+    lazy_run(path, 0);
+    lazy_run(path, 1);
+    free(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_full_disk_mid_run_runs_no_unjournaled_side_effect_and_rerun_finishes),
         cmocka_unit_test(test_full_disk_at_the_first_commit_sends_nothing_and_writes_nothing),
         cmocka_unit_test(test_received_rows_read_the_same_held_or_joined_with_their_verdict),
+        cmocka_unit_test(test_lazy_side_effect_runs_only_once_committed_at_once_or_put_off),
     };
     return cmocka_run_group_tests_name("journal", tests, group_setup, group_teardown);
 }

@@ -206,7 +206,8 @@ static void emit_result(run *r, q_item *item, const char *key, const char *line)
     r->acks++;
     if (wk_journal_done(r->ans.journal, key, line))
         journal_failed(r);
-    wk_journal_then(r->ans.journal, ack_now, p);
+    /* Lazy: the next task's SENT may join this commit (journal.h). */
+    wk_journal_then_lazy(r->ans.journal, ack_now, p);
 }
 
 static void release_slot(slot *s)

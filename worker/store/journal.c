@@ -7,14 +7,21 @@
  * What a commit costs was measured (callgrind, strace; make bench) and cut
  * where it showed: one connection holds the database in exclusive locking
  * mode (no fcntl locks and no shared-memory index per transaction), without
- * SQLite's mutexes (one thread uses it), the tables are WITHOUT ROWID (a row
- * write touches one b-tree, not a table and its primary-key index), pages
+ * SQLite's mutexes (one thread uses it), attempts is WITHOUT ROWID (a row
+ * write touches one b-tree, not a table and its primary-key index) while
+ * tasks, whose rows hold whole result lines, is a rowid table (SQLite's
+ * advice for rows over a twentieth of a page: a DONE row is appended at the
+ * right edge and its key goes into a small index, where a WITHOUT ROWID row
+ * split and rebalanced about three pages a commit; journals made before
+ * keep theirs, the statements are the same), pages
  * are 2 KiB (a commit writes whole pages; a task's rows are small), the WAL
- * is checkpointed every 8000 pages rather than 1000 (each checkpoint syncs
- * the disk twice), a commit reaches the WAL file in one write (walvfs.c), a
+ * is checkpointed every 32000 pages rather than 1000 (each checkpoint syncs
+ * the disk), a commit reaches the WAL file in one write (walvfs.c), a
  * RECEIVED row and its VERDICT are one write when they share a transaction
- * (struct held), and a fresh journal is not searched at intake
- * (wk_journal_fresh).
+ * (struct held), a fresh journal is not searched at intake
+ * (wk_journal_fresh), and a result line's commit may wait for the next
+ * task's SENT to join it (wk_journal_then_lazy): one commit a task at
+ * concurrency 1, not two.
  */
 #include "journal.h"
 
@@ -31,9 +38,13 @@
 #include "store_int.h"
 #include "worker/rkey.h"
 
+/* What a waiting side effect waits for (wk_journal_later, _then, _then_lazy). */
+enum { W_CHECK, W_COMMIT, W_LAZY };
+
 typedef struct then_node {
     wk_journal_cb fn;
     void *arg;
+    int wait; /* W_* */
     struct then_node *next;
 } then_node;
 
@@ -99,6 +110,13 @@ typedef struct held {
 /* At most this many held at once (the tasks whose answers one iteration feeds). */
 #define HELD_MAX 64
 
+/*
+ * A lazy side effect's commit waits at most this many check phases in a row
+ * (wk_journal_then_lazy): at concurrency 1 the next task's SENT comes two
+ * iterations after a result's DONE (intake's idle handle, then the queue's).
+ */
+#define DEFER_MAX 3
+
 /* The store's other files' statements kept prepared (wk__journal_stmt); history.c has two. */
 #define KEPT_MAX 8
 
@@ -112,9 +130,19 @@ struct wk_journal {
      * unrelated I/O. An idle handle makes the next poll return at once.
      */
     uv_idle_t wake;
+    /*
+     * Runs just before the poll of the iteration after a check phase put a
+     * commit off (may_defer): if that poll would wait, the commit is made
+     * there, so a lazy side effect never waits for unrelated I/O.
+     */
+    uv_prepare_t settle;
+    int handles; /* handles still open; the last close callback frees */
+    uv_loop_t *loop;
     int in_txn;
     then_node *head, *tail;
-    int ncommit; /* nodes in the list that wait for a commit */
+    int ncommit;  /* nodes in the list that wait for a commit now (W_COMMIT) */
+    int nlazy;    /* nodes that wait for a commit that may be put off (W_LAZY) */
+    int deferred; /* check phases in a row that put the commit off */
     long commits;
     char *path;
     int lock_fd; /* flock(LOCK_EX) on the database file while it is open */
@@ -153,6 +181,7 @@ static int fail(wk_journal *j, const char *what)
 }
 
 static void on_check(uv_check_t *h);
+static void on_settle(uv_prepare_t *h);
 static int flush_held(wk_journal *j);
 static void drop_held(wk_journal *j);
 static void finalize_all(wk_journal *j);
@@ -218,18 +247,54 @@ static int commit(wk_journal *j)
     return 0;
 }
 
-/* Hands each waiting side effect the status; they may queue more. */
-static void run_waiting(wk_journal *j, int status)
+/*
+ * Hands each waiting side effect the status; they may queue more. Those whose
+ * wait is in the mask `keep` (bits 1 << W_*) stay in the list, in their order
+ * and ahead of what the others queue. Returns how many ran.
+ */
+static int run_waiting(wk_journal *j, int status, int keep)
 {
-    then_node *n = j->head;
+    then_node *n = j->head, *kept = NULL, *kept_tail = NULL;
+    int ran = 0;
     j->head = j->tail = NULL;
-    j->ncommit = 0;
+    j->ncommit = j->nlazy = 0;
     while (n) {
         then_node *next = n->next;
-        n->fn(n->arg, status);
-        free(n);
+        if (keep & (1 << n->wait)) {
+            n->next = NULL;
+            if (kept_tail)
+                kept_tail->next = n;
+            else
+                kept = n;
+            kept_tail = n;
+            j->ncommit += n->wait == W_COMMIT;
+            j->nlazy += n->wait == W_LAZY;
+        } else {
+            n->fn(n->arg, status);
+            free(n);
+            ran++;
+        }
         n = next;
     }
+    if (kept) {
+        kept_tail->next = j->head;
+        if (!j->head)
+            j->tail = kept_tail;
+        j->head = kept;
+    }
+    return ran;
+}
+
+/*
+ * Whether the commit that lazy side effects wait for may be put off to the
+ * next check phase, so the rows the next iteration writes (the next task's
+ * SENT) join it. Bounded by DEFER_MAX; never when the loop is stopping. If
+ * the loop has nothing ready by then, on_settle commits before it polls.
+ */
+static int may_defer(const wk_journal *j)
+{
+    return !j->error && j->in_txn && !j->ncommit && j->nlazy && j->deferred < DEFER_MAX &&
+           !j->loop->stop_flag;
 }
 
 /*
@@ -237,27 +302,64 @@ static void run_waiting(wk_journal *j, int status)
  * round whose nodes only wait for the check phase (wk_journal_later) runs
  * them without a commit, so their rows join the commit that the next side
  * effect needs: at concurrency 1, a task's RECEIVED, VERDICT and DONE rows
- * are one commit. Rows that nothing waits for are committed by the end of
- * the iteration all the same.
+ * are one commit, and with the result line's wait lazy (wk_journal_then_lazy)
+ * the next task's SENT joins it too. Rows that nothing waits for are
+ * committed by the end of the iteration all the same, unless a lazy side
+ * effect's commit is put off (may_defer), within DEFER_MAX iterations.
+ * may_put_off 0: no commit is put off.
  */
-static void on_check(uv_check_t *h)
+static void settle(wk_journal *j, int may_put_off)
 {
-    wk_journal *j = h->data;
-    for (int rounds = 0; rounds < 1000 && (j->in_txn || j->head); rounds++)
-        run_waiting(j, j->ncommit || !j->head ? commit(j) : j->error ? WK_EIO : 0);
+    int deferring = 0;
+    for (int rounds = 0; rounds < 1000 && (j->in_txn || j->head); rounds++) {
+        deferring = may_put_off && may_defer(j);
+        if (deferring) {
+            if (run_waiting(j, 0, 1 << W_LAZY) == 0)
+                break;
+            continue;
+        }
+        run_waiting(j, j->ncommit || j->nlazy || !j->head ? commit(j) : j->error ? WK_EIO : 0, 0);
+    }
+    if (deferring && (j->in_txn || j->head)) {
+        /* Our idle handle would keep the next poll from waiting; on_settle decides. */
+        j->deferred++;
+        uv_idle_stop(&j->wake);
+        uv_prepare_start(&j->settle, on_settle);
+        return;
+    }
+    j->deferred = 0;
     if (!j->in_txn && !j->head) {
-        uv_check_stop(h);
+        uv_check_stop(&j->check);
         uv_idle_stop(&j->wake);
     }
 }
 
-/* commit 1: fn waits for a commit (wk_journal_then); 0: only for the check phase. */
-static void enqueue(wk_journal *j, wk_journal_cb fn, void *arg, int commit)
+static void on_check(uv_check_t *h)
+{
+    settle(h->data, 1);
+}
+
+/*
+ * The iteration after a commit was put off, before its poll: when the poll
+ * would wait (nothing else is ready), the commit is made now; otherwise the
+ * check phase after the poll settles it.
+ */
+static void on_settle(uv_prepare_t *h)
+{
+    wk_journal *j = h->data;
+    uv_prepare_stop(h);
+    if (uv_backend_timeout(j->loop) != 0)
+        settle(j, 0);
+}
+
+static void enqueue(wk_journal *j, wk_journal_cb fn, void *arg, int wait)
 {
     then_node *n = wk_xcalloc(1, sizeof *n);
     n->fn = fn;
     n->arg = arg;
-    j->ncommit += commit;
+    n->wait = wait;
+    j->ncommit += wait == W_COMMIT;
+    j->nlazy += wait == W_LAZY;
     if (j->tail)
         j->tail->next = n;
     else
@@ -271,7 +373,15 @@ void wk_journal_then(wk_journal *j, wk_journal_cb fn, void *arg)
     if (!j)
         fn(arg, 0);
     else
-        enqueue(j, fn, arg, 1);
+        enqueue(j, fn, arg, W_COMMIT);
+}
+
+void wk_journal_then_lazy(wk_journal *j, wk_journal_cb fn, void *arg)
+{
+    if (!j)
+        fn(arg, 0);
+    else
+        enqueue(j, fn, arg, W_LAZY);
 }
 
 void wk_journal_later(wk_journal *j, wk_journal_cb fn, void *arg)
@@ -279,7 +389,7 @@ void wk_journal_later(wk_journal *j, wk_journal_cb fn, void *arg)
     if (!j)
         fn(arg, 0);
     else
-        enqueue(j, fn, arg, 0);
+        enqueue(j, fn, arg, W_CHECK);
 }
 
 static const char *vfs_name; /* the full-disk VFS, when a test armed it */
@@ -293,6 +403,7 @@ int wk_journal_open(uv_loop_t *loop, const char *path, wk_journal **out, char *e
 {
     wk_journal *j = wk_xcalloc(1, sizeof *j);
     int rc = WK_EIO;
+    j->loop = loop;
     j->path = wk_xstrdup(path);
     /*
      * One run per journal: a second one would run every task the first runs
@@ -338,7 +449,7 @@ int wk_journal_open(uv_loop_t *loop, const char *path, wk_journal **out, char *e
                      "PRAGMA page_size=2048; PRAGMA locking_mode=EXCLUSIVE; PRAGMA "
                      "journal_mode=WAL; PRAGMA synchronous=NORMAL;"
                      "CREATE TABLE IF NOT EXISTS tasks(id TEXT PRIMARY KEY, done INTEGER, "
-                     "result TEXT) WITHOUT ROWID;"
+                     "result TEXT);"
                      "CREATE TABLE IF NOT EXISTS attempts(task TEXT, seq INTEGER, "
                      "model TEXT, state INTEGER, text TEXT, finish TEXT, pt INTEGER, ct INTEGER, "
                      "cached INTEGER, served TEXT, retries INTEGER, fallbacks INTEGER, "
@@ -358,8 +469,13 @@ int wk_journal_open(uv_loop_t *loop, const char *path, wk_journal **out, char *e
     sqlite3_exec(j->db, "ALTER TABLE attempts ADD COLUMN vstarts INTEGER", NULL, NULL, NULL);
     /* And the answer's logprobs and other choices (wk_journal_received_extra). */
     sqlite3_exec(j->db, "ALTER TABLE attempts ADD COLUMN extra TEXT", NULL, NULL, NULL);
-    /* Fewer checkpoints, each two fdatasyncs; the WAL file grows to about 16 MiB. */
-    sqlite3_exec(j->db, "PRAGMA wal_autocheckpoint=8000", NULL, NULL, NULL);
+    /*
+     * Fewer checkpoints: each blocks the loop on fdatasyncs (the WAL before,
+     * the database after, the restarted WAL's header), 38 of them for 20,000
+     * tasks at 8000 pages, 0.85 s in all on a busy disk (strace -T), about
+     * 40 us a task. The WAL file grows to about 64 MiB before it restarts.
+     */
+    sqlite3_exec(j->db, "PRAGMA wal_autocheckpoint=32000", NULL, NULL, NULL);
     for (int i = 0; i < S_COUNT; i++)
         if (sqlite3_prepare_v2(j->db, SQL[i], -1, &j->st[i], NULL) != SQLITE_OK) {
             snprintf(err, errlen, "journal %s: %s", path, sqlite3_errmsg(j->db));
@@ -377,6 +493,9 @@ int wk_journal_open(uv_loop_t *loop, const char *path, wk_journal **out, char *e
     j->check.data = j;
     uv_idle_init(loop, &j->wake);
     j->wake.data = j;
+    uv_prepare_init(loop, &j->settle);
+    j->settle.data = j;
+    j->handles = 3;
     *out = j;
     j = NULL;
     rc = 0;
@@ -404,10 +523,12 @@ static void finalize_all(wk_journal *j)
     j->nkept = 0;
 }
 
-static void check_closed(uv_handle_t *h)
+static void handle_closed(uv_handle_t *h)
 {
     wk_journal *j = h->data;
-    /* The idle handle was closed first; this is the last of the two. */
+    /* libuv runs close callbacks in no promised order: the last one frees. */
+    if (--j->handles > 0)
+        return;
     drop_held(j);
     finalize_all(j);
     sqlite3_close(j->db);
@@ -422,13 +543,18 @@ int wk_journal_close(wk_journal *j)
     if (!j)
         return 0;
     int rc = commit(j);
-    /* Side effects never run now: their rows say where a restart resumes. */
+    /* Lazy side effects put off (may_defer) whose rows are now committed run as they would have. */
+    if (rc == 0 && j->nlazy)
+        run_waiting(j, 0, 1 << W_CHECK | 1 << W_COMMIT);
+    /* Other side effects never run now: their rows say where a restart resumes. */
     for (int rounds = 0; rounds < 1000 && j->head; rounds++)
-        run_waiting(j, WK_ECANCELED);
+        run_waiting(j, WK_ECANCELED, 0);
     uv_check_stop(&j->check);
     uv_idle_stop(&j->wake);
-    uv_close((uv_handle_t *)&j->wake, NULL);
-    uv_close((uv_handle_t *)&j->check, check_closed);
+    uv_prepare_stop(&j->settle);
+    uv_close((uv_handle_t *)&j->wake, handle_closed);
+    uv_close((uv_handle_t *)&j->settle, handle_closed);
+    uv_close((uv_handle_t *)&j->check, handle_closed);
     return rc;
 }
 

@@ -8,7 +8,8 @@
  *
  * Writes are batched: one transaction per loop iteration, committed from a
  * uv_check handle, so the journal does not cap throughput. Side effects wait
- * for the commit through wk_journal_then().
+ * for the commit through wk_journal_then() (or wk_journal_then_lazy(), whose
+ * commit may join the next iteration's).
  *
  * The promise is kept when a write fails too (a full disk): a failed write
  * or COMMIT rolls the open transaction back and breaks the journal for good.
@@ -62,6 +63,15 @@ typedef void (*wk_journal_cb)(void *arg, int status);
  * calls fn(arg, 0) now.
  */
 void wk_journal_then(wk_journal *j, wk_journal_cb fn, void *arg);
+/*
+ * Like wk_journal_then, for a side effect that nothing in flight waits on
+ * (writing a result line): while the loop has other events ready, its
+ * commit may be put off for up to a few iterations (none of which blocks),
+ * so that the rows those events write (the next task's SENT) join the same
+ * commit instead of costing one of their own. It still runs only once its
+ * rows are committed; a close that commits them runs it with status 0.
+ */
+void wk_journal_then_lazy(wk_journal *j, wk_journal_cb fn, void *arg);
 /*
  * Calls fn(arg, status) in this loop iteration's check phase like
  * wk_journal_then, without waiting for a commit: for a step that no side
