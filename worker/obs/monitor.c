@@ -68,6 +68,7 @@ int wk_mon_new(uv_loop_t *loop, const wk_config *cfg, const wk_mon_opts *o, cons
     ob->active = active;
     ob->skipped = skipped;
     ob->t0 = uv_hrtime();
+    ob->labelled = o->metrics_addr != NULL;
     ob->total = count_lines(o->tasks_path);
     family(ob, WK__F_CALLS, "cascade_calls_total",
            "Model calls by provider, model and status (ok, cached or the failure's class).", NULL,
@@ -163,12 +164,13 @@ static void label(wk_buf *b, const char *name, const char *value)
 {
     if (b->len)
         wk_buf_append(b, ",", 1);
-    wk_buf_appendf(b, "%s=\"", name);
+    wk_buf_append(b, name, strlen(name));
+    wk_buf_append(b, "=\"", 2);
     size_t n = 0;
     for (const char *p = value ? value : ""; *p && n < 128; p++, n++) {
         unsigned char ch = (unsigned char)*p;
         if (ch == '\\' || ch == '"')
-            wk_buf_appendf(b, "\\%c", ch);
+            wk_buf_append(b, (const char[]){'\\', (char)ch}, 2);
         else if (ch == '\n')
             wk_buf_append(b, "\\n", 2);
         else if (ch < 0x20 || ch == 0x7f)
@@ -209,6 +211,8 @@ void wk_mon_action(wk_mon *ob, wk_mon_slot *s, const wk_cascade *c, const wk_act
         s->val_t0 = uv_hrtime();
         break;
     case WK_ACT_LOG:
+        if (!ob->labelled)
+            break;
         wk_buf_init(&b, 4096);
         label(&b, "cascade", c ? c->name : "");
         label(&b, "validator", wk_jstr(a->line, "validator"));
@@ -233,6 +237,8 @@ void wk_mon_event(wk_mon *ob, wk_mon_slot *s, const wk_event *ev)
     if ((ev->kind == WK_EV_RESPONSE || ev->kind == WK_EV_CALL_FAILED) && s->in_call) {
         s->in_call = 0;
         ob->calls_in_flight--;
+        if (!ob->labelled)
+            return;
         const wk_model *m = ev->served ? ev->served : s->model;
         const char *status = ev->kind == WK_EV_RESPONSE ? (ev->from_cache ? "cached" : "ok")
                              : ev->error_reason         ? ev->error_reason
@@ -253,7 +259,8 @@ void wk_mon_event(wk_mon *ob, wk_mon_slot *s, const wk_event *ev)
         wk_buf_release(&b);
     } else if (ev->kind == WK_EV_VERDICT && s->in_val) {
         s->in_val = 0;
-        wk__mon_observe(&ob->f[WK__F_VALIDATION_SECONDS], "", (double)(now - s->val_t0) / 1e9);
+        if (ob->labelled)
+            wk__mon_observe(&ob->f[WK__F_VALIDATION_SECONDS], "", (double)(now - s->val_t0) / 1e9);
     }
 }
 
@@ -263,13 +270,9 @@ static double jnum(const cJSON *o, const char *name, double dflt)
     return cJSON_IsNumber(f) ? f->valuedouble : dflt;
 }
 
-void wk_mon_result(wk_mon *ob, const cJSON *res)
+/* The tasks and cost families' share of a result line (labelled only). */
+static void result_families(wk_mon *ob, const cJSON *res, const char *status, long tier)
 {
-    if (!ob || !res)
-        return;
-    const char *status = wk_jstr(res, "status");
-    status = status ? status : "unknown";
-    long tier = (long)jnum(res, "tier", -1);
     char tbuf[24];
     snprintf(tbuf, sizeof tbuf, "%ld", tier);
     wk_buf b;
@@ -288,6 +291,17 @@ void wk_mon_result(wk_mon *ob, const cJSON *res)
         wk__mon_add(&ob->f[WK__F_COST], b.buf, jnum(a, "cost_usd", 0));
     }
     wk_buf_release(&b);
+}
+
+void wk_mon_result(wk_mon *ob, const cJSON *res)
+{
+    if (!ob || !res)
+        return;
+    const char *status = wk_jstr(res, "status");
+    status = status ? status : "unknown";
+    long tier = (long)jnum(res, "tier", -1);
+    if (ob->labelled)
+        result_families(ob, res, status, tier);
     ob->done++;
     ob->spent_usd += jnum(res, "cost_usd", 0);
     if (strcmp(status, "accepted") == 0 && tier >= 0)

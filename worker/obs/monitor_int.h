@@ -46,6 +46,9 @@ struct wk_mon {
     wk_mon_opts o;
     const int *active;   /* tasks in flight (run.c's) */
     const long *skipped; /* tasks already done in an earlier run (run.c's) */
+    /* Labelled families: built only for the metrics endpoint, their one reader
+     * (a label set is a few hundred instructions per call and per task). */
+    int labelled;
     wk__mon_family f[WK__F_COUNT];
     long calls_in_flight;
     long total; /* task lines in the file; -1 unknown */
