@@ -81,13 +81,19 @@ char *wk_xstrndup(const char *s, size_t n)
 
 char *wk_xasprintf(const char *fmt, ...)
 {
+    /* Most texts are short: one vsnprintf into the stack, then a copy. */
+    char small[256];
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
+    int n = vsnprintf(small, sizeof small, fmt, ap);
     va_end(ap);
     if (n < 0)
         abort(); /* only on a bad format string: a programming error */
     char *p = wk_xmalloc((size_t)n + 1);
+    if ((size_t)n < sizeof small) {
+        memcpy(p, small, (size_t)n + 1);
+        return p;
+    }
     va_start(ap, fmt);
     vsnprintf(p, (size_t)n + 1, fmt, ap);
     va_end(ap);
@@ -102,7 +108,8 @@ void wk_buf_init(wk_buf *b, size_t cap)
     b->cap = cap;
 }
 
-int wk_buf_append(wk_buf *b, const void *data, size_t n)
+/* Room for n more bytes and the NUL; WK_ETOOBIG past the cap. */
+static int buf_reserve(wk_buf *b, size_t n)
 {
     if (n > b->cap || b->len > b->cap - n)
         return WK_ETOOBIG;
@@ -113,6 +120,14 @@ int wk_buf_append(wk_buf *b, const void *data, size_t n)
         b->buf = wk_xrealloc(b->buf, want);
         b->alloc = want;
     }
+    return 0;
+}
+
+int wk_buf_append(wk_buf *b, const void *data, size_t n)
+{
+    int rc = buf_reserve(b, n);
+    if (rc)
+        return rc;
     if (n)
         memcpy(b->buf + b->len, data, n);
     b->len += n;
@@ -122,19 +137,35 @@ int wk_buf_append(wk_buf *b, const void *data, size_t n)
 
 int wk_buf_appendf(wk_buf *b, const char *fmt, ...)
 {
+    /* Printed straight into the spare room; a second pass only when it grew. */
+    size_t room = b->alloc > b->len ? b->alloc - b->len : 0;
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
+    int n = vsnprintf(room ? b->buf + b->len : NULL, room, fmt, ap);
     va_end(ap);
     if (n < 0)
         return WK_EINVAL;
-    char *tmp = wk_xmalloc((size_t)n + 1);
+    size_t len = b->len;
+    if ((size_t)n < room) {
+        if ((size_t)n > b->cap || len > b->cap - (size_t)n) {
+            b->buf[len] = '\0';
+            return WK_ETOOBIG;
+        }
+        b->len += (size_t)n;
+        return 0;
+    }
+    /* Reserve room for n bytes (and the NUL) the way wk_buf_append grows. */
+    int rc = buf_reserve(b, (size_t)n);
+    if (rc) {
+        if (b->buf)
+            b->buf[len] = '\0';
+        return rc;
+    }
     va_start(ap, fmt);
-    vsnprintf(tmp, (size_t)n + 1, fmt, ap);
+    vsnprintf(b->buf + len, (size_t)n + 1, fmt, ap);
     va_end(ap);
-    int rc = wk_buf_append(b, tmp, (size_t)n);
-    free(tmp);
-    return rc;
+    b->len = len + (size_t)n;
+    return 0;
 }
 
 int wk_buf_append_html(wk_buf *b, const char *s)
