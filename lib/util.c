@@ -4,6 +4,8 @@
 #include "util.h"
 
 #include <errno.h>
+#include <float.h>
+#include <locale.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -425,28 +427,12 @@ void wk_strset_release(wk_strset *set)
 /* Whole numbers whose "%1.15g" text is their "%lld" text. */
 static int json_whole(const cJSON *n)
 {
-    if (!cJSON_IsNumber(n))
-        return 0;
     double d = n->valuedouble;
     return d > -1e15 && d < 1e15 && d == floor(d) && !(d == 0 && signbit(d));
 }
 
-/* The whole numbers in the list starting at o and below; into items when not NULL. */
-static size_t json_collect(cJSON *o, cJSON **items, size_t k)
-{
-    for (; o; o = o->next) {
-        if (json_whole(o)) {
-            if (items)
-                items[k] = o;
-            k++;
-        }
-        k = json_collect(o->child, items, k);
-    }
-    return k;
-}
-
-/* "%lld" of v into out (24 bytes), without printf's machinery. */
-static void json_itoa(char *out, long long v)
+/* "%lld" of v appended to b, without printf's machinery. */
+static void json_itoa(wk_buf *b, long long v)
 {
     char tmp[24];
     int n = 0;
@@ -456,39 +442,163 @@ static void json_itoa(char *out, long long v)
         u /= 10;
     } while (u);
     if (v < 0)
-        *out++ = '-';
-    while (n)
-        *out++ = tmp[--n];
-    *out = '\0';
+        tmp[n++] = '-';
+    char out[24];
+    for (int i = 0; i < n; i++)
+        out[i] = tmp[n - 1 - i];
+    wk_buf_append(b, out, (size_t)n);
+}
+
+/* cJSON's print_number: "%1.15g" when it reads back equal, else "%1.17g"; NaN and
+ * infinities as null; the locale's decimal point as '.'. */
+static void json_number(wk_buf *b, const cJSON *n)
+{
+    double d = n->valuedouble;
+    if (isnan(d) || isinf(d)) {
+        wk_buf_append(b, "null", 4);
+        return;
+    }
+    if (json_whole(n)) {
+        json_itoa(b, (long long)d);
+        return;
+    }
+    char num[32];
+    int len = snprintf(num, sizeof num, "%1.15g", d);
+    double test = strtod(num, NULL);
+    double most = fabs(test) > fabs(d) ? fabs(test) : fabs(d);
+    if (!(fabs(test - d) <= most * DBL_EPSILON))
+        len = snprintf(num, sizeof num, "%1.17g", d);
+    if (len < 0 || (size_t)len >= sizeof num)
+        len = 0;
+    char point = *localeconv()->decimal_point;
+    for (int i = 0; i < len; i++)
+        if (num[i] == point)
+            num[i] = '.';
+    wk_buf_append(b, num, (size_t)len);
+}
+
+/* Whether a byte of c needs an escape: below 0x20, a quote or a backslash. */
+static int json_special(unsigned char c)
+{
+    return c < 32 || c == '"' || c == '\\';
+}
+
+/* The first byte at or after i in s (n bytes) that needs an escape, or n. Eight
+ * bytes at a time (hasless/haszero bit tricks): strings are most of a line. */
+static size_t json_plain_end(const char *s, size_t n, size_t i)
+{
+    const uint64_t L = 0x0101010101010101ull, H = 0x8080808080808080ull;
+    const uint64_t Q = L * '"', B = L * '\\';
+    for (; i + 8 <= n; i += 8) {
+        uint64_t x;
+        memcpy(&x, s + i, 8);
+        uint64_t q = x ^ Q, k = x ^ B;
+        if ((((x - L * 32) & ~x) | ((q - L) & ~q) | ((k - L) & ~k)) & H)
+            break;
+    }
+    while (i < n && !json_special((unsigned char)s[i]))
+        i++;
+    return i;
+}
+
+/* cJSON's print_string_ptr: quotes, backslash and \b\f\n\r\t escaped by name,
+ * other controls as \u00XX, every other byte as it is; NULL prints "". */
+static void json_string(wk_buf *b, const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    buf_reserve(b, n + 2);
+    wk_buf_append(b, "\"", 1);
+    for (size_t i = 0; i < n;) {
+        size_t end = json_plain_end(s, n, i);
+        wk_buf_append(b, s + i, end - i);
+        if (end == n)
+            break;
+        unsigned char c = (unsigned char)s[end];
+        char esc[8] = {'\\', 0};
+        size_t len = 2;
+        switch (c) {
+        case '"':
+        case '\\':
+            esc[1] = (char)c;
+            break;
+        case '\b':
+            esc[1] = 'b';
+            break;
+        case '\f':
+            esc[1] = 'f';
+            break;
+        case '\n':
+            esc[1] = 'n';
+            break;
+        case '\r':
+            esc[1] = 'r';
+            break;
+        case '\t':
+            esc[1] = 't';
+            break;
+        default:
+            len = (size_t)snprintf(esc + 1, sizeof esc - 1, "u%04x", c) + 1;
+        }
+        wk_buf_append(b, esc, len);
+        i = end + 1;
+    }
+    wk_buf_append(b, "\"", 1);
+}
+
+/* Prints o into b as cJSON's print_value does; 0, or -1 where cJSON fails (an
+ * invalid type, a raw item without text). */
+static int json_value(wk_buf *b, const cJSON *o)
+{
+    switch (o->type & 0xFF) {
+    case cJSON_NULL:
+        return wk_buf_append(b, "null", 4), 0;
+    case cJSON_False:
+        return wk_buf_append(b, "false", 5), 0;
+    case cJSON_True:
+        return wk_buf_append(b, "true", 4), 0;
+    case cJSON_Number:
+        json_number(b, o);
+        return 0;
+    case cJSON_Raw:
+        if (!o->valuestring)
+            return -1;
+        return wk_buf_append(b, o->valuestring, strlen(o->valuestring)), 0;
+    case cJSON_String:
+        json_string(b, o->valuestring);
+        return 0;
+    case cJSON_Array:
+    case cJSON_Object: {
+        int obj = (o->type & 0xFF) == cJSON_Object;
+        wk_buf_append(b, obj ? "{" : "[", 1);
+        for (const cJSON *c = o->child; c; c = c->next) {
+            if (obj) {
+                json_string(b, c->string);
+                wk_buf_append(b, ":", 1);
+            }
+            if (json_value(b, c))
+                return -1;
+            if (c->next)
+                wk_buf_append(b, ",", 1);
+        }
+        wk_buf_append(b, obj ? "}" : "]", 1);
+        return 0;
+    }
+    default:
+        return -1;
+    }
 }
 
 char *wk_json_print(cJSON *o)
 {
     if (!o)
         return NULL;
-    size_t k = json_whole(o) + json_collect(o->child, NULL, 0);
-    if (k == 0)
-        return cJSON_PrintUnformatted(o);
-    cJSON **items = wk_xmalloc(k * sizeof *items);
-    char *texts = wk_xmalloc(k * 24);
-    size_t n = 0;
-    if (json_whole(o))
-        items[n++] = o;
-    n = json_collect(o->child, items, n);
-    /* Printed as raw items, then made numbers again (a number has no valuestring). */
-    for (size_t i = 0; i < n; i++) {
-        json_itoa(texts + i * 24, (long long)items[i]->valuedouble);
-        items[i]->valuestring = texts + i * 24;
-        items[i]->type = (items[i]->type & ~0xFF) | cJSON_Raw;
+    wk_buf b;
+    wk_buf_init(&b, SIZE_MAX / 2);
+    if (json_value(&b, o)) {
+        wk_buf_release(&b);
+        return NULL;
     }
-    char *out = cJSON_PrintUnformatted(o);
-    for (size_t i = 0; i < n; i++) {
-        items[i]->valuestring = NULL;
-        items[i]->type = (items[i]->type & ~0xFF) | cJSON_Number;
-    }
-    free(texts);
-    free(items);
-    return out;
+    return wk_buf_detach(&b, NULL);
 }
 
 const char *wk_jstr(const cJSON *o, const char *name)

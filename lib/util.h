@@ -105,11 +105,12 @@ int wk_strset_has(const wk_strset *set, const char *s);
 void wk_strset_release(wk_strset *set);
 
 /*
- * cJSON_PrintUnformatted(o), byte for byte, faster: cJSON prints every number
- * with "%1.15g" and reads it back with sscanf to check it (about 4,000
- * instructions a number, a tenth of a task's own cost); whole numbers below
- * 10^15 are printed with "%lld" instead, which gives the same text. o is
- * changed during the call and restored. Caller frees; NULL when out of memory.
+ * cJSON_PrintUnformatted(o), byte for byte, faster: printed in one pass into
+ * one growing buffer (cJSON prints, then copies to an exact-size block), and
+ * whole numbers below 10^15 with integer code rather than "%1.15g" and an
+ * sscanf to check it (about 4,000 instructions a number). o is not changed.
+ * Caller frees; NULL where cJSON fails too (an invalid type, a raw item
+ * without text).
  */
 char *wk_json_print(cJSON *o);
 

@@ -83,6 +83,8 @@ static void test_json_print(void **state)
     same_as_cjson("[1,[2,[3,{\"x\":[4,5.25,\"6\",null,true]}]],-7]");
     same_as_cjson("42");
     same_as_cjson("-0.0");
+    same_as_cjson("{\"q\\\"k\\n\":\"a\\\"b\\\\c\\b\\f\\n\\r\\t\\u0001\\u001f\\u007f\\u00e9\"}");
+    same_as_cjson("[1e400,-1e400]");
     same_as_cjson("{\"s\":\"text\",\"n\":null,\"t\":true,\"o\":{},\"a\":[]}");
     /* A raw item of the caller's own stays raw. */
     cJSON *o = cJSON_CreateObject();
@@ -95,6 +97,83 @@ static void test_json_print(void **state)
     free(got);
     cJSON_Delete(o);
     assert_null(wk_json_print(NULL));
+}
+
+/* A small deterministic generator (xorshift), so a failure repeats. */
+static uint64_t rnd_next(uint64_t *s)
+{
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
+static cJSON *random_tree(uint64_t *s, int depth)
+{
+    static const double nums[] = {
+        0,     -0.0,    1,    -1,           0.1,        1.0 / 3,           1e15, 1e-7, 123.5,
+        2e300, -5e-300, 1e16, 4294967296.0, 1e14 + 0.5, 9007199254740993.0};
+    int kind = (int)(rnd_next(s) % (depth > 3 ? 5 : 7));
+    switch (kind) {
+    case 0:
+        return cJSON_CreateNull();
+    case 1:
+        return cJSON_CreateBool(rnd_next(s) & 1);
+    case 2: {
+        uint64_t r = rnd_next(s);
+        double d = r & 1 ? nums[r / 2 % (sizeof nums / sizeof nums[0])]
+                         : (double)(int64_t)(r >> 8) / (double)(1 + (r & 0xfff));
+        return cJSON_CreateNumber(d);
+    }
+    case 3:
+    case 4: {
+        char text[40];
+        size_t n = rnd_next(s) % sizeof text;
+        for (size_t i = 0; i < n; i++)
+            text[i] = (char)(1 + rnd_next(s) % 255); /* every byte but NUL */
+        text[n] = '\0';
+        return cJSON_CreateString(text);
+    }
+    default: {
+        int obj = kind == 6;
+        cJSON *o = obj ? cJSON_CreateObject() : cJSON_CreateArray();
+        int n = (int)(rnd_next(s) % 5);
+        for (int i = 0; i < n; i++) {
+            char key[8] = {(char)('a' + i), (char)(rnd_next(s) % 2 ? '"' : '\n'), 0};
+            if (obj)
+                cJSON_AddItemToObject(o, key, random_tree(s, depth + 1));
+            else
+                cJSON_AddItemToArray(o, random_tree(s, depth + 1));
+        }
+        return o;
+    }
+    }
+}
+
+/* Random trees (every byte in strings and keys, awkward numbers) print as cJSON prints them. */
+static void test_json_print_random(void **state)
+{
+    (void)state;
+    uint64_t seed = 0x9e3779b97f4a7c15ull;
+    for (int i = 0; i < 3000; i++) {
+        cJSON *o = random_tree(&seed, 0);
+        char *want = cJSON_PrintUnformatted(o);
+        char *got = wk_json_print(o);
+        assert_non_null(want);
+        assert_string_equal(got, want);
+        free(want);
+        free(got);
+        cJSON_Delete(o);
+    }
+    /* Where cJSON fails, so does the printer: a raw item without text. */
+    cJSON *o = cJSON_CreateArray();
+    cJSON *raw = cJSON_CreateRaw("1");
+    free(raw->valuestring);
+    raw->valuestring = NULL;
+    cJSON_AddItemToArray(o, raw);
+    assert_null(cJSON_PrintUnformatted(o));
+    assert_null(wk_json_print(o));
+    cJSON_Delete(o);
 }
 
 /* Model text in a report page: markup and quotes become entities, hidden controls show. */
@@ -155,9 +234,9 @@ static void test_escape_ctl(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_strset_many), cmocka_unit_test(test_strset_long),
-        cmocka_unit_test(test_json_print),  cmocka_unit_test(test_buf_append_html),
-        cmocka_unit_test(test_escape_ctl),
+        cmocka_unit_test(test_strset_many),     cmocka_unit_test(test_strset_long),
+        cmocka_unit_test(test_json_print),      cmocka_unit_test(test_json_print_random),
+        cmocka_unit_test(test_buf_append_html), cmocka_unit_test(test_escape_ctl),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
