@@ -425,9 +425,8 @@ void wk_strset_release(wk_strset *set)
 }
 
 /* Whole numbers whose "%1.15g" text is their "%lld" text. */
-static int json_whole(const cJSON *n)
+static int json_whole(double d)
 {
-    double d = n->valuedouble;
     return d > -1e15 && d < 1e15 && d == floor(d) && !(d == 0 && signbit(d));
 }
 
@@ -451,14 +450,13 @@ static void json_itoa(wk_buf *b, long long v)
 
 /* cJSON's print_number: "%1.15g" when it reads back equal, else "%1.17g"; NaN and
  * infinities as null; the locale's decimal point as '.'. */
-static void json_number(wk_buf *b, const cJSON *n)
+void wk_json_append_number(wk_buf *b, double d)
 {
-    double d = n->valuedouble;
     if (isnan(d) || isinf(d)) {
         wk_buf_append(b, "null", 4);
         return;
     }
-    if (json_whole(n)) {
+    if (json_whole(d)) {
         json_itoa(b, (long long)d);
         return;
     }
@@ -503,7 +501,7 @@ static size_t json_plain_end(const char *s, size_t n, size_t i)
 
 /* cJSON's print_string_ptr: quotes, backslash and \b\f\n\r\t escaped by name,
  * other controls as \u00XX, every other byte as it is; NULL prints "". */
-static void json_string(wk_buf *b, const char *s)
+void wk_json_append_string(wk_buf *b, const char *s)
 {
     size_t n = s ? strlen(s) : 0;
     buf_reserve(b, n + 2);
@@ -557,14 +555,14 @@ static int json_value(wk_buf *b, const cJSON *o)
     case cJSON_True:
         return wk_buf_append(b, "true", 4), 0;
     case cJSON_Number:
-        json_number(b, o);
+        wk_json_append_number(b, o->valuedouble);
         return 0;
     case cJSON_Raw:
         if (!o->valuestring)
             return -1;
         return wk_buf_append(b, o->valuestring, strlen(o->valuestring)), 0;
     case cJSON_String:
-        json_string(b, o->valuestring);
+        wk_json_append_string(b, o->valuestring);
         return 0;
     case cJSON_Array:
     case cJSON_Object: {
@@ -572,7 +570,7 @@ static int json_value(wk_buf *b, const cJSON *o)
         wk_buf_append(b, obj ? "{" : "[", 1);
         for (const cJSON *c = o->child; c; c = c->next) {
             if (obj) {
-                json_string(b, c->string);
+                wk_json_append_string(b, c->string);
                 wk_buf_append(b, ":", 1);
             }
             if (json_value(b, c))
@@ -588,7 +586,7 @@ static int json_value(wk_buf *b, const cJSON *o)
     }
 }
 
-char *wk_json_print(cJSON *o)
+char *wk_json_print(const cJSON *o)
 {
     if (!o)
         return NULL;

@@ -112,7 +112,10 @@ void wk_strset_release(wk_strset *set);
  * Caller frees; NULL where cJSON fails too (an invalid type, a raw item
  * without text).
  */
-char *wk_json_print(cJSON *o);
+char *wk_json_print(const cJSON *o);
+/* One JSON string (quoted; NULL as "") or number appended to b as wk_json_print prints it. */
+void wk_json_append_string(wk_buf *b, const char *s);
+void wk_json_append_number(wk_buf *b, double d);
 
 /* The string member `name` of the JSON object o, or NULL (absent, not a string). */
 const char *wk_jstr(const cJSON *o, const char *name);

@@ -65,6 +65,45 @@ static void test_openai_request_has_bearer_task_header_and_messages(void **state
     prov_request_clear(&r);
 }
 
+/* The tree-less build gives the very request the tree build gives (the cache keys on it). */
+static void test_openai_request_from_printed_messages_is_the_same(void **state)
+{
+    (void)state;
+    prov.api = "openai";
+    static const char *const convs[] = {
+        "[{\"role\":\"system\",\"content\":\"be brief\"},{\"role\":\"user\",\"content\":\"hi\"}]",
+        "[{\"role\":\"user\",\"content\":\"q\\\"uote \\\\ tab\\t nl\\n \\u0001 \\u00e9 "
+        "\\ud83d\\ude00\"}]",
+        "[]",
+    };
+    char id0[] = "m-id", id1[] = "odd \"id\"\n";
+    char *const ids[] = {id0, id1};
+    const long caps[] = {100, 0, 999999999999999, 1000000000000000};
+    for (size_t c = 0; c < sizeof convs / sizeof convs[0]; c++)
+        for (size_t i = 0; i < 2; i++)
+            for (size_t t = 0; t < sizeof caps / sizeof caps[0]; t++) {
+                wk_model m = model;
+                m.id = ids[i];
+                m.max_tokens = caps[t];
+                cJSON *msgs = cJSON_Parse(convs[c]);
+                assert_non_null(msgs);
+                char *text = wk_json_print(msgs);
+                prov_request a, b;
+                assert_int_equal(prov_find("openai")->build(&m, "t1", msgs, &a), 0);
+                assert_int_equal(prov_find("openai")->build_json(&m, "t1", text, &b), 0);
+                assert_string_equal(a.body, b.body);
+                assert_int_equal(a.body_len, b.body_len);
+                assert_string_equal(a.url, b.url);
+                assert_int_equal(a.nheaders, b.nheaders);
+                for (int h = 0; h < a.nheaders; h++)
+                    assert_string_equal(a.headers[h], b.headers[h]);
+                prov_request_clear(&a);
+                prov_request_clear(&b);
+                free(text);
+                cJSON_Delete(msgs);
+            }
+}
+
 static void test_anthropic_request_moves_system_out_and_sends_version(void **state)
 {
     (void)state;
@@ -265,6 +304,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_openai_request_has_bearer_task_header_and_messages),
+        cmocka_unit_test(test_openai_request_from_printed_messages_is_the_same),
         cmocka_unit_test(test_anthropic_request_moves_system_out_and_sends_version),
         cmocka_unit_test(test_gemini_request_uses_model_path_key_header_and_roles),
         cmocka_unit_test(test_replies_of_each_api_are_parsed_or_classified),

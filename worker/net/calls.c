@@ -62,7 +62,9 @@ struct wk_call {
     int dep_idx;             /* -1: primary; else index into the fallbacks, deps.v[1..] */
     wk_deployments deps;     /* what the call may walk (the task's data policy) */
     char *task_id;
-    cJSON *messages;
+    /* The conversation as printed JSON (owned): a wire format that sends it as it is
+     * takes the text; the others parse it again, only for a fallback elsewhere. */
+    char *messages;
     long est;
     int attempt; /* the task's attempt number, part of the cache key */
     prov_request req;
@@ -82,7 +84,7 @@ struct wk_call {
     wk__call *wait_next;
     wk__call *prev, *next; /* every live call, for shutdown */
     char reason[PROV_REASON_MAX];
-    char msg[MSG_MAX];
+    char *msg; /* owned; the failure's one line, allocated by the first failure (NULL: none) */
     /* Lanes (lanes_int.h): the tier's lane, where the call runs now, and since when flex waits. */
     int lane, ran;
     uint64_t flex_since;
@@ -135,7 +137,8 @@ static void call_closed(uv_handle_t *h)
 {
     wk__call *k = h->data;
     free(k->task_id);
-    cJSON_Delete(k->messages);
+    free(k->messages);
+    free(k->msg);
     prov_request_clear(&k->req);
     free(k);
 }
@@ -196,7 +199,7 @@ static void finish(wk__call *k, prov_response *resp, int budget_denied)
     out.retries = k->retries;
     out.fallbacks = k->fallbacks;
     out.reason = k->reason;
-    out.message = k->msg;
+    out.message = k->msg ? k->msg : "";
     out.budget_denied = budget_denied;
     out.latency_ms = (long)(wk_now_ms() - k->started_ms);
     out.to_sync = k->ran == WK_RAN_FLEX_SYNC || k->ran == WK_RAN_BATCH_SYNC;
@@ -258,7 +261,9 @@ static void fail(wk__call *k, const char *reason, const char *msg)
     int fresh;
     char *m = redact(k->c, (char *)msg, &fresh);
     snprintf(k->reason, sizeof k->reason, "%s", reason);
-    snprintf(k->msg, sizeof k->msg, "%s", m);
+    if (!k->msg)
+        k->msg = wk_xmalloc(MSG_MAX);
+    snprintf(k->msg, MSG_MAX, "%s", m);
     if (fresh)
         free(m);
 }
@@ -323,10 +328,17 @@ static void next_deployment(wk__call *k)
  * asked without them: the answer comes back with none, and the router's
  * confidence check treats that as doubt.
  */
-static void build_request(wk__call *k, const wk_model *m)
+/* tree: the conversation as a tree when the caller has it, else NULL (parsed from the text). */
+static void build_request(wk__call *k, const wk_model *m, const cJSON *tree)
 {
     const prov_ops *ops = prov_find(m->provider->api);
-    ops->build(m, k->task_id, k->messages, &k->req);
+    if (ops->build_json && k->messages && m->id) {
+        ops->build_json(m, k->task_id, k->messages, &k->req);
+    } else {
+        cJSON *parsed = tree || !k->messages ? NULL : cJSON_Parse(k->messages);
+        ops->build(m, k->task_id, tree ? tree : parsed, &k->req);
+        cJSON_Delete(parsed);
+    }
     if (k->logprobs && ops->ask_logprobs)
         (void)ops->ask_logprobs(&k->req);
     if (k->n > 1 && ops->ask_n)
@@ -343,7 +355,7 @@ static void try_deployment(wk__call *k)
     const wk_model *m = k->dep;
     if (k->built_for != m) {
         prov_request_clear(&k->req);
-        build_request(k, m);
+        build_request(k, m, NULL);
     }
     double worst = wk_cost_worst_at(m, k->ran, k->est); /* at the lane's price */
     if (c->o.run_budget_usd > 0 && c->spent + worst <= c->o.run_budget_usd &&
@@ -906,12 +918,12 @@ wk_call *wk_call_prepare(wk_calls *c, const wk_model *m, const wk_deployments *d
     k->primary = k->deps.v[0];
     k->dep_idx = -1;
     k->task_id = wk_xstrdup(task_id);
-    k->messages = cJSON_Duplicate(messages, 1);
+    k->messages = wk_json_print(messages);
     k->est = est_prompt_tokens;
     k->logprobs = logprobs;
     k->n = n;
     /* Built now, once: the cache is keyed by this body, and it is what is sent. */
-    build_request(k, k->primary);
+    build_request(k, k->primary, messages);
     return k;
 }
 
@@ -927,7 +939,8 @@ void wk_call_drop(wk_call *k)
     if (!k)
         return;
     free(k->task_id);
-    cJSON_Delete(k->messages);
+    free(k->messages);
+    free(k->msg);
     prov_request_clear(&k->req);
     free(k);
 }
@@ -1017,7 +1030,7 @@ void wk_call_set_lane(wk_call *k, int lane)
     k->lane = k->ran = lane;
     if (lane == WK_LANE_FLEX) { /* the body asks for the flex tier */
         prov_request_clear(&k->req);
-        build_request(k, k->primary);
+        build_request(k, k->primary, NULL);
     }
 }
 

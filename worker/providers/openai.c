@@ -26,6 +26,31 @@ static int openai_build(const wk_model *m, const char *task_id, const cJSON *mes
     return 0;
 }
 
+/*
+ * openai_build's body printed directly: {"model":..,"messages":..,"max_tokens":..},
+ * the order cJSON keeps, so the text (and the cache key made from it) is the same.
+ */
+static int openai_build_json(const wk_model *m, const char *task_id, const char *messages,
+                             prov_request *out)
+{
+    memset(out, 0, sizeof *out);
+    out->url = wk_xasprintf("%s/chat/completions", m->provider->base_url);
+    prov__base_headers(out, task_id);
+    if (m->provider->key)
+        out->headers[out->nheaders++] = wk_xasprintf("Authorization: Bearer %s", m->provider->key);
+    wk_buf b;
+    wk_buf_init(&b, SIZE_MAX / 2);
+    wk_buf_append(&b, "{\"model\":", 9);
+    wk_json_append_string(&b, m->id);
+    wk_buf_append(&b, ",\"messages\":", 12);
+    wk_buf_append(&b, messages, strlen(messages));
+    wk_buf_append(&b, ",\"max_tokens\":", 14);
+    wk_json_append_number(&b, (double)m->max_tokens);
+    wk_buf_append(&b, "}", 1);
+    out->body = wk_buf_detach(&b, &out->body_len);
+    return 0;
+}
+
 /* A choice's logprobs.content as [{"token", "logprob"}]; NULL when it has none. */
 static cJSON *choice_logprobs(const cJSON *choice)
 {
@@ -136,6 +161,7 @@ static int openai_ask_n(prov_request *req, int n)
 const prov_ops prov_openai = {
     .name = "openai",
     .build = openai_build,
+    .build_json = openai_build_json,
     .parse = openai_parse,
     .ask_logprobs = openai_ask_logprobs,
     .ask_n = openai_ask_n,

@@ -49,6 +49,14 @@ typedef struct prov_ops {
     /* Builds the request. Returns 0; out is owned by the caller (prov_request_clear). */
     int (*build)(const wk_model *m, const char *task_id, const cJSON *messages, prov_request *out);
     /*
+     * May be NULL. The same request from the conversation already printed as
+     * JSON (wk_json_print of messages; borrowed), byte for byte what build()
+     * makes, without a tree: for a wire format that sends the messages as
+     * they are. Returns 0; out as build().
+     */
+    int (*build_json)(const wk_model *m, const char *task_id, const char *messages,
+                      prov_request *out);
+    /*
      * Parses a completed HTTP exchange. Returns 0 with out filled, or WK_EPARSE
      * / WK_EINVAL with reason (e.g. "http_404", "bad_response") and a one-line
      * message (escaped, capped) naming the provider's own error text.
