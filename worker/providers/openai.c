@@ -74,8 +74,8 @@ static cJSON *choice_logprobs(const cJSON *choice)
     return out;
 }
 
-static int openai_parse(long status, const char *body, size_t len, prov_response *out,
-                        char reason[PROV_REASON_MAX], char *msg, size_t msglen)
+int prov__openai_parse_tree(long status, const char *body, size_t len, prov_response *out,
+                            char reason[PROV_REASON_MAX], char *msg, size_t msglen)
 {
     cJSON *j = NULL;
     int rc = prov__parse_begin(status, body, len, out, &j, reason, msg, msglen);
@@ -131,6 +131,15 @@ static int openai_parse(long status, const char *body, size_t len, prov_response
 cleanup:
     cJSON_Delete(j);
     return rc;
+}
+
+/* The common reply without a tree (openai_fast.c); the rest, and every error, with one. */
+static int openai_parse(long status, const char *body, size_t len, prov_response *out,
+                        char reason[PROV_REASON_MAX], char *msg, size_t msglen)
+{
+    if (prov__openai_fast(status, body, len, out))
+        return 0;
+    return prov__openai_parse_tree(status, body, len, out, reason, msg, msglen);
 }
 
 /* https://platform.openai.com/docs/api-reference/chat/create#chat-create-logprobs */

@@ -56,14 +56,18 @@ void prov__set_msg(char *msg, size_t msglen, const char *text)
     free(e);
 }
 
+long prov__count_num(double v)
+{
+    /* A negative, a fraction or a count past any real request is no count. */
+    if (!(v >= 0) || v > 1e12 || v != (double)(long)v)
+        return -1;
+    return (long)v;
+}
+
 long prov__count(const cJSON *o, const char *name)
 {
     const cJSON *f = cJSON_GetObjectItemCaseSensitive(o, name);
-    /* A string, a negative, a fraction or a count past any real request is no count. */
-    if (!cJSON_IsNumber(f) || !(f->valuedouble >= 0) || f->valuedouble > 1e12 ||
-        f->valuedouble != (double)(long)f->valuedouble)
-        return -1;
-    return (long)f->valuedouble;
+    return cJSON_IsNumber(f) ? prov__count_num(f->valuedouble) : -1; /* a string is no count */
 }
 
 int prov__parse_begin(long status, const char *body, size_t len, prov_response *out, cJSON **j,

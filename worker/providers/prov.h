@@ -81,6 +81,17 @@ typedef struct prov_ops {
 void prov__set_msg(char *msg, size_t msglen, const char *text);
 /* A usage count: the number when it is one >= 0, else -1. */
 long prov__count(const cJSON *o, const char *name);
+/* The same judgement of a number already read: v when a whole count, else -1. */
+long prov__count_num(double v);
+/*
+ * openai_fast.c: a 2xx chat completion read without a tree. 1 with out filled
+ * (as prov__openai_parse_tree fills it, and what it returns 0 for); 0 when it
+ * declines, out untouched: the caller then parses with the tree.
+ */
+int prov__openai_fast(long status, const char *body, size_t len, prov_response *out);
+/* openai.c's parse through a cJSON tree, every reply (the fast reader's reference). */
+int prov__openai_parse_tree(long status, const char *body, size_t len, prov_response *out,
+                            char reason[PROV_REASON_MAX], char *msg, size_t msglen);
 /*
  * The start of every parse: clears out and parses the body into *j (NULL when
  * it is not JSON). A non-2xx reply is classified here, reason "http_NNN" and
