@@ -102,6 +102,26 @@ char *wk_xasprintf(const char *fmt, ...)
     return p;
 }
 
+char *wk_xconcat(const char *first, ...)
+{
+    size_t n = 0;
+    va_list ap;
+    va_start(ap, first);
+    for (const char *s = first; s; s = va_arg(ap, const char *))
+        n += strlen(s);
+    va_end(ap);
+    char *out = wk_xmalloc(n + 1), *p = out;
+    va_start(ap, first);
+    for (const char *s = first; s; s = va_arg(ap, const char *)) {
+        size_t k = strlen(s);
+        memcpy(p, s, k);
+        p += k;
+    }
+    va_end(ap);
+    *p = '\0';
+    return out;
+}
+
 void wk_buf_init(wk_buf *b, size_t cap)
 {
     b->buf = NULL;

@@ -176,6 +176,21 @@ static void test_json_print_random(void **state)
     cJSON_Delete(o);
 }
 
+/* Parts joined in order; an empty part adds nothing; the list ends at the first NULL. */
+static void test_xconcat(void **state)
+{
+    (void)state;
+    char *a = wk_xconcat("ab", "", "c", "def", NULL);
+    assert_string_equal(a, "abcdef");
+    char *b = wk_xconcat("", NULL);
+    assert_string_equal(b, "");
+    char *c = wk_xconcat("x", (const char *)NULL, "never", NULL);
+    assert_string_equal(c, "x");
+    free(a);
+    free(b);
+    free(c);
+}
+
 /* Model text in a report page: markup and quotes become entities, hidden controls show. */
 static void test_buf_append_html(void **state)
 {
@@ -234,9 +249,10 @@ static void test_escape_ctl(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_strset_many),     cmocka_unit_test(test_strset_long),
-        cmocka_unit_test(test_json_print),      cmocka_unit_test(test_json_print_random),
-        cmocka_unit_test(test_buf_append_html), cmocka_unit_test(test_escape_ctl),
+        cmocka_unit_test(test_strset_many), cmocka_unit_test(test_strset_long),
+        cmocka_unit_test(test_json_print),  cmocka_unit_test(test_json_print_random),
+        cmocka_unit_test(test_xconcat),     cmocka_unit_test(test_buf_append_html),
+        cmocka_unit_test(test_escape_ctl),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
