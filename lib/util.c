@@ -619,6 +619,20 @@ char *wk_json_print(const cJSON *o)
     return wk_buf_detach(&b, NULL);
 }
 
+void wk_json_add_str(cJSON *o, const char *key, const char *v)
+{
+    cJSON *item = v ? cJSON_CreateString(v) : NULL;
+    if (item && !cJSON_AddItemToObjectCS(o, key, item))
+        cJSON_Delete(item);
+}
+
+void wk_json_add_num(cJSON *o, const char *key, double v)
+{
+    cJSON *item = cJSON_CreateNumber(v);
+    if (item && !cJSON_AddItemToObjectCS(o, key, item))
+        cJSON_Delete(item);
+}
+
 const char *wk_jstr(const cJSON *o, const char *name)
 {
     const cJSON *f = cJSON_GetObjectItemCaseSensitive(o, name);

@@ -123,6 +123,14 @@ char *wk_json_print(const cJSON *o);
 void wk_json_append_string(wk_buf *b, const char *s);
 void wk_json_append_number(wk_buf *b, double d);
 
+/*
+ * cJSON_AddStringToObject / cJSON_AddNumberToObject without copying the key
+ * (a third of their cost): key must outlive o and every copy of it, as a
+ * string literal does. A NULL v adds nothing, as with cJSON.
+ */
+void wk_json_add_str(cJSON *o, const char *key, const char *v);
+void wk_json_add_num(cJSON *o, const char *key, double v);
+
 /* The string member `name` of the JSON object o, or NULL (absent, not a string). */
 const char *wk_jstr(const cJSON *o, const char *name);
 

@@ -170,15 +170,42 @@ static int tier_fits(const wk_task *t, int tier)
     return m->context <= 0 || estimate_prompt_tokens(t->messages) + m->max_tokens <= m->context;
 }
 
+/* Writes v as n digits at p, zero-padded. */
+static void digits(char *p, int n, long v)
+{
+    while (n-- > 0) {
+        p[n] = (char)('0' + v % 10);
+        v /= 10;
+    }
+}
+
 static void add_iso_ts(cJSON *o, int64_t ms)
 {
-    time_t s = (time_t)(ms / 1000);
-    struct tm tm;
     char buf[40];
-    gmtime_r(&s, &tm);
-    size_t n = strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(buf + n, sizeof buf - n, ".%03dZ", (int)(ms % 1000));
-    cJSON_AddStringToObject(o, "ts", buf);
+    if (ms >= 0 && ms < 253402300800000) { /* years 1970 to 9999: no gmtime_r, no strftime */
+        /* Days to a civil date (Howard Hinnant's days_from_civil, inverted). */
+        long days = (long)(ms / 86400000), in_day = (long)(ms % 86400000);
+        long z = days + 719468, era = z / 146097, doe = z - era * 146097;
+        long yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+        long doy = doe - (365 * yoe + yoe / 4 - yoe / 100), mp = (5 * doy + 2) / 153;
+        long d = doy - (153 * mp + 2) / 5 + 1, m = mp < 10 ? mp + 3 : mp - 9;
+        long y = yoe + era * 400 + (m <= 2);
+        memcpy(buf, "0000-00-00T00:00:00.000Z", 25);
+        digits(buf, 4, y);
+        digits(buf + 5, 2, m);
+        digits(buf + 8, 2, d);
+        digits(buf + 11, 2, in_day / 3600000);
+        digits(buf + 14, 2, in_day / 60000 % 60);
+        digits(buf + 17, 2, in_day / 1000 % 60);
+        digits(buf + 20, 3, in_day % 1000);
+    } else {
+        time_t s = (time_t)(ms / 1000);
+        struct tm tm;
+        gmtime_r(&s, &tm);
+        size_t n = strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+        snprintf(buf + n, sizeof buf - n, ".%03dZ", (int)(ms % 1000));
+    }
+    wk_json_add_str(o, "ts", buf);
 }
 
 /* A new zeroed action at the end of the list, which grows as needed. */
@@ -212,8 +239,8 @@ void wk_actions_release(wk_actions *a)
 static cJSON *tier_obj(const wk_task *t, int tier)
 {
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddNumberToObject(o, "tier", tier);
-    cJSON_AddStringToObject(o, "model", t->cascade->tiers[tier].model->name);
+    wk_json_add_num(o, "tier", tier);
+    wk_json_add_str(o, "model", t->cascade->tiers[tier].model->name);
     return o;
 }
 
@@ -227,13 +254,13 @@ static cJSON *climb_line(const wk_task *t, int from, int to, const char *validat
 {
     cJSON *l = cJSON_CreateObject();
     add_iso_ts(l, now);
-    cJSON_AddStringToObject(l, "id", t->id);
+    wk_json_add_str(l, "id", t->id);
     cJSON_AddItemToObject(l, "from", tier_obj(t, from));
     cJSON_AddItemToObject(l, "to", tier_obj(t, to));
-    cJSON_AddStringToObject(l, "validator", validator);
-    cJSON_AddStringToObject(l, "reason", reason);
-    cJSON_AddStringToObject(l, "evidence", evidence);
-    cJSON_AddNumberToObject(l, "cost_usd", round_usd(t->cost_usd));
+    wk_json_add_str(l, "validator", validator);
+    wk_json_add_str(l, "reason", reason);
+    wk_json_add_str(l, "evidence", evidence);
+    wk_json_add_num(l, "cost_usd", round_usd(t->cost_usd));
     return l;
 }
 
@@ -277,9 +304,9 @@ static void add_tests(const wk_task *t, cJSON *r, int accepted)
     if (!accepted)
         c = (val_test_counts){.flaky = t->baseline->nflaky};
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddNumberToObject(o, "passed", c.passed);
-    cJSON_AddNumberToObject(o, "flaky", c.flaky);
-    cJSON_AddNumberToObject(o, "preexisting", c.preexisting);
+    wk_json_add_num(o, "passed", c.passed);
+    wk_json_add_num(o, "flaky", c.flaky);
+    wk_json_add_num(o, "preexisting", c.preexisting);
     cJSON *fl = cJSON_AddArrayToObject(o, "flaky_tests");
     for (int i = 0; i < t->baseline->nflaky; i++)
         cJSON_AddItemToArray(fl, cJSON_CreateString(t->baseline->flaky[i]));
@@ -289,8 +316,8 @@ static void add_tests(const wk_task *t, cJSON *r, int accepted)
     cJSON *fa = cJSON_AddArrayToObject(o, "failing_at_base");
     for (int i = 0; i < t->baseline->nfailing; i++)
         cJSON_AddItemToArray(fa, cJSON_CreateString(t->baseline->failing[i]));
-    cJSON_AddNumberToObject(o, "baseline_runs", t->baseline_runs);
-    cJSON_AddNumberToObject(o, "baseline_ms", (double)t->baseline_ms);
+    wk_json_add_num(o, "baseline_runs", t->baseline_runs);
+    wk_json_add_num(o, "baseline_ms", (double)t->baseline_ms);
     cJSON_AddItemToObject(r, "tests", o);
 }
 
@@ -298,45 +325,45 @@ static void finish(wk_task *t, const char *status, const char *reason, wk_action
 {
     cJSON *r = cJSON_CreateObject();
     int accepted = strcmp(status, "accepted") == 0;
-    cJSON_AddStringToObject(r, "id", t->id);
-    cJSON_AddStringToObject(r, "status", status);
-    cJSON_AddStringToObject(r, "cascade", t->cascade->name);
+    wk_json_add_str(r, "id", t->id);
+    wk_json_add_str(r, "status", status);
+    wk_json_add_str(r, "cascade", t->cascade->name);
     if (t->data_class)
-        cJSON_AddStringToObject(r, "data_class", t->data_class);
+        wk_json_add_str(r, "data_class", t->data_class);
     if (t->now_ms > 0) /* when it finished: `drift` windows results by it */
         add_iso_ts(r, t->now_ms);
     if (accepted) {
-        cJSON_AddNumberToObject(r, "tier", t->tier);
-        cJSON_AddStringToObject(r, "model", t->cascade->tiers[t->tier].model->name);
+        wk_json_add_num(r, "tier", t->tier);
+        wk_json_add_str(r, "model", t->cascade->tiers[t->tier].model->name);
     } else {
         cJSON_AddNullToObject(r, "tier");
         cJSON_AddNullToObject(r, "model");
     }
-    cJSON_AddNumberToObject(r, "cost_usd", round_usd(t->cost_usd));
+    wk_json_add_num(r, "cost_usd", round_usd(t->cost_usd));
     cJSON_AddItemToObject(r, "attempts", t->attempts);
     t->attempts = NULL;
     if (t->is_patch)
         add_tests(t, r, accepted);
     if (accepted) {
         char *code = t->is_patch ? val_extract_diff(t->answer) : val_extract_code(t->answer);
-        cJSON_AddStringToObject(r, "answer", code);
+        wk_json_add_str(r, "answer", code);
         free(code);
     } else if (t->best) {
-        cJSON_AddStringToObject(r, "answer", t->best);
+        wk_json_add_str(r, "answer", t->best);
     } else {
         cJSON_AddNullToObject(r, "answer");
     }
     if (reason)
-        cJSON_AddStringToObject(r, "reason", reason);
+        wk_json_add_str(r, "reason", reason);
     if (t->start_note) {
         cJSON_AddItemToObject(r, "start", t->start_note);
         t->start_note = NULL;
     }
     /* A classify task: the label accepted, the gold one, and whether they match. */
     if (accepted && t->label[0])
-        cJSON_AddStringToObject(r, "label", t->label);
+        wk_json_add_str(r, "label", t->label);
     if (t->gold) {
-        cJSON_AddStringToObject(r, "gold", t->gold);
+        wk_json_add_str(r, "gold", t->gold);
         if (accepted && t->label[0])
             cJSON_AddBoolToObject(r, "correct", strcmp(t->label, t->gold) == 0);
     }
@@ -530,8 +557,8 @@ static void add_feedback(wk_task *t, int feedback, const char *validator, const 
                     ? wk_xasprintf("%.*s\n[... cut]", WK_FEEDBACK_ANSWER_MAX, t->answer)
                     : wk_xstrdup(t->answer);
     cJSON *a = cJSON_CreateObject();
-    cJSON_AddStringToObject(a, "role", "assistant");
-    cJSON_AddStringToObject(a, "content", ans);
+    wk_json_add_str(a, "role", "assistant");
+    wk_json_add_str(a, "content", ans);
     cJSON_AddItemToArray(t->messages, a);
     free(ans);
 
@@ -547,8 +574,8 @@ static void add_feedback(wk_task *t, int feedback, const char *validator, const 
     }
     wk_buf_appendf(&b, "\nReply with a corrected, complete answer in the same format.");
     cJSON *u = cJSON_CreateObject();
-    cJSON_AddStringToObject(u, "role", "user");
-    cJSON_AddStringToObject(u, "content", b.buf);
+    wk_json_add_str(u, "role", "user");
+    wk_json_add_str(u, "content", b.buf);
     cJSON_AddItemToArray(t->messages, u);
     wk_buf_release(&b);
     t->rounds++;
@@ -647,42 +674,42 @@ static cJSON *new_attempt(wk_task *t, const wk_event *ev, long pt, long ct)
                                            ev->cached_tokens, &estimated);
     t->cost_usd += cost;
     cJSON *a = cJSON_CreateObject();
-    cJSON_AddNumberToObject(a, "tier", t->tier);
-    cJSON_AddStringToObject(a, "model", m->name);
+    wk_json_add_num(a, "tier", t->tier);
+    wk_json_add_str(a, "model", m->name);
     /* A fallback deployment is the same model elsewhere; say which one answered. */
     if (served != m)
-        cJSON_AddStringToObject(a, "deployment", served->name);
+        wk_json_add_str(a, "deployment", served->name);
     if (ev->from_cache)
         cJSON_AddBoolToObject(a, "cached", 1);
     if (ran != WK_LANE_SYNC) /* sync attempts read as they always did */
-        cJSON_AddStringToObject(a, "lane", wk_lane_name(ran));
+        wk_json_add_str(a, "lane", wk_lane_name(ran));
     if (ev->batch_id)
-        cJSON_AddStringToObject(a, "batch_id", ev->batch_id);
+        wk_json_add_str(a, "batch_id", ev->batch_id);
     if (ev->has_cost && !ev->from_cache) /* the recording's cost, not tokens x price */
         cJSON_AddBoolToObject(a, "cost_recorded", 1);
     if (t->lost_usd > 0) {
         /* Already in the task's cost: the same call, sent before a crash. */
-        cJSON_AddNumberToObject(a, "lost_cost_usd", round_usd(t->lost_usd));
+        wk_json_add_num(a, "lost_cost_usd", round_usd(t->lost_usd));
         t->lost_usd = 0;
     }
-    cJSON_AddNumberToObject(a, "retries", ev->retries);
-    cJSON_AddNumberToObject(a, "fallbacks", ev->fallbacks);
+    wk_json_add_num(a, "retries", ev->retries);
+    wk_json_add_num(a, "fallbacks", ev->fallbacks);
     if (ev->cached_tokens > 0)
-        cJSON_AddNumberToObject(a, "cached_tokens", (double)ev->cached_tokens);
+        wk_json_add_num(a, "cached_tokens", (double)ev->cached_tokens);
     if (estimated)
         cJSON_AddBoolToObject(a, "usage_estimated", 1);
     if (pt >= 0 && !(estimated & WK_COST_EST_PROMPT))
-        cJSON_AddNumberToObject(a, "prompt_tokens", (double)pt);
+        wk_json_add_num(a, "prompt_tokens", (double)pt);
     else
         cJSON_AddNullToObject(a, "prompt_tokens");
     if (ct >= 0 && !(estimated & WK_COST_EST_COMPLETION))
-        cJSON_AddNumberToObject(a, "completion_tokens", (double)ct);
+        wk_json_add_num(a, "completion_tokens", (double)ct);
     else
         cJSON_AddNullToObject(a, "completion_tokens");
-    cJSON_AddNumberToObject(a, "cost_usd", round_usd(cost));
-    cJSON_AddNumberToObject(a, "latency_ms", (double)ev->latency_ms);
+    wk_json_add_num(a, "cost_usd", round_usd(cost));
+    wk_json_add_num(a, "latency_ms", (double)ev->latency_ms);
     if (tier_votes(tr) > 1) /* which answer of the tier's vote this is */
-        cJSON_AddNumberToObject(a, "vote", t->asked);
+        wk_json_add_num(a, "vote", t->asked);
     cJSON_AddItemToArray(t->attempts, a);
     t->cur = a;
     return a;
@@ -717,13 +744,13 @@ static void next_choice(wk_task *t, int64_t now, wk_actions *out)
     cJSON *c = cJSON_DetachItemFromArray(t->pending, 0);
     const char *text = wk_jstr(c, "text"), *fr = wk_jstr(c, "finish_reason");
     cJSON *a = cJSON_CreateObject();
-    cJSON_AddNumberToObject(a, "tier", t->tier);
-    cJSON_AddStringToObject(a, "model", vote_model(tr, t->asked)->name);
+    wk_json_add_num(a, "tier", t->tier);
+    wk_json_add_str(a, "model", vote_model(tr, t->asked)->name);
     cJSON_AddBoolToObject(a, "same_call", 1);
-    cJSON_AddNumberToObject(a, "cost_usd", 0);
-    cJSON_AddNumberToObject(a, "vote", t->asked);
+    wk_json_add_num(a, "cost_usd", 0);
+    wk_json_add_num(a, "vote", t->asked);
     if (fr)
-        cJSON_AddStringToObject(a, "finish_reason", fr);
+        wk_json_add_str(a, "finish_reason", fr);
     cJSON_AddItemToArray(t->attempts, a);
     t->cur = a;
     t->answers++;
@@ -814,10 +841,10 @@ static void round_done(wk_task *t, int64_t now, wk_actions *out)
         cJSON *a =
             new_attempt(t, &h->ev, ok ? h->ev.prompt_tokens : 0, ok ? h->ev.completion_tokens : 0);
         if (ok && h->ev.finish_reason)
-            cJSON_AddStringToObject(a, "finish_reason", h->ev.finish_reason);
+            wk_json_add_str(a, "finish_reason", h->ev.finish_reason);
         if (!ok) {
             const char *reason = h->ev.error_reason ? h->ev.error_reason : "call_failed";
-            cJSON_AddStringToObject(a, "error", h->ev.error_message ? h->ev.error_message : reason);
+            wk_json_add_str(a, "error", h->ev.error_message ? h->ev.error_message : reason);
             set_failed(a, "call", reason, h->ev.error_message);
         }
         h->attempt = a;
@@ -899,14 +926,14 @@ static void vote(wk_task *t, const val_verdict *v, int64_t now, wk_actions *out)
     else if (tr->confidence == WK_CONF_LOGPROBS && label[0])
         conf = label_logprob_conf(t, label);
     if (conf >= 0)
-        cJSON_AddNumberToObject(t->cur, "confidence", round(conf * 1e6) / 1e6);
+        wk_json_add_num(t->cur, "confidence", round(conf * 1e6) / 1e6);
     if (!t->votes)
         t->votes = cJSON_CreateArray();
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "model", vote_model(tr, t->asked)->name);
-    cJSON_AddStringToObject(o, "label", label);
-    cJSON_AddNumberToObject(o, "confidence", conf);
-    cJSON_AddStringToObject(o, "answer", t->answer ? t->answer : "");
+    wk_json_add_str(o, "model", vote_model(tr, t->asked)->name);
+    wk_json_add_str(o, "label", label);
+    wk_json_add_num(o, "confidence", conf);
+    wk_json_add_str(o, "answer", t->answer ? t->answer : "");
     cJSON_AddItemToArray(t->votes, o);
     t->asked++;
     int need = tier_votes(tr);
@@ -989,7 +1016,7 @@ static void vote(wk_task *t, const val_verdict *v, int64_t now, wk_actions *out)
     free(t->answer);
     t->answer = wk_xstrdup(answer);
     if (need > 1)
-        cJSON_AddNumberToObject(t->cur, "votes_for_label", best_n);
+        wk_json_add_num(t->cur, "votes_for_label", best_n);
     finish(t, "accepted", NULL, out);
 cleanup:
     free(msg);
@@ -1153,7 +1180,7 @@ static void step(wk_task *t, const wk_event *ev, wk_actions *out)
         }
         cJSON *a = new_attempt(t, ev, ev->prompt_tokens, ev->completion_tokens);
         if (ev->finish_reason)
-            cJSON_AddStringToObject(a, "finish_reason", ev->finish_reason);
+            wk_json_add_str(a, "finish_reason", ev->finish_reason);
         t->answers++;
         free(t->answer);
         t->answer = wk_xstrdup(ev->text ? ev->text : "");
@@ -1188,7 +1215,7 @@ static void step(wk_task *t, const wk_event *ev, wk_actions *out)
         }
         cJSON *a = new_attempt(t, ev, 0, 0);
         const char *reason = ev->error_reason ? ev->error_reason : "call_failed";
-        cJSON_AddStringToObject(a, "error", ev->error_message ? ev->error_message : reason);
+        wk_json_add_str(a, "error", ev->error_message ? ev->error_message : reason);
         set_failed(a, "call", reason, ev->error_message);
         on_failure(t, ev->now_ms, t->cascade->feedback, "call", reason, ev->error_message, NULL,
                    out);

@@ -50,17 +50,17 @@ cJSON *wk_invalid_result(const char *id, long lineno, const char *reason)
 {
     cJSON *r = cJSON_CreateObject();
     if (id)
-        cJSON_AddStringToObject(r, "id", id);
+        wk_json_add_str(r, "id", id);
     else
         cJSON_AddNullToObject(r, "id");
-    cJSON_AddNumberToObject(r, "line", (double)lineno);
-    cJSON_AddStringToObject(r, "status", "invalid_task");
+    wk_json_add_num(r, "line", (double)lineno);
+    wk_json_add_str(r, "status", "invalid_task");
     cJSON_AddNullToObject(r, "cascade");
     cJSON_AddNullToObject(r, "tier");
     cJSON_AddNullToObject(r, "model");
-    cJSON_AddNumberToObject(r, "cost_usd", 0);
+    wk_json_add_num(r, "cost_usd", 0);
     cJSON_AddItemToObject(r, "attempts", cJSON_CreateArray());
-    cJSON_AddStringToObject(r, "reason", reason);
+    wk_json_add_str(r, "reason", reason);
     return r;
 }
 
@@ -198,8 +198,8 @@ static cJSON *first_messages(const cJSON *task, const char *kind, const char *la
         sys = wk_xstrdup("Reply with the answer only.");
     }
     cJSON *m = cJSON_CreateObject();
-    cJSON_AddStringToObject(m, "role", "system");
-    cJSON_AddStringToObject(m, "content", sys);
+    wk_json_add_str(m, "role", "system");
+    wk_json_add_str(m, "content", sys);
     cJSON_AddItemToArray(msgs, m);
     free(sys);
 
@@ -222,8 +222,8 @@ static cJSON *first_messages(const cJSON *task, const char *kind, const char *la
         free(s);
     }
     m = cJSON_CreateObject();
-    cJSON_AddStringToObject(m, "role", "user");
-    cJSON_AddStringToObject(m, "content", b.buf);
+    wk_json_add_str(m, "role", "user");
+    wk_json_add_str(m, "content", b.buf);
     cJSON_AddItemToArray(msgs, m);
     wk_buf_release(&b);
     return msgs;
