@@ -147,6 +147,13 @@ static int buf_reserve(wk_buf *b, size_t n)
 
 int wk_buf_append(wk_buf *b, const void *data, size_t n)
 {
+    /* The common case first: room already there (len <= cap always holds). */
+    if (n < b->alloc - b->len && n <= b->cap - b->len) {
+        memcpy(b->buf + b->len, data, n);
+        b->len += n;
+        b->buf[b->len] = '\0';
+        return 0;
+    }
     int rc = buf_reserve(b, n);
     if (rc)
         return rc;
@@ -612,6 +619,7 @@ char *wk_json_print(const cJSON *o)
         return NULL;
     wk_buf b;
     wk_buf_init(&b, SIZE_MAX / 2);
+    buf_reserve(&b, 511); /* one 512-byte block holds most lines: no regrowth */
     if (json_value(&b, o)) {
         wk_buf_release(&b);
         return NULL;
