@@ -527,47 +527,45 @@ static size_t json_plain_end(const char *s, size_t n, size_t i)
 }
 
 /* cJSON's print_string_ptr: quotes, backslash and \b\f\n\r\t escaped by name,
- * other controls as \u00XX, every other byte as it is; NULL prints "". */
+ * other controls as \u00XX, every other byte as it is; NULL prints "". Written
+ * straight into the buffer: plain runs are copied whole. */
 void wk_json_append_string(wk_buf *b, const char *s)
 {
     size_t n = s ? strlen(s) : 0;
-    buf_reserve(b, n + 2);
-    wk_buf_append(b, "\"", 1);
+    if (buf_reserve(b, n + 2))
+        return;
+    size_t at = b->len;
+    b->buf[at++] = '"';
     for (size_t i = 0; i < n;) {
         size_t end = json_plain_end(s, n, i);
-        wk_buf_append(b, s + i, end - i);
+        memcpy(b->buf + at, s + i, end - i);
+        at += end - i;
         if (end == n)
             break;
-        unsigned char c = (unsigned char)s[end];
-        char esc[8] = {'\\', 0};
-        size_t len = 2;
-        switch (c) {
-        case '"':
-        case '\\':
-            esc[1] = (char)c;
-            break;
-        case '\b':
-            esc[1] = 'b';
-            break;
-        case '\f':
-            esc[1] = 'f';
-            break;
-        case '\n':
-            esc[1] = 'n';
-            break;
-        case '\r':
-            esc[1] = 'r';
-            break;
-        case '\t':
-            esc[1] = 't';
-            break;
-        default:
-            len = (size_t)snprintf(esc + 1, sizeof esc - 1, "u%04x", c) + 1;
+        /* An escape is up to 6 bytes for 1: room for it and the rest, as capped. */
+        b->len = at;
+        if (buf_reserve(b, 6 + (n - end - 1) + 1)) {
+            b->buf[at] = '\0';
+            return;
         }
-        wk_buf_append(b, esc, len);
+        unsigned char c = (unsigned char)s[end];
+        static const char named[] = "\"\\\b\f\n\r\t", as[] = "\"\\bfnrt";
+        const char *k = c ? strchr(named, c) : NULL;
+        b->buf[at++] = '\\';
+        if (k) {
+            b->buf[at++] = as[k - named];
+        } else {
+            static const char hex[] = "0123456789abcdef";
+            memcpy(b->buf + at, "u00", 3);
+            b->buf[at + 3] = hex[c >> 4];
+            b->buf[at + 4] = hex[c & 15];
+            at += 5;
+        }
         i = end + 1;
     }
-    wk_buf_append(b, "\"", 1);
+    b->buf[at++] = '"';
+    b->buf[at] = '\0';
+    b->len = at;
 }
 
 /* Prints o into b as cJSON's print_value does; 0, or -1 where cJSON fails (an
