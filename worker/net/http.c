@@ -16,7 +16,12 @@
 
 #include "lib/util.h"
 
-/* Easy handles kept for reuse; more in flight than this are made afresh. */
+/*
+ * Easy handles kept for reuse; more in flight than this are made afresh. A
+ * kept handle keeps its options: those that never change are set once, when
+ * the handle is made (handle_new), and wk_http_post sets every other one on
+ * every request, so nothing of the last request's is read by the next.
+ */
 #define WK_HTTP_IDLE_MAX 64
 /*
  * libcurl's receive buffer, one per transfer in flight (its default is 16 KiB;
@@ -35,7 +40,7 @@ struct wk_http {
     struct wk__req *reqs; /* doubly linked, so shutdown can find them */
     int closing;
     /*
-     * Easy handles of finished transfers, reset and kept for the next ones:
+     * Easy handles of finished transfers, kept for the next ones:
      * curl_easy_init and curl_easy_cleanup were a tenth of a call's own cost.
      */
     CURL *idle[WK_HTTP_IDLE_MAX];
@@ -48,12 +53,17 @@ typedef struct wk__sock {
     wk_http *h;
 } wk__sock;
 
+/*
+ * A request in flight, in one allocation with its header list and, unless
+ * the caller lends them (wk_http_opts.borrow), its copies of the header lines
+ * and the body: one malloc a request, not one per header line, node and body.
+ * The response buffer is the only other one, and only once bytes arrive.
+ */
 typedef struct wk__req {
     wk_http *h;
     CURL *easy;
-    struct curl_slist *headers;
-    char *body;
-    wk_buf resp;
+    const char *body; /* the caller's (borrow) or the copy in tail */
+    wk_buf resp;      /* grows as the body arrives, up to opts->body_cap */
     int too_big;
     long retry_after_ms;
     uint64_t started_ms;
@@ -66,13 +76,18 @@ typedef struct wk__req {
     long rl_req, rl_tok, rl_reset_ms;
     char errbuf[CURL_ERROR_SIZE];
     struct wk__req *prev, *next;
+    /*
+     * The header list, built here rather than by curl_slist_append (a node and
+     * a copy of the line each): curl only reads the list it is given, and
+     * curl_slist_free_all is never called on it. Copied lines and the body
+     * follow the nodes.
+     */
+    struct curl_slist hdr[];
 } wk__req;
 
 static void req_closed(uv_handle_t *h)
 {
     wk__req *r = h->data;
-    curl_slist_free_all(r->headers);
-    free(r->body);
     wk_buf_release(&r->resp);
     free(r);
 }
@@ -94,15 +109,16 @@ static void req_unlink(wk__req *r)
         r->next->prev = r->prev;
 }
 
-/* Keeps a handle whose transfer is over for the next request, or frees it. */
+/*
+ * Keeps a handle whose transfer is over for the next request, or frees it. It
+ * is not reset: its constant options stay, and wk_http_post sets the others.
+ */
 static void easy_put(wk_http *h, CURL *easy)
 {
-    if (h->nidle < WK_HTTP_IDLE_MAX && !h->closing) {
-        curl_easy_reset(easy);
+    if (h->nidle < WK_HTTP_IDLE_MAX && !h->closing)
         h->idle[h->nidle++] = easy;
-    } else {
+    else
         curl_easy_cleanup(easy);
-    }
 }
 
 static void finish_transfer(wk_http *h, CURL *easy, CURLcode code)
@@ -412,11 +428,64 @@ void wk_http_free(wk_http *h)
     uv_close((uv_handle_t *)&h->timer, timer_closed);
 }
 
+/*
+ * A new easy handle with the options that are the same for every request;
+ * NULL when curl cannot make one.
+ */
+static CURL *handle_new(void)
+{
+    CURL *e = curl_easy_init();
+    if (!e)
+        return NULL;
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
+    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, WK_HTTP_RECV_BUF);
+    return e;
+}
+
+/* The request with its header list and, unless borrowed, its copies; one allocation. */
+static wk__req *req_new(const char *const *headers, int nheaders, const char *body, size_t len,
+                        int borrow)
+{
+    size_t extra = (size_t)nheaders * sizeof(struct curl_slist);
+    if (!borrow) {
+        for (int i = 0; i < nheaders; i++)
+            extra += strlen(headers[i]) + 1;
+        extra += len + 1;
+    }
+    wk__req *r = wk_xcalloc(1, sizeof *r + extra);
+    char *tail = (char *)&r->hdr[nheaders];
+    for (int i = 0; i < nheaders; i++) {
+        const char *line = headers[i];
+        if (!borrow) {
+            size_t n = strlen(line) + 1;
+            memcpy(tail, line, n);
+            line = tail;
+            tail += n;
+        }
+        r->hdr[i].data = (char *)line; /* curl reads the lines, never writes them */
+        r->hdr[i].next = i + 1 < nheaders ? &r->hdr[i + 1] : NULL;
+    }
+    r->body = body;
+    if (!borrow) {
+        if (len)
+            memcpy(tail, body, len);
+        tail[len] = '\0';
+        r->body = tail;
+    }
+    return r;
+}
+
 int wk_http_post(wk_http *h, const char *url, const char *const *headers, int nheaders,
                  const char *body, size_t len, const wk_http_opts *opts, wk_http_cb cb, void *arg)
 {
     int rc = WK_EIO;
-    wk__req *r = wk_xcalloc(1, sizeof *r);
+    if (nheaders < 0)
+        return WK_EIO;
+    wk__req *r = req_new(headers, nheaders, body, len, opts->borrow);
     r->h = h;
     r->cb = cb;
     r->arg = arg;
@@ -425,39 +494,33 @@ int wk_http_post(wk_http *h, const char *url, const char *const *headers, int nh
     r->rl_req = r->rl_tok = r->rl_reset_ms = -1;
     uv_timer_init(h->loop, &r->first_byte);
     r->first_byte.data = r;
-    r->body = wk_xstrndup(body, len);
     wk_buf_init(&r->resp, opts->body_cap);
-    for (int i = 0; i < nheaders; i++) {
-        struct curl_slist *l = curl_slist_append(r->headers, headers[i]);
-        if (!l)
-            goto cleanup;
-        r->headers = l;
-    }
-    r->easy = h->nidle > 0 ? h->idle[--h->nidle] : curl_easy_init();
+    r->easy = h->nidle > 0 ? h->idle[--h->nidle] : handle_new();
     if (!r->easy)
         goto cleanup;
+    /* Every option a request sets, on every request: the handle keeps the last one's. */
     CURL *e = r->easy;
-    curl_easy_setopt(e, CURLOPT_URL, url);
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-    if (opts->get) { /* a batch's status or results (net/batch.c) */
+    curl_easy_setopt(e, CURLOPT_URL, url); /* curl copies it */
+    if (opts->get) {
+        /*
+         * A batch's status or results (net/batch.c). Setting POSTFIELDS makes
+         * a handle a POST, so the last request's is cleared first, then GET.
+         */
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, NULL);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)-1);
         curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
     } else {
         curl_easy_setopt(e, CURLOPT_POST, 1L);
         curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body);
         curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
     }
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, nheaders > 0 ? r->hdr : NULL);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
-    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
     curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)r);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, opts->connect_timeout_ms);
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, opts->total_timeout_ms);
-    curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
-    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, WK_HTTP_RECV_BUF);
     r->started_ms = wk_now_ms();
     if (curl_multi_add_handle(h->multi, e) != CURLM_OK)
         goto cleanup;
