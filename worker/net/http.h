@@ -1,7 +1,8 @@
 /*
  * HTTP POST through curl's multi interface driven by the libuv loop: a
- * uv_poll per socket that curl asks about and one uv_timer for curl's
- * timeouts. Thousands of requests can be in flight on one thread.
+ * uv_poll per socket that curl asks about and a uv_timer for curl's timeouts
+ * per multi handle (a few when many transfers are in flight). Thousands of
+ * requests can be in flight on one thread.
  */
 #ifndef WK_HTTP_H
 #define WK_HTTP_H
