@@ -36,9 +36,9 @@ char *wk_xstrndup(const char *s, size_t n);
 /* printf into a fresh string; caller frees. */
 char *wk_xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /*
- * The strings given, up to a NULL, joined in one allocation (a NULL among them
- * ends the list). For texts built from parts on every task: a tenth of the
- * cost of wk_xasprintf's printf machinery. Caller frees.
+ * The strings given, up to a (char *)NULL (a bare NULL may be an int in a
+ * variadic call), joined in one allocation. For texts built from parts on every task: a tenth of
+ * the cost of wk_xasprintf's printf machinery. Caller frees.
  */
 char *wk_xconcat(const char *first, ...) __attribute__((sentinel));
 

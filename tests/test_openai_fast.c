@@ -140,7 +140,7 @@ static void test_mutated_replies_agree_or_are_declined(void **state)
         memcpy(buf, seed, n);
         int edits = 1 + (int)(rnd(&s) % 3);
         for (int e = 0; e < edits && n > 0; e++) {
-            size_t at = rnd(&s) % n;
+            size_t at = rnd(&s) % (n ? n : 1);
             switch (rnd(&s) % 5) {
             case 0: /* replace */
                 buf[at] = pick(&s);

@@ -180,11 +180,11 @@ static void test_json_print_random(void **state)
 static void test_xconcat(void **state)
 {
     (void)state;
-    char *a = wk_xconcat("ab", "", "c", "def", NULL);
+    char *a = wk_xconcat("ab", "", "c", "def", (char *)NULL);
     assert_string_equal(a, "abcdef");
-    char *b = wk_xconcat("", NULL);
+    char *b = wk_xconcat("", (char *)NULL);
     assert_string_equal(b, "");
-    char *c = wk_xconcat("x", (const char *)NULL, "never", NULL);
+    char *c = wk_xconcat("x", (const char *)NULL, "never", (char *)NULL);
     assert_string_equal(c, "x");
     free(a);
     free(b);

@@ -71,7 +71,7 @@ cJSON *wk_invalid_result(const char *id, long lineno, const char *reason)
 static int check_needs(const wk_cascade *c, const cJSON *task, const cJSON *schema, char *why,
                        size_t whylen)
 {
-    char *who = wk_xconcat("cascade ", c->name, NULL);
+    char *who = wk_xconcat("cascade ", c->name, (char *)NULL);
     int rc = val_check_task((const char *const *)c->validators, c->nvalidators, task, schema, who,
                             why, whylen);
     free(who);
@@ -183,10 +183,10 @@ static cJSON *first_messages(const cJSON *task, const char *kind, const char *la
         const char *file = wk_jstr(task, "answer_file");
         char *dflt = NULL;
         if (!file)
-            file = dflt = wk_xconcat("solution.", val_lang_ext(language), NULL);
+            file = dflt = wk_xconcat("solution.", val_lang_ext(language), (char *)NULL);
         sys = wk_xconcat("You are an expert ", language ? language : "",
                          " programmer. Reply with the complete contents of ", file,
-                         " in one fenced code block.", NULL);
+                         " in one fenced code block.", (char *)NULL);
         free(dflt);
     } else if (strcmp(kind, "classify") == 0 || strcmp(kind, "json") == 0) {
         sys = wk_xstrdup("Reply with one JSON object only, in a ```json fenced block, that "

@@ -14,11 +14,11 @@ static int openai_build(const wk_model *m, const char *task_id, const cJSON *mes
                         prov_request *out)
 {
     memset(out, 0, sizeof *out);
-    out->url = wk_xconcat(m->provider->base_url, "/chat/completions", NULL);
+    out->url = wk_xconcat(m->provider->base_url, "/chat/completions", (char *)NULL);
     prov__base_headers(out, task_id);
     if (m->provider->key)
         out->headers[out->nheaders++] =
-            wk_xconcat("Authorization: Bearer ", m->provider->key, NULL);
+            wk_xconcat("Authorization: Bearer ", m->provider->key, (char *)NULL);
     cJSON *body = cJSON_CreateObject();
     cJSON_AddStringToObject(body, "model", m->id);
     cJSON_AddItemToObject(body, "messages", cJSON_Duplicate(messages, 1));
@@ -35,11 +35,11 @@ static int openai_build_json(const wk_model *m, const char *task_id, const char 
                              prov_request *out)
 {
     memset(out, 0, sizeof *out);
-    out->url = wk_xconcat(m->provider->base_url, "/chat/completions", NULL);
+    out->url = wk_xconcat(m->provider->base_url, "/chat/completions", (char *)NULL);
     prov__base_headers(out, task_id);
     if (m->provider->key)
         out->headers[out->nheaders++] =
-            wk_xconcat("Authorization: Bearer ", m->provider->key, NULL);
+            wk_xconcat("Authorization: Bearer ", m->provider->key, (char *)NULL);
     wk_buf b;
     wk_buf_init(&b, SIZE_MAX / 2);
     wk_buf_append(&b, "{\"model\":", 9);

@@ -101,7 +101,7 @@ void prov__base_headers(prov_request *out, const char *task_id)
     out->headers[out->nheaders++] = wk_xstrdup("Content-Type: application/json");
     /* Control characters in an id could split the header: escape them. */
     char *safe_id = wk_escape_ctl(task_id, strlen(task_id), 200);
-    out->headers[out->nheaders++] = wk_xconcat("X-Cascade-Task: ", safe_id, NULL);
+    out->headers[out->nheaders++] = wk_xconcat("X-Cascade-Task: ", safe_id, (char *)NULL);
     free(safe_id);
     /* Without it curl sends "Expect: 100-continue" on large bodies and waits. */
     out->headers[out->nheaders++] = wk_xstrdup("Expect:");
