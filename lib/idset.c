@@ -55,7 +55,6 @@ struct wk_idset {
     idset_run *runs; /* oldest first */
     int nruns, aruns;
     char *page; /* IDSET_FENCE_BYTES of scratch for look-ups */
-    size_t spilled;
     wk_idset_stats st;
 };
 
@@ -204,9 +203,11 @@ static int idset_tmpfile(const wk_idset *s)
         return fd;
     char *path = wk_xasprintf("%s/cascade-ids.XXXXXX", s->tmpdir);
     fd = mkostemp(path, O_CLOEXEC);
+    int e = errno; /* for the warning, past free() */
     if (fd >= 0)
         unlink(path);
     free(path);
+    errno = e;
     return fd;
 }
 
@@ -531,7 +532,6 @@ static int idset_spill(wk_idset *s)
     }
     s->runs[s->nruns++] = run;
     s->st.spills++;
-    s->spilled += s->n;
     idset_mem_clear(s);
     if (s->nruns > s->max_runs && idset_merge(s))
         idset_memory_only(s, "merging the runs failed");
