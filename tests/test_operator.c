@@ -10,10 +10,12 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -263,6 +265,31 @@ static void test_two_runs_on_one_results_file_without_journal_the_second_refuses
     free(out);
     free(errf);
     free(err2);
+}
+
+/* Every run on the machine shares /dev/null's inode: a lock there would make unrelated runs
+ * collide. */
+static void test_a_run_writing_to_a_device_is_not_refused_by_another_holding_it(void **state)
+{
+    (void)state;
+    char *tasks, *recs;
+    simple_batch("devnull", 3, &tasks, &recs);
+    char *errf = h_tmp("devnull.err");
+    int held = open("/dev/null", O_WRONLY | O_CLOEXEC);
+    assert_true(held >= 0);
+    assert_int_equal(flock(held, LOCK_EX | LOCK_NB), 0); /* as another run writing there would */
+    h_mock m;
+    h_mock_start(&m, recs, NULL, NULL);
+    int rc = run_cascade(tasks, "/dev/null", errf, "--journal", "none", NULL, NULL);
+    h_mock_stop(&m);
+    char *msg = h_slurp(errf);
+    if (rc != 0)
+        fail_msg("run to /dev/null: exit %d, stderr: %s", rc, msg);
+    free(msg);
+    close(held);
+    free(tasks);
+    free(recs);
+    free(errf);
 }
 
 static void test_a_typo_in_the_tasks_path_leaves_the_results_intact(void **state)
@@ -795,6 +822,7 @@ int main(void)
         cmocka_unit_test(test_two_runs_on_one_journal_the_second_refuses),
         cmocka_unit_test(test_two_runs_on_one_explicit_journal_the_second_refuses),
         cmocka_unit_test(test_two_runs_on_one_results_file_without_journal_the_second_refuses),
+        cmocka_unit_test(test_a_run_writing_to_a_device_is_not_refused_by_another_holding_it),
         cmocka_unit_test(test_a_typo_in_the_tasks_path_leaves_the_results_intact),
         cmocka_unit_test(test_outputs_naming_the_input_are_refused_before_anything_is_touched),
         cmocka_unit_test(test_usage_missing_negative_string_or_absurd_is_charged_its_worst_case),

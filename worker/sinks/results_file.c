@@ -117,8 +117,18 @@ int wk_results_file_open(const char *path, int resume, wk_results_file **out, ch
             snprintf(err, errlen, "cannot open results file %s: %s", path, strerror(errno));
             goto cleanup;
         }
-        /* Two runs appending to one file would both run every task and pay twice. */
-        if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        struct stat sb;
+        if (fstat(fd, &sb) != 0) {
+            snprintf(err, errlen, "cannot stat results file %s: %s", path, strerror(errno));
+            goto cleanup;
+        }
+        /*
+         * Two runs appending to one file would both run every task and pay twice.
+         * A device or pipe (replay's /dev/null for plans whose lines nobody keeps)
+         * keeps nothing to resume from, so it is neither locked nor emptied: the
+         * lock is on the inode, and every run on the machine shares /dev/null's.
+         */
+        if (S_ISREG(sb.st_mode) && flock(fd, LOCK_EX | LOCK_NB) != 0) {
             snprintf(err, errlen,
                      errno == EWOULDBLOCK
                          ? "results file %s is in use by another cascade run; wait for it "
@@ -127,9 +137,7 @@ int wk_results_file_open(const char *path, int resume, wk_results_file **out, ch
                      path, strerror(errno));
             goto cleanup;
         }
-        /* A device (replay's /dev/null for plans whose lines nobody keeps) is not emptied. */
-        struct stat sb;
-        if (!resume && fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && ftruncate(fd, 0) != 0) {
+        if (!resume && S_ISREG(sb.st_mode) && ftruncate(fd, 0) != 0) {
             snprintf(err, errlen, "cannot empty results file %s: %s", path, strerror(errno));
             goto cleanup;
         }
