@@ -473,6 +473,7 @@ static void send_now(pstate *ps, wk__call *k)
         ho.first_byte_timeout_ms = c->o.flex_first_byte_timeout_ms;
         ho.total_timeout_ms += c->o.flex_first_byte_timeout_ms;
     }
+    ho.borrow = 1; /* k->req outlives the transfer: it is rebuilt or freed only after on_http */
     if (wk_http_post(c->http, k->req.url, (const char *const *)k->req.headers, k->req.nheaders,
                      k->req.body, k->req.body_len, &ho, on_http, k) != 0) {
         ps->inflight--;

@@ -1,7 +1,8 @@
 /*
  * HTTP POST through curl's multi interface driven by the libuv loop: a
- * uv_poll per socket that curl asks about and one uv_timer for curl's
- * timeouts. Thousands of requests can be in flight on one thread.
+ * uv_poll per socket that curl asks about and a uv_timer for curl's timeouts
+ * per multi handle (a few when many transfers are in flight). Thousands of
+ * requests can be in flight on one thread.
  */
 #ifndef WK_HTTP_H
 #define WK_HTTP_H
@@ -35,6 +36,12 @@ typedef struct wk_http_opts {
     long total_timeout_ms;
     size_t body_cap;
     int get; /* 1: a GET; the body is not sent */
+    /*
+     * 1: the body and the header lines are lent, not copied: the caller keeps
+     * them unchanged until cb has been called or wk_http_free has returned.
+     * Saves a copy of each per request (the body is most of a request).
+     */
+    int borrow;
 } wk_http_opts;
 
 /* Creates the client on `loop`; NULL when curl cannot be set up. */
@@ -47,9 +54,10 @@ wk_http *wk_http_new(uv_loop_t *loop);
 void wk_http_free(wk_http *h);
 
 /*
- * Starts a POST of body (copied) to url with the given header lines (copied;
- * "Name: value"). cb fires exactly once, from the loop, never from inside
- * this call. Returns 0 or WK_EIO.
+ * Starts a POST of body to url with the given header lines ("Name: value").
+ * url is copied; body and headers are copied too unless opts->borrow lends
+ * them. cb fires exactly once, from the loop, never from inside this call.
+ * Returns 0 or WK_EIO.
  */
 int wk_http_post(wk_http *h, const char *url, const char *const *headers, int nheaders,
                  const char *body, size_t len, const wk_http_opts *opts, wk_http_cb cb, void *arg);
