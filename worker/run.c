@@ -42,6 +42,7 @@
 #include "router.h"
 #include "start.h"
 #include "worker/cli/cli.h"
+#include "lib/idset.h"
 #include "lib/util.h"
 #include "validators/val.h"
 #include "worker/net/calls.h"
@@ -54,6 +55,8 @@
 #include "worker/store/journal.h"
 
 #define LINE_CAP (16u << 20)
+/* An id is part of a line, so the seen set never refuses one as too long. */
+_Static_assert(LINE_CAP <= WK_IDSET_ID_MAX, "task ids must fit the seen set");
 #define ERRMSG_MAX 512
 
 typedef struct run run;
@@ -97,7 +100,7 @@ struct run {
     int stopping, interrupted, failed, budget_stop, eof, shut;
     int journal_failed; /* the journal failed: see journal_failed() */
     FILE *esc;
-    wk_strset seen; /* task ids met in this input */
+    wk_idset *seen; /* task ids met in this input; bounded memory, spills to $TMPDIR */
     /*
      * The item at intake is a line of a file and the journal was fresh
      * (wk_journal_fresh): its key and id are new to the journal, whose
@@ -337,7 +340,7 @@ static int fact_done(void *arg, const char *key, char **result)
 
 static int fact_seen(void *arg, const char *id)
 {
-    return wk_strset_has(&((run *)arg)->seen, id);
+    return wk_idset_has(((run *)arg)->seen, id);
 }
 
 static int fact_repo(void *arg, const cJSON *task, char *why, size_t whylen)
@@ -378,7 +381,7 @@ static void on_item(void *arg, q_item *it)
     wk_intake d;
     wk_intake_decide(it, &f, &d);
     if (d.task && it->lineno > 0)
-        wk_strset_add(&r->seen, wk_task_id(d.task));
+        wk_idset_add(r->seen, wk_task_id(d.task)); /* fits: see LINE_CAP */
     switch (d.kind) {
     case WK_INTAKE_SKIP:
         q_item_free(it);
@@ -588,6 +591,7 @@ void wk_run_opts_default(wk_run_opts *o)
 int wk_run(const wk_run_opts *o)
 {
     run *r = wk_xcalloc(1, sizeof *r);
+    r->seen = wk_idset_new(NULL);
     int code = WK_EXIT_FAIL;
     int loop_ok = 0;
     char err[ERRMSG_MAX];
@@ -798,7 +802,7 @@ cleanup:
     wk_cache_close(r->cache);
     if (r->esc)
         fclose(r->esc);
-    wk_strset_release(&r->seen);
+    wk_idset_free(r->seen);
     wk_results_file_close(r->results);
     for (int i = 0; r->slots && i < o->concurrency; i++)
         wk_ask_release(&r->slots[i].ask); /* after the loop ran the timers' close callbacks */
