@@ -456,7 +456,9 @@ def rows_million(b, n):
     mock, url = b.start_mock()
     try:
         tasks = b.tasks(n, name="batch.jsonl")
-        fr = [i / 10 for i in range(1, 11)]
+        # 100% is passed as the child shuts down and frees memory, so that mark would
+        # read low; the child's peak (VmHWM over the whole run) stands for the end.
+        fr = [i / 10 for i in range(1, 10)]
         wall, _, sampled = b.cascade(url, tasks, 64, sample=rss_sampler(fr, n))
         peak, samples = sampled["hwm"], sampled["marks"]
         os.unlink(tasks)
@@ -465,14 +467,13 @@ def rows_million(b, n):
         b.row("%s-task batch: tasks/s" % label, n / wall, "tasks/s")
         b.row("%s-task batch: peak RSS" % label, peak / 1024, "MiB", target="<= 64 MiB",
               met=peak / 1024 <= 64)
-        # The last mark is often passed as the child exits, too late to read.
         taken = [(f, kb) for f, kb in samples if kb]
         got = [kb for _, kb in taken]
-        desc = " ".join("%.0f" % (kb / 1024) for kb in got)
+        desc = " ".join("%.1f" % (kb / 1024) for kb in got)
         if len(got) >= 2:
-            spread = max(got) / min(got)
+            spread = max(got + [peak]) / min(got)
             span = "%.0f%%..%.0f%%" % (taken[0][0] * 100, taken[-1][0] * 100)
-            b.row("%s-task batch: RSS at %s (%s MiB), max/min" % (label, span, desc),
+            b.row("%s-task batch: RSS at %s (%s MiB) and the peak, max/min" % (label, span, desc),
                   spread, "x", target="<= 1.10x", met=spread <= 1.10)
         else:
             b.missing("%s-task batch: RSS flat from 10%% to 100%%" % label, "x", "<= 1.10x",
