@@ -226,13 +226,36 @@ static int distinct_results(const char *stream)
     return n;
 }
 
+/*
+ * A worker's exit status; one that has not ended within 120 s is killed and the
+ * test fails with the end of its stderr, so a hang says where it hung.
+ */
+static void worker_ends(pid_t p, const char *errname)
+{
+    int st = h_wait(p, 120000);
+    if (st == 0)
+        return;
+    if (st < 0) {
+        kill(p, SIGKILL);
+        waitpid(p, NULL, 0);
+    }
+    char *path = h_tmp(errname);
+    char *err = h_slurp(path);
+    size_t n = err ? strlen(err) : 0;
+    fail_msg("worker (%s) %s %d; the end of its stderr:\n%s", errname,
+             st < 0 ? "still running after 120 s" : "exited", st,
+             err ? err + (n > 4000 ? n - 4000 : 0) : "(none)");
+    free(err);
+    free(path);
+}
+
 static void test_two_workers_share_1000_tasks_each_exactly_once(void **state)
 {
     (void)state;
     fresh_redis("s1", 0);
     pid_t a = worker("a", "30", "a.err"), b = worker("b", "30", "b.err");
-    assert_int_equal(h_wait(a, 120000), 0);
-    assert_int_equal(h_wait(b, 120000), 0);
+    worker_ends(a, "a.err");
+    worker_ends(b, "b.err");
     assert_int_equal(distinct_results("s1"), 1000);
     /* Exactly once: no duplicate entries either, and nothing left pending. */
     assert_int_equal(rcount("XLEN %s", "s1:results"), 1000);
@@ -247,7 +270,7 @@ static void test_killed_worker_tasks_are_reclaimed_after_the_lease(void **state)
     kill(a, SIGKILL);
     uint64_t t0 = wk_now_ms();
     waitpid(a, NULL, 0);
-    assert_int_equal(h_wait(b, 120000), 0);
+    worker_ends(b, "b2.err");
     uint64_t took = wk_now_ms() - t0;
     assert_int_equal(distinct_results("s2"), 1000);
     assert_true(rcount("XLEN %s", "s2:results") >= 1000);
@@ -257,17 +280,40 @@ static void test_killed_worker_tasks_are_reclaimed_after_the_lease(void **state)
             (unsigned long long)took);
 }
 
+/*
+ * Waits (at most 60 s) until both workers have read from the group and some
+ * results are in, so a restart after it falls mid-run: a fixed sleep was too
+ * short on a loaded machine (a worker still starting never saw the outage).
+ */
+static void both_workers_reading(const char *stream)
+{
+    for (int i = 0; i < 3000; i++) {
+        redisContext *c = rc_connect();
+        redisReply *r = redisCommand(c, "XINFO CONSUMERS %s g", stream);
+        int consumers = r && r->type == REDIS_REPLY_ARRAY ? (int)r->elements : 0;
+        freeReplyObject(r);
+        redisFree(c);
+        char *res = wk_xasprintf("%s:results", stream);
+        long long done = rcount("XLEN %s", res);
+        free(res);
+        if (consumers >= 2 && done >= 20)
+            return;
+        h_sleep_ms(20);
+    }
+    fail_msg("%s: the two workers were not both reading within 60 s", stream);
+}
+
 static void test_redis_restart_mid_run_loses_nothing(void **state)
 {
     (void)state;
     fresh_redis("s3", 1);
     pid_t a = worker("a", "5", "a3.err"), b = worker("b", "5", "b3.err");
-    h_sleep_ms(300);
+    both_workers_reading("s3");
     redis_stop();
     h_sleep_ms(500);
     redis_start(1);
-    assert_int_equal(h_wait(a, 120000), 0);
-    assert_int_equal(h_wait(b, 120000), 0);
+    worker_ends(a, "a3.err");
+    worker_ends(b, "b3.err");
     assert_int_equal(distinct_results("s3"), 1000);
     char *ea = h_tmp("a3.err");
     char *err = h_slurp(ea);
