@@ -125,6 +125,16 @@ static cJSON *log_lines(env *e)
     return h_jsonl(e->log);
 }
 
+/* The mock logged exactly one request, task's, for model "m". */
+static void logged_once(env *e, const char *task)
+{
+    cJSON *lines = log_lines(e);
+    assert_int_equal(cJSON_GetArraySize(lines), 1);
+    assert_string_equal(h_str(cJSON_GetArrayItem(lines, 0), "task"), task);
+    assert_string_equal(h_str(cJSON_GetArrayItem(lines, 0), "model"), "m");
+    cJSON_Delete(lines);
+}
+
 static void copied_request_survives_the_callers_buffers(void **state)
 {
     (void)state;
@@ -143,11 +153,7 @@ static void copied_request_survives_the_callers_buffers(void **state)
     assert_int_equal(g.rc, 0);
     assert_int_equal(g.status, 200);
     assert_non_null(strstr(g.body, "hello"));
-    cJSON *lines = log_lines(&e);
-    assert_int_equal(cJSON_GetArraySize(lines), 1);
-    assert_string_equal(h_str(cJSON_GetArrayItem(lines, 0), "task"), "t-copied");
-    assert_string_equal(h_str(cJSON_GetArrayItem(lines, 0), "model"), "m");
-    cJSON_Delete(lines);
+    logged_once(&e, "t-copied");
     env_stop(&e);
 }
 
@@ -163,11 +169,7 @@ static void borrowed_request_is_sent_as_lent(void **state)
     assert_int_equal(g.calls, 1);
     assert_int_equal(g.status, 200);
     assert_non_null(strstr(g.body, "hello"));
-    cJSON *lines = log_lines(&e);
-    assert_int_equal(cJSON_GetArraySize(lines), 1);
-    assert_string_equal(h_str(cJSON_GetArrayItem(lines, 0), "task"), "t-lent");
-    assert_string_equal(h_str(cJSON_GetArrayItem(lines, 0), "model"), "m");
-    cJSON_Delete(lines);
+    logged_once(&e, "t-lent");
     env_stop(&e);
 }
 

@@ -142,7 +142,7 @@ class Bench:
     def cascade(self, mock_url, tasks, concurrency, journal=False, extra=(), sample=None):
         """Runs cascade run; returns (wall seconds, ru_maxrss KiB, what sample returned).
 
-        ru_maxrss is at least the forking Python's own size (see hwm_sampler):
+        ru_maxrss is at least the forking Python's own size (see rss_sampler):
         rows about cascade's memory sample the child instead."""
         out = os.path.join(self.work, "results.jsonl")
         for p in (out, out + ".journal", out + ".journal-wal", out + ".journal-shm"):
@@ -204,32 +204,17 @@ def proc_status_kib(pid, field):
         return None
 
 
-def hwm_sampler(period=0.01):
-    """The child's own peak RSS: its VmHWM, read every 10 ms until it ends.
+def rss_sampler(fractions=(), total=0, period=0.01):
+    """The child's own peak RSS, its VmHWM, read every period until it ends,
+    and its VmRSS each time its results file passes one of the fractions of
+    total lines.
 
     Not ru_maxrss: RUSAGE_CHILDREN reports the largest child ever waited for,
     and a child's maxrss keeps the size of the process it was forked from
     (Linux carries it across exec), so a small cascade read as Python's size.
     VmHWM belongs to the address space cascade runs in, and never falls, so the
     last reading before the child ends is its peak (a sample misses at most the
-    last 10 ms, when the tasks are done and memory is being freed)."""
-    def sample(p, out):
-        peak = {"hwm": 0, "rss": 0}
-        while True:
-            waited = os.wait4(p.pid, os.WNOHANG)
-            if waited[0]:
-                return peak, waited
-            hwm = proc_status_kib(p.pid, "VmHWM")
-            rss = proc_status_kib(p.pid, "VmRSS")
-            peak["hwm"] = max(peak["hwm"], hwm or 0)
-            peak["rss"] = max(peak["rss"], rss or 0)
-            time.sleep(period)
-    return sample
-
-
-def rss_sampler(fractions, total):
-    """Samples the child's VmRSS each time its results file passes a fraction,
-    and its VmHWM (its own peak, see hwm_sampler) every 50 ms."""
+    last period, when the tasks are done and memory is being freed)."""
     def sample(p, out):
         """Returns ({"marks": [(fraction, KiB)], "hwm": KiB}, the child's os.wait4
         result once it has ended)."""
@@ -239,17 +224,18 @@ def rss_sampler(fractions, total):
             if waited[0]:
                 return {"marks": got, "hwm": hwm}, waited
             hwm = max(hwm, proc_status_kib(p.pid, "VmHWM") or 0)
-            try:
-                with open(out, "rb") as f:
-                    f.seek(pos)
-                    chunk = f.read()
-                    pos += len(chunk)
-                    lines += chunk.count(b"\n")
-            except FileNotFoundError:
-                pass
+            if marks:
+                try:
+                    with open(out, "rb") as f:
+                        f.seek(pos)
+                        chunk = f.read()
+                        pos += len(chunk)
+                        lines += chunk.count(b"\n")
+                except FileNotFoundError:
+                    pass
             while marks and lines >= marks[0] * total:
                 got.append((marks.pop(0), proc_status_kib(p.pid, "VmRSS")))
-            time.sleep(0.05)
+            time.sleep(period)
     return sample
 
 
@@ -432,7 +418,7 @@ def rows_memory(b, n_small):
         latency = max(2000, int(1.5 * c)) if c > 1 else 0
         mock, url = b.start_mock(latency_ms=latency, log_file=logf, log_writes=True)
         try:
-            _, _, peak = b.cascade(url, tasks, c, sample=hwm_sampler())
+            _, _, peak = b.cascade(url, tasks, c, sample=rss_sampler())
         finally:
             b.stop(mock)
         return peak["hwm"], mock_peak_inflight(logf), latency
@@ -459,7 +445,7 @@ def rows_million(b, n):
         # 100% is passed as the child shuts down and frees memory, so that mark would
         # read low; the child's peak (VmHWM over the whole run) stands for the end.
         fr = [i / 10 for i in range(1, 10)]
-        wall, _, sampled = b.cascade(url, tasks, 64, sample=rss_sampler(fr, n))
+        wall, _, sampled = b.cascade(url, tasks, 64, sample=rss_sampler(fr, n, period=0.05))
         peak, samples = sampled["hwm"], sampled["marks"]
         os.unlink(tasks)
         label = format(n, ",")

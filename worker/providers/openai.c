@@ -10,8 +10,8 @@
 #include "prov.h"
 #include "lib/util.h"
 
-static int openai_build(const wk_model *m, const char *task_id, const cJSON *messages,
-                        prov_request *out)
+/* The request's url and headers, the same for both ways of building its body. */
+static void openai_head(const wk_model *m, const char *task_id, prov_request *out)
 {
     memset(out, 0, sizeof *out);
     out->url = wk_xconcat(m->provider->base_url, "/chat/completions", (char *)NULL);
@@ -19,6 +19,12 @@ static int openai_build(const wk_model *m, const char *task_id, const cJSON *mes
     if (m->provider->key)
         out->headers[out->nheaders++] =
             wk_xconcat("Authorization: Bearer ", m->provider->key, (char *)NULL);
+}
+
+static int openai_build(const wk_model *m, const char *task_id, const cJSON *messages,
+                        prov_request *out)
+{
+    openai_head(m, task_id, out);
     cJSON *body = cJSON_CreateObject();
     cJSON_AddStringToObject(body, "model", m->id);
     cJSON_AddItemToObject(body, "messages", cJSON_Duplicate(messages, 1));
@@ -34,12 +40,7 @@ static int openai_build(const wk_model *m, const char *task_id, const cJSON *mes
 static int openai_build_json(const wk_model *m, const char *task_id, const char *messages,
                              prov_request *out)
 {
-    memset(out, 0, sizeof *out);
-    out->url = wk_xconcat(m->provider->base_url, "/chat/completions", (char *)NULL);
-    prov__base_headers(out, task_id);
-    if (m->provider->key)
-        out->headers[out->nheaders++] =
-            wk_xconcat("Authorization: Bearer ", m->provider->key, (char *)NULL);
+    openai_head(m, task_id, out);
     wk_buf b;
     wk_buf_init(&b, SIZE_MAX / 2);
     wk_buf_append(&b, "{\"model\":", 9);
